@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# install-test-deps.sh - make sure the Debian packages the tests use are present.
+#
+# As root: installs the missing ones (one `apt-get update`, then
+# `apt-get install -y --no-install-recommends`). Not root: names the missing
+# packages and carries on; the tests that need them skip with a reason.
+# Silent when everything is already installed (the common case: a fast no-op,
+# one dpkg-query call).
+set -euo pipefail
+
+# One entry per need; "a|b" means either package satisfies it and the first
+# one the archive knows is installed.
+NEEDS=(
+	libcmocka-dev
+	bats
+	nftables
+	socat
+	netcat-openbsd
+	libjemalloc2
+	libgoogle-perftools4
+	iproute2
+	python3
+	curl
+	clang
+	"libclang-rt-14-dev|libclang-rt-dev"
+	jq
+	procps
+)
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+	echo "install-test-deps: not a Debian system (no dpkg-query); install the test packages by hand" >&2
+	exit 0
+fi
+
+# Every package installed right now, in one call.
+installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' 2>/dev/null |
+	awk '$2 == "installed" { sub(/:.*/, "", $1); print $1 }')
+have() { grep -qxF -- "$1" <<<"$installed"; }
+
+missing=()
+for need in "${NEEDS[@]}"; do
+	IFS='|' read -r -a alts <<<"$need"
+	ok=0
+	for p in "${alts[@]}"; do
+		if have "$p"; then
+			ok=1
+			break
+		fi
+	done
+	((ok)) || missing+=("$need")
+done
+
+((${#missing[@]} == 0)) && exit 0
+
+if [[ $(id -u) -ne 0 ]]; then
+	echo "install-test-deps: missing (not root, not installing; dependent tests will skip):" \
+		"${missing[*]//|/ or }" >&2
+	exit 0
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+echo "install-test-deps: installing ${missing[*]//|/ or }" >&2
+apt-get update -qq >/dev/null
+
+# Resolve alternatives to the first package the archive offers.
+pkgs=()
+for need in "${missing[@]}"; do
+	IFS='|' read -r -a alts <<<"$need"
+	pick=""
+	for p in "${alts[@]}"; do
+		cand=$(apt-cache policy "$p" 2>/dev/null | awk '/Candidate:/ { print $2 }')
+		if [[ -n $cand && $cand != "(none)" ]]; then
+			pick=$p
+			break
+		fi
+	done
+	if [[ -z $pick ]]; then
+		echo "install-test-deps: no package available for: ${need//|/ or }" >&2
+		continue
+	fi
+	pkgs+=("$pick")
+done
+
+((${#pkgs[@]} == 0)) && exit 0
+apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null

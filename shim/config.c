@@ -1,0 +1,597 @@
+/*
+ * config.c - the HBSHIM_* environment variables, parsed once.
+ *
+ * Everything here runs inside the library constructor of an arbitrary
+ * process, possibly before its allocator or stdio is usable, so the file is
+ * pure: no malloc, no stdio, no system calls, no logging, no errno. Numbers
+ * are parsed by hand (strtoul honours locales and sets errno); addresses go
+ * through inet_pton, which does neither. Errors are reported by writing one
+ * line into the caller's buffer; the caller decides where it goes.
+ *
+ * One table (opts[] below, kept index for index beside the public
+ * hb_option_docs[]) says for every variable how it is parsed, where it is
+ * stored, its bounds and what the error message offers instead. The wrapper's
+ * --help and the README check read hb_option_docs[].
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "hb.h"
+
+struct hb_config hb_cfg;
+
+#define MS_PER_S 1000u
+#define MS_PER_M 60000u
+#define MS_PER_H 3600000u
+
+/* How many bytes of a rejected value the error line quotes. */
+#define QUOTE_MAX 80
+
+/* --------------------------------------------------------------- helpers */
+
+static int is_digit(char ch)
+{
+	return ch >= '0' && ch <= '9';
+}
+
+static char lower(char ch)
+{
+	return (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
+}
+
+/* Case-insensitive equality of a NUL-terminated s with a lowercase word. */
+static int word_eq(const char *s, const char *word)
+{
+	while (*s && *word && lower(*s) == *word) {
+		s++;
+		word++;
+	}
+	return *s == 0 && *word == 0;
+}
+
+/* Parse exactly n decimal digits of s into *out, at most max. -EINVAL on
+ * anything else (empty, sign, other characters, a value above max). */
+static int parse_uint(const char *s, size_t n, uint32_t max, uint32_t *out)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	if (n == 0)
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		if (!is_digit(s[i]))
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+		if (v > max)
+			return -EINVAL;
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* ------------------------------------------------------------- durations */
+
+int hb_parse_duration(const char *s, uint32_t *out_ms)
+{
+	const char *p = s;
+	uint64_t v = 0, mul;
+	int too_big = 0;
+
+	if (!s || !is_digit(*s))
+		return -EINVAL;
+	/*
+	 * Keep scanning after the value outgrew 32 bits, so that a long number
+	 * with a bad suffix is still reported as bad syntax. v never exceeds
+	 * (2^32 - 1) * 10 + 9, far below 2^64.
+	 */
+	for (; is_digit(*p); p++) {
+		if (v > UINT32_MAX)
+			too_big = 1;
+		else
+			v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p == 0)
+		mul = MS_PER_S;
+	else if (p[0] == 'm' && p[1] == 's' && p[2] == 0)
+		mul = 1;
+	else if (p[0] == 's' && p[1] == 0)
+		mul = MS_PER_S;
+	else if (p[0] == 'm' && p[1] == 0)
+		mul = MS_PER_M;
+	else if (p[0] == 'h' && p[1] == 0)
+		mul = MS_PER_H;
+	else
+		return -EINVAL;
+	if (too_big || v > UINT32_MAX / mul)
+		return -ERANGE;
+	*out_ms = (uint32_t)(v * mul);
+	return 0;
+}
+
+/* ----------------------------------------------------------------- rules */
+
+static const uint8_t v4mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+/* Clear the bits of addr (len bytes) after the first prefix bits. */
+static void mask_addr(uint8_t *addr, unsigned len, unsigned prefix)
+{
+	unsigned i;
+
+	for (i = 0; i < len; i++) {
+		if (prefix >= 8) {
+			prefix -= 8;
+			continue;
+		}
+		addr[i] &= (uint8_t)(0xff00u >> prefix);
+		prefix = 0;
+	}
+}
+
+/* 1 when the first prefix bits of a and b are equal. */
+static int prefix_eq(const uint8_t *a, const uint8_t *b, unsigned prefix)
+{
+	unsigned full = prefix / 8, rest = prefix % 8;
+
+	if (full && memcmp(a, b, full) != 0)
+		return 0;
+	if (rest) {
+		uint8_t m = (uint8_t)(0xff00u >> rest);
+
+		if ((a[full] & m) != (b[full] & m))
+			return 0;
+	}
+	return 1;
+}
+
+/* Port field of a rule: "*" (any, stored as 0) or 1..65535. */
+static int parse_port(const char *s, size_t n, uint16_t *port)
+{
+	uint32_t v;
+
+	if (n == 1 && s[0] == '*') {
+		*port = 0;
+		return 0;
+	}
+	if (parse_uint(s, n, 65535, &v) < 0 || v == 0)
+		return -EINVAL;
+	*port = (uint16_t)v;
+	return 0;
+}
+
+/*
+ * Address part of a rule, "ADDR" or "ADDR/PREFIX", family AF_INET or
+ * AF_INET6 as announced by the brackets. An IPv4-mapped IPv6 rule with a
+ * prefix of 96 or more is stored as the IPv4 rule it stands for, so that it
+ * matches AF_INET peers as well as mapped ones.
+ */
+static int parse_addr(const char *s, size_t n, int family, struct hb_rule *r)
+{
+	char tmp[INET6_ADDRSTRLEN];
+	unsigned maxbits = family == AF_INET ? 32 : 128;
+	uint32_t prefix = maxbits;
+	size_t alen = n;
+	const char *slash = memchr(s, '/', n);
+
+	if (slash) {
+		alen = (size_t)(slash - s);
+		if (parse_uint(slash + 1, n - alen - 1, maxbits, &prefix) < 0)
+			return -EINVAL;
+	}
+	if (alen == 0 || alen >= sizeof(tmp))
+		return -EINVAL;
+	memcpy(tmp, s, alen);
+	tmp[alen] = 0;
+	if (inet_pton(family, tmp, r->addr) != 1)
+		return -EINVAL;
+	if (family == AF_INET6 && prefix >= 96 && memcmp(r->addr, v4mapped_prefix, 12) == 0) {
+		memmove(r->addr, r->addr + 12, 4);
+		memset(r->addr + 4, 0, 12);
+		family = AF_INET;
+		prefix -= 96;
+		maxbits = 32;
+	}
+	mask_addr(r->addr, maxbits / 8, prefix);
+	r->family = (uint8_t)family;
+	r->prefix = (uint8_t)prefix;
+	return 0;
+}
+
+/* One rule, s[0..n) with no surrounding blanks. */
+static int parse_rule(const char *s, size_t n, struct hb_rule *r)
+{
+	const char *colon;
+
+	memset(r, 0, sizeof(*r));
+	if (n == 0)
+		return -EINVAL;
+	if (s[0] == '*') {
+		if (n == 1)
+			return 0;
+		if (s[1] != ':')
+			return -EINVAL;
+		return parse_port(s + 2, n - 2, &r->port);
+	}
+	if (s[0] == '[') {
+		const char *close = memchr(s, ']', n);
+		size_t inner;
+
+		if (!close)
+			return -EINVAL;
+		inner = (size_t)(close - s) - 1;
+		colon = close + 1;
+		if (colon >= s + n || *colon != ':')
+			return -EINVAL;
+		if (parse_addr(s + 1, inner, AF_INET6, r) < 0)
+			return -EINVAL;
+	} else {
+		colon = memchr(s, ':', n);
+		if (!colon)
+			return -EINVAL;
+		if (parse_addr(s, (size_t)(colon - s), AF_INET, r) < 0)
+			return -EINVAL;
+	}
+	return parse_port(colon + 1, n - (size_t)(colon + 1 - s), &r->port);
+}
+
+static int is_blank(char ch)
+{
+	return ch == ' ' || ch == '\t';
+}
+
+/*
+ * hb_parse_rules, also telling where it stopped: on failure *bad and
+ * *badlen delimit the offending item (for the error line).
+ */
+static int parse_list(const char *s, struct hb_rule *out, int max, int *n, const char **bad,
+		      size_t *badlen)
+{
+	const char *p = s;
+	int count = 0;
+
+	*n = 0;
+	if (!s)
+		return 0;
+	while (is_blank(*p))
+		p++;
+	if (*p == 0)
+		return 0; /* an empty list: no rules */
+	for (;;) {
+		const char *start, *end;
+		int ret;
+
+		while (is_blank(*p))
+			p++;
+		start = p;
+		while (*p && *p != ',')
+			p++;
+		end = p;
+		while (end > start && is_blank(end[-1]))
+			end--;
+		*bad = start;
+		*badlen = (size_t)(end - start);
+		if (count >= max)
+			return -E2BIG;
+		ret = parse_rule(start, (size_t)(end - start), &out[count]);
+		if (ret < 0)
+			return ret;
+		count++;
+		if (*p == 0)
+			break;
+		p++; /* the comma; an item must follow it */
+	}
+	*n = count;
+	return 0;
+}
+
+int hb_parse_rules(const char *s, struct hb_rule *out, int max, int *n)
+{
+	const char *bad;
+	size_t badlen;
+
+	return parse_list(s, out, max, n, &bad, &badlen);
+}
+
+static int rule_match(const struct hb_rule *r, int family, const uint8_t *addr,
+		      const uint8_t *v4, uint16_t port)
+{
+	if (r->port && r->port != port)
+		return 0;
+	if (r->family == 0)
+		return 1;
+	if (r->family == AF_INET) {
+		/* family is AF_INET, or AF_INET6 with a mapped address in v4 */
+		return v4 && prefix_eq(r->addr, v4, r->prefix);
+	}
+	if (r->family == AF_INET6)
+		return family == AF_INET6 && prefix_eq(r->addr, addr, r->prefix);
+	return 0;
+}
+
+int hb_rules_match(const struct hb_rule *rules, int n, const struct sockaddr *sa,
+		   socklen_t len)
+{
+	const uint8_t *addr, *v4;
+	uint16_t port;
+	int family, i;
+
+	if (!sa || len < (socklen_t)sizeof(sa_family_t))
+		return 0;
+	family = sa->sa_family;
+	if (family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+
+		addr = (const uint8_t *)&sin->sin_addr;
+		v4 = addr;
+		port = ntohs(sin->sin_port);
+	} else if (family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+
+		addr = (const uint8_t *)&sin6->sin6_addr;
+		v4 = memcmp(addr, v4mapped_prefix, 12) == 0 ? addr + 12 : NULL;
+		port = ntohs(sin6->sin6_port);
+	} else {
+		return 0;
+	}
+	for (i = 0; i < n; i++)
+		if (rule_match(&rules[i], family, addr, v4, port))
+			return 1;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- tables */
+
+const struct hb_option_doc hb_option_docs[] = {
+	{ "HBSHIM_DISABLE", "--disable", "0",
+	  "1, true or yes: load but stay inactive (0, false, no: active)" },
+	{ "HBSHIM_INTERVAL", "--interval", "5s", "heartbeat interval, 1ms..1h" },
+	{ "HBSHIM_TIMEOUT", "--timeout", "3 x interval",
+	  "silence after which a peer is dead; more than the interval, at most 24h" },
+	{ "HBSHIM_CONNECT_TIMEOUT", "--connect-timeout", "off",
+	  "deadline for connect() to complete; 0 = off" },
+	{ "HBSHIM_IDLE_TIMEOUT", "--idle-timeout", "off",
+	  "deadline for a connection without application data; 0 = off" },
+	{ "HBSHIM_FRAME", "--frame", "none",
+	  "peers that speak heartbeat frames: *, *:PORT, ADDR[/PREFIX]:PORT, [V6ADDR[/PREFIX]]:PORT" },
+	{ "HBSHIM_ACCEPT", "--accept", "auto",
+	  "accepted connections: auto (frame if the client does) or raw (never frame)" },
+	{ "HBSHIM_LOG", "--log", "warn", "log level: error, warn, info, debug or off" },
+	{ "HBSHIM_LOG_FILE", "--log-file", "stderr", "append log lines to this file" },
+	{ "HBSHIM_EVENTS", "--events", "off", "append one JSON object per event to this file" },
+	{ "HBSHIM_STATS", "--stats", "off", "keep Prometheus text-format counters in this file" },
+};
+const int hb_option_ndocs = (int)(sizeof(hb_option_docs) / sizeof(hb_option_docs[0]));
+
+enum { K_BOOL, K_DURATION, K_TIMEOUT, K_RULES, K_ACCEPT, K_LOG, K_PATH };
+
+/* How each variable of hb_option_docs[] (same index) is parsed and stored. */
+struct opt {
+	uint8_t kind;
+	uint16_t off;           /* offsetof(struct hb_config, field) */
+	uint32_t min_ms, max_ms; /* K_DURATION, K_TIMEOUT */
+	const char *expect;     /* what the error line offers instead */
+};
+
+#define DURATION_FORMS "a duration such as 250ms, 5s, 1m or a bare number of seconds"
+
+static const struct opt opts[] = {
+	{ K_BOOL, offsetof(struct hb_config, disabled), 0, 0,
+	  "1, 0, true, false, yes or no" },
+	{ K_DURATION, offsetof(struct hb_config, interval_ms), 1, MS_PER_H,
+	  DURATION_FORMS " (1ms..1h)" },
+	{ K_TIMEOUT, offsetof(struct hb_config, timeout_ms), 1, 24 * MS_PER_H,
+	  DURATION_FORMS },
+	{ K_DURATION, offsetof(struct hb_config, connect_timeout_ms), 0, UINT32_MAX,
+	  DURATION_FORMS " (0 = off)" },
+	{ K_DURATION, offsetof(struct hb_config, idle_timeout_ms), 0, UINT32_MAX,
+	  DURATION_FORMS " (0 = off)" },
+	{ K_RULES, offsetof(struct hb_config, rules), 0, 0,
+	  "comma-separated peer rules: *, *:PORT, ADDR:PORT, ADDR/PREFIX:PORT, "
+	  "[V6ADDR]:PORT or [V6ADDR/PREFIX]:PORT, PORT 1..65535 or * (at most 32 rules)" },
+	{ K_ACCEPT, offsetof(struct hb_config, accept_mode), 0, 0, "auto or raw" },
+	{ K_LOG, offsetof(struct hb_config, log_level), 0, 0, "error, warn, info, debug or off" },
+	{ K_PATH, offsetof(struct hb_config, log_file), 0, 0,
+	  "a file path shorter than 512 bytes (unset or empty = stderr)" },
+	{ K_PATH, offsetof(struct hb_config, events_file), 0, 0,
+	  "a file path shorter than 512 bytes (unset or empty = off)" },
+	{ K_PATH, offsetof(struct hb_config, stats_file), 0, 0,
+	  "a file path shorter than 512 bytes (unset or empty = off)" },
+};
+_Static_assert(sizeof(opts) / sizeof(opts[0]) ==
+		       sizeof(hb_option_docs) / sizeof(hb_option_docs[0]),
+	       "opts[] and hb_option_docs[] must list the same variables");
+_Static_assert(HB_MAX_RULES == 32, "update the HBSHIM_FRAME error text");
+_Static_assert(HB_PATH_MAX == 512, "update the path error texts");
+
+/* ----------------------------------------------------------------- parse */
+
+/* A duration as the shortest exact text: "90s", "250ms", "2h". */
+static void put_duration(struct hb_buf *b, uint32_t ms)
+{
+	if (ms && ms % MS_PER_H == 0) {
+		hb_buf_putu(b, ms / MS_PER_H);
+		hb_buf_putc(b, 'h');
+	} else if (ms && ms % MS_PER_M == 0) {
+		hb_buf_putu(b, ms / MS_PER_M);
+		hb_buf_putc(b, 'm');
+	} else if (ms && ms % MS_PER_S == 0) {
+		hb_buf_putu(b, ms / MS_PER_S);
+		hb_buf_putc(b, 's');
+	} else {
+		hb_buf_putu(b, ms);
+		hb_buf_puts(b, "ms");
+	}
+}
+
+/*
+ * Quote at most QUOTE_MAX bytes of a rejected value. Control bytes, quotes
+ * and backslashes are escaped, so the message stays on one line and reads
+ * unambiguously whatever the value holds.
+ */
+static void put_quoted(struct hb_buf *b, const char *v, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i;
+
+	hb_buf_putc(b, '"');
+	for (i = 0; i < n && i < QUOTE_MAX; i++) {
+		unsigned char ch = (unsigned char)v[i];
+
+		if (ch == '"' || ch == '\\') {
+			hb_buf_putc(b, '\\');
+			hb_buf_putc(b, (char)ch);
+		} else if (ch < 0x20 || ch == 0x7f) {
+			hb_buf_puts(b, "\\x");
+			hb_buf_putc(b, hex[ch >> 4]);
+			hb_buf_putc(b, hex[ch & 15]);
+		} else {
+			hb_buf_putc(b, (char)ch);
+		}
+	}
+	if (i < n)
+		hb_buf_puts(b, "...");
+	hb_buf_putc(b, '"');
+}
+
+/* Why a value was rejected, for the error line. */
+struct why {
+	uint32_t interval_ms; /* the interval in force (K_TIMEOUT) */
+	int ret;              /* K_RULES: -EINVAL or -E2BIG */
+	const char *bad;      /* K_RULES: the first rule that failed */
+	size_t badlen;
+};
+
+/* Write the error line for value v of variable i; returns -EINVAL. */
+static int fail(char *err, size_t errlen, int i, const char *v, const struct why *why)
+{
+	struct hb_buf b;
+
+	hb_buf_init(&b, err, errlen);
+	hb_buf_puts(&b, hb_option_docs[i].env);
+	hb_buf_puts(&b, ": invalid value ");
+	put_quoted(&b, v, strlen(v));
+	if (opts[i].kind == K_RULES && why->ret == -E2BIG) {
+		hb_buf_puts(&b, " (too many rules)");
+	} else if (opts[i].kind == K_RULES && why->bad && why->badlen == 0) {
+		hb_buf_puts(&b, " (empty rule)");
+	} else if (opts[i].kind == K_RULES && why->bad && why->badlen != strlen(v)) {
+		hb_buf_puts(&b, " (at ");
+		put_quoted(&b, why->bad, why->badlen);
+		hb_buf_putc(&b, ')');
+	}
+	hb_buf_puts(&b, ": expected ");
+	hb_buf_puts(&b, opts[i].expect);
+	if (opts[i].kind == K_TIMEOUT) {
+		hb_buf_puts(&b, " (more than HBSHIM_INTERVAL, here ");
+		put_duration(&b, why->interval_ms);
+		hb_buf_puts(&b, ", and at most ");
+		put_duration(&b, opts[i].max_ms);
+		hb_buf_putc(&b, ')');
+	}
+	hb_buf_str(&b);
+	return -EINVAL;
+}
+
+/* Parse value v of variable i into c. 0, or -EINVAL with *why filled in. */
+static int parse_one(struct hb_config *c, int i, const char *v, struct why *why)
+{
+	const struct opt *o = &opts[i];
+	char *field = (char *)c + o->off;
+	uint32_t ms;
+	int level;
+	size_t len;
+
+	switch (o->kind) {
+	case K_BOOL:
+		if (word_eq(v, "1") || word_eq(v, "true") || word_eq(v, "yes"))
+			*(int *)field = 1;
+		else if (word_eq(v, "0") || word_eq(v, "false") || word_eq(v, "no"))
+			*(int *)field = 0;
+		else
+			return -EINVAL;
+		return 0;
+	case K_DURATION:
+	case K_TIMEOUT:
+		if (hb_parse_duration(v, &ms) < 0 || ms < o->min_ms || ms > o->max_ms)
+			return -EINVAL;
+		if (o->kind == K_TIMEOUT && ms <= c->interval_ms)
+			return -EINVAL;
+		*(uint32_t *)field = ms;
+		return 0;
+	case K_RULES:
+		why->ret = parse_list(v, c->rules, HB_MAX_RULES, &c->nrules, &why->bad,
+				      &why->badlen);
+		return why->ret < 0 ? -EINVAL : 0;
+	case K_ACCEPT:
+		if (word_eq(v, "auto"))
+			c->accept_mode = HB_ACCEPT_AUTO;
+		else if (word_eq(v, "raw"))
+			c->accept_mode = HB_ACCEPT_RAW;
+		else
+			return -EINVAL;
+		return 0;
+	case K_LOG:
+		if (word_eq(v, "off"))
+			level = HB_LOG_OFF;
+		else if (word_eq(v, "error"))
+			level = HB_LOG_ERROR;
+		else if (word_eq(v, "warn"))
+			level = HB_LOG_WARN;
+		else if (word_eq(v, "info"))
+			level = HB_LOG_INFO;
+		else if (word_eq(v, "debug"))
+			level = HB_LOG_DEBUG;
+		else
+			return -EINVAL;
+		c->log_level = level;
+		return 0;
+	case K_PATH:
+		len = strlen(v);
+		if (len >= HB_PATH_MAX)
+			return -EINVAL;
+		memcpy(field, v, len + 1);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/*
+ * Variables are read in table order, which puts HBSHIM_INTERVAL before
+ * HBSHIM_TIMEOUT: the timeout is checked against the interval in force. The
+ * first invalid value stops the parse. Beyond the contract in hb.h, a failed
+ * parse leaves c->disabled set, so a caller that uses *c anyway does nothing.
+ * HBSHIM_DISABLE=1 does not skip validation: a typo elsewhere is reported
+ * even while the shim is off.
+ */
+int hb_config_parse(struct hb_config *c, const char *(*get)(const char *name), char *err,
+		    size_t errlen)
+{
+	int i, timeout_set = 0;
+
+	memset(c, 0, sizeof(*c));
+	if (err && errlen)
+		err[0] = 0;
+	c->interval_ms = 5 * MS_PER_S;
+	c->log_level = HB_LOG_WARN;
+	c->accept_mode = HB_ACCEPT_AUTO;
+	for (i = 0; i < hb_option_ndocs; i++) {
+		const char *v = get ? get(hb_option_docs[i].env) : NULL;
+
+		if (!v || !v[0])
+			continue;
+		struct why why = { c->interval_ms, 0, NULL, 0 };
+
+		if (parse_one(c, i, v, &why) < 0) {
+			memset(c, 0, sizeof(*c));
+			c->disabled = 1;
+			return fail(err, errlen, i, v, &why);
+		}
+		if (opts[i].kind == K_TIMEOUT)
+			timeout_set = 1;
+	}
+	if (!timeout_set)
+		c->timeout_ms = 3 * c->interval_ms; /* at most 3h: fits */
+	return 0;
+}

@@ -1,0 +1,463 @@
+/*
+ * hb.h - the one private header of libhbshim.
+ *
+ * Declares every function shared between files of shim/, grouped by the file
+ * that defines it. Conventions (../STYLE.md):
+ *   - internals return 0 / -errno and never touch errno; interposers (the
+ *     i_*.c files) convert to -1 + errno at one boundary;
+ *   - cross-file names start with hb_, public API with hbshim_;
+ *   - each function says which thread may call it.
+ */
+#ifndef HB_H
+#define HB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "atomic.h"
+
+#define HB_EXPORT __attribute__((visibility("default")))
+#define HB_LIKELY(x) __builtin_expect(!!(x), 1)
+#define HB_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ------------------------------------------------------------------ config.c */
+
+#define HB_MAX_RULES 32
+#define HB_PATH_MAX 512
+
+enum { HB_LOG_OFF = 0, HB_LOG_ERROR, HB_LOG_WARN, HB_LOG_INFO, HB_LOG_DEBUG };
+enum { HB_ACCEPT_AUTO = 0, HB_ACCEPT_RAW = 1 };
+
+/* One peer rule of HBSHIM_FRAME. family 0 matches any address family. */
+struct hb_rule {
+	uint8_t family;   /* 0 (any), AF_INET or AF_INET6 */
+	uint8_t prefix;   /* prefix length in bits; 0 with family 0 = "*" */
+	uint16_t port;    /* host order; 0 = any port */
+	uint8_t addr[16]; /* network order, 4 or 16 bytes used */
+};
+
+/* The whole configuration, parsed once and then read-only. */
+struct hb_config {
+	int disabled;                /* HBSHIM_DISABLE=1 or an invalid value */
+	uint32_t interval_ms;        /* HBSHIM_INTERVAL, default 5000 */
+	uint32_t timeout_ms;         /* HBSHIM_TIMEOUT, default 3 x interval */
+	uint32_t connect_timeout_ms; /* HBSHIM_CONNECT_TIMEOUT, 0 = off (default) */
+	uint32_t idle_timeout_ms;    /* HBSHIM_IDLE_TIMEOUT, 0 = off (default) */
+	int log_level;               /* HBSHIM_LOG, default warn */
+	int accept_mode;             /* HBSHIM_ACCEPT, default auto */
+	char log_file[HB_PATH_MAX];  /* HBSHIM_LOG_FILE, "" = stderr */
+	char events_file[HB_PATH_MAX]; /* HBSHIM_EVENTS, "" = off */
+	char stats_file[HB_PATH_MAX];  /* HBSHIM_STATS, "" = off */
+	int nrules;                  /* HBSHIM_FRAME */
+	struct hb_rule rules[HB_MAX_RULES];
+};
+
+/* Parse a duration: "250ms", "5s", "1m", "2h" or a bare integer (seconds).
+ * Returns 0 and stores milliseconds, -EINVAL on bad syntax, -ERANGE when the
+ * value does not fit 32-bit milliseconds. Pure; any thread. */
+int hb_parse_duration(const char *s, uint32_t *out_ms);
+
+/* Parse a comma-separated list of peer rules (ADDR:PORT, ADDR/PREFIX:PORT,
+ * "*", "*:PORT", IPv6 in brackets: "[::1]:80", "[fd00::/8]:*", port "*").
+ * Returns 0 and the count in *n, or -EINVAL / -E2BIG. Pure; any thread. */
+int hb_parse_rules(const char *s, struct hb_rule *out, int max, int *n);
+
+/* 1 when addr matches one of the rules, else 0. Pure; async-signal-safe. */
+int hb_rules_match(const struct hb_rule *rules, int n, const struct sockaddr *sa,
+		   socklen_t len);
+
+/* Fill *c from the variables returned by get(name) (getenv in the library,
+ * the wrapper's own table in tests). Unset variables take defaults. On an
+ * invalid value returns -EINVAL and writes one line naming the variable and
+ * the accepted forms into err (no trailing newline); *c is then unusable.
+ * Pure except for get(); no allocation. */
+int hb_config_parse(struct hb_config *c, const char *(*get)(const char *name), char *err,
+		    size_t errlen);
+
+/* The table behind hb_config_parse, for the README check and --help. */
+struct hb_option_doc {
+	const char *env;     /* HBSHIM_... */
+	const char *option;  /* wrapper option, e.g. "--interval" or NULL */
+	const char *deflt;   /* default, as text */
+	const char *doc;     /* one line */
+};
+extern const struct hb_option_doc hb_option_docs[];
+extern const int hb_option_ndocs;
+
+/* The process-wide configuration (valid after hb_init()). */
+extern struct hb_config hb_cfg;
+
+/* ------------------------------------------------------------------ fmt.c */
+
+/* A bounded string builder over caller memory; never allocates, never
+ * overflows (output is truncated), async-signal-safe. */
+struct hb_buf {
+	char *p;
+	size_t len, cap;
+};
+void hb_buf_init(struct hb_buf *b, char *mem, size_t cap);
+void hb_buf_putc(struct hb_buf *b, char c);
+void hb_buf_puts(struct hb_buf *b, const char *s);
+void hb_buf_putu(struct hb_buf *b, uint64_t v);
+void hb_buf_puti(struct hb_buf *b, int64_t v);
+void hb_buf_putx(struct hb_buf *b, uint64_t v);
+/* JSON string body (no quotes) with escapes. */
+void hb_buf_json_str(struct hb_buf *b, const char *s);
+/* "1.2.3.4:80" or "[::1]:80"; "?" for anything else. */
+void hb_buf_addr(struct hb_buf *b, const struct sockaddr *sa, socklen_t len);
+/* printf subset: %s %c %d %i %u %ld %lu %lld %llu %zu %zd %x %lx %p %%. */
+void hb_buf_vfmt(struct hb_buf *b, const char *fmt, va_list ap);
+void hb_buf_fmt(struct hb_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* NUL-terminate (within cap) and return the string. */
+const char *hb_buf_str(struct hb_buf *b);
+
+/* ------------------------------------------------------------------ real.c */
+
+/* Pointers to the next definition of every interposed function, bound with
+ * dlsym(RTLD_NEXT) once (constructor, or the first interposed call that is
+ * not close-like). NULL until bound: the hb_sys_* wrappers in os.c then fall
+ * back to raw syscalls. */
+struct hb_real {
+	int (*socket)(int, int, int);
+	int (*connect)(int, const struct sockaddr *, socklen_t);
+	int (*accept)(int, struct sockaddr *, socklen_t *);
+	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+	int (*listen)(int, int);
+	int (*setsockopt)(int, int, int, const void *, socklen_t);
+	int (*close)(int);
+	int (*shutdown)(int, int);
+	int (*dup)(int);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+	int (*fcntl)(int, int, ...);
+	int (*fcntl64)(int, int, ...);
+	int (*ioctl)(int, unsigned long, ...);
+	int (*close_range)(unsigned, unsigned, int);
+	void (*closefrom)(int);
+	int (*fclose)(void *);
+	ssize_t (*read)(int, void *, size_t);
+	ssize_t (*write)(int, const void *, size_t);
+	ssize_t (*readv)(int, const struct iovec *, int);
+	ssize_t (*writev)(int, const struct iovec *, int);
+	ssize_t (*recv)(int, void *, size_t, int);
+	ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+	ssize_t (*recvmsg)(int, struct msghdr *, int);
+	ssize_t (*send)(int, const void *, size_t, int);
+	ssize_t (*sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+	ssize_t (*sendmsg)(int, const struct msghdr *, int);
+	ssize_t (*sendfile)(int, int, off_t *, size_t);
+	ssize_t (*sendfile64)(int, int, off_t *, size_t);
+};
+extern struct hb_real hb_real;
+
+/* Bind every pointer of hb_real. Safe to call from any thread and
+ * re-entrantly (a recursive call returns at once and the caller uses raw
+ * syscalls). Aborts with a clear message if dlsym returns our own symbol.
+ * Never call it from close-like paths. */
+void hb_real_bind(void);
+
+/* ------------------------------------------------------------------ os.c */
+
+/* The shim's own system calls. They never enter an interposer, never touch
+ * errno and return the result or -errno. Any thread, async-signal-safe. */
+long hb_os_getsockopt(int fd, int level, int opt, void *val, socklen_t *len);
+long hb_os_setsockopt(int fd, int level, int opt, const void *val, socklen_t len);
+long hb_os_setsockopt_int(int fd, int level, int opt, int v);
+long hb_os_shutdown(int fd, int how);
+long hb_os_close(int fd);
+long hb_os_write(int fd, const void *buf, size_t n);
+long hb_os_send(int fd, const void *buf, size_t n, int flags);
+long hb_os_recv(int fd, void *buf, size_t n, int flags);
+long hb_os_open(const char *path, int flags, int mode);
+long hb_os_rename(const char *from, const char *to);
+long hb_os_fcntl(int fd, int cmd, long arg);
+long hb_os_poll1(int fd, short events, int timeout_ms, short *revents);
+long hb_os_getsockname(int fd, struct sockaddr *sa, socklen_t *len);
+long hb_os_getpeername(int fd, struct sockaddr *sa, socklen_t *len);
+long hb_os_futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t timeout_ms);
+long hb_os_futex_wake(_Atomic uint32_t *addr);
+void *hb_os_mmap(size_t len);     /* zeroed anonymous memory or NULL */
+uint64_t hb_os_now_ms(void);      /* CLOCK_MONOTONIC in milliseconds */
+uint64_t hb_os_now_ns(void);      /* CLOCK_MONOTONIC in nanoseconds */
+uint64_t hb_os_wall_ms(void);     /* CLOCK_REALTIME in milliseconds */
+int hb_os_getpid(void);
+int hb_os_gettid(void);
+void hb_os_sleep_us(unsigned us);
+/* SO_COOKIE of fd, or 0 when fd is not a socket / the kernel lacks it. */
+uint64_t hb_os_cookie(int fd);
+/* Raise SIGPIPE on the calling thread, as the kernel would on EPIPE. */
+void hb_os_raise_sigpipe(void);
+
+/* ------------------------------------------------------------------ log.c */
+
+extern int hb_log_level; /* copy of hb_cfg.log_level, read without locks */
+void hb_log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The level test happens before the arguments are evaluated. */
+#define hb_log(level, ...)                                    \
+	do {                                                  \
+		if (HB_UNLIKELY((level) <= hb_log_level))     \
+			hb_log_write((level), __VA_ARGS__);   \
+	} while (0)
+/* Print one line to stderr unconditionally (configuration errors). */
+void hb_log_stderr(const char *line);
+
+/* ------------------------------------------------------------------ conn.c */
+
+enum { HB_MODE_NONE = 0, HB_MODE_KEEPALIVE = 1, HB_MODE_FRAME = 2 };
+enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2 };
+
+/* Options the application set itself; the app's explicit choice wins. */
+#define HB_APP_KEEPALIVE   (1u << 0)
+#define HB_APP_KEEPIDLE    (1u << 1)
+#define HB_APP_KEEPINTVL   (1u << 2)
+#define HB_APP_KEEPCNT     (1u << 3)
+#define HB_APP_USERTIMEOUT (1u << 4)
+#define HB_APP_RCVTIMEO    (1u << 5)
+#define HB_APP_SNDTIMEO    (1u << 6)
+#define HB_APP_MASK        0x7fu
+/* State flags (same word). */
+#define HB_CF_NONBLOCK     (1u << 8)  /* O_NONBLOCK on the open file description */
+#define HB_CF_SCHEDULED    (1u << 9)  /* handed to the background thread */
+#define HB_CF_KA_ARMED     (1u << 10) /* SO_KEEPALIVE switched on by us */
+#define HB_CF_LOST         (1u << 11) /* identity check failed: fd reused behind our back */
+#define HB_CF_RELEASED     (1u << 12) /* last fd closed */
+#define HB_CF_TIMING       (1u << 13) /* keepalive timing options applied */
+
+#define HB_CONN_FDS 4
+
+/* Connection state, one per open file description (shared by dup'd fds).
+ * Lives in a pool that is never unmapped, so a stale pointer can be read
+ * safely; gen tells whether it still is the connection one looked up. */
+struct hb_conn {
+	_Atomic uint32_t refs;  /* fds referring to it; app threads */
+	_Atomic uint32_t gen;   /* bumped when freed; bg writes, all read */
+	_Atomic uint32_t flags; /* HB_APP_* | HB_CF_*; app and bg threads */
+	_Atomic int dead;       /* 0 or the errno later calls fail with; bg/app write */
+	_Atomic int fds[HB_CONN_FDS];       /* fds referring to it, -1 = none */
+	_Atomic uint32_t fdgens[HB_CONN_FDS]; /* fd table generation of each fd */
+	uint64_t cookie;       /* SO_COOKIE at install; immutable afterwards */
+	uint32_t self;         /* pool index + 1; immutable */
+	uint8_t family;        /* AF_INET / AF_INET6 */
+	uint8_t mode;          /* HB_MODE_*; set before scheduling */
+	uint8_t kind;          /* HB_KIND_* */
+	uint8_t pad0;
+	_Atomic uint32_t sndtimeo_ms; /* app's SO_SNDTIMEO, 0 = none */
+	/* Links for the lock-free stacks (pool index + 1, 0 = end). */
+	uint32_t free_next;    /* pool free list */
+	uint32_t inbox_next;   /* app -> bg: schedule me */
+	uint32_t reap_next;    /* app -> bg: last fd closed */
+	/* Owned by the background thread only. */
+	struct hb_conn *wprev, *wnext; /* timer wheel list */
+	uint64_t wexpires;             /* due time, monotonic ms */
+	uint8_t wlinked;               /* on a wheel list */
+	uint8_t phase;                 /* what the next timer does (thread.c) */
+	uint16_t pad1;
+	uint64_t opened_ms;            /* monotonic ms at install */
+	uint64_t ka_due_ms;            /* when to switch SO_KEEPALIVE on */
+	uint32_t last_activity;        /* reserved for framed mode */
+	uint32_t pad2;
+};
+
+/* Allocate a zeroed connection with refs = 0 and no fds, or NULL (pool
+ * exhausted or mmap failed: the caller passes through untracked).
+ * Any thread; lock-free. */
+struct hb_conn *hb_conn_alloc(void);
+/* Return a connection to the pool. Background thread only (the single
+ * reclaimer), or any thread for a connection never published. */
+void hb_conn_free(struct hb_conn *c);
+/* Pool index + 1 <-> pointer. */
+struct hb_conn *hb_conn_at(uint32_t idx1);
+/* Push onto the inbox / reap stacks (any thread, lock-free) and take the
+ * whole stack (background thread). */
+void hb_conn_push_inbox(struct hb_conn *c);
+void hb_conn_push_reap(struct hb_conn *c);
+struct hb_conn *hb_conn_take_inbox(void);
+struct hb_conn *hb_conn_take_reap(void);
+/* Number of connections in use (stats). */
+uint32_t hb_conn_in_use(void);
+
+/* ------------------------------------------------------------------ fdtable.c */
+
+/* Entry word layout: state (2 bits) | busy count (16 bits) | generation (32). */
+#define HB_FD_EMPTY   0ull
+#define HB_FD_ACTIVE  1ull
+#define HB_FD_CLOSING 2ull
+#define HB_FD_STATE(w) ((w)&3ull)
+#define HB_FD_BUSY_ONE (1ull << 2)
+#define HB_FD_BUSY(w) (((w) >> 2) & 0xffffull)
+#define HB_FD_GEN(w) ((uint32_t)((w) >> 32))
+#define HB_FD_MAKE(state, busy, gen) ((state) | ((uint64_t)(busy) << 2) | ((uint64_t)(gen) << 32))
+
+#define HB_FD_CHUNK_SHIFT 12
+#define HB_FD_CHUNK (1u << HB_FD_CHUNK_SHIFT)
+#define HB_FD_MAX (1u << 20) /* fds at or above this pass through untracked */
+
+struct hb_fdent {
+	_Atomic uint64_t word;            /* state/busy/gen; see DESIGN.md */
+	_Atomic(struct hb_conn *) conn;   /* set before ACTIVE, cleared in CLOSING */
+};
+
+extern _Atomic(struct hb_fdent *) hb_fd_chunks[HB_FD_MAX >> HB_FD_CHUNK_SHIFT];
+
+/* The fast path of every interposer: the connection behind fd, or NULL. */
+static inline struct hb_conn *hb_fd_conn(int fd)
+{
+	if (HB_UNLIKELY((unsigned)fd >= HB_FD_MAX))
+		return NULL;
+	struct hb_fdent *ch = hb_load_acquire(&hb_fd_chunks[(unsigned)fd >> HB_FD_CHUNK_SHIFT]);
+	if (!ch)
+		return NULL;
+	return hb_load_acquire(&ch[(unsigned)fd & (HB_FD_CHUNK - 1)].conn);
+}
+
+/* Entry for fd, installing its chunk if create (mmap, CAS). NULL when fd is
+ * out of range or memory is short. Any thread. */
+struct hb_fdent *hb_fd_entry(int fd, int create);
+
+/* Attach conn to a freshly created fd (socket, accept, dup). A stale ACTIVE
+ * entry left by a close the shim did not see is purged first. Takes one
+ * reference on conn on success. Returns 0, or -ENOMEM (untracked). Any app
+ * thread. */
+int hb_fd_install(int fd, struct hb_conn *c);
+
+/* Close protocol, first half: mark fd CLOSING, wait until the background
+ * thread left it, clear it and drop its reference on the connection.
+ * Returns 1 if fd was tracked, 0 if not. The caller then calls the real
+ * close (or dup2...). Any app thread, async-signal-safe. */
+int hb_fd_forget(int fd);
+
+/* Split form of hb_fd_forget for dup2/dup3, whose real call may fail and
+ * then must leave the target fd as it was: begin marks CLOSING and waits;
+ * end(ok=1) clears, end(ok=0) restores ACTIVE. begin returns 1 when fd was
+ * tracked (end must then be called) and 0 otherwise. */
+int hb_fd_forget_begin(int fd);
+void hb_fd_forget_end(int fd, int ok);
+
+/* Forget every tracked fd in [lo, hi] (close_range, closefrom). */
+void hb_fd_forget_range(unsigned lo, unsigned hi);
+
+/* Background thread: pin the fd of conn for a shim-originated operation.
+ * Succeeds only if some fd of conn is ACTIVE with the recorded generation
+ * and still is the same socket (SO_COOKIE); returns that fd and stores the
+ * entry to release in *ent; -1 if none (the connection is gone or lost). */
+int hb_fd_pin(struct hb_conn *c, struct hb_fdent **ent);
+void hb_fd_unpin(struct hb_fdent *ent);
+
+/* Child side of fork: clear busy marks left by the parent's background
+ * thread (which does not exist in the child). */
+void hb_fd_after_fork_child(void);
+
+/* Visit every ACTIVE entry (fork rebuild, stats). */
+void hb_fd_foreach(void (*fn)(int fd, struct hb_conn *c, void *arg), void *arg);
+
+/* ------------------------------------------------------------------ wheel.c */
+
+/* Hierarchical timer wheel with cascading, 1 ms ticks, intrusive doubly
+ * linked lists through hb_conn.wprev/wnext: O(1) add, O(1) delete, per-tick
+ * cost independent of the number of pending timers. Single-threaded: owned
+ * by the background thread (and by unit tests). */
+#define HB_WHEEL_L0_BITS 8
+#define HB_WHEEL_LN_BITS 6
+#define HB_WHEEL_LEVELS 5
+struct hb_wheel {
+	uint64_t now;    /* last processed tick (ms) */
+	uint32_t count;  /* linked timers */
+	struct hb_conn *l0[1u << HB_WHEEL_L0_BITS];
+	struct hb_conn *ln[HB_WHEEL_LEVELS - 1][1u << HB_WHEEL_LN_BITS];
+};
+void hb_wheel_init(struct hb_wheel *w, uint64_t now_ms);
+/* Link c to fire at expires (ms); a past time fires at the next advance.
+ * c must not be linked. */
+void hb_wheel_add(struct hb_wheel *w, struct hb_conn *c, uint64_t expires);
+void hb_wheel_del(struct hb_wheel *w, struct hb_conn *c);
+/* Process ticks up to now, calling fire(c) for every due timer (c is
+ * unlinked before the call and may be re-added from inside it). */
+void hb_wheel_advance(struct hb_wheel *w, uint64_t now_ms,
+		      void (*fire)(struct hb_conn *c, void *arg), void *arg);
+/* Earliest tick at which something may fire, or UINT64_MAX when empty.
+ * May be early (never late) for timers on the higher levels. */
+uint64_t hb_wheel_next(const struct hb_wheel *w);
+
+/* ------------------------------------------------------------------ keepalive.c */
+
+/* Kernel keepalive settings derived from interval and timeout. */
+struct hb_ka {
+	int idle_s;           /* TCP_KEEPIDLE */
+	int intvl_s;          /* TCP_KEEPINTVL */
+	int cnt;              /* TCP_KEEPCNT */
+	unsigned user_timeout_ms; /* TCP_USER_TIMEOUT */
+	unsigned jitter_ms;   /* spread of the SO_KEEPALIVE switch-on time */
+};
+/* Pure derivation; see DESIGN.md "Keepalive mode". */
+void hb_ka_derive(uint32_t interval_ms, uint32_t timeout_ms, struct hb_ka *out);
+extern struct hb_ka hb_ka_cfg; /* derived once at init */
+/* Apply the timing options (not SO_KEEPALIVE itself) to fd, skipping what
+ * the application set. App thread right after connect/accept. */
+void hb_ka_apply(int fd, struct hb_conn *c);
+/* Switch SO_KEEPALIVE on unless the app chose. Background thread, pinned. */
+void hb_ka_arm(int fd, struct hb_conn *c);
+
+/* ------------------------------------------------------------------ thread.c */
+
+/* Hand c to the background thread (starting it on first use). Any app
+ * thread; c must be installed. Never blocks. */
+void hb_thread_schedule(struct hb_conn *c);
+/* Wake the background thread (reap pressure). Async-signal-safe. */
+void hb_thread_wake(void);
+/* Declare c dead with errno err, reason text and silence; shuts the fd down
+ * (never closes it) so blocked calls return. Background thread, c pinned
+ * on fd. */
+void hb_conn_declare_dead(struct hb_conn *c, int fd, int err, const char *reason,
+			  uint64_t silent_ms);
+
+/* ------------------------------------------------------------------ events.c */
+
+/* Append one JSON line to HBSHIM_EVENTS. extra is a pre-formatted JSON
+ * fragment (",\"k\":v...") or NULL. No-op when events are off. Any thread,
+ * async-signal-safe. */
+void hb_event(const char *name, int fd, const struct hb_conn *c, const char *extra);
+/* Same, with the peer address given (a connect still in progress has no
+ * getpeername yet). */
+void hb_event_peer(const char *name, int fd, const struct hb_conn *c,
+		   const struct sockaddr *peer, socklen_t peerlen, const char *extra);
+static inline int hb_events_on(void) { return hb_cfg.events_file[0] != 0; }
+
+/* ------------------------------------------------------------------ stats.c */
+
+enum {
+	HB_ST_CONN_KEEPALIVE, /* gauge: tracked connections in keepalive mode */
+	HB_ST_CONN_FRAME,     /* gauge: tracked connections in frame mode */
+	HB_ST_DEAD_KEEPALIVE, /* dead peers detected by the kernel keepalive / user timeout */
+	HB_ST_DEAD_IDLE,      /* idle deadline fired */
+	HB_ST_DEAD_HEARTBEAT, /* heartbeat timeout (frame mode) */
+	HB_ST_DEAD_WRITE,     /* write-progress deadline (frame mode) */
+	HB_ST_DEADLINE_CONNECT, /* connect deadline fired */
+	HB_ST_DEADLINE_IDLE,  /* idle deadline fired */
+	HB_ST_HB_SENT,        /* heartbeats sent */
+	HB_ST_HB_RECV,        /* heartbeats received */
+	HB_ST_PROTO_ERR,      /* protocol errors */
+	HB_ST_ACCEPTED,       /* connections accepted */
+	HB_ST_CONNECTED,      /* connections made */
+	HB_ST_UNTRACKED,      /* sockets passed through (table or pool full) */
+	HB_ST_COUNT
+};
+extern _Atomic uint64_t hb_stats[HB_ST_COUNT];
+static inline void hb_stat_add(int k, int64_t v) { hb_add_relaxed(&hb_stats[k], (uint64_t)v); }
+/* Render the Prometheus text exposition into b. */
+void hb_stats_render(struct hb_buf *b);
+/* Write HBSHIM_STATS atomically (tmp + rename). Any thread. */
+void hb_stats_flush(void);
+
+/* ------------------------------------------------------------------ init.c */
+
+/* 1 when the shim is configured and enabled. Read on every tracked path. */
+extern int hb_enabled;
+/* Idempotent lazy init (binds symbols, parses config). */
+void hb_init(void);
+
+#endif

@@ -1,0 +1,302 @@
+/*
+ * i_io.c - interposers for the data path: read, write, readv, writev, recv,
+ * recvfrom, recvmsg, send, sendto, sendmsg, sendfile, sendfile64 and the
+ * glibc fortify variants.
+ *
+ * The path of an fd the shim does not track is one table load and a branch
+ * before the real call. On a tracked connection in keepalive mode the bytes
+ * are the application's own; the shim only
+ *   - answers ETIMEDOUT on every call once the connection was declared dead
+ *     (by the shim's deadlines or by the kernel's keepalive/user timeout),
+ *   - sends with MSG_NOSIGNAL so that its own shutdown of a dead connection
+ *     never raises SIGPIPE, raising SIGPIPE itself where the kernel would
+ *     have (EPIPE on a connection the shim did not kill, no MSG_NOSIGNAL).
+ */
+#include <signal.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/sendfile.h>
+
+#include "interpose.h"
+
+extern void __chk_fail(void) __attribute__((noreturn));
+/* glibc's fortify entry points (declared by its headers only under
+ * _FORTIFY_SOURCE). */
+ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
+ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags);
+ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+		       struct sockaddr *sa, socklen_t *sl);
+
+/* The connection was found dead by the shim: answer its errno, unless the
+ * fd turns out to be another file now (closed behind our back). */
+static int dead_errno(struct hb_conn *c, int fd)
+{
+	int d = hb_load_acquire(&c->dead);
+
+	if (!d)
+		return 0;
+	if (c->cookie && hb_os_cookie(fd) != c->cookie) {
+		hb_or_acq_rel(&c->flags, HB_CF_LOST);
+		return 0;
+	}
+	return d;
+}
+
+/* A real call failed with ETIMEDOUT: the kernel's keepalive or user
+ * timeout gave up on the peer. Record it once. */
+static void kernel_dead(struct hb_conn *c, int fd)
+{
+	int expect = 0;
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	char extra[96];
+	struct hb_buf b;
+	uint64_t silent = 0;
+
+	if (!hb_cas_strong_acq_rel(&c->dead, &expect, ETIMEDOUT))
+		return;
+	memset(&ti, 0, sizeof(ti));
+	if (hb_os_getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
+		silent = ti.tcpi_last_data_recv;
+	hb_stat_add(HB_ST_DEAD_KEEPALIVE, 1);
+	hb_buf_init(&b, extra, sizeof(extra));
+	hb_buf_fmt(&b, ",\"reason\":\"keepalive\",\"silent_ms\":%llu", (unsigned long long)silent);
+	hb_event("dead", fd, c, hb_buf_str(&b));
+	hb_log(HB_LOG_INFO, "fd %d: peer declared dead by the kernel (keepalive/user timeout)", fd);
+}
+
+/* Common tail of the receive calls on a tracked connection. */
+static ssize_t rx_done(struct hb_conn *c, int fd, ssize_t r, size_t want)
+{
+	int err = errno, d;
+
+	if (r < 0 && err == ETIMEDOUT) {
+		kernel_dead(c, fd);
+		errno = ETIMEDOUT;
+		return r;
+	}
+	if (r <= 0 && (want || r < 0) && (d = dead_errno(c, fd))) {
+		/* Our shutdown woke the call: report the death, not EOF. */
+		errno = d;
+		return -1;
+	}
+	errno = err;
+	return r;
+}
+
+static ssize_t tx_done(struct hb_conn *c, int fd, ssize_t r, int app_flags)
+{
+	int err = errno, d;
+
+	if (r >= 0)
+		return r;
+	if (err == ETIMEDOUT) {
+		kernel_dead(c, fd);
+		errno = ETIMEDOUT;
+		return r;
+	}
+	if ((d = dead_errno(c, fd))) {
+		errno = d;
+		return -1;
+	}
+	if (err == EPIPE && !(app_flags & MSG_NOSIGNAL))
+		hb_os_raise_sigpipe(); /* what the kernel would have done */
+	errno = err;
+	return r;
+}
+
+#define PRECHECK(c, fd)                              \
+	do {                                         \
+		int d_ = dead_errno((c), (fd));      \
+		if (d_) {                            \
+			errno = d_;                  \
+			return -1;                   \
+		}                                    \
+	} while (0)
+
+static inline struct hb_conn *tracked(int fd)
+{
+	struct hb_conn *c = hb_fd_conn(fd);
+
+	return (c && hb_conn_usable(c)) ? c : NULL;
+}
+
+#define REAL_RECVFROM(fd, b, n, fl, sa, sl) \
+	REAL(recvfrom, syscall(SYS_recvfrom, fd, b, n, fl, sa, sl), fd, b, n, fl, sa, sl)
+#define REAL_SENDTO(fd, b, n, fl, sa, sl) \
+	REAL(sendto, syscall(SYS_sendto, fd, b, n, fl, sa, sl), fd, b, n, fl, sa, sl)
+#define REAL_SENDMSG(fd, m, fl) REAL(sendmsg, syscall(SYS_sendmsg, fd, m, fl), fd, m, fl)
+#define REAL_RECVMSG(fd, m, fl) REAL(recvmsg, syscall(SYS_recvmsg, fd, m, fl), fd, m, fl)
+
+HB_EXPORT ssize_t read(int fd, void *buf, size_t n)
+{
+	struct hb_conn *c = hb_fd_conn(fd);
+
+	if (HB_LIKELY(!c) || !hb_conn_usable(c))
+		return REAL(read, syscall(SYS_read, fd, buf, n), fd, buf, n);
+	PRECHECK(c, fd);
+	return rx_done(c, fd, REAL(read, syscall(SYS_read, fd, buf, n), fd, buf, n), n);
+}
+
+HB_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
+{
+	if (n > buflen)
+		__chk_fail();
+	return read(fd, buf, n);
+}
+
+HB_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
+{
+	struct hb_conn *c = tracked(fd);
+
+	if (!c)
+		return REAL_RECVFROM(fd, buf, n, flags, NULL, NULL);
+	PRECHECK(c, fd);
+	return rx_done(c, fd, REAL_RECVFROM(fd, buf, n, flags, NULL, NULL), n);
+}
+
+HB_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
+{
+	if (n > buflen)
+		__chk_fail();
+	return recv(fd, buf, n, flags);
+}
+
+HB_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *sa,
+			   socklen_t *sl)
+{
+	struct hb_conn *c = tracked(fd);
+
+	if (!c)
+		return REAL_RECVFROM(fd, buf, n, flags, sa, sl);
+	PRECHECK(c, fd);
+	return rx_done(c, fd, REAL_RECVFROM(fd, buf, n, flags, sa, sl), n);
+}
+
+HB_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+				 struct sockaddr *sa, socklen_t *sl)
+{
+	if (n > buflen)
+		__chk_fail();
+	return recvfrom(fd, buf, n, flags, sa, sl);
+}
+
+static size_t iov_len(const struct iovec *iov, int n)
+{
+	size_t t = 0;
+
+	for (int i = 0; iov && i < n; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
+HB_EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
+{
+	struct hb_conn *c = tracked(fd);
+
+	if (!c)
+		return REAL_RECVMSG(fd, m, flags);
+	PRECHECK(c, fd);
+	return rx_done(c, fd, REAL_RECVMSG(fd, m, flags),
+		       m ? iov_len(m->msg_iov, (int)m->msg_iovlen) : 0);
+}
+
+HB_EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
+{
+	struct hb_conn *c = hb_fd_conn(fd);
+
+	if (HB_LIKELY(!c) || !hb_conn_usable(c))
+		return REAL(readv, syscall(SYS_readv, fd, iov, n), fd, iov, n);
+	PRECHECK(c, fd);
+	return rx_done(c, fd, REAL(readv, syscall(SYS_readv, fd, iov, n), fd, iov, n),
+		       iov_len(iov, n));
+}
+
+HB_EXPORT ssize_t write(int fd, const void *buf, size_t n)
+{
+	struct hb_conn *c = hb_fd_conn(fd);
+
+	if (HB_LIKELY(!c) || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
+		return REAL(write, syscall(SYS_write, fd, buf, n), fd, buf, n);
+	PRECHECK(c, fd);
+	/* write(2) on a TCP socket is send(2) with no flags. */
+	return tx_done(c, fd, REAL_SENDTO(fd, buf, n, MSG_NOSIGNAL, NULL, 0), 0);
+}
+
+HB_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
+{
+	struct hb_conn *c = tracked(fd);
+
+	if (!c || c->kind != HB_KIND_CONNECTED)
+		return REAL_SENDTO(fd, buf, n, flags, NULL, 0);
+	PRECHECK(c, fd);
+	return tx_done(c, fd, REAL_SENDTO(fd, buf, n, flags | MSG_NOSIGNAL, NULL, 0), flags);
+}
+
+HB_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *sa,
+			 socklen_t sl)
+{
+	struct hb_conn *c = tracked(fd);
+
+	if (!c || c->kind != HB_KIND_CONNECTED)
+		return REAL_SENDTO(fd, buf, n, flags, sa, sl);
+	PRECHECK(c, fd);
+	return tx_done(c, fd, REAL_SENDTO(fd, buf, n, flags | MSG_NOSIGNAL, sa, sl), flags);
+}
+
+HB_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
+{
+	struct hb_conn *c = tracked(fd);
+
+	if (!c || c->kind != HB_KIND_CONNECTED)
+		return REAL_SENDMSG(fd, m, flags);
+	PRECHECK(c, fd);
+	return tx_done(c, fd, REAL_SENDMSG(fd, m, flags | MSG_NOSIGNAL), flags);
+}
+
+HB_EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
+{
+	struct hb_conn *c = hb_fd_conn(fd);
+	struct msghdr m;
+
+	if (HB_LIKELY(!c) || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
+		return REAL(writev, syscall(SYS_writev, fd, iov, n), fd, iov, n);
+	PRECHECK(c, fd);
+	if (n < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	memset(&m, 0, sizeof(m));
+	m.msg_iov = (struct iovec *)iov;
+	m.msg_iovlen = (size_t)n;
+	return tx_done(c, fd, REAL_SENDMSG(fd, &m, MSG_NOSIGNAL), 0);
+}
+
+/* sendfile cannot take MSG_NOSIGNAL; we can only refuse early on a
+ * connection already declared dead. */
+static ssize_t do_sendfile(int is64, int out, int in, off_t *off, size_t n)
+{
+	struct hb_conn *c = tracked(out);
+	ssize_t r;
+
+	if (c)
+		PRECHECK(c, out);
+	if (is64)
+		r = REAL(sendfile64, syscall(SYS_sendfile, out, in, off, n), out, in, off, n);
+	else
+		r = REAL(sendfile, syscall(SYS_sendfile, out, in, off, n), out, in, off, n);
+	if (c && r < 0)
+		return tx_done(c, out, r, MSG_NOSIGNAL);
+	return r;
+}
+
+HB_EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t n)
+{
+	return do_sendfile(0, out, in, off, n);
+}
+
+HB_EXPORT ssize_t sendfile64(int out, int in, off_t *off, size_t n)
+{
+	return do_sendfile(1, out, in, off, n);
+}

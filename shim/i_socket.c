@@ -1,0 +1,492 @@
+/*
+ * i_socket.c - interposers for the socket lifecycle: socket, connect,
+ * accept, accept4, listen, setsockopt, shutdown, close, dup, dup2, dup3,
+ * fcntl, fcntl64, ioctl, close_range, closefrom, fclose.
+ *
+ * Each keeps the libc name, does its bookkeeping around the real call and
+ * preserves errno exactly as the real call left it. Anything the shim cannot
+ * track (table or pool exhausted, a family it does not handle) passes
+ * through untouched: the table never fails an application call.
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
+#include <linux/close_range.h>
+
+#include "interpose.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+/* Start tracking a new TCP socket; errno is preserved. */
+static struct hb_conn *track(int fd, int family, int kind, int nonblock)
+{
+	struct hb_conn *c = hb_conn_alloc();
+
+	if (!c) {
+		hb_stat_add(HB_ST_UNTRACKED, 1);
+		hb_fd_forget(fd);
+		return NULL;
+	}
+	c->family = (uint8_t)family;
+	c->kind = (uint8_t)kind;
+	c->mode = HB_MODE_KEEPALIVE;
+	c->cookie = hb_os_cookie(fd);
+	if (nonblock)
+		hb_or_acq_rel(&c->flags, HB_CF_NONBLOCK);
+	if (hb_fd_install(fd, c) < 0) {
+		hb_conn_free(c);
+		hb_stat_add(HB_ST_UNTRACKED, 1);
+		return NULL;
+	}
+	return c;
+}
+
+static int is_tcp(int domain, int type, int protocol)
+{
+	return (domain == AF_INET || domain == AF_INET6) && (type & 0xf) == SOCK_STREAM &&
+	       (protocol == 0 || protocol == IPPROTO_TCP);
+}
+
+HB_EXPORT int socket(int domain, int type, int protocol)
+{
+	int fd = REAL(socket, (int)syscall(SYS_socket, domain, type, protocol), domain, type,
+		      protocol);
+
+	if (fd < 0 || !hb_enabled)
+		return fd;
+	if (is_tcp(domain, type, protocol))
+		track(fd, domain, HB_KIND_SOCKET, type & SOCK_NONBLOCK);
+	else
+		hb_fd_forget(fd); /* a stale entry under a reused number */
+	return fd;
+}
+
+/* The connection is (being) established: keepalive mode starts. */
+static void opened(int fd, struct hb_conn *c, int established, const char *ev,
+		   const struct sockaddr *peer, socklen_t peerlen)
+{
+	c->kind = HB_KIND_CONNECTED;
+	c->opened_ms = hb_os_now_ms();
+	if (established) {
+		hb_ka_apply(fd, c);
+		hb_or_acq_rel(&c->flags, HB_CF_TIMING);
+	}
+	hb_stat_add(c->mode == HB_MODE_FRAME ? HB_ST_CONN_FRAME : HB_ST_CONN_KEEPALIVE, 1);
+	if (hb_events_on())
+		hb_event_peer(ev, fd, c, peer, peerlen, NULL);
+	hb_thread_schedule(c);
+}
+
+/* May an interrupted blocking connect be restarted? The kernel restarts it
+ * when the handler had SA_RESTART; we cannot tell which signal interrupted
+ * poll, so restart only if no installed handler lacks SA_RESTART. */
+static int restart_ok(void)
+{
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+
+		if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) < 0)
+			continue;
+		if (!(sa.sa_flags & SA_SIGINFO) &&
+		    (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN))
+			continue;
+		if (!(sa.sa_flags & SA_RESTART))
+			return 0;
+	}
+	return 1;
+}
+
+static int real_connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	return REAL(connect, (int)syscall(SYS_connect, fd, sa, len), fd, sa, len);
+}
+
+/* A blocking connect bounded by HBSHIM_CONNECT_TIMEOUT: done as a
+ * non-blocking connect plus poll, then the blocking flag is restored.
+ * Returns like connect(). */
+static int connect_deadline(int fd, struct hb_conn *c, const struct sockaddr *sa, socklen_t len)
+{
+	long fl = hb_os_fcntl(fd, F_GETFL, 0);
+	uint64_t start = hb_os_now_ms(), limit = hb_cfg.connect_timeout_ms, app_limit = 0;
+	int r, err;
+
+	if (fl < 0 || (fl & O_NONBLOCK))
+		return real_connect(fd, sa, len);
+	if (hb_load_relaxed(&c->flags) & HB_APP_SNDTIMEO)
+		app_limit = hb_load_relaxed(&c->sndtimeo_ms);
+	hb_os_fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	r = real_connect(fd, sa, len);
+	if (r == 0 || (errno != EINPROGRESS && errno != EALREADY)) {
+		err = errno;
+		hb_os_fcntl(fd, F_SETFL, fl);
+		errno = err;
+		return r;
+	}
+	for (;;) {
+		uint64_t now = hb_os_now_ms(), until = start + limit;
+		short rev = 0;
+		long pr;
+
+		if (app_limit && start + app_limit < until)
+			until = start + app_limit;
+		pr = hb_os_poll1(fd, POLLOUT, now >= until ? 0 : (int)(until - now), &rev);
+		if (pr > 0) {
+			socklen_t el = sizeof(err);
+
+			err = 0;
+			hb_os_getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+			hb_os_fcntl(fd, F_SETFL, fl);
+			if (err) {
+				errno = err;
+				return -1;
+			}
+			return 0;
+		}
+		if (pr == -EINTR) {
+			if (restart_ok())
+				continue;
+			hb_os_fcntl(fd, F_SETFL, fl);
+			errno = EINTR;
+			return -1;
+		}
+		if (pr < 0 && pr != -EAGAIN) {
+			hb_os_fcntl(fd, F_SETFL, fl);
+			errno = (int)-pr;
+			return -1;
+		}
+		if (hb_os_now_ms() < until)
+			continue;
+		hb_os_fcntl(fd, F_SETFL, fl);
+		if (app_limit && app_limit < limit) {
+			/* The application's own SO_SNDTIMEO expired first: the
+			 * kernel answers EINPROGRESS in that case. */
+			errno = EINPROGRESS;
+			return -1;
+		}
+		/* Our deadline: abandon the attempt (AF_UNSPEC dissolves it). */
+		{
+			struct sockaddr un = { .sa_family = AF_UNSPEC };
+			char extra[96];
+			struct hb_buf b;
+
+			real_connect(fd, &un, sizeof(un));
+			hb_stat_add(HB_ST_DEADLINE_CONNECT, 1);
+			hb_buf_init(&b, extra, sizeof(extra));
+			hb_buf_fmt(&b, ",\"kind\":\"connect\",\"timeout_ms\":%llu",
+				   (unsigned long long)limit);
+			hb_event_peer("deadline", fd, c, sa, len, hb_buf_str(&b));
+			hb_log(HB_LOG_INFO, "fd %d: connect deadline (%llu ms) fired", fd,
+			       (unsigned long long)limit);
+		}
+		errno = ETIMEDOUT;
+		return -1;
+	}
+}
+
+HB_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct hb_conn *c = hb_fd_conn(fd);
+	int r, err;
+
+	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_SOCKET || !sa ||
+	    sa->sa_family == AF_UNSPEC)
+		return real_connect(fd, sa, len);
+	if (hb_cfg.connect_timeout_ms)
+		r = connect_deadline(fd, c, sa, len);
+	else
+		r = real_connect(fd, sa, len);
+	err = errno;
+	if (r == 0)
+		opened(fd, c, 1, "connect", sa, len);
+	else if (err == EINPROGRESS)
+		opened(fd, c, 0, "connect", sa, len);
+	hb_stat_add(HB_ST_CONNECTED, r == 0 || err == EINPROGRESS);
+	errno = err;
+	return r;
+}
+
+static int after_accept(int lfd, int fd, int flags)
+{
+	struct hb_conn *l = hb_fd_conn(lfd), *c;
+	int err = errno;
+
+	if (fd < 0)
+		return fd;
+	if (!l || !hb_conn_usable(l)) {
+		hb_fd_forget(fd);
+		errno = err;
+		return fd;
+	}
+	c = track(fd, l->family, HB_KIND_SOCKET, flags & SOCK_NONBLOCK);
+	if (c) {
+		/* Options set on the listener are inherited by the kernel:
+		 * the application's choices carry over. */
+		hb_or_acq_rel(&c->flags, hb_load_relaxed(&l->flags) & HB_APP_MASK);
+		hb_store_relaxed(&c->sndtimeo_ms, hb_load_relaxed(&l->sndtimeo_ms));
+		hb_stat_add(HB_ST_ACCEPTED, 1);
+		opened(fd, c, 1, "accept", NULL, 0);
+	}
+	errno = err;
+	return fd;
+}
+
+HB_EXPORT int accept(int fd, struct sockaddr *sa, socklen_t *len)
+{
+	int r = REAL(accept, (int)syscall(SYS_accept4, fd, sa, len, 0), fd, sa, len);
+
+	return after_accept(fd, r, 0);
+}
+
+HB_EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
+{
+	int r = REAL(accept4, (int)syscall(SYS_accept4, fd, sa, len, flags), fd, sa, len, flags);
+
+	return after_accept(fd, r, flags);
+}
+
+HB_EXPORT int listen(int fd, int backlog)
+{
+	struct hb_conn *c = hb_fd_conn(fd);
+	int r = REAL(listen, (int)syscall(SYS_listen, fd, backlog), fd, backlog);
+
+	if (r == 0 && c && c->kind == HB_KIND_SOCKET)
+		c->kind = HB_KIND_LISTENER;
+	return r;
+}
+
+HB_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
+{
+	int r = REAL(setsockopt, (int)syscall(SYS_setsockopt, fd, level, opt, val, len), fd,
+		     level, opt, val, len);
+	struct hb_conn *c;
+	uint32_t bit = 0;
+
+	if (r != 0 || !(c = hb_fd_conn(fd)))
+		return r;
+	if (level == SOL_SOCKET) {
+		if (opt == SO_KEEPALIVE)
+			bit = HB_APP_KEEPALIVE;
+		else if (opt == SO_RCVTIMEO)
+			bit = HB_APP_RCVTIMEO;
+		else if (opt == SO_SNDTIMEO) {
+			bit = HB_APP_SNDTIMEO;
+			if (val && len >= sizeof(struct timeval)) {
+				const struct timeval *tv = val;
+
+				hb_store_relaxed(&c->sndtimeo_ms,
+						 (uint32_t)(tv->tv_sec * 1000 + tv->tv_usec / 1000));
+			}
+		}
+	} else if (level == IPPROTO_TCP) {
+		if (opt == TCP_KEEPIDLE)
+			bit = HB_APP_KEEPIDLE;
+		else if (opt == TCP_KEEPINTVL)
+			bit = HB_APP_KEEPINTVL;
+		else if (opt == TCP_KEEPCNT)
+			bit = HB_APP_KEEPCNT;
+		else if (opt == TCP_USER_TIMEOUT)
+			bit = HB_APP_USERTIMEOUT;
+	}
+	if (bit)
+		hb_or_acq_rel(&c->flags, bit);
+	return r;
+}
+
+HB_EXPORT int shutdown(int fd, int how)
+{
+	return REAL(shutdown, (int)syscall(SYS_shutdown, fd, how), fd, how);
+}
+
+/* Bookkeeping before a tracked fd goes away; errno preserved. */
+static void forget(int fd)
+{
+	struct hb_conn *c = hb_fd_conn(fd);
+
+	if (!c)
+		return;
+	if (hb_events_on() && c->kind == HB_KIND_CONNECTED && hb_conn_usable(c) &&
+	    hb_load_relaxed(&c->refs) == 1)
+		hb_event("close", fd, c, NULL);
+	hb_fd_forget(fd);
+}
+
+HB_EXPORT int close(int fd)
+{
+	forget(fd);
+	return REAL_NOBIND(close, (int)syscall(SYS_close, fd), fd);
+}
+
+static int dup_done(int oldfd, int newfd)
+{
+	struct hb_conn *c;
+	int err = errno;
+
+	if (newfd < 0)
+		return newfd;
+	c = hb_fd_conn(oldfd);
+	if (c && hb_conn_usable(c))
+		hb_fd_install(newfd, c);
+	else
+		hb_fd_forget(newfd);
+	errno = err;
+	return newfd;
+}
+
+HB_EXPORT int dup(int fd)
+{
+	return dup_done(fd, REAL(dup, (int)syscall(SYS_dup, fd), fd));
+}
+
+HB_EXPORT int dup2(int oldfd, int newfd)
+{
+	int begun, r, err;
+
+	if (oldfd == newfd)
+		return REAL(dup2, (int)syscall(SYS_dup2, oldfd, newfd), oldfd, newfd);
+	begun = hb_fd_forget_begin(newfd);
+	r = REAL(dup2, (int)syscall(SYS_dup2, oldfd, newfd), oldfd, newfd);
+	err = errno;
+	if (begun)
+		hb_fd_forget_end(newfd, r >= 0);
+	errno = err;
+	return dup_done(oldfd, r);
+}
+
+HB_EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+	int begun, r, err;
+
+	if (oldfd == newfd)
+		return REAL(dup3, (int)syscall(SYS_dup3, oldfd, newfd, flags), oldfd, newfd, flags);
+	begun = hb_fd_forget_begin(newfd);
+	r = REAL(dup3, (int)syscall(SYS_dup3, oldfd, newfd, flags), oldfd, newfd, flags);
+	err = errno;
+	if (begun)
+		hb_fd_forget_end(newfd, r >= 0);
+	errno = err;
+	return dup_done(oldfd, r);
+}
+
+static int fcntl_done(int fd, int cmd, void *arg, int r)
+{
+	struct hb_conn *c;
+
+	if (r < 0)
+		return r;
+	switch (cmd) {
+	case F_DUPFD:
+	case F_DUPFD_CLOEXEC:
+		return dup_done(fd, r);
+	case F_SETFL:
+		if ((c = hb_fd_conn(fd))) {
+			if ((long)(intptr_t)arg & O_NONBLOCK)
+				hb_or_acq_rel(&c->flags, HB_CF_NONBLOCK);
+			else
+				hb_and_acq_rel(&c->flags, ~HB_CF_NONBLOCK);
+		}
+		break;
+	}
+	return r;
+}
+
+/* The third argument is read as a pointer-sized word whatever cmd is, as
+ * glibc itself does; it is passed on unchanged. */
+HB_EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	void *arg;
+	int r;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC || cmd == F_SETFL)
+		r = REAL(fcntl, (int)syscall(SYS_fcntl, fd, cmd, arg), fd, cmd, arg);
+	else
+		return REAL_NOBIND(fcntl, (int)syscall(SYS_fcntl, fd, cmd, arg), fd, cmd, arg);
+	return fcntl_done(fd, cmd, arg, r);
+}
+
+HB_EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	void *arg;
+	int r;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	r = REAL(fcntl64, (int)syscall(SYS_fcntl, fd, cmd, arg), fd, cmd, arg);
+	return fcntl_done(fd, cmd, arg, r);
+}
+
+HB_EXPORT int ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	void *arg;
+	int r;
+	struct hb_conn *c;
+
+	va_start(ap, req);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	r = REAL(ioctl, (int)syscall(SYS_ioctl, fd, req, arg), fd, req, arg);
+	if (r == 0 && req == FIONBIO && arg && (c = hb_fd_conn(fd))) {
+		if (*(int *)arg)
+			hb_or_acq_rel(&c->flags, HB_CF_NONBLOCK);
+		else
+			hb_and_acq_rel(&c->flags, ~HB_CF_NONBLOCK);
+	}
+	return r;
+}
+
+HB_EXPORT int close_range(unsigned first, unsigned last, int flags)
+{
+	/* Invalid arguments close nothing: let the real call say so. */
+	if (first <= last && !(flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)) &&
+	    !(flags & CLOSE_RANGE_CLOEXEC))
+		hb_fd_forget_range(first, last);
+	return REAL_NOBIND(close_range, (int)syscall(SYS_close_range, first, last, flags), first,
+			   last, flags);
+}
+
+HB_EXPORT void closefrom(int lowfd)
+{
+	void (*fn)(int) = REAL_PTR(closefrom);
+
+	if (lowfd >= 0)
+		hb_fd_forget_range((unsigned)lowfd, ~0u);
+	if (fn)
+		fn(lowfd);
+	else
+		syscall(SYS_close_range, (unsigned)lowfd, ~0u, 0);
+}
+
+HB_EXPORT int fclose(FILE *fp)
+{
+	int (*fn)(void *) = REAL_PTR(fclose);
+
+	if (fp) {
+		int fd = fileno(fp);
+
+		if (fd >= 0)
+			forget(fd);
+	}
+	if (!fn) {
+		hb_real_bind();
+		fn = REAL_PTR(fclose);
+	}
+	if (!fn) {
+		errno = ENOSYS;
+		return EOF;
+	}
+	return fn(fp);
+}

@@ -1,0 +1,84 @@
+/*
+ * init.c - library constructor, destructor and the public query API.
+ *
+ * The constructor binds the real symbols and parses the configuration once
+ * (programs such as nginx clear their environment before forking workers,
+ * which must keep it). It creates no thread and allocates nothing. Until it
+ * has run (calls from other libraries' constructors), every interposer
+ * passes straight through.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/auxv.h>
+
+#include "hb.h"
+#include "hbshim.h"
+
+int hb_enabled;
+static _Atomic int init_state; /* 0 none, 1 running, 2 done */
+
+static const char *env_get(const char *name)
+{
+	return getenv(name);
+}
+
+void hb_init(void)
+{
+	char err[400];
+	int expect = 0;
+
+	if (!hb_cas_strong_acq_rel(&init_state, &expect, 1))
+		return;
+	hb_real_bind();
+	if (getauxval(AT_SECURE)) {
+		/* setuid/setgid: the environment is not to be trusted (it names
+		 * files we would write as the new user). Stay out of the way. */
+		hb_store_release(&init_state, 2);
+		return;
+	}
+	if (hb_config_parse(&hb_cfg, env_get, err, sizeof(err)) < 0) {
+		hb_log_stderr(err);
+		hb_log_stderr("disabled: the program runs without hbshim");
+		hb_cfg.disabled = 1;
+		hb_cfg.events_file[0] = hb_cfg.stats_file[0] = hb_cfg.log_file[0] = 0;
+		hb_store_release(&init_state, 2);
+		return;
+	}
+	hb_log_level = hb_cfg.log_level;
+	hb_ka_derive(hb_cfg.interval_ms, hb_cfg.timeout_ms, &hb_ka_cfg);
+	hb_enabled = !hb_cfg.disabled;
+	hb_store_release(&init_state, 2);
+	hb_log(HB_LOG_DEBUG, "loaded: interval %u ms, timeout %u ms, keepalive %d/%d/%d, "
+			     "user timeout %u ms", hb_cfg.interval_ms, hb_cfg.timeout_ms,
+	       hb_ka_cfg.idle_s, hb_ka_cfg.intvl_s, hb_ka_cfg.cnt, hb_ka_cfg.user_timeout_ms);
+}
+
+__attribute__((constructor)) static void hb_ctor(void)
+{
+	hb_init();
+}
+
+__attribute__((destructor)) static void hb_dtor(void)
+{
+	if (hb_enabled)
+		hb_stats_flush();
+}
+
+HB_EXPORT const char *hbshim_version(void)
+{
+	return HBSHIM_VERSION_STRING;
+}
+
+HB_EXPORT int hbshim_active(void)
+{
+	return hb_enabled;
+}
+
+HB_EXPORT int hbshim_fd_mode(int fd)
+{
+	struct hb_conn *c = hb_fd_conn(fd);
+
+	if (!c || (hb_load_relaxed(&c->flags) & HB_CF_LOST))
+		return HBSHIM_MODE_NONE;
+	return c->mode;
+}

@@ -1,0 +1,43 @@
+/*
+ * interpose.h - helpers shared by the interposers (i_*.c) only.
+ *
+ * REAL(name, fallback, args...) calls the next definition of name, binding
+ * symbols first if needed; before binding succeeds (recursion from dlsym's
+ * own allocations, or a concurrent first call) it evaluates fallback, a raw
+ * syscall expression with libc's -1/errno convention. REAL_NOBIND never
+ * binds: close-like paths use it (no dlsym there, ever).
+ */
+#ifndef HB_INTERPOSE_H
+#define HB_INTERPOSE_H
+
+#include <errno.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+#include "hb.h"
+
+#define REAL_PTR(name) __atomic_load_n(&hb_real.name, __ATOMIC_ACQUIRE)
+
+#define REAL(name, fallback, ...)                                  \
+	({                                                         \
+		__typeof__(hb_real.name) fn_ = REAL_PTR(name);     \
+		if (HB_UNLIKELY(!fn_)) {                           \
+			hb_real_bind();                            \
+			fn_ = REAL_PTR(name);                      \
+		}                                                  \
+		fn_ ? fn_(__VA_ARGS__) : (fallback);               \
+	})
+
+#define REAL_NOBIND(name, fallback, ...)                           \
+	({                                                         \
+		__typeof__(hb_real.name) fn_ = REAL_PTR(name);     \
+		fn_ ? fn_(__VA_ARGS__) : (fallback);               \
+	})
+
+/* A connection usable by the I/O paths: tracked and not lost. */
+static inline int hb_conn_usable(const struct hb_conn *c)
+{
+	return !(hb_load_relaxed(&c->flags) & HB_CF_LOST);
+}
+
+#endif

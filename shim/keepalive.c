@@ -1,0 +1,98 @@
+/*
+ * keepalive.c - keepalive mode: kernel keepalive and TCP_USER_TIMEOUT
+ * derived from HBSHIM_INTERVAL (I) and HBSHIM_TIMEOUT (T).
+ *
+ * The kernel's keepalive timer fires at idle, idle + intvl, idle + 2 intvl,
+ * ... after the last segment received; with TCP_USER_TIMEOUT (U) set it
+ * resets the connection at the first firing where an unanswered probe is
+ * out and the silence is >= U (TCP_KEEPCNT is then ignored: Cloudflare,
+ * "When TCP sockets refuse to die"). So we choose
+ *
+ *     idle  = max(1 s, ceil(I))          probe after one quiet interval
+ *     cnt   = ceil((T - idle) / idle)    probes spaced about one interval
+ *     intvl = ceil((T - idle) / cnt)     so the last firing lands near T
+ *     U     = min(T, last firing - 2 %)  just under idle + intvl x cnt
+ *
+ * A silent peer is declared dead at the last firing (about T after the last
+ * byte or probe answer; never more than I + T) and unacknowledged data
+ * fails after U <= T. Kernel options are whole seconds: sub-second I or T
+ * round up to 1 s for the probe schedule, so detection of an idle dead peer
+ * takes at least 2 s in keepalive mode; U keeps millisecond precision.
+ *
+ * To avoid synchronised probe bursts across thousands of connections opened
+ * together, SO_KEEPALIVE itself is switched on by the background thread at
+ * a random offset in [0, jitter) after the connection opened; the kernel
+ * then keeps each connection's own phase.
+ */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include "hb.h"
+
+struct hb_ka hb_ka_cfg;
+
+static uint32_t ceil_div(uint32_t a, uint32_t b)
+{
+	return (a + b - 1) / b;
+}
+
+void hb_ka_derive(uint32_t interval_ms, uint32_t timeout_ms, struct hb_ka *out)
+{
+	uint32_t idle = ceil_div(interval_ms ? interval_ms : 1, 1000);
+	uint32_t rem_ms, cnt, intvl, last_ms, u;
+
+	if (idle < 1)
+		idle = 1;
+	if (idle > 32767)
+		idle = 32767;
+	rem_ms = timeout_ms > idle * 1000 ? timeout_ms - idle * 1000 : 0;
+	if (!rem_ms) {
+		cnt = 1;
+		intvl = 1;
+	} else {
+		cnt = ceil_div(rem_ms, idle * 1000);
+		if (cnt > 127)
+			cnt = 127;
+		intvl = ceil_div(ceil_div(rem_ms, 1000), cnt);
+		if (intvl < 1)
+			intvl = 1;
+		if (intvl > 32767)
+			intvl = 32767;
+	}
+	last_ms = (idle + intvl * cnt) * 1000;
+	u = last_ms - last_ms / 50;
+	if (u > timeout_ms)
+		u = timeout_ms;
+	out->idle_s = (int)idle;
+	out->intvl_s = (int)intvl;
+	out->cnt = (int)cnt;
+	out->user_timeout_ms = u;
+	out->jitter_ms = idle * 1000 / 4;
+	if (out->jitter_ms > 1000)
+		out->jitter_ms = 1000;
+}
+
+void hb_ka_apply(int fd, struct hb_conn *c)
+{
+	uint32_t app = hb_load_acquire(&c->flags);
+	const struct hb_ka *k = &hb_ka_cfg;
+
+	if (!(app & HB_APP_KEEPIDLE))
+		hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, k->idle_s);
+	if (!(app & HB_APP_KEEPINTVL))
+		hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, k->intvl_s);
+	if (!(app & HB_APP_KEEPCNT))
+		hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_KEEPCNT, k->cnt);
+	if (!(app & HB_APP_USERTIMEOUT))
+		hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, (int)k->user_timeout_ms);
+}
+
+void hb_ka_arm(int fd, struct hb_conn *c)
+{
+	uint32_t fl = hb_load_acquire(&c->flags);
+
+	if (fl & (HB_APP_KEEPALIVE | HB_CF_KA_ARMED))
+		return;
+	if (hb_os_setsockopt_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1) == 0)
+		hb_or_acq_rel(&c->flags, HB_CF_KA_ARMED);
+}

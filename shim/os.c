@@ -1,0 +1,199 @@
+/*
+ * os.c - the shim's own system calls.
+ *
+ * Everything the shim does for itself (bookkeeping getsockopt, heartbeat
+ * sends, shutdown of a dead connection, writing logs and events) goes through
+ * this file. Each call is a raw syscall: it cannot re-enter an interposer of
+ * ours or of another preloaded library, it does not depend on symbol binding,
+ * and it is async-signal-safe. Results are returned as the value or -errno;
+ * the caller's errno is preserved.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#include "hb.h"
+
+#ifndef SO_COOKIE
+#define SO_COOKIE 57
+#endif
+
+/* syscall() reports failure through errno; convert and restore. */
+#define RAW(...)                                   \
+	({                                         \
+		int saved_ = errno;                \
+		long r_ = syscall(__VA_ARGS__);    \
+		if (r_ == -1)                      \
+			r_ = -errno;               \
+		errno = saved_;                    \
+		r_;                                \
+	})
+
+long hb_os_getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
+{
+	return RAW(SYS_getsockopt, fd, level, opt, val, len);
+}
+
+long hb_os_setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
+{
+	return RAW(SYS_setsockopt, fd, level, opt, val, len);
+}
+
+long hb_os_setsockopt_int(int fd, int level, int opt, int v)
+{
+	return hb_os_setsockopt(fd, level, opt, &v, sizeof(v));
+}
+
+long hb_os_shutdown(int fd, int how)
+{
+	return RAW(SYS_shutdown, fd, how);
+}
+
+long hb_os_close(int fd)
+{
+	return RAW(SYS_close, fd);
+}
+
+long hb_os_write(int fd, const void *buf, size_t n)
+{
+	return RAW(SYS_write, fd, buf, n);
+}
+
+long hb_os_send(int fd, const void *buf, size_t n, int flags)
+{
+	return RAW(SYS_sendto, fd, buf, n, flags, NULL, 0);
+}
+
+long hb_os_recv(int fd, void *buf, size_t n, int flags)
+{
+	return RAW(SYS_recvfrom, fd, buf, n, flags, NULL, NULL);
+}
+
+long hb_os_open(const char *path, int flags, int mode)
+{
+	return RAW(SYS_openat, AT_FDCWD, path, flags, mode);
+}
+
+long hb_os_rename(const char *from, const char *to)
+{
+	return RAW(SYS_renameat, AT_FDCWD, from, AT_FDCWD, to);
+}
+
+long hb_os_fcntl(int fd, int cmd, long arg)
+{
+	return RAW(SYS_fcntl, fd, cmd, arg);
+}
+
+long hb_os_poll1(int fd, short events, int timeout_ms, short *revents)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	struct timespec ts, *tsp = NULL;
+	long r;
+
+	if (timeout_ms >= 0) {
+		ts.tv_sec = timeout_ms / 1000;
+		ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+		tsp = &ts;
+	}
+	r = RAW(SYS_ppoll, &p, 1, tsp, NULL, 0);
+	if (revents)
+		*revents = p.revents;
+	return r;
+}
+
+long hb_os_getsockname(int fd, struct sockaddr *sa, socklen_t *len)
+{
+	return RAW(SYS_getsockname, fd, sa, len);
+}
+
+long hb_os_getpeername(int fd, struct sockaddr *sa, socklen_t *len)
+{
+	return RAW(SYS_getpeername, fd, sa, len);
+}
+
+long hb_os_futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t timeout_ms)
+{
+	struct timespec ts, *tsp = NULL;
+
+	if (timeout_ms >= 0) {
+		ts.tv_sec = timeout_ms / 1000;
+		ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+		tsp = &ts;
+	}
+	return RAW(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, tsp, NULL, 0);
+}
+
+long hb_os_futex_wake(_Atomic uint32_t *addr)
+{
+	return RAW(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+void *hb_os_mmap(size_t len)
+{
+	long r = RAW(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		     -1, 0);
+
+	if (r < 0 && r > -4096)
+		return NULL;
+	return (void *)r;
+}
+
+uint64_t hb_os_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t hb_os_now_ms(void)
+{
+	return hb_os_now_ns() / 1000000ull;
+}
+
+uint64_t hb_os_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000ull;
+}
+
+int hb_os_getpid(void)
+{
+	return (int)RAW(SYS_getpid);
+}
+
+int hb_os_gettid(void)
+{
+	return (int)RAW(SYS_gettid);
+}
+
+void hb_os_sleep_us(unsigned us)
+{
+	struct timespec ts = { .tv_sec = us / 1000000u, .tv_nsec = (long)(us % 1000000u) * 1000L };
+
+	RAW(SYS_nanosleep, &ts, NULL);
+}
+
+uint64_t hb_os_cookie(int fd)
+{
+	uint64_t cookie = 0;
+	socklen_t len = sizeof(cookie);
+
+	if (hb_os_getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) < 0)
+		return 0;
+	return cookie;
+}
+
+void hb_os_raise_sigpipe(void)
+{
+	RAW(SYS_tgkill, hb_os_getpid(), hb_os_gettid(), SIGPIPE);
+}

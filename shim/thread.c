@@ -1,0 +1,293 @@
+/*
+ * thread.c - the single background thread.
+ *
+ * Started lazily by the first connection that needs timers (never from the
+ * constructor: creating threads there deadlocked tcmalloc programs), with
+ * every signal blocked so no application handler ever runs on it. It sleeps
+ * on a futex until the timer wheel's next due tick or a wake-up, then:
+ *   1. takes the reap stack, then the inbox (in that order: a connection is
+ *      pushed to the inbox before it can be pushed to reap, so a reaped
+ *      connection was always seen first);
+ *   2. links new connections into the wheel;
+ *   3. unlinks and frees reaped ones;
+ *   4. advances the wheel, running each due connection's next step;
+ *   5. rewrites HBSHIM_STATS every STATS_PERIOD_MS.
+ * It holds no lock at any time; application threads talk to it through the
+ * lock-free stacks of conn.c and the fd table's busy count.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "hb.h"
+
+#define STATS_PERIOD_MS 2000
+
+enum { PH_ARM = 0, PH_IDLE = 1, PH_DONE = 2 };
+enum { TS_NONE = 0, TS_STARTING = 1, TS_RUNNING = 2, TS_FAILED = 3 };
+
+static _Atomic int tstate;
+static _Atomic uint32_t wake_word;
+static _Atomic int need_rebuild; /* set in a forked child */
+static _Atomic int atfork_done;
+static struct hb_wheel wheel; /* background thread only */
+static uint64_t rng;          /* background thread only */
+
+static uint32_t rand32(void)
+{
+	/* xorshift64*: good enough to spread timers. */
+	rng ^= rng >> 12;
+	rng ^= rng << 25;
+	rng ^= rng >> 27;
+	return (uint32_t)((rng * 2685821657736338717ull) >> 32);
+}
+
+void hb_thread_wake(void)
+{
+	/* Bump even while the thread is starting: its futex_wait compares the
+	 * word it read before taking the stacks, so nothing pushed is missed. */
+	hb_add_acq_rel(&wake_word, 1);
+	hb_os_futex_wake(&wake_word);
+}
+
+void hb_conn_declare_dead(struct hb_conn *c, int fd, int err, const char *reason,
+			  uint64_t silent_ms)
+{
+	int expect = 0;
+	char extra[128];
+	struct hb_buf b;
+
+	if (!hb_cas_strong_acq_rel(&c->dead, &expect, err))
+		return;
+	/* shutdown, never close: the number stays the application's, and its
+	 * blocked calls return now. */
+	hb_os_shutdown(fd, SHUT_RDWR);
+	if (!strcmp(reason, "idle"))
+		hb_stat_add(HB_ST_DEAD_IDLE, 1);
+	else if (!strcmp(reason, "heartbeat"))
+		hb_stat_add(HB_ST_DEAD_HEARTBEAT, 1);
+	else if (!strcmp(reason, "write"))
+		hb_stat_add(HB_ST_DEAD_WRITE, 1);
+	else
+		hb_stat_add(HB_ST_DEAD_KEEPALIVE, 1);
+	hb_buf_init(&b, extra, sizeof(extra));
+	hb_buf_fmt(&b, ",\"reason\":\"%s\",\"silent_ms\":%llu", reason,
+		   (unsigned long long)silent_ms);
+	hb_event("dead", fd, c, hb_buf_str(&b));
+	hb_log(HB_LOG_INFO, "fd %d: peer declared dead (%s, silent %llu ms)", fd, reason,
+	       (unsigned long long)silent_ms);
+}
+
+/* The idle deadline: no data either way for idle_timeout_ms. */
+static void idle_check(struct hb_conn *c, int fd, uint64_t now)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	uint64_t idle, limit = hb_cfg.idle_timeout_ms;
+
+	memset(&ti, 0, sizeof(ti));
+	if (hb_os_getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0) {
+		c->phase = PH_DONE;
+		return;
+	}
+	if (ti.tcpi_state != TCP_ESTABLISHED && ti.tcpi_state != TCP_CLOSE_WAIT) {
+		c->phase = PH_DONE; /* closing or closed: nothing left to guard */
+		return;
+	}
+	idle = ti.tcpi_last_data_recv < ti.tcpi_last_data_sent ? ti.tcpi_last_data_recv
+							       : ti.tcpi_last_data_sent;
+	if (now - c->opened_ms < idle)
+		idle = now - c->opened_ms;
+	if (idle >= limit) {
+		char extra[96];
+		struct hb_buf b;
+
+		hb_stat_add(HB_ST_DEADLINE_IDLE, 1);
+		hb_buf_init(&b, extra, sizeof(extra));
+		hb_buf_fmt(&b, ",\"kind\":\"idle\",\"silent_ms\":%llu", (unsigned long long)idle);
+		hb_event("deadline", fd, c, hb_buf_str(&b));
+		hb_conn_declare_dead(c, fd, ETIMEDOUT, "idle", idle);
+		c->phase = PH_DONE;
+		return;
+	}
+	hb_wheel_add(&wheel, c, now + (limit - idle));
+}
+
+static void fire(struct hb_conn *c, void *arg)
+{
+	uint64_t now = *(uint64_t *)arg;
+	struct hb_fdent *ent;
+	int fd;
+
+	if (hb_load_acquire(&c->flags) & (HB_CF_RELEASED | HB_CF_LOST) ||
+	    hb_load_acquire(&c->dead))
+		return; /* lazily cancelled; reap frees it */
+	fd = hb_fd_pin(c, &ent);
+	if (fd < 0)
+		return;
+	switch (c->phase) {
+	case PH_ARM:
+		hb_ka_arm(fd, c);
+		c->phase = PH_IDLE;
+		if (hb_cfg.idle_timeout_ms)
+			idle_check(c, fd, now);
+		else
+			c->phase = PH_DONE;
+		break;
+	case PH_IDLE:
+		idle_check(c, fd, now);
+		break;
+	default:
+		break;
+	}
+	hb_fd_unpin(ent);
+}
+
+static void first_timer(struct hb_conn *c, uint64_t now)
+{
+	uint64_t due;
+
+	if (c->wlinked || (hb_load_acquire(&c->flags) & HB_CF_RELEASED))
+		return;
+	c->phase = PH_ARM;
+	due = c->opened_ms + (hb_ka_cfg.jitter_ms ? rand32() % hb_ka_cfg.jitter_ms : 0);
+	hb_wheel_add(&wheel, c, due > now ? due : now);
+}
+
+static void clear_link(int fd, struct hb_conn *c, void *arg)
+{
+	c->wlinked = 0;
+	c->wprev = c->wnext = NULL;
+}
+
+static void relink(int fd, struct hb_conn *c, void *arg)
+{
+	uint64_t now = *(uint64_t *)arg;
+	uint32_t fl = hb_load_acquire(&c->flags);
+
+	if ((fl & HB_CF_SCHEDULED) && !(fl & HB_CF_RELEASED) && !c->wlinked) {
+		if (fl & HB_CF_KA_ARMED) {
+			c->phase = PH_IDLE;
+			if (hb_cfg.idle_timeout_ms)
+				hb_wheel_add(&wheel, c, now + hb_cfg.idle_timeout_ms / 4);
+		} else {
+			first_timer(c, now);
+		}
+	}
+}
+
+/* In a forked child: the parent's wheel lists are meaningless here. */
+static void rebuild(uint64_t now)
+{
+	struct hb_conn *c, *next;
+
+	hb_wheel_init(&wheel, now);
+	for (c = hb_conn_take_reap(); c; c = next) {
+		next = hb_conn_at(c->reap_next);
+		c->wlinked = 0;
+		hb_conn_free(c);
+	}
+	(void)hb_conn_take_inbox(); /* still reachable through the fd table */
+	hb_fd_foreach(clear_link, NULL);
+	hb_fd_foreach(relink, &now);
+}
+
+static void *thread_main(void *arg)
+{
+	uint64_t now = hb_os_now_ms(), next_stats = now + STATS_PERIOD_MS;
+
+	rng = hb_os_now_ns() ^ ((uint64_t)hb_os_getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+	if (hb_xchg_acq_rel(&need_rebuild, 0))
+		rebuild(now);
+	else
+		hb_wheel_init(&wheel, now);
+	for (;;) {
+		uint32_t seen = hb_load_acquire(&wake_word);
+		struct hb_conn *reap = hb_conn_take_reap(), *in = hb_conn_take_inbox(), *c, *nx;
+		uint64_t due;
+		int64_t wait;
+
+		now = hb_os_now_ms();
+		for (c = in; c; c = nx) {
+			nx = hb_conn_at(c->inbox_next);
+			first_timer(c, now);
+		}
+		for (c = reap; c; c = nx) {
+			nx = hb_conn_at(c->reap_next);
+			hb_wheel_del(&wheel, c);
+			hb_conn_free(c);
+		}
+		hb_wheel_advance(&wheel, now, fire, &now);
+		if (now >= next_stats) {
+			hb_stats_flush();
+			next_stats = now + STATS_PERIOD_MS;
+		}
+		due = hb_wheel_next(&wheel);
+		if (hb_cfg.stats_file[0] && due > next_stats)
+			due = next_stats;
+		now = hb_os_now_ms();
+		wait = due == UINT64_MAX ? -1 : (due > now ? (int64_t)(due - now) : 0);
+		if (wait != 0)
+			hb_os_futex_wait(&wake_word, seen, wait);
+	}
+	return NULL;
+}
+
+static void atfork_child(void)
+{
+	/* No background thread here until one is needed. */
+	hb_store_release(&tstate, TS_NONE);
+	hb_store_release(&wake_word, 0);
+	hb_store_release(&need_rebuild, 1);
+	hb_fd_after_fork_child();
+}
+
+static void start(void)
+{
+	int expect = TS_NONE;
+	sigset_t all, old;
+	pthread_attr_t attr;
+	pthread_t tid;
+	int rc;
+
+	if (!hb_cas_strong_acq_rel(&tstate, &expect, TS_STARTING))
+		return;
+	if (!hb_xchg_acq_rel(&atfork_done, 1))
+		pthread_atfork(NULL, NULL, atfork_child);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	rc = pthread_create(&tid, &attr, thread_main, NULL);
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
+		hb_store_release(&tstate, TS_FAILED);
+		hb_log(HB_LOG_ERROR, "cannot start the background thread (error %d): "
+				     "deadlines and idle checks are off in this process", rc);
+		return;
+	}
+	hb_store_release(&tstate, TS_RUNNING);
+#ifdef __GLIBC__
+	pthread_setname_np(tid, "hbshim");
+#endif
+}
+
+void hb_thread_schedule(struct hb_conn *c)
+{
+	uint32_t fl = hb_load_acquire(&c->flags);
+
+	do {
+		if (fl & (HB_CF_RELEASED | HB_CF_SCHEDULED))
+			return;
+	} while (!hb_cas_acq_rel(&c->flags, &fl, fl | HB_CF_SCHEDULED));
+	hb_conn_push_inbox(c);
+	if (hb_load_acquire(&tstate) != TS_RUNNING)
+		start();
+	hb_thread_wake();
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bats
+# The shape of the build products: what the shared objects export.
+
+load helpers
+
+# libc functions the library may interpose (a superset of what it does).
+ALLOWED_LIBC="
+socket socketpair connect accept accept4 listen bind shutdown
+setsockopt getsockopt getsockname getpeername
+close close_range closefrom fclose dup dup2 dup3 fcntl fcntl64 ioctl
+read write readv writev pread pwrite pread64 pwrite64 preadv pwritev preadv2 pwritev2
+recv recvfrom recvmsg recvmmsg send sendto sendmsg sendmmsg sendfile sendfile64 splice
+__read_chk __recv_chk __recvfrom_chk __poll_chk __ppoll_chk
+poll ppoll select pselect epoll_create epoll_create1 epoll_ctl epoll_wait epoll_pwait epoll_pwait2
+fork vfork _Fork daemon
+"
+
+# Defined dynamic symbols of $1, without version suffixes. Type A entries are
+# version-node names (HBSHIM_0.1), not code or data.
+exports() {
+	nm -D --defined-only "$1" | awk '$2 != "A" { sub(/@.*/, "", $3); print $3 }' | sort -u
+}
+
+@test "exports: libhbshim.so exports only interposed libc names and hbshim_*" {
+	need_cmd nm
+	run exports "$HB_LIB"
+	assert_status 0
+	[ -n "$output" ] || fail "no exported symbols at all"
+	local bad=() s
+	for s in $output; do
+		case $s in hbshim_*) continue ;; esac
+		case " $(echo $ALLOWED_LIBC) " in *" $s "*) continue ;; esac
+		bad+=("$s")
+	done
+	[ ${#bad[@]} -eq 0 ] || fail "unexpected exports: ${bad[*]}"
+	# The public API and the core interposers are really there.
+	for s in hbshim_version hbshim_active hbshim_fd_mode socket connect accept close recv send; do
+		grep -qx "$s" <<<"$output" || fail "$s is not exported"
+	done
+}
+
+@test "exports: the no-op stub exports exactly the three hbshim_ functions" {
+	need_cmd nm
+	[ -f "$HB_NOOP" ] || fail "$HB_NOOP missing"
+	run exports "$HB_NOOP"
+	assert_status 0
+	[ "$output" = "$(printf '%s\n' hbshim_active hbshim_fd_mode hbshim_version)" ] ||
+		fail "stub exports: $(echo $output)"
+}
+
+@test "exports: the stub answers 'not loaded'; the library answers active" {
+	run plain LD_PRELOAD="$HB_NOOP" "$PY" -c 'import ctypes
+l = ctypes.CDLL(None)
+l.hbshim_version.restype = ctypes.c_char_p
+print(l.hbshim_version().decode(), l.hbshim_active(), l.hbshim_fd_mode(0))'
+	assert_status 0
+	[ "$output" = "0.1.0-noop 0 0" ] || fail "stub said: $output"
+
+	run shim "$PY" -c 'import ctypes
+l = ctypes.CDLL(None)
+l.hbshim_version.restype = ctypes.c_char_p
+print(l.hbshim_version().decode(), l.hbshim_active(), l.hbshim_fd_mode(0))'
+	assert_status 0
+	[ "$output" = "0.1.0 1 0" ] || fail "library said: $output"
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bats
+# Living next to other preloaded libraries: malloc replacements and the
+# AddressSanitizer runtime.
+
+load helpers
+
+JEMALLOC=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+TCMALLOC=/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4
+
+serve_blob() {
+	mkdir -p "$T/www"
+	head -c 1000000 /dev/urandom >"$T/www/blob"
+	PORT=$(free_port)
+	bg srv plain "$PY" -m http.server --bind 127.0.0.1 --directory "$T/www" "$PORT"
+	wait_listen "$PORT"
+}
+
+# curl with LD_PRELOAD=$1 must fetch the blob byte for byte and exit 0.
+fetch_with() {
+	run timeout 20 env LD_PRELOAD="$1" HBSHIM_INTERVAL=1s HBSHIM_EVENTS="$T/ev" \
+		curl -sS --fail --noproxy '*' -o "$T/got" "http://127.0.0.1:$PORT/blob"
+	assert_status 0
+	cmp -s "$T/www/blob" "$T/got" || fail "LD_PRELOAD=$1: output differs"
+	# The shim really ran inside curl.
+	grep -q '"connect"' "$T/ev" || fail "LD_PRELOAD=$1: no connect event, shim inactive?"
+	rm -f "$T/got" "$T/ev"
+}
+
+@test "allocators: jemalloc before and after the shim, curl output identical" {
+	need_nosan "a sanitizer runtime owns malloc"
+	need_cmd curl
+	[ -f "$JEMALLOC" ] || skip "needs libjemalloc2"
+	serve_blob
+	fetch_with "$JEMALLOC $HB_LIB"
+	fetch_with "$HB_LIB $JEMALLOC"
+}
+
+@test "allocators: tcmalloc before and after the shim, curl output identical" {
+	need_nosan "a sanitizer runtime owns malloc"
+	need_cmd curl
+	[ -f "$TCMALLOC" ] || skip "needs libgoogle-perftools4"
+	serve_blob
+	fetch_with "$TCMALLOC $HB_LIB"
+	fetch_with "$HB_LIB $TCMALLOC"
+}
+
+@test "ASan runtime first in LD_PRELOAD: python3 client/server exchange works" {
+	local asan
+	asan=$(gcc -print-file-name=libasan.so 2>/dev/null) || true
+	[ -n "$asan" ] && [ -f "$asan" ] || skip "needs gcc's libasan"
+	case ${HB_SAN_PRELOAD:-} in "" | *libasan*) ;; *) skip "another sanitizer runtime is in use" ;; esac
+	local port
+	port=$(free_port)
+	local -a env=(LD_PRELOAD="$asan $HB_LIB" ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0
+		HBSHIM_INTERVAL=1s)
+	bg srv timeout 20 env "${env[@]}" "$PY" "$APP" echo-server 127.0.0.1 "$port"
+	local srv=$BG_PID
+	wait_line "$T/srv.out" LISTENING
+	run timeout 20 env "${env[@]}" "$PY" "$APP" echo-client 127.0.0.1 "$port" 1048576
+	assert_status 0
+	[ "$(line_with ECHO)" = "ECHO OK 1048576" ] || fail "client: $output"
+	bg_wait "$srv" 5
+	[ "$BG_STATUS" -eq 0 ] || fail "server status $BG_STATUS: $(cat "$T/srv.out" "$T/srv.err")"
+	! grep -q 'ERROR: AddressSanitizer' "$T/srv.err" || fail "ASan report: $(cat "$T/srv.err")"
+}

@@ -1,0 +1,410 @@
+/*
+ * hbshim.c - the command-line wrapper: hbshim [OPTIONS] [--] COMMAND [ARGS...]
+ *
+ * Turns options into HBSHIM_* variables, validates the resulting environment
+ * with the library's own parser (config.c), puts libhbshim.so first in
+ * LD_PRELOAD and execs COMMAND. It is an ordinary program: stdio and malloc
+ * are fine here. Exit status follows env(1): 2 for a usage or configuration
+ * error, 126 when COMMAND cannot be run, 127 when it is not found, otherwise
+ * whatever COMMAND returns (it replaces this process).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include "hbshim.h"
+#include "hb.h"
+
+#ifndef HB_LIBDIR
+#define HB_LIBDIR "/usr/local/lib"
+#endif
+
+#define LIBNAME "libhbshim.so"
+#define EXIT_USAGE 2
+
+static void usage_error(const char *what, const char *arg)
+{
+	fprintf(stderr, "hbshim: %s%s%s (try 'hbshim --help')\n", what, arg ? ": " : "",
+		arg ? arg : "");
+	exit(EXIT_USAGE);
+}
+
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n);
+
+	if (!p) {
+		fprintf(stderr, "hbshim: out of memory\n");
+		exit(EXIT_USAGE);
+	}
+	return p;
+}
+
+/* What the value of an option looks like, for --help. */
+static const char *metavar(const char *option)
+{
+	if (!strcmp(option, "--frame"))
+		return "RULES";
+	if (!strcmp(option, "--accept"))
+		return "auto|raw";
+	if (!strcmp(option, "--log"))
+		return "LEVEL";
+	if (!strcmp(option, "--log-file") || !strcmp(option, "--events") ||
+	    !strcmp(option, "--stats"))
+		return "PATH";
+	return "DURATION";
+}
+
+static int is_flag(const char *option)
+{
+	return !strcmp(option, "--disable");
+}
+
+static void help(void)
+{
+	int i, any;
+
+	printf("usage: hbshim [OPTIONS] [--] COMMAND [ARGS...]\n"
+	       "\n"
+	       "Run COMMAND with libhbshim preloaded: TCP connections get heartbeats (kernel\n"
+	       "keepalive, or heartbeat frames with peers that speak them) and deadlines, and\n"
+	       "a dead peer makes blocked calls fail instead of hanging forever.\n"
+	       "\n"
+	       "Each option sets the environment variable shown beside it; setting the\n"
+	       "variable directly has the same effect, and an option wins over it.\n"
+	       "Durations: 250ms, 5s, 1m, 2h, or a bare number of seconds.\n"
+	       "\n"
+	       "Options:\n");
+	for (i = 0; i < hb_option_ndocs; i++) {
+		const struct hb_option_doc *d = &hb_option_docs[i];
+		char left[64];
+
+		if (!d->option)
+			continue;
+		if (is_flag(d->option))
+			snprintf(left, sizeof(left), "%s", d->option);
+		else
+			snprintf(left, sizeof(left), "%s %s", d->option, metavar(d->option));
+		printf("  %-28s %s\n", left, d->doc);
+		printf("  %-28s (default: %s; env %s%s)\n", "", d->deflt, d->env,
+		       !strcmp(d->option, "--frame") ? "; repeatable, joined with ','" : "");
+	}
+	printf("  %-28s %s\n", "--help", "print this help and exit");
+	printf("  %-28s %s\n", "--version", "print the version and exit");
+	for (i = 0, any = 0; i < hb_option_ndocs; i++) {
+		const struct hb_option_doc *d = &hb_option_docs[i];
+
+		if (d->option)
+			continue;
+		if (!any++)
+			printf("\nEnvironment only:\n");
+		printf("  %-28s %s (default: %s)\n", d->env, d->doc, d->deflt);
+	}
+	printf("\n"
+	       "The library is looked up as $HBSHIM_LIBRARY, then " LIBNAME " beside this\n"
+	       "program, then in ../lib/ relative to it, then in " HB_LIBDIR ".\n"
+	       "\n"
+	       "Exit status: that of COMMAND; 2 for a usage or configuration error,\n"
+	       "126 if COMMAND cannot be run, 127 if it is not found.\n");
+	exit(0);
+}
+
+static const struct hb_option_doc *find_option(const char *name, size_t len)
+{
+	int i;
+
+	for (i = 0; i < hb_option_ndocs; i++) {
+		const char *o = hb_option_docs[i].option;
+
+		if (o && strlen(o) == len && !strncmp(o, name, len))
+			return &hb_option_docs[i];
+	}
+	return NULL;
+}
+
+/* Append item to the ','-joined list *list (malloc'd, or NULL). */
+static void join(char **list, const char *item)
+{
+	size_t old = *list ? strlen(*list) : 0, n = strlen(item);
+	char *p = xmalloc(old + n + 2);
+
+	if (old) {
+		memcpy(p, *list, old);
+		p[old++] = ',';
+	}
+	memcpy(p + old, item, n + 1);
+	free(*list);
+	*list = p;
+}
+
+/*
+ * Consume the options at the front of argv, setting their variables.
+ * Returns the index of COMMAND in argv.
+ */
+static int parse_args(int argc, char **argv)
+{
+	char *frame = NULL;
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i], *eq, *val;
+		const struct hb_option_doc *d;
+		size_t len;
+
+		if (!strcmp(a, "--")) {
+			i++;
+			break;
+		}
+		if (a[0] != '-' || !a[1])
+			break; /* the first word that is not an option is COMMAND */
+		if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+			help();
+		if (!strcmp(a, "--version")) {
+			printf("hbshim " HBSHIM_VERSION_STRING "\n");
+			exit(0);
+		}
+		eq = strchr(a, '=');
+		len = eq ? (size_t)(eq - a) : strlen(a);
+		d = a[1] == '-' ? find_option(a, len) : NULL;
+		if (!d)
+			usage_error("unknown option", a);
+		if (eq) {
+			val = eq + 1;
+		} else if (is_flag(d->option)) {
+			val = "1";
+		} else {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "hbshim: option %s needs a value (try 'hbshim --help')\n",
+					d->option);
+				exit(EXIT_USAGE);
+			}
+			val = argv[++i];
+		}
+		if (!strcmp(d->option, "--frame")) {
+			if (val[0])
+				join(&frame, val);
+			else if (!frame)
+				frame = strdup(""); /* --frame= clears the variable */
+			continue;
+		}
+		if (setenv(d->env, val, 1) < 0)
+			goto fail;
+	}
+	if (frame && setenv("HBSHIM_FRAME", frame, 1) < 0)
+		goto fail;
+	free(frame);
+	return i;
+fail:
+	fprintf(stderr, "hbshim: cannot set the environment: %s\n", strerror(errno));
+	exit(EXIT_USAGE);
+}
+
+static const char *env_get(const char *name)
+{
+	return getenv(name);
+}
+
+static int is_file(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, R_OK) == 0;
+}
+
+/* realpath of dir + "/" + rest when that is a readable file, else NULL. */
+static char *try_lib(const char *dir, const char *rest)
+{
+	char path[PATH_MAX];
+	int n = snprintf(path, sizeof(path), "%s/%s", dir, rest);
+
+	if (n < 0 || (size_t)n >= sizeof(path) || !is_file(path))
+		return NULL;
+	return realpath(path, NULL);
+}
+
+/* The absolute path of libhbshim.so (malloc'd); exits when there is none. */
+static char *find_library(void)
+{
+	const char *env = getenv("HBSHIM_LIBRARY");
+	char exe[PATH_MAX], *slash, *lib;
+	ssize_t n;
+
+	if (env && env[0]) {
+		errno = 0;
+		if (!is_file(env) || !(lib = realpath(env, NULL))) {
+			fprintf(stderr, "hbshim: HBSHIM_LIBRARY=%s: %s\n", env,
+				errno ? strerror(errno) : "not a regular file");
+			exit(EXIT_USAGE);
+		}
+		return lib;
+	}
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = 0;
+		slash = strrchr(exe, '/');
+		if (slash) {
+			*slash = 0;
+			if ((lib = try_lib(exe[0] ? exe : "/", LIBNAME)))
+				return lib;
+			if ((lib = try_lib(exe[0] ? exe : "/", "../lib/" LIBNAME)))
+				return lib;
+		}
+	}
+	if ((lib = try_lib(HB_LIBDIR, LIBNAME)))
+		return lib;
+	fprintf(stderr, "hbshim: cannot find " LIBNAME " (looked beside %s, in ../lib/ "
+		"relative to it and in " HB_LIBDIR "); set HBSHIM_LIBRARY\n",
+		n > 0 ? "this program" : "this program (unknown location)");
+	exit(EXIT_USAGE);
+}
+
+/* Sanitizer runtimes must stay first in LD_PRELOAD or they refuse to run. */
+static int is_sanitizer(const char *entry, size_t len)
+{
+	static const char *const names[] = { "libasan", "libtsan", "libubsan", "liblsan",
+					     "libhwasan", "libclang_rt." };
+	const char *base = entry;
+	size_t i, blen;
+
+	for (i = 0; i < len; i++)
+		if (entry[i] == '/')
+			base = entry + i + 1;
+	blen = len - (size_t)(base - entry);
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (blen >= strlen(names[i]) && !strncmp(base, names[i], strlen(names[i])))
+			return 1;
+	return 0;
+}
+
+/* An LD_PRELOAD entry that is (another copy of) the shim: two would clash. */
+static int is_shim(const char *entry, size_t len, const struct stat *lib)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	size_t nl = strlen(LIBNAME);
+
+	if (len >= nl && !strncmp(entry + len - nl, LIBNAME, nl) &&
+	    (len == nl || entry[len - nl - 1] == '/'))
+		return 1;
+	if (len >= sizeof(path))
+		return 0;
+	memcpy(path, entry, len);
+	path[len] = 0;
+	return stat(path, &st) == 0 && st.st_dev == lib->st_dev && st.st_ino == lib->st_ino;
+}
+
+/*
+ * New LD_PRELOAD: sanitizer runtimes already there, then lib, then the other
+ * entries in their order, minus any copy of the shim. The loader splits the
+ * list on ':' and ' ', so lib itself must contain neither.
+ */
+static void set_preload(const char *lib)
+{
+	const char *old = getenv("LD_PRELOAD"), *p;
+	size_t cap = strlen(lib) + (old ? strlen(old) : 0) + 2, len = 0;
+	char *out = xmalloc(cap);
+	struct stat st;
+	int pass;
+
+	if (strpbrk(lib, ": ")) {
+		fprintf(stderr, "hbshim: %s: LD_PRELOAD cannot name a path with ':' or ' ' in it\n",
+			lib);
+		exit(EXIT_USAGE);
+	}
+	if (stat(lib, &st) < 0)
+		memset(&st, 0, sizeof(st));
+	/* pass 0: sanitizer runtimes; pass 1: everything else after lib. */
+	for (pass = 0; pass < 2; pass++) {
+		if (pass == 1) {
+			if (len)
+				out[len++] = ':';
+			memcpy(out + len, lib, strlen(lib));
+			len += strlen(lib);
+		}
+		for (p = old; p && *p;) {
+			size_t n = strcspn(p, ": ");
+
+			if (n && is_sanitizer(p, n) == !pass && !is_shim(p, n, &st)) {
+				if (len)
+					out[len++] = ':';
+				memcpy(out + len, p, n);
+				len += n;
+			}
+			p += n;
+			if (*p)
+				p++;
+		}
+	}
+	out[len] = 0;
+	if (setenv("LD_PRELOAD", out, 1) < 0) {
+		fprintf(stderr, "hbshim: cannot set LD_PRELOAD: %s\n", strerror(errno));
+		exit(EXIT_USAGE);
+	}
+	free(out);
+}
+
+/* Where execvp will find cmd (malloc'd), or NULL. */
+static char *resolve(const char *cmd)
+{
+	const char *path = getenv("PATH"), *p;
+	char buf[PATH_MAX];
+
+	if (strchr(cmd, '/'))
+		return strdup(cmd);
+	if (!path)
+		path = "/bin:/usr/bin"; /* glibc execvp's default */
+	for (p = path;;) {
+		size_t n = strcspn(p, ":");
+		int len = n ? snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, p, cmd)
+			    : snprintf(buf, sizeof(buf), "%s", cmd); /* empty = cwd */
+
+		if (len > 0 && (size_t)len < sizeof(buf) && access(buf, X_OK) == 0) {
+			struct stat st;
+
+			if (stat(buf, &st) == 0 && S_ISREG(st.st_mode))
+				return strdup(buf);
+		}
+		if (!p[n])
+			return NULL;
+		p += n + 1;
+	}
+}
+
+static void warn_setid(const char *cmd)
+{
+	char *path = resolve(cmd);
+	struct stat st;
+
+	if (path && stat(path, &st) == 0 && (st.st_mode & (S_ISUID | S_ISGID)))
+		fprintf(stderr, "hbshim: warning: %s is setuid/setgid: the dynamic loader "
+			"ignores LD_PRELOAD for it, the shim will not be active\n", path);
+	free(path);
+}
+
+int main(int argc, char **argv)
+{
+	struct hb_config cfg;
+	char err[512], *lib;
+	int cmd, err_no;
+
+	cmd = parse_args(argc, argv);
+	if (cmd >= argc)
+		usage_error("missing command", NULL);
+	if (hb_config_parse(&cfg, env_get, err, sizeof(err)) < 0) {
+		fprintf(stderr, "hbshim: %s\n", err);
+		return EXIT_USAGE;
+	}
+	lib = find_library();
+	set_preload(lib);
+	free(lib);
+	warn_setid(argv[cmd]);
+	execvp(argv[cmd], argv + cmd);
+	err_no = errno;
+	fprintf(stderr, "hbshim: cannot run %s: %s\n", argv[cmd], strerror(err_no));
+	/* As env(1): not found is 127, found but not runnable is 126. */
+	return err_no == ENOENT ? 127 : 126;
+}
