@@ -26,8 +26,8 @@ san_runtime() {
 
 case ${SAN:-} in
 address | thread)
-	lib=lib${SAN/address/asan}.so
-	lib=${lib/libthread/libtsan}
+	lib=libasan.so
+	[[ $SAN == thread ]] && lib=libtsan.so
 	if ! HB_SAN_PRELOAD=$(san_runtime "$lib"); then
 		echo "integration: SAN=$SAN but $lib not found" >&2
 		exit 1

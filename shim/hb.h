@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 
 #include "atomic.h"
+#include "codec.h"
 
 #define HB_EXPORT __attribute__((visibility("default")))
 #define HB_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -176,6 +177,7 @@ long hb_os_recv(int fd, void *buf, size_t n, int flags);
 long hb_os_open(const char *path, int flags, int mode);
 long hb_os_rename(const char *from, const char *to);
 long hb_os_fcntl(int fd, int cmd, long arg);
+long hb_os_ioctl(int fd, unsigned long req, void *arg);
 long hb_os_poll1(int fd, short events, int timeout_ms, short *revents);
 long hb_os_getsockname(int fd, struct sockaddr *sa, socklen_t *len);
 long hb_os_getpeername(int fd, struct sockaddr *sa, socklen_t *len);
@@ -192,6 +194,9 @@ void hb_os_sleep_us(unsigned us);
 uint64_t hb_os_cookie(int fd);
 /* Raise SIGPIPE on the calling thread, as the kernel would on EPIPE. */
 void hb_os_raise_sigpipe(void);
+/* recvmsg/sendmsg through the next definition (see os.c). */
+long hb_next_recvmsg(int fd, struct msghdr *m, int flags);
+long hb_next_sendmsg(int fd, const struct msghdr *m, int flags);
 
 /* ------------------------------------------------------------------ log.c */
 
@@ -259,9 +264,24 @@ struct hb_conn {
 	uint16_t pad1;
 	uint64_t opened_ms;            /* monotonic ms at install */
 	uint64_t ka_due_ms;            /* when to switch SO_KEEPALIVE on */
-	uint32_t last_activity;        /* reserved for framed mode */
-	uint32_t pad2;
+	uint64_t last_app_ms;          /* framed: last application byte either way */
+	uint32_t peer_interval_ms;     /* from the peer's hello (rx lock) */
+	uint32_t peer_timeout_ms;
+	_Atomic uint32_t rcvtimeo_ms;  /* app's SO_RCVTIMEO, 0 = none */
+	/* Framed mode (frame.c). rxmode and rx change under rxlock, txmode and
+	 * tx under txlock; both are read without them by quick checks. */
+	_Atomic uint8_t rxmode;        /* HB_RX_* */
+	_Atomic uint8_t txmode;        /* HB_TX_* */
+	uint8_t client;                /* we connected: our hello goes first */
+	uint8_t hello_sent;            /* under txlock */
+	_Atomic uint32_t rxlock;       /* 0 free, else owner tid | HB_LOCK_WAITERS */
+	_Atomic uint32_t txlock;
+	struct hb_rx rx;
+	struct hb_tx tx;
 };
+
+enum { HB_RX_RAW = 0, HB_RX_DETECT = 1, HB_RX_FRAMED = 2, HB_RX_FAILED = 3 };
+enum { HB_TX_RAW = 0, HB_TX_UNDECIDED = 1, HB_TX_FRAMED = 2 };
 
 /* Allocate a zeroed connection with refs = 0 and no fds, or NULL (pool
  * exhausted or mmap failed: the caller passes through untracked).
@@ -401,6 +421,30 @@ extern struct hb_ka hb_ka_cfg; /* derived once at init */
 void hb_ka_apply(int fd, struct hb_conn *c);
 /* Switch SO_KEEPALIVE on unless the app chose. Background thread, pinned. */
 void hb_ka_arm(int fd, struct hb_conn *c);
+
+/* ------------------------------------------------------------------ frame.c */
+
+/* A frame rule matched this outgoing connection: frame our direction (hello
+ * first), detect the peer's. App thread, right after connect returned 0 or
+ * EINPROGRESS. */
+void hb_frame_client(int fd, struct hb_conn *c, int established);
+/* An accepted connection under HBSHIM_ACCEPT=auto: detect the client's
+ * hello, frame our direction only after it arrived. App thread. */
+void hb_frame_server(int fd, struct hb_conn *c);
+/* Application I/O on a framed (or negotiating) connection. Return the
+ * application byte count or -errno. App threads. */
+long hb_frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags);
+long hb_frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags);
+/* The application shuts down its write side: send a half-close frame. */
+void hb_frame_shutdown(struct hb_conn *c, int fd, int how);
+/* FIONREAD on a framed connection: application bytes readable. */
+int hb_frame_inq(struct hb_conn *c, int fd, int *out);
+/* Background step for a framed connection: hello, heartbeat, liveness,
+ * draining control frames. Returns the next due time (ms) or 0 when the
+ * connection needs no more timers. Background thread, fd pinned. */
+uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd);
+/* Keepalive settings used as a backstop on framed connections. */
+extern struct hb_ka hb_ka_frame_cfg;
 
 /* ------------------------------------------------------------------ thread.c */
 

@@ -122,6 +122,58 @@ static inline struct hb_conn *tracked(int fd)
 	return (c && hb_conn_usable(c)) ? c : NULL;
 }
 
+/* Convert a framed-path result (count or -errno) to libc's convention. */
+static ssize_t frame_rx(struct hb_conn *c, int fd, long r, size_t want)
+{
+	if (r >= 0) {
+		errno = 0;
+		return rx_done(c, fd, r, want);
+	}
+	errno = (int)-r;
+	return rx_done(c, fd, -1, want);
+}
+
+static ssize_t frame_tx(struct hb_conn *c, int fd, long r, int app_flags)
+{
+	if (r >= 0)
+		return r;
+	errno = (int)-r;
+	return tx_done(c, fd, -1, app_flags);
+}
+
+static long frame_recv1(struct hb_conn *c, int fd, void *buf, size_t n, int flags,
+			struct sockaddr *sa, socklen_t *sl)
+{
+	struct iovec v = { buf, n };
+	struct msghdr m;
+	long r;
+
+	memset(&m, 0, sizeof(m));
+	m.msg_iov = &v;
+	m.msg_iovlen = 1;
+	if (sa && sl) {
+		m.msg_name = sa;
+		m.msg_namelen = *sl;
+	}
+	r = hb_frame_recv(c, fd, &m, flags);
+	if (sa && sl && r >= 0)
+		*sl = m.msg_namelen;
+	return r;
+}
+
+static long frame_send1(struct hb_conn *c, int fd, const void *buf, size_t n, int flags)
+{
+	struct iovec v = { (void *)buf, n };
+	struct msghdr m;
+
+	memset(&m, 0, sizeof(m));
+	m.msg_iov = &v;
+	m.msg_iovlen = 1;
+	return hb_frame_send(c, fd, &m, flags);
+}
+
+#define IS_FRAME(c) ((c)->mode == HB_MODE_FRAME)
+
 #define REAL_RECVFROM(fd, b, n, fl, sa, sl) \
 	REAL(recvfrom, syscall(SYS_recvfrom, fd, b, n, fl, sa, sl), fd, b, n, fl, sa, sl)
 #define REAL_SENDTO(fd, b, n, fl, sa, sl) \
@@ -136,6 +188,8 @@ HB_EXPORT ssize_t read(int fd, void *buf, size_t n)
 	if (HB_LIKELY(!c) || !hb_conn_usable(c))
 		return REAL(read, syscall(SYS_read, fd, buf, n), fd, buf, n);
 	PRECHECK(c, fd);
+	if (IS_FRAME(c))
+		return frame_rx(c, fd, frame_recv1(c, fd, buf, n, 0, NULL, NULL), n);
 	return rx_done(c, fd, REAL(read, syscall(SYS_read, fd, buf, n), fd, buf, n), n);
 }
 
@@ -153,6 +207,8 @@ HB_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 	if (!c)
 		return REAL_RECVFROM(fd, buf, n, flags, NULL, NULL);
 	PRECHECK(c, fd);
+	if (IS_FRAME(c))
+		return frame_rx(c, fd, frame_recv1(c, fd, buf, n, flags, NULL, NULL), n);
 	return rx_done(c, fd, REAL_RECVFROM(fd, buf, n, flags, NULL, NULL), n);
 }
 
@@ -171,6 +227,8 @@ HB_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockad
 	if (!c)
 		return REAL_RECVFROM(fd, buf, n, flags, sa, sl);
 	PRECHECK(c, fd);
+	if (IS_FRAME(c))
+		return frame_rx(c, fd, frame_recv1(c, fd, buf, n, flags, sa, sl), n);
 	return rx_done(c, fd, REAL_RECVFROM(fd, buf, n, flags, sa, sl), n);
 }
 
@@ -198,6 +256,9 @@ HB_EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 	if (!c)
 		return REAL_RECVMSG(fd, m, flags);
 	PRECHECK(c, fd);
+	if (IS_FRAME(c) && m)
+		return frame_rx(c, fd, hb_frame_recv(c, fd, m, flags),
+				iov_len(m->msg_iov, (int)m->msg_iovlen));
 	return rx_done(c, fd, REAL_RECVMSG(fd, m, flags),
 		       m ? iov_len(m->msg_iov, (int)m->msg_iovlen) : 0);
 }
@@ -209,6 +270,14 @@ HB_EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 	if (HB_LIKELY(!c) || !hb_conn_usable(c))
 		return REAL(readv, syscall(SYS_readv, fd, iov, n), fd, iov, n);
 	PRECHECK(c, fd);
+	if (IS_FRAME(c) && n > 0) {
+		struct msghdr m;
+
+		memset(&m, 0, sizeof(m));
+		m.msg_iov = (struct iovec *)iov;
+		m.msg_iovlen = (size_t)n;
+		return frame_rx(c, fd, hb_frame_recv(c, fd, &m, 0), iov_len(iov, n));
+	}
 	return rx_done(c, fd, REAL(readv, syscall(SYS_readv, fd, iov, n), fd, iov, n),
 		       iov_len(iov, n));
 }
@@ -220,6 +289,8 @@ HB_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 	if (HB_LIKELY(!c) || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL(write, syscall(SYS_write, fd, buf, n), fd, buf, n);
 	PRECHECK(c, fd);
+	if (IS_FRAME(c))
+		return frame_tx(c, fd, frame_send1(c, fd, buf, n, 0), 0);
 	/* write(2) on a TCP socket is send(2) with no flags. */
 	return tx_done(c, fd, REAL_SENDTO(fd, buf, n, MSG_NOSIGNAL, NULL, 0), 0);
 }
@@ -231,6 +302,8 @@ HB_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 	if (!c || c->kind != HB_KIND_CONNECTED)
 		return REAL_SENDTO(fd, buf, n, flags, NULL, 0);
 	PRECHECK(c, fd);
+	if (IS_FRAME(c))
+		return frame_tx(c, fd, frame_send1(c, fd, buf, n, flags), flags);
 	return tx_done(c, fd, REAL_SENDTO(fd, buf, n, flags | MSG_NOSIGNAL, NULL, 0), flags);
 }
 
@@ -242,6 +315,8 @@ HB_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const str
 	if (!c || c->kind != HB_KIND_CONNECTED)
 		return REAL_SENDTO(fd, buf, n, flags, sa, sl);
 	PRECHECK(c, fd);
+	if (IS_FRAME(c))
+		return frame_tx(c, fd, frame_send1(c, fd, buf, n, flags), flags);
 	return tx_done(c, fd, REAL_SENDTO(fd, buf, n, flags | MSG_NOSIGNAL, sa, sl), flags);
 }
 
@@ -252,6 +327,8 @@ HB_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 	if (!c || c->kind != HB_KIND_CONNECTED)
 		return REAL_SENDMSG(fd, m, flags);
 	PRECHECK(c, fd);
+	if (IS_FRAME(c) && m)
+		return frame_tx(c, fd, hb_frame_send(c, fd, m, flags), flags);
 	return tx_done(c, fd, REAL_SENDMSG(fd, m, flags | MSG_NOSIGNAL), flags);
 }
 
@@ -270,6 +347,8 @@ HB_EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
 	memset(&m, 0, sizeof(m));
 	m.msg_iov = (struct iovec *)iov;
 	m.msg_iovlen = (size_t)n;
+	if (IS_FRAME(c))
+		return frame_tx(c, fd, hb_frame_send(c, fd, &m, 0), 0);
 	return tx_done(c, fd, REAL_SENDMSG(fd, &m, MSG_NOSIGNAL), 0);
 }
 

@@ -75,7 +75,7 @@ static void opened(int fd, struct hb_conn *c, int established, const char *ev,
 {
 	c->kind = HB_KIND_CONNECTED;
 	c->opened_ms = hb_os_now_ms();
-	if (established) {
+	if (established && c->mode != HB_MODE_FRAME) {
 		hb_ka_apply(fd, c);
 		hb_or_acq_rel(&c->flags, HB_CF_TIMING);
 	}
@@ -204,6 +204,11 @@ HB_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	else
 		r = real_connect(fd, sa, len);
 	err = errno;
+	if ((r == 0 || err == EINPROGRESS) && hb_cfg.nrules &&
+	    hb_rules_match(hb_cfg.rules, hb_cfg.nrules, sa, len)) {
+		hb_frame_client(fd, c, r == 0);
+		hb_or_acq_rel(&c->flags, HB_CF_TIMING);
+	}
 	if (r == 0)
 		opened(fd, c, 1, "connect", sa, len);
 	else if (err == EINPROGRESS)
@@ -231,7 +236,15 @@ static int after_accept(int lfd, int fd, int flags)
 		 * the application's choices carry over. */
 		hb_or_acq_rel(&c->flags, hb_load_relaxed(&l->flags) & HB_APP_MASK);
 		hb_store_relaxed(&c->sndtimeo_ms, hb_load_relaxed(&l->sndtimeo_ms));
+		hb_store_relaxed(&c->rcvtimeo_ms, hb_load_relaxed(&l->rcvtimeo_ms));
 		hb_stat_add(HB_ST_ACCEPTED, 1);
+		if (hb_cfg.accept_mode == HB_ACCEPT_AUTO) {
+			/* Keepalive timing now; frame.c loosens it if the
+			 * client turns out to speak hbshim. */
+			hb_ka_apply(fd, c);
+			hb_or_acq_rel(&c->flags, HB_CF_TIMING);
+			hb_frame_server(fd, c);
+		}
 		opened(fd, c, 1, "accept", NULL, 0);
 	}
 	errno = err;
@@ -274,8 +287,15 @@ HB_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t 
 	if (level == SOL_SOCKET) {
 		if (opt == SO_KEEPALIVE)
 			bit = HB_APP_KEEPALIVE;
-		else if (opt == SO_RCVTIMEO)
+		else if (opt == SO_RCVTIMEO) {
 			bit = HB_APP_RCVTIMEO;
+			if (val && len >= sizeof(struct timeval)) {
+				const struct timeval *tv = val;
+
+				hb_store_relaxed(&c->rcvtimeo_ms,
+						 (uint32_t)(tv->tv_sec * 1000 + tv->tv_usec / 1000));
+			}
+		}
 		else if (opt == SO_SNDTIMEO) {
 			bit = HB_APP_SNDTIMEO;
 			if (val && len >= sizeof(struct timeval)) {
@@ -302,6 +322,10 @@ HB_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t 
 
 HB_EXPORT int shutdown(int fd, int how)
 {
+	struct hb_conn *c = hb_fd_conn(fd);
+
+	if (c && c->mode == HB_MODE_FRAME && hb_conn_usable(c))
+		hb_frame_shutdown(c, fd, how); /* half-close frame before the FIN */
 	return REAL(shutdown, (int)syscall(SYS_shutdown, fd, how), fd, how);
 }
 
@@ -438,6 +462,15 @@ HB_EXPORT int ioctl(int fd, unsigned long req, ...)
 	va_start(ap, req);
 	arg = va_arg(ap, void *);
 	va_end(ap);
+	if (req == FIONREAD && arg && (c = hb_fd_conn(fd)) && c->mode == HB_MODE_FRAME &&
+	    hb_conn_usable(c)) {
+		int err = errno;
+
+		if (hb_frame_inq(c, fd, (int *)arg) == 0) {
+			errno = err;
+			return 0;
+		}
+	}
 	r = REAL(ioctl, (int)syscall(SYS_ioctl, fd, req, arg), fd, req, arg);
 	if (r == 0 && req == FIONBIO && arg && (c = hb_fd_conn(fd))) {
 		if (*(int *)arg)

@@ -37,8 +37,12 @@ void hb_init(void)
 		return;
 	}
 	if (hb_config_parse(&hb_cfg, env_get, err, sizeof(err)) < 0) {
-		hb_log_stderr(err);
-		hb_log_stderr("disabled: the program runs without hbshim");
+		struct hb_buf b;
+		char line[480];
+
+		hb_buf_init(&b, line, sizeof(line));
+		hb_buf_fmt(&b, "%s (hbshim disabled: the program runs without it)", err);
+		hb_log_stderr(hb_buf_str(&b));
 		hb_cfg.disabled = 1;
 		hb_cfg.events_file[0] = hb_cfg.stats_file[0] = hb_cfg.log_file[0] = 0;
 		hb_store_release(&init_state, 2);
@@ -46,6 +50,9 @@ void hb_init(void)
 	}
 	hb_log_level = hb_cfg.log_level;
 	hb_ka_derive(hb_cfg.interval_ms, hb_cfg.timeout_ms, &hb_ka_cfg);
+	/* Framed connections: the kernel's keepalive is only a backstop and
+	 * must never fire before the heartbeat timeout (2 x timeout). */
+	hb_ka_derive(hb_cfg.interval_ms, hb_cfg.timeout_ms * 2, &hb_ka_frame_cfg);
 	hb_enabled = !hb_cfg.disabled;
 	hb_store_release(&init_state, 2);
 	hb_log(HB_LOG_DEBUG, "loaded: interval %u ms, timeout %u ms, keepalive %d/%d/%d, "

@@ -91,6 +91,11 @@ long hb_os_fcntl(int fd, int cmd, long arg)
 	return RAW(SYS_fcntl, fd, cmd, arg);
 }
 
+long hb_os_ioctl(int fd, unsigned long req, void *arg)
+{
+	return RAW(SYS_ioctl, fd, req, arg);
+}
+
 long hb_os_poll1(int fd, short events, int timeout_ms, short *revents)
 {
 	struct pollfd p = { .fd = fd, .events = events };
@@ -196,4 +201,40 @@ uint64_t hb_os_cookie(int fd)
 void hb_os_raise_sigpipe(void)
 {
 	RAW(SYS_tgkill, hb_os_getpid(), hb_os_gettid(), SIGPIPE);
+}
+
+/* The next definitions (libc, or a library preloaded after us) for the
+ * application's own bytes in framed mode, so that tools which intercept
+ * them (sanitizers, other shims) still see them; raw syscalls until bound.
+ * Return the result or -errno; errno preserved. */
+long hb_next_recvmsg(int fd, struct msghdr *m, int flags)
+{
+	ssize_t (*fn)(int, struct msghdr *, int) =
+		__atomic_load_n(&hb_real.recvmsg, __ATOMIC_ACQUIRE);
+	int saved = errno;
+	long r;
+
+	if (!fn)
+		return RAW(SYS_recvmsg, fd, m, flags);
+	r = fn(fd, m, flags);
+	if (r < 0)
+		r = -errno;
+	errno = saved;
+	return r;
+}
+
+long hb_next_sendmsg(int fd, const struct msghdr *m, int flags)
+{
+	ssize_t (*fn)(int, const struct msghdr *, int) =
+		__atomic_load_n(&hb_real.sendmsg, __ATOMIC_ACQUIRE);
+	int saved = errno;
+	long r;
+
+	if (!fn)
+		return RAW(SYS_sendmsg, fd, m, flags);
+	r = fn(fd, m, flags);
+	if (r < 0)
+		r = -errno;
+	errno = saved;
+	return r;
 }

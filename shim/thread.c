@@ -82,6 +82,18 @@ void hb_conn_declare_dead(struct hb_conn *c, int fd, int err, const char *reason
 	       (unsigned long long)silent_ms);
 }
 
+static void idle_fire(struct hb_conn *c, int fd, uint64_t idle)
+{
+	char extra[96];
+	struct hb_buf b;
+
+	hb_stat_add(HB_ST_DEADLINE_IDLE, 1);
+	hb_buf_init(&b, extra, sizeof(extra));
+	hb_buf_fmt(&b, ",\"kind\":\"idle\",\"silent_ms\":%llu", (unsigned long long)idle);
+	hb_event("deadline", fd, c, hb_buf_str(&b));
+	hb_conn_declare_dead(c, fd, ETIMEDOUT, "idle", idle);
+}
+
 /* The idle deadline: no data either way for idle_timeout_ms. */
 static void idle_check(struct hb_conn *c, int fd, uint64_t now)
 {
@@ -103,14 +115,7 @@ static void idle_check(struct hb_conn *c, int fd, uint64_t now)
 	if (now - c->opened_ms < idle)
 		idle = now - c->opened_ms;
 	if (idle >= limit) {
-		char extra[96];
-		struct hb_buf b;
-
-		hb_stat_add(HB_ST_DEADLINE_IDLE, 1);
-		hb_buf_init(&b, extra, sizeof(extra));
-		hb_buf_fmt(&b, ",\"kind\":\"idle\",\"silent_ms\":%llu", (unsigned long long)idle);
-		hb_event("deadline", fd, c, hb_buf_str(&b));
-		hb_conn_declare_dead(c, fd, ETIMEDOUT, "idle", idle);
+		idle_fire(c, fd, idle);
 		c->phase = PH_DONE;
 		return;
 	}
@@ -129,8 +134,49 @@ static void fire(struct hb_conn *c, void *arg)
 	fd = hb_fd_pin(c, &ent);
 	if (fd < 0)
 		return;
+	if (c->mode == HB_MODE_FRAME) {
+		uint64_t next;
+
+		if (!(hb_load_relaxed(&c->flags) & HB_CF_KA_ARMED))
+			hb_ka_arm(fd, c); /* the backstop */
+		next = hb_frame_tick(c, fd, now, rand32());
+		if (next && hb_cfg.idle_timeout_ms && !hb_load_acquire(&c->dead)) {
+			uint64_t last = c->last_app_ms > c->opened_ms ? c->last_app_ms : c->opened_ms;
+			uint64_t idle = now > last ? now - last : 0;
+
+			if (idle >= hb_cfg.idle_timeout_ms) {
+				idle_fire(c, fd, idle);
+				next = 0;
+			} else if (last + hb_cfg.idle_timeout_ms < next) {
+				next = last + hb_cfg.idle_timeout_ms;
+			}
+		}
+		if (next) {
+			hb_wheel_add(&wheel, c, next > now ? next : now + 1);
+		} else if (c->mode == HB_MODE_KEEPALIVE && !hb_load_acquire(&c->dead)) {
+			/* Settled as plain keepalive: continue as such. */
+			c->phase = PH_ARM;
+			hb_wheel_add(&wheel, c, now + 1);
+		}
+		hb_fd_unpin(ent);
+		return;
+	}
 	switch (c->phase) {
 	case PH_ARM:
+		if (!(hb_load_relaxed(&c->flags) & HB_CF_TIMING)) {
+			/* A non-blocking connect: options once established. */
+			struct tcp_info ti;
+			socklen_t tl = sizeof(ti);
+
+			memset(&ti, 0, sizeof(ti));
+			if (hb_os_getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 &&
+			    ti.tcpi_state == TCP_SYN_SENT) {
+				hb_wheel_add(&wheel, c, now + 50);
+				break;
+			}
+			hb_ka_apply(fd, c);
+			hb_or_acq_rel(&c->flags, HB_CF_TIMING);
+		}
 		hb_ka_arm(fd, c);
 		c->phase = PH_IDLE;
 		if (hb_cfg.idle_timeout_ms)
@@ -154,6 +200,14 @@ static void first_timer(struct hb_conn *c, uint64_t now)
 	if (c->wlinked || (hb_load_acquire(&c->flags) & HB_CF_RELEASED))
 		return;
 	c->phase = PH_ARM;
+	if (c->mode == HB_MODE_FRAME) {
+		/* Soon: an accepted connection's hello may be waiting, a
+		 * client's may still be queued behind a non-blocking connect. */
+		uint32_t j = hb_cfg.interval_ms / 10;
+
+		hb_wheel_add(&wheel, c, now + 1 + (j > 1 ? rand32() % j : 0));
+		return;
+	}
 	due = c->opened_ms + (hb_ka_cfg.jitter_ms ? rand32() % hb_ka_cfg.jitter_ms : 0);
 	hb_wheel_add(&wheel, c, due > now ? due : now);
 }

@@ -172,8 +172,12 @@ uint64_t hb_wheel_next(const struct hb_wheel *w)
 	for (int k = 1; k < HB_WHEEL_LEVELS; k++) {
 		unsigned sh = level_shift(k);
 		uint64_t base = w->now >> sh;
+		/* On a boundary of this level the slot at base is cascaded when
+		 * the tick now runs, so it is still pending; otherwise it was
+		 * cascaded already and what it holds is due a full turn later. */
+		unsigned d0 = (w->now & ((1ull << sh) - 1)) ? 1 : 0;
 
-		for (unsigned d = 1; d <= LN_SIZE; d++) {
+		for (unsigned d = d0; d < d0 + LN_SIZE; d++) {
 			if (w->ln[k - 1][(base + d) & LN_MASK]) {
 				uint64_t t = (base + d) << sh;
 

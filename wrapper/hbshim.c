@@ -262,24 +262,6 @@ static char *find_library(void)
 	exit(EXIT_USAGE);
 }
 
-/* Sanitizer runtimes must stay first in LD_PRELOAD or they refuse to run. */
-static int is_sanitizer(const char *entry, size_t len)
-{
-	static const char *const names[] = { "libasan", "libtsan", "libubsan", "liblsan",
-					     "libhwasan", "libclang_rt." };
-	const char *base = entry;
-	size_t i, blen;
-
-	for (i = 0; i < len; i++)
-		if (entry[i] == '/')
-			base = entry + i + 1;
-	blen = len - (size_t)(base - entry);
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (blen >= strlen(names[i]) && !strncmp(base, names[i], strlen(names[i])))
-			return 1;
-	return 0;
-}
-
 /* An LD_PRELOAD entry that is (another copy of) the shim: two would clash. */
 static int is_shim(const char *entry, size_t len, const struct stat *lib)
 {
@@ -298,17 +280,18 @@ static int is_shim(const char *entry, size_t len, const struct stat *lib)
 }
 
 /*
- * New LD_PRELOAD: sanitizer runtimes already there, then lib, then the other
- * entries in their order, minus any copy of the shim. The loader splits the
- * list on ':' and ' ', so lib itself must contain neither.
+ * New LD_PRELOAD: lib, then the entries that were there, in their order,
+ * minus any copy of the shim (two copies would clash). A sanitizer runtime
+ * already listed ends up second; its link-order check must be off
+ * (ASAN_OPTIONS=verify_asan_link_order=0), which the test suite does. The
+ * loader splits the list on ':' and ' ', so lib itself must contain neither.
  */
 static void set_preload(const char *lib)
 {
 	const char *old = getenv("LD_PRELOAD"), *p;
-	size_t cap = strlen(lib) + (old ? strlen(old) : 0) + 2, len = 0;
-	char *out = xmalloc(cap);
+	size_t liblen = strlen(lib), len = liblen;
+	char *out = xmalloc(liblen + (old ? strlen(old) : 0) + 2);
 	struct stat st;
-	int pass;
 
 	if (strpbrk(lib, ": ")) {
 		fprintf(stderr, "hbshim: %s: LD_PRELOAD cannot name a path with ':' or ' ' in it\n",
@@ -317,27 +300,18 @@ static void set_preload(const char *lib)
 	}
 	if (stat(lib, &st) < 0)
 		memset(&st, 0, sizeof(st));
-	/* pass 0: sanitizer runtimes; pass 1: everything else after lib. */
-	for (pass = 0; pass < 2; pass++) {
-		if (pass == 1) {
-			if (len)
-				out[len++] = ':';
-			memcpy(out + len, lib, strlen(lib));
-			len += strlen(lib);
-		}
-		for (p = old; p && *p;) {
-			size_t n = strcspn(p, ": ");
+	memcpy(out, lib, liblen);
+	for (p = old; p && *p;) {
+		size_t n = strcspn(p, ": ");
 
-			if (n && is_sanitizer(p, n) == !pass && !is_shim(p, n, &st)) {
-				if (len)
-					out[len++] = ':';
-				memcpy(out + len, p, n);
-				len += n;
-			}
-			p += n;
-			if (*p)
-				p++;
+		if (n && !is_shim(p, n, &st)) {
+			out[len++] = ':';
+			memcpy(out + len, p, n);
+			len += n;
 		}
+		p += n;
+		if (*p)
+			p++;
 	}
 	out[len] = 0;
 	if (setenv("LD_PRELOAD", out, 1) < 0) {

@@ -6,7 +6,7 @@ load helpers
 
 # Runs the loopback app with VAR=VALUE; stdout and stderr kept apart.
 run_with() {
-	run shim "$1=$2" sh -c "\"$PY\" \"$APP\" loopback 2>\"$T/err\""
+	run stderr_to "$T/err" shim "$1=$2" "$PY" "$APP" loopback
 }
 
 check_invalid() {

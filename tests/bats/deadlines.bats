@@ -28,15 +28,16 @@ load helpers
 	netns_new
 	local port=4001
 	nft_drop "$NS" dport "$port"
-	run ip netns exec "$NS" env "${SHIM_ENV[@]}" HBSHIM_CONNECT_TIMEOUT=1s \
+	# A 3 s deadline: a wrongly applied one would show as a 3 s wait.
+	run ip netns exec "$NS" env "${SHIM_ENV[@]}" HBSHIM_CONNECT_TIMEOUT=3s \
 		timeout 10 "$PY" "$APP" connect 127.0.0.1 "$port" nonblock
 	assert_status 0
 	set -- $output
 	[ "$1 $2 $3" = "ERR 115 EINPROGRESS" ] || fail "connect: $output (expected ERR 115 EINPROGRESS)"
-	in_range "$4" 0 0.3 || fail "non-blocking connect took $4 s"
+	in_range "$4" 0 1.0 || fail "non-blocking connect took $4 s"
 }
 
-@test "connect deadline: off by default, a reachable server connects normally" {
+@test "connect deadline: a reachable server still connects normally" {
 	local port
 	port=$(free_port)
 	bg srv plain "$PY" "$APP" serve 127.0.0.1 "$port"

@@ -10,6 +10,7 @@
 #                               runtime first when HB_SAN_PRELOAD is set) and
 #                               a timeout; NAME=VALUE words may precede CMD
 #   plain CMD...                the same without the library
+#   stderr_to FILE CMD...       CMD with its stderr kept apart in FILE
 #   bg NAME CMD...              start CMD in the background, stdout/stderr in
 #                               $T/NAME.out / $T/NAME.err; pid in $BG_PID;
 #                               killed in teardown
@@ -94,6 +95,14 @@ teardown() { hb_teardown; }
 shim() { timeout --kill-after=2 "$HB_CMD_TIMEOUT" env "${SHIM_ENV[@]}" "$@"; }
 plain() { timeout --kill-after=2 "$HB_CMD_TIMEOUT" env "$@"; }
 
+# stderr_to FILE CMD...: CMD with stderr in FILE, for `run stderr_to F shim ...`
+# (run merges stderr into $output otherwise).
+stderr_to() {
+	local f=$1
+	shift
+	"$@" 2>"$f"
+}
+
 # The environment prefix for commands started by other means (ip netns exec).
 # Usage: ip netns exec "$NS" env "${SHIM_ENV[@]}" CMD...
 
@@ -119,8 +128,8 @@ bg_wait() {
 		BG_STATUS=124
 		return 0
 	fi
-	wait "$pid" 2>/dev/null
-	BG_STATUS=$?
+	BG_STATUS=0
+	wait "$pid" 2>/dev/null || BG_STATUS=$?
 }
 
 # ------------------------------------------------------------------ skipping

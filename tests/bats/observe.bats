@@ -72,7 +72,7 @@ PY
 }
 
 @test "log: HBSHIM_LOG=debug with HBSHIM_LOG_FILE writes prefixed lines there, not to stderr" {
-	run shim HBSHIM_LOG=debug HBSHIM_LOG_FILE="$T/log" sh -c "\"$PY\" \"$APP\" loopback 2>\"$T/err\""
+	run stderr_to "$T/err" shim HBSHIM_LOG=debug HBSHIM_LOG_FILE="$T/log" "$PY" "$APP" loopback
 	assert_status 0
 	[ ! -s "$T/err" ] || fail "stderr not empty: $(cat "$T/err")"
 	[ -s "$T/log" ] || fail "log file empty at debug level"

@@ -1,0 +1,114 @@
+/*
+ * codec.h - the hbshim wire format (docs/PROTOCOL.md), as pure functions.
+ *
+ * No syscalls, no logging, no allocation: linked into the library, the unit
+ * tests and the fuzz targets alike.
+ */
+#ifndef HB_CODEC_H
+#define HB_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define HB_MAGIC0 0xE5
+#define HB_MAGIC1 0x48 /* 'H' */
+#define HB_MAGIC2 0x42 /* 'B' */
+#define HB_MAGIC3 0x53 /* 'S' */
+#define HB_HELLO_LEN 14
+#define HB_PROTO_VERSION 1
+
+#define HB_FT_CONTROL 0x00
+#define HB_FT_DATA 0x01
+#define HB_CT_HEARTBEAT 0x01
+#define HB_CT_HALFCLOSE 0x02
+#define HB_CT_NOTICE 0x03
+
+#define HB_DATA_HDR_LEN 5
+#define HB_NOTICE_LEN 7
+#define HB_HDR_MAX 7
+#define HB_MAX_FRAME (1u << 24) /* largest data payload: 16 MiB */
+
+/* Notice reasons. */
+enum { HB_NR_HEARTBEAT = 1, HB_NR_IDLE = 2, HB_NR_WRITE = 3, HB_NR_PROTOCOL = 4 };
+
+_Static_assert(HB_HELLO_LEN == 4 + 1 + 1 + 4 + 4, "hello layout");
+
+struct hb_hello {
+	uint8_t version;
+	uint8_t flags;
+	uint32_t interval_ms;
+	uint32_t timeout_ms;
+};
+
+/* Encode a hello into out (HB_HELLO_LEN bytes); returns HB_HELLO_LEN. */
+size_t hb_hello_encode(uint8_t *out, const struct hb_hello *h);
+
+/* Classify the first n bytes of a stream:
+ *   1  a complete hello of a supported version (parsed into *h, if non-NULL);
+ *   0  a strict prefix of the magic or of a hello: more bytes are needed;
+ *  -1  not hbshim (raw stream);
+ *  -2  hbshim magic with an unsupported version (protocol error). */
+int hb_hello_classify(const uint8_t *p, size_t n, struct hb_hello *h);
+
+/* Receive-side decoder state: at most one partial frame header. */
+struct hb_rx {
+	uint32_t remaining;       /* payload bytes left in the current data frame */
+	uint8_t hdr[HB_HDR_MAX];  /* partial header bytes */
+	uint8_t hdr_len;
+	uint8_t halfclosed;       /* peer sent a half-close frame */
+	uint8_t notice_reason;    /* last notice reason, 0 = none */
+	uint32_t notice_silent_ms;
+};
+
+/* What one decode step saw besides application bytes. */
+struct hb_rx_info {
+	uint32_t heartbeats;
+	uint32_t controls; /* control frames of any kind */
+};
+
+/* Decode buf[0..len) in place: headers are consumed, application payload is
+ * compacted to the start of buf. Returns the number of application bytes
+ * (>= 0) or -EPROTO (unknown type or control code) / -EMSGSIZE (length 0 or
+ * above HB_MAX_FRAME). After an error st is unusable. */
+ssize_t hb_rx_decode(struct hb_rx *st, uint8_t *buf, size_t len, struct hb_rx_info *info);
+
+/* 1 when st sits exactly on a frame boundary. */
+static inline int hb_rx_at_boundary(const struct hb_rx *st)
+{
+	return st->remaining == 0 && st->hdr_len == 0;
+}
+
+/* Transmit-side state of a framed direction. */
+#define HB_TX_PEND_MAX 16
+struct hb_tx {
+	uint32_t remaining;          /* payload bytes still owed to the open data frame */
+	uint8_t pend[HB_TX_PEND_MAX];/* control bytes built but not yet sent (hello, header) */
+	uint8_t pend_len;
+};
+
+static inline int hb_tx_at_boundary(const struct hb_tx *st)
+{
+	return st->remaining == 0 && st->pend_len == 0;
+}
+
+/* Encode a data frame header for a payload of len (1..HB_MAX_FRAME). */
+size_t hb_data_hdr(uint8_t *out, uint32_t len);
+/* Encode a notice frame; returns HB_NOTICE_LEN. */
+size_t hb_notice_encode(uint8_t *out, uint8_t reason, uint32_t silent_ms);
+
+/* Plan one send of n application bytes: fills up to 4 segments
+ * (pending header bytes, owed payload, new header, its payload) and returns
+ * the number of segments. A new frame carries at most HB_MAX_FRAME bytes, so
+ * the plan may cover fewer than n application bytes. hdr is scratch for the new header. The plan does
+ * not change st; hb_tx_commit does, given how many bytes the kernel took. */
+struct hb_tx_seg {
+	const uint8_t *base; /* NULL: application bytes at offset off */
+	size_t off;
+	size_t len;
+};
+int hb_tx_plan(const struct hb_tx *st, size_t n, uint8_t *hdr, struct hb_tx_seg seg[4]);
+/* Account sent bytes of a plan; returns how many application bytes went out. */
+size_t hb_tx_commit(struct hb_tx *st, const struct hb_tx_seg seg[4], int nseg, size_t sent);
+
+#endif

@@ -1,0 +1,854 @@
+/*
+ * frame.c - framed mode: negotiation, the framed read and write paths, and
+ * the background step that sends heartbeats and watches the peer.
+ *
+ * Each direction of a connection is raw or framed on its own (PROTOCOL.md):
+ *   - a client whose peer matches HBSHIM_FRAME frames its direction from
+ *     the first byte (a hello) and detects the server's;
+ *   - an accepting side (HBSHIM_ACCEPT=auto) detects the client's hello and
+ *     frames its own direction only once that hello arrived; a server that
+ *     writes first waits a short bounded time for it, then stays raw.
+ *
+ * Locks. rxlock serialises the decoder state, txlock the encoder state, so
+ * two application threads never interleave inside a frame. Both are small
+ * futex locks taken by application threads; the background thread only
+ * ever try-locks them, so it never waits behind a blocked application call
+ * and never blocks one. Lock order is rx before tx; a writer never waits for
+ * rxlock while holding txlock.
+ *
+ * The read path never buffers application bytes: it reads with an iovec
+ * that puts the next frame header into a 5-byte scratch area and payload
+ * straight into the application's buffer (no copy in the steady state), and
+ * keeps at most one partial frame header per connection.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
+
+#include "hb.h"
+
+#define LOCK_WAITERS 0x80000000u
+#define PARTIAL_WAIT_MS 200  /* a raw stream starting like our magic */
+#define SERVER_WAIT_MAX_MS 200
+#define SERVER_WAIT_MIN_MS 2
+
+struct hb_ka hb_ka_frame_cfg;
+
+/* ---------------------------------------------------------------- locks */
+
+static uint32_t self_tid(void)
+{
+	static __thread uint32_t tid __attribute__((tls_model("initial-exec")));
+
+	if (!tid)
+		tid = (uint32_t)hb_os_gettid();
+	return tid;
+}
+
+/* 0, or -EDEADLK when this thread already holds it (a signal handler
+ * re-entering the shim on the same connection). */
+static int lock(_Atomic uint32_t *l)
+{
+	uint32_t me = self_tid(), cur = 0;
+
+	for (int spin = 0;; spin++) {
+		cur = 0;
+		if (hb_cas_acq_rel(l, &cur, me))
+			return 0;
+		if ((cur & ~LOCK_WAITERS) == me)
+			return -EDEADLK;
+		if (spin < 100) {
+			hb_cpu_relax();
+			continue;
+		}
+		if (!(cur & LOCK_WAITERS) && !hb_cas_acq_rel(l, &cur, cur | LOCK_WAITERS))
+			continue;
+		hb_os_futex_wait(l, cur | LOCK_WAITERS, 50);
+	}
+}
+
+static int trylock(_Atomic uint32_t *l)
+{
+	uint32_t cur = 0;
+
+	return hb_cas_strong_acq_rel(l, &cur, self_tid());
+}
+
+static void unlock(_Atomic uint32_t *l)
+{
+	if (hb_xchg_acq_rel(l, 0) & LOCK_WAITERS)
+		hb_os_futex_wake(l);
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static int tcp_info(int fd, struct tcp_info *ti)
+{
+	socklen_t len = sizeof(*ti);
+
+	memset(ti, 0, sizeof(*ti));
+	return (int)hb_os_getsockopt(fd, IPPROTO_TCP, TCP_INFO, ti, &len);
+}
+
+static int nonblocking(const struct hb_conn *c, int flags)
+{
+	return (flags & MSG_DONTWAIT) || (hb_load_relaxed(&c->flags) & HB_CF_NONBLOCK);
+}
+
+/* How long the peer may stay silent: our timeout, but never less than two
+ * of the peer's own heartbeat intervals (a peer with a slower rhythm is not
+ * dead). */
+static uint32_t rx_limit(const struct hb_conn *c)
+{
+	uint32_t limit = hb_cfg.timeout_ms;
+
+	if (c->peer_interval_ms && c->peer_interval_ms * 2 > limit)
+		limit = c->peer_interval_ms * 2;
+	return limit;
+}
+
+/* Both directions raw: the connection is plain keepalive mode after all. */
+static void settle(struct hb_conn *c)
+{
+	if (c->mode == HB_MODE_FRAME && hb_load_relaxed(&c->rxmode) == HB_RX_RAW &&
+	    hb_load_relaxed(&c->txmode) == HB_TX_RAW) {
+		c->mode = HB_MODE_KEEPALIVE;
+		hb_stat_add(HB_ST_CONN_FRAME, -1);
+		hb_stat_add(HB_ST_CONN_KEEPALIVE, 1);
+	}
+}
+
+/* A framed stream broke the protocol: fail the connection. */
+static void fail(struct hb_conn *c, int fd, int err, const char *what)
+{
+	int expect = 0;
+	char extra[160];
+	struct hb_buf b;
+
+	hb_store_relaxed(&c->rxmode, HB_RX_FAILED);
+	if (!hb_cas_strong_acq_rel(&c->dead, &expect, err))
+		return;
+	hb_os_shutdown(fd, SHUT_RDWR);
+	hb_stat_add(HB_ST_PROTO_ERR, 1);
+	hb_buf_init(&b, extra, sizeof(extra));
+	hb_buf_fmt(&b, ",\"reason\":\"%s\"", what);
+	hb_event("protocol_error", fd, c, hb_buf_str(&b));
+	hb_log(HB_LOG_WARN, "fd %d: protocol error from peer (%s): connection failed", fd, what);
+}
+
+static void apply_frame_keepalive(int fd, struct hb_conn *c)
+{
+	/* The looser backstop values: kernel keepalive must never fire before
+	 * the heartbeat timeout does. */
+	if (!(hb_load_relaxed(&c->flags) & HB_APP_KEEPIDLE))
+		hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, hb_ka_frame_cfg.idle_s);
+	if (!(hb_load_relaxed(&c->flags) & HB_APP_KEEPINTVL))
+		hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, hb_ka_frame_cfg.intvl_s);
+	if (!(hb_load_relaxed(&c->flags) & HB_APP_KEEPCNT))
+		hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_KEEPCNT, hb_ka_frame_cfg.cnt);
+	if (!(hb_load_relaxed(&c->flags) & HB_APP_USERTIMEOUT))
+		hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT,
+				     (int)hb_ka_frame_cfg.user_timeout_ms);
+}
+
+/* Queue our hello in the encoder (txlock held); it leaves with the next
+ * bytes, or now from the background thread. */
+static void queue_hello(struct hb_conn *c)
+{
+	struct hb_hello h = { HB_PROTO_VERSION, 0, hb_cfg.interval_ms, hb_cfg.timeout_ms };
+
+	if (c->hello_sent)
+		return;
+	hb_hello_encode(c->tx.pend, &h);
+	c->tx.pend_len = HB_HELLO_LEN;
+	c->hello_sent = 1;
+}
+
+/* Try to push pending control bytes without blocking (txlock held). */
+static void flush_pend(struct hb_conn *c, int fd)
+{
+	long r;
+
+	if (!c->tx.pend_len)
+		return;
+	r = hb_os_send(fd, c->tx.pend, c->tx.pend_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (r > 0) {
+		memmove(c->tx.pend, c->tx.pend + r, c->tx.pend_len - (size_t)r);
+		c->tx.pend_len = (uint8_t)(c->tx.pend_len - r);
+	}
+}
+
+/* ---------------------------------------------------------------- negotiation */
+
+void hb_frame_client(int fd, struct hb_conn *c, int established)
+{
+	c->mode = HB_MODE_FRAME;
+	c->client = 1;
+	hb_store_relaxed(&c->rxmode, HB_RX_DETECT);
+	hb_store_relaxed(&c->txmode, HB_TX_FRAMED);
+	apply_frame_keepalive(fd, c);
+	if (lock(&c->txlock) == 0) {
+		queue_hello(c);
+		if (established)
+			flush_pend(c, fd);
+		unlock(&c->txlock);
+	}
+}
+
+void hb_frame_server(int fd, struct hb_conn *c)
+{
+	c->mode = HB_MODE_FRAME;
+	hb_store_relaxed(&c->rxmode, HB_RX_DETECT);
+	hb_store_relaxed(&c->txmode, HB_TX_UNDECIDED);
+}
+
+/* The peer's direction turned out raw or framed; decide ours if it still
+ * waits (server side). tx is try-locked: a writer holding it has already
+ * decided. */
+static void decide_tx(struct hb_conn *c, int fd, int framed)
+{
+	if (hb_load_acquire(&c->txmode) != HB_TX_UNDECIDED || !trylock(&c->txlock))
+		return;
+	if (hb_load_relaxed(&c->txmode) == HB_TX_UNDECIDED) {
+		if (framed) {
+			queue_hello(c);
+			flush_pend(c, fd);
+			hb_store_release(&c->txmode, HB_TX_FRAMED);
+		} else {
+			hb_store_release(&c->txmode, HB_TX_RAW);
+		}
+	}
+	unlock(&c->txlock);
+}
+
+/* Look at the first bytes of the peer's direction (rxlock held).
+ * wait: block for the first byte. Returns 0 when decided (rxmode is RAW,
+ * FRAMED or FAILED), -EAGAIN when nothing decisive arrived, or another
+ * -errno from the socket (left for the real call to report). */
+static int detect(struct hb_conn *c, int fd, int wait)
+{
+	uint8_t p[HB_HELLO_LEN];
+	struct hb_hello h;
+	uint64_t partial_until = 0;
+
+	for (;;) {
+		long r = hb_os_recv(fd, p, sizeof(p), MSG_PEEK | (wait ? 0 : MSG_DONTWAIT));
+		int cls;
+
+		if (r == 0) {
+			hb_store_release(&c->rxmode, HB_RX_RAW);
+			decide_tx(c, fd, 0);
+			settle(c);
+			return 0;
+		}
+		if (r < 0)
+			return (int)r;
+		cls = hb_hello_classify(p, (size_t)r, &h);
+		if (cls == 1) {
+			r = hb_os_recv(fd, p, HB_HELLO_LEN, MSG_DONTWAIT);
+			if (r != HB_HELLO_LEN) {
+				fail(c, fd, ECONNRESET, "hello");
+				return 0;
+			}
+			c->peer_interval_ms = h.interval_ms;
+			c->peer_timeout_ms = h.timeout_ms;
+			memset(&c->rx, 0, sizeof(c->rx));
+			hb_store_release(&c->rxmode, HB_RX_FRAMED);
+			if (!c->client)
+				apply_frame_keepalive(fd, c);
+			decide_tx(c, fd, 1);
+			hb_log(HB_LOG_DEBUG, "fd %d: peer speaks hbshim v%u (interval %u ms)", fd,
+			       h.version, h.interval_ms);
+			if (hb_events_on()) {
+				char extra[96];
+				struct hb_buf b;
+
+				hb_buf_init(&b, extra, sizeof(extra));
+				hb_buf_fmt(&b, ",\"peer_interval_ms\":%u,\"peer_timeout_ms\":%u",
+					   h.interval_ms, h.timeout_ms);
+				hb_event("framed", fd, c, hb_buf_str(&b));
+			}
+			return 0;
+		}
+		if (cls == -2) {
+			fail(c, fd, EPROTO, "version");
+			return 0;
+		}
+		if (cls == -1) {
+			hb_store_release(&c->rxmode, HB_RX_RAW);
+			decide_tx(c, fd, 0);
+			settle(c);
+			return 0;
+		}
+		/* A prefix of our magic: wait a little for the rest. */
+		if (!partial_until)
+			partial_until = hb_os_now_ms() + PARTIAL_WAIT_MS;
+		if (hb_os_now_ms() >= partial_until) {
+			hb_store_release(&c->rxmode, HB_RX_RAW);
+			decide_tx(c, fd, 0);
+			settle(c);
+			return 0;
+		}
+		if (!wait)
+			return -EAGAIN;
+		hb_os_sleep_us(1000);
+	}
+}
+
+/* A server about to write before the client's direction is known: give a
+ * shimmed client's hello (sent at connect) a short, RTT-scaled chance. */
+static void writer_decide(struct hb_conn *c, int fd)
+{
+	struct tcp_info ti;
+	uint64_t wait_ms = SERVER_WAIT_MIN_MS, until;
+
+	if (tcp_info(fd, &ti) == 0)
+		wait_ms += 2ull * ti.tcpi_rtt / 1000;
+	if (wait_ms > SERVER_WAIT_MAX_MS)
+		wait_ms = SERVER_WAIT_MAX_MS;
+	until = hb_os_now_ms() + wait_ms;
+	for (;;) {
+		if (hb_load_acquire(&c->rxmode) != HB_RX_DETECT)
+			break;
+		if (trylock(&c->rxlock)) {
+			if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
+				detect(c, fd, 0);
+			unlock(&c->rxlock);
+			if (hb_load_acquire(&c->rxmode) != HB_RX_DETECT)
+				break;
+		}
+		if (hb_os_now_ms() >= until)
+			break;
+		{
+			short rev;
+			uint64_t now = hb_os_now_ms();
+
+			hb_os_poll1(fd, POLLIN, now < until ? (int)(until - now) : 0, &rev);
+			if (!(rev & POLLIN) && hb_os_now_ms() >= until)
+				break;
+			if (rev & POLLIN)
+				hb_os_sleep_us(200); /* let a reader thread see it too */
+		}
+	}
+	/* Still unknown (or raw): our direction stays raw. */
+	if (hb_load_acquire(&c->txmode) == HB_TX_UNDECIDED && lock(&c->txlock) == 0) {
+		if (hb_load_relaxed(&c->txmode) == HB_TX_UNDECIDED)
+			hb_store_release(&c->txmode, HB_TX_RAW);
+		unlock(&c->txlock);
+	}
+	settle(c);
+}
+
+/* ---------------------------------------------------------------- read path */
+
+/* Decode got bytes that arrived through the (a, scratch, b) layout. */
+static long absorb(struct hb_conn *c, int fd, uint8_t *buf, size_t alen, uint8_t *scratch,
+		   size_t slen, size_t boff, size_t got)
+{
+	struct hb_rx_info info = { 0, 0 };
+	size_t app = 0, take;
+	ssize_t r;
+
+	take = got < alen ? got : alen;
+	if (take) {
+		r = hb_rx_decode(&c->rx, buf, take, &info);
+		if (r < 0)
+			goto bad;
+		app += (size_t)r;
+		got -= take;
+	}
+	take = got < slen ? got : slen;
+	if (take) {
+		r = hb_rx_decode(&c->rx, scratch, take, &info);
+		if (r != 0) {
+			/* By construction the scratch area holds header bytes only. */
+			if (r > 0)
+				r = -EPROTO;
+			goto bad;
+		}
+		got -= take;
+	}
+	if (got) {
+		r = hb_rx_decode(&c->rx, buf + boff, got, &info);
+		if (r < 0)
+			goto bad;
+		if (boff != app && r > 0)
+			memmove(buf + app, buf + boff, (size_t)r);
+		app += (size_t)r;
+	}
+	if (info.heartbeats)
+		hb_stat_add(HB_ST_HB_RECV, info.heartbeats);
+	if (c->rx.notice_reason) {
+		hb_log(HB_LOG_INFO, "fd %d: peer declared the connection dead (reason %u)", fd,
+		       c->rx.notice_reason);
+		c->rx.notice_reason = 0;
+	}
+	return (long)app;
+bad:
+	fail(c, fd, r == -EMSGSIZE ? EPROTO : EPROTO, r == -EMSGSIZE ? "length" : "frame");
+	return -EPROTO;
+}
+
+/* One recvmsg on a framed direction into buf[0..n). Returns application
+ * bytes (0 = only control frames arrived), -ENODATA at end of stream, or
+ * -errno. rxlock held. */
+static long read_once(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int flags,
+		      struct msghdr *am)
+{
+	uint8_t scratch[HB_HDR_MAX];
+	struct iovec v[3];
+	struct msghdr m;
+	size_t alen = 0, slen, boff = 0;
+	uint32_t rem = c->rx.remaining;
+	int k = 0;
+	long got;
+
+	if (rem) {
+		if (rem >= n) {
+			v[k++] = (struct iovec){ buf, n };
+			alen = n;
+			slen = 0;
+		} else {
+			v[k++] = (struct iovec){ buf, rem };
+			alen = rem;
+			slen = HB_DATA_HDR_LEN;
+			v[k++] = (struct iovec){ scratch, slen };
+			boff = rem;
+			v[k++] = (struct iovec){ buf + rem, n - rem };
+		}
+	} else {
+		/* The rest of a header, never a payload byte: a data header is
+		 * 5 bytes, a partial notice may need up to 7. */
+		slen = (c->rx.hdr_len < HB_DATA_HDR_LEN ? HB_DATA_HDR_LEN : HB_NOTICE_LEN) -
+		       c->rx.hdr_len;
+		v[k++] = (struct iovec){ scratch, slen };
+		v[k++] = (struct iovec){ buf, n };
+	}
+	memset(&m, 0, sizeof(m));
+	m.msg_iov = v;
+	m.msg_iovlen = (size_t)k;
+	if (am) {
+		m.msg_name = am->msg_name;
+		m.msg_namelen = am->msg_namelen;
+		m.msg_control = am->msg_control;
+		m.msg_controllen = am->msg_controllen;
+	}
+	got = hb_next_recvmsg(fd, &m, flags & ~MSG_WAITALL);
+	if (am) {
+		am->msg_namelen = m.msg_namelen;
+		am->msg_controllen = m.msg_controllen;
+		am->msg_flags = m.msg_flags;
+	}
+	if (got < 0)
+		return got;
+	if (got == 0)
+		return -ENODATA;
+	return absorb(c, fd, buf, alen, scratch, slen, boff, (size_t)got);
+}
+
+/* MSG_PEEK: consume control frames at the head for real, then peek into the
+ * current data frame only (a peek may return fewer bytes than are queued).
+ * rxlock held. */
+static long peek_framed(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int flags)
+{
+	for (;;) {
+		uint8_t scratch[HB_HDR_MAX];
+		long r;
+
+		if (c->rx.remaining) {
+			size_t want = n < c->rx.remaining ? n : c->rx.remaining;
+
+			r = hb_os_recv(fd, buf, want, flags & ~MSG_WAITALL);
+			return r == 0 ? -ENODATA : r;
+		}
+		r = hb_os_recv(fd, scratch,
+			       (c->rx.hdr_len < HB_DATA_HDR_LEN ? HB_DATA_HDR_LEN : HB_NOTICE_LEN) -
+				       c->rx.hdr_len,
+			       (flags & ~(MSG_PEEK | MSG_WAITALL)));
+		if (r <= 0)
+			return r == 0 ? -ENODATA : r;
+		r = absorb(c, fd, NULL, 0, scratch, (size_t)r, 0, (size_t)r);
+		if (r < 0)
+			return r;
+	}
+}
+
+/* Wait for readability within the app's SO_RCVTIMEO, after control frames
+ * were consumed. 0 = go on, -EAGAIN = timed out, -EINTR. */
+static int wait_readable(int fd, uint64_t deadline)
+{
+	uint64_t now = hb_os_now_ms();
+	short rev;
+	long r;
+
+	if (now >= deadline)
+		return -EAGAIN;
+	r = hb_os_poll1(fd, POLLIN, (int)(deadline - now), &rev);
+	if (r == 0)
+		return -EAGAIN;
+	return r < 0 ? (int)r : 0;
+}
+
+long hb_frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
+{
+	uint8_t *buf = NULL;
+	size_t n = 0, total = 0;
+	uint64_t deadline = 0;
+	int nb = nonblocking(c, flags), r;
+	long got;
+
+	for (size_t i = 0; m->msg_iov && i < m->msg_iovlen; i++) {
+		if (m->msg_iov[i].iov_len) {
+			buf = m->msg_iov[i].iov_base;
+			n = m->msg_iov[i].iov_len;
+			break;
+		}
+	}
+	if ((r = lock(&c->rxlock)) < 0)
+		return -EAGAIN;
+	while (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT) {
+		r = detect(c, fd, !nb);
+		if (r == -EAGAIN && nb) {
+			unlock(&c->rxlock);
+			return -EAGAIN;
+		}
+		if (r < 0 && r != -EAGAIN) {
+			unlock(&c->rxlock);
+			return r;
+		}
+	}
+	switch (hb_load_relaxed(&c->rxmode)) {
+	case HB_RX_RAW:
+		unlock(&c->rxlock);
+		got = hb_next_recvmsg(fd, m, flags);
+		return got;
+	case HB_RX_FAILED:
+		unlock(&c->rxlock);
+		return -(long)(hb_load_relaxed(&c->dead) ? hb_load_relaxed(&c->dead) : EPROTO);
+	default:
+		break;
+	}
+	if (!n) {
+		unlock(&c->rxlock);
+		return 0;
+	}
+	if (hb_load_relaxed(&c->flags) & HB_APP_RCVTIMEO) {
+		uint32_t t = hb_load_relaxed(&c->rcvtimeo_ms);
+
+		if (t)
+			deadline = hb_os_now_ms() + t;
+	}
+	for (;;) {
+		if (flags & MSG_PEEK)
+			got = peek_framed(c, fd, buf, n, flags);
+		else
+			got = read_once(c, fd, buf + total, n - total,
+					flags | (total || (deadline && !nb) ? MSG_DONTWAIT : 0), m);
+		if (got == -ENODATA) {
+			got = 0;
+			break; /* end of stream (also inside a frame: bytes so far stand) */
+		}
+		if (got == -EAGAIN && !nb && deadline && !total) {
+			r = wait_readable(fd, deadline);
+			if (r < 0) {
+				got = r;
+				break;
+			}
+			continue;
+		}
+		if (got < 0)
+			break;
+		total += (size_t)got;
+		if ((flags & MSG_PEEK) && got)
+			break;
+		if (total == n)
+			break;
+		if (got > 0 && !(flags & MSG_WAITALL))
+			break;
+		if (got == 0 && nb && !total) {
+			/* Only control frames: maybe more is queued behind them. */
+			continue;
+		}
+		if (got > 0 && (flags & MSG_WAITALL) && !nb)
+			continue;
+		if (got == 0 && !nb)
+			continue; /* a heartbeat is not end of stream: keep waiting */
+		break;
+	}
+	unlock(&c->rxlock);
+	if (total) {
+		c->last_app_ms = hb_os_now_ms();
+		return (long)total;
+	}
+	return got;
+}
+
+/* ---------------------------------------------------------------- write path */
+
+/* Append app bytes [off, off + len) of the iovec list to out[]. */
+static int map_iov(struct iovec *out, int k, int max, const struct iovec *iov, size_t niov,
+		   size_t off, size_t len)
+{
+	for (size_t i = 0; i < niov && len && k < max; i++) {
+		size_t l = iov[i].iov_len;
+
+		if (off >= l) {
+			off -= l;
+			continue;
+		}
+		{
+			size_t take = l - off < len ? l - off : len;
+
+			out[k++] = (struct iovec){ (char *)iov[i].iov_base + off, take };
+			len -= take;
+			off = 0;
+		}
+	}
+	return k;
+}
+
+#define TX_IOV_MAX 64
+
+long hb_frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags)
+{
+	size_t n = 0, total = 0;
+	int nb = nonblocking(c, flags);
+	long r;
+
+	if (hb_load_acquire(&c->txmode) == HB_TX_UNDECIDED)
+		writer_decide(c, fd);
+	if (hb_load_acquire(&c->txmode) != HB_TX_FRAMED)
+		return hb_next_sendmsg(fd, m, flags | MSG_NOSIGNAL);
+	for (size_t i = 0; m->msg_iov && i < m->msg_iovlen; i++)
+		n += m->msg_iov[i].iov_len;
+	if (lock(&c->txlock) < 0)
+		return -EAGAIN;
+	while (total < n || c->tx.pend_len) {
+		struct hb_tx_seg seg[4];
+		uint8_t hdr[HB_DATA_HDR_LEN];
+		struct iovec out[TX_IOV_MAX];
+		struct msghdr om;
+		size_t planned = 0, app_planned = 0;
+		int ns = hb_tx_plan(&c->tx, n - total, hdr, seg), k = 0;
+
+		for (int i = 0; i < ns && k < TX_IOV_MAX; i++) {
+			if (seg[i].base) {
+				out[k++] = (struct iovec){ (void *)seg[i].base, seg[i].len };
+				planned += seg[i].len;
+			} else {
+				int k0 = k;
+				size_t mapped = 0;
+
+				k = map_iov(out, k, TX_IOV_MAX, m->msg_iov, m->msg_iovlen,
+					    total + seg[i].off, seg[i].len);
+				for (int j = k0; j < k; j++)
+					mapped += out[j].iov_len;
+				if (mapped < seg[i].len) {
+					/* Too many iovecs: send what fits; the plan's
+					 * accounting handles a short count. */
+					seg[i].len = mapped;
+					ns = i + 1;
+				}
+				planned += mapped;
+				app_planned += mapped;
+			}
+		}
+		memset(&om, 0, sizeof(om));
+		om.msg_iov = out;
+		om.msg_iovlen = (size_t)k;
+		om.msg_name = m->msg_name;
+		om.msg_namelen = m->msg_namelen;
+		om.msg_control = total ? NULL : m->msg_control;
+		om.msg_controllen = total ? 0 : m->msg_controllen;
+		r = hb_next_sendmsg(fd, &om, (flags | MSG_NOSIGNAL) |
+						     (total && nb ? MSG_DONTWAIT : 0));
+		if (r < 0) {
+			if (total)
+				break;
+			unlock(&c->txlock);
+			return r;
+		}
+		total += hb_tx_commit(&c->tx, seg, ns, (size_t)r);
+		if ((size_t)r < planned && (total || nb || !app_planned))
+			break; /* short: buffer full or a signal; report what went */
+		if (!app_planned && !c->tx.pend_len && total == n)
+			break;
+		(void)app_planned;
+	}
+	unlock(&c->txlock);
+	if (!total && n)
+		return -EAGAIN;
+	if (total)
+		c->last_app_ms = hb_os_now_ms();
+	return (long)total;
+}
+
+void hb_frame_shutdown(struct hb_conn *c, int fd, int how)
+{
+	static const uint8_t hc[2] = { HB_FT_CONTROL, HB_CT_HALFCLOSE };
+
+	if ((how != SHUT_WR && how != SHUT_RDWR) ||
+	    hb_load_acquire(&c->txmode) != HB_TX_FRAMED)
+		return;
+	if (lock(&c->txlock) < 0)
+		return;
+	flush_pend(c, fd);
+	if (hb_tx_at_boundary(&c->tx))
+		hb_os_send(fd, hc, sizeof(hc), MSG_DONTWAIT | MSG_NOSIGNAL);
+	unlock(&c->txlock);
+}
+
+int hb_frame_inq(struct hb_conn *c, int fd, int *out)
+{
+	int inq = 0;
+	uint8_t p[256];
+	struct hb_rx copy;
+	long r;
+	long app;
+
+	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT && trylock(&c->rxlock)) {
+		detect(c, fd, 0);
+		unlock(&c->rxlock);
+	}
+	if (hb_os_ioctl(fd, SIOCINQ, &inq) < 0)
+		return -1;
+	if (hb_load_acquire(&c->rxmode) != HB_RX_FRAMED) {
+		*out = inq;
+		return 0;
+	}
+	if (lock(&c->rxlock) < 0)
+		return -1;
+	copy = c->rx;
+	if (copy.remaining && (uint32_t)inq <= copy.remaining) {
+		*out = inq;
+	} else {
+		r = hb_os_recv(fd, p, sizeof(p) < (size_t)inq ? sizeof(p) : (size_t)inq,
+			       MSG_PEEK | MSG_DONTWAIT);
+		app = r > 0 ? hb_rx_decode(&copy, p, (size_t)r, NULL) : 0;
+		if (app < 0)
+			app = 0;
+		if (r > 0 && inq > r && copy.remaining)
+			app += (inq - r) < (long)copy.remaining ? (inq - r) : (long)copy.remaining;
+		*out = (int)app;
+	}
+	unlock(&c->rxlock);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- background */
+
+/* Drop control frames waiting at the head of the receive queue while the
+ * application is not reading, so heartbeats never pile up. rxlock held. */
+static void drain(struct hb_conn *c, int fd)
+{
+	for (int rounds = 0; rounds < 64 && hb_rx_at_boundary(&c->rx); rounds++) {
+		uint8_t p[HB_NOTICE_LEN];
+		long r = hb_os_recv(fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
+		size_t need;
+
+		if (r < 2 || p[0] != HB_FT_CONTROL)
+			return;
+		need = p[1] == HB_CT_NOTICE ? HB_NOTICE_LEN : 2;
+		if ((size_t)r < need)
+			return;
+		r = hb_os_recv(fd, p, need, MSG_DONTWAIT);
+		if (r != (long)need || absorb(c, fd, NULL, 0, p, need, 0, need) < 0)
+			return;
+	}
+}
+
+static void send_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t silent)
+{
+	uint8_t n[HB_NOTICE_LEN];
+
+	if (hb_load_acquire(&c->txmode) != HB_TX_FRAMED || !trylock(&c->txlock))
+		return;
+	if (hb_tx_at_boundary(&c->tx)) {
+		hb_notice_encode(n, reason, silent);
+		hb_os_send(fd, n, sizeof(n), MSG_DONTWAIT | MSG_NOSIGNAL);
+	}
+	unlock(&c->txlock);
+}
+
+uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd)
+{
+	static const uint8_t hb[2] = { HB_FT_CONTROL, HB_CT_HEARTBEAT };
+	uint32_t interval = hb_cfg.interval_ms, jitter = interval / 10;
+	uint64_t next = now + interval;
+	struct tcp_info ti;
+	int open_rx;
+
+	if (tcp_info(fd, &ti) < 0)
+		return 0;
+	if (ti.tcpi_state != TCP_ESTABLISHED && ti.tcpi_state != TCP_CLOSE_WAIT &&
+	    ti.tcpi_state != TCP_FIN_WAIT1 && ti.tcpi_state != TCP_FIN_WAIT2) {
+		if (ti.tcpi_state == TCP_SYN_SENT || ti.tcpi_state == TCP_SYN_RECV)
+			return now + (interval < 50 ? interval : 50);
+		return 0;
+	}
+	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT && trylock(&c->rxlock)) {
+		if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT) {
+			detect(c, fd, 0);
+			if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT && !c->client &&
+			    now - c->opened_ms > 3000 + 2 * interval) {
+				/* A client that never spoke first: ours stays raw
+				 * until it does; its direction stays undecided. */
+			}
+		}
+		unlock(&c->rxlock);
+	}
+	if (c->mode != HB_MODE_FRAME)
+		return 0; /* settled as plain keepalive */
+	/* Our direction: hello, then a heartbeat after an interval of silence.
+	 * The jitter spreads connections opened together. */
+	if (hb_load_acquire(&c->txmode) == HB_TX_FRAMED &&
+	    ti.tcpi_state != TCP_FIN_WAIT1 && ti.tcpi_state != TCP_FIN_WAIT2 &&
+	    trylock(&c->txlock)) {
+		uint32_t quiet = ti.tcpi_last_data_sent;
+		uint32_t due = interval - (jitter ? rnd % jitter : 0);
+
+		flush_pend(c, fd);
+		if (hb_tx_at_boundary(&c->tx)) {
+			if (quiet >= due) {
+				long r = hb_os_send(fd, hb, 2, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+				if (r == 1) {
+					c->tx.pend[0] = hb[1];
+					c->tx.pend_len = 1;
+				}
+				if (r > 0)
+					hb_stat_add(HB_ST_HB_SENT, 1);
+				next = now + due;
+			} else {
+				next = now + (due - quiet);
+			}
+		} else {
+			next = now + (interval < 10 ? interval : 10);
+		}
+		unlock(&c->txlock);
+	}
+	/* The peer's direction: any data byte (tcpi_last_data_recv counts also
+	 * what the application has not read yet) is life. */
+	open_rx = hb_load_acquire(&c->rxmode) == HB_RX_FRAMED && !c->rx.halfclosed &&
+		  ti.tcpi_state != TCP_CLOSE_WAIT;
+	if (open_rx) {
+		uint32_t limit = rx_limit(c), silent = ti.tcpi_last_data_recv;
+
+		if (silent >= limit) {
+			send_notice(c, fd, HB_NR_HEARTBEAT, silent);
+			hb_conn_declare_dead(c, fd, ETIMEDOUT, "heartbeat", silent);
+			return 0;
+		}
+		if (trylock(&c->rxlock)) {
+			drain(c, fd);
+			unlock(&c->rxlock);
+		}
+		if (now + (limit - silent) < next)
+			next = now + (limit - silent);
+	}
+	return next;
+}
