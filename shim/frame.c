@@ -493,7 +493,61 @@ static int wait_readable(int fd, uint64_t deadline)
 	return r < 0 ? (int)r : 0;
 }
 
+uint64_t hb_fork_ms;
+
+static void mark(int fd, struct hb_conn *c, void *arg)
+{
+	if (c->mode == HB_MODE_FRAME)
+		hb_or_acq_rel(&c->flags, (uint32_t)(uintptr_t)arg);
+}
+
+void hb_frame_atfork_prepare(void)
+{
+	hb_fork_ms = hb_os_now_ms();
+	hb_fd_foreach(mark, (void *)(uintptr_t)HB_CF_FORKED);
+}
+
+void hb_frame_atfork_child(void)
+{
+	hb_fd_foreach(mark, (void *)(uintptr_t)HB_CF_INHERITED);
+}
+
+/* This process uses the connection: heartbeats are its job from now on. */
+static void claim(struct hb_conn *c)
+{
+	if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & (HB_CF_FORKED | HB_CF_INHERITED)))
+		hb_and_acq_rel(&c->flags, ~(HB_CF_FORKED | HB_CF_INHERITED));
+}
+
+static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags);
+static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags);
+
+/* The entry points hold a use count so that the background thread never
+ * recycles a connection another thread still works on (a close racing a
+ * blocked read in another thread). */
 long hb_frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
+{
+	long r;
+
+	hb_add_acq_rel(&c->users, 1);
+	claim(c);
+	r = frame_recv(c, fd, m, flags);
+	hb_sub_acq_rel(&c->users, 1);
+	return r;
+}
+
+long hb_frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags)
+{
+	long r;
+
+	hb_add_acq_rel(&c->users, 1);
+	claim(c);
+	r = frame_send(c, fd, m, flags);
+	hb_sub_acq_rel(&c->users, 1);
+	return r;
+}
+
+static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 {
 	uint8_t *buf = NULL;
 	size_t n = 0, total = 0;
@@ -613,7 +667,7 @@ static int map_iov(struct iovec *out, int k, int max, const struct iovec *iov, s
 
 #define TX_IOV_MAX 64
 
-long hb_frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags)
+static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags)
 {
 	size_t n = 0, total = 0;
 	int nb = nonblocking(c, flags);
@@ -805,6 +859,21 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd)
 		return 0; /* settled as plain keepalive */
 	/* Our direction: hello, then a heartbeat after an interval of silence.
 	 * The jitter spreads connections opened together. */
+	{
+		uint32_t fl = hb_load_acquire(&c->flags);
+
+		/* After a fork only one process may write frames: a child stays
+		 * quiet until it uses the connection; the parent pauses for
+		 * one interval, long enough for a forking server to close its
+		 * copy, then carries on if it did not. */
+		if (fl & HB_CF_INHERITED)
+			goto rx_side;
+		if (fl & HB_CF_FORKED) {
+			if (now < hb_fork_ms + interval)
+				goto rx_side;
+			hb_and_acq_rel(&c->flags, ~HB_CF_FORKED);
+		}
+	}
 	if (hb_load_acquire(&c->txmode) == HB_TX_FRAMED &&
 	    ti.tcpi_state != TCP_FIN_WAIT1 && ti.tcpi_state != TCP_FIN_WAIT2 &&
 	    trylock(&c->txlock)) {
@@ -831,6 +900,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd)
 		}
 		unlock(&c->txlock);
 	}
+rx_side:
 	/* The peer's direction: any data byte (tcpi_last_data_recv counts also
 	 * what the application has not read yet) is life. */
 	open_rx = hb_load_acquire(&c->rxmode) == HB_RX_FRAMED && !c->rx.halfclosed &&

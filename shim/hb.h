@@ -232,6 +232,8 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2 };
 #define HB_CF_LOST         (1u << 11) /* identity check failed: fd reused behind our back */
 #define HB_CF_RELEASED     (1u << 12) /* last fd closed */
 #define HB_CF_TIMING       (1u << 13) /* keepalive timing options applied */
+#define HB_CF_FORKED       (1u << 14) /* parent side of a fork: heartbeats pause briefly */
+#define HB_CF_INHERITED    (1u << 15) /* child side of a fork: no heartbeats until used here */
 
 #define HB_CONN_FDS 4
 
@@ -274,6 +276,7 @@ struct hb_conn {
 	_Atomic uint8_t txmode;        /* HB_TX_* */
 	uint8_t client;                /* we connected: our hello goes first */
 	uint8_t hello_sent;            /* under txlock */
+	_Atomic uint32_t users;        /* app threads inside frame.c; bg frees at 0 */
 	_Atomic uint32_t rxlock;       /* 0 free, else owner tid | HB_LOCK_WAITERS */
 	_Atomic uint32_t txlock;
 	struct hb_rx rx;
@@ -443,6 +446,10 @@ int hb_frame_inq(struct hb_conn *c, int fd, int *out);
  * draining control frames. Returns the next due time (ms) or 0 when the
  * connection needs no more timers. Background thread, fd pinned. */
 uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd);
+/* fork: mark framed connections in the parent (prepare) and the child. */
+void hb_frame_atfork_prepare(void);
+void hb_frame_atfork_child(void);
+extern uint64_t hb_fork_ms; /* monotonic time of the last fork (parent) */
 /* Keepalive settings used as a backstop on framed connections. */
 extern struct hb_ka hb_ka_frame_cfg;
 

@@ -4,7 +4,8 @@
  * Counters are relaxed atomics bumped on the paths that observe the event.
  * The file is rewritten by the background thread every STATS_PERIOD and by
  * the library destructor at exit: the text goes to "FILE.tmp.PID" and is
- * renamed over FILE, so a scraper never reads half a file.
+ * renamed over FILE, so a scraper never reads half a file. "%p" in the
+ * path stands for the process id.
  */
 #include <fcntl.h>
 
@@ -66,18 +67,40 @@ void hb_stats_render(struct hb_buf *b)
 		none, &k, 1);
 }
 
+/* HBSHIM_STATS with every "%p" replaced by the process id, so that each
+ * process of a tree (a wrapper, a forking server) can have its own file. */
+static void stats_path(struct hb_buf *b, int pid)
+{
+	for (const char *s = hb_cfg.stats_file; *s; s++) {
+		if (s[0] == '%' && s[1] == 'p') {
+			hb_buf_puti(b, pid);
+			s++;
+		} else {
+			hb_buf_putc(b, *s);
+		}
+	}
+}
+
 void hb_stats_flush(void)
 {
-	char text[4096], tmp[HB_PATH_MAX + 32];
-	struct hb_buf b, t;
+	char text[4096], tmp[HB_PATH_MAX + 64], path[HB_PATH_MAX + 32];
+	struct hb_buf b, t, pb;
+	int pid = hb_os_getpid();
 	long fd;
 
-	if (!hb_cfg.stats_file[0])
+	/* A process that never tracked a connection (a shell, timeout(1) in
+	 * front of the real program) must not overwrite the file of one that
+	 * did. */
+	if (!hb_cfg.stats_file[0] ||
+	    !(hb_load_relaxed(&hb_stats[HB_ST_CONNECTED]) | hb_load_relaxed(&hb_stats[HB_ST_ACCEPTED])))
 		return;
 	hb_buf_init(&b, text, sizeof(text));
 	hb_stats_render(&b);
+	hb_buf_init(&pb, path, sizeof(path));
+	stats_path(&pb, pid);
+	hb_buf_str(&pb);
 	hb_buf_init(&t, tmp, sizeof(tmp));
-	hb_buf_fmt(&t, "%s.tmp.%d", hb_cfg.stats_file, hb_os_getpid());
+	hb_buf_fmt(&t, "%s.tmp.%d", path, pid);
 	hb_buf_str(&t);
 	fd = hb_os_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
@@ -87,5 +110,5 @@ void hb_stats_flush(void)
 		return;
 	}
 	hb_os_close((int)fd);
-	(void)hb_os_rename(tmp, hb_cfg.stats_file);
+	(void)hb_os_rename(tmp, path);
 }

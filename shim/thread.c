@@ -273,6 +273,12 @@ static void *thread_main(void *arg)
 		for (c = reap; c; c = nx) {
 			nx = hb_conn_at(c->reap_next);
 			hb_wheel_del(&wheel, c);
+			if (hb_load_acquire(&c->users)) {
+				/* Another thread is still inside a framed call on a
+				 * connection whose fd was closed under it: retry. */
+				hb_conn_push_reap(c);
+				continue;
+			}
 			hb_conn_free(c);
 		}
 		hb_wheel_advance(&wheel, now, fire, &now);
@@ -291,8 +297,14 @@ static void *thread_main(void *arg)
 	return NULL;
 }
 
+static void atfork_prepare(void)
+{
+	hb_frame_atfork_prepare();
+}
+
 static void atfork_child(void)
 {
+	hb_frame_atfork_child();
 	/* No background thread here until one is needed. */
 	hb_store_release(&tstate, TS_NONE);
 	hb_store_release(&wake_word, 0);
@@ -311,7 +323,7 @@ static void start(void)
 	if (!hb_cas_strong_acq_rel(&tstate, &expect, TS_STARTING))
 		return;
 	if (!hb_xchg_acq_rel(&atfork_done, 1))
-		pthread_atfork(NULL, NULL, atfork_child);
+		pthread_atfork(atfork_prepare, NULL, atfork_child);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pthread_attr_init(&attr);

@@ -357,7 +357,65 @@ def echo_server(host, port):
     c.close()
     say("ECHOED", n)
 
+def banner_server(host, port, text):
+    """Server-first protocol (SMTP, SSH style): greet at once, then echo."""
+    l = listener(host, port)
+    say("LISTENING", l.getsockname()[1])
+    c, _ = l.accept()
+    c.sendall(text.encode() + b"\r\n")
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        c.sendall(d)
+    c.close()
+
 # ---- clients
+
+def banner_client(host, port):
+    """Connect, send nothing, read one line."""
+    s = socket.socket(fam(host), socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(addr(host, port))
+    t0 = time.monotonic()
+    got = b""
+    try:
+        while not got.endswith(b"\n"):
+            d = s.recv(100)
+            if not d:
+                break
+            got += d
+    except socket.timeout:
+        pass
+    say("BANNER %r %.2f" % (got, time.monotonic() - t0))
+
+def echo_chunks(host, port, *hexchunks):
+    """Send each chunk alone and wait (3 s at most) for its echo before the
+    next: a peer holding bytes back shows up as a TIMEOUT."""
+    s = socket.socket(fam(host), socket.SOCK_STREAM)
+    s.settimeout(3)
+    s.connect(addr(host, port))
+    worst = 0.0
+    for i, h in enumerate(hexchunks):
+        chunk = bytes.fromhex(h)
+        t0 = time.monotonic()
+        s.sendall(chunk)
+        got = b""
+        try:
+            while len(got) < len(chunk):
+                d = s.recv(len(chunk) - len(got))
+                if not d:
+                    say("EOF at chunk", i, repr(got))
+                    return 1
+                got += d
+        except socket.timeout:
+            say("TIMEOUT at chunk", i, "got", repr(got))
+            return 1
+        if got != chunk:
+            say("MISMATCH at chunk", i, repr(got), "!=", repr(chunk))
+            return 1
+        worst = max(worst, time.monotonic() - t0)
+    say("ECHO OK %d %.2f" % (len(hexchunks), worst))
 
 def client_recv(host, port):
     """Connect, then block in recv(1) and report how that ended."""
@@ -521,7 +579,8 @@ def main():
     fn = {
         "serve": serve, "serve-opts": serve_opts, "echo-server": echo_server,
         "client-recv": client_recv, "client-idle": client_idle,
-        "client-opts": client_opts, "client-chatty": client_chatty, "connect": connect, "send-file": send_file,
+        "client-opts": client_opts, "banner-server": banner_server,
+        "banner-client": banner_client, "echo-chunks": echo_chunks, "client-chatty": client_chatty, "connect": connect, "send-file": send_file,
         "echo-client": echo_client, "loopback": loopback, "others": others,
     }[cmd]
     sys.exit(fn(*args) or 0)

@@ -90,3 +90,45 @@ same_file() {
 	assert_status 0
 	[ "$output" = "$(sha256sum <"$T/www/blob")" ] || fail "stdout copy differs"
 }
+
+@test "server-first protocol: a shimmed server's banner reaches a plain client at once" {
+	local port
+	port=$(free_port)
+	bg srv shim HBSHIM_INTERVAL=1s "$PY" "$APP" banner-server 127.0.0.1 "$port" "220 hello from a legacy server"
+	wait_line "$T/srv.out" LISTENING
+	run plain "$PY" "$APP" banner-client 127.0.0.1 "$port"
+	assert_status 0
+	[[ $output == "BANNER b'220 hello from a legacy server\r\n' "* ]] || fail "banner: $output"
+	in_range "${output##* }" 0 0.5 || fail "banner took ${output##* } s"
+}
+
+@test "raw client whose bytes start like the hbshim magic: echoed at once, unchanged" {
+	local port
+	port=$(free_port)
+	bg srv shim HBSHIM_INTERVAL=1s "$PY" "$APP" echo-server 127.0.0.1 "$port"
+	wait_line "$T/srv.out" LISTENING
+	# A strict prefix of the magic alone, then the rest of it, then a
+	# heartbeat-looking pair and a data-frame-looking header.
+	run plain "$PY" "$APP" echo-chunks 127.0.0.1 "$port" e5 48 4253 0001 0100000005 68656c6c6f
+	assert_status 0
+	set -- $output
+	[ "$1 $2 $3" = "ECHO OK 6" ] || fail "$output"
+	in_range "$4" 0 1.0 || fail "an echo took $4 s"
+}
+
+@test "raw client sending a full magic with a bogus version: protocol_error; HBSHIM_ACCEPT=raw echoes it" {
+	local port hello=e5484253ff00000003e800000bb8
+	port=$(free_port)
+	bg srv shim HBSHIM_INTERVAL=1s HBSHIM_EVENTS="$T/events" "$PY" "$APP" echo-server 127.0.0.1 "$port"
+	wait_line "$T/srv.out" LISTENING
+	run plain "$PY" "$APP" echo-chunks 127.0.0.1 "$port" "$hello" 0a
+	wait_line "$T/events" '"event": *"protocol_error"' 3
+
+	# With auto-detection off, the same bytes are just data.
+	port=$(free_port)
+	bg srv2 shim HBSHIM_INTERVAL=1s HBSHIM_ACCEPT=raw "$PY" "$APP" echo-server 127.0.0.1 "$port"
+	wait_line "$T/srv2.out" LISTENING
+	run plain "$PY" "$APP" echo-chunks 127.0.0.1 "$port" "$hello" 0a
+	assert_status 0
+	[ "${output% *}" = "ECHO OK 2" ] || fail "$output"
+}
