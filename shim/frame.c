@@ -182,6 +182,38 @@ static void flush_pend(struct hb_conn *c, int fd)
 	}
 }
 
+/* Readiness that matches the application's view, for every readiness API
+ * at once (poll, select, epoll in all its modes, nested or shared sets)
+ * without translating anything: SO_RCVLOWAT. Every data frame is at least
+ * 6 bytes, a heartbeat 2, so with a low-water mark of 6 a lone heartbeat
+ * (or two) never makes the fd readable, while any data frame does. Inside a
+ * frame whose tail is shorter than 6 bytes, or in a split header, the mark
+ * drops to what is still owed, so a short tail is never held back.
+ * The application's own SO_RCVLOWAT, if it set one, is left alone.
+ * rxlock held (or the decoder otherwise not in use). */
+#define FRAME_LOWAT 6
+static void set_lowat(struct hb_conn *c, int fd)
+{
+	uint32_t want;
+
+	if (hb_load_relaxed(&c->flags) & HB_APP_RCVLOWAT)
+		return;
+	if (hb_load_relaxed(&c->rxmode) != HB_RX_FRAMED)
+		want = 1;
+	else if (c->rx.remaining)
+		want = c->rx.remaining < FRAME_LOWAT ? c->rx.remaining : FRAME_LOWAT;
+	else if (c->rx.hdr_len)
+		want = 1;
+	else
+		want = FRAME_LOWAT;
+	if (want == (c->lowat ? c->lowat : 1u))
+		return;
+	if (hb_os_setsockopt_int(fd, SOL_SOCKET, SO_RCVLOWAT, (int)want) == 0)
+		c->lowat = (uint8_t)want;
+}
+
+static void drain(struct hb_conn *c, int fd);
+
 /* ---------------------------------------------------------------- negotiation */
 
 void hb_frame_client(int fd, struct hb_conn *c, int established)
@@ -258,6 +290,7 @@ static int detect(struct hb_conn *c, int fd, int wait)
 			c->peer_timeout_ms = h.timeout_ms;
 			memset(&c->rx, 0, sizeof(c->rx));
 			hb_store_release(&c->rxmode, HB_RX_FRAMED);
+			set_lowat(c, fd);
 			if (!c->client)
 				apply_frame_keepalive(fd, c);
 			decide_tx(c, fd, 1);
@@ -408,7 +441,11 @@ static long read_once(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int fla
 	long got;
 
 	if (rem) {
-		if (rem >= n) {
+		if (rem >= n || rem < FRAME_LOWAT) {
+			/* A tail shorter than the low-water mark is read alone:
+			 * the kernel's wait target is min(SO_RCVLOWAT, length). */
+			if (rem < n)
+				n = rem;
 			v[k++] = (struct iovec){ buf, n };
 			alen = n;
 			slen = 0;
@@ -474,6 +511,7 @@ static long peek_framed(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int f
 		r = absorb(c, fd, NULL, 0, scratch, (size_t)r, 0, (size_t)r);
 		if (r < 0)
 			return r;
+		set_lowat(c, fd);
 	}
 }
 
@@ -633,6 +671,7 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 			continue; /* a heartbeat is not end of stream: keep waiting */
 		break;
 	}
+	set_lowat(c, fd);
 	unlock(&c->rxlock);
 	if (total) {
 		c->last_app_ms = hb_os_now_ms();
@@ -741,6 +780,21 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 	return (long)total;
 }
 
+void hb_frame_close(struct hb_conn *c, int fd)
+{
+	/* Control frames left unread would make the kernel answer our close
+	 * with a reset instead of a FIN, and a reset throws away what we
+	 * still have to send: drop them first. Application bytes left unread
+	 * reset the connection exactly as they would without the shim. */
+	if (hb_load_acquire(&c->rxmode) == HB_RX_RAW || lock(&c->rxlock) < 0)
+		return;
+	if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
+		detect(c, fd, 0);
+	if (hb_load_relaxed(&c->rxmode) == HB_RX_FRAMED)
+		drain(c, fd);
+	unlock(&c->rxlock);
+}
+
 void hb_frame_shutdown(struct hb_conn *c, int fd, int how)
 {
 	static const uint8_t hc[2] = { HB_FT_CONTROL, HB_CT_HALFCLOSE };
@@ -813,6 +867,7 @@ static void drain(struct hb_conn *c, int fd)
 		if (r != (long)need || absorb(c, fd, NULL, 0, p, need, 0, need) < 0)
 			return;
 	}
+	set_lowat(c, fd);
 }
 
 static void send_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t silent)
@@ -874,8 +929,18 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd)
 			hb_and_acq_rel(&c->flags, ~HB_CF_FORKED);
 		}
 	}
+	/* The peer sent its FIN. After a half-close frame it still reads and
+	 * expects our heartbeats; without one it closed the connection, and a
+	 * heartbeat would only draw a reset that destroys what it has still
+	 * to send us. */
+	if (ti.tcpi_state == TCP_CLOSE_WAIT && !c->rx.halfclosed &&
+	    hb_load_acquire(&c->rxmode) == HB_RX_FRAMED && trylock(&c->rxlock)) {
+		drain(c, fd);
+		unlock(&c->rxlock);
+	}
 	if (hb_load_acquire(&c->txmode) == HB_TX_FRAMED &&
 	    ti.tcpi_state != TCP_FIN_WAIT1 && ti.tcpi_state != TCP_FIN_WAIT2 &&
+	    !(ti.tcpi_state == TCP_CLOSE_WAIT && !c->rx.halfclosed) &&
 	    trylock(&c->txlock)) {
 		uint32_t quiet = ti.tcpi_last_data_sent;
 		uint32_t due = interval - (jitter ? rnd % jitter : 0);
@@ -921,4 +986,125 @@ rx_side:
 			next = now + (limit - silent);
 	}
 	return next;
+}
+
+/* ---------------------------------------------------------------- zero-copy paths */
+
+long hb_frame_xfer_out(struct hb_conn *c, int fd, size_t len, size_t avail, int nb,
+		       long (*xfer)(void *ctx, size_t len), void *ctx)
+{
+	uint8_t hdr[HB_DATA_HDR_LEN];
+	long r, s;
+	int sflags = MSG_NOSIGNAL | (nb ? MSG_DONTWAIT : 0);
+
+	if (hb_load_acquire(&c->txmode) == HB_TX_UNDECIDED)
+		writer_decide(c, fd);
+	if (hb_load_acquire(&c->txmode) != HB_TX_FRAMED)
+		return xfer(ctx, len);
+	if (!len)
+		return xfer(ctx, 0);
+	hb_add_acq_rel(&c->users, 1);
+	claim(c);
+	if (lock(&c->txlock) < 0) {
+		hb_sub_acq_rel(&c->users, 1);
+		return -EAGAIN;
+	}
+	while (c->tx.pend_len) {
+		r = hb_os_send(fd, c->tx.pend, c->tx.pend_len, sflags);
+		if (r < 0)
+			goto out;
+		memmove(c->tx.pend, c->tx.pend + r, c->tx.pend_len - (size_t)r);
+		c->tx.pend_len = (uint8_t)(c->tx.pend_len - r);
+	}
+	if (!c->tx.remaining) {
+		size_t l = len < avail ? len : avail;
+
+		if (l > HB_MAX_FRAME)
+			l = HB_MAX_FRAME;
+		if (!l) {
+			r = 0; /* the source is at its end: nothing to frame */
+			goto out;
+		}
+		hb_data_hdr(hdr, (uint32_t)l);
+		/* The header rides with the payload that follows (MSG_MORE). */
+		r = hb_os_send(fd, hdr, sizeof(hdr), sflags | MSG_MORE);
+		if (r < 0)
+			goto out;
+		c->tx.remaining = (uint32_t)l;
+		if (r < (long)sizeof(hdr)) {
+			memcpy(c->tx.pend, hdr + r, sizeof(hdr) - (size_t)r);
+			c->tx.pend_len = (uint8_t)(sizeof(hdr) - (size_t)r);
+			while (!nb && c->tx.pend_len) {
+				r = hb_os_send(fd, c->tx.pend, c->tx.pend_len, sflags);
+				if (r < 0)
+					goto out;
+				memmove(c->tx.pend, c->tx.pend + r, c->tx.pend_len - (size_t)r);
+				c->tx.pend_len = (uint8_t)(c->tx.pend_len - r);
+			}
+			if (c->tx.pend_len) {
+				r = -EAGAIN;
+				goto out;
+			}
+		}
+	}
+	s = xfer(ctx, len < c->tx.remaining ? len : c->tx.remaining);
+	if (s > 0) {
+		c->tx.remaining -= (uint32_t)s;
+		c->last_app_ms = hb_os_now_ms();
+	}
+	r = s;
+out:
+	unlock(&c->txlock);
+	hb_sub_acq_rel(&c->users, 1);
+	return r;
+}
+
+long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
+		      long (*xfer)(void *ctx, size_t len), void *ctx)
+{
+	long r;
+
+	hb_add_acq_rel(&c->users, 1);
+	claim(c);
+	if (lock(&c->rxlock) < 0) {
+		hb_sub_acq_rel(&c->users, 1);
+		return -EAGAIN;
+	}
+	while (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT) {
+		r = detect(c, fd, !nb);
+		if (r < 0 && (r != -EAGAIN || nb))
+			goto out;
+	}
+	if (hb_load_relaxed(&c->rxmode) == HB_RX_RAW) {
+		r = xfer(ctx, len);
+		goto out;
+	}
+	if (hb_load_relaxed(&c->rxmode) == HB_RX_FAILED) {
+		r = -EPROTO;
+		goto out;
+	}
+	/* Consume headers (into scratch, never payload), then let the kernel
+	 * move payload bytes of the current frame only. */
+	while (!c->rx.remaining) {
+		uint8_t scratch[HB_HDR_MAX];
+		size_t want = (c->rx.hdr_len < HB_DATA_HDR_LEN ? HB_DATA_HDR_LEN : HB_NOTICE_LEN) -
+			      c->rx.hdr_len;
+
+		r = hb_os_recv(fd, scratch, want, nb ? MSG_DONTWAIT : 0);
+		if (r <= 0)
+			goto out; /* 0: end of stream */
+		r = absorb(c, fd, NULL, 0, scratch, (size_t)r, 0, (size_t)r);
+		if (r < 0)
+			goto out;
+	}
+	r = xfer(ctx, len < c->rx.remaining ? len : c->rx.remaining);
+	if (r > 0) {
+		c->rx.remaining -= (uint32_t)r;
+		c->last_app_ms = hb_os_now_ms();
+	}
+out:
+	set_lowat(c, fd);
+	unlock(&c->rxlock);
+	hb_sub_acq_rel(&c->users, 1);
+	return r;
 }

@@ -153,6 +153,9 @@ struct hb_real {
 	ssize_t (*sendmsg)(int, const struct msghdr *, int);
 	ssize_t (*sendfile)(int, int, off_t *, size_t);
 	ssize_t (*sendfile64)(int, int, off_t *, size_t);
+	ssize_t (*splice)(int, loff_t *, int, loff_t *, size_t, unsigned int);
+	int (*sendmmsg)(int, struct mmsghdr *, unsigned int, int);
+	int (*recvmmsg)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
 };
 extern struct hb_real hb_real;
 
@@ -224,16 +227,17 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2 };
 #define HB_APP_USERTIMEOUT (1u << 4)
 #define HB_APP_RCVTIMEO    (1u << 5)
 #define HB_APP_SNDTIMEO    (1u << 6)
-#define HB_APP_MASK        0x7fu
+#define HB_APP_RCVLOWAT    (1u << 7)
+#define HB_APP_MASK        0xffu
 /* State flags (same word). */
-#define HB_CF_NONBLOCK     (1u << 8)  /* O_NONBLOCK on the open file description */
-#define HB_CF_SCHEDULED    (1u << 9)  /* handed to the background thread */
-#define HB_CF_KA_ARMED     (1u << 10) /* SO_KEEPALIVE switched on by us */
-#define HB_CF_LOST         (1u << 11) /* identity check failed: fd reused behind our back */
-#define HB_CF_RELEASED     (1u << 12) /* last fd closed */
-#define HB_CF_TIMING       (1u << 13) /* keepalive timing options applied */
-#define HB_CF_FORKED       (1u << 14) /* parent side of a fork: heartbeats pause briefly */
-#define HB_CF_INHERITED    (1u << 15) /* child side of a fork: no heartbeats until used here */
+#define HB_CF_NONBLOCK     (1u << 16) /* O_NONBLOCK on the open file description */
+#define HB_CF_SCHEDULED    (1u << 17) /* handed to the background thread */
+#define HB_CF_KA_ARMED     (1u << 18) /* SO_KEEPALIVE switched on by us */
+#define HB_CF_LOST         (1u << 19) /* identity check failed: fd reused behind our back */
+#define HB_CF_RELEASED     (1u << 20) /* last fd closed */
+#define HB_CF_TIMING       (1u << 21) /* keepalive timing options applied */
+#define HB_CF_FORKED       (1u << 22) /* parent side of a fork: heartbeats pause briefly */
+#define HB_CF_INHERITED    (1u << 23) /* child side of a fork: no heartbeats until used here */
 
 #define HB_CONN_FDS 4
 
@@ -276,6 +280,8 @@ struct hb_conn {
 	_Atomic uint8_t txmode;        /* HB_TX_* */
 	uint8_t client;                /* we connected: our hello goes first */
 	uint8_t hello_sent;            /* under txlock */
+	uint8_t lowat;                 /* SO_RCVLOWAT we set, 0 = kernel default (rxlock) */
+	uint8_t pad3[3];
 	_Atomic uint32_t users;        /* app threads inside frame.c; bg frees at 0 */
 	_Atomic uint32_t rxlock;       /* 0 free, else owner tid | HB_LOCK_WAITERS */
 	_Atomic uint32_t txlock;
@@ -438,6 +444,18 @@ void hb_frame_server(int fd, struct hb_conn *c);
  * application byte count or -errno. App threads. */
 long hb_frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags);
 long hb_frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags);
+/* Zero-copy sends and receives (sendfile, splice): the header goes first,
+ * then xfer(ctx, n) makes the real call for at most n payload bytes and
+ * returns its count or -errno. avail bounds what the source can deliver
+ * (bytes left in a regular file, bytes in a pipe), so a frame never promises
+ * more than will come. App threads. */
+long hb_frame_xfer_out(struct hb_conn *c, int fd, size_t len, size_t avail, int nb,
+		       long (*xfer)(void *ctx, size_t len), void *ctx);
+long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
+		      long (*xfer)(void *ctx, size_t len), void *ctx);
+/* The last fd of a framed connection is being closed: drop control frames
+ * waiting unread so that the close sends a FIN, not a reset. */
+void hb_frame_close(struct hb_conn *c, int fd);
 /* The application shuts down its write side: send a half-close frame. */
 void hb_frame_shutdown(struct hb_conn *c, int fd, int how);
 /* FIONREAD on a framed connection: application bytes readable. */

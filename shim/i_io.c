@@ -1,7 +1,7 @@
 /*
  * i_io.c - interposers for the data path: read, write, readv, writev, recv,
- * recvfrom, recvmsg, send, sendto, sendmsg, sendfile, sendfile64 and the
- * glibc fortify variants.
+ * recvfrom, recvmsg, send, sendto, sendmsg and the glibc fortify variants
+ * (sendfile, splice and the mmsg calls are in i_zcopy.c).
  *
  * The path of an fd the shim does not track is one table load and a branch
  * before the real call. On a tracked connection in keepalive mode the bytes
@@ -16,7 +16,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
-#include <sys/sendfile.h>
 
 #include "interpose.h"
 
@@ -106,6 +105,11 @@ static ssize_t tx_done(struct hb_conn *c, int fd, ssize_t r, int app_flags)
 	return r;
 }
 
+int hb_io_dead_errno(struct hb_conn *c, int fd)
+{
+	return dead_errno(c, fd);
+}
+
 #define PRECHECK(c, fd)                              \
 	do {                                         \
 		int d_ = dead_errno((c), (fd));      \
@@ -123,7 +127,7 @@ static inline struct hb_conn *tracked(int fd)
 }
 
 /* Convert a framed-path result (count or -errno) to libc's convention. */
-static ssize_t frame_rx(struct hb_conn *c, int fd, long r, size_t want)
+ssize_t hb_io_frame_rx(struct hb_conn *c, int fd, long r, size_t want)
 {
 	if (r >= 0) {
 		errno = 0;
@@ -133,7 +137,7 @@ static ssize_t frame_rx(struct hb_conn *c, int fd, long r, size_t want)
 	return rx_done(c, fd, -1, want);
 }
 
-static ssize_t frame_tx(struct hb_conn *c, int fd, long r, int app_flags)
+ssize_t hb_io_frame_tx(struct hb_conn *c, int fd, long r, int app_flags)
 {
 	if (r >= 0)
 		return r;
@@ -189,7 +193,7 @@ HB_EXPORT ssize_t read(int fd, void *buf, size_t n)
 		return REAL(read, syscall(SYS_read, fd, buf, n), fd, buf, n);
 	PRECHECK(c, fd);
 	if (IS_FRAME(c))
-		return frame_rx(c, fd, frame_recv1(c, fd, buf, n, 0, NULL, NULL), n);
+		return hb_io_frame_rx(c, fd, frame_recv1(c, fd, buf, n, 0, NULL, NULL), n);
 	return rx_done(c, fd, REAL(read, syscall(SYS_read, fd, buf, n), fd, buf, n), n);
 }
 
@@ -208,7 +212,7 @@ HB_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 		return REAL_RECVFROM(fd, buf, n, flags, NULL, NULL);
 	PRECHECK(c, fd);
 	if (IS_FRAME(c))
-		return frame_rx(c, fd, frame_recv1(c, fd, buf, n, flags, NULL, NULL), n);
+		return hb_io_frame_rx(c, fd, frame_recv1(c, fd, buf, n, flags, NULL, NULL), n);
 	return rx_done(c, fd, REAL_RECVFROM(fd, buf, n, flags, NULL, NULL), n);
 }
 
@@ -228,7 +232,7 @@ HB_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockad
 		return REAL_RECVFROM(fd, buf, n, flags, sa, sl);
 	PRECHECK(c, fd);
 	if (IS_FRAME(c))
-		return frame_rx(c, fd, frame_recv1(c, fd, buf, n, flags, sa, sl), n);
+		return hb_io_frame_rx(c, fd, frame_recv1(c, fd, buf, n, flags, sa, sl), n);
 	return rx_done(c, fd, REAL_RECVFROM(fd, buf, n, flags, sa, sl), n);
 }
 
@@ -257,7 +261,7 @@ HB_EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 		return REAL_RECVMSG(fd, m, flags);
 	PRECHECK(c, fd);
 	if (IS_FRAME(c) && m)
-		return frame_rx(c, fd, hb_frame_recv(c, fd, m, flags),
+		return hb_io_frame_rx(c, fd, hb_frame_recv(c, fd, m, flags),
 				iov_len(m->msg_iov, (int)m->msg_iovlen));
 	return rx_done(c, fd, REAL_RECVMSG(fd, m, flags),
 		       m ? iov_len(m->msg_iov, (int)m->msg_iovlen) : 0);
@@ -276,7 +280,7 @@ HB_EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 		memset(&m, 0, sizeof(m));
 		m.msg_iov = (struct iovec *)iov;
 		m.msg_iovlen = (size_t)n;
-		return frame_rx(c, fd, hb_frame_recv(c, fd, &m, 0), iov_len(iov, n));
+		return hb_io_frame_rx(c, fd, hb_frame_recv(c, fd, &m, 0), iov_len(iov, n));
 	}
 	return rx_done(c, fd, REAL(readv, syscall(SYS_readv, fd, iov, n), fd, iov, n),
 		       iov_len(iov, n));
@@ -290,7 +294,7 @@ HB_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 		return REAL(write, syscall(SYS_write, fd, buf, n), fd, buf, n);
 	PRECHECK(c, fd);
 	if (IS_FRAME(c))
-		return frame_tx(c, fd, frame_send1(c, fd, buf, n, 0), 0);
+		return hb_io_frame_tx(c, fd, frame_send1(c, fd, buf, n, 0), 0);
 	/* write(2) on a TCP socket is send(2) with no flags. */
 	return tx_done(c, fd, REAL_SENDTO(fd, buf, n, MSG_NOSIGNAL, NULL, 0), 0);
 }
@@ -303,7 +307,7 @@ HB_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 		return REAL_SENDTO(fd, buf, n, flags, NULL, 0);
 	PRECHECK(c, fd);
 	if (IS_FRAME(c))
-		return frame_tx(c, fd, frame_send1(c, fd, buf, n, flags), flags);
+		return hb_io_frame_tx(c, fd, frame_send1(c, fd, buf, n, flags), flags);
 	return tx_done(c, fd, REAL_SENDTO(fd, buf, n, flags | MSG_NOSIGNAL, NULL, 0), flags);
 }
 
@@ -316,7 +320,7 @@ HB_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const str
 		return REAL_SENDTO(fd, buf, n, flags, sa, sl);
 	PRECHECK(c, fd);
 	if (IS_FRAME(c))
-		return frame_tx(c, fd, frame_send1(c, fd, buf, n, flags), flags);
+		return hb_io_frame_tx(c, fd, frame_send1(c, fd, buf, n, flags), flags);
 	return tx_done(c, fd, REAL_SENDTO(fd, buf, n, flags | MSG_NOSIGNAL, sa, sl), flags);
 }
 
@@ -328,7 +332,7 @@ HB_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 		return REAL_SENDMSG(fd, m, flags);
 	PRECHECK(c, fd);
 	if (IS_FRAME(c) && m)
-		return frame_tx(c, fd, hb_frame_send(c, fd, m, flags), flags);
+		return hb_io_frame_tx(c, fd, hb_frame_send(c, fd, m, flags), flags);
 	return tx_done(c, fd, REAL_SENDMSG(fd, m, flags | MSG_NOSIGNAL), flags);
 }
 
@@ -348,34 +352,6 @@ HB_EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
 	m.msg_iov = (struct iovec *)iov;
 	m.msg_iovlen = (size_t)n;
 	if (IS_FRAME(c))
-		return frame_tx(c, fd, hb_frame_send(c, fd, &m, 0), 0);
+		return hb_io_frame_tx(c, fd, hb_frame_send(c, fd, &m, 0), 0);
 	return tx_done(c, fd, REAL_SENDMSG(fd, &m, MSG_NOSIGNAL), 0);
-}
-
-/* sendfile cannot take MSG_NOSIGNAL; we can only refuse early on a
- * connection already declared dead. */
-static ssize_t do_sendfile(int is64, int out, int in, off_t *off, size_t n)
-{
-	struct hb_conn *c = tracked(out);
-	ssize_t r;
-
-	if (c)
-		PRECHECK(c, out);
-	if (is64)
-		r = REAL(sendfile64, syscall(SYS_sendfile, out, in, off, n), out, in, off, n);
-	else
-		r = REAL(sendfile, syscall(SYS_sendfile, out, in, off, n), out, in, off, n);
-	if (c && r < 0)
-		return tx_done(c, out, r, MSG_NOSIGNAL);
-	return r;
-}
-
-HB_EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t n)
-{
-	return do_sendfile(0, out, in, off, n);
-}
-
-HB_EXPORT ssize_t sendfile64(int out, int in, off_t *off, size_t n)
-{
-	return do_sendfile(1, out, in, off, n);
 }

@@ -66,6 +66,9 @@ extern void closefrom(int);
 extern int fclose(FILE *);
 extern ssize_t sendfile(int, int, off_t *, size_t);
 extern ssize_t sendfile64(int, int, off_t *, size_t);
+extern ssize_t splice(int, loff_t *, int, loff_t *, size_t, unsigned int);
+extern int sendmmsg(int, struct mmsghdr *, unsigned int, int);
+extern int recvmmsg(int, struct mmsghdr *, unsigned int, int, struct timespec *);
 
 #define BIND(field, sym) \
 	do { \
@@ -109,6 +112,9 @@ void hb_real_bind(void)
 	BIND(sendmsg, sendmsg);
 	BIND(sendfile, sendfile);
 	BIND(sendfile64, sendfile64);
+	BIND(splice, splice);
+	BIND(sendmmsg, sendmmsg);
+	BIND(recvmmsg, recvmmsg);
 	/* close last: once it is set, close-like paths stop using raw syscalls. */
 	BIND(close, close);
 	hb_store_release(&bind_state, 2);
