@@ -553,6 +553,9 @@ void hb_frame_atfork_child(void)
 /* This process uses the connection: heartbeats are its job from now on. */
 static void claim(struct hb_conn *c)
 {
+	/* Adopted across exec: timers start with the first use. */
+	if (HB_UNLIKELY(!(hb_load_relaxed(&c->flags) & HB_CF_SCHEDULED)))
+		hb_thread_schedule(c);
 	if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & (HB_CF_FORKED | HB_CF_INHERITED)))
 		hb_and_acq_rel(&c->flags, ~(HB_CF_FORKED | HB_CF_INHERITED));
 }

@@ -156,6 +156,13 @@ struct hb_real {
 	ssize_t (*splice)(int, loff_t *, int, loff_t *, size_t, unsigned int);
 	int (*sendmmsg)(int, struct mmsghdr *, unsigned int, int);
 	int (*recvmmsg)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
+	int (*execve)(const char *, char *const[], char *const[]);
+	int (*execvpe)(const char *, char *const[], char *const[]);
+	int (*fexecve)(int, char *const[], char *const[]);
+	int (*posix_spawn)(pid_t *, const char *, const void *, const void *, char *const[],
+			   char *const[]);
+	int (*posix_spawnp)(pid_t *, const char *, const void *, const void *, char *const[],
+			    char *const[]);
 };
 extern struct hb_real hb_real;
 
@@ -470,6 +477,16 @@ void hb_frame_atfork_child(void);
 extern uint64_t hb_fork_ms; /* monotonic time of the last fork (parent) */
 /* Keepalive settings used as a backstop on framed connections. */
 extern struct hb_ka hb_ka_frame_cfg;
+
+/* ------------------------------------------------------------------ inherit.c */
+
+/* Write "HBSHIM_INHERIT=..." describing every framed fd that survives exec
+ * into out; returns its length, or 0 when there is none (or it does not
+ * fit). Any thread; no allocation. */
+size_t hb_inherit_export(char *out, size_t cap);
+/* Adopt the connections described by the value of HBSHIM_INHERIT; returns
+ * how many, or -EINVAL on a malformed value. Constructor only. */
+int hb_inherit_import(const char *s);
 
 /* ------------------------------------------------------------------ thread.c */
 

@@ -54,6 +54,16 @@ void hb_init(void)
 	 * must never fire before the heartbeat timeout (2 x timeout). */
 	hb_ka_derive(hb_cfg.interval_ms, hb_cfg.timeout_ms * 2, &hb_ka_frame_cfg);
 	hb_enabled = !hb_cfg.disabled;
+	if (hb_enabled) {
+		const char *inh = getenv("HBSHIM_INHERIT");
+
+		if (inh) {
+			/* Framed connections handed over by exec. */
+			if (hb_inherit_import(inh) < 0)
+				hb_log(HB_LOG_WARN, "HBSHIM_INHERIT is malformed: ignored");
+			unsetenv("HBSHIM_INHERIT");
+		}
+	}
 	hb_store_release(&init_state, 2);
 	hb_log(HB_LOG_DEBUG, "loaded: interval %u ms, timeout %u ms, keepalive %d/%d/%d, "
 			     "user timeout %u ms", hb_cfg.interval_ms, hb_cfg.timeout_ms,

@@ -33,27 +33,45 @@ struct hb_ka hb_ka_cfg;
 
 static uint32_t ceil_div(uint32_t a, uint32_t b)
 {
-	return (a + b - 1) / b;
+	return a / b + (a % b != 0); /* (a + b - 1) / b overflows near 2^32 */
 }
 
 void hb_ka_derive(uint32_t interval_ms, uint32_t timeout_ms, struct hb_ka *out)
 {
 	uint32_t idle = ceil_div(interval_ms ? interval_ms : 1, 1000);
-	uint32_t rem_ms, cnt, intvl, last_ms, u;
+	uint32_t rem_ms, cnt, intvl, last_ms, u, jitter;
 
 	if (idle < 1)
 		idle = 1;
 	if (idle > 32767)
 		idle = 32767;
+	jitter = idle * 1000 / 4;
 	rem_ms = timeout_ms > idle * 1000 ? timeout_ms - idle * 1000 : 0;
 	if (!rem_ms) {
 		cnt = 1;
 		intvl = 1;
 	} else {
+		uint32_t rem_s = ceil_div(rem_ms, 1000);
+
 		cnt = ceil_div(rem_ms, idle * 1000);
-		if (cnt > 127)
-			cnt = 127;
-		intvl = ceil_div(ceil_div(rem_ms, 1000), cnt);
+		if (cnt > 127) {
+			/* T > 128 I: at most 127 probes (TCP_KEEPCNT), spaced
+			 * wider. Rounding intvl up would push the last firing
+			 * up to 127 s past T, so take whole intervals that fit
+			 * and start probing later by what is left (< intvl):
+			 * the last firing stays at idle + rem_s. */
+			intvl = ceil_div(rem_s, 127);
+			if (intvl > 32767)
+				intvl = 32767;
+			cnt = rem_s / intvl;
+			if (cnt > 127)
+				cnt = 127;
+			idle += rem_s - intvl * cnt;
+			if (idle > 32767)
+				idle = 32767;
+		} else {
+			intvl = ceil_div(rem_s, cnt);
+		}
 		if (intvl < 1)
 			intvl = 1;
 		if (intvl > 32767)
@@ -67,7 +85,7 @@ void hb_ka_derive(uint32_t interval_ms, uint32_t timeout_ms, struct hb_ka *out)
 	out->intvl_s = (int)intvl;
 	out->cnt = (int)cnt;
 	out->user_timeout_ms = u;
-	out->jitter_ms = idle * 1000 / 4;
+	out->jitter_ms = jitter;
 	if (out->jitter_ms > 1000)
 		out->jitter_ms = 1000;
 }

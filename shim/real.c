@@ -69,6 +69,13 @@ extern ssize_t sendfile64(int, int, off_t *, size_t);
 extern ssize_t splice(int, loff_t *, int, loff_t *, size_t, unsigned int);
 extern int sendmmsg(int, struct mmsghdr *, unsigned int, int);
 extern int recvmmsg(int, struct mmsghdr *, unsigned int, int, struct timespec *);
+extern int execve(const char *, char *const[], char *const[]);
+extern int execvpe(const char *, char *const[], char *const[]);
+extern int fexecve(int, char *const[], char *const[]);
+extern int posix_spawn(pid_t *, const char *, const void *, const void *, char *const[],
+		       char *const[]);
+extern int posix_spawnp(pid_t *, const char *, const void *, const void *, char *const[],
+			char *const[]);
 
 #define BIND(field, sym) \
 	do { \
@@ -115,6 +122,11 @@ void hb_real_bind(void)
 	BIND(splice, splice);
 	BIND(sendmmsg, sendmmsg);
 	BIND(recvmmsg, recvmmsg);
+	BIND(execve, execve);
+	BIND(execvpe, execvpe);
+	BIND(fexecve, fexecve);
+	BIND(posix_spawn, posix_spawn);
+	BIND(posix_spawnp, posix_spawnp);
 	/* close last: once it is set, close-like paths stop using raw syscalls. */
 	BIND(close, close);
 	hb_store_release(&bind_state, 2);

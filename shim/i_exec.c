@@ -1,0 +1,154 @@
+/*
+ * i_exec.c - interposers for the exec family and posix_spawn: framed
+ * connections that survive exec carry their state into the new image
+ * (inherit.c) through HBSHIM_INHERIT in the environment it receives.
+ *
+ * glibc's execl*, execv and execvp reach execve through internal calls we
+ * cannot see, so each of them is interposed and routed through one place.
+ * Nothing is changed in the calling process: if exec fails, it fails as it
+ * would have.
+ */
+#include <spawn.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "interpose.h"
+
+#define ENV_MAX 8192
+#define INHERIT_MAX 8192
+
+extern char **environ;
+
+/* envp with HBSHIM_INHERIT replaced by var (or removed when var is NULL),
+ * built in out[max]; returns envp itself when nothing needs changing. */
+static char *const *build_env(char *const *envp, char *var, char **out, size_t max)
+{
+	size_t n = 0, k = 0, cnt = 0;
+	int had = 0;
+
+	static char *const empty[] = { NULL };
+
+	if (!envp)
+		envp = empty;
+	while (envp[cnt])
+		cnt++;
+	for (size_t i = 0; i < cnt; i++)
+		if (!strncmp(envp[i], "HBSHIM_INHERIT=", 15))
+			had = 1;
+	if (!var && !had)
+		return envp;
+	if (cnt + 2 > max)
+		return envp; /* absurd environment: pass it as it is */
+	for (; n < cnt; n++)
+		if (strncmp(envp[n], "HBSHIM_INHERIT=", 15))
+			out[k++] = envp[n];
+	if (var)
+		out[k++] = var;
+	out[k] = NULL;
+	return out;
+}
+
+#define WITH_ENV(envp, newenv)                                                   \
+	char inherit_[INHERIT_MAX];                                              \
+	char *vec_[ENV_MAX];                                                     \
+	size_t ilen_ = hb_enabled ? hb_inherit_export(inherit_, sizeof(inherit_)) : 0; \
+	char *const *newenv = build_env((envp), ilen_ ? inherit_ : NULL, vec_, ENV_MAX)
+
+HB_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	int (*fn)(const char *, char *const[], char *const[]) = REAL_PTR(execve);
+	WITH_ENV(envp, env);
+
+	if (!fn)
+		return (int)syscall(SYS_execve, path, argv, env);
+	return fn(path, argv, env);
+}
+
+HB_EXPORT int execv(const char *path, char *const argv[])
+{
+	return execve(path, argv, environ);
+}
+
+HB_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	WITH_ENV(envp, env);
+
+	return REAL(execvpe, (errno = ENOSYS, -1), file, argv, env);
+}
+
+HB_EXPORT int execvp(const char *file, char *const argv[])
+{
+	return execvpe(file, argv, environ);
+}
+
+HB_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	WITH_ENV(envp, env);
+
+	return REAL(fexecve, (errno = ENOSYS, -1), fd, argv, env);
+}
+
+/* Collect the variadic arguments of execl* (NULL-terminated). */
+#define COLLECT_ARGS(arg0, argv, ap, max)                       \
+	do {                                                    \
+		size_t i_ = 0;                                  \
+		argv[i_++] = (char *)(arg0);                    \
+		while (argv[i_ - 1] && i_ < (max))              \
+			argv[i_++] = va_arg(ap, char *);        \
+	} while (0)
+
+#define ARG_MAX_L 4096
+
+HB_EXPORT int execl(const char *path, const char *arg0, ...)
+{
+	char *argv[ARG_MAX_L];
+	va_list ap;
+
+	va_start(ap, arg0);
+	COLLECT_ARGS(arg0, argv, ap, ARG_MAX_L);
+	va_end(ap);
+	argv[ARG_MAX_L - 1] = NULL;
+	return execve(path, argv, environ);
+}
+
+HB_EXPORT int execlp(const char *file, const char *arg0, ...)
+{
+	char *argv[ARG_MAX_L];
+	va_list ap;
+
+	va_start(ap, arg0);
+	COLLECT_ARGS(arg0, argv, ap, ARG_MAX_L);
+	va_end(ap);
+	argv[ARG_MAX_L - 1] = NULL;
+	return execvpe(file, argv, environ);
+}
+
+HB_EXPORT int execle(const char *path, const char *arg0, ...)
+{
+	char *argv[ARG_MAX_L];
+	char *const *envp;
+	va_list ap;
+
+	va_start(ap, arg0);
+	COLLECT_ARGS(arg0, argv, ap, ARG_MAX_L);
+	envp = va_arg(ap, char *const *);
+	va_end(ap);
+	argv[ARG_MAX_L - 1] = NULL;
+	return execve(path, argv, envp);
+}
+
+HB_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+			  const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	WITH_ENV(envp, env);
+
+	return REAL(posix_spawn, ENOSYS, pid, path, fa, attr, argv, env);
+}
+
+HB_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
+			   const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	WITH_ENV(envp, env);
+
+	return REAL(posix_spawnp, ENOSYS, pid, file, fa, attr, argv, env);
+}
