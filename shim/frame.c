@@ -22,7 +22,10 @@
  * keeps at most one partial frame header per connection.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <unistd.h>
+#include <sys/syscall.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -542,12 +545,12 @@ static void mark(int fd, struct hb_conn *c, void *arg)
 void hb_frame_atfork_prepare(void)
 {
 	hb_fork_ms = hb_os_now_ms();
-	hb_fd_foreach(mark, (void *)(uintptr_t)HB_CF_FORKED);
+	hb_fd_foreach(mark, (void *)(uintptr_t)(HB_CF_FORKED | HB_CF_SHARED));
 }
 
 void hb_frame_atfork_child(void)
 {
-	hb_fd_foreach(mark, (void *)(uintptr_t)HB_CF_INHERITED);
+	hb_fd_foreach(mark, (void *)(uintptr_t)(HB_CF_INHERITED | HB_CF_SHARED));
 }
 
 /* This process uses the connection: heartbeats are its job from now on. */
@@ -1110,4 +1113,190 @@ out:
 	unlock(&c->rxlock);
 	hb_sub_acq_rel(&c->users, 1);
 	return r;
+}
+
+/* ---------------------------------------------------------------- lingering close */
+
+#include <sys/resource.h>
+
+int hb_frame_linger(struct hb_conn *c, int fd)
+{
+	struct rlimit rl;
+	struct hb_conn *l;
+	long nfd, base = 256;
+	int inq = 0;
+
+	/* Our FIN must go out with the close, so the shim shuts the socket
+	 * down itself; that is only right when no other process holds it. */
+	if ((hb_load_relaxed(&c->flags) & (HB_APP_LINGER | HB_CF_SHARED)) || !hb_enabled)
+		return 0;
+	if (hb_load_acquire(&c->rxmode) == HB_RX_FAILED || hb_load_acquire(&c->dead))
+		return 0;
+	/* Unread application bytes: the kernel resets, as it would without
+	 * us; nothing to protect. */
+	if (hb_os_ioctl(fd, SIOCINQ, &inq) < 0 || inq > 0)
+		return 0;
+	/* A number far from the low ones the application expects to get
+	 * back from its next open() or socket(). */
+	if (syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &rl) == 0 && rl.rlim_cur > 512)
+		base = (long)(rl.rlim_cur / 2);
+	nfd = hb_os_fcntl(fd, F_DUPFD_CLOEXEC, base);
+	if (nfd < 0)
+		return 0;
+	l = hb_conn_alloc();
+	if (!l) {
+		hb_os_close((int)nfd);
+		return 0;
+	}
+	l->mode = HB_MODE_FRAME;
+	l->kind = HB_KIND_LINGER;
+	l->cookie = c->cookie;
+	l->family = c->family;
+	l->rx = c->rx;
+	l->peer_interval_ms = c->peer_interval_ms;
+	hb_store_relaxed(&l->rxmode, hb_load_relaxed(&c->rxmode));
+	hb_store_relaxed(&l->txmode, HB_TX_RAW);
+	l->opened_ms = hb_os_now_ms();
+	if (hb_fd_install((int)nfd, l) < 0) {
+		hb_conn_free(l);
+		hb_os_close((int)nfd);
+		return 0;
+	}
+	/* Our FIN goes now, behind whatever is still queued, exactly as the
+	 * application's close would have sent it. */
+	flush_pend(c, fd);
+	hb_os_shutdown((int)nfd, SHUT_WR);
+	hb_thread_schedule(l);
+	return 1;
+}
+
+uint64_t hb_frame_linger_tick(struct hb_conn *c, int fd, uint64_t now)
+{
+	uint8_t buf[2048];
+	struct tcp_info ti;
+	uint64_t cap = 2ull * hb_cfg.timeout_ms;
+
+	if (cap < 1000)
+		cap = 1000;
+	for (;;) {
+		long r = hb_os_recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		ssize_t app;
+
+		if (r == 0) {
+			hb_log(HB_LOG_DEBUG, "fd %d: linger ends: peer's FIN", fd);
+			return 0; /* the peer's FIN: done */
+		}
+		if (r < 0)
+			break;
+		app = hb_load_relaxed(&c->rxmode) == HB_RX_FRAMED
+			      ? hb_rx_decode(&c->rx, buf, (size_t)r, NULL)
+			      : r;
+		if (app != 0) {
+			/* Application data for a closed socket: reset, as the
+			 * kernel would have. */
+			struct linger lg = { 1, 0 };
+
+			hb_log(HB_LOG_DEBUG, "fd %d: linger ends: %ld application bytes after close",
+			       fd, (long)app);
+			hb_os_setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+			return 0;
+		}
+	}
+	if (tcp_info(fd, &ti) < 0 || ti.tcpi_state == TCP_CLOSE || ti.tcpi_state == TCP_TIME_WAIT)
+		return 0;
+	/* Done when the peer's FIN came (above), or when our FIN has been
+	 * acknowledged for longer than the peer needs to notice it and stop
+	 * its heartbeats: one of its intervals plus a few round trips. */
+	{
+		int outq = 1;
+		uint64_t quiet = 2ull * (c->peer_interval_ms ? c->peer_interval_ms : hb_cfg.interval_ms) +
+				 4ull * ti.tcpi_rtt / 1000 + 20;
+
+		hb_os_ioctl(fd, SIOCOUTQ, &outq); /* unacknowledged + unsent */
+		if (outq)
+			c->last_app_ms = 0;
+		else if (!c->last_app_ms)
+			c->last_app_ms = now; /* our FIN acknowledged from here */
+		else if (now - c->last_app_ms > quiet) {
+			hb_log(HB_LOG_DEBUG, "fd %d: linger ends: FIN acknowledged %llu ms ago", fd,
+			       (unsigned long long)(now - c->last_app_ms));
+			return 0;
+		}
+		if (now - c->opened_ms > cap && !outq && now - c->last_app_ms > quiet / 2)
+			return 0;
+	}
+	if (now - c->opened_ms > 60000)
+		return 0;
+	return now + 10;
+}
+
+static void drop_linger(int fd, struct hb_conn *c, void *arg)
+{
+	if (c->kind == HB_KIND_LINGER && hb_fd_forget(fd))
+		hb_os_close(fd);
+}
+
+void hb_frame_linger_drop_all(void)
+{
+	hb_fd_foreach(drop_linger, NULL);
+}
+
+/* ---------------------------------------------------------------- exit */
+
+struct exit_ctx {
+	int pending;
+	uint64_t now;
+	uint32_t rtt_ms;
+};
+
+static void exit_visit(int fd, struct hb_conn *c, void *arg)
+{
+	struct exit_ctx *x = arg;
+	int outq = 0;
+
+	if (c->mode != HB_MODE_FRAME || (hb_load_relaxed(&c->flags) & (HB_CF_SHARED | HB_CF_LOST)) ||
+	    (c->kind != HB_KIND_CONNECTED && c->kind != HB_KIND_LINGER) ||
+	    hb_load_relaxed(&c->dead))
+		return;
+	if (hb_os_ioctl(fd, SIOCOUTQ, &outq) < 0)
+		return;
+	if (hb_load_relaxed(&c->rxmode) == HB_RX_FRAMED && trylock(&c->rxlock)) {
+		drain(c, fd);
+		unlock(&c->rxlock);
+	}
+	if (outq > 0) {
+		struct tcp_info ti;
+
+		x->pending++;
+		if (tcp_info(fd, &ti) == 0 && ti.tcpi_rtt / 1000 > x->rtt_ms)
+			x->rtt_ms = ti.tcpi_rtt / 1000;
+	}
+}
+
+void hb_frame_at_exit(void)
+{
+	uint64_t start = hb_os_now_ms(), limit = hb_cfg.timeout_ms, done_at = 0;
+	uint32_t rtt = 0;
+
+	/* A process that exits with data still queued on a framed connection
+	 * leaves an orphaned socket that the kernel keeps sending from; a
+	 * heartbeat the peer sends meanwhile would draw a reset that destroys
+	 * the rest. Stay until it is all acknowledged (bounded by the
+	 * timeout), then a few round trips more for heartbeats in flight. */
+	for (;;) {
+		struct exit_ctx x = { 0, hb_os_now_ms(), 0 };
+
+		hb_fd_foreach(exit_visit, &x);
+		if (x.rtt_ms > rtt)
+			rtt = x.rtt_ms;
+		if (x.pending)
+			done_at = 0;
+		else if (!done_at)
+			done_at = x.now;
+		if (!x.pending && (!done_at || x.now - start == 0 || x.now >= done_at + 2 * rtt + 5))
+			break;
+		if (x.now - start >= limit)
+			break;
+		hb_os_sleep_us(1000);
+	}
 }

@@ -224,7 +224,7 @@ void hb_log_stderr(const char *line);
 /* ------------------------------------------------------------------ conn.c */
 
 enum { HB_MODE_NONE = 0, HB_MODE_KEEPALIVE = 1, HB_MODE_FRAME = 2 };
-enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2 };
+enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2, HB_KIND_LINGER = 3 };
 
 /* Options the application set itself; the app's explicit choice wins. */
 #define HB_APP_KEEPALIVE   (1u << 0)
@@ -235,7 +235,8 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2 };
 #define HB_APP_RCVTIMEO    (1u << 5)
 #define HB_APP_SNDTIMEO    (1u << 6)
 #define HB_APP_RCVLOWAT    (1u << 7)
-#define HB_APP_MASK        0xffu
+#define HB_APP_LINGER      (1u << 8)
+#define HB_APP_MASK        0x1ffu
 /* State flags (same word). */
 #define HB_CF_NONBLOCK     (1u << 16) /* O_NONBLOCK on the open file description */
 #define HB_CF_SCHEDULED    (1u << 17) /* handed to the background thread */
@@ -245,6 +246,7 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2 };
 #define HB_CF_TIMING       (1u << 21) /* keepalive timing options applied */
 #define HB_CF_FORKED       (1u << 22) /* parent side of a fork: heartbeats pause briefly */
 #define HB_CF_INHERITED    (1u << 23) /* child side of a fork: no heartbeats until used here */
+#define HB_CF_SHARED       (1u << 24) /* another process may hold it (fork, exec): sticky */
 
 #define HB_CONN_FDS 4
 
@@ -463,6 +465,20 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 /* The last fd of a framed connection is being closed: drop control frames
  * waiting unread so that the close sends a FIN, not a reset. */
 void hb_frame_close(struct hb_conn *c, int fd);
+/* close() of the last fd of a framed connection: keep the socket open on
+ * a private, close-on-exec duplicate for a short while after the FIN, to
+ * absorb heartbeats the peer sent before it saw the FIN (an orphaned socket
+ * would answer them with a reset that destroys our unsent data). Returns 1
+ * when the connection now lingers (the caller still closes fd). */
+int hb_frame_linger(struct hb_conn *c, int fd);
+/* Background step of a lingering connection: returns the next due time or
+ * 0 when the private fd should now be closed. */
+uint64_t hb_frame_linger_tick(struct hb_conn *c, int fd, uint64_t now);
+/* Library destructor: wait (bounded by the timeout) until framed
+ * connections have their queued data acknowledged. */
+void hb_frame_at_exit(void);
+/* Close every lingering private fd (fork child). */
+void hb_frame_linger_drop_all(void);
 /* The application shuts down its write side: send a half-close frame. */
 void hb_frame_shutdown(struct hb_conn *c, int fd, int how);
 /* FIONREAD on a framed connection: application bytes readable. */

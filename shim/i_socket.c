@@ -287,6 +287,8 @@ HB_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t 
 	if (level == SOL_SOCKET) {
 		if (opt == SO_KEEPALIVE)
 			bit = HB_APP_KEEPALIVE;
+		else if (opt == SO_LINGER)
+			bit = HB_APP_LINGER;
 		else if (opt == SO_RCVLOWAT)
 			bit = HB_APP_RCVLOWAT;
 		else if (opt == SO_RCVTIMEO) {
@@ -340,8 +342,10 @@ static void forget(int fd)
 		return;
 	if (c->kind == HB_KIND_CONNECTED && hb_conn_usable(c) &&
 	    hb_load_relaxed(&c->refs) == 1) {
-		if (c->mode == HB_MODE_FRAME)
+		if (c->mode == HB_MODE_FRAME) {
 			hb_frame_close(c, fd);
+			hb_frame_linger(c, fd);
+		}
 		if (hb_events_on())
 			hb_event("close", fd, c, NULL);
 	}

@@ -152,7 +152,7 @@ static int adopt(uint64_t f[13], const uint8_t *rxh, size_t rxn, const uint8_t *
 	c->peer_timeout_ms = (uint32_t)f[12];
 	c->opened_ms = hb_os_now_ms();
 	c->last_app_ms = c->opened_ms;
-	hb_or_acq_rel(&c->flags, HB_CF_TIMING | HB_CF_KA_ARMED);
+	hb_or_acq_rel(&c->flags, HB_CF_TIMING | HB_CF_KA_ARMED | HB_CF_SHARED);
 	if (hb_os_fcntl(fd, F_GETFL, 0) & O_NONBLOCK)
 		hb_or_acq_rel(&c->flags, HB_CF_NONBLOCK);
 	if (hb_fd_install(fd, c) < 0) {

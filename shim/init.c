@@ -77,8 +77,10 @@ __attribute__((constructor)) static void hb_ctor(void)
 
 __attribute__((destructor)) static void hb_dtor(void)
 {
-	if (hb_enabled)
-		hb_stats_flush();
+	if (!hb_enabled)
+		return;
+	hb_frame_at_exit();
+	hb_stats_flush();
 }
 
 HB_EXPORT const char *hbshim_version(void)

@@ -134,6 +134,16 @@ static void fire(struct hb_conn *c, void *arg)
 	fd = hb_fd_pin(c, &ent);
 	if (fd < 0)
 		return;
+	if (c->kind == HB_KIND_LINGER) {
+		uint64_t next = hb_frame_linger_tick(c, fd, now);
+
+		hb_fd_unpin(ent);
+		if (next)
+			hb_wheel_add(&wheel, c, next);
+		else if (hb_fd_forget(fd))
+			hb_os_close(fd); /* our private duplicate, never the app's */
+		return;
+	}
 	if (c->mode == HB_MODE_FRAME) {
 		uint64_t next;
 
@@ -305,6 +315,7 @@ static void atfork_prepare(void)
 static void atfork_child(void)
 {
 	hb_frame_atfork_child();
+	hb_frame_linger_drop_all();
 	/* No background thread here until one is needed. */
 	hb_store_release(&tstate, TS_NONE);
 	hb_store_release(&wake_word, 0);

@@ -134,7 +134,8 @@ static ssize_t dec_feed(struct dec *d, const uint8_t *p, size_t n)
 			d->out = realloc(d->out, d->outcap);
 			assert_non_null(d->out);
 		}
-		memcpy(d->out + d->outlen, buf, (size_t)r);
+		if (r > 0)
+			memcpy(d->out + d->outlen, buf, (size_t)r);
 		d->outlen += (size_t)r;
 		/* At most one partial header, never together with payload. */
 		CHECK(d->st.hdr_len <= HB_HDR_MAX, "hdr_len %u", d->st.hdr_len);
