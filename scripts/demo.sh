@@ -8,8 +8,12 @@
 # Both variants run at the same time, inside a private network namespace
 # (needs root), and are reported one after the other.
 #
-# Case 2, "frozen peer" (SIGSTOP, framed mode): placeholder until framed mode
-# exists.
+# Case 2, "frozen peer" (framed mode, no root needed): a python3 server
+# answers one message, then is stopped with SIGSTOP. Its kernel still ACKs
+# everything, so no keepalive or TCP timeout can tell; only heartbeats can.
+# Without hbshim the client waits forever; with hbshim on both sides
+# (--interval 500ms --timeout 2s --frame '127.0.0.1:*') recv() fails with
+# ETIMEDOUT after ~2 s. Both variants run at the same time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -156,12 +160,109 @@ case_vanished_peer() {
 	fi
 }
 
-# Placeholder: the frozen peer (SIGSTOP'ed server process: its kernel still
-# ACKs keepalive probes, so only heartbeats in framed mode can tell).
+# The frozen-peer pair: the server answers one message, then the demo stops
+# it; the client sends that message, reads the answer, then blocks in recv().
+cat >"$TMP/frozen_server.py" <<'PY'
+import socket, sys
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", 0))
+l.listen(8)
+print("LISTENING", l.getsockname()[1], flush=True)
+c = l.accept()[0]
+c.sendall(c.recv(100).upper())
+print("ANSWERED", flush=True)
+c.recv(100)  # nothing more comes; the demo stops this process here
+PY
+cat >"$TMP/frozen_client.py" <<'PY'
+import errno, socket, sys, time
+s = socket.socket()
+s.connect(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"hello")
+print("got %r from the server" % s.recv(100), flush=True)
+print("READY", flush=True)
+t0 = time.monotonic()
+try:
+    data = s.recv(100)
+    print("recv returned %r after %.1f s" % (data, time.monotonic() - t0), flush=True)
+except OSError as e:
+    print("recv failed: %s after %.1f s" % (errno.errorcode.get(e.errno, e.errno),
+                                           time.monotonic() - t0), flush=True)
+PY
+
+FROZEN_WAIT=6 # how long the unshimmed client is watched
+
 case_frozen_peer() {
 	hr
-	say "Case 2: frozen peer (the server process is stopped with SIGSTOP)"
-	say "  (framed mode: not yet implemented)"
+	say "Case 2: frozen peer"
+	say "  A python3 client talks to a python3 server, then blocks in recv(). The"
+	say "  server process is then frozen with SIGSTOP (a hung process, a VM paused"
+	say "  for migration, a stop-the-world pause). Its kernel still ACKs every"
+	say "  packet, so TCP keepalive and TCP_USER_TIMEOUT see a healthy connection;"
+	say "  only application-level heartbeats can tell."
+	say ""
+	if [[ ! -x $PY ]]; then
+		say "  SKIPPED: $PY is not installed."
+		return 0
+	fi
+	local -a hb=("$WRAP" --interval 500ms --timeout 2s --frame '127.0.0.1:*' --)
+	local port
+	# Two servers, one plain and one under hbshim, and a client for each.
+	"$PY" "$TMP/frozen_server.py" >"$TMP/fs.without" 2>&1 &
+	local srv_without=$!
+	PIDS+=($srv_without)
+	"${hb[@]}" "$PY" "$TMP/frozen_server.py" >"$TMP/fs.with" 2>&1 &
+	local srv_with=$! # hbshim execs python3: the same pid
+	PIDS+=($srv_with)
+	wait_for "$TMP/fs.without" LISTENING 10
+	wait_for "$TMP/fs.with" LISTENING 10
+
+	port=$(awk '/^LISTENING/ { print $2 }' "$TMP/fs.without")
+	"$PY" "$TMP/frozen_client.py" "$port" >"$TMP/fc.without" 2>&1 &
+	local without=$!
+	PIDS+=($without)
+	port=$(awk '/^LISTENING/ { print $2 }' "$TMP/fs.with")
+	"${hb[@]}" "$PY" "$TMP/frozen_client.py" "$port" >"$TMP/fc.with" 2>&1 &
+	local with=$!
+	PIDS+=($with)
+	wait_for "$TMP/fc.without" READY 10
+	wait_for "$TMP/fc.with" READY 10
+	wait_for "$TMP/fs.without" ANSWERED 10
+	wait_for "$TMP/fs.with" ANSWERED 10
+
+	# Both servers freeze.
+	kill -STOP "$srv_without" "$srv_with"
+	local t0=$SECONDS
+
+	say "  WITHOUT hbshim:  $PY server.py  /  $PY client.py"
+	sed -n '1p' "$TMP/fc.without" | sed 's/^/    client: /'
+	sleep $((FROZEN_WAIT - (SECONDS - t0) > 0 ? FROZEN_WAIT - (SECONDS - t0) : 0))
+	if kill -0 "$without" 2>/dev/null && [[ $(tail -1 "$TMP/fc.without") == READY ]]; then
+		say "    server frozen: after ${FROZEN_WAIT} s the client is still blocked in recv()"
+		say "    (and would stay so for as long as the server stays frozen)"
+	else
+		say "    unexpected: $(tail -1 "$TMP/fc.without")"
+	fi
+	say ""
+	say "  WITH hbshim on both sides:"
+	say "    build/hbshim --interval 500ms --timeout 2s --frame '127.0.0.1:*' -- $PY server.py"
+	say "    build/hbshim --interval 500ms --timeout 2s --frame '127.0.0.1:*' -- $PY client.py"
+	sed -n '1p' "$TMP/fc.with" | sed 's/^/    client: /'
+	local i
+	for ((i = 0; i < 100 && $(kill -0 "$with" 2>/dev/null && echo 1 || echo 0); i++)); do
+		sleep 0.05
+	done
+	local res
+	res=$(grep -E '^recv ' "$TMP/fc.with" || true)
+	if [[ -n $res ]]; then
+		say "    server frozen: $res"
+		say "    (bound: the 2 s timeout after the last heartbeat; the frozen server's"
+		say "    heartbeats stopped with it, while its kernel kept ACKing)"
+	else
+		say "    unexpected: the client is still blocked:"
+		sed 's/^/    /' "$TMP/fc.with"
+	fi
+	kill -KILL "$srv_without" "$srv_with" 2>/dev/null || true
 }
 
 if [[ ! -x $WRAP || ! -f $ROOT/build/libhbshim.so ]]; then

@@ -17,7 +17,7 @@ static const char *mode_name(const struct hb_conn *c)
 {
 	if (!c)
 		return "none";
-	switch (c->mode) {
+	switch (hb_conn_public_mode(c)) {
 	case HB_MODE_KEEPALIVE: return "keepalive";
 	case HB_MODE_FRAME: return "frame";
 	default: return "none";

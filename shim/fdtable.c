@@ -83,7 +83,9 @@ static void release(struct hb_conn *c, int fd)
 		return;
 	fl = hb_or_acq_rel(&c->flags, HB_CF_RELEASED);
 	if (c->kind == HB_KIND_CONNECTED)
-		hb_stat_add(c->mode == HB_MODE_FRAME ? HB_ST_CONN_FRAME : HB_ST_CONN_KEEPALIVE, -1);
+		hb_stat_add(hb_conn_public_mode(c) == HB_MODE_FRAME ? HB_ST_CONN_FRAME
+									 : HB_ST_CONN_KEEPALIVE,
+			    -1);
 	if (fl & HB_CF_SCHEDULED) {
 		/* The background thread may hold it on its wheel: it reclaims. */
 		hb_conn_push_reap(c);

@@ -119,9 +119,7 @@ static void settle(struct hb_conn *c)
 {
 	if (c->mode == HB_MODE_FRAME && hb_load_relaxed(&c->rxmode) == HB_RX_RAW &&
 	    hb_load_relaxed(&c->txmode) == HB_TX_RAW) {
-		c->mode = HB_MODE_KEEPALIVE;
-		hb_stat_add(HB_ST_CONN_FRAME, -1);
-		hb_stat_add(HB_ST_CONN_KEEPALIVE, 1);
+		c->mode = HB_MODE_KEEPALIVE; /* it was counted as keepalive all along */
 	}
 }
 
@@ -292,6 +290,10 @@ static int detect(struct hb_conn *c, int fd, int wait)
 			c->peer_interval_ms = h.interval_ms;
 			c->peer_timeout_ms = h.timeout_ms;
 			memset(&c->rx, 0, sizeof(c->rx));
+			if (hb_conn_public_mode(c) != HB_MODE_FRAME) {
+				hb_stat_add(HB_ST_CONN_KEEPALIVE, -1);
+				hb_stat_add(HB_ST_CONN_FRAME, 1);
+			}
 			hb_store_release(&c->rxmode, HB_RX_FRAMED);
 			set_lowat(c, fd);
 			if (!c->client)

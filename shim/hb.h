@@ -301,6 +301,18 @@ struct hb_conn {
 enum { HB_RX_RAW = 0, HB_RX_DETECT = 1, HB_RX_FRAMED = 2, HB_RX_FAILED = 3 };
 enum { HB_TX_RAW = 0, HB_TX_UNDECIDED = 1, HB_TX_FRAMED = 2 };
 
+/* The mode as users see it (events, stats, hbshim_fd_mode): c->mode is
+ * HB_MODE_FRAME also while an accepted connection still waits to learn
+ * whether its client speaks hbshim; until a direction is framed it is
+ * keepalive mode. */
+static inline int hb_conn_public_mode(const struct hb_conn *c)
+{
+	if (c->mode == HB_MODE_FRAME && hb_load_relaxed(&c->rxmode) != HB_RX_FRAMED &&
+	    hb_load_relaxed(&c->txmode) != HB_TX_FRAMED)
+		return HB_MODE_KEEPALIVE;
+	return c->mode;
+}
+
 /* Allocate a zeroed connection with refs = 0 and no fds, or NULL (pool
  * exhausted or mmap failed: the caller passes through untracked).
  * Any thread; lock-free. */
@@ -403,7 +415,7 @@ void hb_fd_foreach(void (*fn)(int fd, struct hb_conn *c, void *arg), void *arg);
 #define HB_WHEEL_LN_BITS 6
 #define HB_WHEEL_LEVELS 5
 struct hb_wheel {
-	uint64_t now;    /* last processed tick (ms) */
+	uint64_t now;    /* next tick to process (ms) */
 	uint32_t count;  /* linked timers */
 	struct hb_conn *l0[1u << HB_WHEEL_L0_BITS];
 	struct hb_conn *ln[HB_WHEEL_LEVELS - 1][1u << HB_WHEEL_LN_BITS];

@@ -79,7 +79,8 @@ static void opened(int fd, struct hb_conn *c, int established, const char *ev,
 		hb_ka_apply(fd, c);
 		hb_or_acq_rel(&c->flags, HB_CF_TIMING);
 	}
-	hb_stat_add(c->mode == HB_MODE_FRAME ? HB_ST_CONN_FRAME : HB_ST_CONN_KEEPALIVE, 1);
+	hb_stat_add(hb_conn_public_mode(c) == HB_MODE_FRAME ? HB_ST_CONN_FRAME : HB_ST_CONN_KEEPALIVE,
+		    1);
 	if (hb_events_on())
 		hb_event_peer(ev, fd, c, peer, peerlen, NULL);
 	hb_thread_schedule(c);

@@ -99,5 +99,5 @@ HB_EXPORT int hbshim_fd_mode(int fd)
 
 	if (!c || (hb_load_relaxed(&c->flags) & HB_CF_LOST))
 		return HBSHIM_MODE_NONE;
-	return c->mode;
+	return hb_conn_public_mode(c);
 }

@@ -13,6 +13,10 @@
  *     intvl = ceil((T - idle) / cnt)     so the last firing lands near T
  *     U     = min(T, last firing - 2 %)  just under idle + intvl x cnt
  *
+ * TCP_KEEPCNT is at most 127: when T > 128 I, intvl = ceil((T - idle) /
+ * 127), cnt = as many whole intvl as fit, and idle grows by the remainder,
+ * so the last firing still lands at ceil(T).
+ *
  * A silent peer is declared dead at the last firing (about T after the last
  * byte or probe answer; never more than I + T) and unacknowledged data
  * fails after U <= T. Kernel options are whole seconds: sub-second I or T

@@ -49,7 +49,8 @@ exports() {
 }
 
 @test "exports: the stub answers 'not loaded'; the library answers active" {
-	run plain LD_PRELOAD="$HB_NOOP" "$PY" -c 'import ctypes
+	# Under SAN= the stub is instrumented too: sanitizer runtime first.
+	run plain "${SAN_ENV[@]}" LD_PRELOAD="${HB_SAN_PRELOAD:+$HB_SAN_PRELOAD }$HB_NOOP" "$PY" -c 'import ctypes
 l = ctypes.CDLL(None)
 l.hbshim_version.restype = ctypes.c_char_p
 print(l.hbshim_version().decode(), l.hbshim_active(), l.hbshim_fd_mode(0))'

@@ -76,6 +76,9 @@ same_file() {
 
 @test "curl under the shim fetches a byte-identical file from a shimmed http.server" {
 	need_cmd curl
+	# Debian's curl deadlocks at startup (futex wait before main) whenever
+	# libasan is preloaded, with or without hbshim.
+	need_nosan "curl hangs with a sanitizer runtime preloaded, even without hbshim"
 	local port
 	mkdir "$T/www"
 	make_input "$T/www/blob" 3000000
@@ -113,7 +116,9 @@ same_file() {
 	assert_status 0
 	set -- $output
 	[ "$1 $2 $3" = "ECHO OK 6" ] || fail "$output"
-	in_range "$4" 0 1.0 || fail "an echo took $4 s"
+	# A lone strict prefix of the magic may be held back briefly while the
+	# server waits for more bytes (~0.5 s seen); forever would be a TIMEOUT.
+	in_range "$4" 0 2.0 || fail "an echo took $4 s"
 }
 
 @test "raw client sending a full magic with a bogus version: protocol_error; HBSHIM_ACCEPT=raw echoes it" {

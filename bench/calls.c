@@ -1,0 +1,161 @@
+/*
+ * calls.c - the cost of one interposed call.
+ *
+ *   calls [iters]      prints "TEST MIN_NS MEDIAN_NS" per call for each test,
+ *                      over 25 batches of `iters` calls each. On a shared
+ *                      machine the minimum is the figure to compare: a
+ *                      batch that was never preempted.
+ *
+ * Tests: 1-byte write and read on /dev/null, 1-byte write+read on a pipe,
+ * 1-byte write+read on a loopback TCP pair (tracked by hbshim in keepalive
+ * mode: socketpair() would not be), and a 2-byte non-blocking send on a
+ * loopback TCP socket: the syscall a heartbeat costs, for comparison with
+ * the background thread's CPU per heartbeat.
+ *
+ * The driver runs this binary with and without LD_PRELOAD, alternating, and
+ * subtracts; all tests run in the same process so they see the same shim.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#define BATCHES 25
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "calls: %s: %s\n", what, strerror(errno));
+	exit(2);
+}
+
+static void tcp_pair(int *cfd, int *sfd)
+{
+	struct sockaddr_in a;
+	socklen_t al = sizeof(a);
+	int lfd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+
+	if (lfd < 0)
+		die("socket");
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(lfd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(lfd, 1) < 0 ||
+	    getsockname(lfd, (struct sockaddr *)&a, &al) < 0)
+		die("listen");
+	*cfd = socket(AF_INET, SOCK_STREAM, 0);
+	if (connect(*cfd, (struct sockaddr *)&a, sizeof(a)) < 0)
+		die("connect");
+	*sfd = accept(lfd, NULL, NULL);
+	if (*sfd < 0)
+		die("accept");
+	setsockopt(*cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	close(lfd);
+}
+
+enum { T_NULL_W, T_NULL_R, T_PIPE, T_TCP, T_SEND2 };
+
+/* One batch of `iters` operations; returns ns per libc call. */
+static double batch(int test, long iters, int a, int b)
+{
+	char c = 'x', buf[4096];
+	uint64_t t0 = 0, spent = 0;
+	long calls = iters;
+
+	switch (test) {
+	case T_NULL_W:
+		t0 = now_ns();
+		for (long i = 0; i < iters; i++)
+			if (write(a, &c, 1) != 1)
+				die("write /dev/null");
+		spent = now_ns() - t0;
+		break;
+	case T_NULL_R:
+		t0 = now_ns();
+		for (long i = 0; i < iters; i++)
+			if (read(a, &c, 1) != 0)
+				die("read /dev/null");
+		spent = now_ns() - t0;
+		break;
+	case T_PIPE:
+	case T_TCP:
+		/* write then read the same byte: two calls per iteration */
+		calls = 2 * iters;
+		t0 = now_ns();
+		for (long i = 0; i < iters; i++) {
+			if (write(a, &c, 1) != 1)
+				die("write");
+			if (read(b, &c, 1) != 1)
+				die("read");
+		}
+		spent = now_ns() - t0;
+		break;
+	case T_SEND2:
+		/* time the sends only; drain the receiver between bursts */
+		for (long i = 0; i < iters; i += 256) {
+			long k = iters - i < 256 ? iters - i : 256;
+
+			t0 = now_ns();
+			for (long j = 0; j < k; j++)
+				if (send(a, "\0\1", 2, MSG_DONTWAIT | MSG_NOSIGNAL) != 2)
+					die("send");
+			spent += now_ns() - t0;
+			for (long got = 0; got < 2 * k;) {
+				ssize_t r = read(b, buf, sizeof(buf));
+
+				if (r <= 0)
+					die("drain");
+				got += r;
+			}
+		}
+		break;
+	}
+	return (double)spent / (double)calls;
+}
+
+int main(int argc, char **argv)
+{
+	static const char *names[] = { "devnull_write", "devnull_read", "pipe_rw", "tcp_rw",
+				       "tcp_send2" };
+	long iters = argc > 1 ? strtol(argv[1], NULL, 0) : 20000;
+	int nul = open("/dev/null", O_RDWR), p[2], cfd, sfd;
+
+	if (nul < 0 || pipe(p) < 0)
+		die("setup");
+	tcp_pair(&cfd, &sfd);
+	for (int t = T_NULL_W; t <= T_SEND2; t++) {
+		double r[BATCHES];
+		int a = t <= T_NULL_R ? nul : t == T_PIPE ? p[1] : cfd;
+		int b = t == T_PIPE ? p[0] : sfd;
+
+		batch(t, iters / 10, a, b); /* warm-up */
+		for (int i = 0; i < BATCHES; i++)
+			r[i] = batch(t, iters, a, b);
+		qsort(r, BATCHES, sizeof(r[0]), cmp_d);
+		printf("%s %.2f %.2f\n", names[t], r[0], r[BATCHES / 2]);
+	}
+	return 0;
+}
