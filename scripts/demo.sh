@@ -65,17 +65,22 @@ while True:
     held.append(l.accept()[0])
 PY
 cat >"$TMP/client.py" <<'PY'
-import errno, socket, sys, time
+import errno, os, socket, sys, time
 s = socket.socket()
 s.connect(("127.0.0.1", int(sys.argv[1])))
 print("READY", flush=True)
-t0 = time.monotonic()
+def since_drop():
+    # The demo writes the wall-clock time of the drop into this file.
+    try:
+        return "%.1f s after the drop" % (time.time() - float(open(sys.argv[2]).read()))
+    except (OSError, ValueError):
+        return "(drop time unknown)"
 try:
     data = s.recv(1)
-    print("recv returned %r after %.1f s" % (data, time.monotonic() - t0), flush=True)
+    print("recv returned %r %s" % (data, since_drop()), flush=True)
 except OSError as e:
-    print("recv failed: %s after %.1f s" % (errno.errorcode.get(e.errno, e.errno),
-                                           time.monotonic() - t0), flush=True)
+    print("recv failed: %s %s" % (errno.errorcode.get(e.errno, e.errno), since_drop()),
+          flush=True)
 PY
 
 wait_for() { # FILE TEXT SECS
@@ -118,11 +123,11 @@ case_vanished_peer() {
 	wait_for "$TMP/server.out" LISTENING 10
 
 	# Both clients at once; reported in order below.
-	ip netns exec "$NS" "$PY" "$TMP/client.py" "$PORT" >"$TMP/without.out" 2>&1 &
+	ip netns exec "$NS" "$PY" "$TMP/client.py" "$PORT" "$TMP/dropped_at" >"$TMP/without.out" 2>&1 &
 	local without=$!
 	PIDS+=($without)
 	ip netns exec "$NS" "$WRAP" --interval 1s --timeout 3s -- \
-		"$PY" "$TMP/client.py" "$PORT" >"$TMP/with.out" 2>&1 &
+		"$PY" "$TMP/client.py" "$PORT" "$TMP/dropped_at" >"$TMP/with.out" 2>&1 &
 	local with=$!
 	PIDS+=($with)
 	wait_for "$TMP/without.out" READY 10
@@ -132,6 +137,7 @@ case_vanished_peer() {
 	ip netns exec "$NS" nft add table inet hbdemo
 	ip netns exec "$NS" nft add chain inet hbdemo out '{ type filter hook output priority 0; }'
 	ip netns exec "$NS" nft add rule inet hbdemo out tcp sport "$PORT" drop
+	date +%s.%N >"$TMP/dropped_at"
 	local t0=$SECONDS
 
 	say "  WITHOUT hbshim:  $PY client.py"

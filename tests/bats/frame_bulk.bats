@@ -85,6 +85,25 @@ bulk() {
 	bulk nonblock
 }
 
+@test "curl <-> python3 http.server, both shimmed and framed: 5 MB byte-identical" {
+	need_cmd curl
+	local port
+	mkdir "$T/www"
+	head -c 5000000 /dev/urandom >"$T/www/blob"
+	port=$(free_port)
+	local -a env=(HBSHIM_INTERVAL=1ms HBSHIM_TIMEOUT=3s "HBSHIM_FRAME=127.0.0.1:*")
+	bg srv shim "${env[@]}" HBSHIM_EVENTS="$T/srv.ev" \
+		"$PY" -m http.server --bind 127.0.0.1 --directory "$T/www" "$port"
+	wait_listen "$port"
+	run shim "${env[@]}" HBSHIM_EVENTS="$T/cli.ev" \
+		curl -sS --fail --noproxy '*' -o "$T/got" "http://127.0.0.1:$port/blob"
+	assert_status 0
+	cmp "$T/www/blob" "$T/got" || fail "curl's copy differs"
+	grep -q '"event":"framed"' "$T/cli.ev" || fail "curl saw no hello: $(cat "$T/cli.ev")"
+	wait_line "$T/srv.ev" '"event":"framed"' 2
+	no_dead_events "$T/srv.ev" "$T/cli.ev"
+}
+
 @test "half-close: request, SHUT_WR, then a 20 MB answer with pauses longer than the timeout" {
 	local port
 	local -a env=(HBSHIM_INTERVAL=200ms HBSHIM_TIMEOUT=1s "HBSHIM_FRAME=127.0.0.1:*")

@@ -65,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	size_t max = size < 32 ? size : 32;
 	int decided = 0, first_one = -1;
-	struct hb_hello h, h1;
+	struct hb_hello h, h1 = { 0, 0, 0, 0 };
 
 	for (size_t n = 0; n <= max; n++) {
 		int r, rn;
