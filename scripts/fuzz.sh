@@ -23,8 +23,8 @@ B=${B:-build}
 OUT=$B/fuzz
 FUZZ_FLAGS=${FUZZ_FLAGS:-}
 
-CFLAGS=(-g -O1 -std=gnu11 -D_GNU_SOURCE -fno-omit-frame-pointer
-	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+TARGET_CFLAGS=(-g -O1 -std=gnu11 -D_GNU_SOURCE -fno-omit-frame-pointer
+	"-fsanitize=fuzzer,address,undefined" -fno-sanitize-recover=undefined
 	-Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 	-Wno-unused-parameter -Iinclude -Ishim)
 
@@ -85,7 +85,7 @@ for t in "${targets[@]}"; do
 		continue
 	fi
 	# shellcheck disable=SC2086 # srcs is a word list
-	if ! "$CLANG" "${CFLAGS[@]}" -o "$OUT/$t" "$src" $srcs 2>"$OUT/$t.build.log" ||
+	if ! "$CLANG" "${TARGET_CFLAGS[@]}" -o "$OUT/$t" "$src" $srcs 2>"$OUT/$t.build.log" ||
 		[[ -s $OUT/$t.build.log ]]; then
 		# A warning fails the build too: targets stay warning-free.
 		echo "fuzz: $t: build failed or warned:"

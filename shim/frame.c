@@ -199,7 +199,12 @@ static void set_lowat(struct hb_conn *c, int fd)
 
 	if (hb_load_relaxed(&c->flags) & HB_APP_RCVLOWAT)
 		return;
-	if (hb_load_relaxed(&c->rxmode) != HB_RX_FRAMED)
+	if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT && c->client)
+		/* A client waiting for the server's hello: the hello alone must
+		 * not wake the application; the background thread looks for it
+		 * every millisecond or so while it is due (hb_frame_tick). */
+		want = HB_HELLO_LEN + 1;
+	else if (hb_load_relaxed(&c->rxmode) != HB_RX_FRAMED)
 		want = 1;
 	else if (c->rx.remaining)
 		want = c->rx.remaining < FRAME_LOWAT ? c->rx.remaining : FRAME_LOWAT;
@@ -224,6 +229,7 @@ void hb_frame_client(int fd, struct hb_conn *c, int established)
 	hb_store_relaxed(&c->rxmode, HB_RX_DETECT);
 	hb_store_relaxed(&c->txmode, HB_TX_FRAMED);
 	apply_frame_keepalive(fd, c);
+	set_lowat(c, fd);
 	if (lock(&c->txlock) == 0) {
 		queue_hello(c);
 		if (established)
@@ -269,8 +275,18 @@ static int detect(struct hb_conn *c, int fd, int wait)
 	uint64_t partial_until = 0;
 
 	for (;;) {
-		long r = hb_os_recv(fd, p, sizeof(p), MSG_PEEK | (wait ? 0 : MSG_DONTWAIT));
+		long r;
 		int cls;
+
+		/* Block for one byte only: the kernel's wait target is
+		 * min(SO_RCVLOWAT, length), and a short raw answer must not
+		 * wait for a full hello. Then look at what is there. */
+		if (wait) {
+			r = hb_os_recv(fd, p, 1, MSG_PEEK);
+			if (r < 0)
+				return (int)r; /* end of stream: seen again just below */
+		}
+		r = hb_os_recv(fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
 
 		if (r == 0) {
 			hb_store_release(&c->rxmode, HB_RX_RAW);
@@ -908,14 +924,9 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd)
 		return 0;
 	}
 	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT && trylock(&c->rxlock)) {
-		if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT) {
+		if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
 			detect(c, fd, 0);
-			if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT && !c->client &&
-			    now - c->opened_ms > 3000 + 2 * interval) {
-				/* A client that never spoke first: ours stays raw
-				 * until it does; its direction stays undecided. */
-			}
-		}
+		set_lowat(c, fd);
 		unlock(&c->rxlock);
 	}
 	if (c->mode != HB_MODE_FRAME)
@@ -992,6 +1003,15 @@ rx_side:
 		}
 		if (now + (limit - silent) < next)
 			next = now + (limit - silent);
+	}
+	if (c->client && hb_load_acquire(&c->rxmode) == HB_RX_DETECT) {
+		/* The server's first bytes are due: look often (1 ms for the
+		 * first 2 s, then every 100 ms at most), so that a short raw
+		 * answer held back by the low-water mark is released at once. */
+		uint64_t step = now - c->opened_ms < 2000 ? 1 : 100;
+
+		if (now + step < next)
+			next = now + step;
 	}
 	return next;
 }
