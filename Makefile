@@ -89,9 +89,13 @@ check: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+	@B=$(B) scripts/fuzz-smoke.sh
 
 demo: all
 	@scripts/demo.sh
+
+fuzz:
+	@B=$(B) scripts/fuzz.sh
 
 bench: all
 	@$(MAKE) --no-print-directory -C bench

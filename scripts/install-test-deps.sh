@@ -25,6 +25,10 @@ NEEDS=(
 	"libclang-rt-14-dev|libclang-rt-dev"
 	jq
 	procps
+	redis-server
+	redis-tools
+	"nginx-light|nginx"
+	wrk
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

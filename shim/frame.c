@@ -107,11 +107,11 @@ static int nonblocking(const struct hb_conn *c, int flags)
  * dead). */
 static uint32_t rx_limit(const struct hb_conn *c)
 {
-	uint32_t limit = hb_cfg.timeout_ms;
+	uint64_t limit = hb_cfg.timeout_ms;
 
-	if (c->peer_interval_ms && c->peer_interval_ms * 2 > limit)
-		limit = c->peer_interval_ms * 2;
-	return limit;
+	if (c->peer_interval_ms && 2ull * c->peer_interval_ms > limit)
+		limit = 2ull * c->peer_interval_ms;
+	return limit > UINT32_MAX ? UINT32_MAX : (uint32_t)limit;
 }
 
 /* Both directions raw: the connection is plain keepalive mode after all. */
@@ -133,6 +133,7 @@ static void fail(struct hb_conn *c, int fd, int err, const char *what)
 	hb_store_relaxed(&c->rxmode, HB_RX_FAILED);
 	if (!hb_cas_strong_acq_rel(&c->dead, &expect, err))
 		return;
+	send_notice(c, fd, HB_NR_PROTOCOL, 0);
 	hb_os_shutdown(fd, SHUT_RDWR);
 	hb_stat_add(HB_ST_PROTO_ERR, 1);
 	hb_buf_init(&b, extra, sizeof(extra));
@@ -219,6 +220,7 @@ static void set_lowat(struct hb_conn *c, int fd)
 }
 
 static void drain(struct hb_conn *c, int fd);
+static void send_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t silent);
 
 /* ---------------------------------------------------------------- negotiation */
 
@@ -443,7 +445,7 @@ static long absorb(struct hb_conn *c, int fd, uint8_t *buf, size_t alen, uint8_t
 	}
 	return (long)app;
 bad:
-	fail(c, fd, r == -EMSGSIZE ? EPROTO : EPROTO, r == -EMSGSIZE ? "length" : "frame");
+	fail(c, fd, EPROTO, r == -EMSGSIZE ? "length" : "frame");
 	return -EPROTO;
 }
 
@@ -1321,4 +1323,9 @@ void hb_frame_at_exit(void)
 			break;
 		hb_os_sleep_us(1000);
 	}
+}
+
+void hb_frame_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t silent_ms)
+{
+	send_notice(c, fd, reason, silent_ms);
 }

@@ -503,6 +503,9 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd);
 void hb_frame_atfork_prepare(void);
 void hb_frame_atfork_child(void);
 extern uint64_t hb_fork_ms; /* monotonic time of the last fork (parent) */
+/* Send a notice frame (reason HB_NR_*) if our direction is framed and at a
+ * frame boundary; never blocks. Background thread. */
+void hb_frame_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t silent_ms);
 /* Keepalive settings used as a backstop on framed connections. */
 extern struct hb_ka hb_ka_frame_cfg;
 

@@ -91,6 +91,8 @@ static void idle_fire(struct hb_conn *c, int fd, uint64_t idle)
 	hb_buf_init(&b, extra, sizeof(extra));
 	hb_buf_fmt(&b, ",\"kind\":\"idle\",\"silent_ms\":%llu", (unsigned long long)idle);
 	hb_event("deadline", fd, c, hb_buf_str(&b));
+	if (c->mode == HB_MODE_FRAME)
+		hb_frame_notice(c, fd, HB_NR_IDLE, (uint32_t)idle);
 	hb_conn_declare_dead(c, fd, ETIMEDOUT, "idle", idle);
 }
 
