@@ -41,6 +41,8 @@
 
 struct hb_ka hb_ka_frame_cfg;
 
+static void send_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t silent);
+
 /* ---------------------------------------------------------------- locks */
 
 static uint32_t self_tid(void)
@@ -220,7 +222,6 @@ static void set_lowat(struct hb_conn *c, int fd)
 }
 
 static void drain(struct hb_conn *c, int fd);
-static void send_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t silent);
 
 /* ---------------------------------------------------------------- negotiation */
 
