@@ -275,7 +275,6 @@ static int detect(struct hb_conn *c, int fd, int wait)
 {
 	uint8_t p[HB_HELLO_LEN];
 	struct hb_hello h;
-	uint64_t partial_until = 0;
 
 	for (;;) {
 		long r;
@@ -341,10 +340,12 @@ static int detect(struct hb_conn *c, int fd, int wait)
 			settle(c);
 			return 0;
 		}
-		/* A prefix of our magic: wait a little for the rest. */
-		if (!partial_until)
-			partial_until = hb_os_now_ms() + PARTIAL_WAIT_MS;
-		if (hb_os_now_ms() >= partial_until) {
+		/* A prefix of our magic: wait a little for the rest (the
+		 * deadline lives in the connection: the background thread looks
+		 * again on later ticks). */
+		if (!c->partial_until)
+			c->partial_until = hb_os_now_ms() + PARTIAL_WAIT_MS;
+		if (hb_os_now_ms() >= c->partial_until) {
 			hb_store_release(&c->rxmode, HB_RX_RAW);
 			decide_tx(c, fd, 0);
 			settle(c);
@@ -994,7 +995,14 @@ rx_side:
 		  ti.tcpi_state != TCP_CLOSE_WAIT;
 	if (open_rx) {
 		uint32_t limit = rx_limit(c), silent = ti.tcpi_last_data_recv;
+		int inq = 0;
 
+		/* Bytes the application has not read yet: the peer was alive to
+		 * send them, and with our receive window filling up it may not
+		 * be able to send anything else, heartbeats included. Silence
+		 * only counts once the application caught up. */
+		if (silent >= limit && hb_os_ioctl(fd, SIOCINQ, &inq) == 0 && inq > 0)
+			silent = 0;
 		if (silent >= limit) {
 			send_notice(c, fd, HB_NR_HEARTBEAT, silent);
 			hb_conn_declare_dead(c, fd, ETIMEDOUT, "heartbeat", silent);

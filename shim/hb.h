@@ -280,6 +280,7 @@ struct hb_conn {
 	uint64_t opened_ms;            /* monotonic ms at install */
 	uint64_t ka_due_ms;            /* when to switch SO_KEEPALIVE on */
 	uint64_t last_app_ms;          /* framed: last application byte either way */
+	uint64_t partial_until;        /* detect: give up on a magic prefix then (rxlock) */
 	uint32_t peer_interval_ms;     /* from the peer's hello (rx lock) */
 	uint32_t peer_timeout_ms;
 	_Atomic uint32_t rcvtimeo_ms;  /* app's SO_RCVTIMEO, 0 = none */
