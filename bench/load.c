@@ -15,8 +15,11 @@
  *   load freeport                        print a free loopback port
  *
  * Nothing here knows about hbshim: the driver (run.sh) runs the same
- * binary with and without LD_PRELOAD. Every program talks plain blocking or
- * epoll-driven POSIX sockets, like the legacy programs hbshim is meant for.
+ * binary with and without LD_PRELOAD. Every program talks plain blocking
+ * sockets, or non-blocking ones under epoll, like the legacy programs
+ * hbshim is meant for. (Blocking sockets under epoll would hang under
+ * hbshim: a lone hello or heartbeat can make a socket readable before the
+ * shim raises SO_RCVLOWAT, and a blocking read then waits for real data.)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -464,7 +467,7 @@ static int scale_server(void)
 				int l = (int)(d & 0xff);
 
 				for (;;) {
-					int fd = accept4(lfds[l], NULL, NULL, 0);
+					int fd = accept4(lfds[l], NULL, NULL, SOCK_NONBLOCK);
 
 					if (fd < 0)
 						break;
@@ -517,6 +520,7 @@ static int scale_client(void)
 	t0 = now_ns();
 	for (int i = 0; i < n; i++) {
 		fds[i] = connect_to(ports[i % k]);
+		fcntl(fds[i], F_SETFL, O_NONBLOCK);
 		ev.events = EPOLLIN | EPOLLRDHUP;
 		ev.data.u32 = (uint32_t)i;
 		epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
@@ -578,7 +582,7 @@ static int detect_server(void)
 			if (fd == lfd) {
 				int c;
 
-				while ((c = accept4(lfd, NULL, NULL, 0)) >= 0) {
+				while ((c = accept4(lfd, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
 					ev.events = EPOLLIN;
 					ev.data.fd = c;
 					epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev);
@@ -618,6 +622,7 @@ static int detect_client(void)
 	catch_signals();
 	for (int i = 0; i < n; i++) {
 		fds[i] = connect_to((int)arg_long("port", 0));
+		fcntl(fds[i], F_SETFL, O_NONBLOCK);
 		ev.events = EPOLLIN | EPOLLRDHUP;
 		ev.data.u32 = (uint32_t)i;
 		epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);

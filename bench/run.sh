@@ -453,34 +453,36 @@ scale_run() { # N INTERVAL_S WINDOW_S JITTER(0/1)
 
 declare -A CONNECT_S RSSPC PONGS LOST
 part_d() {
-	local n t0 budget=$((T_START + 420))
+	local n t0 big=0 fit budget=$((T_START + 420))
 	log ""
 	log "== d. scale: idle framed connections, one client and one server process =="
 	echo "conns,interval_s,phase,process,second,hbshim_thread_cpu_pct,process_cpu_pct,vmrss_kb" \
 		> "$RES/scale_samples.csv"
 	echo "conns,interval_s,phase,samples,hb_interarrival_p1_ms,p50_ms,p99_ms,max_ms,stddev_ms,late_over_I_plus_50ms" \
 		> "$RES/jitter.csv"
+	# The most connections one process can hold under this ulimit -n.
+	fit=$(((NOFILE - 300) / 1000 * 1000))
 	for n in $SCALE; do
-		if [ $((n * 2 + 100)) -gt "$NOFILE" ]; then
-			note "scale $n: ulimit -n is $NOFILE, skipped"
-			continue
+		if [ "$n" -gt "$fit" ]; then
+			note "scale $n: skipped: ulimit -n is $NOFILE and cannot be raised here (no CAP_SYS_RESOURCE); $fit connections were measured instead"
+			n=$fit
+			case " $SCALE " in *" $n "*) continue ;; esac
 		fi
-		if [ "$n" -ge 100000 ] && [ "$(date +%s)" -gt "$budget" ]; then
+		if [ "$n" -ge 50000 ] && [ "$(date +%s)" -gt "$budget" ]; then
 			note "scale $n: skipped, the run is past its time budget"
 			continue
 		fi
 		t0=$(date +%s)
 		scale_run "$n" 1 5 1
-		if [ "$n" -ge 100000 ]; then
-			log "   (${n}: $(($(date +%s) - t0)) s)"
-			# The target is stated at the default 5 s interval.
-			if [ "$(date +%s)" -lt $((budget + 60)) ]; then
-				scale_run "$n" 5 10 0
-			else
-				note "scale $n at 5 s: skipped (time budget)"
-			fi
-		fi
+		[ "$n" -gt "$big" ] && big=$n
+		log "   ($n connections: $(($(date +%s) - t0)) s)"
 	done
+	# The CPU target is stated for 100k connections at the default 5 s
+	# interval: measure the largest count that fits at 5 s.
+	if [ "$big" -gt 0 ] && [ -z "$QUICK" ]; then
+		scale_run "$big" 5 10 0
+	fi
+	BIG5=$big
 	# Summary rows.
 	echo "conns,interval_s,phase,process,thread_cpu_pct_med,thread_cpu_pct_min,thread_cpu_pct_max,process_cpu_pct_med,process_cpu_pct_min,process_cpu_pct_max,rss_delta_bytes_per_conn,struct_bytes,hb_sent_per_s,thread_ns_per_hb,connect_s,pongs_per_s,lost" \
 		> "$RES/scale.csv"
@@ -676,8 +678,13 @@ targets() {
 		fi
 		if [ -s "$RES/scale.csv" ]; then
 			for who in srv cli; do
-				v=$(awk -F, -v w=$who '$1 == 100000 && $2 == 5 && $3 == "idle" && $4 == w {print $8}' "$RES/scale.csv")
-				add "100k idle framed, 5 s interval: $who process CPU % of a core" "${v:-nan}" 5 le
+				v=$(awk -F, -v w=$who -v n="${BIG5:-0}" '$1 == n && $2 == 5 && $3 == "idle" && $4 == w {print $8}' "$RES/scale.csv")
+				if [ "${BIG5:-0}" = 100000 ] || [ -z "$v" ]; then
+					add "100k idle framed, 5 s interval: $who process CPU % of a core" "${v:-nan}" 5 le
+				else
+					add "100k idle framed, 5 s: $who process CPU % (${BIG5} measured x$(awk -v n="$BIG5" 'BEGIN {printf "%.1f", 100000 / n}'))" \
+						"$(awk -v v="$v" -v n="$BIG5" 'BEGIN {printf "%.2f", v * 100000 / n}')" 5 le
+				fi
 			done
 			add "shim state bytes per connection (sizeof struct hb_conn)" "$STRUCT" 256 le
 			v=$(awk -F, '$3 == "idle" && $2 == 1 {print $1, $11}' "$RES/scale.csv" | sort -n | tail -2 | awk '{if ($2 > m || NR == 1) m = $2} END {print m}')
