@@ -82,8 +82,9 @@ deps:
 unit: deps $(UNIT_BINS)
 	@scripts/run-unit.sh $(UNIT_BINS)
 
+# BATS="tests/bats/a.bats tests/bats/b.bats" runs a subset.
 integration: deps all $(HELPER_BINS)
-	@SAN=$(SAN) scripts/run-bats.sh
+	@SAN=$(SAN) scripts/run-bats.sh $(BATS)
 
 check: deps
 	@$(MAKE) --no-print-directory all

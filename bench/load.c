@@ -2,9 +2,9 @@
  * load.c - the load programs of the benchmark suite, one binary with a mode
  * argument so that client and server are always separate processes:
  *
- *   load tput-server portfile=F          accept one connection, read to EOF,
+ *   load tput-server portfile=F          accept one connection, read to EOF
+ *   load tput-client port=P size=S secs=D  write S-byte chunks for D seconds,
  *                                        print "tput BYTES SECS MBPS"
- *   load tput-client port=P size=S secs=D  write S-byte chunks for D seconds
  *   load rtt-server  portfile=F          echo 1 byte at a time until EOF
  *   load rtt-client  port=P n=N warm=W   N timed 1-byte ping-pongs,
  *                                        print "rtt N P50_US P99_US MEAN_US"
@@ -13,6 +13,7 @@
  *   load detect-server portfile=F
  *   load detect-client port=P n=N window=SECS
  *   load freeport                        print a free loopback port
+ *   load sched-probe secs=S              how late 10 ms sleeps wake up
  *
  * Nothing here knows about hbshim: the driver (run.sh) runs the same
  * binary with and without LD_PRELOAD. Every program talks plain blocking
@@ -246,12 +247,14 @@ static void catch_signals(void)
 
 /* ------------------------------------------------------------ throughput */
 
+/* The server reads to EOF, then closes: the client's final read returning 0
+ * proves every byte was delivered (through a relay too). */
 static int tput_server(void)
 {
 	int port, lfd = listen_any(&port), fd;
 	size_t bufsz = 256 * 1024;
 	char *buf = malloc(bufsz);
-	uint64_t total = 0, t0 = 0, t1 = 0;
+	uint64_t total = 0;
 
 	write_ports(arg_str("portfile", "port"), &port, 1);
 	fd = accept_one(lfd);
@@ -264,30 +267,27 @@ static int tput_server(void)
 			die("read");
 		if (r == 0)
 			break;
-		if (!total)
-			t0 = now_ns();
 		total += (uint64_t)r;
-		t1 = now_ns();
 	}
-	if (t1 > t0)
-		printf("tput %llu %.6f %.2f\n", (unsigned long long)total, (t1 - t0) / 1e9,
-		       total / ((t1 - t0) / 1e9) / 1e6);
-	else
-		printf("tput 0 0 0\n");
+	close(fd);
+	printf("received %llu\n", (unsigned long long)total);
 	return 0;
 }
 
+/* Write S-byte chunks for D seconds, half-close, wait for the server's
+ * close; throughput = bytes / (first write .. server's EOF seen). */
 static int tput_client(void)
 {
 	int fd = connect_to((int)arg_long("port", 0));
 	size_t size = (size_t)arg_long("size", 65536);
 	double secs = arg_double("secs", 1.0);
-	char *buf = malloc(size);
-	uint64_t end, sent = 0;
+	char *buf = malloc(size), c;
+	uint64_t t0, end, sent = 0, t1;
 	unsigned i = 0;
 
 	memset(buf, 'x', size);
-	end = now_ns() + (uint64_t)(secs * 1e9);
+	t0 = now_ns();
+	end = t0 + (uint64_t)(secs * 1e9);
 	for (;; i++) {
 		if ((i & 15) == 0 && now_ns() >= end)
 			break;
@@ -295,8 +295,13 @@ static int tput_client(void)
 			die("write");
 		sent += size;
 	}
+	shutdown(fd, SHUT_WR);
+	while (read(fd, &c, 1) > 0)
+		;
+	t1 = now_ns();
 	close(fd);
-	printf("sent %llu\n", (unsigned long long)sent);
+	printf("tput %llu %.6f %.2f\n", (unsigned long long)sent, (t1 - t0) / 1e9,
+	       sent / ((t1 - t0) / 1e9) / 1e6);
 	return 0;
 }
 
@@ -387,8 +392,6 @@ static void jitter_sample(const int *fds, const uint8_t *had_data, int nfds, dou
 	for (int i = 0; i < ns; i++)
 		last[i] = -1;
 	while (now_ms() < end) {
-		uint64_t t = now_ms();
-
 		for (int i = 0; i < ns; i++) {
 			struct tcp_info ti;
 			socklen_t l = sizeof(ti);
@@ -398,7 +401,8 @@ static void jitter_sample(const int *fds, const uint8_t *had_data, int nfds, dou
 				continue;
 			if (getsockopt(fds[sel[i]], IPPROTO_TCP, TCP_INFO, &ti, &l) < 0)
 				continue;
-			arr = (int64_t)t - (int64_t)ti.tcpi_last_data_recv;
+			/* Dated right after the call: a sweep can be preempted. */
+			arr = (int64_t)now_ms() - (int64_t)ti.tcpi_last_data_recv;
 			if (last[i] >= 0 && arr - last[i] > 50 && n < cap) {
 				iv[n++] = (uint64_t)(arr - last[i]);
 			}
@@ -672,6 +676,32 @@ static int detect_client(void)
 	return 0;
 }
 
+/* ------------------------------------------------------------ machine noise */
+
+/* How late a 10 ms sleep wakes up: on a shared or oversubscribed machine
+ * this, not hbshim, bounds every timer (heartbeats included). */
+static int sched_probe(void)
+{
+	double secs = arg_double("secs", 2);
+	size_t cap = 100000, n = 0;
+	uint64_t *o = malloc(cap * sizeof(*o)), end = now_ns() + (uint64_t)(secs * 1e9), sum = 0;
+
+	while (now_ns() < end && n < cap) {
+		struct timespec d = { 0, 10 * 1000 * 1000 };
+		uint64_t t0 = now_ns(), late;
+
+		nanosleep(&d, NULL);
+		late = now_ns() - t0;
+		late = late > 10000000ull ? late - 10000000ull : 0;
+		o[n++] = late;
+		sum += late;
+	}
+	qsort(o, n, sizeof(*o), cmp_u64);
+	printf("sched_late_ms mean %.2f p50 %.2f p99 %.2f max %.1f (n=%zu)\n", n ? sum / 1e6 / (double)n : 0.0,
+	       pct(o, n, 0.5) / 1e6, pct(o, n, 0.99) / 1e6, n ? o[n - 1] / 1e6 : 0.0, n);
+	return 0;
+}
+
 /* ------------------------------------------------------------ main */
 
 static int freeport(void)
@@ -693,7 +723,7 @@ int main(int argc, char **argv)
 		{ "rtt-server", rtt_server },       { "rtt-client", rtt_client },
 		{ "scale-server", scale_server },   { "scale-client", scale_client },
 		{ "detect-server", detect_server }, { "detect-client", detect_client },
-		{ "freeport", freeport },
+		{ "freeport", freeport },           { "sched-probe", sched_probe },
 	};
 
 	g_argc = argc;

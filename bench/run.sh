@@ -59,7 +59,7 @@ stop_pid() {
 	for p in "$@"; do
 		[ -n "$p" ] || continue
 		kill -KILL "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
+		{ wait "$p"; } 2>/dev/null
 	done
 	return 0
 }
@@ -168,6 +168,7 @@ STRUCT=$("$B/structsize" 2>/dev/null || echo nan)
 	echo "ulimit -n: $NOFILE"
 	echo "hbshim: $(git -C "$BENCH/.." rev-parse --short HEAD 2>/dev/null)$(git -C "$BENCH/.." diff --quiet HEAD -- shim 2>/dev/null || echo ' (shim/ modified)')"
 	echo "struct hb_conn: $STRUCT bytes"
+	echo "timer wake-up lateness at start (10 ms sleeps, 2 s): $("$LOAD" sched-probe secs=2 | cut -d' ' -f2-)"
 } > "$RES/machine.txt"
 cat "$RES/machine.txt"
 : > "$TMP/notes"
@@ -357,7 +358,7 @@ cpu_window() {
 	for who in srv cli; do
 		pid=${P[$who]}
 		tid=${TID[$who]}
-		st=$(ls "$TMP"/st.$who.* 2>/dev/null | grep -v tmp | head -1)
+		st=$(ls "$TMP"/st.$who.* 2>/dev/null | grep -v '\.tmp\.' | head -1)
 		hb0[$who]="$(hb_sent "$st")"
 	done
 	for ((i = 1; i <= secs; i++)); do
@@ -380,7 +381,7 @@ cpu_window() {
 	# Heartbeats sent per second over the window (stats files, 2 s period:
 	# the count is dated by the file's mtime).
 	for who in srv cli; do
-		st=$(ls "$TMP"/st.$who.* 2>/dev/null | grep -v tmp | head -1)
+		st=$(ls "$TMP"/st.$who.* 2>/dev/null | grep -v '\.tmp\.' | head -1)
 		read -r c0 m0 <<< "${hb0[$who]}"
 		read -r c1 m1 < <(hb_sent "$st")
 		HBRATE[$who,$phase,$N,$IVAL]=$(awk -v c0="$c0" -v c1="$c1" -v m0="$m0" -v m1="$m1" \
@@ -555,18 +556,18 @@ detect_run() {
 	settle=$(awk -v i="$iv" 'BEGIN { s = i + 0; if (i ~ /ms$/) s /= 1000; s = 2 * s + 0.3; if (s < 1) s = 1; print s }')
 	sleep "$settle"
 	case $kind in
-	stop) kill -STOP $sp ;;
-	kill) kill -KILL $sp ;;
+	stop) kill -STOP $sp 2>/dev/null ;;
+	kill) kill -KILL $sp 2>/dev/null ;;
 	relay)
 		kids=$(pgrep -P $rp)
-		kill -STOP $rp $kids
+		kill -STOP $rp $kids 2>/dev/null
 		;;
 	drop)
 		ip netns exec "$NS" nft add rule inet hbbench input tcp dport "$port" drop
 		ip netns exec "$NS" nft add rule inet hbbench input tcp sport "$port" drop
 		;;
 	esac
-	kill -USR1 $cp
+	kill -USR1 $cp 2>/dev/null
 	wait $cp 2>/dev/null
 	line=$(grep '^detect' "$d/cli.out")
 	silent=$(cat "$d/ev.cli" 2>/dev/null | grep '"event":"dead"' | sed -n 's/.*"silent_ms":\([0-9]*\).*/\1/p' |
@@ -617,8 +618,8 @@ part_e() {
 		note "detection at 10k: relay skipped (socat forks one process per connection), 100ms/300ms skipped"
 	fi
 	{
-		printf '%-6s %-6s %-6s %6s %-7s %12s %26s %12s %12s\n' kind I T conns variant "detected" \
-			"latency ms (med min max)" "worst conn" "silent_ms"
+		printf '%-6s %-6s %-6s %6s %-7s %9s %26s %10s %9s %7s\n' kind I T conns variant "detected" \
+			"latency ms (med min max)" "worst conn" "silent_ms" "false"
 		awk -F, 'NR > 1 {print $1 "," $2 "," $3 "," $4 "," $5}' "$RES/detect.csv" | sort -u |
 		while IFS=, read -r k iv to n v; do
 			local flt="\$1==\"$k\" && \$2==\"$iv\" && \$3==\"$to\" && \$4==$n && \$5==\"$v\""
@@ -627,18 +628,20 @@ part_e() {
 			det=$(awk -F, "NR > 1 && ($flt) {d += \$7; t += \$4} END {print d \"/\" t}" "$RES/detect.csv")
 			win=$(awk -F, "NR > 1 && ($flt) {print \$11; exit}" "$RES/detect.csv")
 			sil=$(awk -F, "NR > 1 && ($flt) && \$12 != \"\" {print \$12}" "$RES/detect.csv" | med_min_max | cut -d' ' -f3)
+			fp=$(awk -F, "NR > 1 && ($flt) {p += \$16} END {print p + 0}" "$RES/detect.csv")
 			if [ "${det%/*}" = 0 ]; then
-				printf '%-6s %-6s %-6s %6s %-7s %12s %26s %12s %12s\n' "$k" "$iv" "$to" "$n" "$v" "$det" \
-					">${win} s" ">${win} s" "-"
+				printf '%-6s %-6s %-6s %6s %-7s %9s %26s %10s %9s %7s\n' "$k" "$iv" "$to" "$n" "$v" "$det" \
+					">${win} s" ">${win} s" "-" "$fp"
 			else
-				printf '%-6s %-6s %-6s %6s %-7s %12s %10.1f %7.1f %7.1f %12.1f %12s\n' "$k" "$iv" "$to" "$n" "$v" \
-					"$det" "$dm" "$dn" "$dx" "$wx" "${sil:--}"
+				printf '%-6s %-6s %-6s %6s %-7s %9s %10.1f %7.1f %7.1f %10.1f %9s %7s\n' "$k" "$iv" "$to" "$n" "$v" \
+					"$det" "$dm" "$dn" "$dx" "$wx" "${sil:--}" "$fp"
 			fi
 		done
 	} | tee "$TMP/table_e"
 	log "(latency: from the failure injection to the client's read failing, median over"
 	log " connections per run, then median/min/max over runs; worst conn: max over all;"
-	log " silent_ms: hbshim's own figure in its dead event, max)"
+	log " silent_ms: hbshim's own figure in its dead event, max; false: connections declared"
+	log " dead before the failure was injected, over all runs: not counted as detected)"
 }
 
 # ------------------------------------------------------------------ targets
@@ -811,6 +814,8 @@ skip c || part_c
 skip d || part_d
 skip e || part_e
 targets
+echo "timer wake-up lateness at end (10 ms sleeps, 2 s): $("$LOAD" sched-probe secs=2 | cut -d' ' -f2-)" >> "$RES/machine.txt"
+tail -1 "$RES/machine.txt"
 skip b || skip d || plots
 tables_md
 log ""
