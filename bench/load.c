@@ -7,13 +7,14 @@
  *                                        print "tput BYTES SECS MBPS"
  *   load rtt-server  portfile=F          echo 1 byte at a time until EOF
  *   load rtt-client  port=P n=N warm=W   N timed 1-byte ping-pongs,
- *                                        print "rtt N P50_US P99_US MEAN_US"
+ *                                        print "rtt N P50_US P99_US MEAN_US CPU_S"
  *   load scale-server portfile=F ports=K expect=N interval_ms=I jsecs=S
  *   load scale-client portfile=F n=N busy=B
  *   load detect-server portfile=F
  *   load detect-client port=P n=N window=SECS
  *   load freeport                        print a free loopback port
  *   load sched-probe secs=S              how late 10 ms sleeps wake up
+ *   load cpu-of CMD ARGS...              run CMD, print "child_cpu SECS"
  *
  * Nothing here knows about hbshim: the driver (run.sh) runs the same
  * binary with and without LD_PRELOAD. Every program talks plain blocking
@@ -39,6 +40,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 /* ------------------------------------------------------------ helpers */
 
@@ -221,6 +223,16 @@ static long vmrss_kb(void)
 	return kb;
 }
 
+/* CPU seconds (user + system, all threads) this process used so far. */
+static double cpu_self(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 static volatile sig_atomic_t got_usr1, got_usr2, got_term;
 
 static void on_sig(int s)
@@ -270,7 +282,7 @@ static int tput_server(void)
 		total += (uint64_t)r;
 	}
 	close(fd);
-	printf("received %llu\n", (unsigned long long)total);
+	printf("received %llu %.6f\n", (unsigned long long)total, cpu_self());
 	return 0;
 }
 
@@ -300,8 +312,8 @@ static int tput_client(void)
 		;
 	t1 = now_ns();
 	close(fd);
-	printf("tput %llu %.6f %.2f\n", (unsigned long long)sent, (t1 - t0) / 1e9,
-	       sent / ((t1 - t0) / 1e9) / 1e6);
+	printf("tput %llu %.6f %.2f %.6f\n", (unsigned long long)sent, (t1 - t0) / 1e9,
+	       sent / ((t1 - t0) / 1e9) / 1e6, cpu_self());
 	return 0;
 }
 
@@ -325,6 +337,7 @@ static int rtt_server(void)
 		if (write_all(fd, &c, 1) < 0)
 			break;
 	}
+	printf("served %.6f\n", cpu_self());
 	return 0;
 }
 
@@ -357,8 +370,8 @@ static int rtt_client(void)
 	}
 	close(fd);
 	qsort(s, (size_t)n, sizeof(*s), cmp_u64);
-	printf("rtt %ld %.2f %.2f %.2f\n", n, pct(s, (size_t)n, 0.50) / 1e3,
-	       pct(s, (size_t)n, 0.99) / 1e3, (double)sum / (double)n / 1e3);
+	printf("rtt %ld %.2f %.2f %.2f %.6f\n", n, pct(s, (size_t)n, 0.50) / 1e3,
+	       pct(s, (size_t)n, 0.99) / 1e3, (double)sum / (double)n / 1e3, cpu_self());
 	return 0;
 }
 
@@ -704,6 +717,26 @@ static int sched_probe(void)
 
 /* ------------------------------------------------------------ main */
 
+/* Run a command (socat) and report the CPU it used: "child_cpu SECS". */
+static int cpu_of(void)
+{
+	pid_t pid = fork();
+	int st;
+	struct rusage ru;
+
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		execvp(g_argv[2], g_argv + 2);
+		_exit(127);
+	}
+	if (wait4(pid, &st, 0, &ru) < 0)
+		die("wait4");
+	printf("child_cpu %.6f\n", ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+					   (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+	return 0;
+}
+
 static int freeport(void)
 {
 	int port, fd = listen_any(&port);
@@ -724,6 +757,7 @@ int main(int argc, char **argv)
 		{ "scale-server", scale_server },   { "scale-client", scale_client },
 		{ "detect-server", detect_server }, { "detect-client", detect_client },
 		{ "freeport", freeport },           { "sched-probe", sched_probe },
+		{ "cpu-of", cpu_of },
 	};
 
 	g_argc = argc;

@@ -198,7 +198,8 @@ pair() {
 	port=$(head -1 "$d/port")
 	if [ "$v" = socat ]; then
 		rport=$("$LOAD" freeport)
-		socat TCP-LISTEN:"$rport",bind=127.0.0.1,reuseaddr TCP:127.0.0.1:"$port" 2> "$d/socat.err" &
+		"$LOAD" cpu-of socat TCP-LISTEN:"$rport",bind=127.0.0.1,reuseaddr TCP:127.0.0.1:"$port" \
+			> "$d/socat.out" 2> "$d/socat.err" &
 		relay=$!
 		track $relay
 		listening "$rport" || { stop_pid $sp $relay; return 1; }
@@ -212,7 +213,7 @@ pair() {
 	if [ "$v" = fr ] && ! grep -q '"event":"framed"' "$d/ev.cli" 2>/dev/null; then
 		note "framed run did not negotiate framing ($smode)"
 	fi
-	cat "$d/srv.out" "$d/cli.out"
+	cat "$d/srv.out" "$d/cli.out" "$d/socat.out" 2>/dev/null
 	rm -rf "$d"
 }
 
@@ -258,30 +259,48 @@ part_b() {
 	local f=$RES/throughput.csv rep s v out secs=1
 	log ""
 	log "== b. bulk throughput over loopback ($REPS repetitions, ${secs} s each) =="
-	echo "size,variant,rep,MBps" > "$f"
+	echo "size,variant,rep,MBps,cpu_s,MB_per_cpu_s" > "$f"
 	VARS="raw ka fr"
 	[ $HAVE_SOCAT = 1 ] && VARS="$VARS socat"
 	for ((rep = 1; rep <= REPS; rep++)); do
 		for s in $SIZES; do
 			for v in $(rotate $((rep + s)) $VARS); do
 				out=$(pair "$v" tput-server "" tput-client "size=$s secs=$secs")
-				echo "$out" | awk -v s="$s" -v v="$v" -v r="$rep" \
-					'$1 == "tput" {print s "," v "," r "," $4}' >> "$f"
+				# tput BYTES SECS MBPS CPU / received BYTES CPU / child_cpu CPU
+				echo "$out" | awk -v s="$s" -v v="$v" -v r="$rep" '
+					$1 == "tput" {b = $2; m = $4; c += $5; ok = 1}
+					$1 == "received" || $1 == "child_cpu" {c += $NF}
+					END { if (ok) printf "%s,%s,%s,%s,%.4f,%.1f\n", s, v, r, m, c, (c > 0 ? b / 1e6 / c : 0) }' >> "$f"
 			done
 		done
 	done
 	{
 		printf '%-8s' "size"
-		for v in $VARS; do printf ' %28s' "$v MB/s (med min max)"; done
-		printf ' %8s %8s %8s\n' "fr/raw" "ka/raw" "socat/raw"
+		for v in $VARS; do printf ' %25s' "$v MB/s (med min max)"; done
+		printf ' %7s %7s %7s\n' "fr/raw" "ka/raw" "soc/raw"
 		for s in $SIZES; do
 			printf '%-8s' "$s"
 			for v in $VARS; do
 				read -r m n x < <(col "$f" "\$1==$s && \$2==\"$v\"" 4)
-				printf ' %10.1f %8.1f %8.1f' "$m" "$n" "$x"
+				printf ' %9.1f %7.1f %7.1f' "$m" "$n" "$x"
 				eval "M_$v=$m"
 			done
-			printf ' %8s %8s %8s\n' "$(ratio "$M_fr" "$M_raw")" "$(ratio "$M_ka" "$M_raw")" \
+			printf ' %7s %7s %7s\n' "$(ratio "$M_fr" "$M_raw")" "$(ratio "$M_ka" "$M_raw")" \
+				"$(ratio "${M_socat:-nan}" "$M_raw")"
+		done
+		echo
+		echo "CPU efficiency: MB moved per CPU-second of all processes (client + server [+ socat])"
+		printf '%-8s' "size"
+		for v in $VARS; do printf ' %25s' "$v MB/cpu-s (med min max)"; done
+		printf ' %7s %7s %7s\n' "fr/raw" "ka/raw" "soc/raw"
+		for s in $SIZES; do
+			printf '%-8s' "$s"
+			for v in $VARS; do
+				read -r m n x < <(col "$f" "\$1==$s && \$2==\"$v\"" 6)
+				printf ' %9.1f %7.1f %7.1f' "$m" "$n" "$x"
+				eval "M_$v=$m"
+			done
+			printf ' %7s %7s %7s\n' "$(ratio "$M_fr" "$M_raw")" "$(ratio "$M_ka" "$M_raw")" \
 				"$(ratio "${M_socat:-nan}" "$M_raw")"
 		done
 	} | tee "$TMP/table_b"
@@ -290,29 +309,34 @@ part_b() {
 # ------------------------------------------------------------------ c. RTT
 
 part_c() {
-	local f=$RES/rtt.csv rep v out
+	local f=$RES/rtt.csv rep v out n=20000 warm=2000
 	log ""
-	log "== c. 1-byte ping-pong RTT ($RTT_REPS repetitions, 20000 round trips each) =="
-	echo "variant,rep,p50_us,p99_us,mean_us" > "$f"
+	log "== c. 1-byte ping-pong RTT ($RTT_REPS repetitions, $n round trips each) =="
+	echo "variant,rep,p50_us,p99_us,mean_us,cpu_us_per_rt" > "$f"
 	VARS="raw ka fr"
 	[ $HAVE_SOCAT = 1 ] && VARS="$VARS socat"
 	for ((rep = 1; rep <= RTT_REPS; rep++)); do
 		for v in $(rotate $rep $VARS); do
-			out=$(pair "$v" rtt-server "" rtt-client "n=20000 warm=2000")
-			echo "$out" | awk -v v="$v" -v r="$rep" \
-				'$1 == "rtt" {print v "," r "," $3 "," $4 "," $5}' >> "$f"
+			out=$(pair "$v" rtt-server "" rtt-client "n=$n warm=$warm")
+			# rtt N P50 P99 MEAN CPU / served CPU / child_cpu CPU
+			echo "$out" | awk -v v="$v" -v r="$rep" -v t=$((n + warm)) '
+				$1 == "rtt" {p5 = $3; p9 = $4; mn = $5; c += $6; ok = 1}
+				$1 == "served" || $1 == "child_cpu" {c += $NF}
+				END { if (ok) printf "%s,%s,%s,%s,%s,%.3f\n", v, r, p5, p9, mn, c * 1e6 / t }' >> "$f"
 		done
 	done
 	{
-		printf '%-8s %28s %28s %8s %8s\n' variant "p50 us (med min max)" "p99 us (med min max)" \
-			"p50/raw" "p99/raw"
+		printf '%-8s %22s %22s %22s %8s %8s %8s\n' variant "p50 us (med min max)" "p99 us (med min max)" \
+			"CPU us/RT (med min max)" "p50/raw" "p99/raw" "cpu/raw"
 		read -r r50 _ _ < <(col "$f" "\$1==\"raw\"" 3)
 		read -r r99 _ _ < <(col "$f" "\$1==\"raw\"" 4)
+		read -r rc _ _ < <(col "$f" "\$1==\"raw\"" 6)
 		for v in $VARS; do
 			read -r m n x < <(col "$f" "\$1==\"$v\"" 3)
 			read -r m9 n9 x9 < <(col "$f" "\$1==\"$v\"" 4)
-			printf '%-8s %10.1f %8.1f %8.1f %10.1f %8.1f %8.1f %8s %8s\n' "$v" "$m" "$n" "$x" \
-				"$m9" "$n9" "$x9" "$(ratio "$m" "$r50")" "$(ratio "$m9" "$r99")"
+			read -r mc nc xc < <(col "$f" "\$1==\"$v\"" 6)
+			printf '%-8s %8.1f %6.1f %6.1f %8.1f %6.1f %6.1f %8.2f %6.2f %6.2f %8s %8s %8s\n' "$v" "$m" "$n" "$x" \
+				"$m9" "$n9" "$x9" "$mc" "$nc" "$xc" "$(ratio "$m" "$r50")" "$(ratio "$m9" "$r99")" "$(ratio "$mc" "$rc")"
 		done
 	} | tee "$TMP/table_c"
 }
@@ -662,8 +686,13 @@ targets() {
 			read -r raw _ _ < <(col "$RES/throughput.csv" "\$1==65536 && \$2==\"raw\"" 4)
 			read -r fr _ _ < <(col "$RES/throughput.csv" "\$1==65536 && \$2==\"fr\"" 4)
 			read -r ka _ _ < <(col "$RES/throughput.csv" "\$1==65536 && \$2==\"ka\"" 4)
-			add "framed 64 KiB throughput / raw" "$(ratio "$fr" "$raw")" 0.95 ge
-			add "keepalive 64 KiB throughput / raw" "$(ratio "$ka" "$raw")" 0.98 ge
+			add "framed 64 KiB throughput / raw (wall clock)" "$(ratio "$fr" "$raw")" 0.95 ge
+			add "keepalive 64 KiB throughput / raw (wall clock)" "$(ratio "$ka" "$raw")" 0.98 ge
+			read -r raw _ _ < <(col "$RES/throughput.csv" "\$1==65536 && \$2==\"raw\"" 6)
+			read -r fr _ _ < <(col "$RES/throughput.csv" "\$1==65536 && \$2==\"fr\"" 6)
+			read -r ka _ _ < <(col "$RES/throughput.csv" "\$1==65536 && \$2==\"ka\"" 6)
+			add "framed 64 KiB MB per CPU-second / raw" "$(ratio "$fr" "$raw")" 0.95 ge
+			add "keepalive 64 KiB MB per CPU-second / raw" "$(ratio "$ka" "$raw")" 0.98 ge
 		fi
 		if [ -s "$RES/rtt.csv" ]; then
 			read -r raw _ _ < <(col "$RES/rtt.csv" "\$1==\"raw\"" 3)
@@ -671,6 +700,11 @@ targets() {
 			read -r ka _ _ < <(col "$RES/rtt.csv" "\$1==\"ka\"" 3)
 			add "framed 1-byte RTT p50 / raw" "$(ratio "$fr" "$raw")" 1.05 le
 			add "keepalive 1-byte RTT p50 / raw" "$(ratio "$ka" "$raw")" 1.02 le
+			read -r raw _ _ < <(col "$RES/rtt.csv" "\$1==\"raw\"" 6)
+			read -r fr _ _ < <(col "$RES/rtt.csv" "\$1==\"fr\"" 6)
+			read -r ka _ _ < <(col "$RES/rtt.csv" "\$1==\"ka\"" 6)
+			add "framed CPU per round trip / raw" "$(ratio "$fr" "$raw")" 1.05 le
+			add "keepalive CPU per round trip / raw" "$(ratio "$ka" "$raw")" 1.02 le
 		fi
 		if [ -s "$RES/overhead.csv" ]; then
 			for t in devnull_write devnull_read pipe_rw devnull_write_mt devnull_read_mt pipe_rw_mt; do

@@ -36,6 +36,16 @@ no_dead_events() {
 	done
 }
 
+# Thread states of pid's descendants, for a failure message about a process
+# that did not exit.
+threads_of() {
+	local c
+	for c in $(ps -o pid= --ppid "$1"); do
+		ps -L -o pid=,tid=,stat=,wchan:24=,time=,comm= -p "$c"
+		threads_of "$c"
+	done
+}
+
 # bulk MODE: the whole scenario; the two result lines in $SRV_LINE/$CLI_LINE.
 bulk() {
 	local mode=$1 port
@@ -51,7 +61,8 @@ bulk() {
 	CLI_LINE=$(line_with CLIENT) || fail "client (status $status): $output"
 	assert_status 0
 	bg_wait "$srv" 10
-	[ "$BG_STATUS" -eq 0 ] || fail "server status $BG_STATUS: $(cat "$T/srv.out" "$T/srv.err")"
+	[ "$BG_STATUS" -eq 0 ] || fail "server status $BG_STATUS: $(cat "$T/srv.out" "$T/srv.err")
+$( ((BG_STATUS == 124)) && echo "still running 10 s after the client ended:" && threads_of "$srv")"
 	SRV_LINE=$(grep '^SERVER' "$T/srv.out") || fail "server: $(cat "$T/srv.out" "$T/srv.err")"
 	echo "# $mode: $(kv "$CLI_LINE" secs) s for $((BULK_UP >> 20)) MB up, $((BULK_DOWN >> 20)) MB down" >&3
 
