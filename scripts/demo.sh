@@ -216,21 +216,21 @@ case_frozen_peer() {
 	# Two servers, one plain and one under hbshim, and a client for each.
 	"$PY" "$TMP/frozen_server.py" >"$TMP/fs.without" 2>&1 &
 	local srv_without=$!
-	PIDS+=($srv_without)
+	PIDS+=("$srv_without")
 	"${hb[@]}" "$PY" "$TMP/frozen_server.py" >"$TMP/fs.with" 2>&1 &
 	local srv_with=$! # hbshim execs python3: the same pid
-	PIDS+=($srv_with)
+	PIDS+=("$srv_with")
 	wait_for "$TMP/fs.without" LISTENING 10
 	wait_for "$TMP/fs.with" LISTENING 10
 
 	port=$(awk '/^LISTENING/ { print $2 }' "$TMP/fs.without")
 	"$PY" "$TMP/frozen_client.py" "$port" >"$TMP/fc.without" 2>&1 &
 	local without=$!
-	PIDS+=($without)
+	PIDS+=("$without")
 	port=$(awk '/^LISTENING/ { print $2 }' "$TMP/fs.with")
 	"${hb[@]}" "$PY" "$TMP/frozen_client.py" "$port" >"$TMP/fc.with" 2>&1 &
 	local with=$!
-	PIDS+=($with)
+	PIDS+=("$with")
 	wait_for "$TMP/fc.without" READY 10
 	wait_for "$TMP/fc.with" READY 10
 	wait_for "$TMP/fs.without" ANSWERED 10

@@ -294,6 +294,7 @@ static int detect(struct hb_conn *c, int fd, int wait)
 			hb_store_release(&c->rxmode, HB_RX_RAW);
 			decide_tx(c, fd, 0);
 			settle(c);
+			set_lowat(c, fd);
 			return 0;
 		}
 		if (r < 0)
@@ -338,6 +339,7 @@ static int detect(struct hb_conn *c, int fd, int wait)
 			hb_store_release(&c->rxmode, HB_RX_RAW);
 			decide_tx(c, fd, 0);
 			settle(c);
+			set_lowat(c, fd);
 			return 0;
 		}
 		/* A prefix of our magic: wait a little for the rest (the
@@ -349,6 +351,7 @@ static int detect(struct hb_conn *c, int fd, int wait)
 			hb_store_release(&c->rxmode, HB_RX_RAW);
 			decide_tx(c, fd, 0);
 			settle(c);
+			set_lowat(c, fd);
 			return 0;
 		}
 		if (!wait)
@@ -911,7 +914,7 @@ static void send_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t sile
 	unlock(&c->txlock);
 }
 
-uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd)
+uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd, uint64_t late)
 {
 	static const uint8_t hb[2] = { HB_FT_CONTROL, HB_CT_HEARTBEAT };
 	uint32_t interval = hb_cfg.interval_ms, jitter = interval / 10;
@@ -924,14 +927,34 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd)
 	if (ti.tcpi_state != TCP_ESTABLISHED && ti.tcpi_state != TCP_CLOSE_WAIT &&
 	    ti.tcpi_state != TCP_FIN_WAIT1 && ti.tcpi_state != TCP_FIN_WAIT2) {
 		if (ti.tcpi_state == TCP_SYN_SENT || ti.tcpi_state == TCP_SYN_RECV)
-			return now + (interval < 50 ? interval : 50);
+			/* A non-blocking connect: our hello must leave as soon as
+			 * the connection is up (a server that writes first waits
+			 * for it only briefly). Look every millisecond for 3 s. */
+			return now + (now - c->opened_ms < 3000 ? 1 : 50);
 		return 0;
 	}
-	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT && trylock(&c->rxlock)) {
-		if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
-			detect(c, fd, 0);
-		set_lowat(c, fd);
-		unlock(&c->rxlock);
+	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT) {
+		if (trylock(&c->rxlock)) {
+			if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
+				detect(c, fd, 0);
+			set_lowat(c, fd);
+			unlock(&c->rxlock);
+		} else if (c->client && c->lowat > 1) {
+			/* The application is blocked inside detect(), and the
+			 * kernel wakes a reader only once SO_RCVLOWAT bytes are
+			 * there. Bytes that are no hello (or a magic prefix that
+			 * stayed one too long) get the mark lowered, which wakes
+			 * it; the reader then decides under its lock. */
+			uint8_t p[HB_HELLO_LEN];
+			long r = hb_os_recv(fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
+			int cls = r > 0 ? hb_hello_classify(p, (size_t)r, NULL) : 1;
+
+			if (cls == 0 && !c->bg_partial_since)
+				c->bg_partial_since = now;
+			if (cls == -1 || cls == -2 || r == 0 ||
+			    (cls == 0 && now - c->bg_partial_since >= PARTIAL_WAIT_MS))
+				hb_os_setsockopt_int(fd, SOL_SOCKET, SO_RCVLOWAT, 1);
+		}
 	}
 	if (c->mode != HB_MODE_FRAME)
 		return 0; /* settled as plain keepalive */
@@ -1003,6 +1026,15 @@ rx_side:
 		 * only counts once the application caught up. */
 		if (silent >= limit && hb_os_ioctl(fd, SIOCINQ, &inq) == 0 && inq > 0)
 			silent = 0;
+		if (silent >= limit && late > 20 && late > interval / 4 && !c->grace) {
+			/* This thread itself woke up late: the machine is starved,
+			 * and the peer's heartbeat thread likely was too. Look
+			 * once more shortly before calling the peer dead. */
+			c->grace = 1;
+			return now + (interval < 100 ? interval : 100);
+		}
+		if (silent < limit)
+			c->grace = 0;
 		if (silent >= limit) {
 			send_notice(c, fd, HB_NR_HEARTBEAT, silent);
 			hb_conn_declare_dead(c, fd, ETIMEDOUT, "heartbeat", silent);

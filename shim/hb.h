@@ -281,6 +281,7 @@ struct hb_conn {
 	uint64_t ka_due_ms;            /* when to switch SO_KEEPALIVE on */
 	uint64_t last_app_ms;          /* framed: last application byte either way */
 	uint64_t partial_until;        /* detect: give up on a magic prefix then (rxlock) */
+	uint64_t bg_partial_since;     /* bg: when it first saw only a magic prefix */
 	uint32_t peer_interval_ms;     /* from the peer's hello (rx lock) */
 	uint32_t peer_timeout_ms;
 	_Atomic uint32_t rcvtimeo_ms;  /* app's SO_RCVTIMEO, 0 = none */
@@ -291,7 +292,8 @@ struct hb_conn {
 	uint8_t client;                /* we connected: our hello goes first */
 	uint8_t hello_sent;            /* under txlock */
 	uint8_t lowat;                 /* SO_RCVLOWAT we set, 0 = kernel default (rxlock) */
-	uint8_t pad3[3];
+	uint8_t grace;                 /* bg: one recheck granted after a late wakeup */
+	uint8_t pad3[2];
 	_Atomic uint32_t users;        /* app threads inside frame.c; bg frees at 0 */
 	_Atomic uint32_t rxlock;       /* 0 free, else owner tid | HB_LOCK_WAITERS */
 	_Atomic uint32_t txlock;
@@ -498,8 +500,9 @@ void hb_frame_shutdown(struct hb_conn *c, int fd, int how);
 int hb_frame_inq(struct hb_conn *c, int fd, int *out);
 /* Background step for a framed connection: hello, heartbeat, liveness,
  * draining control frames. Returns the next due time (ms) or 0 when the
- * connection needs no more timers. Background thread, fd pinned. */
-uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd);
+ * connection needs no more timers. late: how far past its due time this
+ * tick runs (a starved thread). Background thread, fd pinned. */
+uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd, uint64_t late);
 /* fork: mark framed connections in the parent (prepare) and the child. */
 void hb_frame_atfork_prepare(void);
 void hb_frame_atfork_child(void);

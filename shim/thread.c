@@ -151,7 +151,8 @@ static void fire(struct hb_conn *c, void *arg)
 
 		if (!(hb_load_relaxed(&c->flags) & HB_CF_KA_ARMED))
 			hb_ka_arm(fd, c); /* the backstop */
-		next = hb_frame_tick(c, fd, now, rand32());
+		next = hb_frame_tick(c, fd, now, rand32(),
+				     now > c->wexpires ? now - c->wexpires : 0);
 		if (next && hb_cfg.idle_timeout_ms && !hb_load_acquire(&c->dead)) {
 			uint64_t last = c->last_app_ms > c->opened_ms ? c->last_app_ms : c->opened_ms;
 			uint64_t idle = now > last ? now - last : 0;
@@ -217,7 +218,7 @@ static void first_timer(struct hb_conn *c, uint64_t now)
 		 * client's may still be queued behind a non-blocking connect. */
 		uint32_t j = hb_cfg.interval_ms / 10;
 
-		hb_wheel_add(&wheel, c, now + 1 + (j > 1 ? rand32() % j : 0));
+		hb_wheel_add(&wheel, c, now + 1 + (j > 1 && !c->client ? rand32() % j : 0));
 		return;
 	}
 	due = c->opened_ms + (hb_ka_cfg.jitter_ms ? rand32() % hb_ka_cfg.jitter_ms : 0);

@@ -132,6 +132,27 @@ sha_of() { sha256sum <"$1" | cut -d' ' -f1; }
 	done
 }
 
+@test "unshimmed server-first server (short banner, then waits for a command) and a shimmed client whose rule matches it: banner at once" {
+	# HBSHIM_FRAME='*' next to a server that does not load the shim: the
+	# server's direction is raw, and its 11-byte banner must reach the
+	# application even though the client waits for a hello that never comes.
+	local port mode
+	for mode in block timeout; do
+		port=$(free_port)
+		bg srv plain "$PY" "$CAPP" command-server "$port"
+		wait_line "$T/srv.out" LISTENING
+		run shim HBSHIM_INTERVAL=1s "HBSHIM_FRAME=127.0.0.1:*" \
+			"$PY" "$CAPP" command-client "$port" "$T/got.$mode" "$mode"
+		echo "# $mode socket: $output" >&3
+		assert_status 0
+		printf '220 hello\r\n221 bye\r\n' >"$T/want"
+		same_file "$T/want" "$T/got.$mode"
+		local b
+		b=$(kv "$output" banner_s)
+		in_range "$b" 0 0.25 || fail "$mode socket: banner after $b s"
+	done
+}
+
 # ------------------------------------------------------------------ bad peers
 
 # probe MODE CHUNK...: a raw server sends the given hex chunks ("sleep:S"
@@ -150,7 +171,8 @@ probe() {
 
 # A hello as an hbshim peer would send it: magic E5 'H' 'B' 'S', version,
 # flags, interval 100 ms, timeout 300 ms (big-endian).
-HELLO=e5484253''01''00''00000064''0000012c
+#   e5484253 | 01 | 00 | 00000064 | 0000012c
+HELLO=e54842530100000000640000012c
 
 # garbage_case MODE EXPECTED-REGEX CHUNK...: the probe ends with an error
 # matching the regex, the application saw no byte, a later call fails too,
@@ -183,7 +205,7 @@ garbage_case() {
 @test "hello with an unknown version (0x09): recv fails EPROTO, protocol_error event" {
 	local mode
 	for mode in block timeout; do
-		garbage_case "$mode" "ERR 71 EPROTO" e5484253''09''00''00000064''0000012c 68656c6c6f
+		garbage_case "$mode" "ERR 71 EPROTO" "${HELLO:0:8}09${HELLO:10}" 68656c6c6f
 	done
 }
 
@@ -229,10 +251,15 @@ write_compat_app() {
                                    (also written to OUT), close
   banner-server PORT COUNT         per connection: "220 hello\\r\\n" at once,
                                    then echo until EOF; print the write's time
-  banner-client PORT OUT MODE      (MODE block | timeout: socket timeout, so a
-                                   non-blocking connect) read the banner line (timed), send
+  banner-client PORT OUT MODE      read the banner line (timed), send
                                    "ping\\r\\n", SHUT_WR, read to EOF; the
                                    whole stream goes to OUT
+                                   (MODE block, or timeout: a socket timeout,
+                                   so Python connects non-blocking)
+  command-server PORT              "220 hello\\r\\n", then wait for "QUIT\\r\\n",
+                                   answer "221 bye\\r\\n", close
+  command-client PORT OUT MODE     read the banner (timed), send QUIT, read to
+                                   EOF; the whole stream goes to OUT
   raw-server PORT CHUNK...         send hex chunks ("sleep:S" pauses), then
                                    read until the client closes
   probe PORT MODE                  read until EOF or an error (MODE block:
@@ -359,6 +386,47 @@ def banner_client(port, out, mode):
     say("BANNER banner_s=%.3f total=%d" % (banner_s, len(got)))
 
 
+def command_server(port):
+    """SMTP style: a banner, then wait for QUIT (anything else is ignored)."""
+    l = listener(port)
+    c, _ = l.accept()
+    c.sendall(b"220 hello\r\n")
+    got = b""
+    while b"QUIT\r\n" not in got:
+        d = c.recv(100)
+        if not d:
+            return 1
+        got += d
+    c.sendall(b"221 bye\r\n")
+    c.close()
+
+
+def command_client(port, out, mode):
+    s = socket.socket()
+    if mode == "timeout":
+        s.settimeout(5)
+    else:
+        signal.alarm(5)
+    s.connect(("127.0.0.1", int(port)))
+    t0 = time.monotonic()
+    got = b""
+    try:
+        while not got.endswith(b"\n"):
+            d = s.recv(100)
+            if not d:
+                break
+            got += d
+        banner_s = time.monotonic() - t0
+        s.sendall(b"QUIT\r\n")
+        got += read_all(s)
+    except (socket.timeout, Alarm):
+        say("TIMEOUT after %.3f s, got %r" % (time.monotonic() - t0, got))
+        return 1
+    with open(out, "wb") as f:
+        f.write(got)
+    say("COMMAND banner_s=%.3f total=%d" % (banner_s, len(got)))
+
+
 def raw_server(port, *chunks):
     l = listener(port)
     c, _ = l.accept()
@@ -413,6 +481,7 @@ def probe(port, mode):
 
 cmds = {"reply-server": reply_server, "raw-client": raw_client, "send-chunks": send_chunks,
         "banner-server": banner_server, "banner-client": banner_client,
+        "command-server": command_server, "command-client": command_client,
         "raw-server": raw_server, "probe": probe}
 sys.exit(cmds[sys.argv[1]](*sys.argv[2:]) or 0)
 PY
