@@ -7,8 +7,9 @@
  *                      batch that was never preempted.
  *
  * Tests: 1-byte write and read on /dev/null, 1-byte write+read on a pipe,
- * 1-byte write+read on a loopback TCP pair (tracked by hbshim in keepalive
- * mode: socketpair() would not be), and a 2-byte non-blocking send on a
+ * 1-byte writes and (already queued, never blocking) 1-byte reads on a
+ * loopback TCP pair (tracked by hbshim in keepalive mode: socketpair()
+ * would not be), and a 2-byte non-blocking send on a
  * loopback TCP socket: the syscall a heartbeat costs, for comparison with
  * the background thread's CPU per heartbeat.
  *
@@ -28,6 +29,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #define BATCHES 25
@@ -77,7 +80,18 @@ static void tcp_pair(int *cfd, int *sfd)
 	close(lfd);
 }
 
-enum { T_NULL_W, T_NULL_R, T_PIPE, T_TCP, T_SEND2 };
+enum { T_NULL_W, T_NULL_R, T_PIPE, T_TCP_W, T_TCP_R, T_SEND2 };
+
+static void drain(int fd, long want, char *buf, size_t len)
+{
+	for (long got = 0; got < want;) {
+		ssize_t r = read(fd, buf, len);
+
+		if (r <= 0)
+			die("drain");
+		got += r;
+	}
+}
 
 /* One batch of `iters` operations; returns ns per libc call. */
 static double batch(int test, long iters, int a, int b)
@@ -102,7 +116,6 @@ static double batch(int test, long iters, int a, int b)
 		spent = now_ns() - t0;
 		break;
 	case T_PIPE:
-	case T_TCP:
 		/* write then read the same byte: two calls per iteration */
 		calls = 2 * iters;
 		t0 = now_ns();
@@ -114,6 +127,37 @@ static double batch(int test, long iters, int a, int b)
 		}
 		spent = now_ns() - t0;
 		break;
+	case T_TCP_W:
+		/* time 1-byte writes only; drain the receiver between bursts */
+		for (long i = 0; i < iters; i += 256) {
+			long k = iters - i < 256 ? iters - i : 256;
+
+			t0 = now_ns();
+			for (long j = 0; j < k; j++)
+				if (write(a, &c, 1) != 1)
+					die("write tcp");
+			spent += now_ns() - t0;
+			drain(b, k, buf, sizeof(buf));
+		}
+		break;
+	case T_TCP_R:
+		/* queue bytes first, then time 1-byte reads that never block */
+		for (long i = 0; i < iters; i += 256) {
+			long k = iters - i < 256 ? iters - i : 256;
+			int q = 0;
+
+			memset(buf, 'y', (size_t)k);
+			if (write(a, buf, (size_t)k) != k)
+				die("write tcp");
+			while (ioctl(b, FIONREAD, &q) == 0 && q < k)
+				sched_yield();
+			t0 = now_ns();
+			for (long j = 0; j < k; j++)
+				if (read(b, &c, 1) != 1)
+					die("read tcp");
+			spent += now_ns() - t0;
+		}
+		break;
 	case T_SEND2:
 		/* time the sends only; drain the receiver between bursts */
 		for (long i = 0; i < iters; i += 256) {
@@ -124,13 +168,7 @@ static double batch(int test, long iters, int a, int b)
 				if (send(a, "\0\1", 2, MSG_DONTWAIT | MSG_NOSIGNAL) != 2)
 					die("send");
 			spent += now_ns() - t0;
-			for (long got = 0; got < 2 * k;) {
-				ssize_t r = read(b, buf, sizeof(buf));
-
-				if (r <= 0)
-					die("drain");
-				got += r;
-			}
+			drain(b, 2 * k, buf, sizeof(buf));
 		}
 		break;
 	}
@@ -146,11 +184,11 @@ static void *idle_thread(void *arg)
 
 static void run(int t, const char *suffix, long iters, int nul, const int *p, int cfd, int sfd)
 {
-	static const char *names[] = { "devnull_write", "devnull_read", "pipe_rw", "tcp_rw",
-				       "tcp_send2" };
+	static const char *names[] = { "devnull_write", "devnull_read", "pipe_rw", "tcp_write",
+				       "tcp_read", "tcp_send2" };
 	double r[BATCHES];
-	/* TCP round trips cost ~10x a /dev/null call: fewer of them per batch. */
-	long it = t >= T_TCP ? iters / 10 : iters;
+	/* TCP calls cost several times a /dev/null call: fewer per batch. */
+	long it = t >= T_TCP_W ? iters / 10 : iters;
 	int a = t <= T_NULL_R ? nul : t == T_PIPE ? p[1] : cfd;
 	int b = t == T_PIPE ? p[0] : sfd;
 

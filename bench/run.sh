@@ -38,7 +38,7 @@ else
 fi
 RTT_REPS=$((REPS + 2))
 TPUT_REPS=$((REPS + 2))
-CALL_REPS=$((REPS + 2))
+CALL_REPS=$REPS
 T_START=$(date +%s)
 PIDS=()
 NS=""
@@ -240,7 +240,7 @@ part_a() {
 		printf '%-18s %26s %26s %26s %12s\n' test "raw ns (med min max)" "hbshim ns (med min max)" \
 			"raw+1 thread ns" "overhead"
 		for t in devnull_write devnull_read pipe_rw devnull_write_mt devnull_read_mt pipe_rw_mt \
-			tcp_rw tcp_send2; do
+			tcp_write tcp_read tcp_send2; do
 			read -r rm rn rx < <(col "$f" "\$1==\"raw\" && \$3==\"$t\"" 4)
 			read -r sm sn sx < <(col "$f" "\$1==\"shim\" && \$3==\"$t\"" 4)
 			read -r tm tn tx < <(col "$f" "\$1==\"rawthread\" && \$3==\"$t\"" 4)
@@ -253,17 +253,19 @@ part_a() {
 	log " connection exists, i.e. with hbshim's background thread running)"
 	# Instructions are immune to the machine's noise: count them.
 	if command -v valgrind >/dev/null; then
-		local ir v n
+		local ir v
 		declare -A IR
 		for v in raw shim; do
-			for n in 100000 200000; do
-				IR[$v,$n]=$(env $([ $v = shim ] && echo "LD_PRELOAD=$SHIM") valgrind --tool=callgrind \
-					--callgrind-out-file=/dev/null "$CALLS" $n ir 2>&1 | awk '/Collected :/ {print $NF}')
-			done
+			env $([ $v = shim ] && echo "LD_PRELOAD=$SHIM") valgrind --tool=callgrind \
+				--toggle-collect=main --callgrind-out-file=/dev/null "$CALLS" 50000 ir \
+				> "$TMP/ir.$v" 2>&1 &
 		done
-		ir=$(awk -v a="${IR[raw,100000]}" -v b="${IR[raw,200000]}" -v c="${IR[shim,100000]}" \
-			-v d="${IR[shim,200000]}" 'BEGIN { if (a == "" || c == "") print "nan";
-			else printf "%.1f %.1f", (b - a) / 200000, (d - c) / 200000 }')
+		wait
+		for v in raw shim; do
+			IR[$v]=$(awk '/Collected :/ {print $NF}' "$TMP/ir.$v")
+		done
+		ir=$(awk -v a="${IR[raw]}" -v c="${IR[shim]}" 'BEGIN { if (a == "" || c == "") print "nan nan";
+			else printf "%.1f %.1f", a / 100000, c / 100000 }')
 		echo "instructions per call (user space, callgrind, /dev/null write+read): raw ${ir% *}, hbshim ${ir#* }" |
 			tee -a "$TMP/table_a"
 		echo "ir,raw,${ir% *}" >> "$f"

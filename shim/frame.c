@@ -1340,14 +1340,16 @@ static void exit_visit(int fd, struct hb_conn *c, void *arg)
 
 void hb_frame_at_exit(void)
 {
-	uint64_t start = hb_os_now_ms(), limit = hb_cfg.timeout_ms, done_at = 0;
+	uint64_t start = hb_os_now_ms(), done_at = 0;
+	uint64_t limit = hb_cfg.timeout_ms < 3000 ? hb_cfg.timeout_ms : 3000;
 	uint32_t rtt = 0;
 
 	/* A process that exits with data still queued on a framed connection
 	 * leaves an orphaned socket that the kernel keeps sending from; a
 	 * heartbeat the peer sends meanwhile would draw a reset that destroys
 	 * the rest. Stay until it is all acknowledged (bounded by the
-	 * timeout), then a few round trips more for heartbeats in flight. */
+	 * timeout, and by 3 s), then a few round trips more for heartbeats
+	 * in flight. */
 	for (;;) {
 		struct exit_ctx x = { 0, hb_os_now_ms(), 0 };
 

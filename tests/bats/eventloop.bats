@@ -6,7 +6,7 @@
 load helpers
 
 PR="$HB_ROOT/build/tests/pollread"
-FRAMED=(HBSHIM_FRAME='127.0.0.1:*' HBSHIM_INTERVAL=10ms HBSHIM_TIMEOUT=3s)
+FRAMED=(HBSHIM_FRAME='127.0.0.1:*' HBSHIM_INTERVAL=10ms HBSHIM_TIMEOUT=20s)
 
 need_pollread() {
 	[ -x "$PR" ] || skip "build/tests/pollread not built (make integration builds it)"

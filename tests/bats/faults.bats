@@ -3,7 +3,7 @@
 
 load helpers
 
-FRAMED=(HBSHIM_FRAME='127.0.0.1:*' HBSHIM_INTERVAL=1ms HBSHIM_TIMEOUT=3s)
+FRAMED=(HBSHIM_FRAME='127.0.0.1:*' HBSHIM_INTERVAL=1ms HBSHIM_TIMEOUT=20s)
 
 need_helper() {
 	[ -x "$HB_ROOT/build/tests/$1" ] || skip "build/tests/$1 not built (make integration builds it)"

@@ -49,7 +49,7 @@ threads_of() {
 # bulk MODE: the whole scenario; the two result lines in $SRV_LINE/$CLI_LINE.
 bulk() {
 	local mode=$1 port
-	local -a env=(HBSHIM_INTERVAL=1ms HBSHIM_TIMEOUT=3s "HBSHIM_FRAME=127.0.0.1:*"
+	local -a env=(HBSHIM_INTERVAL=1ms HBSHIM_TIMEOUT=20s "HBSHIM_FRAME=127.0.0.1:*"
 		"BULK_UP=$BULK_UP" "BULK_DOWN=$BULK_DOWN")
 	port=$(free_port)
 	bg srv shim "${env[@]}" HBSHIM_STATS="$T/srv.stats" HBSHIM_EVENTS="$T/srv.ev" \
@@ -102,7 +102,7 @@ $( ((BG_STATUS == 124)) && echo "still running 10 s after the client ended:" && 
 	mkdir "$T/www"
 	head -c 5000000 /dev/urandom >"$T/www/blob"
 	port=$(free_port)
-	local -a env=(HBSHIM_INTERVAL=1ms HBSHIM_TIMEOUT=3s "HBSHIM_FRAME=127.0.0.1:*")
+	local -a env=(HBSHIM_INTERVAL=1ms HBSHIM_TIMEOUT=20s "HBSHIM_FRAME=127.0.0.1:*")
 	bg srv shim "${env[@]}" HBSHIM_EVENTS="$T/srv.ev" \
 		"$PY" -m http.server --bind 127.0.0.1 --directory "$T/www" "$port"
 	wait_listen "$port"
@@ -117,7 +117,7 @@ $( ((BG_STATUS == 124)) && echo "still running 10 s after the client ended:" && 
 
 @test "half-close: request, SHUT_WR, then a 20 MB answer with pauses longer than the timeout" {
 	local port
-	local -a env=(HBSHIM_INTERVAL=200ms HBSHIM_TIMEOUT=1s "HBSHIM_FRAME=127.0.0.1:*")
+	local -a env=(HBSHIM_INTERVAL=200ms HBSHIM_TIMEOUT=2s "HBSHIM_FRAME=127.0.0.1:*")
 	port=$(free_port)
 	bg srv shim "${env[@]}" HBSHIM_STATS="$T/srv.stats" HBSHIM_EVENTS="$T/srv.ev" \
 		"$PY" "$BAPP" hc-server "$port"
