@@ -69,7 +69,28 @@ if ((rc != 0 && failed == 0)); then
 	failed=1
 fi
 
+# One retry for failed tests: several tests measure detection times, and on
+# a shared VM a 100 ms sleep was seen to take 2 s (CPU steal). A test that
+# fails twice in a row fails; one that passes on retry is reported by name.
+retried=0
+if ((failed > 0 && missing <= 0)) && [ "${HB_NO_RETRY:-}" != 1 ]; then
+	mapfile -t names < <(sed -n 's/^not ok [0-9][0-9]* \(.*\) in [0-9]*ms$/\1/p; t; s/^not ok [0-9][0-9]* \(.*\)$/\1/p' "$log")
+	for n in "${names[@]}"; do
+		pat=$(printf '%s' "$n" | sed 's/[][\.*^$(){}+?|/]/\\&/g')
+		echo "integration: retrying once: $n"
+		if bats --tap --timing --print-output-on-failure -f "^${pat}\$" "${args[@]}" </dev/null 2>&1 |
+			tee -a "$log.retry" | grep -q '^ok [0-9]'; then
+			retried=$((retried + 1))
+			echo "integration: passed on retry: $n"
+		fi
+	done
+	rm -f "$log.retry"
+	failed=$((failed - retried))
+	passed=$((passed + retried))
+fi
+
 echo "integration: $((SECONDS - start)) s"
+((retried > 0)) && echo "integration: $retried test(s) passed only on retry (timing on a loaded machine)"
 line="integration: $passed passed, $failed failed"
 ((skipped > 0)) && line+=", $skipped skipped"
 echo "$line"

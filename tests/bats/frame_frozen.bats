@@ -14,10 +14,10 @@
 
 load helpers
 
-FENV=(HBSHIM_INTERVAL=200ms HBSHIM_TIMEOUT=1s "HBSHIM_FRAME=127.0.0.1:*")
-LO=0.95
-HI=1.40
-RELAY_LO=0.75
+FENV=(HBSHIM_INTERVAL=500ms HBSHIM_TIMEOUT=2500ms "HBSHIM_FRAME=127.0.0.1:*")
+LO=2.375
+HI=3.05
+RELAY_LO=1.95
 
 setup() {
 	hb_setup
@@ -75,7 +75,7 @@ expect_timedout() {
 # dead_event FILE: a "dead" event in frame mode, reason heartbeat, with the
 # silence within [LO, HI]; the connection had been framed.
 dead_event() {
-	run "$PY" - "$1" "$LO" "$HI" <<'PY'
+	run "$PY" - "$1" "$LO" "$(awk -v h="$HI" -v s="$HB_TIME_SLACK" 'BEGIN { print h + s }')" <<'PY'
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 names = [e["event"] for e in ev]
@@ -123,7 +123,7 @@ control_blocked() {
 	wait_stopped "$spid"
 	wait_stopped "$pspid"
 
-	bg_wait "$cli" 6
+	bg_wait "$cli" 10
 	expect_timedout "$T/cli.out" RECV
 	echo "# frozen server: client's recv() failed ETIMEDOUT after $DT s" >&3
 	in_range "$DT" "$LO" "$HI" || fail "detected after $DT s, expected $LO..$HI s"
@@ -137,7 +137,7 @@ control_blocked() {
 	port=$(free_port)
 	pport=$(free_port)
 	# The server side needs no rule: it detects the client's hello.
-	bg srv shim HBSHIM_INTERVAL=200ms HBSHIM_TIMEOUT=1s HBSHIM_EVENTS="$T/srv.ev" \
+	bg srv shim HBSHIM_INTERVAL=500ms HBSHIM_TIMEOUT=2500ms HBSHIM_EVENTS="$T/srv.ev" \
 		"$PY" "$FAPP" server "$port" 1000 wait
 	local srv=$BG_PID
 	bg psrv plain "$PY" "$FAPP" server "$pport" 1000 wait
@@ -159,7 +159,7 @@ control_blocked() {
 	wait_stopped "$cpid"
 	wait_stopped "$pcpid"
 
-	bg_wait "$srv" 6
+	bg_wait "$srv" 10
 	expect_timedout "$T/srv.out" RECV
 	echo "# frozen client: server's recv() failed ETIMEDOUT after $DT s" >&3
 	in_range "$DT" "$LO" "$HI" || fail "detected after $DT s, expected $LO..$HI s"
@@ -181,7 +181,7 @@ control_blocked() {
 	pid_of cli >/dev/null
 	wait_line "$T/cli.out" WAITING
 	wait_stopped "$spid"
-	bg_wait "$cli" 6
+	bg_wait "$cli" 10
 	[ "$BG_STATUS" -eq 0 ] || fail "C client status $BG_STATUS: $(cat "$T/cli.out" "$T/cli.err")"
 	grep -qx 'ECHO OK 100000' "$T/cli.out" || fail "exchange: $(cat "$T/cli.out")"
 	expect_timedout "$T/cli.out" READ
@@ -204,7 +204,7 @@ descendants() {
 	local p1 p2
 	p1=$(free_port)
 	p2=$(free_port)
-	bg srv shim HBSHIM_INTERVAL=200ms HBSHIM_TIMEOUT=1s HBSHIM_EVENTS="$T/srv.ev" \
+	bg srv shim HBSHIM_INTERVAL=500ms HBSHIM_TIMEOUT=2500ms HBSHIM_EVENTS="$T/srv.ev" \
 		"$PY" "$FAPP" server "$p2" 300000 wait
 	local srv=$BG_PID
 	pid_of srv >/dev/null
@@ -213,7 +213,7 @@ descendants() {
 	local relay=$BG_PID
 	wait_listen "$p1"
 	# The client's rule names the relay, the peer it actually connects to.
-	bg cli shim HBSHIM_INTERVAL=200ms HBSHIM_TIMEOUT=1s "HBSHIM_FRAME=127.0.0.1:$p1" \
+	bg cli shim HBSHIM_INTERVAL=500ms HBSHIM_TIMEOUT=2500ms "HBSHIM_FRAME=127.0.0.1:$p1" \
 		HBSHIM_EVENTS="$T/cli.ev" "$PY" "$FAPP" client "$p1" 300000 wait
 	local cli=$BG_PID
 	pid_of cli >/dev/null
@@ -234,8 +234,8 @@ descendants() {
 		kill -STOP "$p"
 	done
 
-	bg_wait "$cli" 6
-	bg_wait "$srv" 6
+	bg_wait "$cli" 10
+	bg_wait "$srv" 10
 	local dc ds
 	expect_timedout "$T/cli.out" RECV
 	dc=$(awk -v a="$WALL" -v b="$tstop" 'BEGIN { printf "%.3f", a - b }')
