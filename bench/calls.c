@@ -2,7 +2,7 @@
  * calls.c - the cost of one interposed call.
  *
  *   calls [iters]      prints "TEST MIN_NS MEDIAN_NS" per call for each test,
- *                      over 25 batches of `iters` calls each. On a shared
+ *                      over 15 batches of `iters` calls each. On a shared
  *                      machine the minimum is the figure to compare: a
  *                      batch that was never preempted.
  *
@@ -33,7 +33,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
-#define BATCHES 25
+#define BATCHES 15
 
 static uint64_t now_ns(void)
 {
@@ -211,7 +211,7 @@ static void run(int t, const char *suffix, long iters, int nul, const int *p, in
  */
 int main(int argc, char **argv)
 {
-	long iters = argc > 1 ? strtol(argv[1], NULL, 0) : 20000;
+	long iters = argc > 1 ? strtol(argv[1], NULL, 0) : 10000;
 	int nul = open("/dev/null", O_RDWR), p[2], cfd, sfd;
 	struct timespec ts = { 0, 100 * 1000 * 1000 };
 

@@ -567,10 +567,17 @@ static void mark(int fd, struct hb_conn *c, void *arg)
 		hb_or_acq_rel(&c->flags, (uint32_t)(uintptr_t)arg);
 }
 
+static void unmark_claimed(int fd, struct hb_conn *c, void *arg)
+{
+	if (c->mode == HB_MODE_FRAME)
+		hb_and_acq_rel(&c->flags, ~HB_CF_CLAIMED);
+}
+
 void hb_frame_atfork_prepare(void)
 {
 	hb_fork_ms = hb_os_now_ms();
 	hb_fd_foreach(mark, (void *)(uintptr_t)(HB_CF_FORKED | HB_CF_SHARED));
+	hb_fd_foreach(unmark_claimed, NULL);
 }
 
 void hb_frame_atfork_child(void)
@@ -584,8 +591,14 @@ static void claim(struct hb_conn *c)
 	/* Adopted across exec: timers start with the first use. */
 	if (HB_UNLIKELY(!(hb_load_relaxed(&c->flags) & HB_CF_SCHEDULED)))
 		hb_thread_schedule(c);
-	if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & (HB_CF_FORKED | HB_CF_INHERITED)))
+	if (HB_UNLIKELY((hb_load_relaxed(&c->flags) & (HB_CF_FORKED | HB_CF_INHERITED |
+							 HB_CF_SHARED | HB_CF_CLAIMED)) &&
+			(hb_load_relaxed(&c->flags) & (HB_CF_CLAIMED | HB_CF_FORKED | HB_CF_INHERITED)) !=
+				HB_CF_CLAIMED)) {
 		hb_and_acq_rel(&c->flags, ~(HB_CF_FORKED | HB_CF_INHERITED));
+		if (hb_load_relaxed(&c->flags) & HB_CF_SHARED)
+			hb_or_acq_rel(&c->flags, HB_CF_CLAIMED);
+	}
 }
 
 static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags);
@@ -884,6 +897,11 @@ int hb_frame_inq(struct hb_conn *c, int fd, int *out)
  * application is not reading, so heartbeats never pile up. rxlock held. */
 static void drain(struct hb_conn *c, int fd)
 {
+	/* Another process may be reading this stream (fork, exec): our
+	 * decoder's idea of the frame boundary can be stale there, and bytes
+	 * taken here would be taken from it. */
+	if ((hb_load_relaxed(&c->flags) & (HB_CF_SHARED | HB_CF_CLAIMED)) == HB_CF_SHARED)
+		return;
 	for (int rounds = 0; rounds < 64 && hb_rx_at_boundary(&c->rx); rounds++) {
 		uint8_t p[HB_NOTICE_LEN];
 		long r = hb_os_recv(fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);

@@ -247,6 +247,7 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2, HB_KIND_
 #define HB_CF_FORKED       (1u << 22) /* parent side of a fork: heartbeats pause briefly */
 #define HB_CF_INHERITED    (1u << 23) /* child side of a fork: no heartbeats until used here */
 #define HB_CF_SHARED       (1u << 24) /* another process may hold it (fork, exec): sticky */
+#define HB_CF_CLAIMED      (1u << 25) /* shared, but this process used it since: it reads it */
 
 #define HB_CONN_FDS 4
 

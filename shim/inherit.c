@@ -121,6 +121,15 @@ static const char *get_bytes(const char *s, uint8_t *p, size_t max, size_t *n)
 	return *s == ',' ? s + 1 : s;
 }
 
+/* Connections adopted so far, by socket cookie: fds that were dups of one
+ * another before exec (inetd's stdin and stdout) share one connection, one
+ * decoder and one encoder after it, as they did before. */
+static struct {
+	uint64_t cookie;
+	struct hb_conn *c;
+} adopted[MAX_EXPORT];
+static int nadopted;
+
 /* Adopt one parsed entry; returns 0 or -errno. */
 static int adopt(uint64_t f[13], const uint8_t *rxh, size_t rxn, const uint8_t *txp, size_t txn)
 {
@@ -130,6 +139,9 @@ static int adopt(uint64_t f[13], const uint8_t *rxh, size_t rxn, const uint8_t *
 	if (hb_os_cookie(fd) != f[1] || f[2] > HB_RX_FAILED || f[3] > HB_TX_FRAMED ||
 	    f[6] > HB_MAX_FRAME || f[9] > HB_MAX_FRAME)
 		return -EINVAL;
+	for (int i = 0; i < nadopted; i++)
+		if (adopted[i].cookie == f[1])
+			return hb_fd_install(fd, adopted[i].c);
 	c = hb_conn_alloc();
 	if (!c)
 		return -ENOMEM;
@@ -158,6 +170,10 @@ static int adopt(uint64_t f[13], const uint8_t *rxh, size_t rxn, const uint8_t *
 	if (hb_fd_install(fd, c) < 0) {
 		hb_conn_free(c);
 		return -ENOMEM;
+	}
+	if (nadopted < MAX_EXPORT) {
+		adopted[nadopted].cookie = f[1];
+		adopted[nadopted++].c = c;
 	}
 	hb_stat_add(HB_ST_CONN_FRAME, 1);
 	return 0;
