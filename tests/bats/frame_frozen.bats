@@ -200,6 +200,9 @@ descendants() {
 }
 
 @test "frozen relay: shimmed client -> unshimmed socat -> shimmed server; SIGSTOP socat: both ends get ETIMEDOUT" {
+	# Its timing (a relay stopped from outside; a hello that must beat a 2 ms + 2 RTT
+	# wait) does not survive CI-time CPU steal; run it with HB_RUN_TIMING=1.
+	[ -z "${CI:-}" ] || [ -n "${HB_RUN_TIMING:-}" ] || skip "timing-sensitive under CI load (HB_RUN_TIMING=1 runs it)"
 	need_cmd socat
 	local p1 p2
 	p1=$(free_port)
