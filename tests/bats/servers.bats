@@ -19,6 +19,13 @@ load helpers
 
 FRAMED=(HBSHIM_FRAME='127.0.0.1:*' HBSHIM_INTERVAL=10ms HBSHIM_TIMEOUT=20s)
 
+# Every command is still bounded, but loosely: on a loaded 2-core VM a few
+# seconds of work was seen to take 40. Servers get a bound well past any
+# test's length, so that it is the test that stops them (and checks how they
+# ended), never their own timeout in the middle of a transfer.
+HB_CMD_TIMEOUT=${HB_SERVERS_CMD_TIMEOUT:-60}
+SRV_TIMEOUT=120
+
 setup() {
 	hb_setup
 	SAPP="$BATS_FILE_TMPDIR/servers.py"
@@ -67,7 +74,7 @@ no_dead_events() {
 
 # stop_pid PID [SIG] [SECS]: signal a server and wait until it is gone.
 stop_pid() {
-	local pid=$1 sig=${2:-TERM} secs=${3:-10} i
+	local pid=$1 sig=${2:-TERM} secs=${3:-30} i
 	kill -"$sig" "$pid" 2>/dev/null || return 0
 	for ((i = 0; i < secs * 20; i++)); do
 		kill -0 "$pid" 2>/dev/null || return 0
@@ -87,7 +94,7 @@ listening_pid() {
 	need_cmd redis-server redis-benchmark redis-cli sha256sum
 	local port pid out
 	port=$(free_port)
-	bg redis shim "${FRAMED[@]}" HBSHIM_STATS="$ST" HBSHIM_EVENTS="$T/srv.ev" \
+	HB_CMD_TIMEOUT=$SRV_TIMEOUT bg redis shim "${FRAMED[@]}" HBSHIM_STATS="$ST" HBSHIM_EVENTS="$T/srv.ev" \
 		redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
 		--daemonize no --pidfile "$T/redis.pid" --dir "$T"
 	wait_listen "$port"
@@ -174,7 +181,7 @@ http {
 	}
 }
 EOF
-	bg nginx shim "${FRAMED[@]}" HBSHIM_STATS="$ST" HBSHIM_EVENTS="$T/srv.ev" \
+	HB_CMD_TIMEOUT=$SRV_TIMEOUT bg nginx shim "${FRAMED[@]}" HBSHIM_STATS="$ST" HBSHIM_EVENTS="$T/srv.ev" \
 		"$NGINX" -p "$T/ng" -e "$T/ng/logs/error.log" -c "$T/ng/nginx.conf" -g 'daemon off;'
 	wait_listen "$port" || fail "nginx: $(cat "$T/nginx.err" "$T/ng/logs/error.log")"
 	wait_line "$T/ng/nginx.pid" '^[0-9]+$' 5
@@ -183,11 +190,10 @@ EOF
 
 # Graceful stop: the workers finish and exit, writing their stats files.
 nginx_stop() {
-	stop_pid "$NGINX_PID" QUIT 15
+	stop_pid "$NGINX_PID" QUIT 30
 }
 
 @test "servers: nginx (sendfile on and off) -> curl, 20 MB byte-exact, 4 curls and a parallel curl at once" {
-	[ -n "${HB_RUN_KNOWN_BUGS:-}" ] || skip "known bug (issue 4): curl fails mid-transfer from a framed nginx (exit 56/7); under investigation (HB_RUN_KNOWN_BUGS=1 runs it)"
 	need_cmd curl sha256sum
 	local port i
 	mkdir -p "$T/www"
@@ -197,7 +203,7 @@ nginx_stop() {
 	local want
 	want=$(sha256sum <"$T/www/big")
 	local -a curl=(shim "${FRAMED[@]}" HBSHIM_STATS="$ST" HBSHIM_EVENTS="$T/cli.ev"
-		curl -sS --fail --noproxy '*' --max-time 25)
+		curl -sS --fail --noproxy '*' --max-time 55)
 
 	# One fetch each way: sendfile (frame header, then the kernel moves the
 	# payload) and plain writes.
@@ -222,7 +228,7 @@ nginx_stop() {
 		-o "$T/par.3" "http://127.0.0.1:$port/big" -o "$T/par.4" "http://127.0.0.1:$port/nosf/big"
 	assert_status 0
 	for i in 1 2 3 4; do
-		bg_wait "${pids[$((i - 1))]}" 25
+		bg_wait "${pids[$((i - 1))]}" 60
 		[ "$BG_STATUS" -eq 0 ] || fail "curl $i: status $BG_STATUS: $(cat "$T/curl$i.err")"
 		[ "$(sha256sum <"$T/got.$i")" = "$want" ] || fail "parallel curl $i: the copy differs"
 		[ "$(sha256sum <"$T/par.$i")" = "$want" ] || fail "curl -Z transfer $i: the copy differs"
@@ -289,15 +295,15 @@ pair() {
 	local smode=$1 cmode=$2 nconn=$3 port
 	shift 3
 	port=$(free_port)
-	bg srv shim "${FRAMED[@]}" HBSHIM_STATS="$ST" HBSHIM_EVENTS="$T/srv.ev" \
+	HB_CMD_TIMEOUT=$SRV_TIMEOUT bg srv shim "${FRAMED[@]}" HBSHIM_STATS="$ST" HBSHIM_EVENTS="$T/srv.ev" \
 		"$PY" "$SAPP" "$smode" "$port" "$nconn"
 	local srv=$BG_PID
-	wait_line "$T/srv.out" LISTENING 15
+	wait_line "$T/srv.out" LISTENING 30
 	run shim "${FRAMED[@]}" HBSHIM_STATS="$ST" HBSHIM_EVENTS="$T/cli.ev" \
 		"$PY" "$SAPP" "$cmode" "$port" "$nconn" "$@"
 	echo "$output"
 	assert_status 0
-	bg_wait "$srv" 15
+	bg_wait "$srv" 60
 	[ "$BG_STATUS" -eq 0 ] || fail "server status $BG_STATUS: $(cat "$T/srv.out" "$T/srv.err")"
 	SRV_OUT=$(cat "$T/srv.out")
 	echo "$SRV_OUT"
@@ -319,7 +325,6 @@ server: $s"
 }
 
 @test "servers: python asyncio server <-> asyncio client, 4 connections, 240 messages with pauses, bytes exact" {
-	[ -n "${HB_RUN_KNOWN_BUGS:-}" ] || skip "known bug (issue 4): asyncio client sees EOF early on a framed connection (IncompleteReadError); under investigation (HB_RUN_KNOWN_BUGS=1 runs it)"
 	pair asyncio-server asyncio-client 4 60
 	framed "$T/srv.ev" "$T/cli.ev"
 	no_dead_events "$T/srv.ev" "$T/cli.ev"
@@ -327,7 +332,7 @@ server: $s"
 }
 
 @test "servers: selectors (epoll, non-blocking) server <-> selectors client, bytes exact, no spurious readiness" {
-	[ -n "${HB_RUN_KNOWN_BUGS:-}" ] || skip "known bug (issue 4): fails in framed mode on a loaded machine; under investigation (HB_RUN_KNOWN_BUGS=1 runs it)"
+	[ -n "${HB_RUN_KNOWN_BUGS:-}" ] || skip "known bug (issue 4): spurious readiness: the accepting side (HBSHIM_ACCEPT=auto) keeps SO_RCVLOWAT 1 until the hello, so the 14-byte hello alone wakes epoll and recv() then fails EAGAIN; 3 heartbeats (6 bytes) left undrained also wake it (HB_RUN_KNOWN_BUGS=1 runs it)"
 	pair sel-server sel-client 4 60
 	# A readable event that yields EAGAIN means a heartbeat woke the loop:
 	# the shim promises readiness that matches the application's view.
@@ -350,7 +355,7 @@ clients_vs() {
 	done
 	CLI_OUT=""
 	for ((i = 1; i <= n; i++)); do
-		bg_wait "${pids[$((i - 1))]}" 25
+		bg_wait "${pids[$((i - 1))]}" 60
 		CLI_OUT+="$(cat "$T/cli$i.out")"$'\n'
 		[ "$BG_STATUS" -eq 0 ] || fail "client $i: status $BG_STATUS: $(cat "$T/cli$i.out" "$T/cli$i.err")"
 	done
@@ -359,14 +364,14 @@ clients_vs() {
 socketserver_test() {
 	local mode=$1 port pid
 	port=$(free_port)
-	bg srv shim "${FRAMED[@]}" HBSHIM_STATS="$ST" HBSHIM_EVENTS="$T/srv.ev" \
+	HB_CMD_TIMEOUT=$SRV_TIMEOUT bg srv shim "${FRAMED[@]}" HBSHIM_STATS="$ST" HBSHIM_EVENTS="$T/srv.ev" \
 		"$PY" "$SAPP" "$mode" "$port"
-	wait_line "$T/srv.out" LISTENING 15
+	wait_line "$T/srv.out" LISTENING 30
 	pid=$(listening_pid "$T/srv.out")
 	clients_vs "$port" 4 25
 	echo "$CLI_OUT"
 	# Every handler reported its GOT line before the clients saw EOF.
-	wait_count "$T/srv.out" '^GOT ' 4 5
+	wait_count "$T/srv.out" '^GOT ' 4 30
 	stop_pid "$pid" TERM
 	cat "$T/srv.out"
 	same_digests "$CLI_OUT" "$(cat "$T/srv.out")" 4
@@ -376,7 +381,7 @@ socketserver_test() {
 }
 
 @test "servers: ForkingTCPServer (child handles, parent closes) <-> 4 parallel clients, bytes exact" {
-	[ -n "${HB_RUN_KNOWN_BUGS:-}" ] || skip "known bug (issue 4): forked handler connections reset (ENOTCONN at the client); under investigation (HB_RUN_KNOWN_BUGS=1 runs it)"
+	[ -n "${HB_RUN_KNOWN_BUGS:-}" ] || skip "known bug (issue 4): a connection forked while still in hello detection is not marked shared; the parent's close() then consumes the client's hello and answers with its own on the socket the child owns, and the child, still detecting, settles raw and reads frame headers as data (HB_RUN_KNOWN_BUGS=1 runs it)"
 	socketserver_test forking-server
 	# The handlers really ran in children.
 	local spid
@@ -390,20 +395,20 @@ socketserver_test() {
 }
 
 @test "servers: inetd style: fork, dup2 onto 0/1, exec cat: framed state crosses exec, bytes exact" {
-	[ -n "${HB_RUN_KNOWN_BUGS:-}" ] || skip "known bug (issue 4): framed state across fork+dup2+exec of cat: server side fails; under investigation (HB_RUN_KNOWN_BUGS=1 runs it)"
+	[ -n "${HB_RUN_KNOWN_BUGS:-}" ] || skip "known bug (issue 4): same as the forking server: the parent's close() detects the hello after fork, so the child exports HBSHIM_INHERIT with rxmode detect and cat settles raw (its echo of raw frames only looks right) (HB_RUN_KNOWN_BUGS=1 runs it)"
 	need_cmd cat
 	local port pid
 	port=$(free_port)
-	bg srv shim "${FRAMED[@]}" HBSHIM_STATS="$ST" HBSHIM_EVENTS="$T/srv.ev" \
+	HB_CMD_TIMEOUT=$SRV_TIMEOUT bg srv shim "${FRAMED[@]}" HBSHIM_STATS="$ST" HBSHIM_EVENTS="$T/srv.ev" \
 		"$PY" "$SAPP" inetd-server "$port" 3 "$(command -v cat)"
 	local srv=$BG_PID
-	wait_line "$T/srv.out" LISTENING 15
+	wait_line "$T/srv.out" LISTENING 30
 	pid=$(listening_pid "$T/srv.out")
 	clients_vs "$port" 3 25
 	echo "$CLI_OUT"
 	[[ $CLI_OUT != *BAD* ]] || fail "a client got different bytes back: $CLI_OUT"
 	[ "$(grep -c '^SENT .*echo=ok' <<<"$CLI_OUT")" -eq 3 ] || fail "clients: $CLI_OUT"
-	bg_wait "$srv" 10
+	bg_wait "$srv" 60
 	cat "$T/srv.out" "$T/srv.err"
 	[ "$BG_STATUS" -eq 0 ] || fail "inetd server status $BG_STATUS"
 	# Each cat exited 0 after its client's end of stream.
@@ -432,6 +437,9 @@ Each connection's bytes are digested (sha256) on both sides: a client prints
 SENT sha=<digest of what it sent> and checks the echo itself; a server prints
 GOT sha=<digest of what it received>."""
 import asyncio, hashlib, os, random, selectors, signal, socket, socketserver, sys, time
+
+# Generous: the test's own command bounds are what catches a hang.
+DEADLINE = 100
 
 def say(*w):
     print(*w, flush=True)
@@ -481,7 +489,7 @@ async def asyncio_server_main(port, nconn):
 
     srv = await asyncio.start_server(handle, "127.0.0.1", int(port))
     say("LISTENING", srv.sockets[0].getsockname()[1], os.getpid())
-    await asyncio.wait_for(finished.wait(), 25)
+    await asyncio.wait_for(finished.wait(), DEADLINE)
     srv.close()
     await srv.wait_closed()
 
@@ -521,7 +529,7 @@ def sel_server(port, nconn):
     l = listener(port)
     l.setblocking(False)
     sel.register(l, selectors.EVENT_READ)
-    done, spurious, deadline = 0, 0, time.monotonic() + 25
+    done, spurious, deadline = 0, 0, time.monotonic() + DEADLINE
     while done < nconn and time.monotonic() < deadline:
         for key, ev in sel.select(1):
             if key.fileobj is l:
@@ -568,9 +576,10 @@ def sel_client(port, nconn, nmsg):
         s.connect_ex(("127.0.0.1", int(port)))
         c = Conn(s)
         c.seed, c.plan, c.i, c.want, c.got, c.bad, c.wake, c.eof = i, plan(i, nmsg), 0, b"", b"", 0, 0.0, False
+        c.why = ""
         conns.append(c)
         sel.register(s, selectors.EVENT_WRITE, c)
-    deadline = time.monotonic() + 25
+    deadline = time.monotonic() + DEADLINE
     live = nconn
     while live and time.monotonic() < deadline:
         now = time.monotonic()
@@ -609,15 +618,18 @@ def sel_client(port, nconn, nmsg):
                 if not d:
                     if not c.eof or c.want:
                         c.bad += 1
+                        c.why = "early EOF at message %d (%d of %d bytes back)" % (c.i, len(c.got), len(c.want))
                     sel.unregister(c.s)
                     c.s.close()
                     live -= 1
-                    say("%s conn=%d n=%d sha=%s" % ("BAD" if c.bad else "SENT", c.seed, c.n, c.h.hexdigest()))
+                    say("%s conn=%d n=%d sha=%s %s" % ("BAD" if c.bad else "SENT", c.seed, c.n,
+                                                      c.h.hexdigest(), c.why))
                     continue
                 c.got += d
                 if len(c.got) >= len(c.want):
                     if c.got != c.want:
                         c.bad += 1
+                        c.why = "message %d came back different" % c.i
                     c.got, c.want = b"", b""
                     c.wake = time.monotonic() + c.pause
     say("SEL-CLIENT live=%d spurious=%d" % (live, spurious))
@@ -672,7 +684,7 @@ def inetd_server(port, nconn, *argv):
             os.execv(argv[0], list(argv))
         c.close()
         kids[pid] = None
-    deadline = time.monotonic() + 25
+    deadline = time.monotonic() + DEADLINE
     while any(v is None for v in kids.values()) and time.monotonic() < deadline:
         pid, st = os.waitpid(-1, os.WNOHANG)
         if pid:
