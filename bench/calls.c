@@ -175,6 +175,66 @@ static double batch(int test, long iters, int a, int b)
 	return (double)spent / (double)calls;
 }
 
+/*
+ * The system calls one heartbeat costs hbshim's background threads, as
+ * strace -c shows them (bench/results/hb_syscalls.csv): on the sender,
+ * getsockopt(SO_COOKIE) + getsockopt(TCP_INFO) + a 2-byte send; on the
+ * receiver, getsockopt(SO_COOKIE) + getsockopt(TCP_INFO) and the drain:
+ * recv(MSG_PEEK) + recv(2) + recv(MSG_PEEK) = EAGAIN. Issued here without
+ * hbshim over 1000 idle loopback pairs (cold sockets, like the real
+ * thread's), against a bare 2-byte send over the same pairs. The minimum
+ * batch is immune to the machine's pauses, which inflate the per-thread
+ * CPU counters the scale test reads. Prints "hb_seq NS" and
+ * "hb_bare_send NS" (per heartbeat).
+ */
+#define HB_PAIRS 1000
+static void hb_seq(void)
+{
+	static int a[HB_PAIRS], b[HB_PAIRS];
+	double seq[BATCHES], bare[BATCHES];
+
+	for (int i = 0; i < HB_PAIRS; i++)
+		tcp_pair(&a[i], &b[i]);
+	for (int r = 0; r < BATCHES; r++) {
+		uint64_t t0 = now_ns();
+
+		for (int i = 0; i < HB_PAIRS; i++) {
+			struct tcp_info ti;
+			socklen_t l = sizeof(ti);
+			uint64_t ck;
+			socklen_t cl = sizeof(ck);
+			char buf[8];
+
+			getsockopt(a[i], SOL_SOCKET, SO_COOKIE, &ck, &cl);
+			getsockopt(a[i], IPPROTO_TCP, TCP_INFO, &ti, &l);
+			if (send(a[i], "\0\1", 2, MSG_DONTWAIT | MSG_NOSIGNAL) != 2)
+				die("send");
+			l = sizeof(ti);
+			cl = sizeof(ck);
+			getsockopt(b[i], SOL_SOCKET, SO_COOKIE, &ck, &cl);
+			getsockopt(b[i], IPPROTO_TCP, TCP_INFO, &ti, &l);
+			recv(b[i], buf, 7, MSG_PEEK | MSG_DONTWAIT);
+			recv(b[i], buf, 2, MSG_DONTWAIT);
+			recv(b[i], buf, 7, MSG_PEEK | MSG_DONTWAIT);
+		}
+		seq[r] = (double)(now_ns() - t0) / HB_PAIRS;
+		t0 = now_ns();
+		for (int i = 0; i < HB_PAIRS; i++)
+			if (send(a[i], "\0\1", 2, MSG_DONTWAIT | MSG_NOSIGNAL) != 2)
+				die("send");
+		bare[r] = (double)(now_ns() - t0) / HB_PAIRS;
+		for (int i = 0; i < HB_PAIRS; i++) {
+			char buf[8];
+
+			recv(b[i], buf, sizeof(buf), MSG_DONTWAIT);
+		}
+	}
+	qsort(seq, BATCHES, sizeof(seq[0]), cmp_d);
+	qsort(bare, BATCHES, sizeof(bare[0]), cmp_d);
+	printf("hb_seq %.2f %.2f\nhb_bare_send %.2f %.2f\n", seq[0], seq[BATCHES / 2], bare[0],
+	       bare[BATCHES / 2]);
+}
+
 static void *idle_thread(void *arg)
 {
 	for (;;)
@@ -208,6 +268,7 @@ static void run(int t, const char *suffix, long iters, int nul, const int *p, in
  * "calls ITERS thread" starts a plain idle pthread before phase 2 instead,
  * to show that cost without hbshim. "calls ITERS ir" only does ITERS
  * write+read pairs on /dev/null (for instruction counts under callgrind).
+ * "calls ITERS hbseq" adds the heartbeat system-call model (hb_seq).
  */
 int main(int argc, char **argv)
 {
@@ -239,5 +300,7 @@ int main(int argc, char **argv)
 	nanosleep(&ts, NULL); /* let a background thread start */
 	for (int t = T_NULL_W; t <= T_SEND2; t++)
 		run(t, t <= T_PIPE ? "_mt" : "", iters, nul, p, cfd, sfd);
+	if (argc > 2 && !strcmp(argv[2], "hbseq"))
+		hb_seq();
 	return 0;
 }
