@@ -104,6 +104,16 @@ static int nonblocking(const struct hb_conn *c, int flags)
 	return (flags & MSG_DONTWAIT) || (hb_load_relaxed(&c->flags) & HB_CF_NONBLOCK);
 }
 
+/* Whether this process may act on the stream on its own (detect a hello,
+ * drain control frames, linger, wait at exit): the connection is not
+ * shared with another process (fork, exec), or the application used it
+ * here since. A copy nobody here uses is left to the process that does:
+ * bytes taken here would be taken from it. */
+static int owner(const struct hb_conn *c)
+{
+	return (hb_load_relaxed(&c->flags) & (HB_CF_SHARED | HB_CF_CLAIMED)) != HB_CF_SHARED;
+}
+
 /* How long the peer may stay silent: our timeout, but never less than two
  * of the peer's own heartbeat intervals (a peer with a slower rhythm is not
  * dead). */
@@ -561,9 +571,23 @@ static int wait_readable(int fd, uint64_t deadline)
 
 uint64_t hb_fork_ms;
 
+/* How long the parent of a fork leaves its framed connections alone: one
+ * interval, at least 500 ms (a forking server closes its copy at once, but
+ * a loaded machine may take a while), at most a third of the timeout. */
+static uint64_t fork_pause(void)
+{
+	uint64_t p = hb_cfg.interval_ms > 500 ? hb_cfg.interval_ms : 500;
+
+	if (p > hb_cfg.timeout_ms / 3)
+		p = hb_cfg.timeout_ms / 3;
+	return p;
+}
+
+/* Every connection that is or may become framed (an accepted one still
+ * waiting for a hello included). */
 static void mark(int fd, struct hb_conn *c, void *arg)
 {
-	if (c->mode == HB_MODE_FRAME)
+	if (c->mode == HB_MODE_FRAME && c->kind == HB_KIND_CONNECTED)
 		hb_or_acq_rel(&c->flags, (uint32_t)(uintptr_t)arg);
 }
 
@@ -598,6 +622,7 @@ static void claim(struct hb_conn *c)
 		hb_and_acq_rel(&c->flags, ~(HB_CF_FORKED | HB_CF_INHERITED));
 		if (hb_load_relaxed(&c->flags) & HB_CF_SHARED)
 			hb_or_acq_rel(&c->flags, HB_CF_CLAIMED);
+		hb_thread_ensure();
 	}
 }
 
@@ -830,7 +855,7 @@ void hb_frame_close(struct hb_conn *c, int fd)
 	 * with a reset instead of a FIN, and a reset throws away what we
 	 * still have to send: drop them first. Application bytes left unread
 	 * reset the connection exactly as they would without the shim. */
-	if (hb_load_acquire(&c->rxmode) == HB_RX_RAW || lock(&c->rxlock) < 0)
+	if (hb_load_acquire(&c->rxmode) == HB_RX_RAW || !owner(c) || lock(&c->rxlock) < 0)
 		return;
 	if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
 		detect(c, fd, 0);
@@ -900,7 +925,7 @@ static void drain(struct hb_conn *c, int fd)
 	/* Another process may be reading this stream (fork, exec): our
 	 * decoder's idea of the frame boundary can be stale there, and bytes
 	 * taken here would be taken from it. */
-	if ((hb_load_relaxed(&c->flags) & (HB_CF_SHARED | HB_CF_CLAIMED)) == HB_CF_SHARED)
+	if (!owner(c))
 		return;
 	for (int rounds = 0; rounds < 64 && hb_rx_at_boundary(&c->rx); rounds++) {
 		uint8_t p[HB_NOTICE_LEN];
@@ -951,7 +976,25 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd, ui
 			return now + (now - c->opened_ms < 3000 ? 1 : 50);
 		return 0;
 	}
-	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT) {
+	{
+		uint32_t fl = hb_load_acquire(&c->flags);
+
+		/* After a fork only one process may act on the stream: a child
+		 * stays passive until the application uses the connection
+		 * there (the wheel looks again later); the parent pauses
+		 * briefly, long enough for a forking server to close its copy,
+		 * and is the owner again after that if it did not. */
+		if (fl & HB_CF_INHERITED)
+			return now + (interval > 100 ? interval : 100);
+		if (fl & HB_CF_FORKED) {
+			if (now < hb_fork_ms + fork_pause())
+				return hb_fork_ms + fork_pause();
+			hb_and_acq_rel(&c->flags, ~HB_CF_FORKED);
+			if (fl & HB_CF_SHARED)
+				hb_or_acq_rel(&c->flags, HB_CF_CLAIMED);
+		}
+	}
+	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT && owner(c)) {
 		if (trylock(&c->rxlock)) {
 			if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
 				detect(c, fd, 0);
@@ -978,21 +1021,6 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd, ui
 		return 0; /* settled as plain keepalive */
 	/* Our direction: hello, then a heartbeat after an interval of silence.
 	 * The jitter spreads connections opened together. */
-	{
-		uint32_t fl = hb_load_acquire(&c->flags);
-
-		/* After a fork only one process may write frames: a child stays
-		 * quiet until it uses the connection; the parent pauses for
-		 * one interval, long enough for a forking server to close its
-		 * copy, then carries on if it did not. */
-		if (fl & HB_CF_INHERITED)
-			goto rx_side;
-		if (fl & HB_CF_FORKED) {
-			if (now < hb_fork_ms + interval)
-				goto rx_side;
-			hb_and_acq_rel(&c->flags, ~HB_CF_FORKED);
-		}
-	}
 	/* The peer sent its FIN. After a half-close frame it still reads and
 	 * expects our heartbeats; without one it closed the connection, and a
 	 * heartbeat would only draw a reset that destroys what it has still
@@ -1029,7 +1057,6 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd, ui
 		}
 		unlock(&c->txlock);
 	}
-rx_side:
 	/* The peer's direction: any data byte (tcpi_last_data_recv counts also
 	 * what the application has not read yet) is life. */
 	open_rx = hb_load_acquire(&c->rxmode) == HB_RX_FRAMED && !c->rx.halfclosed &&
@@ -1211,7 +1238,7 @@ int hb_frame_linger(struct hb_conn *c, int fd)
 
 	/* Our FIN must go out with the close, so the shim shuts the socket
 	 * down itself; that is only right when no other process holds it. */
-	if ((hb_load_relaxed(&c->flags) & (HB_APP_LINGER | HB_CF_SHARED)) || !hb_enabled)
+	if ((hb_load_relaxed(&c->flags) & HB_APP_LINGER) || !owner(c) || !hb_enabled)
 		return 0;
 	if (hb_load_acquire(&c->rxmode) == HB_RX_FAILED || hb_load_acquire(&c->dead))
 		return 0;
@@ -1337,7 +1364,7 @@ static void exit_visit(int fd, struct hb_conn *c, void *arg)
 	struct exit_ctx *x = arg;
 	int outq = 0;
 
-	if (c->mode != HB_MODE_FRAME || (hb_load_relaxed(&c->flags) & (HB_CF_SHARED | HB_CF_LOST)) ||
+	if (c->mode != HB_MODE_FRAME || (hb_load_relaxed(&c->flags) & HB_CF_LOST) || !owner(c) ||
 	    (c->kind != HB_KIND_CONNECTED && c->kind != HB_KIND_LINGER) ||
 	    hb_load_relaxed(&c->dead))
 		return;

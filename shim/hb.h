@@ -529,6 +529,7 @@ int hb_inherit_import(const char *s);
 /* Hand c to the background thread (starting it on first use). Any app
  * thread; c must be installed. Never blocks. */
 void hb_thread_schedule(struct hb_conn *c);
+void hb_thread_ensure(void);
 /* Wake the background thread (reap pressure). Async-signal-safe. */
 void hb_thread_wake(void);
 /* Declare c dead with errno err, reason text and silence; shuts the fd down
@@ -574,6 +575,7 @@ static inline void hb_stat_add(int k, int64_t v) { hb_add_relaxed(&hb_stats[k], 
 void hb_stats_render(struct hb_buf *b);
 /* Write HBSHIM_STATS atomically (tmp + rename). Any thread. */
 void hb_stats_flush(void);
+extern _Atomic int hb_stats_adopted;
 
 /* ------------------------------------------------------------------ init.c */
 

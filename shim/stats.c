@@ -81,6 +81,10 @@ static void stats_path(struct hb_buf *b, int pid)
 	}
 }
 
+/* Connections adopted across exec (inherit.c): such a process tracked
+ * connections too. */
+_Atomic int hb_stats_adopted;
+
 void hb_stats_flush(void)
 {
 	char text[4096], tmp[HB_PATH_MAX + 64], path[HB_PATH_MAX + 32];
@@ -92,7 +96,8 @@ void hb_stats_flush(void)
 	 * front of the real program) must not overwrite the file of one that
 	 * did. */
 	if (!hb_cfg.stats_file[0] ||
-	    !(hb_load_relaxed(&hb_stats[HB_ST_CONNECTED]) | hb_load_relaxed(&hb_stats[HB_ST_ACCEPTED])))
+	    !(hb_load_relaxed(&hb_stats[HB_ST_CONNECTED]) | hb_load_relaxed(&hb_stats[HB_ST_ACCEPTED]) |
+	      hb_load_relaxed(&hb_stats_adopted)))
 		return;
 	hb_buf_init(&b, text, sizeof(text));
 	hb_stats_render(&b);

@@ -358,6 +358,14 @@ static void start(void)
 #endif
 }
 
+/* A forked child that uses an inherited connection: its timers are in the
+ * wheel copied from the parent, rebuilt when the thread starts here. */
+void hb_thread_ensure(void)
+{
+	if (hb_load_acquire(&tstate) == TS_NONE)
+		start();
+}
+
 void hb_thread_schedule(struct hb_conn *c)
 {
 	uint32_t fl = hb_load_acquire(&c->flags);

@@ -49,6 +49,10 @@ threads_of() {
 # bulk MODE: the whole scenario; the two result lines in $SRV_LINE/$CLI_LINE.
 bulk() {
 	local mode=$1 port
+	# Generating and hashing 100 MB in python takes 30 s and more on a
+	# loaded 2-core machine before the first byte moves: the per-command
+	# bound is raised for this scenario (a hang still ends the test).
+	local HB_CMD_TIMEOUT=180
 	local -a env=(HBSHIM_INTERVAL=1ms HBSHIM_TIMEOUT=20s "HBSHIM_FRAME=127.0.0.1:*"
 		"BULK_UP=$BULK_UP" "BULK_DOWN=$BULK_DOWN")
 	port=$(free_port)
@@ -60,9 +64,9 @@ bulk() {
 		"$PY" "$BAPP" client "$port" "$mode"
 	CLI_LINE=$(line_with CLIENT) || fail "client (status $status): $output"
 	assert_status 0
-	bg_wait "$srv" 10
+	bg_wait "$srv" 20
 	[ "$BG_STATUS" -eq 0 ] || fail "server status $BG_STATUS: $(cat "$T/srv.out" "$T/srv.err")
-$( ((BG_STATUS == 124)) && echo "still running 10 s after the client ended:" && threads_of "$srv")"
+$( ((BG_STATUS == 124)) && echo "still running 20 s after the client ended:" && threads_of "$srv")"
 	SRV_LINE=$(grep '^SERVER' "$T/srv.out") || fail "server: $(cat "$T/srv.out" "$T/srv.err")"
 	echo "# $mode: $(kv "$CLI_LINE" secs) s for $((BULK_UP >> 20)) MB up, $((BULK_DOWN >> 20)) MB down" >&3
 
@@ -89,7 +93,6 @@ $( ((BG_STATUS == 124)) && echo "still running 10 s after the client ended:" && 
 }
 
 @test "bulk, blocking sockets: 100 MB up + digest + 16 MB down, random sizes, sha256 exact" {
-	[ -n "${HB_RUN_KNOWN_BUGS:-}" ] || skip "known bug (issue 3): after the client's half-close, the blocking 16 MB reply stops early at the client (EOF after ~7 MB) and the server blocks; HB_RUN_KNOWN_BUGS=1 runs it"
 	bulk block
 }
 
