@@ -381,7 +381,6 @@ socketserver_test() {
 }
 
 @test "servers: ForkingTCPServer (child handles, parent closes) <-> 4 parallel clients, bytes exact" {
-	[ -n "${HB_RUN_KNOWN_BUGS:-}" ] || skip "known bug (issue 4): a connection forked while still in hello detection is not marked shared; the parent's close() then consumes the client's hello and answers with its own on the socket the child owns, and the child, still detecting, settles raw and reads frame headers as data (HB_RUN_KNOWN_BUGS=1 runs it)"
 	socketserver_test forking-server
 	# The handlers really ran in children.
 	local spid
@@ -395,7 +394,6 @@ socketserver_test() {
 }
 
 @test "servers: inetd style: fork, dup2 onto 0/1, exec cat: framed state crosses exec, bytes exact" {
-	[ -n "${HB_RUN_KNOWN_BUGS:-}" ] || skip "known bug (issue 4): same as the forking server: the parent's close() detects the hello after fork, so the child exports HBSHIM_INHERIT with rxmode detect and cat settles raw (its echo of raw frames only looks right) (HB_RUN_KNOWN_BUGS=1 runs it)"
 	need_cmd cat
 	local port pid
 	port=$(free_port)
