@@ -38,6 +38,11 @@
 #define PARTIAL_WAIT_MS 200  /* a raw stream starting like our magic */
 #define SERVER_WAIT_MAX_MS 200
 #define SERVER_WAIT_MIN_MS 2
+/* An accepted connection whose first bytes had not arrived at accept: for
+ * this long the low-water mark keeps a lone hello from waking the
+ * application, and the background thread looks every millisecond (a shimmed
+ * client sends its hello right behind the handshake's last ACK). */
+#define ACCEPT_HELLO_WAIT_MS 20
 
 struct hb_ka hb_ka_frame_cfg;
 
@@ -81,6 +86,27 @@ static int trylock(_Atomic uint32_t *l)
 	uint32_t cur = 0;
 
 	return hb_cas_strong_acq_rel(l, &cur, self_tid());
+}
+
+/* The lock, unless an application thread holds it (one blocked in a read
+ * may hold it for long); the background thread holds it for microseconds
+ * only, and is waited for (at most a few milliseconds). */
+static int lock_unless_app(_Atomic uint32_t *l)
+{
+	for (int spin = 0; spin < 2000; spin++) {
+		uint32_t cur;
+
+		if (trylock(l))
+			return 1;
+		cur = hb_load_relaxed(l) & ~LOCK_WAITERS;
+		if (cur && cur != hb_load_relaxed(&hb_thread_tid))
+			return 0;
+		if (spin < 100)
+			hb_cpu_relax();
+		else
+			hb_os_sleep_us(1);
+	}
+	return 0;
 }
 
 static void unlock(_Atomic uint32_t *l)
@@ -212,10 +238,12 @@ static void set_lowat(struct hb_conn *c, int fd)
 
 	if (hb_load_relaxed(&c->flags) & HB_APP_RCVLOWAT)
 		return;
-	if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT && c->client)
-		/* A client waiting for the server's hello: the hello alone must
-		 * not wake the application; the background thread looks for it
-		 * every millisecond or so while it is due (hb_frame_tick). */
+	if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT &&
+	    (c->client || hb_os_now_ms() < c->opened_ms + ACCEPT_HELLO_WAIT_MS))
+		/* A client waiting for the server's hello, or a server in the
+		 * first moments after accept: the hello alone must not wake the
+		 * application; the background thread looks for it every
+		 * millisecond or so while it is due (hb_frame_tick). */
 		want = HB_HELLO_LEN + 1;
 	else if (hb_load_relaxed(&c->rxmode) != HB_RX_FRAMED)
 		want = 1;
@@ -232,6 +260,7 @@ static void set_lowat(struct hb_conn *c, int fd)
 }
 
 static void drain(struct hb_conn *c, int fd);
+static int detect(struct hb_conn *c, int fd, int wait);
 
 /* ---------------------------------------------------------------- negotiation */
 
@@ -239,6 +268,7 @@ void hb_frame_client(int fd, struct hb_conn *c, int established)
 {
 	c->mode = HB_MODE_FRAME;
 	c->client = 1;
+	hb_store_relaxed(&hb_frame_seen, 1);
 	hb_store_relaxed(&c->rxmode, HB_RX_DETECT);
 	hb_store_relaxed(&c->txmode, HB_TX_FRAMED);
 	apply_frame_keepalive(fd, c);
@@ -251,11 +281,83 @@ void hb_frame_client(int fd, struct hb_conn *c, int established)
 	}
 }
 
+_Atomic int hb_frame_seen;
+
+/* For the poll family: may the application read now? Control frames at the
+ * head are consumed first. 1 when application bytes (or the end of the
+ * stream, or an error) are there, 0 when only control frames were. Any
+ * doubt (another thread reading, a stream this process does not own) says
+ * 1: a readiness report is never withheld wrongly. */
+int hb_frame_app_readable(struct hb_conn *c, int fd)
+{
+	uint8_t p[2];
+	int inq = 0, ready = 1;
+	long r;
+
+	if (hb_load_acquire(&c->rxmode) == HB_RX_RAW || hb_load_relaxed(&c->dead) || !owner(c) ||
+	    !lock_unless_app(&c->rxlock))
+		return 1;
+	if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT) {
+		/* The peer's hello (and heartbeats behind it) may be all there
+		 * is: decide now. Still undecided = nothing, or a prefix of
+		 * the magic that the background thread resolves in time. */
+		if (detect(c, fd, 0) == -EAGAIN) {
+			unlock(&c->rxlock);
+			return 0;
+		}
+		set_lowat(c, fd);
+	}
+	if (hb_load_relaxed(&c->rxmode) != HB_RX_FRAMED) {
+		unlock(&c->rxlock);
+		return 1;
+	}
+	if (!hb_rx_at_boundary(&c->rx)) {
+		unlock(&c->rxlock);
+		return 1; /* inside a data frame: what is queued is the application's */
+	}
+	drain(c, fd);
+	if (hb_os_ioctl(fd, SIOCINQ, &inq) == 0) {
+		if (inq == 0) {
+			/* Nothing queued: the end of the stream, or no reason. */
+			r = hb_os_recv(fd, p, 1, MSG_PEEK | MSG_DONTWAIT);
+			ready = r != -EAGAIN;
+		} else if (inq < FRAME_LOWAT) {
+			/* The start of a control frame still arriving. */
+			r = hb_os_recv(fd, p, 1, MSG_PEEK | MSG_DONTWAIT);
+			ready = !(r == 1 && p[0] == HB_FT_CONTROL);
+		}
+	}
+	unlock(&c->rxlock);
+	return ready;
+}
+
+/* The application saw its non-blocking connect complete: send our hello
+ * if it is still queued. */
+void hb_frame_connected(struct hb_conn *c, int fd)
+{
+	if (!c->tx.pend_len || hb_load_acquire(&c->txmode) != HB_TX_FRAMED || !trylock(&c->txlock))
+		return;
+	flush_pend(c, fd);
+	unlock(&c->txlock);
+}
+
 void hb_frame_server(int fd, struct hb_conn *c)
 {
 	c->mode = HB_MODE_FRAME;
 	hb_store_relaxed(&c->rxmode, HB_RX_DETECT);
 	hb_store_relaxed(&c->txmode, HB_TX_UNDECIDED);
+	hb_store_relaxed(&hb_frame_seen, 1);
+}
+
+void hb_frame_accepted(int fd, struct hb_conn *c)
+{
+	/* A shimmed client's hello is usually there already: decide now, so
+	 * that it never wakes the application on its own. */
+	if (lock(&c->rxlock) == 0) {
+		detect(c, fd, 0);
+		set_lowat(c, fd);
+		unlock(&c->rxlock);
+	}
 }
 
 /* The peer's direction turned out raw or framed; decide ours if it still
@@ -324,6 +426,7 @@ static int detect(struct hb_conn *c, int fd, int wait)
 				hb_stat_add(HB_ST_CONN_FRAME, 1);
 			}
 			hb_store_release(&c->rxmode, HB_RX_FRAMED);
+			hb_store_relaxed(&hb_frame_seen, 1);
 			set_lowat(c, fd);
 			if (!c->client)
 				apply_frame_keepalive(fd, c);
@@ -1000,7 +1103,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd, ui
 				detect(c, fd, 0);
 			set_lowat(c, fd);
 			unlock(&c->rxlock);
-		} else if (c->client && c->lowat > 1) {
+		} else if (c->lowat > 1) {
 			/* The application is blocked inside detect(), and the
 			 * kernel wakes a reader only once SO_RCVLOWAT bytes are
 			 * there. Bytes that are no hello (or a magic prefix that
@@ -1013,7 +1116,8 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd, ui
 			if (cls == 0 && !c->bg_partial_since)
 				c->bg_partial_since = now;
 			if (cls == -1 || cls == -2 || r == 0 ||
-			    (cls == 0 && now - c->bg_partial_since >= PARTIAL_WAIT_MS))
+			    (cls == 0 && now - c->bg_partial_since >= PARTIAL_WAIT_MS) ||
+			    (!c->client && now >= c->opened_ms + ACCEPT_HELLO_WAIT_MS))
 				hb_os_setsockopt_int(fd, SOL_SOCKET, SO_RCVLOWAT, 1);
 		}
 	}
@@ -1091,6 +1195,13 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd, ui
 		}
 		if (now + (limit - silent) < next)
 			next = now + (limit - silent);
+	}
+	if (!c->client && hb_load_acquire(&c->rxmode) == HB_RX_DETECT &&
+	    now < c->opened_ms + ACCEPT_HELLO_WAIT_MS + 1) {
+		/* Accepted, nothing decisive yet: look every millisecond until
+		 * the hello's window closes (the mark drops to 1 then). */
+		if (now + 1 < next)
+			next = now + 1;
 	}
 	if (c->client && hb_load_acquire(&c->rxmode) == HB_RX_DETECT) {
 		/* The server's first bytes are due: look often (1 ms for the

@@ -17,6 +17,10 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/select.h>
+#include <time.h>
 
 #include "atomic.h"
 #include "codec.h"
@@ -130,6 +134,12 @@ struct hb_real {
 	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
 	int (*listen)(int, int);
 	int (*setsockopt)(int, int, int, const void *, socklen_t);
+	int (*getsockopt)(int, int, int, void *, socklen_t *);
+	int (*poll)(struct pollfd *, nfds_t, int);
+	int (*ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
+	int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+	int (*pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *,
+		       const sigset_t *);
 	int (*close)(int);
 	int (*shutdown)(int, int);
 	int (*dup)(int);
@@ -465,6 +475,10 @@ void hb_frame_client(int fd, struct hb_conn *c, int established);
 /* An accepted connection under HBSHIM_ACCEPT=auto: detect the client's
  * hello, frame our direction only after it arrived. App thread. */
 void hb_frame_server(int fd, struct hb_conn *c);
+void hb_frame_accepted(int fd, struct hb_conn *c);
+void hb_frame_connected(struct hb_conn *c, int fd);
+int hb_frame_app_readable(struct hb_conn *c, int fd);
+extern _Atomic int hb_frame_seen; /* some connection of this process is framed */
 /* Application I/O on a framed (or negotiating) connection. Return the
  * application byte count or -errno. App threads. */
 long hb_frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags);
@@ -530,6 +544,7 @@ int hb_inherit_import(const char *s);
  * thread; c must be installed. Never blocks. */
 void hb_thread_schedule(struct hb_conn *c);
 void hb_thread_ensure(void);
+extern _Atomic uint32_t hb_thread_tid;
 /* Wake the background thread (reap pressure). Async-signal-safe. */
 void hb_thread_wake(void);
 /* Declare c dead with errno err, reason text and silence; shuts the fd down

@@ -247,6 +247,8 @@ static int after_accept(int lfd, int fd, int flags)
 			hb_frame_server(fd, c);
 		}
 		opened(fd, c, 1, "accept", NULL, 0);
+		if (c->mode == HB_MODE_FRAME)
+			hb_frame_accepted(fd, c);
 	}
 	errno = err;
 	return fd;
@@ -273,6 +275,26 @@ HB_EXPORT int listen(int fd, int backlog)
 
 	if (r == 0 && c && c->kind == HB_KIND_SOCKET)
 		c->kind = HB_KIND_LISTENER;
+	return r;
+}
+
+/* A non-blocking connect's outcome, as the application learns it: our
+ * hello leaves now (the background thread would send it within a
+ * millisecond or so, but a server that writes first waits only briefly). */
+HB_EXPORT int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
+{
+	int r = REAL(getsockopt, (int)syscall(SYS_getsockopt, fd, level, opt, val, len), fd,
+		     level, opt, val, len);
+	struct hb_conn *c;
+
+	if (HB_UNLIKELY(r == 0 && level == SOL_SOCKET && opt == SO_ERROR) && val && len &&
+	    *len >= sizeof(int) && *(int *)val == 0 && (c = hb_fd_conn(fd)) &&
+	    c->mode == HB_MODE_FRAME && c->client) {
+		int err = errno;
+
+		hb_frame_connected(c, fd);
+		errno = err;
+	}
 	return r;
 }
 

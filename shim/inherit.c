@@ -166,6 +166,7 @@ static int adopt(uint64_t f[13], const uint8_t *rxh, size_t rxn, const uint8_t *
 	c->last_app_ms = c->opened_ms;
 	hb_or_acq_rel(&c->flags, HB_CF_TIMING | HB_CF_KA_ARMED | HB_CF_SHARED);
 	hb_store_relaxed(&hb_stats_adopted, 1);
+	hb_store_relaxed(&hb_frame_seen, 1);
 	if (hb_os_fcntl(fd, F_GETFL, 0) & O_NONBLOCK)
 		hb_or_acq_rel(&c->flags, HB_CF_NONBLOCK);
 	if (hb_fd_install(fd, c) < 0) {

@@ -32,6 +32,7 @@ enum { TS_NONE = 0, TS_STARTING = 1, TS_RUNNING = 2, TS_FAILED = 3 };
 
 static _Atomic int tstate;
 static _Atomic uint32_t wake_word;
+_Atomic uint32_t hb_thread_tid; /* the background thread, once it runs */
 static _Atomic int need_rebuild; /* set in a forked child */
 static _Atomic int atfork_done;
 static struct hb_wheel wheel; /* background thread only */
@@ -267,6 +268,7 @@ static void *thread_main(void *arg)
 {
 	uint64_t now = hb_os_now_ms(), next_stats = now + STATS_PERIOD_MS;
 
+	hb_store_relaxed(&hb_thread_tid, (uint32_t)hb_os_gettid());
 	rng = hb_os_now_ns() ^ ((uint64_t)hb_os_getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
 	if (hb_xchg_acq_rel(&need_rebuild, 0))
 		rebuild(now);

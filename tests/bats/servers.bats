@@ -332,7 +332,6 @@ server: $s"
 }
 
 @test "servers: selectors (epoll, non-blocking) server <-> selectors client, bytes exact, no spurious readiness" {
-	[ -n "${HB_RUN_KNOWN_BUGS:-}" ] || skip "known bug (issue 4): spurious readiness: the accepting side (HBSHIM_ACCEPT=auto) keeps SO_RCVLOWAT 1 until the hello, so the 14-byte hello alone wakes epoll and recv() then fails EAGAIN; 3 heartbeats (6 bytes) left undrained also wake it (HB_RUN_KNOWN_BUGS=1 runs it)"
 	pair sel-server sel-client 4 60
 	# A readable event that yields EAGAIN means a heartbeat woke the loop:
 	# the shim promises readiness that matches the application's view.

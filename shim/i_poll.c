@@ -1,0 +1,281 @@
+/*
+ * i_poll.c - poll, ppoll, select, pselect (and the fortify poll variants):
+ * readiness that matches the application's view on framed connections.
+ *
+ * The first line of defence is the kernel's: frame.c keeps SO_RCVLOWAT at
+ * the size of the smallest data frame, so a heartbeat or two never makes a
+ * framed fd readable, for every readiness API at once. When the background
+ * thread is late to drain control frames (a starved machine), enough of
+ * them add up to the mark. These wrappers catch that case: after the real
+ * call, a framed fd reported readable is checked (control frames at the head
+ * consumed); when no application byte is behind the report it is withdrawn,
+ * and the call waits again for what is left of the timeout. A blocking read
+ * after poll therefore never waits for data that was never there.
+ *
+ * Errors, EINTR, timeouts and signal masks are the real call's own: the
+ * wrapper only removes readable reports, never adds one, and returns at once
+ * whatever the real call returned when it was not a readable report on a
+ * framed fd. Processes without a framed connection pay one atomic load.
+ *
+ * epoll is not filtered (the application's epoll_data does not name the
+ * fd); its users are non-blocking and see EAGAIN in that case (see
+ * docs/DESIGN.md).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "interpose.h"
+
+/* Rounds of "everything reported was control frames" before the report is
+ * passed on as it is (it then costs the application one EAGAIN). */
+#define MAX_ROUNDS 64
+
+/* glibc's fortify entry points (not declared by its headers). */
+int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen);
+int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
+		const sigset_t *mask, size_t fdslen);
+
+static int framed_fd(int fd, struct hb_conn **out)
+{
+	struct hb_conn *c;
+
+	if (fd < 0 || !(c = hb_fd_conn(fd)) || c->mode != HB_MODE_FRAME || !hb_conn_usable(c))
+		return 0;
+	*out = c;
+	return 1;
+}
+
+/* Withdraw readable reports with no application byte behind them; returns
+ * the number of entries still reporting something. */
+static int filter_pollfds(struct pollfd *fds, nfds_t n, int count)
+{
+	for (nfds_t i = 0; i < n; i++) {
+		struct hb_conn *c;
+		short ev = fds[i].revents;
+
+		if (!(ev & (POLLIN | POLLRDNORM)) || (ev & (POLLERR | POLLHUP | POLLRDHUP | POLLNVAL)))
+			continue;
+		if (!framed_fd(fds[i].fd, &c) || hb_frame_app_readable(c, fds[i].fd))
+			continue;
+		fds[i].revents = (short)(ev & ~(POLLIN | POLLRDNORM));
+		if (!fds[i].revents)
+			count--;
+	}
+	return count;
+}
+
+static uint64_t ts_ns(const struct timespec *t)
+{
+	return (uint64_t)t->tv_sec * 1000000000ull + (uint64_t)t->tv_nsec;
+}
+
+static struct timespec ns_ts(uint64_t ns)
+{
+	return (struct timespec){ (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) };
+}
+
+/* ppoll with the real call's semantics; timeout NULL = forever. */
+static int do_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
+		    const sigset_t *mask, int as_poll, int poll_ms)
+{
+	uint64_t end = 0;
+	int r;
+
+	if (!hb_load_relaxed(&hb_frame_seen) || !hb_enabled) {
+		if (as_poll)
+			return REAL(poll, (int)syscall(SYS_poll, fds, n, poll_ms), fds, n, poll_ms);
+		return REAL(ppoll, (int)syscall(SYS_ppoll, fds, n, timeout, mask, _NSIG / 8), fds, n,
+			    timeout, mask);
+	}
+	if (timeout)
+		end = hb_os_now_ns() + ts_ns(timeout);
+	for (int round = 0;; round++) {
+		struct timespec left;
+		const struct timespec *tp = timeout;
+
+		if (timeout && round) {
+			uint64_t now = hb_os_now_ns();
+
+			left = ns_ts(now < end ? end - now : 0);
+			tp = &left;
+		}
+		if (as_poll) {
+			int ms = poll_ms;
+
+			if (ms > 0 && round) {
+				uint64_t now = hb_os_now_ns();
+
+				ms = now < end ? (int)((end - now + 999999) / 1000000) : 0;
+			}
+			r = REAL(poll, (int)syscall(SYS_poll, fds, n, ms), fds, n, ms);
+		} else {
+			r = REAL(ppoll, (int)syscall(SYS_ppoll, fds, n, tp, mask, _NSIG / 8), fds, n, tp,
+				 mask);
+		}
+		if (r <= 0 || round >= MAX_ROUNDS)
+			return r;
+		{
+			int err = errno, k = filter_pollfds(fds, n, r);
+
+			errno = err;
+			if (k > 0)
+				return k;
+		}
+		/* Only control frames were behind the reports: wait again. */
+		if (timeout && hb_os_now_ns() >= end)
+			return 0;
+	}
+}
+
+HB_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	struct timespec t = ns_ts(timeout > 0 ? (uint64_t)timeout * 1000000ull : 0);
+
+	return do_ppoll(fds, n, timeout < 0 ? NULL : &t, NULL, 1, timeout);
+}
+
+HB_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
+{
+	if (fdslen / sizeof(*fds) < n)
+		__builtin_trap(); /* glibc's __chk_fail: a buffer overflow */
+	return poll(fds, n, timeout);
+}
+
+HB_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
+		    const sigset_t *mask)
+{
+	return do_ppoll(fds, n, timeout, mask, 0, 0);
+}
+
+HB_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
+			  const sigset_t *mask, size_t fdslen)
+{
+	if (fdslen / sizeof(*fds) < n)
+		__builtin_trap();
+	return ppoll(fds, n, timeout, mask);
+}
+
+/* select/pselect: the same filter over the read set. */
+static int filter_fdset(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int count)
+{
+	for (int fd = 0; rd && fd < nfds && fd < FD_SETSIZE; fd++) {
+		struct hb_conn *c;
+
+		if (!FD_ISSET(fd, rd) || !framed_fd(fd, &c) || hb_frame_app_readable(c, fd))
+			continue;
+		FD_CLR(fd, rd);
+		count--;
+	}
+	(void)wr;
+	(void)ex;
+	return count;
+}
+
+static int do_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *timeout,
+		      const sigset_t *mask, struct timeval *tv)
+{
+	fd_set srd, swr, sex;
+	uint64_t end = 0;
+	int r;
+
+	if (!hb_load_relaxed(&hb_frame_seen) || !hb_enabled || !rd || nfds <= 0 ||
+	    nfds > FD_SETSIZE) {
+		if (tv)
+			return REAL(select, (int)syscall(SYS_select, nfds, rd, wr, ex, tv), nfds, rd, wr,
+				    ex, tv);
+		{
+			/* the raw pselect6 takes {sigset, size} */
+			struct {
+				const sigset_t *s;
+				size_t n;
+			} sm = { mask, _NSIG / 8 };
+
+			return REAL(pselect,
+				    (int)syscall(SYS_pselect6, nfds, rd, wr, ex, timeout, mask ? &sm : NULL),
+				    nfds, rd, wr, ex, timeout, mask);
+		}
+	}
+	srd = *rd;
+	if (wr)
+		swr = *wr;
+	if (ex)
+		sex = *ex;
+	if (timeout)
+		end = hb_os_now_ns() + ts_ns(timeout);
+	for (int round = 0;; round++) {
+		struct timespec left;
+		const struct timespec *tp = timeout;
+
+		if (round) {
+			*rd = srd;
+			if (wr)
+				*wr = swr;
+			if (ex)
+				*ex = sex;
+		}
+		if (timeout && round) {
+			uint64_t now = hb_os_now_ns();
+
+			left = ns_ts(now < end ? end - now : 0);
+			tp = &left;
+		}
+		/* pselect for select too (the timeout is ours to keep) */
+		{
+			struct {
+				const sigset_t *s;
+				size_t n;
+			} sm = { mask, _NSIG / 8 };
+
+			r = REAL(pselect,
+				 (int)syscall(SYS_pselect6, nfds, rd, wr, ex, tp, mask ? &sm : NULL), nfds,
+				 rd, wr, ex, tp, mask);
+		}
+		if (r > 0 && round < MAX_ROUNDS) {
+			int err = errno, k = filter_fdset(nfds, rd, wr, ex, r);
+
+			errno = err;
+			if (k > 0) {
+				r = k;
+				break;
+			}
+			if (!timeout || hb_os_now_ns() < end)
+				continue;
+			/* Timed out after all: empty sets, as select reports it. */
+			FD_ZERO(rd);
+			if (wr)
+				FD_ZERO(wr);
+			if (ex)
+				FD_ZERO(ex);
+			r = 0;
+		}
+		break;
+	}
+	if (tv) {
+		/* Linux select reports the time not slept. */
+		uint64_t now = hb_os_now_ns(), left = timeout && now < end ? end - now : 0;
+
+		tv->tv_sec = (time_t)(left / 1000000000ull);
+		tv->tv_usec = (suseconds_t)(left % 1000000000ull / 1000);
+	}
+	return r;
+}
+
+HB_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
+{
+	struct timespec t;
+
+	if (tv) {
+		if (tv->tv_sec < 0 || tv->tv_usec < 0 || tv->tv_usec >= 1000000) {
+			errno = EINVAL;
+			return -1;
+		}
+		t = (struct timespec){ tv->tv_sec, tv->tv_usec * 1000 };
+	}
+	return do_pselect(nfds, rd, wr, ex, tv ? &t : NULL, NULL, tv);
+}
+
+HB_EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *timeout,
+		      const sigset_t *mask)
+{
+	return do_pselect(nfds, rd, wr, ex, timeout, mask, NULL);
+}
