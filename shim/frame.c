@@ -109,6 +109,17 @@ static int lock_unless_app(_Atomic uint32_t *l)
 	return 0;
 }
 
+/* For the application's calls: a non-blocking one never waits behind
+ * another application thread (one blocked in the kernel holds the lock for
+ * as long as it waits); it fails with EAGAIN as the kernel would have had
+ * nothing for it. 0 or -EAGAIN. */
+static int lock_io(_Atomic uint32_t *l, int nb)
+{
+	if (nb)
+		return lock_unless_app(l) ? 0 : -EAGAIN;
+	return lock(l) < 0 ? -EAGAIN : 0;
+}
+
 static void unlock(_Atomic uint32_t *l)
 {
 	if (hb_xchg_acq_rel(l, 0) & LOCK_WAITERS)
@@ -772,8 +783,8 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 			break;
 		}
 	}
-	if ((r = lock(&c->rxlock)) < 0)
-		return -EAGAIN;
+	if ((r = lock_io(&c->rxlock, nb)) < 0)
+		return r;
 	while (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT) {
 		r = detect(c, fd, !nb);
 		if (r == -EAGAIN && nb) {
@@ -890,7 +901,7 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 		return hb_next_sendmsg(fd, m, flags | MSG_NOSIGNAL);
 	for (size_t i = 0; m->msg_iov && i < m->msg_iovlen; i++)
 		n += m->msg_iov[i].iov_len;
-	if (lock(&c->txlock) < 0)
+	if (lock_io(&c->txlock, nb) < 0)
 		return -EAGAIN;
 	while (total < n || c->tx.pend_len) {
 		struct hb_tx_seg seg[4];
@@ -1000,8 +1011,8 @@ int hb_frame_inq(struct hb_conn *c, int fd, int *out)
 		*out = inq;
 		return 0;
 	}
-	if (lock(&c->rxlock) < 0)
-		return -1;
+	if (!lock_unless_app(&c->rxlock))
+		return -1; /* a reader is blocked: the kernel's count, headers included */
 	copy = c->rx;
 	if (copy.remaining && (uint32_t)inq <= copy.remaining) {
 		*out = inq;
@@ -1232,7 +1243,7 @@ long hb_frame_xfer_out(struct hb_conn *c, int fd, size_t len, size_t avail, int 
 		return xfer(ctx, 0);
 	hb_add_acq_rel(&c->users, 1);
 	claim(c);
-	if (lock(&c->txlock) < 0) {
+	if (lock_io(&c->txlock, nb) < 0) {
 		hb_sub_acq_rel(&c->users, 1);
 		return -EAGAIN;
 	}
@@ -1293,7 +1304,7 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 
 	hb_add_acq_rel(&c->users, 1);
 	claim(c);
-	if (lock(&c->rxlock) < 0) {
+	if (lock_io(&c->rxlock, nb) < 0) {
 		hb_sub_acq_rel(&c->users, 1);
 		return -EAGAIN;
 	}

@@ -153,3 +153,28 @@ PY
 	[[ $output == *"b'ping'"* ]]
 	[[ $output == *"EMFILE as expected"* ]]
 }
+
+@test "faults: fork storm (exit, hold, exec) during a framed echo stream at 1 ms heartbeats: bytes exact" {
+	need_helper forkstorm
+	run shim "${FRAMED[@]}" HBSHIM_EVENTS="$T/ev" "$HB_ROOT/build/tests/forkstorm" storm 120
+	echo "$output"
+	assert_status 0
+	[[ $output == *"storm: 120 forks (0 failed) during the stream"*"echoed exactly"* ]]
+	! grep -E '"event":"(dead|protocol_error)"' "$T/ev" || fail "false detection or corruption"
+}
+
+@test "faults: a thread closes an fd another thread is blocked reading; the number is reused by a pipe at once" {
+	need_helper forkstorm
+	run shim "${FRAMED[@]}" "$HB_ROOT/build/tests/forkstorm" closeblocked
+	echo "$output"
+	assert_status 0
+	[[ $output == *"0 stray bytes"*"with 0 non-application bytes"* ]]
+}
+
+@test "faults: wrapped calls from a signal handler (every 200 us) and from a constructor: bytes exact, no deadlock" {
+	need_helper forkstorm
+	run shim "${FRAMED[@]}" "$HB_ROOT/build/tests/forkstorm" sighandler
+	echo "$output"
+	assert_status 0
+	[[ $output == *"(0 bad), constructor ok"*"echoed exactly"* ]]
+}
