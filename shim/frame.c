@@ -857,7 +857,8 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 	set_lowat(c, fd);
 	unlock(&c->rxlock);
 	if (total) {
-		c->last_app_ms = hb_os_now_ms();
+		if (hb_cfg.idle_timeout_ms) /* only the idle deadline reads it */
+			c->last_app_ms = hb_os_now_ms();
 		return (long)total;
 	}
 	return got;
@@ -959,7 +960,8 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 	if (!total && n)
 		return -EAGAIN;
 	if (total)
-		c->last_app_ms = hb_os_now_ms();
+		if (hb_cfg.idle_timeout_ms) /* only the idle deadline reads it */
+			c->last_app_ms = hb_os_now_ms();
 	return (long)total;
 }
 
@@ -1041,20 +1043,29 @@ static void drain(struct hb_conn *c, int fd)
 	 * taken here would be taken from it. */
 	if (!owner(c))
 		return;
-	for (int rounds = 0; rounds < 64 && hb_rx_at_boundary(&c->rx); rounds++) {
-		uint8_t p[HB_NOTICE_LEN];
+	/* One peek, then one read of exactly the complete control frames at
+	 * the head (two system calls however many heartbeats piled up). */
+	for (int rounds = 0; rounds < 16 && hb_rx_at_boundary(&c->rx); rounds++) {
+		uint8_t p[64];
 		long r = hb_os_recv(fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
-		size_t need;
+		size_t take = 0;
 
-		if (r < 2 || p[0] != HB_FT_CONTROL)
+		while (r > 0 && take + 2 <= (size_t)r && p[take] == HB_FT_CONTROL) {
+			size_t need = p[take + 1] == HB_CT_NOTICE ? HB_NOTICE_LEN : 2;
+
+			if (take + need > (size_t)r)
+				break;
+			take += need;
+		}
+		if (!take)
+			break;
+		r = hb_os_recv(fd, p, take, MSG_DONTWAIT);
+		if (r != (long)take || absorb(c, fd, NULL, 0, p, take, 0, take) < 0)
 			return;
-		need = p[1] == HB_CT_NOTICE ? HB_NOTICE_LEN : 2;
-		if ((size_t)r < need)
-			return;
-		r = hb_os_recv(fd, p, need, MSG_DONTWAIT);
-		if (r != (long)need || absorb(c, fd, NULL, 0, p, need, 0, need) < 0)
-			return;
+		if (take + HB_NOTICE_LEN < sizeof(p))
+			break; /* the peek saw everything there was */
 	}
+	c->drained_ms = hb_os_now_ms();
 	set_lowat(c, fd);
 }
 
@@ -1069,6 +1080,14 @@ static void send_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t sile
 		hb_os_send(fd, n, sizeof(n), MSG_DONTWAIT | MSG_NOSIGNAL);
 	}
 	unlock(&c->txlock);
+}
+
+/* A stable pseudo-random number per connection. */
+static uint32_t conn_jitter(const struct hb_conn *c)
+{
+	uint64_t x = (c->cookie ^ ((uint64_t)c->self << 32)) * 0x9e3779b97f4a7c15ull;
+
+	return (uint32_t)(x >> 40);
 }
 
 uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd, uint64_t late)
@@ -1150,11 +1169,16 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd, ui
 	    !(ti.tcpi_state == TCP_CLOSE_WAIT && !c->rx.halfclosed) &&
 	    trylock(&c->txlock)) {
 		uint32_t quiet = ti.tcpi_last_data_sent;
-		uint32_t due = interval - (jitter ? rnd % jitter : 0);
+		/* A fixed offset per connection: a fresh random one per tick
+		 * would push the heartbeat past the tick that was due for it
+		 * and cost a second wake-up. tcpi_last_data_sent counts in
+		 * jiffies (up to 4 ms): a few ms early is on time. */
+		uint32_t due = interval - (jitter ? conn_jitter(c) % jitter : 0);
+		uint32_t slack = interval / 20 < 4 ? interval / 20 : 4;
 
 		flush_pend(c, fd);
 		if (hb_tx_at_boundary(&c->tx)) {
-			if (quiet >= due) {
+			if (quiet + slack >= due) {
 				long r = hb_os_send(fd, hb, 2, MSG_DONTWAIT | MSG_NOSIGNAL);
 
 				if (r == 1) {
@@ -1183,8 +1207,11 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd, ui
 		/* Bytes the application has not read yet: the peer was alive to
 		 * send them, and with our receive window filling up it may not
 		 * be able to send anything else, heartbeats included. Silence
-		 * only counts once the application caught up. */
-		if (silent >= limit && hb_os_ioctl(fd, SIOCINQ, &inq) == 0 && inq > 0)
+		 * only counts once the application caught up. Fewer bytes than
+		 * the low-water mark are no such thing: a heartbeat or two
+		 * that a reader blocked below the mark cannot take, and that
+		 * must not keep a dead peer alive. */
+		if (silent >= limit && hb_os_ioctl(fd, SIOCINQ, &inq) == 0 && inq >= FRAME_LOWAT)
 			silent = 0;
 		if (silent >= limit && late > 20 && late > interval / 4 && !c->grace) {
 			/* This thread itself woke up late: the machine is starved,
@@ -1200,7 +1227,9 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd, ui
 			hb_conn_declare_dead(c, fd, ETIMEDOUT, "heartbeat", silent);
 			return 0;
 		}
-		if (trylock(&c->rxlock)) {
+		/* Drain only when something arrived since the last drain. */
+		if ((!c->drained_ms || ti.tcpi_last_data_recv <= now - c->drained_ms) &&
+		    trylock(&c->rxlock)) {
 			drain(c, fd);
 			unlock(&c->rxlock);
 		}
@@ -1288,7 +1317,8 @@ long hb_frame_xfer_out(struct hb_conn *c, int fd, size_t len, size_t avail, int 
 	s = xfer(ctx, len < c->tx.remaining ? len : c->tx.remaining);
 	if (s > 0) {
 		c->tx.remaining -= (uint32_t)s;
-		c->last_app_ms = hb_os_now_ms();
+		if (hb_cfg.idle_timeout_ms) /* only the idle deadline reads it */
+			c->last_app_ms = hb_os_now_ms();
 	}
 	r = s;
 out:
@@ -1338,7 +1368,8 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 	r = xfer(ctx, len < c->rx.remaining ? len : c->rx.remaining);
 	if (r > 0) {
 		c->rx.remaining -= (uint32_t)r;
-		c->last_app_ms = hb_os_now_ms();
+		if (hb_cfg.idle_timeout_ms) /* only the idle deadline reads it */
+			c->last_app_ms = hb_os_now_ms();
 	}
 out:
 	set_lowat(c, fd);

@@ -291,6 +291,7 @@ struct hb_conn {
 	uint64_t opened_ms;            /* monotonic ms at install */
 	uint64_t ka_due_ms;            /* when to switch SO_KEEPALIVE on */
 	uint64_t last_app_ms;          /* framed: last application byte either way */
+	uint64_t drained_ms;           /* bg: control frames last drained (rxlock) */
 	uint64_t partial_until;        /* detect: give up on a magic prefix then (rxlock) */
 	uint64_t bg_partial_since;     /* bg: when it first saw only a magic prefix */
 	uint32_t peer_interval_ms;     /* from the peer's hello (rx lock) */
