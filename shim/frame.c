@@ -1090,7 +1090,7 @@ static uint32_t conn_jitter(const struct hb_conn *c)
 	return (uint32_t)(x >> 40);
 }
 
-uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd, uint64_t late)
+uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 {
 	static const uint8_t hb[2] = { HB_FT_CONTROL, HB_CT_HEARTBEAT };
 	uint32_t interval = hb_cfg.interval_ms, jitter = interval / 10;

@@ -518,7 +518,7 @@ int hb_frame_inq(struct hb_conn *c, int fd, int *out);
  * draining control frames. Returns the next due time (ms) or 0 when the
  * connection needs no more timers. late: how far past its due time this
  * tick runs (a starved thread). Background thread, fd pinned. */
-uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint32_t rnd, uint64_t late);
+uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late);
 /* fork: mark framed connections in the parent (prepare) and the child. */
 void hb_frame_atfork_prepare(void);
 void hb_frame_atfork_child(void);

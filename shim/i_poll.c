@@ -156,7 +156,7 @@ HB_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *t
 }
 
 /* select/pselect: the same filter over the read set. */
-static int filter_fdset(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int count)
+static int filter_fdset(int nfds, fd_set *rd, int count)
 {
 	for (int fd = 0; rd && fd < nfds && fd < FD_SETSIZE; fd++) {
 		struct hb_conn *c;
@@ -166,8 +166,6 @@ static int filter_fdset(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int count)
 		FD_CLR(fd, rd);
 		count--;
 	}
-	(void)wr;
-	(void)ex;
 	return count;
 }
 
@@ -231,7 +229,7 @@ static int do_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct
 				 rd, wr, ex, tp, mask);
 		}
 		if (r > 0 && round < MAX_ROUNDS) {
-			int err = errno, k = filter_fdset(nfds, rd, wr, ex, r);
+			int err = errno, k = filter_fdset(nfds, rd, r);
 
 			errno = err;
 			if (k > 0) {

@@ -152,7 +152,7 @@ static void fire(struct hb_conn *c, void *arg)
 
 		if (!(hb_load_relaxed(&c->flags) & HB_CF_KA_ARMED))
 			hb_ka_arm(fd, c); /* the backstop */
-		next = hb_frame_tick(c, fd, now, rand32(),
+		next = hb_frame_tick(c, fd, now,
 				     now > c->wexpires ? now - c->wexpires : 0);
 		if (next && hb_cfg.idle_timeout_ms && !hb_load_acquire(&c->dead)) {
 			uint64_t last = c->last_app_ms > c->opened_ms ? c->last_app_ms : c->opened_ms;
