@@ -50,13 +50,17 @@ static void send_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t sile
 
 /* ---------------------------------------------------------------- locks */
 
+/* The calling thread's id, the owner value of our locks. Cached per thread;
+ * a forked child's only thread starts with its parent's cache and resets it
+ * (hb_frame_atfork_child): a stale id would let that thread and a later
+ * thread that gets the parent's id after it exits both "own" a lock. */
+static __thread uint32_t cached_tid __attribute__((tls_model("initial-exec")));
+
 static uint32_t self_tid(void)
 {
-	static __thread uint32_t tid __attribute__((tls_model("initial-exec")));
-
-	if (!tid)
-		tid = (uint32_t)hb_os_gettid();
-	return tid;
+	if (!cached_tid)
+		cached_tid = (uint32_t)hb_os_gettid();
+	return cached_tid;
 }
 
 /* 0, or -EDEADLK when this thread already holds it (a signal handler
@@ -399,6 +403,11 @@ static int detect(struct hb_conn *c, int fd, int wait)
 	uint8_t p[HB_HELLO_LEN];
 	struct hb_hello h;
 
+	/* Another thread may have decided while we waited for the lock: what
+	 * follows a consumed hello is frames, which must never be classified
+	 * as a raw stream's first bytes. */
+	if (hb_load_relaxed(&c->rxmode) != HB_RX_DETECT)
+		return 0;
 	for (;;) {
 		long r;
 		int cls;
@@ -497,6 +506,9 @@ static void writer_decide(struct hb_conn *c, int fd)
 		wait_ms = SERVER_WAIT_MAX_MS;
 	until = hb_os_now_ms() + wait_ms;
 	for (;;) {
+		short rev = 0;
+		uint64_t now;
+
 		if (hb_load_acquire(&c->rxmode) != HB_RX_DETECT)
 			break;
 		if (trylock(&c->rxlock)) {
@@ -506,18 +518,16 @@ static void writer_decide(struct hb_conn *c, int fd)
 			if (hb_load_acquire(&c->rxmode) != HB_RX_DETECT)
 				break;
 		}
-		if (hb_os_now_ms() >= until)
+		/* The look above comes after every wait, the last one included. */
+		now = hb_os_now_ms();
+		if (now >= until)
 			break;
-		{
-			short rev;
-			uint64_t now = hb_os_now_ms();
-
-			hb_os_poll1(fd, POLLIN, now < until ? (int)(until - now) : 0, &rev);
-			if (!(rev & POLLIN) && hb_os_now_ms() >= until)
-				break;
-			if (rev & POLLIN)
-				hb_os_sleep_us(200); /* let a reader thread see it too */
-		}
+		/* A lone hello (14 bytes) stays below the low-water mark of 15
+		 * that a fresh accepted socket holds, so poll does not report
+		 * it: wait in slices of a millisecond and look again. */
+		hb_os_poll1(fd, POLLIN, 1, &rev);
+		if (rev & POLLIN)
+			hb_os_sleep_us(200); /* let a reader thread see it too */
 	}
 	/* Still unknown (or raw): our direction stays raw. */
 	if (hb_load_acquire(&c->txmode) == HB_TX_UNDECIDED && lock(&c->txlock) == 0) {
@@ -720,6 +730,7 @@ void hb_frame_atfork_prepare(void)
 
 void hb_frame_atfork_child(void)
 {
+	cached_tid = 0;
 	hb_fd_foreach(mark, (void *)(uintptr_t)(HB_CF_INHERITED | HB_CF_SHARED));
 }
 

@@ -33,6 +33,17 @@ need_helper() {
 	[[ $output == *"0 mismatches"* ]]
 }
 
+@test "faults: accept-time hello detection racing the background thread: 1000 connections, every byte exact" {
+	# Regression: the accepting thread re-ran detection after the background
+	# thread had consumed the hello, took the first data frame for a raw
+	# stream and delivered frame headers to the application.
+	need_helper acceptrace
+	run shim "${FRAMED[@]}" "$HB_ROOT/build/tests/acceptrace" 1000
+	echo "$output"
+	assert_status 0
+	[[ $output == *"1000 connections, 0 bad"* ]]
+}
+
 # A framed client whose server dies; the client keeps heartbeating into the
 # dead connection, then (optionally) writes itself.
 sigpipe_app() {

@@ -48,17 +48,20 @@ static int same(const struct hb_hello *a, const struct hb_hello *b)
 	       a->interval_ms == b->interval_ms && a->timeout_ms == b->timeout_ms;
 }
 
+/* One heap buffer per input, 32 bytes plus the redzone ASan puts after it.
+ * A prefix of n bytes is copied to its end, so a read of byte n or beyond
+ * lands in the redzone exactly as with a buffer of length n (one allocation
+ * per input instead of one per call: 60 mallocs made this target ~20x
+ * slower). A read before the start is not caught here; classify only
+ * indexes forward from p. */
+static uint8_t *arena;
+
 static int classify_exact(const uint8_t *p, size_t n, struct hb_hello *h)
 {
-	uint8_t *copy = malloc(n ? n : 1);
-	int r;
+	uint8_t *copy = arena + 32 - n;
 
-	if (!copy)
-		abort();
-	memcpy(copy, p, n);
-	r = hb_hello_classify(copy, n, h);
-	free(copy);
-	return r;
+	memmove(copy, p, n);
+	return hb_hello_classify(copy, n, h);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -66,6 +69,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t max = size < 32 ? size : 32;
 	int decided = 0, first_one = -1;
 	struct hb_hello h, h1 = { 0, 0, 0, 0 };
+
+	arena = malloc(32);
+	if (!arena)
+		abort();
 
 	for (size_t n = 0; n <= max; n++) {
 		int r, rn;
@@ -122,5 +129,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (classify_exact(enc, k, NULL) != 0)
 				abort();
 	}
+	free(arena);
 	return 0;
 }
