@@ -297,6 +297,7 @@ struct hb_conn {
 	uint32_t peer_interval_ms;     /* from the peer's hello (rx lock) */
 	uint32_t peer_timeout_ms;
 	_Atomic uint32_t rcvtimeo_ms;  /* app's SO_RCVTIMEO, 0 = none */
+	uint32_t rx_bytes;             /* bg: tcpi_bytes_received (low bits) at the last drain */
 	/* Framed mode (frame.c). rxmode and rx change under rxlock, txmode and
 	 * tx under txlock; both are read without them by quick checks. */
 	_Atomic uint8_t rxmode;        /* HB_RX_* */
