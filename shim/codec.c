@@ -140,6 +140,16 @@ ssize_t hb_rx_decode(struct hb_rx *st, uint8_t *buf, size_t len, struct hb_rx_in
 			st->remaining -= (uint32_t)take;
 			continue;
 		}
+		if (!st->hdr_len && len - in >= HB_DATA_HDR_LEN && buf[in] == HB_FT_DATA) {
+			/* A whole data header in the buffer: the common case. */
+			uint32_t flen = get32(buf + in + 1);
+
+			if (flen == 0 || flen > HB_MAX_FRAME)
+				return -EMSGSIZE;
+			st->remaining = flen;
+			in += HB_DATA_HDR_LEN;
+			continue;
+		}
 		/* Header bytes, one at a time into st->hdr (at most 7). */
 		st->hdr[st->hdr_len++] = buf[in++];
 		{

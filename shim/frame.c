@@ -669,6 +669,18 @@ static long read_once(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int fla
 		return got;
 	if (got == 0)
 		return -ENODATA;
+	if (!alen && slen == HB_DATA_HDR_LEN && (size_t)got >= HB_DATA_HDR_LEN &&
+	    scratch[0] == HB_FT_DATA) {
+		/* The common case: one data header, then only its payload. */
+		uint32_t flen = (uint32_t)scratch[1] << 24 | (uint32_t)scratch[2] << 16 |
+				(uint32_t)scratch[3] << 8 | scratch[4];
+		size_t app = (size_t)got - HB_DATA_HDR_LEN;
+
+		if (flen && flen <= HB_MAX_FRAME && app <= flen) {
+			c->rx.remaining = flen - (uint32_t)app;
+			return (long)app;
+		}
+	}
 	return absorb(c, fd, buf, alen, scratch, slen, boff, (size_t)got);
 }
 
@@ -938,6 +950,35 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 		n += m->msg_iov[i].iov_len;
 	if (lock_io(&c->txlock, nb) < 0)
 		return -EAGAIN;
+	if (HB_LIKELY(!c->tx.pend_len && !c->tx.remaining && n && n <= HB_MAX_FRAME &&
+		      m->msg_iovlen < TX_IOV_MAX)) {
+		/* The common case, one whole frame: its header and the
+		 * application's iovecs in one call, no plan. What a short
+		 * count leaves (a partial header, owed payload) is the
+		 * encoder's state as after any other send. */
+		uint8_t hdr[HB_DATA_HDR_LEN];
+		struct iovec out[TX_IOV_MAX];
+		struct hb_tx_seg seg[4] = { { hdr, 0, HB_DATA_HDR_LEN }, { NULL, 0, n } };
+		struct msghdr om;
+
+		hb_data_hdr(hdr, (uint32_t)n);
+		out[0] = (struct iovec){ hdr, HB_DATA_HDR_LEN };
+		for (size_t i = 0; i < m->msg_iovlen; i++)
+			out[i + 1] = m->msg_iov[i];
+		om = *m;
+		om.msg_iov = out;
+		om.msg_iovlen = m->msg_iovlen + 1;
+		om.msg_flags = 0;
+		r = hb_next_sendmsg(fd, &om, flags | MSG_NOSIGNAL);
+		if (r < 0) {
+			unlock(&c->txlock);
+			return r;
+		}
+		total = (size_t)r == n + HB_DATA_HDR_LEN ? n : hb_tx_commit(&c->tx, seg, 2, (size_t)r);
+		if (total || nb)
+			goto sent; /* whole, or short: report what went */
+		/* Blocking, and only header bytes went (a signal): go on. */
+	}
 	while (total < n || c->tx.pend_len) {
 		struct hb_tx_seg seg[4];
 		uint8_t hdr[HB_DATA_HDR_LEN];
@@ -990,6 +1031,7 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 			break;
 		(void)app_planned;
 	}
+sent:
 	unlock(&c->txlock);
 	if (!total && n)
 		return -EAGAIN;

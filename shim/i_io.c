@@ -129,10 +129,10 @@ static inline struct hb_conn *tracked(int fd)
 /* Convert a framed-path result (count or -errno) to libc's convention. */
 ssize_t hb_io_frame_rx(struct hb_conn *c, int fd, long r, size_t want)
 {
-	if (r >= 0) {
-		errno = 0;
-		return rx_done(c, fd, r, want);
-	}
+	if (r > 0)
+		return r; /* errno untouched, as after any successful call */
+	if (r == 0)
+		return rx_done(c, fd, 0, want);
 	errno = (int)-r;
 	return rx_done(c, fd, -1, want);
 }
