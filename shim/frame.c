@@ -798,7 +798,15 @@ long hb_frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 
 	hb_add_acq_rel(&c->users, 1);
 	claim(c);
-	r = frame_recv(c, fd, m, flags);
+	if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & HB_CF_SHUT_RD)) {
+		/* Read side shut down, the kernel's not yet: what is queued,
+		 * then the end of the stream, never a wait. */
+		r = frame_recv(c, fd, m, flags | MSG_DONTWAIT);
+		if (r == -EAGAIN)
+			r = 0;
+	} else {
+		r = frame_recv(c, fd, m, flags);
+	}
 	hb_sub_acq_rel(&c->users, 1);
 	return r;
 }
@@ -1056,19 +1064,48 @@ void hb_frame_close(struct hb_conn *c, int fd)
 	unlock(&c->rxlock);
 }
 
-void hb_frame_shutdown(struct hb_conn *c, int fd, int how)
+/* The kernel answers any byte that arrives after shutdown(SHUT_RD) on a
+ * socket whose FIN is out (FIN_WAIT1/2) with a reset, and a reset throws
+ * away our data and FIN not yet acknowledged. Without the shim nothing
+ * arrives there (the peer's application is done writing); with it, the
+ * peer's heartbeats do. So the kernel's SHUT_RD waits until our FIN is
+ * acknowledged with everything before it (FIN_WAIT2: every heartbeat the
+ * peer sent before it saw our FIN has arrived by then); the background
+ * thread applies it, or after the timeout in FIN_WAIT1. Meanwhile reads
+ * see the end of the stream at once, as after a real SHUT_RD. A thread
+ * inside a call on the connection (blocked in a read that a shutdown from
+ * another thread is meant to end) gets the kernel's SHUT_RD at once. */
+int hb_frame_shutdown(struct hb_conn *c, int fd, int how)
 {
 	static const uint8_t hc[2] = { HB_FT_CONTROL, HB_CT_HALFCLOSE };
 
-	if ((how != SHUT_WR && how != SHUT_RDWR) ||
-	    hb_load_acquire(&c->txmode) != HB_TX_FRAMED)
-		return;
-	if (lock(&c->txlock) < 0)
-		return;
-	flush_pend(c, fd);
-	if (hb_tx_at_boundary(&c->tx))
-		hb_os_send(fd, hc, sizeof(hc), MSG_DONTWAIT | MSG_NOSIGNAL);
-	unlock(&c->txlock);
+	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
+		return how; /* EINVAL from the kernel */
+	/* A half-close frame tells the peer we still read: not for SHUT_RDWR,
+	 * where a plain FIN also stops the peer's heartbeats sooner. */
+	if (how == SHUT_WR && hb_load_acquire(&c->txmode) == HB_TX_FRAMED &&
+	    lock(&c->txlock) == 0) {
+		flush_pend(c, fd);
+		if (hb_tx_at_boundary(&c->tx))
+			hb_os_send(fd, hc, sizeof(hc), MSG_DONTWAIT | MSG_NOSIGNAL);
+		unlock(&c->txlock);
+	}
+	if (how == SHUT_WR || hb_load_acquire(&c->rxmode) == HB_RX_RAW ||
+	    hb_load_acquire(&c->rxmode) == HB_RX_FAILED || !owner(c))
+		return how;
+	if (how == SHUT_RDWR && hb_load_acquire(&c->txmode) == HB_TX_FRAMED &&
+	    lock(&c->txlock) == 0) {
+		flush_pend(c, fd);
+		unlock(&c->txlock);
+	}
+	if (hb_load_acquire(&c->users))
+		/* Another thread is inside a call on it (a shutdown to stop a
+		 * blocked reader, say): the kernel must wake it now. */
+		return how;
+	c->shut_rd_ms = hb_os_now_ms();
+	hb_or_acq_rel(&c->flags, HB_CF_SHUT_RD);
+	hb_thread_wake();
+	return how == SHUT_RDWR ? SHUT_WR : -1;
 }
 
 int hb_frame_inq(struct hb_conn *c, int fd, int *out)
@@ -1206,6 +1243,18 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 			 * for it only briefly). Look every millisecond for 3 s. */
 			return now + (now - c->opened_ms < 3000 ? 1 : 50);
 		return 0;
+	}
+	if (HB_UNLIKELY(hb_load_acquire(&c->flags) & HB_CF_SHUT_RD)) {
+		/* The application's SHUT_RD, held back until our data is
+		 * acknowledged (hb_frame_shutdown). */
+		int outq = 1;
+
+		if ((ti.tcpi_state == TCP_FIN_WAIT2 && hb_os_ioctl(fd, SIOCOUTQ, &outq) == 0 &&
+		     outq == 0) ||
+		    (ti.tcpi_state == TCP_FIN_WAIT1 && now - c->shut_rd_ms >= hb_cfg.timeout_ms)) {
+			hb_os_shutdown(fd, SHUT_RD);
+			hb_and_acq_rel(&c->flags, ~HB_CF_SHUT_RD);
+		}
 	}
 	{
 		uint32_t fl = hb_load_acquire(&c->flags);
@@ -1361,6 +1410,9 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		if (now + step < next)
 			next = now + step;
 	}
+	if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & HB_CF_SHUT_RD) && now + 5 < next &&
+	    (ti.tcpi_state == TCP_FIN_WAIT1 || ti.tcpi_state == TCP_FIN_WAIT2))
+		next = now + 5; /* a held-back SHUT_RD: look again soon */
 	return next;
 }
 

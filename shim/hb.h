@@ -258,6 +258,7 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2, HB_KIND_
 #define HB_CF_INHERITED    (1u << 23) /* child side of a fork: no heartbeats until used here */
 #define HB_CF_SHARED       (1u << 24) /* another process may hold it (fork, exec): sticky */
 #define HB_CF_CLAIMED      (1u << 25) /* shared, but this process used it since: it reads it */
+#define HB_CF_SHUT_RD      (1u << 26) /* app shut reading down; the kernel's SHUT_RD waits (frame.c) */
 
 #define HB_CONN_FDS 4
 
@@ -294,6 +295,7 @@ struct hb_conn {
 	uint64_t drained_ms;           /* bg: control frames last drained (rxlock) */
 	uint64_t partial_until;        /* detect: give up on a magic prefix then (rxlock) */
 	uint64_t bg_partial_since;     /* bg: when it first saw only a magic prefix */
+	uint64_t shut_rd_ms;           /* when the app asked for SHUT_RD (HB_CF_SHUT_RD) */
 	uint32_t peer_interval_ms;     /* from the peer's hello (rx lock) */
 	uint32_t peer_timeout_ms;
 	_Atomic uint32_t rcvtimeo_ms;  /* app's SO_RCVTIMEO, 0 = none */
@@ -511,8 +513,11 @@ uint64_t hb_frame_linger_tick(struct hb_conn *c, int fd, uint64_t now);
 void hb_frame_at_exit(void);
 /* Close every lingering private fd (fork child). */
 void hb_frame_linger_drop_all(void);
-/* The application shuts down its write side: send a half-close frame. */
-void hb_frame_shutdown(struct hb_conn *c, int fd, int how);
+/* The application calls shutdown(how): a half-close frame before our FIN
+ * when it keeps reading; the read side's shutdown is held back while our
+ * data is unacknowledged. Returns the how for the kernel now, or -1 for
+ * nothing now. */
+int hb_frame_shutdown(struct hb_conn *c, int fd, int how);
 /* FIONREAD on a framed connection: application bytes readable. */
 int hb_frame_inq(struct hb_conn *c, int fd, int *out);
 /* Background step for a framed connection: hello, heartbeat, liveness,

@@ -351,8 +351,12 @@ HB_EXPORT int shutdown(int fd, int how)
 {
 	struct hb_conn *c = hb_fd_conn(fd);
 
-	if (c && c->mode == HB_MODE_FRAME && hb_conn_usable(c))
-		hb_frame_shutdown(c, fd, how); /* half-close frame before the FIN */
+	if (c && c->mode == HB_MODE_FRAME && hb_conn_usable(c)) {
+		/* A half-close frame before the FIN; SHUT_RD may wait. */
+		how = hb_frame_shutdown(c, fd, how);
+		if (how < 0)
+			return 0;
+	}
 	return REAL(shutdown, (int)syscall(SYS_shutdown, fd, how), fd, how);
 }
 

@@ -77,6 +77,31 @@ sha_of() { sha256sum <"$1" | cut -d' ' -f1; }
 	! grep -q '"mode":"frame"' "$T/cli.ev" || fail "framed without a matching rule: $(cat "$T/cli.ev")"
 }
 
+@test "socat -u -> socat, both shimmed and framed at 10 ms heartbeats: 20 MB byte-exact (the sender ends with shutdown(SHUT_RDWR))" {
+	# Regression: socat shuts its socket down for reading and writing at
+	# the end; a heartbeat from the peer arriving after that made the
+	# kernel reset the connection and throw away the last unacknowledged
+	# 60 KB (3 of 3 runs before the fix).
+	need_cmd socat
+	local port i
+	head -c 20000000 /dev/urandom >"$T/in"
+	for i in 1 2 3; do
+		port=$(free_port)
+		rm -f "$T/got"
+		bg srv shim HBSHIM_INTERVAL=10ms HBSHIM_EVENTS="$T/srv.ev" \
+			socat -u "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" "CREATE:$T/got"
+		local srv=$BG_PID
+		wait_listen "$port"
+		run shim HBSHIM_INTERVAL=10ms "HBSHIM_FRAME=127.0.0.1:*" HBSHIM_EVENTS="$T/cli.ev" \
+			socat -u "OPEN:$T/in" "TCP:127.0.0.1:$port"
+		assert_status 0
+		bg_wait "$srv" 20
+		[ "$BG_STATUS" -eq 0 ] || fail "socat server status $BG_STATUS: $(cat "$T/srv.err")"
+		same_file "$T/in" "$T/got"
+	done
+	grep -q '"event":"framed"' "$T/srv.ev" || fail "not framed: $(cat "$T/srv.ev")"
+}
+
 # ------------------------------------------------------------------ server first
 
 @test "server-first banner: framed with shimmed clients, raw and exact with unshimmed python3 and nc, never held back > 250 ms" {
