@@ -238,7 +238,11 @@ static void relink(int fd, struct hb_conn *c, void *arg)
 	uint32_t fl = hb_load_acquire(&c->flags);
 
 	if ((fl & HB_CF_SCHEDULED) && !(fl & HB_CF_RELEASED) && !c->wlinked) {
-		if (fl & HB_CF_KA_ARMED) {
+		if (c->mode == HB_MODE_FRAME) {
+			/* Framed: heartbeats and liveness go on here (the tick
+			 * stays passive until this process uses the stream). */
+			first_timer(c, now);
+		} else if (fl & HB_CF_KA_ARMED) {
 			c->phase = PH_IDLE;
 			if (hb_cfg.idle_timeout_ms)
 				hb_wheel_add(&wheel, c, now + hb_cfg.idle_timeout_ms / 4);

@@ -405,6 +405,17 @@ socketserver_test() {
 	spid=$(listening_pid "$T/srv.out")
 	[ "$(grep '^GOT ' "$T/srv.out" | grep -vc "pid=$spid ")" -eq 4 ] ||
 		fail "handlers did not run in child processes: $(cat "$T/srv.out")"
+	# Every client heard heartbeats from its forked handler (regression: a
+	# child whose connection the parent's thread had already visited before
+	# the fork never put it back on its own timer wheel).
+	local f n clients=0
+	for f in "$T"/st.*.prom; do
+		[ "$f" = "$T/st.$spid.prom" ] && continue
+		clients=$((clients + 1))
+		n=$(awk '$1 == "hbshim_heartbeats_received_total" { print $2 }' "$f")
+		((n > 0)) || fail "a client received no heartbeat from its forked handler: $f: $(cat "$f")"
+	done
+	((clients == 4)) || fail "expected 4 client stats files, found $clients"
 }
 
 @test "servers: ThreadingTCPServer <-> 4 parallel clients, bytes exact" {
