@@ -1102,7 +1102,7 @@ int hb_frame_shutdown(struct hb_conn *c, int fd, int how)
 		/* Another thread is inside a call on it (a shutdown to stop a
 		 * blocked reader, say): the kernel must wake it now. */
 		return how;
-	c->shut_rd_ms = hb_os_now_ms();
+	c->shut_rd_at = (uint32_t)hb_os_now_ms();
 	hb_or_acq_rel(&c->flags, HB_CF_SHUT_RD);
 	hb_thread_wake();
 	return how == SHUT_RDWR ? SHUT_WR : -1;
@@ -1251,7 +1251,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 
 		if ((ti.tcpi_state == TCP_FIN_WAIT2 && hb_os_ioctl(fd, SIOCOUTQ, &outq) == 0 &&
 		     outq == 0) ||
-		    (ti.tcpi_state == TCP_FIN_WAIT1 && now - c->shut_rd_ms >= hb_cfg.timeout_ms)) {
+		    (ti.tcpi_state == TCP_FIN_WAIT1 && (uint32_t)now - c->shut_rd_at >= hb_cfg.timeout_ms)) {
 			hb_os_shutdown(fd, SHUT_RD);
 			hb_and_acq_rel(&c->flags, ~HB_CF_SHUT_RD);
 		}
@@ -1290,10 +1290,10 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 			long r = hb_os_recv(fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
 			int cls = r > 0 ? hb_hello_classify(p, (size_t)r, NULL) : 1;
 
-			if (cls == 0 && !c->bg_partial_since)
-				c->bg_partial_since = now;
+			if (cls == 0 && !c->bg_partial_at)
+				c->bg_partial_at = (uint32_t)now ? (uint32_t)now : 1;
 			if (cls == -1 || cls == -2 || r == 0 ||
-			    (cls == 0 && now - c->bg_partial_since >= PARTIAL_WAIT_MS) ||
+			    (cls == 0 && (uint32_t)now - c->bg_partial_at >= PARTIAL_WAIT_MS) ||
 			    (!c->client && now >= c->opened_ms + ACCEPT_HELLO_WAIT_MS))
 				hb_os_setsockopt_int(fd, SOL_SOCKET, SO_RCVLOWAT, 1);
 		}

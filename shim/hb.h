@@ -294,12 +294,13 @@ struct hb_conn {
 	uint64_t last_app_ms;          /* framed: last application byte either way */
 	uint64_t drained_ms;           /* bg: control frames last drained (rxlock) */
 	uint64_t partial_until;        /* detect: give up on a magic prefix then (rxlock) */
-	uint64_t bg_partial_since;     /* bg: when it first saw only a magic prefix */
-	uint64_t shut_rd_ms;           /* when the app asked for SHUT_RD (HB_CF_SHUT_RD) */
 	uint32_t peer_interval_ms;     /* from the peer's hello (rx lock) */
 	uint32_t peer_timeout_ms;
 	_Atomic uint32_t rcvtimeo_ms;  /* app's SO_RCVTIMEO, 0 = none */
 	uint32_t rx_bytes;             /* bg: tcpi_bytes_received (low bits) at the last drain */
+	/* Monotonic ms, low 32 bits (differences wrap correctly). */
+	uint32_t shut_rd_at;           /* when the app asked for SHUT_RD (HB_CF_SHUT_RD) */
+	uint32_t bg_partial_at;        /* bg: when it first saw only a magic prefix; 0 = not yet */
 	/* Framed mode (frame.c). rxmode and rx change under rxlock, txmode and
 	 * tx under txlock; both are read without them by quick checks. */
 	_Atomic uint8_t rxmode;        /* HB_RX_* */
