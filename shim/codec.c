@@ -170,6 +170,19 @@ ssize_t hb_rx_decode(struct hb_rx *st, uint8_t *buf, size_t len, struct hb_rx_in
 	return (ssize_t)out;
 }
 
+int hb_rx_data_fast(struct hb_rx *st, const uint8_t *hdr, size_t payload)
+{
+	uint32_t len;
+
+	if (st->hdr_len || st->remaining || hdr[0] != HB_FT_DATA)
+		return 0;
+	len = get32(hdr + 1);
+	if (len == 0 || len > HB_MAX_FRAME || payload > len)
+		return 0;
+	st->remaining = len - (uint32_t)payload;
+	return 1;
+}
+
 int hb_tx_plan(const struct hb_tx *st, size_t n, uint8_t *hdr, struct hb_tx_seg seg[4])
 {
 	int k = 0;

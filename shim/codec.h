@@ -73,6 +73,12 @@ struct hb_rx_info {
  * above HB_MAX_FRAME). After an error st is unusable. */
 ssize_t hb_rx_decode(struct hb_rx *st, uint8_t *buf, size_t len, struct hb_rx_info *info);
 
+/* The read path's shortcut: st at a frame boundary, hdr a complete data
+ * header, followed by `payload` bytes that all belong to that frame. Then st
+ * is left as hb_rx_decode would leave it and 1 is returned; otherwise 0 and
+ * st is untouched (run hb_rx_decode). Pure. */
+int hb_rx_data_fast(struct hb_rx *st, const uint8_t *hdr, size_t payload);
+
 /* 1 when st sits exactly on a frame boundary. */
 static inline int hb_rx_at_boundary(const struct hb_rx *st)
 {

@@ -143,7 +143,7 @@ struct hb_tcp_info {
 _Static_assert(offsetof(struct hb_tcp_info, bytes_received) == 128,
 	       "struct hb_tcp_info must match the kernel's struct tcp_info");
 
-static int tcp_info_ext(int fd, struct hb_tcp_info *x)
+static int tcp_info(int fd, struct hb_tcp_info *x)
 {
 	socklen_t len = sizeof(*x);
 	int r;
@@ -153,14 +153,6 @@ static int tcp_info_ext(int fd, struct hb_tcp_info *x)
 	if (r == 0 && len < sizeof(*x))
 		x->bytes_received = 0; /* an older kernel: never "exactly one" */
 	return r;
-}
-
-static int tcp_info(int fd, struct tcp_info *ti)
-{
-	socklen_t len = sizeof(*ti);
-
-	memset(ti, 0, sizeof(*ti));
-	return (int)hb_os_getsockopt(fd, IPPROTO_TCP, TCP_INFO, ti, &len);
 }
 
 static int nonblocking(const struct hb_conn *c, int flags)
@@ -520,11 +512,11 @@ static int detect(struct hb_conn *c, int fd, int wait)
  * shimmed client's hello (sent at connect) a short, RTT-scaled chance. */
 static void writer_decide(struct hb_conn *c, int fd)
 {
-	struct tcp_info ti;
+	struct hb_tcp_info x;
 	uint64_t wait_ms = SERVER_WAIT_MIN_MS, until;
 
-	if (tcp_info(fd, &ti) == 0)
-		wait_ms += 2ull * ti.tcpi_rtt / 1000;
+	if (tcp_info(fd, &x) == 0)
+		wait_ms += 2ull * x.ti.tcpi_rtt / 1000;
 	if (wait_ms > SERVER_WAIT_MAX_MS)
 		wait_ms = SERVER_WAIT_MAX_MS;
 	until = hb_os_now_ms() + wait_ms;
@@ -669,18 +661,10 @@ static long read_once(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int fla
 		return got;
 	if (got == 0)
 		return -ENODATA;
+	/* The common case: one data header, then only its payload. */
 	if (!alen && slen == HB_DATA_HDR_LEN && (size_t)got >= HB_DATA_HDR_LEN &&
-	    scratch[0] == HB_FT_DATA) {
-		/* The common case: one data header, then only its payload. */
-		uint32_t flen = (uint32_t)scratch[1] << 24 | (uint32_t)scratch[2] << 16 |
-				(uint32_t)scratch[3] << 8 | scratch[4];
-		size_t app = (size_t)got - HB_DATA_HDR_LEN;
-
-		if (flen && flen <= HB_MAX_FRAME && app <= flen) {
-			c->rx.remaining = flen - (uint32_t)app;
-			return (long)app;
-		}
-	}
+	    hb_rx_data_fast(&c->rx, scratch, (size_t)got - HB_DATA_HDR_LEN))
+		return (long)((size_t)got - HB_DATA_HDR_LEN);
 	return absorb(c, fd, buf, alen, scratch, slen, boff, (size_t)got);
 }
 
@@ -1081,23 +1065,19 @@ int hb_frame_shutdown(struct hb_conn *c, int fd, int how)
 
 	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
 		return how; /* EINVAL from the kernel */
-	/* A half-close frame tells the peer we still read: not for SHUT_RDWR,
-	 * where a plain FIN also stops the peer's heartbeats sooner. */
-	if (how == SHUT_WR && hb_load_acquire(&c->txmode) == HB_TX_FRAMED &&
+	/* Pending control bytes go before our FIN; a half-close frame tells
+	 * the peer we still read: not for SHUT_RDWR, where a plain FIN also
+	 * stops the peer's heartbeats sooner. */
+	if (how != SHUT_RD && hb_load_acquire(&c->txmode) == HB_TX_FRAMED &&
 	    lock(&c->txlock) == 0) {
 		flush_pend(c, fd);
-		if (hb_tx_at_boundary(&c->tx))
+		if (how == SHUT_WR && hb_tx_at_boundary(&c->tx))
 			hb_os_send(fd, hc, sizeof(hc), MSG_DONTWAIT | MSG_NOSIGNAL);
 		unlock(&c->txlock);
 	}
 	if (how == SHUT_WR || hb_load_acquire(&c->rxmode) == HB_RX_RAW ||
 	    hb_load_acquire(&c->rxmode) == HB_RX_FAILED || !owner(c))
 		return how;
-	if (how == SHUT_RDWR && hb_load_acquire(&c->txmode) == HB_TX_FRAMED &&
-	    lock(&c->txlock) == 0) {
-		flush_pend(c, fd);
-		unlock(&c->txlock);
-	}
 	if (hb_load_acquire(&c->users))
 		/* Another thread is inside a call on it (a shutdown to stop a
 		 * blocked reader, say): the kernel must wake it now. */
@@ -1229,15 +1209,14 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	uint32_t interval = hb_cfg.interval_ms, jitter = interval / 10;
 	uint64_t next = now + interval;
 	struct hb_tcp_info x;
-	struct tcp_info ti;
+	const struct tcp_info *ti = &x.ti;
 	int open_rx;
 
-	if (tcp_info_ext(fd, &x) < 0)
+	if (tcp_info(fd, &x) < 0)
 		return 0;
-	ti = x.ti;
-	if (ti.tcpi_state != TCP_ESTABLISHED && ti.tcpi_state != TCP_CLOSE_WAIT &&
-	    ti.tcpi_state != TCP_FIN_WAIT1 && ti.tcpi_state != TCP_FIN_WAIT2) {
-		if (ti.tcpi_state == TCP_SYN_SENT || ti.tcpi_state == TCP_SYN_RECV)
+	if (ti->tcpi_state != TCP_ESTABLISHED && ti->tcpi_state != TCP_CLOSE_WAIT &&
+	    ti->tcpi_state != TCP_FIN_WAIT1 && ti->tcpi_state != TCP_FIN_WAIT2) {
+		if (ti->tcpi_state == TCP_SYN_SENT || ti->tcpi_state == TCP_SYN_RECV)
 			/* A non-blocking connect: our hello must leave as soon as
 			 * the connection is up (a server that writes first waits
 			 * for it only briefly). Look every millisecond for 3 s. */
@@ -1249,9 +1228,9 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		 * acknowledged (hb_frame_shutdown). */
 		int outq = 1;
 
-		if ((ti.tcpi_state == TCP_FIN_WAIT2 && hb_os_ioctl(fd, SIOCOUTQ, &outq) == 0 &&
+		if ((ti->tcpi_state == TCP_FIN_WAIT2 && hb_os_ioctl(fd, SIOCOUTQ, &outq) == 0 &&
 		     outq == 0) ||
-		    (ti.tcpi_state == TCP_FIN_WAIT1 && (uint32_t)now - c->shut_rd_at >= hb_cfg.timeout_ms)) {
+		    (ti->tcpi_state == TCP_FIN_WAIT1 && (uint32_t)now - c->shut_rd_at >= hb_cfg.timeout_ms)) {
 			hb_os_shutdown(fd, SHUT_RD);
 			hb_and_acq_rel(&c->flags, ~HB_CF_SHUT_RD);
 		}
@@ -1306,16 +1285,16 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	 * expects our heartbeats; without one it closed the connection, and a
 	 * heartbeat would only draw a reset that destroys what it has still
 	 * to send us. */
-	if (ti.tcpi_state == TCP_CLOSE_WAIT && !c->rx.halfclosed &&
+	if (ti->tcpi_state == TCP_CLOSE_WAIT && !c->rx.halfclosed &&
 	    hb_load_acquire(&c->rxmode) == HB_RX_FRAMED && trylock(&c->rxlock)) {
 		drain(c, fd);
 		unlock(&c->rxlock);
 	}
 	if (hb_load_acquire(&c->txmode) == HB_TX_FRAMED &&
-	    ti.tcpi_state != TCP_FIN_WAIT1 && ti.tcpi_state != TCP_FIN_WAIT2 &&
-	    !(ti.tcpi_state == TCP_CLOSE_WAIT && !c->rx.halfclosed) &&
+	    ti->tcpi_state != TCP_FIN_WAIT1 && ti->tcpi_state != TCP_FIN_WAIT2 &&
+	    !(ti->tcpi_state == TCP_CLOSE_WAIT && !c->rx.halfclosed) &&
 	    trylock(&c->txlock)) {
-		uint32_t quiet = ti.tcpi_last_data_sent;
+		uint32_t quiet = ti->tcpi_last_data_sent;
 		/* A fixed offset per connection: a fresh random one per tick
 		 * would push the heartbeat past the tick that was due for it
 		 * and cost a second wake-up. tcpi_last_data_sent counts in
@@ -1348,9 +1327,9 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	/* The peer's direction: any data byte (tcpi_last_data_recv counts also
 	 * what the application has not read yet) is life. */
 	open_rx = hb_load_acquire(&c->rxmode) == HB_RX_FRAMED && !c->rx.halfclosed &&
-		  ti.tcpi_state != TCP_CLOSE_WAIT;
+		  ti->tcpi_state != TCP_CLOSE_WAIT;
 	if (open_rx) {
-		uint32_t limit = rx_limit(c), silent = ti.tcpi_last_data_recv;
+		uint32_t limit = rx_limit(c), silent = ti->tcpi_last_data_recv;
 		int inq = 0;
 
 		/* Bytes the application has not read yet: the peer was alive to
@@ -1377,7 +1356,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 			return 0;
 		}
 		/* Drain only when something arrived since the last drain. */
-		if ((!c->drained_ms || ti.tcpi_last_data_recv <= now - c->drained_ms) &&
+		if ((!c->drained_ms || ti->tcpi_last_data_recv <= now - c->drained_ms) &&
 		    trylock(&c->rxlock)) {
 			/* Exactly 2 new bytes (an idle peer's heartbeat): one
 			 * read. Anything else: peek, then read the control
@@ -1411,7 +1390,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 			next = now + step;
 	}
 	if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & HB_CF_SHUT_RD) && now + 5 < next &&
-	    (ti.tcpi_state == TCP_FIN_WAIT1 || ti.tcpi_state == TCP_FIN_WAIT2))
+	    (ti->tcpi_state == TCP_FIN_WAIT1 || ti->tcpi_state == TCP_FIN_WAIT2))
 		next = now + 5; /* a held-back SHUT_RD: look again soon */
 	return next;
 }
@@ -1597,7 +1576,7 @@ int hb_frame_linger(struct hb_conn *c, int fd)
 uint64_t hb_frame_linger_tick(struct hb_conn *c, int fd, uint64_t now)
 {
 	uint8_t buf[2048];
-	struct tcp_info ti;
+	struct hb_tcp_info x;
 	uint64_t cap = 2ull * hb_cfg.timeout_ms;
 
 	if (cap < 1000)
@@ -1626,7 +1605,7 @@ uint64_t hb_frame_linger_tick(struct hb_conn *c, int fd, uint64_t now)
 			return 0;
 		}
 	}
-	if (tcp_info(fd, &ti) < 0 || ti.tcpi_state == TCP_CLOSE || ti.tcpi_state == TCP_TIME_WAIT)
+	if (tcp_info(fd, &x) < 0 || x.ti.tcpi_state == TCP_CLOSE || x.ti.tcpi_state == TCP_TIME_WAIT)
 		return 0;
 	/* Done when the peer's FIN came (above), or when our FIN has been
 	 * acknowledged for longer than the peer needs to notice it and stop
@@ -1634,7 +1613,7 @@ uint64_t hb_frame_linger_tick(struct hb_conn *c, int fd, uint64_t now)
 	{
 		int outq = 1;
 		uint64_t quiet = 2ull * (c->peer_interval_ms ? c->peer_interval_ms : hb_cfg.interval_ms) +
-				 4ull * ti.tcpi_rtt / 1000 + 20;
+				 4ull * x.ti.tcpi_rtt / 1000 + 20;
 
 		hb_os_ioctl(fd, SIOCOUTQ, &outq); /* unacknowledged + unsent */
 		if (outq)
@@ -1689,11 +1668,11 @@ static void exit_visit(int fd, struct hb_conn *c, void *arg)
 		unlock(&c->rxlock);
 	}
 	if (outq > 0) {
-		struct tcp_info ti;
+		struct hb_tcp_info ti;
 
 		x->pending++;
-		if (tcp_info(fd, &ti) == 0 && ti.tcpi_rtt / 1000 > x->rtt_ms)
-			x->rtt_ms = ti.tcpi_rtt / 1000;
+		if (tcp_info(fd, &ti) == 0 && ti.ti.tcpi_rtt / 1000 > x->rtt_ms)
+			x->rtt_ms = ti.ti.tcpi_rtt / 1000;
 	}
 }
 

@@ -1112,6 +1112,59 @@ static void link_free(struct link *l)
 
 /* Hand-picked short counts: inside the pending hello, inside a new header,
  * exactly at segment boundaries. */
+/* hb_rx_data_fast agrees with hb_rx_decode wherever it answers 1, and
+ * answers 0 (state untouched) wherever decoding would not be "one header,
+ * then only its payload". */
+static void test_data_fast_matches_decode(void **state)
+{
+	static const struct {
+		uint8_t hdr[5];
+		size_t payload;
+		int want;
+	} cases[] = {
+		{ { 0x01, 0, 0, 0, 10 }, 10, 1 },     /* exactly the frame */
+		{ { 0x01, 0, 0, 0, 10 }, 3, 1 },      /* a prefix of it */
+		{ { 0x01, 0, 0, 0, 10 }, 0, 1 },      /* the header alone */
+		{ { 0x01, 0, 0, 0, 10 }, 11, 0 },     /* a byte of the next frame */
+		{ { 0x01, 0, 0, 0, 0 }, 0, 0 },       /* length 0: an error */
+		{ { 0x01, 0x01, 0, 0, 1 }, 1, 0 },    /* above HB_MAX_FRAME */
+		{ { 0x01, 0x01, 0, 0, 0 }, 5, 1 },    /* exactly HB_MAX_FRAME */
+		{ { 0x00, 0x01, 0x01, 0, 0 }, 1, 0 }, /* a heartbeat first */
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct hb_rx a, b;
+		uint8_t buf[5 + 16];
+
+		memset(&a, 0, sizeof(a));
+		memset(&b, 0, sizeof(b));
+		assert_int_equal(hb_rx_data_fast(&a, cases[i].hdr, cases[i].payload), cases[i].want);
+		if (!cases[i].want) {
+			assert_memory_equal(&a, &b, sizeof(a));
+			continue;
+		}
+		memcpy(buf, cases[i].hdr, 5);
+		memset(buf + 5, 0x5a, cases[i].payload);
+		assert_int_equal(hb_rx_decode(&b, buf, 5 + cases[i].payload, NULL),
+				 (ssize_t)cases[i].payload);
+		assert_int_equal(a.remaining, b.remaining);
+		assert_int_equal(a.hdr_len, b.hdr_len);
+	}
+	/* Not at a boundary: never. */
+	{
+		struct hb_rx a;
+		static const uint8_t h[5] = { 0x01, 0, 0, 0, 4 };
+
+		memset(&a, 0, sizeof(a));
+		a.remaining = 2;
+		assert_int_equal(hb_rx_data_fast(&a, h, 1), 0);
+		assert_int_equal(a.remaining, 2);
+		a.remaining = 0;
+		a.hdr_len = 1;
+		assert_int_equal(hb_rx_data_fast(&a, h, 1), 0);
+	}
+}
+
 static void test_tx_cases(void **state)
 {
 	struct link l;
@@ -1267,6 +1320,7 @@ int main(void)
 		cmocka_unit_test(test_decode_random_splits),
 		cmocka_unit_test(test_decode_errors),
 		cmocka_unit_test(test_decode_max_frame),
+		cmocka_unit_test(test_data_fast_matches_decode),
 		cmocka_unit_test(test_tx_cases),
 		cmocka_unit_test(test_tx_random),
 		cmocka_unit_test(test_tx_max_frame),
