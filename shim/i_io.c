@@ -119,13 +119,6 @@ int hb_io_dead_errno(struct hb_conn *c, int fd)
 		}                                    \
 	} while (0)
 
-static inline struct hb_conn *tracked(int fd)
-{
-	struct hb_conn *c = hb_fd_conn(fd);
-
-	return (c && hb_conn_usable(c)) ? c : NULL;
-}
-
 /* Convert a framed-path result (count or -errno) to libc's convention. */
 ssize_t hb_io_frame_rx(struct hb_conn *c, int fd, long r, size_t want)
 {
@@ -185,16 +178,34 @@ static long frame_send1(struct hb_conn *c, int fd, const void *buf, size_t n, in
 #define REAL_SENDMSG(fd, m, fl) REAL(sendmsg, syscall(SYS_sendmsg, fd, m, fl), fd, m, fl)
 #define REAL_RECVMSG(fd, m, fl) REAL(recvmsg, syscall(SYS_recvmsg, fd, m, fl), fd, m, fl)
 
-HB_EXPORT ssize_t read(int fd, void *buf, size_t n)
-{
-	struct hb_conn *c = hb_fd_conn(fd);
+/*
+ * Each exported call is a tiny fast path: one table load, one load of the
+ * real function, a branch and a tail call, with no stack frame, for an fd
+ * the shim does not track. Everything else (tracked fds, first call before
+ * binding) is in a separate out-of-line function.
+ */
+#define FAST_PATH(c, fn, name, fd, ...)                            \
+	struct hb_conn *c = hb_fd_conn(fd);                        \
+	__typeof__(hb_real.name) fn = REAL_PTR(name);              \
+	if (HB_LIKELY(!c && fn))                                   \
+		return fn(fd, __VA_ARGS__)
 
-	if (HB_LIKELY(!c) || !hb_conn_usable(c))
+#define SLOW __attribute__((noinline))
+
+static SLOW ssize_t read_slow(struct hb_conn *c, int fd, void *buf, size_t n)
+{
+	if (!c || !hb_conn_usable(c))
 		return REAL(read, syscall(SYS_read, fd, buf, n), fd, buf, n);
 	PRECHECK(c, fd);
 	if (IS_FRAME(c))
 		return hb_io_frame_rx(c, fd, frame_recv1(c, fd, buf, n, 0, NULL, NULL), n);
 	return rx_done(c, fd, REAL(read, syscall(SYS_read, fd, buf, n), fd, buf, n), n);
+}
+
+HB_EXPORT ssize_t read(int fd, void *buf, size_t n)
+{
+	FAST_PATH(c, fn, read, fd, buf, n);
+	return read_slow(c, fd, buf, n);
 }
 
 HB_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
@@ -204,16 +215,21 @@ HB_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 	return read(fd, buf, n);
 }
 
-HB_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
+static SLOW ssize_t recvfrom_slow(struct hb_conn *c, int fd, void *buf, size_t n, int flags,
+				  struct sockaddr *sa, socklen_t *sl)
 {
-	struct hb_conn *c = tracked(fd);
-
-	if (!c)
-		return REAL_RECVFROM(fd, buf, n, flags, NULL, NULL);
+	if (!c || !hb_conn_usable(c))
+		return REAL_RECVFROM(fd, buf, n, flags, sa, sl);
 	PRECHECK(c, fd);
 	if (IS_FRAME(c))
-		return hb_io_frame_rx(c, fd, frame_recv1(c, fd, buf, n, flags, NULL, NULL), n);
-	return rx_done(c, fd, REAL_RECVFROM(fd, buf, n, flags, NULL, NULL), n);
+		return hb_io_frame_rx(c, fd, frame_recv1(c, fd, buf, n, flags, sa, sl), n);
+	return rx_done(c, fd, REAL_RECVFROM(fd, buf, n, flags, sa, sl), n);
+}
+
+HB_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
+{
+	FAST_PATH(c, fn, recvfrom, fd, buf, n, flags, NULL, NULL);
+	return recvfrom_slow(c, fd, buf, n, flags, NULL, NULL);
 }
 
 HB_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
@@ -226,14 +242,8 @@ HB_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int fla
 HB_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *sa,
 			   socklen_t *sl)
 {
-	struct hb_conn *c = tracked(fd);
-
-	if (!c)
-		return REAL_RECVFROM(fd, buf, n, flags, sa, sl);
-	PRECHECK(c, fd);
-	if (IS_FRAME(c))
-		return hb_io_frame_rx(c, fd, frame_recv1(c, fd, buf, n, flags, sa, sl), n);
-	return rx_done(c, fd, REAL_RECVFROM(fd, buf, n, flags, sa, sl), n);
+	FAST_PATH(c, fn, recvfrom, fd, buf, n, flags, sa, sl);
+	return recvfrom_slow(c, fd, buf, n, flags, sa, sl);
 }
 
 HB_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
@@ -253,11 +263,9 @@ static size_t iov_len(const struct iovec *iov, int n)
 	return t;
 }
 
-HB_EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
+static SLOW ssize_t recvmsg_slow(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 {
-	struct hb_conn *c = tracked(fd);
-
-	if (!c)
+	if (!c || !hb_conn_usable(c))
 		return REAL_RECVMSG(fd, m, flags);
 	PRECHECK(c, fd);
 	if (IS_FRAME(c) && m)
@@ -267,11 +275,15 @@ HB_EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 		       m ? iov_len(m->msg_iov, (int)m->msg_iovlen) : 0);
 }
 
-HB_EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
+HB_EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 {
-	struct hb_conn *c = hb_fd_conn(fd);
+	FAST_PATH(c, fn, recvmsg, fd, m, flags);
+	return recvmsg_slow(c, fd, m, flags);
+}
 
-	if (HB_LIKELY(!c) || !hb_conn_usable(c))
+static SLOW ssize_t readv_slow(struct hb_conn *c, int fd, const struct iovec *iov, int n)
+{
+	if (!c || !hb_conn_usable(c))
 		return REAL(readv, syscall(SYS_readv, fd, iov, n), fd, iov, n);
 	PRECHECK(c, fd);
 	if (IS_FRAME(c) && n > 0) {
@@ -286,11 +298,15 @@ HB_EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 		       iov_len(iov, n));
 }
 
-HB_EXPORT ssize_t write(int fd, const void *buf, size_t n)
+HB_EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 {
-	struct hb_conn *c = hb_fd_conn(fd);
+	FAST_PATH(c, fn, readv, fd, iov, n);
+	return readv_slow(c, fd, iov, n);
+}
 
-	if (HB_LIKELY(!c) || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
+static SLOW ssize_t write_slow(struct hb_conn *c, int fd, const void *buf, size_t n)
+{
+	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL(write, syscall(SYS_write, fd, buf, n), fd, buf, n);
 	PRECHECK(c, fd);
 	if (IS_FRAME(c))
@@ -299,24 +315,16 @@ HB_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 	return tx_done(c, fd, REAL_SENDTO(fd, buf, n, MSG_NOSIGNAL, NULL, 0), 0);
 }
 
-HB_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
+HB_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
-	struct hb_conn *c = tracked(fd);
-
-	if (!c || c->kind != HB_KIND_CONNECTED)
-		return REAL_SENDTO(fd, buf, n, flags, NULL, 0);
-	PRECHECK(c, fd);
-	if (IS_FRAME(c))
-		return hb_io_frame_tx(c, fd, frame_send1(c, fd, buf, n, flags), flags);
-	return tx_done(c, fd, REAL_SENDTO(fd, buf, n, flags | MSG_NOSIGNAL, NULL, 0), flags);
+	FAST_PATH(c, fn, write, fd, buf, n);
+	return write_slow(c, fd, buf, n);
 }
 
-HB_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *sa,
-			 socklen_t sl)
+static SLOW ssize_t sendto_slow(struct hb_conn *c, int fd, const void *buf, size_t n, int flags,
+				const struct sockaddr *sa, socklen_t sl)
 {
-	struct hb_conn *c = tracked(fd);
-
-	if (!c || c->kind != HB_KIND_CONNECTED)
+	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL_SENDTO(fd, buf, n, flags, sa, sl);
 	PRECHECK(c, fd);
 	if (IS_FRAME(c))
@@ -324,11 +332,22 @@ HB_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const str
 	return tx_done(c, fd, REAL_SENDTO(fd, buf, n, flags | MSG_NOSIGNAL, sa, sl), flags);
 }
 
-HB_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
+HB_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
-	struct hb_conn *c = tracked(fd);
+	FAST_PATH(c, fn, sendto, fd, buf, n, flags, NULL, 0);
+	return sendto_slow(c, fd, buf, n, flags, NULL, 0);
+}
 
-	if (!c || c->kind != HB_KIND_CONNECTED)
+HB_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *sa,
+			 socklen_t sl)
+{
+	FAST_PATH(c, fn, sendto, fd, buf, n, flags, sa, sl);
+	return sendto_slow(c, fd, buf, n, flags, sa, sl);
+}
+
+static SLOW ssize_t sendmsg_slow(struct hb_conn *c, int fd, const struct msghdr *m, int flags)
+{
+	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL_SENDMSG(fd, m, flags);
 	PRECHECK(c, fd);
 	if (IS_FRAME(c) && m)
@@ -336,12 +355,17 @@ HB_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 	return tx_done(c, fd, REAL_SENDMSG(fd, m, flags | MSG_NOSIGNAL), flags);
 }
 
-HB_EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
+HB_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 {
-	struct hb_conn *c = hb_fd_conn(fd);
+	FAST_PATH(c, fn, sendmsg, fd, m, flags);
+	return sendmsg_slow(c, fd, m, flags);
+}
+
+static SLOW ssize_t writev_slow(struct hb_conn *c, int fd, const struct iovec *iov, int n)
+{
 	struct msghdr m;
 
-	if (HB_LIKELY(!c) || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
+	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL(writev, syscall(SYS_writev, fd, iov, n), fd, iov, n);
 	PRECHECK(c, fd);
 	if (n < 0) {
@@ -354,4 +378,10 @@ HB_EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
 	if (IS_FRAME(c))
 		return hb_io_frame_tx(c, fd, hb_frame_send(c, fd, &m, 0), 0);
 	return tx_done(c, fd, REAL_SENDMSG(fd, &m, MSG_NOSIGNAL), 0);
+}
+
+HB_EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
+{
+	FAST_PATH(c, fn, writev, fd, iov, n);
+	return writev_slow(c, fd, iov, n);
 }
