@@ -176,63 +176,112 @@ static double batch(int test, long iters, int a, int b)
 }
 
 /*
- * The system calls one heartbeat costs hbshim's background threads, as
- * strace -c shows them (bench/results/hb_syscalls.csv): on the sender,
- * getsockopt(SO_COOKIE) + getsockopt(TCP_INFO) + a 2-byte send; on the
- * receiver, getsockopt(SO_COOKIE) + getsockopt(TCP_INFO) and the drain:
- * recv(MSG_PEEK) + recv(2) + recv(MSG_PEEK) = EAGAIN. Issued here without
- * hbshim over 1000 idle loopback pairs (cold sockets, like the real
- * thread's), against a bare 2-byte send over the same pairs. The minimum
- * batch is immune to the machine's pauses, which inflate the per-thread
- * CPU counters the scale test reads. Prints "hb_seq NS" and
- * "hb_bare_send NS" (per heartbeat).
+ * The system calls one heartbeat tick costs hbshim's background thread, as
+ * strace -c shows them (bench/results/hb_syscalls.csv): getsockopt
+ * (SO_COOKIE, the proof that the fd is still the connection), getsockopt
+ * (TCP_INFO: state, last send, bytes received), the 2-byte send, and the
+ * 2-byte recv of the heartbeat the peer sent. Issued here without hbshim
+ * over 1000 idle loopback pairs (cold sockets, like the real thread's),
+ * each side ticking once per round, against a bare 2-byte send on each
+ * side. The minimum batch is immune to the machine's pauses, which inflate
+ * the per-thread CPU counters the scale test reads. Prints "hb_seq NS"
+ * and "hb_bare_send NS" (per tick, per send).
  */
 #define HB_PAIRS 1000
+static void hb_tick(int fd)
+{
+	struct tcp_info ti;
+	socklen_t l = sizeof(ti);
+	uint64_t ck;
+	socklen_t cl = sizeof(ck);
+	char buf[8];
+
+	getsockopt(fd, SOL_SOCKET, SO_COOKIE, &ck, &cl);
+	getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l);
+	if (send(fd, "\0\1", 2, MSG_DONTWAIT | MSG_NOSIGNAL) != 2)
+		die("send");
+	if (recv(fd, buf, 2, MSG_DONTWAIT) != 2)
+		die("recv");
+}
+
 static void hb_seq(void)
 {
 	static int a[HB_PAIRS], b[HB_PAIRS];
 	double seq[BATCHES], bare[BATCHES];
+	char buf[64];
 
-	for (int i = 0; i < HB_PAIRS; i++)
+	/* Invariant between batches: a[i] has one heartbeat queued, b[i] none. */
+	for (int i = 0; i < HB_PAIRS; i++) {
 		tcp_pair(&a[i], &b[i]);
+		if (send(b[i], "\0\1", 2, MSG_NOSIGNAL) != 2)
+			die("send");
+	}
+	usleep(10000);
 	for (int r = 0; r < BATCHES; r++) {
 		uint64_t t0 = now_ns();
 
 		for (int i = 0; i < HB_PAIRS; i++) {
-			struct tcp_info ti;
-			socklen_t l = sizeof(ti);
-			uint64_t ck;
-			socklen_t cl = sizeof(ck);
-			char buf[8];
-
-			getsockopt(a[i], SOL_SOCKET, SO_COOKIE, &ck, &cl);
-			getsockopt(a[i], IPPROTO_TCP, TCP_INFO, &ti, &l);
-			if (send(a[i], "\0\1", 2, MSG_DONTWAIT | MSG_NOSIGNAL) != 2)
-				die("send");
-			l = sizeof(ti);
-			cl = sizeof(ck);
-			getsockopt(b[i], SOL_SOCKET, SO_COOKIE, &ck, &cl);
-			getsockopt(b[i], IPPROTO_TCP, TCP_INFO, &ti, &l);
-			recv(b[i], buf, 7, MSG_PEEK | MSG_DONTWAIT);
-			recv(b[i], buf, 2, MSG_DONTWAIT);
-			recv(b[i], buf, 7, MSG_PEEK | MSG_DONTWAIT);
+			hb_tick(a[i]);
+			hb_tick(b[i]);
 		}
-		seq[r] = (double)(now_ns() - t0) / HB_PAIRS;
+		seq[r] = (double)(now_ns() - t0) / (2 * HB_PAIRS);
 		t0 = now_ns();
-		for (int i = 0; i < HB_PAIRS; i++)
-			if (send(a[i], "\0\1", 2, MSG_DONTWAIT | MSG_NOSIGNAL) != 2)
-				die("send");
-		bare[r] = (double)(now_ns() - t0) / HB_PAIRS;
 		for (int i = 0; i < HB_PAIRS; i++) {
-			char buf[8];
-
-			recv(b[i], buf, sizeof(buf), MSG_DONTWAIT);
+			if (send(a[i], "\0\1", 2, MSG_DONTWAIT | MSG_NOSIGNAL) != 2 ||
+			    send(b[i], "\0\1", 2, MSG_DONTWAIT | MSG_NOSIGNAL) != 2)
+				die("send");
 		}
+		bare[r] = (double)(now_ns() - t0) / (2 * HB_PAIRS);
+		for (int i = 0; i < HB_PAIRS; i++) {
+			drain(a[i], 4, buf, 4);
+			drain(b[i], 2, buf, 2);
+			if (send(b[i], "\0\1", 2, MSG_NOSIGNAL) != 2)
+				die("send");
+		}
+		usleep(10000);
 	}
 	qsort(seq, BATCHES, sizeof(seq[0]), cmp_d);
 	qsort(bare, BATCHES, sizeof(bare[0]), cmp_d);
 	printf("hb_seq %.2f %.2f\nhb_bare_send %.2f %.2f\n", seq[0], seq[BATCHES / 2], bare[0],
 	       bare[BATCHES / 2]);
+}
+
+/*
+ * "calls ITERS stub [thread]": the interposer alone. Run with bench's
+ * stubnext.so preloaded (after hbshim, or alone for the baseline), whose
+ * read and write return at once on fds 900 and 901: ns per 1-byte write and
+ * read with no system call behind them, before any TCP socket exists and
+ * again (_mt) after one does (hbshim's table chunk and thread exist then).
+ */
+static double stub_batch(int w, long iters)
+{
+	char c = 'x';
+	uint64_t t0 = now_ns();
+
+	if (w) {
+		for (long i = 0; i < iters; i++)
+			if (write(900, &c, 1) != 1)
+				die("stub write (is stubnext.so preloaded?)");
+	} else {
+		for (long i = 0; i < iters; i++)
+			if (read(901, &c, 1) != 0)
+				die("stub read (is stubnext.so preloaded?)");
+	}
+	return (double)(now_ns() - t0) / (double)iters;
+}
+
+static void stub_run(const char *suffix, long iters)
+{
+	static const char *names[] = { "stub_read", "stub_write" };
+	double r[BATCHES];
+
+	for (int w = 1; w >= 0; w--) {
+		stub_batch(w, iters / 10);
+		for (int i = 0; i < BATCHES; i++)
+			r[i] = stub_batch(w, iters);
+		qsort(r, BATCHES, sizeof(r[0]), cmp_d);
+		printf("%s%s %.3f %.3f\n", names[w], suffix, r[0], r[BATCHES / 2]);
+	}
 }
 
 static void *idle_thread(void *arg)
@@ -287,6 +336,20 @@ int main(int argc, char **argv)
 		for (long i = 0; i < iters; i++)
 			if (write(nul, &c, 1) != 1 || read(nul, &c, 1) != 0)
 				die("/dev/null");
+		return 0;
+	}
+	if (argc > 2 && !strcmp(argv[2], "stub")) {
+		if (dup2(nul, 900) != 900 || dup2(nul, 901) != 901)
+			die("dup2");
+		stub_run("", iters);
+		if (argc > 3 && !strcmp(argv[3], "thread")) {
+			pthread_t tid;
+
+			pthread_create(&tid, NULL, idle_thread, NULL);
+		}
+		tcp_pair(&cfd, &sfd);
+		nanosleep(&ts, NULL);
+		stub_run("_mt", iters);
 		return 0;
 	}
 	for (int t = T_NULL_W; t <= T_PIPE; t++)

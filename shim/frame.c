@@ -165,6 +165,13 @@ static int nonblocking(const struct hb_conn *c, int flags)
  * shared with another process (fork, exec), or the application used it
  * here since. A copy nobody here uses is left to the process that does:
  * bytes taken here would be taken from it. */
+/* Low 32 bits of a monotonic ms time for the connection's 32-bit stamps,
+ * never 0 (their "not yet"). Differences of two stamps wrap correctly. */
+static inline uint32_t ms32(uint64_t ms)
+{
+	return (uint32_t)ms ? (uint32_t)ms : 1;
+}
+
 static int owner(const struct hb_conn *c)
 {
 	return (hb_load_relaxed(&c->flags) & (HB_CF_SHARED | HB_CF_CLAIMED)) != HB_CF_SHARED;
@@ -493,9 +500,9 @@ static int detect(struct hb_conn *c, int fd, int wait)
 		/* A prefix of our magic: wait a little for the rest (the
 		 * deadline lives in the connection: the background thread looks
 		 * again on later ticks). */
-		if (!c->partial_until)
-			c->partial_until = hb_os_now_ms() + PARTIAL_WAIT_MS;
-		if (hb_os_now_ms() >= c->partial_until) {
+		if (!c->partial_at)
+			c->partial_at = ms32(hb_os_now_ms());
+		if ((uint32_t)hb_os_now_ms() - c->partial_at >= PARTIAL_WAIT_MS) {
 			hb_store_release(&c->rxmode, HB_RX_RAW);
 			decide_tx(c, fd, 0);
 			settle(c);
@@ -1158,7 +1165,7 @@ static void drain(struct hb_conn *c, int fd)
 		if (take + HB_NOTICE_LEN < sizeof(p))
 			break; /* the peek saw everything there was */
 	}
-	c->drained_ms = hb_os_now_ms();
+	c->drained_at = ms32(hb_os_now_ms());
 	set_lowat(c, fd);
 }
 
@@ -1178,7 +1185,7 @@ static void drain_one(struct hb_conn *c, int fd)
 	r = hb_os_recv(fd, p, sizeof(p), MSG_DONTWAIT);
 	if (r > 0 && absorb(c, fd, NULL, 0, p, (size_t)r, 0, (size_t)r) < 0)
 		return;
-	c->drained_ms = hb_os_now_ms();
+	c->drained_at = ms32(hb_os_now_ms());
 	set_lowat(c, fd);
 }
 
@@ -1270,7 +1277,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 			int cls = r > 0 ? hb_hello_classify(p, (size_t)r, NULL) : 1;
 
 			if (cls == 0 && !c->bg_partial_at)
-				c->bg_partial_at = (uint32_t)now ? (uint32_t)now : 1;
+				c->bg_partial_at = ms32(now);
 			if (cls == -1 || cls == -2 || r == 0 ||
 			    (cls == 0 && (uint32_t)now - c->bg_partial_at >= PARTIAL_WAIT_MS) ||
 			    (!c->client && now >= c->opened_ms + ACCEPT_HELLO_WAIT_MS))
@@ -1356,13 +1363,13 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 			return 0;
 		}
 		/* Drain only when something arrived since the last drain. */
-		if ((!c->drained_ms || ti->tcpi_last_data_recv <= now - c->drained_ms) &&
+		if ((!c->drained_at || ti->tcpi_last_data_recv <= (uint32_t)now - c->drained_at) &&
 		    trylock(&c->rxlock)) {
 			/* Exactly 2 new bytes (an idle peer's heartbeat): one
 			 * read. Anything else: peek, then read the control
 			 * frames. Bytes the application read first make the
 			 * read EAGAIN. */
-			if (c->drained_ms && x.bytes_received &&
+			if (c->drained_at && x.bytes_received &&
 			    (uint32_t)x.bytes_received - c->rx_bytes == 2)
 				drain_one(c, fd);
 			else

@@ -290,10 +290,7 @@ struct hb_conn {
 	uint8_t phase;                 /* what the next timer does (thread.c) */
 	uint16_t pad1;
 	uint64_t opened_ms;            /* monotonic ms at install */
-	uint64_t ka_due_ms;            /* when to switch SO_KEEPALIVE on */
 	uint64_t last_app_ms;          /* framed: last application byte either way */
-	uint64_t drained_ms;           /* bg: control frames last drained (rxlock) */
-	uint64_t partial_until;        /* detect: give up on a magic prefix then (rxlock) */
 	uint32_t peer_interval_ms;     /* from the peer's hello (rx lock) */
 	uint32_t peer_timeout_ms;
 	_Atomic uint32_t rcvtimeo_ms;  /* app's SO_RCVTIMEO, 0 = none */
@@ -301,6 +298,8 @@ struct hb_conn {
 	/* Monotonic ms, low 32 bits (differences wrap correctly). */
 	uint32_t shut_rd_at;           /* when the app asked for SHUT_RD (HB_CF_SHUT_RD) */
 	uint32_t bg_partial_at;        /* bg: when it first saw only a magic prefix; 0 = not yet */
+	uint32_t partial_at;           /* detect: the same, seen by an app thread (rxlock) */
+	uint32_t drained_at;           /* bg: control frames last drained; 0 = never (rxlock) */
 	/* Framed mode (frame.c). rxmode and rx change under rxlock, txmode and
 	 * tx under txlock; both are read without them by quick checks. */
 	_Atomic uint8_t rxmode;        /* HB_RX_* */
