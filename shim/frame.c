@@ -269,6 +269,9 @@ static void flush_pend(struct hb_conn *c, int fd)
  * The application's own SO_RCVLOWAT, if it set one, is left alone.
  * rxlock held (or the decoder otherwise not in use). */
 #define FRAME_LOWAT 6
+/* Frames up to this payload go through one contiguous buffer (a copy of at
+ * most this many bytes) instead of an iovec array. */
+#define SMALL_FRAME 256
 static void set_lowat(struct hb_conn *c, int fd)
 {
 	uint32_t want;
@@ -616,7 +619,7 @@ bad:
 static long read_once(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int flags,
 		      struct msghdr *am)
 {
-	uint8_t scratch[HB_HDR_MAX];
+	uint8_t scratch[HB_HDR_MAX], one[HB_NOTICE_LEN + SMALL_FRAME];
 	struct iovec v[3];
 	struct msghdr m;
 	size_t alen = 0, slen, boff = 0;
@@ -649,6 +652,30 @@ static long read_once(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int fla
 		v[k++] = (struct iovec){ scratch, slen };
 		v[k++] = (struct iovec){ buf, n };
 	}
+	if (!am || (!am->msg_name && !am->msg_control)) {
+		size_t want = 0;
+
+		if (am)
+			am->msg_flags = 0;
+
+		for (int i = 0; i < k; i++)
+			want += v[i].iov_len;
+		if (k == 1) {
+			got = hb_next_recv(fd, v[0].iov_base, v[0].iov_len, flags & ~MSG_WAITALL);
+			goto got;
+		}
+		if (want <= sizeof(one)) {
+			/* Small: one buffer, then spread as recvmsg would. */
+			got = hb_next_recv(fd, one, want, flags & ~MSG_WAITALL);
+			for (size_t i = 0, at = 0; got > 0 && at < (size_t)got; i++) {
+				size_t t = (size_t)got - at < v[i].iov_len ? (size_t)got - at : v[i].iov_len;
+
+				memcpy(v[i].iov_base, one + at, t);
+				at += t;
+			}
+			goto got;
+		}
+	}
 	memset(&m, 0, sizeof(m));
 	m.msg_iov = v;
 	m.msg_iovlen = (size_t)k;
@@ -664,6 +691,7 @@ static long read_once(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int fla
 		am->msg_controllen = m.msg_controllen;
 		am->msg_flags = m.msg_flags;
 	}
+got:
 	if (got < 0)
 		return got;
 	if (got == 0)
@@ -961,14 +989,27 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 		struct msghdr om;
 
 		hb_data_hdr(hdr, (uint32_t)n);
-		out[0] = (struct iovec){ hdr, HB_DATA_HDR_LEN };
-		for (size_t i = 0; i < m->msg_iovlen; i++)
-			out[i + 1] = m->msg_iov[i];
-		om = *m;
-		om.msg_iov = out;
-		om.msg_iovlen = m->msg_iovlen + 1;
-		om.msg_flags = 0;
-		r = hb_next_sendmsg(fd, &om, flags | MSG_NOSIGNAL);
+		if (n <= SMALL_FRAME && !m->msg_name && !m->msg_controllen) {
+			/* Small: header and payload copied into one buffer. */
+			uint8_t one[HB_DATA_HDR_LEN + SMALL_FRAME];
+			size_t at = HB_DATA_HDR_LEN;
+
+			memcpy(one, hdr, HB_DATA_HDR_LEN);
+			for (size_t i = 0; i < m->msg_iovlen; i++) {
+				memcpy(one + at, m->msg_iov[i].iov_base, m->msg_iov[i].iov_len);
+				at += m->msg_iov[i].iov_len;
+			}
+			r = hb_next_send(fd, one, at, flags | MSG_NOSIGNAL);
+		} else {
+			out[0] = (struct iovec){ hdr, HB_DATA_HDR_LEN };
+			for (size_t i = 0; i < m->msg_iovlen; i++)
+				out[i + 1] = m->msg_iov[i];
+			om = *m;
+			om.msg_iov = out;
+			om.msg_iovlen = m->msg_iovlen + 1;
+			om.msg_flags = 0;
+			r = hb_next_sendmsg(fd, &om, flags | MSG_NOSIGNAL);
+		}
 		if (r < 0) {
 			unlock(&c->txlock);
 			return r;

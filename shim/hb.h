@@ -217,6 +217,8 @@ void hb_os_raise_sigpipe(void);
 /* recvmsg/sendmsg through the next definition (see os.c). */
 long hb_next_recvmsg(int fd, struct msghdr *m, int flags);
 long hb_next_sendmsg(int fd, const struct msghdr *m, int flags);
+long hb_next_recv(int fd, void *buf, size_t n, int flags);
+long hb_next_send(int fd, const void *buf, size_t n, int flags);
 
 /* ------------------------------------------------------------------ log.c */
 

@@ -238,3 +238,38 @@ long hb_next_sendmsg(int fd, const struct msghdr *m, int flags)
 	errno = saved;
 	return r;
 }
+
+/* The same for one contiguous buffer: the framed paths copy a small frame
+ * into one buffer, which the kernel imports more cheaply than an iovec
+ * array (sendto/recvfrom against sendmsg/recvmsg). */
+long hb_next_recv(int fd, void *buf, size_t n, int flags)
+{
+	ssize_t (*fn)(int, void *, size_t, int, struct sockaddr *, socklen_t *) =
+		__atomic_load_n(&hb_real.recvfrom, __ATOMIC_ACQUIRE);
+	int saved = errno;
+	long r;
+
+	if (!fn)
+		return RAW(SYS_recvfrom, fd, buf, n, flags, NULL, NULL);
+	r = fn(fd, buf, n, flags, NULL, NULL);
+	if (r < 0)
+		r = -errno;
+	errno = saved;
+	return r;
+}
+
+long hb_next_send(int fd, const void *buf, size_t n, int flags)
+{
+	ssize_t (*fn)(int, const void *, size_t, int, const struct sockaddr *, socklen_t) =
+		__atomic_load_n(&hb_real.sendto, __ATOMIC_ACQUIRE);
+	int saved = errno;
+	long r;
+
+	if (!fn)
+		return RAW(SYS_sendto, fd, buf, n, flags, NULL, 0);
+	r = fn(fd, buf, n, flags, NULL, 0);
+	if (r < 0)
+		r = -errno;
+	errno = saved;
+	return r;
+}

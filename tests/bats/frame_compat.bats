@@ -514,3 +514,79 @@ cmds = {"reply-server": reply_server, "raw-client": raw_client, "send-chunks": s
 sys.exit(cmds[sys.argv[1]](*sys.argv[2:]) or 0)
 PY
 }
+
+# ------------------------------------------------------------------ vectored calls
+
+@test "framed sendmsg/recvmsg/recv_into with random small iovecs and buffers: bytes exact both ways" {
+	local port app="$T/vec.py"
+	cat >"$app" <<'PY'
+import hashlib, random, socket, sys
+mode, port = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(7)
+def send_all_vec(s, data):
+    i = 0
+    while i < len(data):
+        n = min(len(data) - i, rnd.randint(1, 700))
+        chunk = data[i:i + n]
+        cuts = sorted(rnd.sample(range(1, n), min(n - 1, rnd.randint(0, 4)))) if n > 1 else []
+        parts, p = [], 0
+        for c in cuts + [n]:
+            parts.append(chunk[p:c]); p = c
+        i += s.sendmsg(parts)
+def recv_some(s, k):
+    how = rnd.randint(0, 2)
+    if how == 0:
+        return s.recv(k)
+    if how == 1:
+        b = bytearray(k); n = s.recv_into(b, k); return bytes(b[:n])
+    sizes = [rnd.randint(1, max(1, k // 2)) for _ in range(rnd.randint(1, 3))]
+    bufs = [bytearray(x) for x in sizes]
+    n = s.recvmsg_into(bufs)[0]
+    out = b"".join(bytes(b) for b in bufs)
+    return out[:n]
+if mode == "server":
+    ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", port)); ls.listen(1); print("LISTENING", flush=True)
+    s, _ = ls.accept()
+    got = bytearray()
+    while True:
+        d = recv_some(s, rnd.randint(1, 300))
+        if not d:
+            break
+        got += d
+        send_all_vec(s, d)
+    print("GOT", hashlib.sha256(got).hexdigest(), len(got), flush=True)
+    s.close()
+else:
+    data = random.Random(11).randbytes(400000)
+    s = socket.create_connection(("127.0.0.1", port))
+    send_all_vec(s, data)
+    s.shutdown(socket.SHUT_WR)
+    back = bytearray()
+    while True:
+        d = recv_some(s, rnd.randint(1, 300))
+        if not d:
+            break
+        back += d
+    print("SENT", hashlib.sha256(data).hexdigest(), len(data), flush=True)
+    print("BACK", hashlib.sha256(back).hexdigest(), len(back), flush=True)
+PY
+	port=$(free_port)
+	bg srv shim HBSHIM_INTERVAL=20ms HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/srv.ev" "$PY" "$app" server "$port"
+	local srv=$BG_PID
+	wait_line "$T/srv.out" LISTENING
+	run shim HBSHIM_INTERVAL=20ms "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_EVENTS="$T/cli.ev" \
+		"$PY" "$app" client "$port"
+	assert_status 0
+	bg_wait "$srv" 30
+	[ "$BG_STATUS" -eq 0 ] || fail "server status $BG_STATUS: $(cat "$T/srv.out" "$T/srv.err")"
+	local sent back got
+	sent=$(line_with SENT | cut -d' ' -f2-)
+	back=$(line_with BACK | cut -d' ' -f2-)
+	output=$(cat "$T/srv.out")
+	got=$(line_with GOT | cut -d' ' -f2-)
+	[[ $sent == *" 400000" ]] || fail "client: '$sent'"
+	[ "$sent" = "$got" ] || fail "server got '$got', client sent '$sent'"
+	[ "$sent" = "$back" ] || fail "client got back '$back', sent '$sent'"
+	grep -q '"event":"framed"' "$T/cli.ev" || fail "not framed: $(cat "$T/cli.ev")"
+}
