@@ -24,7 +24,7 @@
 # Cleanup runs in teardown even when a test fails or times out.
 
 HB_ROOT="$(cd "$BATS_TEST_DIRNAME/../.." && pwd)"
-HB_LIB="$HB_ROOT/build/libhbshim.so"
+HB_LIB="${HB_LIB:-$HB_ROOT/build/libhbshim.so}"
 HB_NOOP="$HB_ROOT/build/libhbshim-noop.so"
 HB_WRAP="$HB_ROOT/build/hbshim"
 PY=/usr/bin/python3
