@@ -136,35 +136,11 @@ static void unlock(_Atomic uint32_t *l)
 /* glibc's struct tcp_info stops at tcpi_total_retrans; the kernel's goes on
  * (Linux 4.1+ for bytes_received). The heartbeat tick reads the count of
  * bytes received to know when exactly one heartbeat's worth arrived. */
-struct hb_tcp_info {
-	struct tcp_info ti;
-	uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
-};
-_Static_assert(offsetof(struct hb_tcp_info, bytes_received) == 128,
-	       "struct hb_tcp_info must match the kernel's struct tcp_info");
-
-static int tcp_info(int fd, struct hb_tcp_info *x)
-{
-	socklen_t len = sizeof(*x);
-	int r;
-
-	memset(x, 0, sizeof(*x));
-	r = (int)hb_os_getsockopt(fd, IPPROTO_TCP, TCP_INFO, x, &len);
-	if (r == 0 && len < sizeof(*x))
-		x->bytes_received = 0; /* an older kernel: never "exactly one" */
-	return r;
-}
-
 static int nonblocking(const struct hb_conn *c, int flags)
 {
 	return (flags & MSG_DONTWAIT) || (hb_load_relaxed(&c->flags) & HB_CF_NONBLOCK);
 }
 
-/* Whether this process may act on the stream on its own (detect a hello,
- * drain control frames, linger, wait at exit): the connection is not
- * shared with another process (fork, exec), or the application used it
- * here since. A copy nobody here uses is left to the process that does:
- * bytes taken here would be taken from it. */
 /* Low 32 bits of a monotonic ms time for the connection's 32-bit stamps,
  * never 0 (their "not yet"). Differences of two stamps wrap correctly. */
 static inline uint32_t ms32(uint64_t ms)
@@ -172,6 +148,11 @@ static inline uint32_t ms32(uint64_t ms)
 	return (uint32_t)ms ? (uint32_t)ms : 1;
 }
 
+/* Whether this process may act on the stream on its own (detect a hello,
+ * drain control frames, linger, wait at exit): the connection is not
+ * shared with another process (fork, exec), or the application used it
+ * here since. A copy nobody here uses is left to the process that does:
+ * bytes taken here would be taken from it. */
 static int owner(const struct hb_conn *c)
 {
 	return (hb_load_relaxed(&c->flags) & (HB_CF_SHARED | HB_CF_CLAIMED)) != HB_CF_SHARED;
@@ -525,7 +506,7 @@ static void writer_decide(struct hb_conn *c, int fd)
 	struct hb_tcp_info x;
 	uint64_t wait_ms = SERVER_WAIT_MIN_MS, until;
 
-	if (tcp_info(fd, &x) == 0)
+	if (hb_os_tcp_info(fd, &x) == 0)
 		wait_ms += 2ull * x.ti.tcpi_rtt / 1000;
 	if (wait_ms > SERVER_WAIT_MAX_MS)
 		wait_ms = SERVER_WAIT_MAX_MS;
@@ -1260,7 +1241,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	const struct tcp_info *ti = &x.ti;
 	int open_rx;
 
-	if (tcp_info(fd, &x) < 0)
+	if (hb_os_tcp_info(fd, &x) < 0)
 		return 0;
 	if (ti->tcpi_state != TCP_ESTABLISHED && ti->tcpi_state != TCP_CLOSE_WAIT &&
 	    ti->tcpi_state != TCP_FIN_WAIT1 && ti->tcpi_state != TCP_FIN_WAIT2) {
@@ -1327,6 +1308,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	}
 	if (c->mode != HB_MODE_FRAME)
 		return 0; /* settled as plain keepalive */
+	hb_ka_window(c, fd, &x, hb_ka_frame_cfg.user_timeout_ms);
 	/* Our direction: hello, then a heartbeat after an interval of silence.
 	 * The jitter spreads connections opened together. */
 	/* The peer sent its FIN. After a half-close frame it still reads and
@@ -1653,7 +1635,7 @@ uint64_t hb_frame_linger_tick(struct hb_conn *c, int fd, uint64_t now)
 			return 0;
 		}
 	}
-	if (tcp_info(fd, &x) < 0 || x.ti.tcpi_state == TCP_CLOSE || x.ti.tcpi_state == TCP_TIME_WAIT)
+	if (hb_os_tcp_info(fd, &x) < 0 || x.ti.tcpi_state == TCP_CLOSE || x.ti.tcpi_state == TCP_TIME_WAIT)
 		return 0;
 	/* Done when the peer's FIN came (above), or when our FIN has been
 	 * acknowledged for longer than the peer needs to notice it and stop
@@ -1719,7 +1701,7 @@ static void exit_visit(int fd, struct hb_conn *c, void *arg)
 		struct hb_tcp_info ti;
 
 		x->pending++;
-		if (tcp_info(fd, &ti) == 0 && ti.ti.tcpi_rtt / 1000 > x->rtt_ms)
+		if (hb_os_tcp_info(fd, &ti) == 0 && ti.ti.tcpi_rtt / 1000 > x->rtt_ms)
 			x->rtt_ms = ti.ti.tcpi_rtt / 1000;
 	}
 }

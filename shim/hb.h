@@ -20,6 +20,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/select.h>
+#include <netinet/tcp.h>
 #include <time.h>
 
 #include "atomic.h"
@@ -189,6 +190,22 @@ void hb_real_bind(void);
 long hb_os_getsockopt(int fd, int level, int opt, void *val, socklen_t *len);
 long hb_os_setsockopt(int fd, int level, int opt, const void *val, socklen_t len);
 long hb_os_setsockopt_int(int fd, int level, int opt, int v);
+
+/* TCP_INFO as far as the kernel's struct goes (glibc's struct tcp_info
+ * stops at tcpi_total_retrans). A field past the length the kernel
+ * returned reads 0; len says which are real. */
+struct hb_tcp_info {
+	struct tcp_info ti;
+	uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
+	uint32_t segs_out, segs_in, notsent_bytes, min_rtt, data_segs_in, data_segs_out;
+	uint64_t delivery_rate, busy_time, rwnd_limited, sndbuf_limited;
+	uint32_t delivered, delivered_ce;
+	uint64_t bytes_sent, bytes_retrans;
+	uint32_t dsack_dups, reord_seen, rcv_ooopack, snd_wnd;
+	uint32_t len; /* bytes the kernel filled in */
+};
+#define HB_TI_HAS(x, field) ((x)->len >= offsetof(struct hb_tcp_info, field) + sizeof((x)->field))
+long hb_os_tcp_info(int fd, struct hb_tcp_info *x);
 long hb_os_shutdown(int fd, int how);
 long hb_os_close(int fd);
 long hb_os_write(int fd, const void *buf, size_t n);
@@ -261,6 +278,9 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2, HB_KIND_
 #define HB_CF_SHARED       (1u << 24) /* another process may hold it (fork, exec): sticky */
 #define HB_CF_CLAIMED      (1u << 25) /* shared, but this process used it since: it reads it */
 #define HB_CF_SHUT_RD      (1u << 26) /* app shut reading down; the kernel's SHUT_RD waits (frame.c) */
+#define HB_CF_UTO_OFF      (1u << 27) /* our TCP_USER_TIMEOUT switched off: the peer's window is shut */
+#define HB_CF_TXW          (1u << 28) /* the application wrote since the last window check */
+#define HB_CF_ZW_SUSPECT   (1u << 29) /* a window probe went unanswered at the last check */
 
 #define HB_CONN_FDS 4
 
@@ -471,6 +491,19 @@ extern struct hb_ka hb_ka_cfg; /* derived once at init */
 void hb_ka_apply(int fd, struct hb_conn *c);
 /* Switch SO_KEEPALIVE on unless the app chose. Background thread, pinned. */
 void hb_ka_arm(int fd, struct hb_conn *c);
+/* The peer's receive window (keepalive.c): switch our TCP_USER_TIMEOUT off
+ * while the peer keeps its window shut and answers, on again once it opens
+ * or the peer stops answering; uto_ms is ours for the connection's mode.
+ * Background thread, fd pinned. Returns 1
+ * while data waits to be sent or acknowledged (look again later). */
+int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigned uto_ms);
+/* The application wrote on a keepalive-mode connection: have its window
+ * looked at (one flag; any thread). */
+static inline void hb_ka_note_tx(struct hb_conn *c)
+{
+	if (HB_UNLIKELY(!(hb_load_relaxed(&c->flags) & HB_CF_TXW)))
+		hb_or_acq_rel(&c->flags, HB_CF_TXW);
+}
 
 /* ------------------------------------------------------------------ frame.c */
 

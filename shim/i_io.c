@@ -311,6 +311,15 @@ static SLOW ssize_t write_slow(struct hb_conn *c, int fd, const void *buf, size_
 	PRECHECK(c, fd);
 	if (IS_FRAME(c))
 		return hb_io_frame_tx(c, fd, frame_send1(c, fd, buf, n, 0), 0);
+	hb_ka_note_tx(c);
+	if (!hb_cfg.idle_timeout_ms)
+		/* No shutdown of ours can race this write (only the idle
+		 * deadline shuts a keepalive-mode connection down): the
+		 * application's own call, which a seccomp filter (sshd's
+		 * sandbox) may allow where sendto is not; the kernel raises
+		 * SIGPIPE itself where it is due. */
+		return tx_done(c, fd, REAL(write, syscall(SYS_write, fd, buf, n), fd, buf, n),
+			       MSG_NOSIGNAL);
 	/* write(2) on a TCP socket is send(2) with no flags. */
 	return tx_done(c, fd, REAL_SENDTO(fd, buf, n, MSG_NOSIGNAL, NULL, 0), 0);
 }
@@ -329,6 +338,7 @@ static SLOW ssize_t sendto_slow(struct hb_conn *c, int fd, const void *buf, size
 	PRECHECK(c, fd);
 	if (IS_FRAME(c))
 		return hb_io_frame_tx(c, fd, frame_send1(c, fd, buf, n, flags), flags);
+	hb_ka_note_tx(c);
 	return tx_done(c, fd, REAL_SENDTO(fd, buf, n, flags | MSG_NOSIGNAL, sa, sl), flags);
 }
 
@@ -352,6 +362,7 @@ static SLOW ssize_t sendmsg_slow(struct hb_conn *c, int fd, const struct msghdr 
 	PRECHECK(c, fd);
 	if (IS_FRAME(c) && m)
 		return hb_io_frame_tx(c, fd, hb_frame_send(c, fd, m, flags), flags);
+	hb_ka_note_tx(c);
 	return tx_done(c, fd, REAL_SENDMSG(fd, m, flags | MSG_NOSIGNAL), flags);
 }
 
@@ -377,6 +388,10 @@ static SLOW ssize_t writev_slow(struct hb_conn *c, int fd, const struct iovec *i
 	m.msg_iovlen = (size_t)n;
 	if (IS_FRAME(c))
 		return hb_io_frame_tx(c, fd, hb_frame_send(c, fd, &m, 0), 0);
+	hb_ka_note_tx(c);
+	if (!hb_cfg.idle_timeout_ms) /* as in write() */
+		return tx_done(c, fd, REAL(writev, syscall(SYS_writev, fd, iov, n), fd, iov, n),
+			       MSG_NOSIGNAL);
 	return tx_done(c, fd, REAL_SENDMSG(fd, &m, MSG_NOSIGNAL), 0);
 }
 

@@ -72,6 +72,7 @@ static ssize_t do_sendfile(int is64, int out, int in, off_t *off, size_t n)
 		return -1;
 	}
 	if (c->mode != HB_MODE_FRAME) {
+		hb_ka_note_tx(c);
 		r = sf_xfer(&x, n);
 		return r < 0 ? hb_io_frame_tx(c, out, r, MSG_NOSIGNAL) : r;
 	}
@@ -155,6 +156,8 @@ HB_EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size_
 		r = hb_frame_xfer_out(co, out, n, avail, nb || nb_of(co), sp_xfer, &x);
 		return hb_io_frame_tx(co, out, r, MSG_NOSIGNAL);
 	}
+	if (co)
+		hb_ka_note_tx(co);
 	r = sp_xfer(&x, n);
 	if (r < 0) {
 		errno = (int)-r;

@@ -118,3 +118,68 @@ void hb_ka_arm(int fd, struct hb_conn *c)
 	if (hb_os_setsockopt_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1) == 0)
 		hb_or_acq_rel(&c->flags, HB_CF_KA_ARMED);
 }
+
+/*
+ * A peer that stops reading shuts its receive window, and the kernel then
+ * sends window probes, which a live peer answers. Since Linux 5.11 the
+ * kernel nevertheless aborts such a connection once the window stayed shut
+ * for TCP_USER_TIMEOUT: set to about T, it killed every consumer that
+ * paused reading for T (a pager, a pipe into a slow program). RFC 1122
+ * 4.2.2.17 wants the connection kept open as long as the probes are
+ * answered, and a peer that answers is not dead. So while the window is
+ * shut (smaller than one segment, with data waiting) our user timeout is
+ * off; it is back once the window opens or all data is acknowledged, and
+ * also when two looks in a row find a probe unanswered and nothing
+ * acknowledged for T: the kernel then aborts at its next probe. In framed
+ * mode the peer's heartbeats keep telling its liveness throughout.
+ */
+int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigned uto)
+{
+	const struct tcp_info *ti = &x->ti;
+	uint32_t fl = hb_load_acquire(&c->flags);
+	int waiting, shut, silent;
+
+	if (!HB_TI_HAS(x, snd_wnd) || (fl & HB_APP_USERTIMEOUT) || !uto)
+		return 0;
+	if (ti->tcpi_state != TCP_ESTABLISHED && ti->tcpi_state != TCP_CLOSE_WAIT) {
+		shut = 0;
+		waiting = 0;
+	} else {
+		waiting = ti->tcpi_unacked || x->notsent_bytes;
+		shut = waiting && x->snd_wnd < (ti->tcpi_snd_mss ? ti->tcpi_snd_mss : 1);
+	}
+	silent = ti->tcpi_probes && ti->tcpi_last_ack_recv >= hb_cfg.timeout_ms;
+	if (!shut) {
+		if ((fl & HB_CF_UTO_OFF) &&
+		    hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, (int)uto) == 0)
+			hb_log(HB_LOG_DEBUG, "fd %d: peer's window open: user timeout on again", fd);
+		if (fl & (HB_CF_UTO_OFF | HB_CF_ZW_SUSPECT))
+			hb_and_acq_rel(&c->flags, ~(HB_CF_UTO_OFF | HB_CF_ZW_SUSPECT));
+		return waiting;
+	}
+	if (!silent) {
+		/* Shut, and the peer answers: it is alive. */
+		if (fl & HB_CF_ZW_SUSPECT)
+			hb_and_acq_rel(&c->flags, ~HB_CF_ZW_SUSPECT);
+		if (!(fl & HB_CF_UTO_OFF) &&
+		    hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, 0) == 0) {
+			hb_or_acq_rel(&c->flags, HB_CF_UTO_OFF);
+			hb_log(HB_LOG_DEBUG, "fd %d: peer's window shut: user timeout off", fd);
+		}
+		return 1;
+	}
+	/* Shut, and a probe is unanswered with nothing acknowledged for T:
+	 * the second time in a row, the user timeout is back (and stays
+	 * until the peer answers again). */
+	if (!(fl & HB_CF_UTO_OFF))
+		return 1;
+	if (!(fl & HB_CF_ZW_SUSPECT)) {
+		hb_or_acq_rel(&c->flags, HB_CF_ZW_SUSPECT);
+		return 1;
+	}
+	if (hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, (int)uto) == 0) {
+		hb_and_acq_rel(&c->flags, ~HB_CF_UTO_OFF);
+		hb_log(HB_LOG_DEBUG, "fd %d: window probes unanswered: user timeout on again", fd);
+	}
+	return 1;
+}

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <netinet/in.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -271,5 +272,23 @@ long hb_next_send(int fd, const void *buf, size_t n, int flags)
 	if (r < 0)
 		r = -errno;
 	errno = saved;
+	return r;
+}
+
+_Static_assert(offsetof(struct hb_tcp_info, bytes_received) == 128 &&
+		       offsetof(struct hb_tcp_info, notsent_bytes) == 144 &&
+		       offsetof(struct hb_tcp_info, snd_wnd) == 228,
+	       "struct hb_tcp_info must match the kernel's struct tcp_info");
+
+long hb_os_tcp_info(int fd, struct hb_tcp_info *x)
+{
+	socklen_t len = offsetof(struct hb_tcp_info, len);
+	long r;
+
+	memset(x, 0, sizeof(*x));
+	r = hb_os_getsockopt(fd, IPPROTO_TCP, TCP_INFO, x, &len);
+	x->len = r == 0 ? len : 0;
+	if (!HB_TI_HAS(x, bytes_received))
+		x->bytes_received = 0; /* an older kernel: never "exactly one" */
 	return r;
 }

@@ -268,9 +268,45 @@ static void rebuild(uint64_t now)
 	hb_fd_foreach(relink, &now);
 }
 
+/*
+ * The window sweep (keepalive mode): connections the application wrote on
+ * since the last sweep, or whose user timeout we switched off, get their
+ * window looked at (hb_ka_window). The sweep itself reads memory only; a
+ * connection costs system calls only while it has data in flight. Its
+ * period is a third of the user timeout, so a window that shuts is seen
+ * well before the kernel would abort on it.
+ */
+static void sweep_one(int fd, struct hb_conn *c, void *arg)
+{
+	uint32_t fl = hb_load_acquire(&c->flags);
+	struct hb_tcp_info x;
+	struct hb_fdent *ent;
+
+	(void)arg;
+	if (c->mode != HB_MODE_KEEPALIVE || !(fl & (HB_CF_TXW | HB_CF_UTO_OFF)))
+		return;
+	hb_and_acq_rel(&c->flags, ~HB_CF_TXW);
+	if (!(fl & HB_CF_TIMING) || (fl & (HB_CF_RELEASED | HB_CF_LOST | HB_APP_USERTIMEOUT)) ||
+	    hb_load_acquire(&c->dead))
+		return; /* our options not applied (yet), or gone */
+	if ((fd = hb_fd_pin(c, &ent)) < 0)
+		return;
+	if (hb_os_tcp_info(fd, &x) == 0 && hb_ka_window(c, fd, &x, hb_ka_cfg.user_timeout_ms))
+		hb_or_acq_rel(&c->flags, HB_CF_TXW);
+	hb_fd_unpin(ent);
+}
+
+static uint64_t sweep_period(void)
+{
+	uint64_t p = hb_ka_cfg.user_timeout_ms / 3;
+
+	return p < 100 ? 100 : p;
+}
+
 static void *thread_main(void *arg)
 {
 	uint64_t now = hb_os_now_ms(), next_stats = now + STATS_PERIOD_MS;
+	uint64_t next_sweep = now + sweep_period();
 
 	hb_store_relaxed(&hb_thread_tid, (uint32_t)hb_os_gettid());
 	rng = hb_os_now_ns() ^ ((uint64_t)hb_os_getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
@@ -305,9 +341,16 @@ static void *thread_main(void *arg)
 			hb_stats_flush();
 			next_stats = now + STATS_PERIOD_MS;
 		}
+		if (now >= next_sweep) {
+			if (hb_conn_in_use())
+				hb_fd_foreach(sweep_one, NULL);
+			next_sweep = now + sweep_period();
+		}
 		due = hb_wheel_next(&wheel);
 		if (hb_cfg.stats_file[0] && due > next_stats)
 			due = next_stats;
+		if (hb_conn_in_use() && due > next_sweep)
+			due = next_sweep;
 		now = hb_os_now_ms();
 		wait = due == UINT64_MAX ? -1 : (due > now ? (int64_t)(due - now) : 0);
 		if (wait != 0)
