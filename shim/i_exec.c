@@ -11,6 +11,9 @@
 #include <spawn.h>
 #include <stdarg.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/prctl.h>
 
 #include "interpose.h"
 
@@ -151,4 +154,55 @@ HB_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_
 	WITH_ENV(envp, env);
 
 	return REAL(posix_spawnp, ENOSYS, pid, file, fa, attr, argv, env);
+}
+
+/*
+ * prctl(PR_SET_SECCOMP): the process sandboxes itself (sshd's pre-login
+ * child, browsers, sandboxed workers). A seccomp filter applies to the
+ * calling thread from then on and typically kills it (SIGSYS) for any
+ * system call the program itself does not make: the shim's getsockopt,
+ * sendmsg or thread creation would. So the shim steps aside first, while
+ * its calls are still allowed: the user timeout it set is taken back (no
+ * background thread will look after the window of these connections any
+ * more), every fd is forgotten and nothing new is tracked. From then on
+ * every call is the application's own. Framed connections cannot continue
+ * in such a process (README). seccomp(2) itself has no libc wrapper to
+ * interpose; libseccomp sets PR_SET_NO_NEW_PRIVS through prctl first, and
+ * sshd uses prctl for both.
+ */
+static void give_back(int fd, struct hb_conn *c, void *arg)
+{
+	uint32_t fl = hb_load_acquire(&c->flags);
+
+	(void)arg;
+	if ((fl & HB_CF_TIMING) && !(fl & (HB_APP_USERTIMEOUT | HB_CF_LOST)) &&
+	    c->cookie && hb_os_cookie(fd) == c->cookie)
+		hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, 0);
+}
+
+static void step_aside(const char *why)
+{
+	if (!hb_enabled)
+		return;
+	hb_enabled = 0;
+	hb_log(HB_LOG_INFO, "%s: the process sandboxes itself; hbshim steps aside", why);
+	hb_fd_foreach(give_back, NULL);
+	hb_fd_forget_range(0, HB_FD_MAX - 1);
+}
+
+HB_EXPORT int prctl(int option, ...)
+{
+	unsigned long a[4];
+	va_list ap;
+
+	va_start(ap, option);
+	for (int i = 0; i < 4; i++)
+		a[i] = va_arg(ap, unsigned long);
+	va_end(ap);
+	if (option == PR_SET_SECCOMP)
+		step_aside("prctl(PR_SET_SECCOMP)");
+	else if (option == PR_SET_NO_NEW_PRIVS && a[0] == 1)
+		step_aside("prctl(PR_SET_NO_NEW_PRIVS)");
+	return REAL(prctl, (int)syscall(SYS_prctl, option, a[0], a[1], a[2], a[3]), option, a[0],
+		    a[1], a[2], a[3]);
 }

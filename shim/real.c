@@ -13,6 +13,7 @@
 #include <dlfcn.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 
 #include "hb.h"
@@ -128,6 +129,7 @@ void hb_real_bind(void)
 	BIND(splice, splice);
 	BIND(sendmmsg, sendmmsg);
 	BIND(recvmmsg, recvmmsg);
+	BIND(prctl, prctl);
 	BIND(execve, execve);
 	BIND(execvpe, execvpe);
 	BIND(fexecve, fexecve);

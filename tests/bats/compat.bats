@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
-# Living next to other preloaded libraries: malloc replacements and the
-# AddressSanitizer runtime.
+# Living next to other preloaded libraries (malloc replacements, the
+# AddressSanitizer runtime) and next to a seccomp sandbox the program puts
+# itself in.
 
 load helpers
 
@@ -62,4 +63,24 @@ fetch_with() {
 	bg_wait "$srv" 5
 	[ "$BG_STATUS" -eq 0 ] || fail "server status $BG_STATUS: $(cat "$T/srv.out" "$T/srv.err")"
 	! grep -q 'ERROR: AddressSanitizer' "$T/srv.err" || fail "ASan report: $(cat "$T/srv.err")"
+}
+
+@test "seccomp: a client that sandboxes itself after connecting (sshd style) is not killed; bytes exact" {
+	[ -x "$HB_ROOT/build/tests/sandboxed" ] || skip "build/tests/sandboxed not built"
+	local port
+	port=$(free_port)
+	bg srv plain "$PY" -c 'import socket, sys
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", int(sys.argv[1]))); ls.listen(1); print("LISTENING", flush=True)
+s, _ = ls.accept(); f = s.makefile("rb")
+l = f.readline(); s.sendall(b"pong:" + l); s.close()' "$port"
+	local srv=$BG_PID
+	wait_line "$T/srv.out" LISTENING
+	# The filter kills the process (SIGSYS, status 159) on sendto, sendmsg,
+	# getsockopt, setsockopt or a new thread.
+	run shim HBSHIM_INTERVAL=200ms HBSHIM_TIMEOUT=1s HBSHIM_LOG=info "$HB_ROOT/build/tests/sandboxed" "$port"
+	assert_status 0
+	[ "$(line_with pong)" = "pong:ping" ] || fail "client printed: $output"
+	bg_wait "$srv" 5
+	[ "$BG_STATUS" -eq 0 ] || fail "server status $BG_STATUS: $(cat "$T/srv.out" "$T/srv.err")"
 }
