@@ -1569,6 +1569,11 @@ int hb_frame_linger(struct hb_conn *c, int fd)
 	 * us; nothing to protect. */
 	if (hb_os_ioctl(fd, SIOCINQ, &inq) < 0 || inq > 0)
 		return 0;
+	/* Out of the application's epoll sets, as its close would have
+	 * taken it: our duplicate keeps the socket alive. (A socket another
+	 * process holds too stays in them after a close anyway.) */
+	if (!(hb_load_relaxed(&c->flags) & HB_CF_SHARED) && hb_epoll_detach(fd) < 0)
+		return 0;
 	/* A number far from the low ones the application expects to get
 	 * back from its next open() or socket(). */
 	if (syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &rl) == 0 && rl.rlim_cur > 512)

@@ -168,6 +168,7 @@ struct hb_real {
 	int (*sendmmsg)(int, struct mmsghdr *, unsigned int, int);
 	int (*recvmmsg)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
 	int (*prctl)(int, unsigned long, unsigned long, unsigned long, unsigned long);
+	int (*epoll_ctl)(int, int, int, void *);
 	int (*execve)(const char *, char *const[], char *const[]);
 	int (*execvpe)(const char *, char *const[], char *const[]);
 	int (*fexecve)(int, char *const[], char *const[]);
@@ -215,6 +216,13 @@ long hb_os_recv(int fd, void *buf, size_t n, int flags);
 long hb_os_open(const char *path, int flags, int mode);
 long hb_os_rename(const char *from, const char *to);
 long hb_os_fcntl(int fd, int cmd, long arg);
+long hb_os_epoll_ctl(int epfd, int op, int fd, void *ev);
+/* epollset.c: remember an epoll set a framed socket was added to; take fd
+ * (a framed socket about to be closed while the shim keeps a duplicate)
+ * out of every such set: -1 when those sets are not all known. Any thread,
+ * async-signal-safe. */
+void hb_epoll_note(int epfd);
+int hb_epoll_detach(int fd);
 long hb_os_ioctl(int fd, unsigned long req, void *arg);
 long hb_os_poll1(int fd, short events, int timeout_ms, short *revents);
 long hb_os_getsockname(int fd, struct sockaddr *sa, socklen_t *len);

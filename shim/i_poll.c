@@ -19,10 +19,13 @@
  *
  * epoll is not filtered (the application's epoll_data does not name the
  * fd); its users are non-blocking and see EAGAIN in that case (see
- * docs/DESIGN.md).
+ * docs/DESIGN.md). epoll_ctl is watched for one thing only: the epoll sets
+ * framed sockets are added to, so that a lingering close (frame.c) can take
+ * the socket out of them (below).
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/epoll.h>
 
 #include "interpose.h"
 
@@ -276,4 +279,22 @@ HB_EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct
 		      const sigset_t *mask)
 {
 	return do_pselect(nfds, rd, wr, ex, timeout, mask, NULL);
+}
+
+static __attribute__((noinline)) int epoll_ctl_slow(struct hb_conn *c, int epfd, int op, int fd,
+						    struct epoll_event *ev)
+{
+	if (c && op == EPOLL_CTL_ADD && c->mode == HB_MODE_FRAME && hb_conn_usable(c))
+		hb_epoll_note(epfd);
+	return REAL(epoll_ctl, (int)syscall(SYS_epoll_ctl, epfd, op, fd, ev), epfd, op, fd, ev);
+}
+
+HB_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	struct hb_conn *c = hb_fd_conn(fd);
+	int (*fn)(int, int, int, void *) = REAL_PTR(epoll_ctl);
+
+	if (HB_LIKELY(!c && fn))
+		return fn(epfd, op, fd, ev);
+	return epoll_ctl_slow(c, epfd, op, fd, ev);
 }

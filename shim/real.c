@@ -13,6 +13,7 @@
 #include <dlfcn.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
@@ -130,6 +131,7 @@ void hb_real_bind(void)
 	BIND(sendmmsg, sendmmsg);
 	BIND(recvmmsg, recvmmsg);
 	BIND(prctl, prctl);
+	BIND(epoll_ctl, epoll_ctl);
 	BIND(execve, execve);
 	BIND(execvpe, execvpe);
 	BIND(fexecve, fexecve);

@@ -50,3 +50,33 @@ need_pollread() {
 	echo "heartbeats received: $total"
 	[ "$total" -gt 20 ]
 }
+
+@test "eventloop: a framed socket closed while the shim lingers leaves the application's epoll set, as a close does" {
+	local port
+	port=$(free_port)
+	bg srv shim HBSHIM_INTERVAL=100ms HBSHIM_ACCEPT=auto "$PY" -c 'import socket, sys, time
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", int(sys.argv[1]))); ls.listen(1); print("LISTENING", flush=True)
+s, _ = ls.accept(); s.recv(10); s.sendall(b"ok\n")
+s.recv(10)      # EOF: the client closed
+time.sleep(1)   # the client lingers meanwhile
+s.close()' "$port"
+	local srv=$BG_PID
+	wait_line "$T/srv.out" LISTENING
+	run shim HBSHIM_INTERVAL=100ms "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_EVENTS="$T/cli.ev" "$PY" -c 'import os, select, socket, sys
+ep = select.epoll()
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+ep.register(s.fileno(), select.EPOLLIN)
+s.sendall(b"hi\n"); print("GOT", s.recv(10))
+n = s.fileno(); s.close()
+r, w = os.pipe()
+ep.register(r, select.EPOLLIN)
+regs = [l for l in open("/proc/self/fdinfo/%d" % ep.fileno()) if l.startswith("tfd:")]
+print("REUSED", r == n, "REGS", len(regs))
+print("EVENTS", ep.poll(0.3))' "$port"
+	assert_status 0
+	grep -q '"event":"framed"' "$T/cli.ev" || fail "not framed: $(cat "$T/cli.ev")"
+	[[ "$(line_with REUSED)" == *"REGS 1" ]] || fail "client: $output"
+	[ "$(line_with EVENTS)" = "EVENTS []" ] || fail "events on a pipe nobody wrote to: $output"
+	bg_wait "$srv" 5
+}
