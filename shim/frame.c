@@ -1245,11 +1245,14 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		return 0;
 	if (ti->tcpi_state != TCP_ESTABLISHED && ti->tcpi_state != TCP_CLOSE_WAIT &&
 	    ti->tcpi_state != TCP_FIN_WAIT1 && ti->tcpi_state != TCP_FIN_WAIT2) {
-		if (ti->tcpi_state == TCP_SYN_SENT || ti->tcpi_state == TCP_SYN_RECV)
+		if (ti->tcpi_state == TCP_SYN_SENT || ti->tcpi_state == TCP_SYN_RECV) {
 			/* A non-blocking connect: our hello must leave as soon as
 			 * the connection is up (a server that writes first waits
 			 * for it only briefly). Look every millisecond for 3 s. */
+			if (ti->tcpi_state == TCP_SYN_SENT && hb_connect_expired(c, fd, now))
+				return 0;
 			return now + (now - c->opened_ms < 3000 ? 1 : 50);
+		}
 		return 0;
 	}
 	if (HB_UNLIKELY(hb_load_acquire(&c->flags) & HB_CF_SHUT_RD)) {

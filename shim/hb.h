@@ -217,6 +217,7 @@ long hb_os_open(const char *path, int flags, int mode);
 long hb_os_rename(const char *from, const char *to);
 long hb_os_fcntl(int fd, int cmd, long arg);
 long hb_os_epoll_ctl(int epfd, int op, int fd, void *ev);
+long hb_os_connect(int fd, const struct sockaddr *sa, socklen_t len);
 /* epollset.c: remember an epoll set a framed socket was added to; take fd
  * (a framed socket about to be closed while the shim keeps a duplicate)
  * out of every such set: -1 when those sets are not all known. Any thread,
@@ -290,6 +291,7 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2, HB_KIND_
 #define HB_CF_UTO_OFF      (1u << 27) /* our TCP_USER_TIMEOUT switched off: the peer's window is shut */
 #define HB_CF_TXW          (1u << 28) /* the application wrote since the last window check */
 #define HB_CF_ZW_SUSPECT   (1u << 29) /* a window probe went unanswered at the last check */
+#define HB_CF_CONN_EXPIRED (1u << 30) /* a non-blocking connect dissolved by our deadline */
 
 #define HB_CONN_FDS 4
 
@@ -595,6 +597,10 @@ int hb_inherit_import(const char *s);
  * thread; c must be installed. Never blocks. */
 void hb_thread_schedule(struct hb_conn *c);
 void hb_thread_ensure(void);
+/* HBSHIM_CONNECT_TIMEOUT for a non-blocking connect still in SYN_SENT:
+ * when expired, dissolve the attempt (the application's poll wakes; its
+ * SO_ERROR reads ETIMEDOUT) and return 1. Background thread, fd pinned. */
+int hb_connect_expired(struct hb_conn *c, int fd, uint64_t now);
 extern _Atomic uint32_t hb_thread_tid;
 /* Wake the background thread (reap pressure). Async-signal-safe. */
 void hb_thread_wake(void);

@@ -66,9 +66,24 @@ static void kernel_dead(struct hb_conn *c, int fd)
 }
 
 /* Common tail of the receive calls on a tracked connection. */
+/* The first error after our connect deadline dissolved a non-blocking
+ * connect is the kernel's ECONNRESET for it: report ETIMEDOUT. */
+static int conn_expired_errno(struct hb_conn *c, int err)
+{
+	if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & HB_CF_CONN_EXPIRED) &&
+	    (err == ECONNRESET || err == ENOTCONN || err == EPIPE)) {
+		hb_and_acq_rel(&c->flags, ~HB_CF_CONN_EXPIRED);
+		return ETIMEDOUT;
+	}
+	return err;
+}
+
 static ssize_t rx_done(struct hb_conn *c, int fd, ssize_t r, size_t want)
 {
 	int err = errno, d;
+
+	if (r < 0)
+		err = conn_expired_errno(c, err);
 
 	if (r < 0 && err == ETIMEDOUT) {
 		kernel_dead(c, fd);
@@ -90,6 +105,7 @@ static ssize_t tx_done(struct hb_conn *c, int fd, ssize_t r, int app_flags)
 
 	if (r >= 0)
 		return r;
+	err = conn_expired_errno(c, err);
 	if (err == ETIMEDOUT) {
 		kernel_dead(c, fd);
 		errno = ETIMEDOUT;

@@ -87,6 +87,11 @@ long hb_os_rename(const char *from, const char *to)
 	return RAW(SYS_renameat, AT_FDCWD, from, AT_FDCWD, to);
 }
 
+long hb_os_connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	return RAW(SYS_connect, fd, sa, len);
+}
+
 long hb_os_epoll_ctl(int epfd, int op, int fd, void *ev)
 {
 	return RAW(SYS_epoll_ctl, epfd, op, fd, ev);

@@ -125,6 +125,30 @@ static void idle_check(struct hb_conn *c, int fd, uint64_t now)
 	hb_wheel_add(&wheel, c, now + (limit - idle));
 }
 
+int hb_connect_expired(struct hb_conn *c, int fd, uint64_t now)
+{
+	uint64_t limit = hb_cfg.connect_timeout_ms;
+	struct sockaddr un = { .sa_family = AF_UNSPEC };
+	char extra[96];
+	struct hb_buf b;
+
+	if (!limit || now < c->opened_ms + limit)
+		return 0;
+	/* As the blocking path does: AF_UNSPEC dissolves the attempt. The
+	 * kernel reports ECONNRESET for it; the interposers say ETIMEDOUT. */
+	hb_or_acq_rel(&c->flags, HB_CF_CONN_EXPIRED);
+	if (hb_os_connect(fd, &un, sizeof(un)) < 0) {
+		hb_and_acq_rel(&c->flags, ~HB_CF_CONN_EXPIRED);
+		return 0;
+	}
+	hb_stat_add(HB_ST_DEADLINE_CONNECT, 1);
+	hb_buf_init(&b, extra, sizeof(extra));
+	hb_buf_fmt(&b, ",\"kind\":\"connect\",\"timeout_ms\":%llu", (unsigned long long)limit);
+	hb_event("deadline", fd, c, hb_buf_str(&b));
+	hb_log(HB_LOG_INFO, "fd %d: connect deadline (%llu ms) fired", fd, (unsigned long long)limit);
+	return 1;
+}
+
 static void fire(struct hb_conn *c, void *arg)
 {
 	uint64_t now = *(uint64_t *)arg;
@@ -185,7 +209,15 @@ static void fire(struct hb_conn *c, void *arg)
 			memset(&ti, 0, sizeof(ti));
 			if (hb_os_getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 &&
 			    ti.tcpi_state == TCP_SYN_SENT) {
-				hb_wheel_add(&wheel, c, now + 50);
+				uint64_t next = now + 50, dl = c->opened_ms + hb_cfg.connect_timeout_ms;
+
+				if (hb_connect_expired(c, fd, now)) {
+					c->phase = PH_DONE;
+					break;
+				}
+				if (hb_cfg.connect_timeout_ms && dl < next)
+					next = dl;
+				hb_wheel_add(&wheel, c, next);
 				break;
 			}
 			hb_ka_apply(fd, c);

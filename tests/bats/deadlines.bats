@@ -37,6 +37,33 @@ load helpers
 	in_range "$4" 0 1.0 || fail "non-blocking connect took $4 s"
 }
 
+@test "connect deadline: a non-blocking connect that never completes: poll wakes, SO_ERROR is ETIMEDOUT; curl gives up too" {
+	netns_new
+	local port=4001
+	nft_drop "$NS" dport "$port"
+	run ip netns exec "$NS" env "${SHIM_ENV[@]}" HBSHIM_CONNECT_TIMEOUT=1s timeout 20 "$PY" -c 'import errno, select, socket, sys, time
+s = socket.socket(); s.setblocking(False)
+t0 = time.time()
+r = s.connect_ex(("127.0.0.1", int(sys.argv[1])))
+assert r == errno.EINPROGRESS, r
+p = select.poll(); p.register(s.fileno(), select.POLLOUT)
+ev = p.poll(10000)
+e = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+print("ERR", e, errno.errorcode.get(e, "?"), "%.2f" % (time.time() - t0), "events", ev)' "$port"
+	assert_status 0
+	set -- $output
+	[ "$1 $2 $3" = "ERR 110 ETIMEDOUT" ] || fail "non-blocking connect: $output (expected ERR 110 ETIMEDOUT)"
+	in_range "$4" 0.8 2.5 || fail "gave up after $4 s, expected 0.8..2.5 s"
+
+	need_cmd curl
+	local t0=$SECONDS
+	run ip netns exec "$NS" env "${SHIM_ENV[@]}" HBSHIM_CONNECT_TIMEOUT=1s \
+		timeout 20 curl -sS --connect-timeout 15 "http://127.0.0.1:$port/"
+	# 7 (couldn't connect) or 28 (timed out), depending on curl's version.
+	[ "$status" -eq 7 ] || [ "$status" -eq 28 ] || fail "curl status $status: $output"
+	((SECONDS - t0 <= 5)) || fail "curl gave up after $((SECONDS - t0)) s, expected about 1 s"
+}
+
 @test "connect deadline: a reachable server still connects normally" {
 	local port
 	port=$(free_port)
