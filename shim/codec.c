@@ -147,6 +147,7 @@ ssize_t hb_rx_decode(struct hb_rx *st, uint8_t *buf, size_t len, struct hb_rx_in
 			if (flen == 0 || flen > HB_MAX_FRAME)
 				return -EMSGSIZE;
 			st->remaining = flen;
+			st->last_len = flen;
 			in += HB_DATA_HDR_LEN;
 			continue;
 		}
@@ -180,6 +181,7 @@ int hb_rx_data_fast(struct hb_rx *st, const uint8_t *hdr, size_t payload)
 	if (len == 0 || len > HB_MAX_FRAME || payload > len)
 		return 0;
 	st->remaining = len - (uint32_t)payload;
+	st->last_len = len;
 	return 1;
 }
 

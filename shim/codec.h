@@ -59,6 +59,7 @@ struct hb_rx {
 	uint8_t halfclosed;       /* peer sent a half-close frame */
 	uint8_t notice_reason;    /* last notice reason, 0 = none */
 	uint32_t notice_silent_ms;
+	uint32_t last_len;        /* length of the last data frame begun (a guess at the next) */
 };
 
 /* What one decode step saw besides application bytes. */

@@ -594,6 +594,113 @@ bad:
 	return -EPROTO;
 }
 
+/*
+ * Bulk reads. A reader with room for several frames, while the sender keeps
+ * writing one size, would get one frame per recvmsg: each read stops at the
+ * next header, which must not land in the application's buffer. So the
+ * next frames are predicted to be data frames of the last length P: one
+ * recvmsg scatters their headers into slots and their payloads back to back
+ * into buf (the layout never exceeds n bytes in all). A header that is what
+ * was predicted costs nothing more. At the first one that is not (a
+ * heartbeat, another size, a partial header), everything from there on is
+ * put back in stream order inside buf (it fits: it is at most what landed
+ * there plus the slots' bytes, and the layout was at most n) and decoded in
+ * place by the general decoder. rxlock held; returns as read_once.
+ */
+#define PRED_MAX 8
+#define PRED_MIN_LEN 1024
+
+static long read_predicted(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int flags)
+{
+	uint8_t slot[PRED_MAX][HB_DATA_HDR_LEN];
+	struct iovec v[2 * PRED_MAX + 1];
+	struct msghdr m;
+	size_t rem = c->rx.remaining, P = c->rx.last_len, tot = 0, pos[PRED_MAX];
+	size_t app = 0, left;
+	int k = 0, ns = 0, j;
+	long got;
+
+	if (rem) {
+		v[k++] = (struct iovec){ buf, rem };
+		tot = rem;
+	}
+	while (ns < PRED_MAX && tot + HB_DATA_HDR_LEN + P <= n) {
+		pos[ns] = rem + (size_t)ns * P; /* where slot ns's payload goes */
+		v[k++] = (struct iovec){ slot[ns], HB_DATA_HDR_LEN };
+		v[k++] = (struct iovec){ buf + pos[ns], P };
+		tot += HB_DATA_HDR_LEN + P;
+		ns++;
+	}
+	memset(&m, 0, sizeof(m));
+	m.msg_iov = v;
+	m.msg_iovlen = (size_t)k;
+	got = hb_next_recvmsg(fd, &m, flags & ~MSG_WAITALL);
+	if (got <= 0)
+		return got == 0 ? -ENODATA : got;
+	/* The rest of the current frame. */
+	left = (size_t)got;
+	if (rem) {
+		size_t t = left < rem ? left : rem;
+
+		c->rx.remaining -= (uint32_t)t;
+		app = t;
+		left -= t;
+	}
+	/* Predicted frames, as long as they are what was predicted. */
+	for (j = 0; j < ns && left; j++) {
+		size_t r;
+
+		if (left < HB_DATA_HDR_LEN)
+			break;
+		r = left - HB_DATA_HDR_LEN < P ? left - HB_DATA_HDR_LEN : P;
+		if (!hb_rx_data_fast(&c->rx, slot[j], r))
+			break;
+		left -= HB_DATA_HDR_LEN + r;
+		app += r;
+		if (c->rx.remaining) {
+			/* A longer frame: its payload goes on into slot j + 1. */
+			j++;
+			break;
+		}
+	}
+	if (!left)
+		return (long)app;
+	/* From slot j on: back in stream order at buf + app (= pos[j]), the
+	 * payload areas moved right past the slot bytes that precede them,
+	 * last first, then the slot bytes copied in; then decoded in place. */
+	{
+		size_t seglen[2 * PRED_MAX], rest = left, dst = app;
+		int nseg = 0;
+
+		for (int i = j; i < ns && rest; i++) {
+			size_t h = rest < HB_DATA_HDR_LEN ? rest : HB_DATA_HDR_LEN, p;
+
+			seglen[nseg++] = h;
+			rest -= h;
+			p = rest < P ? rest : P;
+			seglen[nseg++] = p;
+			rest -= p;
+		}
+		for (int s2 = nseg - 1; s2 >= 0; s2--) {
+			int i = j + s2 / 2;
+			size_t d = dst;
+
+			for (int q = 0; q < s2; q++)
+				d += seglen[q];
+			if (s2 & 1) {
+				if (seglen[s2] && d != pos[i])
+					memmove(buf + d, buf + pos[i], seglen[s2]);
+			} else {
+				memcpy(buf + d, slot[i], seglen[s2]);
+			}
+		}
+		got = absorb(c, fd, buf + app, 0, NULL, 0, 0, left);
+		if (got < 0)
+			return got;
+		return (long)(app + (size_t)got);
+	}
+}
+
 /* One recvmsg on a framed direction into buf[0..n). Returns application
  * bytes (0 = only control frames arrived), -ENODATA at end of stream, or
  * -errno. rxlock held. */
@@ -607,6 +714,16 @@ static long read_once(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int fla
 	uint32_t rem = c->rx.remaining;
 	int k = 0;
 	long got;
+
+	/* (A tail below the low-water mark is read alone, as below.) */
+	if (c->rx.last_len >= PRED_MIN_LEN && !c->rx.hdr_len &&
+	    (!rem || rem >= FRAME_LOWAT) && rem < n &&
+	    n - rem >= 2 * ((size_t)c->rx.last_len + HB_DATA_HDR_LEN) &&
+	    (!am || (!am->msg_name && !am->msg_control))) {
+		if (am)
+			am->msg_flags = 0;
+		return read_predicted(c, fd, buf, n, flags);
+	}
 
 	if (rem) {
 		if (rem >= n || rem < FRAME_LOWAT) {

@@ -588,3 +588,58 @@ PY
 	[ "$sent" = "$back" ] || fail "client got back '$back', sent '$sent'"
 	grep -q '"event":"framed"' "$T/cli.ev" || fail "not framed: $(cat "$T/cli.ev")"
 }
+
+@test "framed bulk reads with room for many frames: runs of equal sizes, size changes, 1 ms heartbeats between: bytes exact" {
+	local port app="$T/bulk.py"
+	cat >"$app" <<'PY'
+import hashlib, random, socket, sys, time
+mode, port = sys.argv[1], int(sys.argv[2])
+if mode == "server":
+    # Reads with big and odd buffers: several predicted frames per read,
+    # mispredicted ones whenever the size changes or a heartbeat is between.
+    ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", port)); ls.listen(1); print("LISTENING", flush=True)
+    s, _ = ls.accept()
+    rnd = random.Random(5)
+    h, n, buf = hashlib.sha256(), 0, bytearray(1 << 20)
+    while True:
+        k = rnd.choice([1 << 20, 262144, 100000, 65541, 7, 4096])
+        r = s.recv_into(memoryview(buf)[:k])
+        if not r:
+            break
+        h.update(memoryview(buf)[:r]); n += r
+        if rnd.random() < 0.02:
+            time.sleep(0.003)   # let frames and heartbeats queue up
+    print("GOT", h.hexdigest(), n, flush=True)
+else:
+    rnd = random.Random(9)
+    s = socket.create_connection(("127.0.0.1", port))
+    h, n = hashlib.sha256(), 0
+    for run in range(300):
+        size = rnd.choice([1024, 1500, 4096, 4097, 16384, 65536, 70000, 1 << 20])
+        for _ in range(rnd.randint(1, 12)):
+            d = rnd.randbytes(size)
+            s.sendall(d); h.update(d); n += size
+        if rnd.random() < 0.2:
+            time.sleep(0.004)   # heartbeats go out meanwhile
+    s.shutdown(socket.SHUT_WR)
+    print("SENT", h.hexdigest(), n, flush=True)
+    s.recv(1)
+PY
+	port=$(free_port)
+	bg srv shim HBSHIM_INTERVAL=1ms HBSHIM_TIMEOUT=2s HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/srv.ev" \
+		"$PY" "$app" server "$port"
+	local srv=$BG_PID
+	wait_line "$T/srv.out" LISTENING
+	run shim HBSHIM_INTERVAL=1ms HBSHIM_TIMEOUT=2s "HBSHIM_FRAME=127.0.0.1:$port" \
+		HBSHIM_STATS="$T/cli.stats" "$PY" "$app" client "$port"
+	assert_status 0
+	bg_wait "$srv" 60
+	[ "$BG_STATUS" -eq 0 ] || fail "server status $BG_STATUS: $(cat "$T/srv.out" "$T/srv.err")"
+	local sent got
+	sent=$(line_with SENT | cut -d' ' -f2-)
+	output=$(cat "$T/srv.out")
+	got=$(line_with GOT | cut -d' ' -f2-)
+	[ -n "$sent" ] && [ "$sent" = "$got" ] || fail "server got '$got', client sent '$sent'"
+	grep -q '"event":"framed"' "$T/srv.ev" || fail "not framed: $(cat "$T/srv.ev")"
+}
