@@ -226,6 +226,35 @@ static void queue_hello(struct hb_conn *c)
 	c->hello_sent = 1;
 }
 
+/* The shim's own send/recv. The kernel reports a connection's error
+ * (a reset, its own timeout) to the first call that asks, and takes it
+ * back then: when that call is ours, the application's next read would
+ * see a plain end of stream. Keep it for the application (i_io.c). */
+static void keep_err(struct hb_conn *c, long r)
+{
+	if (r == -ECONNRESET || r == -ETIMEDOUT || r == -EHOSTUNREACH || r == -ENETUNREACH ||
+	    r == -ECONNREFUSED || r == -ECONNABORTED)
+		hb_store_relaxed(&c->stolen_err, (uint8_t)-r);
+}
+
+static long sh_send(struct hb_conn *c, int fd, const void *b, size_t n, int flags)
+{
+	long r = hb_os_send(fd, b, n, flags);
+
+	if (r < 0)
+		keep_err(c, r);
+	return r;
+}
+
+static long sh_recv(struct hb_conn *c, int fd, void *b, size_t n, int flags)
+{
+	long r = hb_os_recv(fd, b, n, flags);
+
+	if (r < 0)
+		keep_err(c, r);
+	return r;
+}
+
 /* Try to push pending control bytes without blocking (txlock held). */
 static void flush_pend(struct hb_conn *c, int fd)
 {
@@ -233,7 +262,7 @@ static void flush_pend(struct hb_conn *c, int fd)
 
 	if (!c->tx.pend_len)
 		return;
-	r = hb_os_send(fd, c->tx.pend, c->tx.pend_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	r = sh_send(c, fd, c->tx.pend, c->tx.pend_len, MSG_DONTWAIT | MSG_NOSIGNAL);
 	if (r > 0) {
 		memmove(c->tx.pend, c->tx.pend + r, c->tx.pend_len - (size_t)r);
 		c->tx.pend_len = (uint8_t)(c->tx.pend_len - r);
@@ -340,11 +369,11 @@ int hb_frame_app_readable(struct hb_conn *c, int fd)
 	if (hb_os_ioctl(fd, SIOCINQ, &inq) == 0) {
 		if (inq == 0) {
 			/* Nothing queued: the end of the stream, or no reason. */
-			r = hb_os_recv(fd, p, 1, MSG_PEEK | MSG_DONTWAIT);
+			r = sh_recv(c, fd, p, 1, MSG_PEEK | MSG_DONTWAIT);
 			ready = r != -EAGAIN;
 		} else if (inq < FRAME_LOWAT) {
 			/* The start of a control frame still arriving. */
-			r = hb_os_recv(fd, p, 1, MSG_PEEK | MSG_DONTWAIT);
+			r = sh_recv(c, fd, p, 1, MSG_PEEK | MSG_DONTWAIT);
 			ready = !(r == 1 && p[0] == HB_FT_CONTROL);
 		}
 	}
@@ -422,11 +451,11 @@ static int detect(struct hb_conn *c, int fd, int wait)
 		 * min(SO_RCVLOWAT, length), and a short raw answer must not
 		 * wait for a full hello. Then look at what is there. */
 		if (wait) {
-			r = hb_os_recv(fd, p, 1, MSG_PEEK);
+			r = sh_recv(c, fd, p, 1, MSG_PEEK);
 			if (r < 0)
 				return (int)r; /* end of stream: seen again just below */
 		}
-		r = hb_os_recv(fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
+		r = sh_recv(c, fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
 
 		if (r == 0) {
 			hb_store_release(&c->rxmode, HB_RX_RAW);
@@ -439,7 +468,7 @@ static int detect(struct hb_conn *c, int fd, int wait)
 			return (int)r;
 		cls = hb_hello_classify(p, (size_t)r, &h);
 		if (cls == 1) {
-			r = hb_os_recv(fd, p, HB_HELLO_LEN, MSG_DONTWAIT);
+			r = sh_recv(c, fd, p, HB_HELLO_LEN, MSG_DONTWAIT);
 			if (r != HB_HELLO_LEN) {
 				fail(c, fd, ECONNRESET, "hello");
 				return 0;
@@ -1218,7 +1247,7 @@ int hb_frame_shutdown(struct hb_conn *c, int fd, int how)
 	    lock(&c->txlock) == 0) {
 		flush_pend(c, fd);
 		if (how == SHUT_WR && hb_tx_at_boundary(&c->tx))
-			hb_os_send(fd, hc, sizeof(hc), MSG_DONTWAIT | MSG_NOSIGNAL);
+			sh_send(c, fd, hc, sizeof(hc), MSG_DONTWAIT | MSG_NOSIGNAL);
 		unlock(&c->txlock);
 	}
 	if (how == SHUT_WR || hb_load_acquire(&c->rxmode) == HB_RX_RAW ||
@@ -1258,7 +1287,7 @@ int hb_frame_inq(struct hb_conn *c, int fd, int *out)
 	if (copy.remaining && (uint32_t)inq <= copy.remaining) {
 		*out = inq;
 	} else {
-		r = hb_os_recv(fd, p, sizeof(p) < (size_t)inq ? sizeof(p) : (size_t)inq,
+		r = sh_recv(c, fd, p, sizeof(p) < (size_t)inq ? sizeof(p) : (size_t)inq,
 			       MSG_PEEK | MSG_DONTWAIT);
 		app = r > 0 ? hb_rx_decode(&copy, p, (size_t)r, NULL) : 0;
 		if (app < 0)
@@ -1286,7 +1315,7 @@ static void drain(struct hb_conn *c, int fd)
 	 * the head (two system calls however many heartbeats piled up). */
 	for (int rounds = 0; rounds < 16 && hb_rx_at_boundary(&c->rx); rounds++) {
 		uint8_t p[64];
-		long r = hb_os_recv(fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
+		long r = sh_recv(c, fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
 		size_t take = 0;
 
 		while (r > 0 && take + 2 <= (size_t)r && p[take] == HB_FT_CONTROL) {
@@ -1298,7 +1327,7 @@ static void drain(struct hb_conn *c, int fd)
 		}
 		if (!take)
 			break;
-		r = hb_os_recv(fd, p, take, MSG_DONTWAIT);
+		r = sh_recv(c, fd, p, take, MSG_DONTWAIT);
 		if (r != (long)take || absorb(c, fd, NULL, 0, p, take, 0, take) < 0)
 			return;
 		if (take + HB_NOTICE_LEN < sizeof(p))
@@ -1321,7 +1350,7 @@ static void drain_one(struct hb_conn *c, int fd)
 
 	if (!owner(c) || !hb_rx_at_boundary(&c->rx))
 		return;
-	r = hb_os_recv(fd, p, sizeof(p), MSG_DONTWAIT);
+	r = sh_recv(c, fd, p, sizeof(p), MSG_DONTWAIT);
 	if (r > 0 && absorb(c, fd, NULL, 0, p, (size_t)r, 0, (size_t)r) < 0)
 		return;
 	c->drained_at = ms32(hb_os_now_ms());
@@ -1336,7 +1365,7 @@ static void send_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t sile
 		return;
 	if (hb_tx_at_boundary(&c->tx)) {
 		hb_notice_encode(n, reason, silent);
-		hb_os_send(fd, n, sizeof(n), MSG_DONTWAIT | MSG_NOSIGNAL);
+		sh_send(c, fd, n, sizeof(n), MSG_DONTWAIT | MSG_NOSIGNAL);
 	}
 	unlock(&c->txlock);
 }
@@ -1415,7 +1444,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 			 * stayed one too long) get the mark lowered, which wakes
 			 * it; the reader then decides under its lock. */
 			uint8_t p[HB_HELLO_LEN];
-			long r = hb_os_recv(fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
+			long r = sh_recv(c, fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
 			int cls = r > 0 ? hb_hello_classify(p, (size_t)r, NULL) : 1;
 
 			if (cls == 0 && !c->bg_partial_at)
@@ -1457,7 +1486,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		flush_pend(c, fd);
 		if (hb_tx_at_boundary(&c->tx)) {
 			if (quiet + slack >= due) {
-				long r = hb_os_send(fd, hb, 2, MSG_DONTWAIT | MSG_NOSIGNAL);
+				long r = sh_send(c, fd, hb, 2, MSG_DONTWAIT | MSG_NOSIGNAL);
 
 				if (r == 1) {
 					c->tx.pend[0] = hb[1];
@@ -1684,6 +1713,12 @@ int hb_frame_linger(struct hb_conn *c, int fd)
 	if ((hb_load_relaxed(&c->flags) & HB_APP_LINGER) || !owner(c) || !hb_enabled)
 		return 0;
 	if (hb_load_acquire(&c->rxmode) == HB_RX_FAILED || hb_load_acquire(&c->dead))
+		return 0;
+	/* Only a peer that speaks hbshim sends heartbeats that could reach a
+	 * closed socket. Toward any other peer the close is the kernel's own:
+	 * no FIN of ours that a process forked without our knowledge (a raw
+	 * clone, as vsftpd makes) would see on a socket it still uses. */
+	if (hb_load_acquire(&c->rxmode) != HB_RX_FRAMED)
 		return 0;
 	/* Unread application bytes: the kernel resets, as it would without
 	 * us; nothing to protect. */

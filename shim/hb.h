@@ -310,7 +310,7 @@ struct hb_conn {
 	uint8_t family;        /* AF_INET / AF_INET6 */
 	uint8_t mode;          /* HB_MODE_*; set before scheduling */
 	uint8_t kind;          /* HB_KIND_* */
-	uint8_t pad0;
+	_Atomic uint8_t stolen_err; /* an error (ECONNRESET...) a call of the shim's own took from the socket */
 	_Atomic uint32_t sndtimeo_ms; /* app's SO_SNDTIMEO, 0 = none */
 	/* Links for the lock-free stacks (pool index + 1, 0 = end). */
 	uint32_t free_next;    /* pool free list */

@@ -164,20 +164,27 @@ HB_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_
  * sendmsg or thread creation would. So the shim steps aside first, while
  * its calls are still allowed: the user timeout it set is taken back (no
  * background thread will look after the window of these connections any
- * more), every fd is forgotten and nothing new is tracked. From then on
- * every call is the application's own. Framed connections cannot continue
- * in such a process (README). seccomp(2) itself has no libc wrapper to
- * interpose; libseccomp sets PR_SET_NO_NEW_PRIVS through prctl first, and
- * sshd uses prctl for both.
+ * more), and so is a receive low-water mark of ours; every fd is
+ * forgotten and nothing new is tracked. From then on every call is the
+ * application's own. Framed connections cannot continue in such a process
+ * (README). PR_SET_NO_NEW_PRIVS alone restricts no system call (haproxy
+ * sets it at startup): nothing changes for it. seccomp(2) has no libc
+ * wrapper; a filter installed with syscall(SYS_seccomp) (libseccomp on
+ * recent kernels) is not seen.
  */
 static void give_back(int fd, struct hb_conn *c, void *arg)
 {
 	uint32_t fl = hb_load_acquire(&c->flags);
 
 	(void)arg;
-	if ((fl & HB_CF_TIMING) && !(fl & (HB_APP_USERTIMEOUT | HB_CF_LOST)) &&
-	    c->cookie && hb_os_cookie(fd) == c->cookie)
+	if ((fl & HB_CF_LOST) || !c->cookie || hb_os_cookie(fd) != c->cookie)
+		return;
+	if ((fl & HB_CF_TIMING) && !(fl & HB_APP_USERTIMEOUT))
 		hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, 0);
+	/* A low-water mark of ours (an accepted connection still waiting for
+	 * a hello) would keep short requests from waking the reader. */
+	if (!(fl & HB_APP_RCVLOWAT))
+		hb_os_setsockopt_int(fd, SOL_SOCKET, SO_RCVLOWAT, 1);
 }
 
 static void step_aside(const char *why)
@@ -201,8 +208,6 @@ HB_EXPORT int prctl(int option, ...)
 	va_end(ap);
 	if (option == PR_SET_SECCOMP)
 		step_aside("prctl(PR_SET_SECCOMP)");
-	else if (option == PR_SET_NO_NEW_PRIVS && a[0] == 1)
-		step_aside("prctl(PR_SET_NO_NEW_PRIVS)");
 	return REAL(prctl, (int)syscall(SYS_prctl, option, a[0], a[1], a[2], a[3]), option, a[0],
 		    a[1], a[2], a[3]);
 }

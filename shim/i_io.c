@@ -84,6 +84,17 @@ static ssize_t rx_done(struct hb_conn *c, int fd, ssize_t r, size_t want)
 
 	if (r < 0)
 		err = conn_expired_errno(c, err);
+	if (HB_UNLIKELY(hb_load_relaxed(&c->stolen_err)) && r <= 0) {
+		/* The connection's error went to a call of the shim's own:
+		 * report it instead of the end of stream that follows it,
+		 * once, as the kernel would have. */
+		int s = hb_xchg_acq_rel(&c->stolen_err, 0);
+
+		if (r == 0 && want && s) {
+			errno = s;
+			return -1;
+		}
+	}
 
 	if (r < 0 && err == ETIMEDOUT) {
 		kernel_dead(c, fd);

@@ -126,12 +126,14 @@ void hb_ka_arm(int fd, struct hb_conn *c)
  * for TCP_USER_TIMEOUT: set to about T, it killed every consumer that
  * paused reading for T (a pager, a pipe into a slow program). RFC 1122
  * 4.2.2.17 wants the connection kept open as long as the probes are
- * answered, and a peer that answers is not dead. So while the window is
- * shut (smaller than one segment, with data waiting) our user timeout is
- * off; it is back once the window opens or all data is acknowledged, and
- * also when two looks in a row find a probe unanswered and nothing
- * acknowledged for T: the kernel then aborts at its next probe. In framed
- * mode the peer's heartbeats keep telling its liveness throughout.
+ * answered, and a peer that answers is not dead. So while data is in
+ * flight to a peer that answers, our user timeout is off, until all data is
+ * acknowledged (a slow reader opens the window only a little at a time, and
+ * its kernel drops what overflows: the stall shows as a shut window or as
+ * retransmissions); it is back earlier when two looks in a row find a probe
+ * or retransmission unanswered and nothing acknowledged for T: the kernel
+ * then aborts at its next one. In framed mode the peer's heartbeats
+ * keep telling its liveness throughout.
  */
 int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigned uto)
 {
@@ -148,38 +150,52 @@ int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigne
 		waiting = ti->tcpi_unacked || x->notsent_bytes;
 		shut = waiting && x->snd_wnd < (ti->tcpi_snd_mss ? ti->tcpi_snd_mss : 1);
 	}
-	silent = ti->tcpi_probes && ti->tcpi_last_ack_recv >= hb_cfg.timeout_ms;
-	if (!shut) {
+	/* The peer stopped answering: window probes or retransmissions
+	 * out, nothing acknowledged for T. */
+	silent = (ti->tcpi_probes || ti->tcpi_retransmits) &&
+		 ti->tcpi_last_ack_recv >= hb_cfg.timeout_ms;
+	if (!waiting) {
+		/* Everything acknowledged: our user timeout is back. */
 		if ((fl & HB_CF_UTO_OFF) &&
 		    hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, (int)uto) == 0)
-			hb_log(HB_LOG_DEBUG, "fd %d: peer's window open: user timeout on again", fd);
+			hb_log(HB_LOG_DEBUG, "fd %d: all acknowledged: user timeout on again", fd);
 		if (fl & (HB_CF_UTO_OFF | HB_CF_ZW_SUSPECT))
 			hb_and_acq_rel(&c->flags, ~(HB_CF_UTO_OFF | HB_CF_ZW_SUSPECT));
-		return waiting;
+		return 0;
 	}
-	if (!silent) {
-		/* Shut, and the peer answers: it is alive. */
-		if (fl & HB_CF_ZW_SUSPECT)
-			hb_and_acq_rel(&c->flags, ~HB_CF_ZW_SUSPECT);
-		if (!(fl & HB_CF_UTO_OFF) &&
-		    hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, 0) == 0) {
-			hb_or_acq_rel(&c->flags, HB_CF_UTO_OFF);
-			hb_log(HB_LOG_DEBUG, "fd %d: peer's window shut: user timeout off", fd);
+	if (!(fl & HB_CF_UTO_OFF)) {
+		/* Data in flight to a peer that answers: off until all is
+		 * acknowledged. A shut window is the case that matters, but a
+		 * slow reader's window opens a little at a time and its
+		 * kernel drops what overflows it, so the stall shows as
+		 * retransmissions with the window open as often: any stall of
+		 * an answering peer counts. Not again after the peer went
+		 * silent (see below). */
+		if (!silent) {
+			if (hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, 0) == 0) {
+				hb_and_acq_rel(&c->flags, ~HB_CF_ZW_SUSPECT);
+				hb_or_acq_rel(&c->flags, HB_CF_UTO_OFF);
+				hb_log(HB_LOG_DEBUG, "fd %d: data in flight%s: user timeout off", fd,
+				       shut ? ", window shut" : "");
+			}
 		}
 		return 1;
 	}
-	/* Shut, and a probe is unanswered with nothing acknowledged for T:
-	 * the second time in a row, the user timeout is back (and stays
-	 * until the peer answers again). */
-	if (!(fl & HB_CF_UTO_OFF))
+	if (!silent) {
+		if (fl & HB_CF_ZW_SUSPECT)
+			hb_and_acq_rel(&c->flags, ~HB_CF_ZW_SUSPECT);
 		return 1;
+	}
+	/* Silent: the second look in a row brings the user timeout back (and
+	 * it stays until the peer answers again); the kernel then aborts at
+	 * its next probe or retransmission. */
 	if (!(fl & HB_CF_ZW_SUSPECT)) {
 		hb_or_acq_rel(&c->flags, HB_CF_ZW_SUSPECT);
 		return 1;
 	}
 	if (hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, (int)uto) == 0) {
 		hb_and_acq_rel(&c->flags, ~HB_CF_UTO_OFF);
-		hb_log(HB_LOG_DEBUG, "fd %d: window probes unanswered: user timeout on again", fd);
+		hb_log(HB_LOG_DEBUG, "fd %d: peer silent: user timeout on again", fd);
 	}
 	return 1;
 }

@@ -255,6 +255,9 @@ static void first_timer(struct hb_conn *c, uint64_t now)
 		return;
 	}
 	due = c->opened_ms + (hb_ka_cfg.jitter_ms ? rand32() % hb_ka_cfg.jitter_ms : 0);
+	/* A connect deadline shorter than that spread: look when it is due. */
+	if (hb_cfg.connect_timeout_ms && c->opened_ms + hb_cfg.connect_timeout_ms < due)
+		due = c->opened_ms + hb_cfg.connect_timeout_ms;
 	hb_wheel_add(&wheel, c, due > now ? due : now);
 }
 

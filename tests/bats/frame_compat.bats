@@ -643,3 +643,28 @@ PY
 	[ -n "$sent" ] && [ "$sent" = "$got" ] || fail "server got '$got', client sent '$sent'"
 	grep -q '"event":"framed"' "$T/srv.ev" || fail "not framed: $(cat "$T/srv.ev")"
 }
+
+@test "framed: a peer that resets right after sending: the application's next read fails ECONNRESET, not a clean EOF" {
+	local port
+	port=$(free_port)
+	bg srv shim HBSHIM_ACCEPT=auto HBSHIM_INTERVAL=100ms HBSHIM_TIMEOUT=1s "$PY" -c 'import socket, sys, time
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
+s, _ = l.accept()
+print("recv1", s.recv(100), flush=True)
+time.sleep(1.0)   # the shim sends its hello and heartbeats meanwhile
+try:
+    print("recv2", s.recv(100), flush=True)
+except OSError as e:
+    print("recv2 error", e.errno, flush=True)' "$port"
+	local srv=$BG_PID
+	wait_line "$T/srv.out" LISTENING
+	run shim "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_INTERVAL=100ms HBSHIM_TIMEOUT=1s "$PY" -c 'import socket, struct, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); s.sendall(b"data")
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); s.close()' "$port"
+	assert_status 0
+	bg_wait "$srv" 10
+	output=$(cat "$T/srv.out")
+	[ "$(line_with recv1)" = "recv1 b'data'" ] || fail "server: $output"
+	[ "$(line_with recv2)" = "recv2 error 104" ] || fail "server: $output (expected ECONNRESET, 104)"
+}
