@@ -150,10 +150,13 @@ int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigne
 		waiting = ti->tcpi_unacked || x->notsent_bytes;
 		shut = waiting && x->snd_wnd < (ti->tcpi_snd_mss ? ti->tcpi_snd_mss : 1);
 	}
-	/* The peer stopped answering: window probes or retransmissions
-	 * out, nothing acknowledged for T. */
-	silent = (ti->tcpi_probes || ti->tcpi_retransmits) &&
-		 ti->tcpi_last_ack_recv >= hb_cfg.timeout_ms;
+	/* The peer stopped answering: nothing acknowledged for 4 T, with 3
+	 * window probes in a row unanswered or data out and retransmitted 3
+	 * times. Generous on purpose: a reader's kernel short of memory
+	 * drops probes and data without a word for a while (rate-limited
+	 * nginx downloads were cut off with 1 probe and T). */
+	silent = ti->tcpi_last_ack_recv >= 4 * hb_cfg.timeout_ms &&
+		 (ti->tcpi_probes >= 3 || (ti->tcpi_unacked && ti->tcpi_retransmits >= 3));
 	if (!waiting) {
 		/* Everything acknowledged: our user timeout is back. */
 		if ((fl & HB_CF_UTO_OFF) &&

@@ -103,7 +103,9 @@ slow_transfer() {
 	# answers to the window probes stop.
 	sleep 3
 	nft_drop "$NS" dport "$port"
-	bg_wait "$srv" 40
+	# About 25 s here: 3 unanswered probes at the kernel's backed-off
+	# spacing, 4 T of silence, then the kernel's next probe aborts.
+	bg_wait "$srv" 60
 	grep -q '^SENDERR 110 ' "$T/srv.out" ||
 		fail "sender: $(cat "$T/srv.out" "$T/srv.err") (status $BG_STATUS), expected SENDERR 110 (ETIMEDOUT)"
 }
