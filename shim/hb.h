@@ -199,11 +199,7 @@ long hb_os_setsockopt_int(int fd, int level, int opt, int v);
 struct hb_tcp_info {
 	struct tcp_info ti;
 	uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
-	uint32_t segs_out, segs_in, notsent_bytes, min_rtt, data_segs_in, data_segs_out;
-	uint64_t delivery_rate, busy_time, rwnd_limited, sndbuf_limited;
-	uint32_t delivered, delivered_ce;
-	uint64_t bytes_sent, bytes_retrans;
-	uint32_t dsack_dups, reord_seen, rcv_ooopack, snd_wnd;
+	uint32_t segs_out, segs_in, notsent_bytes;
 	uint32_t len; /* bytes the kernel filled in */
 };
 #define HB_TI_HAS(x, field) ((x)->len >= offsetof(struct hb_tcp_info, field) + sizeof((x)->field))
@@ -601,6 +597,9 @@ void hb_thread_ensure(void);
  * when expired, dissolve the attempt (the application's poll wakes; its
  * SO_ERROR reads ETIMEDOUT) and return 1. Background thread, fd pinned. */
 int hb_connect_expired(struct hb_conn *c, int fd, uint64_t now);
+/* The connect deadline fired on fd (blocking or not): stat, event, log. */
+void hb_connect_deadline_fired(struct hb_conn *c, int fd, const struct sockaddr *sa,
+			       socklen_t len);
 extern _Atomic uint32_t hb_thread_tid;
 /* Wake the background thread (reap pressure). Async-signal-safe. */
 void hb_thread_wake(void);

@@ -65,7 +65,6 @@ static void kernel_dead(struct hb_conn *c, int fd)
 	hb_log(HB_LOG_INFO, "fd %d: peer declared dead by the kernel (keepalive/user timeout)", fd);
 }
 
-/* Common tail of the receive calls on a tracked connection. */
 /* The first error after our connect deadline dissolved a non-blocking
  * connect is the kernel's ECONNRESET for it: report ETIMEDOUT. */
 static int conn_expired_errno(struct hb_conn *c, int err)
@@ -78,6 +77,7 @@ static int conn_expired_errno(struct hb_conn *c, int err)
 	return err;
 }
 
+/* Common tail of the receive calls on a tracked connection. */
 static ssize_t rx_done(struct hb_conn *c, int fd, ssize_t r, size_t want)
 {
 	int err = errno, d;

@@ -175,17 +175,9 @@ static int connect_deadline(int fd, struct hb_conn *c, const struct sockaddr *sa
 		/* Our deadline: abandon the attempt (AF_UNSPEC dissolves it). */
 		{
 			struct sockaddr un = { .sa_family = AF_UNSPEC };
-			char extra[96];
-			struct hb_buf b;
 
 			real_connect(fd, &un, sizeof(un));
-			hb_stat_add(HB_ST_DEADLINE_CONNECT, 1);
-			hb_buf_init(&b, extra, sizeof(extra));
-			hb_buf_fmt(&b, ",\"kind\":\"connect\",\"timeout_ms\":%llu",
-				   (unsigned long long)limit);
-			hb_event_peer("deadline", fd, c, sa, len, hb_buf_str(&b));
-			hb_log(HB_LOG_INFO, "fd %d: connect deadline (%llu ms) fired", fd,
-			       (unsigned long long)limit);
+			hb_connect_deadline_fired(c, fd, sa, len);
 		}
 		errno = ETIMEDOUT;
 		return -1;

@@ -130,26 +130,22 @@ void hb_ka_arm(int fd, struct hb_conn *c)
  * flight to a peer that answers, our user timeout is off, until all data is
  * acknowledged (a slow reader opens the window only a little at a time, and
  * its kernel drops what overflows: the stall shows as a shut window or as
- * retransmissions); it is back earlier when two looks in a row find a probe
- * or retransmission unanswered and nothing acknowledged for T: the kernel
- * then aborts at its next one. In framed mode the peer's heartbeats
- * keep telling its liveness throughout.
+ * retransmissions); it is back earlier when the peer went silent (below)
+ * on two looks in a row: the kernel then aborts at its next probe or
+ * retransmission. The price: data in flight to a peer that dies fails
+ * only after 4 T and the kernel's backed-off next try, not after T. In
+ * framed mode the peer's heartbeats keep telling its liveness throughout.
  */
 int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigned uto)
 {
 	const struct tcp_info *ti = &x->ti;
 	uint32_t fl = hb_load_acquire(&c->flags);
-	int waiting, shut, silent;
+	int waiting, silent;
 
-	if (!HB_TI_HAS(x, snd_wnd) || (fl & HB_APP_USERTIMEOUT) || !uto)
+	if (!HB_TI_HAS(x, notsent_bytes) || (fl & HB_APP_USERTIMEOUT) || !uto)
 		return 0;
-	if (ti->tcpi_state != TCP_ESTABLISHED && ti->tcpi_state != TCP_CLOSE_WAIT) {
-		shut = 0;
-		waiting = 0;
-	} else {
-		waiting = ti->tcpi_unacked || x->notsent_bytes;
-		shut = waiting && x->snd_wnd < (ti->tcpi_snd_mss ? ti->tcpi_snd_mss : 1);
-	}
+	waiting = (ti->tcpi_state == TCP_ESTABLISHED || ti->tcpi_state == TCP_CLOSE_WAIT) &&
+		  (ti->tcpi_unacked || x->notsent_bytes);
 	/* The peer stopped answering: nothing acknowledged for 4 T, with 3
 	 * window probes in a row unanswered or data out and retransmitted 3
 	 * times. Generous on purpose: a reader's kernel short of memory
@@ -178,8 +174,7 @@ int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigne
 			if (hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, 0) == 0) {
 				hb_and_acq_rel(&c->flags, ~HB_CF_ZW_SUSPECT);
 				hb_or_acq_rel(&c->flags, HB_CF_UTO_OFF);
-				hb_log(HB_LOG_DEBUG, "fd %d: data in flight%s: user timeout off", fd,
-				       shut ? ", window shut" : "");
+				hb_log(HB_LOG_DEBUG, "fd %d: data in flight: user timeout off", fd);
 			}
 		}
 		return 1;

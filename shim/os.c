@@ -286,8 +286,7 @@ long hb_next_send(int fd, const void *buf, size_t n, int flags)
 }
 
 _Static_assert(offsetof(struct hb_tcp_info, bytes_received) == 128 &&
-		       offsetof(struct hb_tcp_info, notsent_bytes) == 144 &&
-		       offsetof(struct hb_tcp_info, snd_wnd) == 228,
+		       offsetof(struct hb_tcp_info, notsent_bytes) == 144,
 	       "struct hb_tcp_info must match the kernel's struct tcp_info");
 
 long hb_os_tcp_info(int fd, struct hb_tcp_info *x)

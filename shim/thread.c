@@ -125,14 +125,26 @@ static void idle_check(struct hb_conn *c, int fd, uint64_t now)
 	hb_wheel_add(&wheel, c, now + (limit - idle));
 }
 
-int hb_connect_expired(struct hb_conn *c, int fd, uint64_t now)
+void hb_connect_deadline_fired(struct hb_conn *c, int fd, const struct sockaddr *sa,
+			       socklen_t len)
 {
-	uint64_t limit = hb_cfg.connect_timeout_ms;
-	struct sockaddr un = { .sa_family = AF_UNSPEC };
 	char extra[96];
 	struct hb_buf b;
 
-	if (!limit || now < c->opened_ms + limit)
+	hb_stat_add(HB_ST_DEADLINE_CONNECT, 1);
+	hb_buf_init(&b, extra, sizeof(extra));
+	hb_buf_fmt(&b, ",\"kind\":\"connect\",\"timeout_ms\":%llu",
+		   (unsigned long long)hb_cfg.connect_timeout_ms);
+	hb_event_peer("deadline", fd, c, sa, len, hb_buf_str(&b));
+	hb_log(HB_LOG_INFO, "fd %d: connect deadline (%llu ms) fired", fd,
+	       (unsigned long long)hb_cfg.connect_timeout_ms);
+}
+
+int hb_connect_expired(struct hb_conn *c, int fd, uint64_t now)
+{
+	struct sockaddr un = { .sa_family = AF_UNSPEC };
+
+	if (!hb_cfg.connect_timeout_ms || now < c->opened_ms + hb_cfg.connect_timeout_ms)
 		return 0;
 	/* As the blocking path does: AF_UNSPEC dissolves the attempt. The
 	 * kernel reports ECONNRESET for it; the interposers say ETIMEDOUT. */
@@ -141,11 +153,7 @@ int hb_connect_expired(struct hb_conn *c, int fd, uint64_t now)
 		hb_and_acq_rel(&c->flags, ~HB_CF_CONN_EXPIRED);
 		return 0;
 	}
-	hb_stat_add(HB_ST_DEADLINE_CONNECT, 1);
-	hb_buf_init(&b, extra, sizeof(extra));
-	hb_buf_fmt(&b, ",\"kind\":\"connect\",\"timeout_ms\":%llu", (unsigned long long)limit);
-	hb_event("deadline", fd, c, hb_buf_str(&b));
-	hb_log(HB_LOG_INFO, "fd %d: connect deadline (%llu ms) fired", fd, (unsigned long long)limit);
+	hb_connect_deadline_fired(c, fd, NULL, 0);
 	return 1;
 }
 
