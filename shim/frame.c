@@ -269,6 +269,29 @@ static void flush_pend(struct hb_conn *c, int fd)
 	}
 }
 
+/* Delayed ACKs. A send soon after a receive (within the kernel's ACK
+ * timeout, 40 ms or more) puts the socket in "interactive" mode, where it
+ * delays ACKs; without the shim, a connection's first sends follow no
+ * received data and leave it in quick-ACK mode. Our hello exchange is
+ * received data: the server's hello answering the client's, or the
+ * application's first bytes after the peer's hello, would make the peer's
+ * small writes without TCP_NODELAY wait up to 40 ms for the ACK of their
+ * first piece (Nagle). Once per connection, after such a send, give the
+ * mode back. Harmless if the application already set TCP_QUICKACK: it
+ * asks for the same thing. */
+static void quickack(int fd)
+{
+	hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_QUICKACK, 1);
+}
+
+static void app_sent(struct hb_conn *c, int fd)
+{
+	if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & HB_CF_QUICKACK)) {
+		hb_and_acq_rel(&c->flags, ~HB_CF_QUICKACK);
+		quickack(fd);
+	}
+}
+
 /* Readiness that matches the application's view, for every readiness API
  * at once (poll, select, epoll in all its modes, nested or shared sets)
  * without translating anything: SO_RCVLOWAT. Every data frame is at least
@@ -421,6 +444,7 @@ static void decide_tx(struct hb_conn *c, int fd, int framed)
 		if (framed) {
 			queue_hello(c);
 			flush_pend(c, fd);
+			quickack(fd);
 			hb_store_release(&c->txmode, HB_TX_FRAMED);
 		} else {
 			hb_store_release(&c->txmode, HB_TX_RAW);
@@ -480,6 +504,7 @@ static int detect(struct hb_conn *c, int fd, int wait)
 				hb_stat_add(HB_ST_CONN_KEEPALIVE, -1);
 				hb_stat_add(HB_ST_CONN_FRAME, 1);
 			}
+			hb_or_acq_rel(&c->flags, HB_CF_QUICKACK);
 			hb_store_release(&c->rxmode, HB_RX_FRAMED);
 			hb_store_relaxed(&hb_frame_seen, 1);
 			set_lowat(c, fd);
@@ -1057,6 +1082,10 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 	set_lowat(c, fd);
 	unlock(&c->rxlock);
 	if (total) {
+		/* The application received data: its own sends answer it now,
+		 * and the kernel's mode is theirs to set. */
+		if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & HB_CF_QUICKACK))
+			hb_and_acq_rel(&c->flags, ~HB_CF_QUICKACK);
 		if (hb_cfg.idle_timeout_ms) /* only the idle deadline reads it */
 			c->last_app_ms = hb_os_now_ms();
 		return (long)total;
@@ -1202,9 +1231,11 @@ sent:
 	unlock(&c->txlock);
 	if (!total && n)
 		return -EAGAIN;
-	if (total)
+	if (total) {
+		app_sent(c, fd);
 		if (hb_cfg.idle_timeout_ms) /* only the idle deadline reads it */
 			c->last_app_ms = hb_os_now_ms();
+	}
 	return (long)total;
 }
 
@@ -1636,6 +1667,7 @@ long hb_frame_xfer_out(struct hb_conn *c, int fd, size_t len, size_t avail, int 
 	s = xfer(ctx, len < c->tx.remaining ? len : c->tx.remaining);
 	if (s > 0) {
 		c->tx.remaining -= (uint32_t)s;
+		app_sent(c, fd);
 		if (hb_cfg.idle_timeout_ms) /* only the idle deadline reads it */
 			c->last_app_ms = hb_os_now_ms();
 	}

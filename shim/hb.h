@@ -288,6 +288,7 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2, HB_KIND_
 #define HB_CF_TXW          (1u << 28) /* the application wrote since the last window check */
 #define HB_CF_ZW_SUSPECT   (1u << 29) /* a window probe went unanswered at the last check */
 #define HB_CF_CONN_EXPIRED (1u << 30) /* a non-blocking connect dissolved by our deadline */
+#define HB_CF_QUICKACK     (1u << 31) /* framed: the peer's hello came, no app byte either way yet */
 
 #define HB_CONN_FDS 4
 

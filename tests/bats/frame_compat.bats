@@ -668,3 +668,49 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); s.cl
 	[ "$(line_with recv1)" = "recv1 b'data'" ] || fail "server: $output"
 	[ "$(line_with recv2)" = "recv2 error 104" ] || fail "server: $output (expected ECONNRESET, 104)"
 }
+
+@test "framed: the hello exchange leaves neither socket delaying ACKs (small writes without TCP_NODELAY are not held back by Nagle)" {
+	# The server's hello answers the client's; a send that soon after a
+	# receive puts the kernel in "interactive" mode, where it delays ACKs.
+	# A client then writing a request in pieces without TCP_NODELAY (a
+	# proxy forwarding header lines) waited up to 40 ms per request for the
+	# ACK of its first piece. The kernel reports the mode: TCP_QUICKACK
+	# reads 0 while it delays ACKs. The server application has sent
+	# nothing when the first piece arrives, so it must read 1 then, as
+	# without the shim.
+	local port
+	port=$(free_port)
+	bg srv shim HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/srv.ev" "$PY" -c 'import socket, sys
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
+for i in range(5):
+    s, _ = l.accept(); d = s.recv(100)
+    q = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK)
+    while not d.endswith(b"\r\n\r\n"):
+        x = s.recv(100)
+        if not x: break
+        d += x
+    print("quickack", q, len(d), flush=True)
+    s.sendall(b"ok"); s.close()' "$port"
+	local srv=$BG_PID
+	wait_line "$T/srv.out" LISTENING
+	run shim "HBSHIM_FRAME=127.0.0.1:$port" "$PY" -c 'import socket, sys, time
+for i in range(5):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    time.sleep(0.05)  # the hellos cross before the request
+    for part in (b"GET / HTTP/1.0\r\n", b"Host: x\r\n", b"\r\n"):
+        s.send(part)
+        print("client quickack", s.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK))
+    assert s.recv(10) == b"ok"; s.close()' "$port"
+	assert_status 0
+	# The client's first bytes follow the server's hello: the same holds
+	# for the server's small answers.
+	n=$(grep -c '^client quickack 1$' <<<"$output") || true
+	[ "$n" -eq 15 ] || fail "client: $output"
+	bg_wait "$srv" 10
+	[ "$BG_STATUS" -eq 0 ] || fail "server status $BG_STATUS: $(cat "$T/srv.out" "$T/srv.err")"
+	n=$(grep -c '"event":"framed"' "$T/srv.ev") || true
+	[ "$n" -eq 5 ] || fail "expected 5 framed connections, events: $(cat "$T/srv.ev")"
+	n=$(grep -c '^quickack 1 27$' "$T/srv.out") || true
+	[ "$n" -eq 5 ] || fail "server: $(cat "$T/srv.out")"
+}
