@@ -471,10 +471,18 @@ static int detect(struct hb_conn *c, int fd, int wait)
 		long r;
 		int cls;
 
-		/* Block for one byte only: the kernel's wait target is
-		 * min(SO_RCVLOWAT, length), and a short raw answer must not
-		 * wait for a full hello. Then look at what is there. */
+		/* Block for one byte only: a short raw answer must not wait
+		 * for a full hello. The kernel wakes a blocked reader only
+		 * once SO_RCVLOWAT bytes are there, whatever length it asked
+		 * for: the mark that keeps a lone hello from waking a poller
+		 * must go first, or "hi" from a raw peer waits for the
+		 * background thread (up to the first tick's jitter: a python
+		 * server's recv took 500 ms). This thread handles a hello
+		 * itself; the mark is set again once decided. */
 		if (wait) {
+			if (c->lowat > 1 && !(hb_load_relaxed(&c->flags) & HB_APP_RCVLOWAT) &&
+			    hb_os_setsockopt_int(fd, SOL_SOCKET, SO_RCVLOWAT, 1) == 0)
+				c->lowat = 1;
 			r = sh_recv(c, fd, p, 1, MSG_PEEK);
 			if (r < 0)
 				return (int)r; /* end of stream: seen again just below */

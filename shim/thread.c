@@ -255,11 +255,11 @@ static void first_timer(struct hb_conn *c, uint64_t now)
 		return;
 	c->phase = PH_ARM;
 	if (c->mode == HB_MODE_FRAME) {
-		/* Soon: an accepted connection's hello may be waiting, a
-		 * client's may still be queued behind a non-blocking connect. */
-		uint32_t j = hb_cfg.interval_ms / 10;
-
-		hb_wheel_add(&wheel, c, now + 1 + (j > 1 && !c->client ? rand32() % j : 0));
+		/* Now: an accepted connection's hello may be waiting (and its
+		 * window is short, hb_frame_tick looks every millisecond), a
+		 * client's may still be queued behind a non-blocking connect.
+		 * Heartbeats are spread by a per-connection offset there. */
+		hb_wheel_add(&wheel, c, now + 1);
 		return;
 	}
 	due = c->opened_ms + (hb_ka_cfg.jitter_ms ? rand32() % hb_ka_cfg.jitter_ms : 0);
