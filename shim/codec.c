@@ -147,7 +147,7 @@ ssize_t hb_rx_decode(struct hb_rx *st, uint8_t *buf, size_t len, struct hb_rx_in
 			if (flen == 0 || flen > HB_MAX_FRAME)
 				return -EMSGSIZE;
 			st->remaining = flen;
-			st->last_len = flen;
+			st->last_len = flen < HB_LAST_LEN_MAX ? flen : HB_LAST_LEN_MAX;
 			in += HB_DATA_HDR_LEN;
 			continue;
 		}
@@ -181,7 +181,7 @@ int hb_rx_data_fast(struct hb_rx *st, const uint8_t *hdr, size_t payload)
 	if (len == 0 || len > HB_MAX_FRAME || payload > len)
 		return 0;
 	st->remaining = len - (uint32_t)payload;
-	st->last_len = len;
+	st->last_len = len < HB_LAST_LEN_MAX ? len : HB_LAST_LEN_MAX;
 	return 1;
 }
 

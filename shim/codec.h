@@ -52,15 +52,19 @@ size_t hb_hello_encode(uint8_t *out, const struct hb_hello *h);
 int hb_hello_classify(const uint8_t *p, size_t n, struct hb_hello *h);
 
 /* Receive-side decoder state: at most one partial frame header. */
+/* Packed to 20 bytes: it lives in every connection (hb.h). */
+#define HB_LAST_LEN_MAX ((1u << 24) - 1)
 struct hb_rx {
 	uint32_t remaining;       /* payload bytes left in the current data frame */
-	uint8_t hdr[HB_HDR_MAX];  /* partial header bytes */
-	uint8_t hdr_len;
-	uint8_t halfclosed;       /* peer sent a half-close frame */
-	uint8_t notice_reason;    /* last notice reason, 0 = none */
 	uint32_t notice_silent_ms;
-	uint32_t last_len;        /* length of the last data frame begun (a guess at the next) */
+	uint32_t last_len : 24;   /* length of the last data frame begun, at most
+				     HB_LAST_LEN_MAX (a guess at the next) */
+	uint32_t notice_reason : 8; /* last notice reason, 0 = none */
+	uint8_t hdr[HB_HDR_MAX];  /* partial header bytes */
+	uint8_t hdr_len : 3;      /* 0..HB_HDR_MAX */
+	uint8_t halfclosed : 1;   /* peer sent a half-close frame */
 };
+_Static_assert(HB_HDR_MAX < 8, "hdr_len is 3 bits");
 
 /* What one decode step saw besides application bytes. */
 struct hb_rx_info {
@@ -87,7 +91,8 @@ static inline int hb_rx_at_boundary(const struct hb_rx *st)
 }
 
 /* Transmit-side state of a framed direction. */
-#define HB_TX_PEND_MAX 16
+#define HB_TX_PEND_MAX 15 /* a hello (14) or a header's tail; 20 bytes in all */
+_Static_assert(HB_TX_PEND_MAX >= HB_HELLO_LEN && HB_TX_PEND_MAX >= HB_NOTICE_LEN, "pend too small");
 struct hb_tx {
 	uint32_t remaining;          /* payload bytes still owed to the open data frame */
 	uint8_t pend[HB_TX_PEND_MAX];/* control bytes built but not yet sent (hello, header) */

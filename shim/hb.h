@@ -319,12 +319,12 @@ struct hb_conn {
 	uint8_t wlinked;               /* on a wheel list */
 	uint8_t phase;                 /* what the next timer does (thread.c) */
 	uint16_t pad1;
+	uint32_t rx_bytes;             /* bg: tcpi_bytes_received (low bits) at the last drain */
 	uint64_t opened_ms;            /* monotonic ms at install */
 	uint64_t last_app_ms;          /* framed: last application byte either way */
 	uint32_t peer_interval_ms;     /* from the peer's hello (rx lock) */
 	uint32_t peer_timeout_ms;
 	_Atomic uint32_t rcvtimeo_ms;  /* app's SO_RCVTIMEO, 0 = none */
-	uint32_t rx_bytes;             /* bg: tcpi_bytes_received (low bits) at the last drain */
 	/* Monotonic ms, low 32 bits (differences wrap correctly). */
 	uint32_t shut_rd_at;           /* when the app asked for SHUT_RD (HB_CF_SHUT_RD) */
 	uint32_t bg_partial_at;        /* bg: when it first saw only a magic prefix; 0 = not yet */
