@@ -1376,20 +1376,20 @@ static void drain(struct hb_conn *c, int fd)
 	set_lowat(c, fd);
 }
 
-/* The heartbeat tick's drain when exactly 2 bytes arrived since the last
- * drain, which on an idle connection is the peer's heartbeat: one read
- * of 2 bytes instead of a peek and a read. Taking 2 bytes at a frame
- * boundary is always safe, whatever they are: every frame starts with at
- * least 2 header bytes, and the decoder keeps a partial header (the next
- * read completes it). rxlock held. */
-static void drain_one(struct hb_conn *c, int fd)
+/* The heartbeat tick's drain when at most 4 bytes arrived since the last
+ * drain, which on an idle connection is the peer's heartbeat or two: one
+ * read of that many bytes instead of a peek and a read. Taking up to 4
+ * bytes at a frame boundary is always safe, whatever they are: no frame's
+ * payload starts before its 5th byte, and the decoder keeps a partial
+ * header (the next read completes it). rxlock held. */
+static void drain_few(struct hb_conn *c, int fd, size_t n)
 {
-	uint8_t p[2];
+	uint8_t p[4];
 	long r;
 
-	if (!owner(c) || !hb_rx_at_boundary(&c->rx))
+	if (!owner(c) || !hb_rx_at_boundary(&c->rx) || n > sizeof(p))
 		return;
-	r = sh_recv(c, fd, p, sizeof(p), MSG_DONTWAIT);
+	r = sh_recv(c, fd, p, n, MSG_DONTWAIT);
 	if (r > 0 && absorb(c, fd, NULL, 0, p, (size_t)r, 0, (size_t)r) < 0)
 		return;
 	c->drained_at = ms32(hb_os_now_ms());
@@ -1576,16 +1576,27 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		/* Drain only when something arrived since the last drain. */
 		if ((!c->drained_at || ti->tcpi_last_data_recv <= (uint32_t)now - c->drained_at) &&
 		    trylock(&c->rxlock)) {
-			/* Exactly 2 new bytes (an idle peer's heartbeat): one
-			 * read. Anything else: peek, then read the control
-			 * frames. Bytes the application read first make the
-			 * read EAGAIN. */
-			if (c->drained_at && x.bytes_received &&
-			    (uint32_t)x.bytes_received - c->rx_bytes == 2)
-				drain_one(c, fd);
-			else
+			/* An idle peer's heartbeats, 2 bytes each. At peer
+			 * intervals of a second or more the first one waits for
+			 * the second: below the low-water mark it wakes nobody,
+			 * and then one read of 4 bytes takes both (a system call
+			 * per two heartbeats). Shorter intervals drain each one:
+			 * a thread starved for one peer interval would let
+			 * three reach the mark (epoll cannot be corrected after
+			 * the fact). At most 4 new bytes: one read of them.
+			 * Anything else: peek, then read the control frames.
+			 * Bytes the application read first make the read come
+			 * back short or EAGAIN. */
+			uint32_t fresh = (uint32_t)x.bytes_received - c->rx_bytes;
+
+			if (!c->drained_at || !x.bytes_received || fresh > 4) {
 				drain(c, fd);
-			c->rx_bytes = (uint32_t)x.bytes_received;
+				c->rx_bytes = (uint32_t)x.bytes_received;
+			} else if (fresh != 2 || c->peer_interval_ms < 1000 ||
+				   c->lowat != FRAME_LOWAT || !hb_rx_at_boundary(&c->rx)) {
+				drain_few(c, fd, fresh);
+				c->rx_bytes = (uint32_t)x.bytes_received;
+			}
 			unlock(&c->rxlock);
 		}
 		if (now + (limit - silent) < next)

@@ -747,3 +747,53 @@ for i in range(5):
 	n=$(grep -c '^quickack 1 27$' "$T/srv.out") || true
 	[ "$n" -eq 5 ] || fail "server: $(cat "$T/srv.out")"
 }
+
+@test "framed at 1 s: an application that reads nothing for 5 s: the receive queue never holds more than two heartbeats, then its data arrives exact" {
+	# The background thread drains heartbeats the application does not
+	# read; at intervals of 1 s or more it lets one wait for the next and
+	# takes both with one read. The queue (ss's Recv-Q) must stay below
+	# the low-water mark of 6, or an epoll loop would wake for nothing.
+	need_cmd ss
+	local port q max=0 i
+	port=$(free_port)
+	bg srv shim HBSHIM_ACCEPT=auto HBSHIM_INTERVAL=1s HBSHIM_STATS="$T/srv.%p.prom" "$PY" -c 'import socket, sys, time
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
+s, _ = l.accept(); print("ACCEPTED", flush=True)
+time.sleep(5.5)
+d = b""
+while len(d) < 100000:
+    x = s.recv(65536)
+    if not x: break
+    d += x
+print("got", len(d), d == bytes(range(256)) * 390 + bytes(range(160)), flush=True)
+s.sendall(b"done"); s.close()' "$port"
+	local srv=$BG_PID
+	wait_line "$T/srv.out" LISTENING
+	bg cli shim HBSHIM_INTERVAL=1s "HBSHIM_FRAME=127.0.0.1:$port" "$PY" -c 'import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); time.sleep(5)
+s.sendall(bytes(range(256)) * 390 + bytes(range(160)))
+print("answer", s.recv(10), flush=True)' "$port"
+	local cli=$BG_PID
+	wait_line "$T/srv.out" ACCEPTED
+	# Idle until the client sends, 5 s after connecting: look for 3.5 s.
+	local end=$((${EPOCHREALTIME/./} + 3500000)) n=0
+	while [ "${EPOCHREALTIME/./}" -lt "$end" ]; do
+		q=$(ss -Htn state established "( sport = :$port )" | awk '{print $1}' | head -1)
+		[ "${q:-0}" -gt "$max" ] && max=$q
+		n=$((n + 1))
+		sleep 0.1
+	done
+	bg_wait "$cli" 15
+	bg_wait "$srv" 15
+	output=$(cat "$T/srv.out")
+	[ "$(line_with got)" = "got 100000 True" ] || fail "server: $(cat "$T/srv.out" "$T/srv.err")"
+	output=$(cat "$T/cli.out")
+	[ "$(line_with answer)" = "answer b'done'" ] || fail "client: $(cat "$T/cli.out" "$T/cli.err")"
+	echo "# largest receive queue while idle: $max bytes ($n looks)" >&3
+	[ "$max" -le 4 ] || fail "the idle receive queue held $max bytes"
+	# Heartbeats did arrive meanwhile (about 4 in 5 s).
+	local hb
+	hb=$(cat "$T"/srv.*.prom | awk '/^hbshim_heartbeats_received_total/ { s += $2 } END { print s + 0 }')
+	[ "$hb" -ge 3 ] || fail "the server received $hb heartbeats"
+}
