@@ -47,17 +47,15 @@ static int dead_errno(struct hb_conn *c, int fd)
 static void kernel_dead(struct hb_conn *c, int fd)
 {
 	int expect = 0;
-	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
+	struct hb_tcp_info x;
 	char extra[96];
 	struct hb_buf b;
 	uint64_t silent = 0;
 
 	if (!hb_cas_strong_acq_rel(&c->dead, &expect, ETIMEDOUT))
 		return;
-	memset(&ti, 0, sizeof(ti));
-	if (hb_os_getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
-		silent = ti.tcpi_last_data_recv;
+	if (hb_os_tcp_info(fd, &x) == 0)
+		silent = x.ti.tcpi_last_data_recv;
 	hb_stat_add(HB_ST_DEAD_KEEPALIVE, 1);
 	hb_buf_init(&b, extra, sizeof(extra));
 	hb_buf_fmt(&b, ",\"reason\":\"keepalive\",\"silent_ms\":%llu", (unsigned long long)silent);

@@ -100,21 +100,20 @@ static void idle_fire(struct hb_conn *c, int fd, uint64_t idle)
 /* The idle deadline: no data either way for idle_timeout_ms. */
 static void idle_check(struct hb_conn *c, int fd, uint64_t now)
 {
-	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
+	struct hb_tcp_info x;
+	const struct tcp_info *ti = &x.ti;
 	uint64_t idle, limit = hb_cfg.idle_timeout_ms;
 
-	memset(&ti, 0, sizeof(ti));
-	if (hb_os_getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0) {
+	if (hb_os_tcp_info(fd, &x) < 0) {
 		c->phase = PH_DONE;
 		return;
 	}
-	if (ti.tcpi_state != TCP_ESTABLISHED && ti.tcpi_state != TCP_CLOSE_WAIT) {
+	if (ti->tcpi_state != TCP_ESTABLISHED && ti->tcpi_state != TCP_CLOSE_WAIT) {
 		c->phase = PH_DONE; /* closing or closed: nothing left to guard */
 		return;
 	}
-	idle = ti.tcpi_last_data_recv < ti.tcpi_last_data_sent ? ti.tcpi_last_data_recv
-							       : ti.tcpi_last_data_sent;
+	idle = ti->tcpi_last_data_recv < ti->tcpi_last_data_sent ? ti->tcpi_last_data_recv
+								 : ti->tcpi_last_data_sent;
 	if (now - c->opened_ms < idle)
 		idle = now - c->opened_ms;
 	if (idle >= limit) {
@@ -211,12 +210,9 @@ static void fire(struct hb_conn *c, void *arg)
 	case PH_ARM:
 		if (!(hb_load_relaxed(&c->flags) & HB_CF_TIMING)) {
 			/* A non-blocking connect: options once established. */
-			struct tcp_info ti;
-			socklen_t tl = sizeof(ti);
+			struct hb_tcp_info x;
 
-			memset(&ti, 0, sizeof(ti));
-			if (hb_os_getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 &&
-			    ti.tcpi_state == TCP_SYN_SENT) {
+			if (hb_os_tcp_info(fd, &x) == 0 && x.ti.tcpi_state == TCP_SYN_SENT) {
 				uint64_t next = now + 50, dl = c->opened_ms + hb_cfg.connect_timeout_ms;
 
 				if (hb_connect_expired(c, fd, now)) {
