@@ -47,6 +47,21 @@ static int admit(void)
 	return 0;
 }
 
+/* Standard error may be the connection itself: an inetd-style server
+ * (xinetd, socat EXEC, git daemon, sshd -i) hands the accepted socket to
+ * its handler as fds 0, 1 and 2. A log line written there would reach the
+ * peer as if the application had written it. A TCP/IP socket on fd 2 gets
+ * no log lines (HBSHIM_LOG_FILE still does); other sockets, such as
+ * journald's AF_UNIX stream, do. */
+static int stderr_is_inet(void)
+{
+	int dom = 0;
+	socklen_t len = sizeof(dom);
+
+	return hb_os_getsockopt(2, SOL_SOCKET, SO_DOMAIN, &dom, &len) == 0 &&
+	       (dom == AF_INET || dom == AF_INET6);
+}
+
 static void emit(const char *s, size_t n)
 {
 	long fd = 2;
@@ -55,6 +70,8 @@ static void emit(const char *s, size_t n)
 		fd = hb_os_open(hb_cfg.log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 		if (fd < 0)
 			return;
+	} else if (stderr_is_inet()) {
+		return;
 	}
 	(void)hb_os_write((int)fd, s, n);
 	if (fd != 2)
@@ -96,5 +113,6 @@ void hb_log_stderr(const char *line)
 	if (b.len >= b.cap - 1)
 		b.len = b.cap - 2;
 	hb_buf_putc(&b, '\n');
-	(void)hb_os_write(2, b.p, b.len);
+	if (!stderr_is_inet())
+		(void)hb_os_write(2, b.p, b.len);
 }

@@ -84,3 +84,35 @@ l = f.readline(); s.sendall(b"pong:" + l); s.close()' "$port"
 	bg_wait "$srv" 5
 	[ "$BG_STATUS" -eq 0 ] || fail "server status $BG_STATUS: $(cat "$T/srv.out" "$T/srv.err")"
 }
+
+@test "inetd style: a handler whose stderr is the accepted socket: the shim's own log lines never reach the peer" {
+	# xinetd, socat EXEC, git daemon and sshd -i hand the connection to a
+	# handler as fds 0, 1 and 2. A config error (here a bad interval) is
+	# logged; on fd 2 it would reach the client as if the handler wrote it.
+	local port
+	port=$(free_port)
+	bg srv plain "$PY" -c 'import socket, subprocess, sys
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
+for i in range(2):
+    c, _ = l.accept()
+    env = {"LD_PRELOAD": sys.argv[2], "HBSHIM_INTERVAL": "bogus" if i == 0 else "1s", "HBSHIM_LOG": "debug"}
+    subprocess.run([sys.executable, "-c", "import sys; sys.stdout.write(\"hello from the handler\\n\"); sys.stdout.flush(); sys.stderr.write(\"and its stderr\\n\")"],
+                   stdin=c, stdout=c, stderr=c, env=env)
+    c.close()' "$port" "$SHIM_PRELOAD"
+	local srv=$BG_PID
+	wait_line "$T/srv.out" LISTENING
+	for i in 1 2; do
+		plain "$PY" -c 'import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); d = b""
+while True:
+    x = s.recv(4096)
+    if not x: break
+    d += x
+sys.stdout.buffer.write(d)' "$port" >"$T/got.$i" || fail "client $i status $?"
+	done
+	bg_wait "$srv" 10
+	printf 'hello from the handler\nand its stderr\n' >"$T/want"
+	cmp "$T/want" "$T/got.1" || fail "bad config: the client received: $(cat "$T/got.1")"
+	cmp "$T/want" "$T/got.2" || fail "debug log: the client received: $(cat "$T/got.2")"
+}
