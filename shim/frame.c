@@ -1001,13 +1001,50 @@ long hb_frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags)
 	return r;
 }
 
+/* MSG_TRUNC on a stream socket: the kernel drops the bytes (or, with
+ * MSG_PEEK, counts them) without copying; the buffer may be NULL
+ * (lighttpd drains a lingering close with recv(fd, NULL, n, MSG_TRUNC)).
+ * Passed down, it would leave the decoder parsing header bytes the kernel
+ * never wrote. Read through a scratch buffer instead and count the
+ * application bytes: n at most, frames as always. rxlock not held. */
+static long frame_discard(struct hb_conn *c, int fd, size_t n, int flags)
+{
+	uint8_t scratch[4096];
+	size_t total = 0;
+
+	flags &= ~MSG_TRUNC;
+	while (total < n) {
+		size_t want = n - total < sizeof(scratch) ? n - total : sizeof(scratch);
+		struct iovec v = { scratch, want };
+		struct msghdr mm;
+		long r;
+
+		memset(&mm, 0, sizeof(mm));
+		mm.msg_iov = &v;
+		mm.msg_iovlen = 1;
+		r = frame_recv(c, fd, &mm, total && !(flags & MSG_WAITALL) ? flags | MSG_DONTWAIT : flags);
+		if (r <= 0)
+			return total ? (long)total : r;
+		total += (size_t)r;
+		if ((flags & MSG_PEEK) || (size_t)r < want)
+			break; /* a peek sees one frame's bytes at most; short: all there was */
+	}
+	return (long)total;
+}
+
 static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 {
 	uint8_t *buf = NULL;
 	size_t n = 0, total = 0;
 	uint64_t deadline = 0;
-	int nb = nonblocking(c, flags), r;
+	int nb = nonblocking(c, flags), r, wait_all;
 	long got;
+
+	if (HB_UNLIKELY(flags & MSG_TRUNC)) {
+		for (size_t i = 0; m->msg_iov && i < m->msg_iovlen; i++)
+			n += m->msg_iov[i].iov_len;
+		return frame_discard(c, fd, n, flags);
+	}
 
 	for (size_t i = 0; m->msg_iov && i < m->msg_iovlen; i++) {
 		if (m->msg_iov[i].iov_len) {
@@ -1050,17 +1087,22 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 		if (t)
 			deadline = hb_os_now_ms() + t;
 	}
+	/* A blocking MSG_WAITALL waits for all n bytes, as the kernel's does
+	 * (a signal, the end of the stream, an error or SO_RCVTIMEO end it
+	 * early with what came); any other read returns what one call got. */
+	wait_all = (flags & MSG_WAITALL) && !nb && !(flags & MSG_PEEK);
 	for (;;) {
 		if (flags & MSG_PEEK)
 			got = peek_framed(c, fd, buf, n, flags);
 		else
 			got = read_once(c, fd, buf + total, n - total,
-					flags | (total || (deadline && !nb) ? MSG_DONTWAIT : 0), m);
+					flags | ((total && !wait_all) || (deadline && !nb) ? MSG_DONTWAIT : 0),
+					m);
 		if (got == -ENODATA) {
 			got = 0;
 			break; /* end of stream (also inside a frame: bytes so far stand) */
 		}
-		if (got == -EAGAIN && !nb && deadline && !total) {
+		if (got == -EAGAIN && !nb && deadline && (!total || wait_all)) {
 			r = wait_readable(fd, deadline);
 			if (r < 0) {
 				got = r;

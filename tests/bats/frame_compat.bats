@@ -797,3 +797,66 @@ print("answer", s.recv(10), flush=True)' "$port"
 	hb=$(cat "$T"/srv.*.prom | awk '/^hbshim_heartbeats_received_total/ { s += $2 } END { print s + 0 }')
 	[ "$hb" -ge 3 ] || fail "the server received $hb heartbeats"
 }
+
+@test "framed: recv with MSG_TRUNC (lighttpd's drain) and MSG_PEEK|MSG_TRUNC count the application's bytes as the kernel does, then the stream goes on exact" {
+	# The kernel drops (or, with MSG_PEEK, counts) the bytes without
+	# copying them; passed down, the flag left the decoder parsing header
+	# bytes that were never written: EPROTO and a dead connection.
+	local port
+	port=$(free_port)
+	bg srv shim HBSHIM_ACCEPT=auto HBSHIM_INTERVAL=50ms HBSHIM_EVENTS="$T/srv.ev" "$PY" -c 'import socket, sys, time
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
+c, _ = l.accept()
+print("first", c.recv(5), flush=True)
+time.sleep(0.5)  # "tail" and heartbeats arrived meanwhile
+print("peek", len(c.recv(100, socket.MSG_PEEK | socket.MSG_TRUNC)), flush=True)
+print("trunc", len(c.recv(100, socket.MSG_TRUNC | socket.MSG_DONTWAIT)), flush=True)
+print("big", len(c.recv(10000, socket.MSG_TRUNC | socket.MSG_WAITALL)), flush=True)
+print("next", c.recv(100), flush=True)' "$port"
+	local srv=$BG_PID
+	wait_line "$T/srv.out" LISTENING
+	run shim "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_INTERVAL=50ms "$PY" -c 'import socket, sys, time
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+c.sendall(b"hello"); time.sleep(0.2); c.sendall(b"tail"); time.sleep(0.6)
+for i in range(10): c.sendall(bytes(1000)); time.sleep(0.01)
+time.sleep(0.3); c.sendall(b"more"); time.sleep(0.3); c.close()' "$port"
+	assert_status 0
+	bg_wait "$srv" 10
+	output=$(cat "$T/srv.out")
+	[ "$(line_with first)" = "first b'hello'" ] || fail "server: $output $(cat "$T/srv.err")"
+	[ "$(line_with peek)" = "peek 4" ] || fail "server: $output"
+	[ "$(line_with trunc)" = "trunc 4" ] || fail "server: $output"
+	[ "$(line_with big)" = "big 10000" ] || fail "server: $output"
+	[ "$(line_with next)" = "next b'more'" ] || fail "server: $output"
+	! grep -q protocol_error "$T/srv.ev" || fail "events: $(cat "$T/srv.ev")"
+}
+
+@test "framed: a blocking recv with MSG_WAITALL returns all it asked for, across writes that arrive 10 ms apart, heartbeats between" {
+	local port
+	port=$(free_port)
+	bg srv shim HBSHIM_ACCEPT=auto HBSHIM_INTERVAL=5ms "$PY" -c 'import socket, sys, hashlib
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
+c, _ = l.accept()
+for i in range(3):
+    d = c.recv(10000, socket.MSG_WAITALL)
+    print("got", len(d), hashlib.sha256(d).hexdigest()[:16], flush=True)
+print("eof", c.recv(10000, socket.MSG_WAITALL), flush=True)' "$port"
+	local srv=$BG_PID
+	wait_line "$T/srv.out" LISTENING
+	run shim "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_INTERVAL=5ms "$PY" -c 'import socket, sys, time, hashlib
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+blob = bytes(range(256)) * 40
+for i in range(3):
+    chunk = blob[:10000]
+    for k in range(0, 10000, 700):
+        c.sendall(chunk[k:k + 700]); time.sleep(0.01)
+print(hashlib.sha256(blob[:10000]).hexdigest()[:16]); c.close()' "$port"
+	assert_status 0
+	local want=$output
+	bg_wait "$srv" 10
+	output=$(cat "$T/srv.out")
+	[ "$(grep -c "^got 10000 $want\$" "$T/srv.out")" -eq 3 ] || fail "server: $output (want $want) $(cat "$T/srv.err")"
+	[ "$(line_with eof)" = "eof b''" ] || fail "server: $output"
+}
