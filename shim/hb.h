@@ -588,6 +588,16 @@ size_t hb_inherit_export(char *out, size_t cap);
  * how many, or -EINVAL on a malformed value. Constructor only. */
 int hb_inherit_import(const char *s);
 
+/* ------------------------------------------------------------------ i_stdio.c */
+
+/* After the import: stdin/stdout/stderr on an inherited framed fd go
+ * through our read and write. */
+void hb_stdio_adopt(void);
+/* fclose(fp): 1 if fp was adopted (now released), else 0. */
+int hb_stdio_release(void *fp);
+/* Flush the adopted output streams (exit, before the framed exit wait). */
+void hb_stdio_flush(void);
+
 /* ------------------------------------------------------------------ thread.c */
 
 /* Hand c to the background thread (starting it on first use). Any app

@@ -545,7 +545,9 @@ HB_EXPORT int fclose(FILE *fp)
 {
 	int (*fn)(void *) = REAL_PTR(fclose);
 
-	if (fp) {
+	/* A stream of i_stdio.c closes its fd through our close (framed
+	 * close semantics); any other stream's fd is closed inside libc. */
+	if (fp && !hb_stdio_release(fp)) {
 		int fd = fileno(fp);
 
 		if (fd >= 0)

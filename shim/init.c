@@ -62,6 +62,7 @@ void hb_init(void)
 			if (hb_inherit_import(inh) < 0)
 				hb_log(HB_LOG_WARN, "HBSHIM_INHERIT is malformed: ignored");
 			unsetenv("HBSHIM_INHERIT");
+			hb_stdio_adopt();
 		}
 	}
 	hb_store_release(&init_state, 2);
@@ -79,6 +80,7 @@ __attribute__((destructor)) static void hb_dtor(void)
 {
 	if (!hb_enabled)
 		return;
+	hb_stdio_flush();
 	hb_frame_at_exit();
 	hb_stats_flush();
 }

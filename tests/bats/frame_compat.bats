@@ -860,3 +860,46 @@ print(hashlib.sha256(blob[:10000]).hexdigest()[:16]); c.close()' "$port"
 	[ "$(grep -c "^got 10000 $want\$" "$T/srv.out")" -eq 3 ] || fail "server: $output (want $want) $(cat "$T/srv.err")"
 	[ "$(line_with eof)" = "eof b''" ] || fail "server: $output"
 }
+
+@test "framed inetd style: a server execs sed with the connection as stdin and stdout: sed's stdio output reaches the framed client exact" {
+	# glibc's stdio writes with its internal write, which no preload can
+	# see: a handler answering with fwrite/printf put raw bytes inside a
+	# framed direction (git daemon's upload-pack: every framed request
+	# failed with EPROTO). A handler started with a framed connection on
+	# fd 0/1/2 gets stdio streams that go through the shim.
+	need_cmd sed
+	local port
+	port=$(free_port)
+	seq 1 20000 | sed 's/^/line a /' >"$T/in"
+	sed 's/a/aa/' "$T/in" >"$T/want"
+	# The server reads the request line itself (as git daemon does), then
+	# execs the handler, which changes the length of every line.
+	bg srv shim HBSHIM_ACCEPT=auto HBSHIM_INTERVAL=200ms HBSHIM_EVENTS="$T/srv.ev" "$PY" -c 'import socket, subprocess, sys
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
+c, _ = l.accept()
+print("request", c.recv(8), flush=True)
+print("sed", subprocess.run(["sed", "s/a/aa/"], stdin=c, stdout=c).returncode, flush=True)
+c.close()' "$port"
+	local srv=$BG_PID
+	wait_line "$T/srv.out" LISTENING
+	run shim "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_INTERVAL=200ms HBSHIM_EVENTS="$T/cli.ev" "$PY" -c 'import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"request\n"); time.sleep(0.2)
+data = open(sys.argv[2], "rb").read()
+for k in range(0, len(data), 7000):
+    s.sendall(data[k:k + 7000]); time.sleep(0.002)
+s.shutdown(socket.SHUT_WR); d = b""
+while True:
+    x = s.recv(65536)
+    if not x: break
+    d += x
+open(sys.argv[3], "wb").write(d)' "$port" "$T/in" "$T/got"
+	assert_status 0
+	bg_wait "$srv" 10
+	output=$(cat "$T/srv.out")
+	[ "$(line_with request)" = "request b'request\\n'" ] || fail "server: $output $(cat "$T/srv.err")"
+	[ "$(line_with sed)" = "sed 0" ] || fail "server: $output $(cat "$T/srv.err")"
+	same_file "$T/want" "$T/got"
+	grep -q '"event":"framed"' "$T/cli.ev" || fail "the server's direction was not framed: $(cat "$T/cli.ev")"
+}

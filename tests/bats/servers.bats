@@ -455,6 +455,32 @@ socketserver_test() {
 	heartbeats_flowed
 }
 
+@test "servers: git daemon (execs upload-pack on the connection, which answers with stdio) -> framed git clone: same commit and files" {
+	need_cmd git
+	git daemon -h 2>&1 | grep -q -- --base-path || skip "git daemon not available"
+	local port head
+	port=$(free_port)
+	mkdir -p "$T/srv"
+	git init -q "$T/srv/repo"
+	head -c 300000 /dev/urandom | base64 >"$T/srv/repo/big.txt"
+	seq 1 5000 >"$T/srv/repo/small.txt"
+	git -C "$T/srv/repo" add . && git -C "$T/srv/repo" -c user.email=a@b -c user.name=a commit -q -m x
+	head=$(git -C "$T/srv/repo" rev-parse HEAD)
+	HB_CMD_TIMEOUT=$SRV_TIMEOUT bg srv shim HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/srv.ev" \
+		git daemon --reuseaddr --listen=127.0.0.1 --port="$port" --base-path="$T/srv" --export-all "$T/srv"
+	wait_listen "$port"
+	run shim "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_EVENTS="$T/cli.ev" git ls-remote "git://127.0.0.1:$port/repo"
+	assert_status 0
+	[[ $output == *"$head"* ]] || fail "ls-remote: $output"
+	run shim "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_EVENTS="$T/cli.ev" git clone -q "git://127.0.0.1:$port/repo" "$T/clone"
+	assert_status 0
+	[ "$(git -C "$T/clone" rev-parse HEAD)" = "$head" ] || fail "cloned HEAD differs"
+	cmp "$T/srv/repo/big.txt" "$T/clone/big.txt" || fail "big.txt differs"
+	cmp "$T/srv/repo/small.txt" "$T/clone/small.txt" || fail "small.txt differs"
+	framed "$T/cli.ev"
+	! grep -q protocol_error "$T/cli.ev" "$T/srv.ev" || fail "protocol errors: $(cat "$T/cli.ev" "$T/srv.ev")"
+}
+
 # ------------------------------------------------------------------ the python programs
 
 write_servers_app() {
