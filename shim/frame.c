@@ -907,8 +907,6 @@ static int wait_readable(int fd, uint64_t deadline)
 	return r < 0 ? (int)r : 0;
 }
 
-uint64_t hb_fork_ms;
-
 /* How long the parent of a fork leaves its framed connections alone: one
  * interval, at least 500 ms (a forking server closes its copy at once, but
  * a loaded machine may take a while), at most a third of the timeout. */
@@ -929,6 +927,19 @@ static void mark(int fd, struct hb_conn *c, void *arg)
 		hb_or_acq_rel(&c->flags, (uint32_t)(uintptr_t)arg);
 }
 
+/* The parent's pause starts at the first fork that finds the connection
+ * settled: a process forking more often than the pause (a client running
+ * a command every half second) would otherwise never send a heartbeat or
+ * look at its peer again, and its live connections were declared dead. */
+static void mark_parent(int fd, struct hb_conn *c, void *arg)
+{
+	if (c->mode != HB_MODE_FRAME || c->kind != HB_KIND_CONNECTED)
+		return;
+	if (!(hb_load_acquire(&c->flags) & HB_CF_FORKED))
+		c->forked_at = ms32(*(uint64_t *)arg);
+	hb_or_acq_rel(&c->flags, HB_CF_FORKED | HB_CF_SHARED);
+}
+
 static void unmark_claimed(int fd, struct hb_conn *c, void *arg)
 {
 	if (c->mode == HB_MODE_FRAME)
@@ -937,8 +948,9 @@ static void unmark_claimed(int fd, struct hb_conn *c, void *arg)
 
 void hb_frame_atfork_prepare(void)
 {
-	hb_fork_ms = hb_os_now_ms();
-	hb_fd_foreach(mark, (void *)(uintptr_t)(HB_CF_FORKED | HB_CF_SHARED));
+	uint64_t now = hb_os_now_ms();
+
+	hb_fd_foreach(mark_parent, &now);
 	hb_fd_foreach(unmark_claimed, NULL);
 }
 
@@ -1505,8 +1517,10 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		if (fl & HB_CF_INHERITED)
 			return now + (interval > 100 ? interval : 100);
 		if (fl & HB_CF_FORKED) {
-			if (now < hb_fork_ms + fork_pause())
-				return hb_fork_ms + fork_pause();
+			uint32_t since = (uint32_t)now - c->forked_at;
+
+			if (since < fork_pause())
+				return now + (fork_pause() - since);
 			hb_and_acq_rel(&c->flags, ~HB_CF_FORKED);
 			if (fl & HB_CF_SHARED)
 				hb_or_acq_rel(&c->flags, HB_CF_CLAIMED);

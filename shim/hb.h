@@ -316,9 +316,7 @@ struct hb_conn {
 	/* Owned by the background thread only. */
 	struct hb_conn *wprev, *wnext; /* timer wheel list */
 	uint64_t wexpires;             /* due time, monotonic ms */
-	uint8_t wlinked;               /* on a wheel list */
-	uint8_t phase;                 /* what the next timer does (thread.c) */
-	uint16_t pad1;
+	uint32_t forked_at;            /* parent of a fork: when HB_CF_FORKED was set (ms32) */
 	uint32_t rx_bytes;             /* bg: tcpi_bytes_received (low bits) at the last drain */
 	uint64_t opened_ms;            /* monotonic ms at install */
 	uint64_t last_app_ms;          /* framed: last application byte either way */
@@ -338,7 +336,8 @@ struct hb_conn {
 	uint8_t hello_sent;            /* under txlock */
 	uint8_t lowat;                 /* SO_RCVLOWAT we set, 0 = kernel default (rxlock) */
 	uint8_t grace;                 /* bg: one recheck granted after a late wakeup */
-	uint8_t pad3[2];
+	uint8_t wlinked;               /* bg: on a wheel list */
+	uint8_t phase;                 /* bg: what the next timer does (thread.c) */
 	_Atomic uint32_t users;        /* app threads inside frame.c; bg frees at 0 */
 	_Atomic uint32_t rxlock;       /* 0 free, else owner tid | HB_LOCK_WAITERS */
 	_Atomic uint32_t txlock;
@@ -571,7 +570,6 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late);
 /* fork: mark framed connections in the parent (prepare) and the child. */
 void hb_frame_atfork_prepare(void);
 void hb_frame_atfork_child(void);
-extern uint64_t hb_fork_ms; /* monotonic time of the last fork (parent) */
 /* Send a notice frame (reason HB_NR_*) if our direction is framed and at a
  * frame boundary; never blocks. Background thread. */
 void hb_frame_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t silent_ms);

@@ -174,6 +174,40 @@ PY
 	! grep -E '"event":"(dead|protocol_error)"' "$T/ev" || fail "false detection or corruption"
 }
 
+@test "faults: a framed client that forks a short-lived child every 0.3 s (its pause after a fork is 0.5 s) keeps sending heartbeats: not declared dead" {
+	# The parent leaves its framed connections alone for a moment after a
+	# fork (a forking server closes its copy meanwhile). Each fork restarted
+	# that pause, so a process forking more often than it never sent a
+	# heartbeat again, and its live peer declared it dead.
+	local port
+	port=$(free_port)
+	local -a env=(HBSHIM_INTERVAL=500ms HBSHIM_TIMEOUT=1500ms)
+	bg srv shim "${env[@]}" HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/srv.ev" "$PY" -c 'import socket, sys
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
+c, _ = l.accept()
+while True:
+    d = c.recv(100)
+    if not d: break
+    c.sendall(d)' "$port"
+	local srv=$BG_PID
+	wait_line "$T/srv.out" LISTENING
+	run shim "${env[@]}" "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_EVENTS="$T/cli.ev" "$PY" -c 'import os, socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"one"); assert s.recv(10) == b"one"
+end = time.time() + 4
+while time.time() < end:
+    pid = os.fork()
+    if pid == 0: os._exit(0)
+    os.waitpid(pid, 0); time.sleep(0.3)
+s.sendall(b"two"); print("second", s.recv(10)); s.close()' "$port"
+	assert_status 0
+	[ "$(line_with second)" = "second b'two'" ] || fail "client: $output"
+	bg_wait "$srv" 10
+	grep -q '"event":"framed"' "$T/cli.ev" || fail "not framed: $(cat "$T/cli.ev")"
+	! grep -q '"event":"dead"' "$T/srv.ev" "$T/cli.ev" || fail "dead events: $(cat "$T/srv.ev" "$T/cli.ev")"
+}
+
 @test "faults: a thread closes an fd another thread is blocked reading; the number is reused by a pipe at once" {
 	need_helper forkstorm
 	run shim "${FRAMED[@]}" "$HB_ROOT/build/tests/forkstorm" closeblocked
