@@ -366,7 +366,7 @@ static void forget(int fd)
 {
 	struct hb_conn *c = hb_fd_conn(fd);
 
-	if (!c)
+	if (!c || hb_vforked())
 		return;
 	if (c->kind == HB_KIND_CONNECTED && hb_conn_usable(c) &&
 	    hb_load_relaxed(&c->refs) == 1) {
@@ -391,7 +391,7 @@ static int dup_done(int oldfd, int newfd)
 	struct hb_conn *c;
 	int err = errno;
 
-	if (newfd < 0)
+	if (newfd < 0 || hb_vforked())
 		return newfd;
 	c = hb_fd_conn(oldfd);
 	if (c && hb_conn_usable(c))
@@ -413,7 +413,7 @@ HB_EXPORT int dup2(int oldfd, int newfd)
 
 	if (oldfd == newfd)
 		return REAL(dup2, (int)syscall(SYS_dup2, oldfd, newfd), oldfd, newfd);
-	begun = hb_fd_forget_begin(newfd);
+	begun = hb_vforked() ? 0 : hb_fd_forget_begin(newfd);
 	r = REAL(dup2, (int)syscall(SYS_dup2, oldfd, newfd), oldfd, newfd);
 	err = errno;
 	if (begun)
@@ -428,7 +428,7 @@ HB_EXPORT int dup3(int oldfd, int newfd, int flags)
 
 	if (oldfd == newfd)
 		return REAL(dup3, (int)syscall(SYS_dup3, oldfd, newfd, flags), oldfd, newfd, flags);
-	begun = hb_fd_forget_begin(newfd);
+	begun = hb_vforked() ? 0 : hb_fd_forget_begin(newfd);
 	r = REAL(dup3, (int)syscall(SYS_dup3, oldfd, newfd, flags), oldfd, newfd, flags);
 	err = errno;
 	if (begun)
@@ -523,7 +523,7 @@ HB_EXPORT int close_range(unsigned first, unsigned last, int flags)
 {
 	/* Invalid arguments close nothing: let the real call say so. */
 	if (first <= last && !(flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)) &&
-	    !(flags & CLOSE_RANGE_CLOEXEC))
+	    !(flags & CLOSE_RANGE_CLOEXEC) && !hb_vforked())
 		hb_fd_forget_range(first, last);
 	return REAL_NOBIND(close_range, (int)syscall(SYS_close_range, first, last, flags), first,
 			   last, flags);
@@ -533,7 +533,7 @@ HB_EXPORT void closefrom(int lowfd)
 {
 	void (*fn)(int) = REAL_PTR(closefrom);
 
-	if (lowfd >= 0)
+	if (lowfd >= 0 && !hb_vforked())
 		hb_fd_forget_range((unsigned)lowfd, ~0u);
 	if (fn)
 		fn(lowfd);

@@ -27,6 +27,10 @@
 struct exp_ctx {
 	struct hb_buf *b;
 	int n;
+	int vforked;
+	unsigned std;       /* fds 0-2 exported */
+	int want_fd;        /* find_cookie: the fd to export ... */
+	uint64_t want;      /* ... if a framed connection has this cookie */
 };
 
 static void put_hex_bytes(struct hb_buf *b, const uint8_t *p, size_t n)
@@ -53,6 +57,21 @@ static void export1(int fd, struct hb_conn *c, void *arg)
 	fl = hb_os_fcntl(fd, F_GETFD, 0);
 	if (fl < 0 || (fl & FD_CLOEXEC))
 		return;
+	/* In a vfork child the table is the parent's: the number must still
+	 * name the connection here. */
+	if (x->vforked && hb_os_cookie(fd) != c->cookie)
+		return;
+	if (fd < 3)
+		x->std |= 1u << fd;
+	if (x->vforked) {
+		/* Our memory is the parent's, and no fork handler ran there:
+		 * tell it that another process holds the connection now, as
+		 * fork does (frame.c), so that its close touches nothing. */
+		if (!(hb_load_acquire(&c->flags) & HB_CF_FORKED))
+			c->forked_at = (uint32_t)hb_os_now_ms();
+		hb_and_acq_rel(&c->flags, ~HB_CF_CLAIMED);
+		hb_or_acq_rel(&c->flags, HB_CF_FORKED | HB_CF_SHARED);
+	}
 	if (x->n++)
 		hb_buf_putc(b, ';');
 	hb_buf_fmt(b, "%x,%llx,%x,%x,%x,%x,%x,", fd, (unsigned long long)c->cookie,
@@ -64,14 +83,39 @@ static void export1(int fd, struct hb_conn *c, void *arg)
 	hb_buf_fmt(b, ",%x,%x", c->peer_interval_ms, c->peer_timeout_ms);
 }
 
+/* A connection under another number, for one of fds 0-2 (below). */
+static void find_cookie(int fd, struct hb_conn *c, void *arg)
+{
+	struct exp_ctx *x = arg;
+
+	if (x->want && c->cookie == x->want && c->mode == HB_MODE_FRAME) {
+		x->want = 0;
+		export1(x->want_fd, c, x);
+	}
+}
+
 size_t hb_inherit_export(char *out, size_t cap)
 {
 	struct hb_buf b;
-	struct exp_ctx x = { &b, 0 };
+	struct exp_ctx x = { &b, 0, hb_vforked(), 0, -1, 0 };
 
 	hb_buf_init(&b, out, cap);
 	hb_buf_puts(&b, "HBSHIM_INHERIT=");
 	hb_fd_foreach(export1, &x);
+	/* A vfork child's dup2 of a connection onto stdin/stdout (python's
+	 * subprocess) is not in the table, which is the parent's and stays
+	 * untouched: fds 0-2 that are one of our framed connections under
+	 * its socket cookie go too. */
+	if (x.vforked) {
+		for (int fd = 0; fd < 3; fd++) {
+			if (x.std & (1u << fd))
+				continue;
+			x.want = hb_os_cookie(fd);
+			x.want_fd = fd;
+			if (x.want)
+				hb_fd_foreach(find_cookie, &x);
+		}
+	}
 	if (!x.n || b.len >= cap - 1)
 		return 0;
 	hb_buf_str(&b);

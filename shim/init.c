@@ -11,10 +11,18 @@
 #include <stdlib.h>
 #include <sys/auxv.h>
 
+#include <pthread.h>
+
 #include "hb.h"
 #include "hbshim.h"
 
 int hb_enabled;
+int hb_self_pid;
+
+static void pid_after_fork(void)
+{
+	hb_self_pid = hb_os_getpid();
+}
 static _Atomic int init_state; /* 0 none, 1 running, 2 done */
 
 static const char *env_get(const char *name)
@@ -29,6 +37,8 @@ void hb_init(void)
 
 	if (!hb_cas_strong_acq_rel(&init_state, &expect, 1))
 		return;
+	hb_self_pid = hb_os_getpid();
+	pthread_atfork(NULL, NULL, pid_after_fork);
 	hb_real_bind();
 	if (getauxval(AT_SECURE)) {
 		/* setuid/setgid: the environment is not to be trusted (it names

@@ -208,6 +208,39 @@ s.sendall(b"two"); print("second", s.recv(10)); s.close()' "$port"
 	! grep -q '"event":"dead"' "$T/srv.ev" "$T/cli.ev" || fail "dead events: $(cat "$T/srv.ev" "$T/cli.ev")"
 }
 
+@test "faults: a framed client runs subprocess.run (vfork + close_range in the child) between requests: the connection stays framed, bytes exact" {
+	# Python's subprocess starts children with vfork: the child runs in
+	# our memory until it execs, and its close_range (close_fds) went
+	# through the shim and wiped the parent's fd table; the parent then
+	# read raw heartbeats and wrote unframed bytes.
+	local port
+	port=$(free_port)
+	local -a env=(HBSHIM_INTERVAL=100ms HBSHIM_TIMEOUT=1s)
+	bg srv shim "${env[@]}" HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/srv.ev" "$PY" -c 'import socket, sys
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
+c, _ = l.accept()
+while True:
+    d = c.recv(100)
+    if not d: break
+    c.sendall(d)' "$port"
+	local srv=$BG_PID
+	wait_line "$T/srv.out" LISTENING
+	run shim "${env[@]}" "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_EVENTS="$T/cli.ev" "$PY" -c 'import ctypes, socket, subprocess, sys, time
+lib = ctypes.CDLL(None)
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+for i in range(5):
+    s.sendall(b"req%d" % i); r = s.recv(10)
+    subprocess.run(["true"]); subprocess.run(["sh", "-c", "exit 0"], stdin=subprocess.DEVNULL)
+    time.sleep(0.3)  # heartbeats arrive meanwhile
+    print("reply", r, "mode", lib.hbshim_fd_mode(s.fileno()), flush=True)
+s.close()' "$port"
+	assert_status 0
+	[ "$(grep -c "^reply b'req[0-4]' mode 2\$" <<<"$output")" -eq 5 ] || fail "client: $output"
+	bg_wait "$srv" 10
+	! grep -q '"event":"dead"\|protocol_error' "$T/srv.ev" "$T/cli.ev" || fail "events: $(cat "$T/srv.ev" "$T/cli.ev")"
+}
+
 @test "faults: a thread closes an fd another thread is blocked reading; the number is reused by a pipe at once" {
 	need_helper forkstorm
 	run shim "${FRAMED[@]}" "$HB_ROOT/build/tests/forkstorm" closeblocked
