@@ -662,14 +662,21 @@ extern _Atomic int hb_stats_adopted;
 /* 1 when the shim is configured and enabled. Read on every tracked path. */
 extern int hb_enabled;
 /* This process's pid, set at load and in every fork child. A call that
- * finds another pid runs in a vfork child (python's subprocess, glibc's
- * posix_spawn), which shares our memory: it must not change the shim's
- * state, which is the parent's (a child's close_range wiped the parent's
- * fd table). */
+ * finds another pid runs in a vfork child (python's subprocess), which
+ * shares our memory: it must not change the shim's state, which is the
+ * parent's (a child's close_range wiped the parent's fd table). Or in a
+ * child of a raw clone (vsftpd), which has memory of its own: kcmp tells
+ * the two apart (init.c). */
 extern int hb_self_pid;
+int hb_vfork_check(int pid);
 static inline int hb_vforked(void)
 {
-	return HB_UNLIKELY(hb_self_pid && hb_os_getpid() != hb_self_pid);
+	int pid;
+
+	if (!hb_self_pid)
+		return 0;
+	pid = hb_os_getpid();
+	return HB_UNLIKELY(pid != hb_self_pid) && hb_vfork_check(pid);
 }
 /* Idempotent lazy init (binds symbols, parses config). */
 void hb_init(void);

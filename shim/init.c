@@ -12,6 +12,9 @@
 #include <sys/auxv.h>
 
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/kcmp.h>
 
 #include "hb.h"
 #include "hbshim.h"
@@ -22,6 +25,23 @@ int hb_self_pid;
 static void pid_after_fork(void)
 {
 	hb_self_pid = hb_os_getpid();
+}
+
+/* pid is not the pid we recorded: 1 if this process shares our memory
+ * with the recorded one (a vfork child, which must change nothing), 0 if
+ * it has its own (a raw clone's child, no fork handler ran: it takes the
+ * pid as its own). Unknown (no kcmp, not permitted): 1, change nothing. */
+int hb_vfork_check(int pid)
+{
+	long r = syscall(SYS_kcmp, pid, hb_self_pid, KCMP_VM, 0, 0);
+
+	if (r == 0)
+		return 1;
+	if (r > 0) {
+		hb_self_pid = pid;
+		return 0;
+	}
+	return 1;
 }
 static _Atomic int init_state; /* 0 none, 1 running, 2 done */
 

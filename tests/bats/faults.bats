@@ -241,6 +241,41 @@ s.close()' "$port"
 	! grep -q '"event":"dead"\|protocol_error' "$T/srv.ev" "$T/cli.ev" || fail "events: $(cat "$T/srv.ev" "$T/cli.ev")"
 }
 
+@test "faults: a child of a raw clone (no fork handlers, own memory: vsftpd) closes a framed socket and gets a pipe on its number: the pipe works" {
+	# The vfork guard skips the table's bookkeeping in a process whose pid
+	# is not the recorded one; a raw clone's child has its own memory and
+	# must keep it (kcmp tells them apart), or a stale entry sent its pipe
+	# writes down the framed path (ENOTSOCK).
+	[ "$(uname -m)" = x86_64 ] || skip "clone's system call number is x86-64's"
+	local port
+	port=$(free_port)
+	bg srv shim HBSHIM_ACCEPT=auto HBSHIM_INTERVAL=100ms "$PY" -c 'import socket, sys, time
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
+c, _ = l.accept(); c.recv(10); time.sleep(2)' "$port"
+	local srv=$BG_PID
+	wait_line "$T/srv.out" LISTENING
+	run shim HBSHIM_INTERVAL=100ms "HBSHIM_FRAME=127.0.0.1:$port" "$PY" -c 'import ctypes, os, signal, socket, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); s.sendall(b"hi"); time.sleep(0.3)
+print("mode", libc.hbshim_fd_mode(s.fileno()), flush=True)
+fd = s.detach()
+pid = libc.syscall(56, signal.SIGCHLD, 0, 0, 0, 0)  # clone(SIGCHLD): a fork without handlers (x86-64)
+if pid == 0:
+    os.close(fd)
+    r, w = os.pipe()
+    try:
+        os.write(w, b"pipe bytes"); os.write(1, b"child %r same number %d\n" % (os.read(r, 100), w == fd or r == fd))
+    except OSError as e:
+        os.write(1, b"child write failed %d\n" % e.errno)
+    os._exit(0)
+os.waitpid(pid, 0)' "$port"
+	assert_status 0
+	[ "$(line_with mode)" = "mode 2" ] || fail "not framed: $output"
+	[ "$(line_with child)" = "child b'pipe bytes' same number 1" ] || fail "child: $output"
+	bg_wait "$srv" 10
+}
+
 @test "faults: a thread closes an fd another thread is blocked reading; the number is reused by a pipe at once" {
 	need_helper forkstorm
 	run shim "${FRAMED[@]}" "$HB_ROOT/build/tests/forkstorm" closeblocked
