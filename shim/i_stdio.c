@@ -73,9 +73,7 @@ void hb_stdio_adopt(void)
 		if (!f)
 			continue;
 		f->_fileno = fd; /* fileno(stdout) is still 1 */
-		if (setvbuf(f, NULL, fd == 2 ? _IONBF : _IOFBF, BUFSIZ) != 0) {
-			/* keep the default buffer */
-		}
+		(void)setvbuf(f, NULL, fd == 2 ? _IONBF : _IOFBF, BUFSIZ); /* else the default */
 		adopted[fd] = f;
 		if (fd == 0)
 			stdin = f;
