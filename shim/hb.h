@@ -204,6 +204,8 @@ struct hb_tcp_info {
 };
 #define HB_TI_HAS(x, field) ((x)->len >= offsetof(struct hb_tcp_info, field) + sizeof((x)->field))
 long hb_os_tcp_info(int fd, struct hb_tcp_info *x);
+/* Another process (parent or child) holds the socket too: 1, 0, -1 unknown. */
+int hb_os_sock_shared(int fd);
 long hb_os_shutdown(int fd, int how);
 long hb_os_close(int fd);
 long hb_os_write(int fd, const void *buf, size_t n);

@@ -370,7 +370,13 @@ static void forget(int fd)
 		return;
 	if (c->kind == HB_KIND_CONNECTED && hb_conn_usable(c) &&
 	    hb_load_relaxed(&c->refs) == 1) {
-		if (c->mode == HB_MODE_FRAME) {
+		/* A connection that crossed a fork or exec may still be open
+		 * in the other process (a parent that gave it to a child as
+		 * its stdout and goes on using it): there the close is the
+		 * kernel's own, which only drops this process's reference;
+		 * our drain and shutdown would act on the stream of both. */
+		if (c->mode == HB_MODE_FRAME &&
+		    !((hb_load_relaxed(&c->flags) & HB_CF_SHARED) && hb_os_sock_shared(fd) > 0)) {
 			hb_frame_close(c, fd);
 			hb_frame_linger(c, fd);
 		}

@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include "hb.h"
@@ -300,4 +301,142 @@ long hb_os_tcp_info(int fd, struct hb_tcp_info *x)
 	if (!HB_TI_HAS(x, bytes_received))
 		x->bytes_received = 0; /* an older kernel: never "exactly one" */
 	return r;
+}
+
+/* ---------------------------------------------------------------- sharing */
+
+struct hb_dirent64 {
+	uint64_t ino;
+	int64_t off;
+	unsigned short reclen;
+	unsigned char type;
+	char name[];
+};
+
+/* Whether /proc/PID/fd (dir "" = that path) holds an fd naming target
+ * ("socket:[INODE]"): 1 yes, 0 no, -1 unreadable. Raw calls only. */
+static int fd_dir_holds(const char *dir, const char *target, size_t tlen)
+{
+	char buf[2048], link[64];
+	long dfd = RAW(SYS_openat, AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	int found = 0;
+
+	if (dfd < 0)
+		return -1;
+	for (;;) {
+		long n = RAW(SYS_getdents64, dfd, buf, sizeof(buf));
+
+		if (n <= 0)
+			break;
+		for (long at = 0; at < n && !found;) {
+			struct hb_dirent64 *d = (struct hb_dirent64 *)(buf + at);
+			long l;
+
+			at += d->reclen;
+			if (d->name[0] < '0' || d->name[0] > '9')
+				continue;
+			l = RAW(SYS_readlinkat, dfd, d->name, link, sizeof(link));
+			if (l == (long)tlen && !memcmp(link, target, tlen))
+				found = 1;
+		}
+		if (found)
+			break;
+	}
+	RAW(SYS_close, dfd);
+	return found;
+}
+
+static size_t put_dec(char *p, unsigned long long v)
+{
+	char t[24];
+	size_t n = 0, k = 0;
+
+	do {
+		t[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n)
+		p[k++] = t[--n];
+	return k;
+}
+
+/* Whether another process (our parent, or one of our children) still has
+ * the socket fd names open: 1 yes, 0 no, -1 cannot tell (no /proc). The
+ * close of a connection that crossed a fork or exec asks before it shuts
+ * the socket down: a shutdown acts on the socket, not on one process's
+ * reference to it. */
+int hb_os_sock_shared(int fd)
+{
+	struct stat st;
+	char target[48], path[64], kids[512];
+	size_t tlen = 0, pl;
+	long ppid, tdir, n;
+	int r, any = 0;
+
+	if (RAW(SYS_fstat, fd, &st) < 0)
+		return -1;
+	memcpy(target, "socket:[", 8);
+	tlen = 8 + put_dec(target + 8, (unsigned long long)st.st_ino);
+	target[tlen++] = ']';
+	ppid = RAW(SYS_getppid);
+	if (ppid > 1) {
+		memcpy(path, "/proc/", 6);
+		pl = 6 + put_dec(path + 6, (unsigned long long)ppid);
+		memcpy(path + pl, "/fd", 4);
+		r = fd_dir_holds(path, target, tlen);
+		if (r > 0)
+			return 1;
+		any |= r == 0;
+	}
+	/* Children, from every thread's list. */
+	tdir = RAW(SYS_openat, AT_FDCWD, "/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (tdir < 0)
+		return any ? 0 : -1;
+	for (;;) {
+		char buf[1024];
+
+		n = RAW(SYS_getdents64, tdir, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		for (long at = 0; at < n;) {
+			struct hb_dirent64 *d = (struct hb_dirent64 *)(buf + at);
+			char cp[96];
+			long cfd, k;
+			size_t cl;
+
+			at += d->reclen;
+			if (d->name[0] < '0' || d->name[0] > '9')
+				continue;
+			cl = strlen(d->name);
+			if (cl > 20)
+				continue;
+			memcpy(cp, d->name, cl);
+			memcpy(cp + cl, "/children", 10);
+			cfd = RAW(SYS_openat, tdir, cp, O_RDONLY | O_CLOEXEC, 0);
+			if (cfd < 0)
+				continue;
+			k = RAW(SYS_read, cfd, kids, sizeof(kids) - 1);
+			RAW(SYS_close, cfd);
+			for (long i = 0; i < k;) {
+				unsigned long long pid = 0;
+
+				while (i < k && (kids[i] < '0' || kids[i] > '9'))
+					i++;
+				if (i >= k)
+					break;
+				while (i < k && kids[i] >= '0' && kids[i] <= '9')
+					pid = pid * 10 + (unsigned)(kids[i++] - '0');
+				memcpy(path, "/proc/", 6);
+				pl = 6 + put_dec(path + 6, pid);
+				memcpy(path + pl, "/fd", 4);
+				if (fd_dir_holds(path, target, tlen) > 0) {
+					RAW(SYS_close, tdir);
+					return 1;
+				}
+			}
+			any = 1;
+		}
+	}
+	RAW(SYS_close, tdir);
+	return any ? 0 : -1;
 }

@@ -276,6 +276,41 @@ os.waitpid(pid, 0)' "$port"
 	bg_wait "$srv" 10
 }
 
+@test "faults: a framed client gives its connection to /bin/echo as stdout (subprocess.run) and goes on using it: the child's close leaves the stream alone" {
+	# echo (coreutils) closes its stdout at exit. The child had adopted the
+	# connection across exec, and its close drained and shut the socket
+	# down as if it were the last holder: the parent's next request met a
+	# closed stream. A close now asks whether the parent or a child still
+	# holds the socket.
+	local port
+	port=$(free_port)
+	bg srv shim HBSHIM_INTERVAL=100ms HBSHIM_ACCEPT=auto "$PY" -c 'import socket, sys
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
+c, _ = l.accept()
+while True:
+    d = c.recv(100)
+    if not d: break
+    c.sendall(d)
+print("server: end of stream", flush=True)' "$port"
+	local srv=$BG_PID
+	wait_line "$T/srv.out" LISTENING
+	run shim HBSHIM_INTERVAL=100ms "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_EVENTS="$T/cli.ev" "$PY" -c 'import socket, subprocess, sys, time
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+c.sendall(b"first\n"); assert c.recv(100) == b"first\n"
+for i in range(3):
+    subprocess.run(["/bin/echo", "hi"], stdout=c)
+    time.sleep(0.2)
+    c.sendall(b"after\n"); got = b""
+    while len(got) < 9: got += c.recv(100)
+    print("got", got, flush=True)
+c.close()' "$port"
+	assert_status 0
+	[ "$(grep -cxF "got b'hi\\nafter\\n'" <<<"$output")" -eq 3 ] || fail "client: $output"
+	bg_wait "$srv" 10
+	! grep -q protocol_error "$T/cli.ev" || fail "events: $(cat "$T/cli.ev")"
+}
+
 @test "faults: a thread closes an fd another thread is blocked reading; the number is reused by a pipe at once" {
 	need_helper forkstorm
 	run shim "${FRAMED[@]}" "$HB_ROOT/build/tests/forkstorm" closeblocked
