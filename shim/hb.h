@@ -587,6 +587,9 @@ size_t hb_inherit_export(char *out, size_t cap);
 /* Adopt the connections described by the value of HBSHIM_INHERIT; returns
  * how many, or -EINVAL on a malformed value. Constructor only. */
 int hb_inherit_import(const char *s);
+/* posix_spawn: also the file actions' dup2 {fd, newfd} pairs; the
+ * connections handed over are marked shared. */
+size_t hb_inherit_export_spawn(char *out, size_t cap, const int (*dups)[2], int ndups);
 
 /* ------------------------------------------------------------------ i_stdio.c */
 

@@ -140,10 +140,68 @@ HB_EXPORT int execle(const char *path, const char *arg0, ...)
 	return execve(path, argv, envp);
 }
 
+/* The dup2 actions of a posix_spawn file-actions object: glibc's child
+ * runs them itself, where we cannot see them (python's subprocess with
+ * close_fds=False, os.posix_spawn: a socket handed over as stdin/stdout).
+ * glibc's layout (spawn_int.h, stable for decades: a tag, then the fds).
+ * A misreading is harmless: the child adopts a number only if its socket
+ * cookie matches. */
+#define SPAWN_DUPS_MAX 16
+struct spawn_action_glibc {
+	int tag; /* 0 close, 1 dup2, 2 open, ... */
+	union {
+		struct {
+			int fd, newfd;
+		} dup2;
+		struct {
+			int fd;
+			char *path;
+			int oflag;
+			unsigned mode;
+		} open; /* the largest member: sets size and alignment */
+	} a;
+};
+
+static int spawn_dups(const posix_spawn_file_actions_t *fa, int dups[][2])
+{
+	int n = 0;
+#ifdef __GLIBC__
+	const struct spawn_action_glibc *act;
+	int used;
+
+	if (!fa)
+		return 0;
+	used = fa->__used;
+	act = (const struct spawn_action_glibc *)fa->__actions;
+	if (!act || used <= 0 || used > fa->__allocated || used > 1024)
+		return 0;
+	for (int i = 0; i < used && n < SPAWN_DUPS_MAX; i++) {
+		if (act[i].tag == 1 && act[i].a.dup2.fd >= 0 && act[i].a.dup2.newfd >= 0) {
+			dups[n][0] = act[i].a.dup2.fd;
+			dups[n][1] = act[i].a.dup2.newfd;
+			n++;
+		}
+	}
+#else
+	(void)fa;
+	(void)dups;
+#endif
+	return n;
+}
+
+#define WITH_SPAWN_ENV(envp, fa, newenv)                                         \
+	char inherit_[INHERIT_MAX];                                              \
+	char *vec_[ENV_MAX];                                                     \
+	int dups_[SPAWN_DUPS_MAX][2];                                            \
+	int ndups_ = hb_enabled ? spawn_dups((fa), dups_) : 0;                   \
+	size_t ilen_ = hb_enabled ? hb_inherit_export_spawn(inherit_, sizeof(inherit_), \
+							   (const int (*)[2])dups_, ndups_) : 0; \
+	char *const *newenv = build_env((envp), ilen_ ? inherit_ : NULL, vec_, ENV_MAX)
+
 HB_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
 			  const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
-	WITH_ENV(envp, env);
+	WITH_SPAWN_ENV(envp, fa, env);
 
 	return REAL(posix_spawn, ENOSYS, pid, path, fa, attr, argv, env);
 }
@@ -151,7 +209,7 @@ HB_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_a
 HB_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
 			   const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
-	WITH_ENV(envp, env);
+	WITH_SPAWN_ENV(envp, fa, env);
 
 	return REAL(posix_spawnp, ENOSYS, pid, file, fa, attr, argv, env);
 }

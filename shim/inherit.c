@@ -45,10 +45,22 @@ static void put_hex_bytes(struct hb_buf *b, const uint8_t *p, size_t n)
 	}
 }
 
+/* Another process holds the connection now, and no fork handler ran
+ * (vfork, posix_spawn): as fork does (frame.c), so that our close touches
+ * nothing and we leave the stream to the child for a moment. */
+static void mark_shared(struct hb_conn *c)
+{
+	if (!(hb_load_acquire(&c->flags) & HB_CF_FORKED))
+		c->forked_at = (uint32_t)hb_os_now_ms();
+	hb_and_acq_rel(&c->flags, ~HB_CF_CLAIMED);
+	hb_or_acq_rel(&c->flags, HB_CF_FORKED | HB_CF_SHARED);
+}
+
+static void export1_as(int fd, struct hb_conn *c, struct exp_ctx *x);
+
 static void export1(int fd, struct hb_conn *c, void *arg)
 {
 	struct exp_ctx *x = arg;
-	struct hb_buf *b = x->b;
 	long fl;
 
 	if (c->mode != HB_MODE_FRAME || x->n >= MAX_EXPORT ||
@@ -57,21 +69,24 @@ static void export1(int fd, struct hb_conn *c, void *arg)
 	fl = hb_os_fcntl(fd, F_GETFD, 0);
 	if (fl < 0 || (fl & FD_CLOEXEC))
 		return;
+	export1_as(fd, c, x);
+}
+
+/* One entry: connection c, under number fd in the new image. */
+static void export1_as(int fd, struct hb_conn *c, struct exp_ctx *x)
+{
+	struct hb_buf *b = x->b;
+
+	if (x->n >= MAX_EXPORT)
+		return;
 	/* In a vfork child the table is the parent's: the number must still
 	 * name the connection here. */
 	if (x->vforked && hb_os_cookie(fd) != c->cookie)
 		return;
 	if (fd < 3)
 		x->std |= 1u << fd;
-	if (x->vforked) {
-		/* Our memory is the parent's, and no fork handler ran there:
-		 * tell it that another process holds the connection now, as
-		 * fork does (frame.c), so that its close touches nothing. */
-		if (!(hb_load_acquire(&c->flags) & HB_CF_FORKED))
-			c->forked_at = (uint32_t)hb_os_now_ms();
-		hb_and_acq_rel(&c->flags, ~HB_CF_CLAIMED);
-		hb_or_acq_rel(&c->flags, HB_CF_FORKED | HB_CF_SHARED);
-	}
+	if (x->vforked)
+		mark_shared(c); /* our memory is the parent's */
 	if (x->n++)
 		hb_buf_putc(b, ';');
 	hb_buf_fmt(b, "%x,%llx,%x,%x,%x,%x,%x,", fd, (unsigned long long)c->cookie,
@@ -92,6 +107,51 @@ static void find_cookie(int fd, struct hb_conn *c, void *arg)
 		x->want = 0;
 		export1(x->want_fd, c, x);
 	}
+}
+
+/* Connections handed to a child by posix_spawn: glibc's child makes the
+ * file actions' dup2 calls itself, unseen, and no fork handler runs in the
+ * parent. dups[i] = { fd, newfd }. */
+struct spawn_ctx {
+	const int (*dups)[2];
+	int ndups;
+	struct exp_ctx *x;
+};
+
+static void spawn_visit(int fd, struct hb_conn *c, void *arg)
+{
+	struct spawn_ctx *sc = arg;
+	long fl;
+
+	if (c->mode != HB_MODE_FRAME || (hb_load_relaxed(&c->flags) & HB_CF_LOST))
+		return;
+	fl = hb_os_fcntl(fd, F_GETFD, 0);
+	if (fl >= 0 && !(fl & FD_CLOEXEC))
+		mark_shared(c); /* exported under its own number too */
+	for (int i = 0; i < sc->ndups; i++) {
+		if (sc->dups[i][0] != fd || sc->dups[i][1] < 0 || sc->dups[i][1] == fd)
+			continue;
+		/* The child's number for it; the child checks the cookie. */
+		mark_shared(c);
+		sc->x->vforked = 0;
+		export1_as(sc->dups[i][1], c, sc->x);
+	}
+}
+
+size_t hb_inherit_export_spawn(char *out, size_t cap, const int (*dups)[2], int ndups)
+{
+	struct hb_buf b;
+	struct exp_ctx x = { &b, 0, 0, 0, -1, 0 };
+	struct spawn_ctx sc = { dups, ndups, &x };
+
+	hb_buf_init(&b, out, cap);
+	hb_buf_puts(&b, "HBSHIM_INHERIT=");
+	hb_fd_foreach(export1, &x);
+	hb_fd_foreach(spawn_visit, &sc);
+	if (!x.n || b.len >= cap - 1)
+		return 0;
+	hb_buf_str(&b);
+	return b.len;
 }
 
 size_t hb_inherit_export(char *out, size_t cap)

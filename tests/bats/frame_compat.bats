@@ -906,3 +906,42 @@ open(sys.argv[3], "wb").write(d)' "$port" "$T/in" "$T/got"
 	same_file "$T/want" "$T/got"
 	grep -q '"event":"framed"' "$T/cli.ev" || fail "the server's direction was not framed: $(cat "$T/cli.ev")"
 }
+
+@test "framed inetd style through posix_spawn (subprocess with close_fds=False, os.posix_spawn): the handler gets the connection as stdin/stdout, bytes exact" {
+	# glibc's posix_spawn makes the file actions' dup2 calls in its own
+	# child, unseen; the shim reads them from the file-actions object.
+	need_cmd cat
+	local port how
+	head -c 120000 /dev/urandom >"$T/in"
+	for how in popen spawn; do
+		port=$(free_port)
+		bg srv shim HBSHIM_ACCEPT=auto HBSHIM_INTERVAL=200ms "$PY" -c 'import os, socket, subprocess, sys
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
+c, _ = l.accept()
+c.recv(8)
+cat = "/bin/cat" if os.path.exists("/bin/cat") else "/usr/bin/cat"
+if sys.argv[2] == "popen":
+    p = subprocess.Popen([cat], stdin=c, stdout=c, close_fds=False); c.close(); st = p.wait()
+else:
+    pid = os.posix_spawn(cat, [cat], os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, c.fileno(), 0), (os.POSIX_SPAWN_DUP2, c.fileno(), 1)])
+    c.close(); st = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+print("handler", st, flush=True)' "$port" "$how"
+		local srv=$BG_PID
+		wait_line "$T/srv.out" LISTENING
+		run shim "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_INTERVAL=200ms "$PY" -c 'import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); s.sendall(b"request\n"); time.sleep(0.3)
+data = open(sys.argv[2], "rb").read(); s.sendall(data); s.shutdown(socket.SHUT_WR); d = b""
+while True:
+    x = s.recv(65536)
+    if not x: break
+    d += x
+open(sys.argv[3], "wb").write(d)' "$port" "$T/in" "$T/got.$how"
+		assert_status 0
+		bg_wait "$srv" 10
+		output=$(cat "$T/srv.out")
+		[ "$(line_with handler)" = "handler 0" ] || fail "$how: server: $output $(cat "$T/srv.err")"
+		same_file "$T/in" "$T/got.$how"
+		rm -f "$T/srv.out"
+	done
+}
