@@ -174,6 +174,22 @@ PY
 	! grep -E '"event":"(dead|protocol_error)"' "$T/ev" || fail "false detection or corruption"
 }
 
+# A shimmed one-connection echo server on PORT (framed when its client
+# frames), started with bg as "srv"; returns once it listens.
+echo_server() { # PORT ENV...
+	local port=$1
+	shift
+	bg srv shim "$@" HBSHIM_ACCEPT=auto "$PY" -c 'import socket, sys
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
+c, _ = l.accept()
+while True:
+    d = c.recv(100)
+    if not d: break
+    c.sendall(d)' "$port"
+	wait_line "$T/srv.out" LISTENING
+}
+
 @test "faults: a framed client that forks a short-lived child every 0.3 s (its pause after a fork is 0.5 s) keeps sending heartbeats: not declared dead" {
 	# The parent leaves its framed connections alone for a moment after a
 	# fork (a forking server closes its copy meanwhile). Each fork restarted
@@ -182,16 +198,8 @@ PY
 	local port
 	port=$(free_port)
 	local -a env=(HBSHIM_INTERVAL=500ms HBSHIM_TIMEOUT=1500ms)
-	bg srv shim "${env[@]}" HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/srv.ev" "$PY" -c 'import socket, sys
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
-c, _ = l.accept()
-while True:
-    d = c.recv(100)
-    if not d: break
-    c.sendall(d)' "$port"
+	echo_server "$port" "${env[@]}" HBSHIM_EVENTS="$T/srv.ev"
 	local srv=$BG_PID
-	wait_line "$T/srv.out" LISTENING
 	run shim "${env[@]}" "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_EVENTS="$T/cli.ev" "$PY" -c 'import os, socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 s.sendall(b"one"); assert s.recv(10) == b"one"
@@ -216,16 +224,8 @@ s.sendall(b"two"); print("second", s.recv(10)); s.close()' "$port"
 	local port
 	port=$(free_port)
 	local -a env=(HBSHIM_INTERVAL=100ms HBSHIM_TIMEOUT=1s)
-	bg srv shim "${env[@]}" HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/srv.ev" "$PY" -c 'import socket, sys
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
-c, _ = l.accept()
-while True:
-    d = c.recv(100)
-    if not d: break
-    c.sendall(d)' "$port"
+	echo_server "$port" "${env[@]}" HBSHIM_EVENTS="$T/srv.ev"
 	local srv=$BG_PID
-	wait_line "$T/srv.out" LISTENING
 	run shim "${env[@]}" "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_EVENTS="$T/cli.ev" "$PY" -c 'import ctypes, socket, subprocess, sys, time
 lib = ctypes.CDLL(None)
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
@@ -284,17 +284,8 @@ os.waitpid(pid, 0)' "$port"
 	# holds the socket.
 	local port
 	port=$(free_port)
-	bg srv shim HBSHIM_INTERVAL=100ms HBSHIM_ACCEPT=auto "$PY" -c 'import socket, sys
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
-c, _ = l.accept()
-while True:
-    d = c.recv(100)
-    if not d: break
-    c.sendall(d)
-print("server: end of stream", flush=True)' "$port"
+	echo_server "$port" HBSHIM_INTERVAL=100ms
 	local srv=$BG_PID
-	wait_line "$T/srv.out" LISTENING
 	run shim HBSHIM_INTERVAL=100ms "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_EVENTS="$T/cli.ev" "$PY" -c 'import socket, subprocess, sys, time
 c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 c.sendall(b"first\n"); assert c.recv(100) == b"first\n"
