@@ -931,19 +931,18 @@ static void mark(int fd, struct hb_conn *c, void *arg)
  * settled: a process forking more often than the pause (a client running
  * a command every half second) would otherwise never send a heartbeat or
  * look at its peer again, and its live connections were declared dead. */
-static void mark_parent(int fd, struct hb_conn *c, void *arg)
+void hb_frame_mark_shared(struct hb_conn *c, uint64_t now)
 {
-	if (c->mode != HB_MODE_FRAME || c->kind != HB_KIND_CONNECTED)
-		return;
 	if (!(hb_load_acquire(&c->flags) & HB_CF_FORKED))
-		c->forked_at = ms32(*(uint64_t *)arg);
+		c->forked_at = ms32(now);
+	hb_and_acq_rel(&c->flags, ~HB_CF_CLAIMED);
 	hb_or_acq_rel(&c->flags, HB_CF_FORKED | HB_CF_SHARED);
 }
 
-static void unmark_claimed(int fd, struct hb_conn *c, void *arg)
+static void mark_parent(int fd, struct hb_conn *c, void *arg)
 {
-	if (c->mode == HB_MODE_FRAME)
-		hb_and_acq_rel(&c->flags, ~HB_CF_CLAIMED);
+	if (c->mode == HB_MODE_FRAME && c->kind == HB_KIND_CONNECTED)
+		hb_frame_mark_shared(c, *(uint64_t *)arg);
 }
 
 void hb_frame_atfork_prepare(void)
@@ -951,7 +950,6 @@ void hb_frame_atfork_prepare(void)
 	uint64_t now = hb_os_now_ms();
 
 	hb_fd_foreach(mark_parent, &now);
-	hb_fd_foreach(unmark_claimed, NULL);
 }
 
 void hb_frame_atfork_child(void)

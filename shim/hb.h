@@ -572,6 +572,10 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late);
 /* fork: mark framed connections in the parent (prepare) and the child. */
 void hb_frame_atfork_prepare(void);
 void hb_frame_atfork_child(void);
+/* Another process holds c now (fork, vfork, posix_spawn): this one leaves
+ * the stream alone for a moment, and its close touches nothing until it
+ * uses the connection again. */
+void hb_frame_mark_shared(struct hb_conn *c, uint64_t now);
 /* Send a notice frame (reason HB_NR_*) if our direction is framed and at a
  * frame boundary; never blocks. Background thread. */
 void hb_frame_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t silent_ms);
@@ -582,14 +586,13 @@ extern struct hb_ka hb_ka_frame_cfg;
 
 /* Write "HBSHIM_INHERIT=..." describing every framed fd that survives exec
  * into out; returns its length, or 0 when there is none (or it does not
- * fit). Any thread; no allocation. */
-size_t hb_inherit_export(char *out, size_t cap);
+ * fit). posix_spawn passes its file actions' dup2 {fd, newfd} pairs in
+ * dups (the connections handed over are marked shared); exec passes NULL.
+ * Any thread; no allocation. */
+size_t hb_inherit_export(char *out, size_t cap, const int (*dups)[2], int ndups);
 /* Adopt the connections described by the value of HBSHIM_INHERIT; returns
  * how many, or -EINVAL on a malformed value. Constructor only. */
 int hb_inherit_import(const char *s);
-/* posix_spawn: also the file actions' dup2 {fd, newfd} pairs; the
- * connections handed over are marked shared. */
-size_t hb_inherit_export_spawn(char *out, size_t cap, const int (*dups)[2], int ndups);
 
 /* ------------------------------------------------------------------ i_stdio.c */
 

@@ -51,11 +51,15 @@ static char *const *build_env(char *const *envp, char *var, char **out, size_t m
 	return out;
 }
 
-#define WITH_ENV(envp, newenv)                                                   \
+/* newenv: envp with the framed state of our connections (dups: the dup2
+ * pairs of a posix_spawn, NULL for exec). */
+#define WITH_ENV_DUPS(envp, dups, ndups, newenv)                                 \
 	char inherit_[INHERIT_MAX];                                              \
 	char *vec_[ENV_MAX];                                                     \
-	size_t ilen_ = hb_enabled ? hb_inherit_export(inherit_, sizeof(inherit_)) : 0; \
+	size_t ilen_ = hb_enabled ? hb_inherit_export(inherit_, sizeof(inherit_), (dups), (ndups)) \
+				  : 0;                                           \
 	char *const *newenv = build_env((envp), ilen_ ? inherit_ : NULL, vec_, ENV_MAX)
+#define WITH_ENV(envp, newenv) WITH_ENV_DUPS(envp, NULL, 0, newenv)
 
 HB_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
@@ -190,13 +194,9 @@ static int spawn_dups(const posix_spawn_file_actions_t *fa, int dups[][2])
 }
 
 #define WITH_SPAWN_ENV(envp, fa, newenv)                                         \
-	char inherit_[INHERIT_MAX];                                              \
-	char *vec_[ENV_MAX];                                                     \
 	int dups_[SPAWN_DUPS_MAX][2];                                            \
 	int ndups_ = hb_enabled ? spawn_dups((fa), dups_) : 0;                   \
-	size_t ilen_ = hb_enabled ? hb_inherit_export_spawn(inherit_, sizeof(inherit_), \
-							   (const int (*)[2])dups_, ndups_) : 0; \
-	char *const *newenv = build_env((envp), ilen_ ? inherit_ : NULL, vec_, ENV_MAX)
+	WITH_ENV_DUPS(envp, (const int (*)[2])dups_, ndups_, newenv)
 
 HB_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
 			  const posix_spawnattr_t *attr, char *const argv[], char *const envp[])

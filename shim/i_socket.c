@@ -279,18 +279,15 @@ HB_EXPORT int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 		     level, opt, val, len);
 	struct hb_conn *c;
 
-	if (HB_UNLIKELY(r == 0 && level == SOL_SOCKET && opt == SO_ERROR) && val && len &&
-	    *len >= sizeof(int) && *(int *)val && (c = hb_fd_conn(fd)) &&
-	    (hb_load_relaxed(&c->flags) & HB_CF_CONN_EXPIRED)) {
+	if (!(HB_UNLIKELY(r == 0 && level == SOL_SOCKET && opt == SO_ERROR) && val && len &&
+	      *len >= sizeof(int) && (c = hb_fd_conn(fd))))
+		return r;
+	if (*(int *)val && (hb_load_relaxed(&c->flags) & HB_CF_CONN_EXPIRED)) {
 		/* Our connect deadline dissolved the attempt (the kernel says
 		 * ECONNRESET): the application learns it timed out. */
 		hb_and_acq_rel(&c->flags, ~HB_CF_CONN_EXPIRED);
 		*(int *)val = ETIMEDOUT;
-		return r;
-	}
-	if (HB_UNLIKELY(r == 0 && level == SOL_SOCKET && opt == SO_ERROR) && val && len &&
-	    *len >= sizeof(int) && *(int *)val == 0 && (c = hb_fd_conn(fd)) &&
-	    c->mode == HB_MODE_FRAME && c->client) {
+	} else if (!*(int *)val && c->mode == HB_MODE_FRAME && c->client) {
 		int err = errno;
 
 		hb_frame_connected(c, fd);

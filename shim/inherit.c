@@ -45,17 +45,6 @@ static void put_hex_bytes(struct hb_buf *b, const uint8_t *p, size_t n)
 	}
 }
 
-/* Another process holds the connection now, and no fork handler ran
- * (vfork, posix_spawn): as fork does (frame.c), so that our close touches
- * nothing and we leave the stream to the child for a moment. */
-static void mark_shared(struct hb_conn *c)
-{
-	if (!(hb_load_acquire(&c->flags) & HB_CF_FORKED))
-		c->forked_at = (uint32_t)hb_os_now_ms();
-	hb_and_acq_rel(&c->flags, ~HB_CF_CLAIMED);
-	hb_or_acq_rel(&c->flags, HB_CF_FORKED | HB_CF_SHARED);
-}
-
 static void export1_as(int fd, struct hb_conn *c, struct exp_ctx *x);
 
 static void export1(int fd, struct hb_conn *c, void *arg)
@@ -85,8 +74,8 @@ static void export1_as(int fd, struct hb_conn *c, struct exp_ctx *x)
 		return;
 	if (fd < 3)
 		x->std |= 1u << fd;
-	if (x->vforked)
-		mark_shared(c); /* our memory is the parent's */
+	if (x->vforked) /* our memory is the parent's: no fork handler ran there */
+		hb_frame_mark_shared(c, hb_os_now_ms());
 	if (x->n++)
 		hb_buf_putc(b, ';');
 	hb_buf_fmt(b, "%x,%llx,%x,%x,%x,%x,%x,", fd, (unsigned long long)c->cookie,
@@ -127,34 +116,17 @@ static void spawn_visit(int fd, struct hb_conn *c, void *arg)
 		return;
 	fl = hb_os_fcntl(fd, F_GETFD, 0);
 	if (fl >= 0 && !(fl & FD_CLOEXEC))
-		mark_shared(c); /* exported under its own number too */
+		hb_frame_mark_shared(c, hb_os_now_ms()); /* exported under its own number */
 	for (int i = 0; i < sc->ndups; i++) {
 		if (sc->dups[i][0] != fd || sc->dups[i][1] < 0 || sc->dups[i][1] == fd)
 			continue;
 		/* The child's number for it; the child checks the cookie. */
-		mark_shared(c);
-		sc->x->vforked = 0;
+		hb_frame_mark_shared(c, hb_os_now_ms());
 		export1_as(sc->dups[i][1], c, sc->x);
 	}
 }
 
-size_t hb_inherit_export_spawn(char *out, size_t cap, const int (*dups)[2], int ndups)
-{
-	struct hb_buf b;
-	struct exp_ctx x = { &b, 0, 0, 0, -1, 0 };
-	struct spawn_ctx sc = { dups, ndups, &x };
-
-	hb_buf_init(&b, out, cap);
-	hb_buf_puts(&b, "HBSHIM_INHERIT=");
-	hb_fd_foreach(export1, &x);
-	hb_fd_foreach(spawn_visit, &sc);
-	if (!x.n || b.len >= cap - 1)
-		return 0;
-	hb_buf_str(&b);
-	return b.len;
-}
-
-size_t hb_inherit_export(char *out, size_t cap)
+size_t hb_inherit_export(char *out, size_t cap, const int (*dups)[2], int ndups)
 {
 	struct hb_buf b;
 	struct exp_ctx x = { &b, 0, hb_vforked(), 0, -1, 0 };
@@ -162,6 +134,11 @@ size_t hb_inherit_export(char *out, size_t cap)
 	hb_buf_init(&b, out, cap);
 	hb_buf_puts(&b, "HBSHIM_INHERIT=");
 	hb_fd_foreach(export1, &x);
+	if (dups) {
+		struct spawn_ctx sc = { dups, ndups, &x };
+
+		hb_fd_foreach(spawn_visit, &sc);
+	}
 	/* A vfork child's dup2 of a connection onto stdin/stdout (python's
 	 * subprocess) is not in the table, which is the parent's and stays
 	 * untouched: fds 0-2 that are one of our framed connections under

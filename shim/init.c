@@ -43,6 +43,7 @@ int hb_vfork_check(int pid)
 	}
 	return 1;
 }
+
 static _Atomic int init_state; /* 0 none, 1 running, 2 done */
 
 static const char *env_get(const char *name)
