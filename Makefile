@@ -3,6 +3,8 @@
 #   make                 build/libhbshim.so, build/libhbshim-noop.so, build/hbshim
 #   make check           unit tests (cmocka) + integration tests (bats); installs
 #                        missing Debian test packages first when run as root
+#   make deps            only that install (make unit / make integration never
+#                        install anything)
 #   make check SAN=address|undefined|thread
 #   make demo            the dead-peer demo (README)
 #   make install PREFIX=/usr/local DESTDIR=
@@ -81,11 +83,11 @@ deps:
 
 # UNIT_ONLY="test_fdtable test_wheel" runs a subset.
 UNIT_RUN := $(if $(UNIT_ONLY),$(addprefix $(B)/tests/,$(UNIT_ONLY)),$(UNIT_BINS))
-unit: deps $(UNIT_RUN)
+unit: $(UNIT_RUN)
 	@scripts/run-unit.sh $(UNIT_RUN)
 
 # BATS="tests/bats/a.bats tests/bats/b.bats" runs a subset.
-integration: deps all $(HELPER_BINS)
+integration: all $(HELPER_BINS)
 	@SAN=$(SAN) scripts/run-bats.sh $(BATS)
 
 check: deps

@@ -5,15 +5,17 @@
 # SAN=address|thread: the sanitizer runtime is exported as HB_SAN_PRELOAD so
 # the tests put it first in LD_PRELOAD. Every test is bounded by
 # BATS_TEST_TIMEOUT (bats >= 1.7) and every command in it by `timeout`.
-# The last line is always `integration: N passed, N failed[, N skipped]`;
-# exit status is non-zero when anything failed.
+# The last line is always
+# `integration: N passed, N failed[, N skipped][, N passed only on retry]`;
+# exit status is non-zero when anything failed, when bats is missing, or
+# when no test ran at all.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v bats >/dev/null 2>&1; then
-	echo "integration: bats is not installed (Debian package bats); nothing run"
-	echo "integration: 0 passed, 0 failed"
-	exit 0
+	echo "integration: bats is not installed (Debian package bats: make deps installs it)" >&2
+	echo "integration: 0 passed, 1 failed (nothing run)"
+	exit 1
 fi
 
 san_runtime() {
@@ -89,9 +91,13 @@ if ((failed > 0 && missing <= 0)) && [ "${HB_NO_RETRY:-}" != 1 ]; then
 	passed=$((passed + retried))
 fi
 
+if ((ok + failed == 0)); then
+	echo "integration: no test ran (an empty selection or a bats that reported nothing)"
+	failed=1
+fi
 echo "integration: $((SECONDS - start)) s"
-((retried > 0)) && echo "integration: $retried test(s) passed only on retry (timing on a loaded machine)"
 line="integration: $passed passed, $failed failed"
 ((skipped > 0)) && line+=", $skipped skipped"
+((retried > 0)) && line+=", $retried passed only on retry"
 echo "$line"
 ((failed == 0))
