@@ -8,10 +8,10 @@
  * through inet_pton, which does neither. Errors are reported by writing one
  * line into the caller's buffer; the caller decides where it goes.
  *
- * One table (opts[] below, kept index for index beside the public
- * hb_option_docs[]) says for every variable how it is parsed, where it is
- * stored, its bounds and what the error message offers instead. The wrapper's
- * --help and the README check read hb_option_docs[].
+ * One table (hb_options[] below) says for every variable how it is parsed,
+ * where it is stored, its default, its bounds, its documentation and what the
+ * error message offers instead. The wrapper's options and --help come from
+ * it, and tests/bats/config.bats holds README's settings table against it.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -343,65 +343,48 @@ int hb_rules_match(const struct hb_rule *rules, int n, const struct sockaddr *sa
 
 /* ---------------------------------------------------------------- tables */
 
-const struct hb_option_doc hb_option_docs[] = {
-	{ "HBSHIM_DISABLE", "--disable", "0",
-	  "1, true or yes: load but stay inactive (0, false, no: active)" },
-	{ "HBSHIM_INTERVAL", "--interval", "5s", "heartbeat interval, 1ms..1h" },
-	{ "HBSHIM_TIMEOUT", "--timeout", "3 x interval",
-	  "silence after which a peer is dead; more than the interval, at most 24h" },
-	{ "HBSHIM_CONNECT_TIMEOUT", "--connect-timeout", "off",
-	  "deadline for connect() to complete; 0 = off" },
-	{ "HBSHIM_IDLE_TIMEOUT", "--idle-timeout", "off",
-	  "deadline for a connection without application data; 0 = off" },
-	{ "HBSHIM_FRAME", "--frame", "none",
-	  "peers that speak heartbeat frames: *, *:PORT, ADDR[/PREFIX]:PORT, [V6ADDR[/PREFIX]]:PORT" },
-	{ "HBSHIM_ACCEPT", "--accept", "auto",
-	  "accepted connections: auto (frame if the client does) or raw (never frame)" },
-	{ "HBSHIM_LOG", "--log", "warn", "log level: error, warn, info, debug or off" },
-	{ "HBSHIM_LOG_FILE", "--log-file", "stderr", "append log lines to this file" },
-	{ "HBSHIM_EVENTS", "--events", "off", "append one JSON object per event to this file" },
-	{ "HBSHIM_STATS", "--stats", "off", "keep Prometheus text-format counters in this file" },
-};
-const int hb_option_ndocs = (int)(sizeof(hb_option_docs) / sizeof(hb_option_docs[0]));
-
-enum { K_BOOL, K_DURATION, K_TIMEOUT, K_RULES, K_ACCEPT, K_LOG, K_PATH };
-
-/* How each variable of hb_option_docs[] (same index) is parsed and stored. */
-struct opt {
-	uint8_t kind;
-	uint16_t off;           /* offsetof(struct hb_config, field) */
-	uint32_t min_ms, max_ms; /* K_DURATION, K_TIMEOUT */
-	const char *expect;     /* what the error line offers instead */
-};
-
 #define DURATION_FORMS "a duration such as 250ms, 5s, 1m or a bare number of seconds"
+#define CFG(field) offsetof(struct hb_config, field)
 
-static const struct opt opts[] = {
-	{ K_BOOL, offsetof(struct hb_config, disabled), 0, 0,
+const struct hb_option hb_options[] = {
+	{ "HBSHIM_DISABLE", "--disable", NULL, HB_OPTF_FLAG, HB_OPT_BOOL, CFG(disabled), 0, 0,
+	  "0", "0", "1, true or yes: load but stay inactive (0, false, no: active)",
 	  "1, 0, true, false, yes or no" },
-	{ K_DURATION, offsetof(struct hb_config, interval_ms), 1, MS_PER_H,
-	  DURATION_FORMS " (1ms..1h)" },
-	{ K_TIMEOUT, offsetof(struct hb_config, timeout_ms), 1, 24 * MS_PER_H,
+	{ "HBSHIM_INTERVAL", "--interval", "DURATION", 0, HB_OPT_DURATION, CFG(interval_ms), 1,
+	  MS_PER_H, "5s", "5s", "heartbeat interval, 1ms..1h", DURATION_FORMS " (1ms..1h)" },
+	/* No init: unset, it is 3 x the interval in force (hb_config_parse). */
+	{ "HBSHIM_TIMEOUT", "--timeout", "DURATION", 0, HB_OPT_TIMEOUT, CFG(timeout_ms), 1,
+	  24 * MS_PER_H, NULL, "3 x interval",
+	  "silence after which a peer is dead; more than the interval, at most 24h",
 	  DURATION_FORMS },
-	{ K_DURATION, offsetof(struct hb_config, connect_timeout_ms), 0, UINT32_MAX,
+	{ "HBSHIM_CONNECT_TIMEOUT", "--connect-timeout", "DURATION", 0, HB_OPT_DURATION,
+	  CFG(connect_timeout_ms), 0, UINT32_MAX, NULL, "off",
+	  "deadline for connect() to complete; 0 = off", DURATION_FORMS " (0 = off)" },
+	{ "HBSHIM_IDLE_TIMEOUT", "--idle-timeout", "DURATION", 0, HB_OPT_DURATION,
+	  CFG(idle_timeout_ms), 0, UINT32_MAX, NULL, "off",
+	  "deadline for a connection without application data; 0 = off",
 	  DURATION_FORMS " (0 = off)" },
-	{ K_DURATION, offsetof(struct hb_config, idle_timeout_ms), 0, UINT32_MAX,
-	  DURATION_FORMS " (0 = off)" },
-	{ K_RULES, offsetof(struct hb_config, rules), 0, 0,
+	{ "HBSHIM_FRAME", "--frame", "RULES", HB_OPTF_REPEATABLE, HB_OPT_RULES, CFG(rules), 0, 0,
+	  NULL, "none",
+	  "peers that speak heartbeat frames: *, *:PORT, ADDR[/PREFIX]:PORT, [V6ADDR[/PREFIX]]:PORT",
 	  "comma-separated peer rules: *, *:PORT, ADDR:PORT, ADDR/PREFIX:PORT, "
 	  "[V6ADDR]:PORT or [V6ADDR/PREFIX]:PORT, PORT 1..65535 or * (at most 32 rules)" },
-	{ K_ACCEPT, offsetof(struct hb_config, accept_mode), 0, 0, "auto or raw" },
-	{ K_LOG, offsetof(struct hb_config, log_level), 0, 0, "error, warn, info, debug or off" },
-	{ K_PATH, offsetof(struct hb_config, log_file), 0, 0,
+	{ "HBSHIM_ACCEPT", "--accept", "auto|raw", 0, HB_OPT_ACCEPT, CFG(accept_mode), 0, 0,
+	  "auto", "auto", "accepted connections: auto (frame if the client does) or raw (never frame)",
+	  "auto or raw" },
+	{ "HBSHIM_LOG", "--log", "LEVEL", 0, HB_OPT_LOG, CFG(log_level), 0, 0, "warn", "warn",
+	  "log level: error, warn, info, debug or off", "error, warn, info, debug or off" },
+	{ "HBSHIM_LOG_FILE", "--log-file", "PATH", 0, HB_OPT_PATH, CFG(log_file), 0, 0, NULL,
+	  "stderr", "append log lines to this file",
 	  "a file path shorter than 512 bytes (unset or empty = stderr)" },
-	{ K_PATH, offsetof(struct hb_config, events_file), 0, 0,
+	{ "HBSHIM_EVENTS", "--events", "PATH", 0, HB_OPT_PATH, CFG(events_file), 0, 0, NULL, "off",
+	  "append one JSON object per event to this file",
 	  "a file path shorter than 512 bytes (unset or empty = off)" },
-	{ K_PATH, offsetof(struct hb_config, stats_file), 0, 0,
+	{ "HBSHIM_STATS", "--stats", "PATH", 0, HB_OPT_PATH, CFG(stats_file), 0, 0, NULL, "off",
+	  "keep Prometheus text-format counters in this file",
 	  "a file path shorter than 512 bytes (unset or empty = off)" },
 };
-_Static_assert(sizeof(opts) / sizeof(opts[0]) ==
-		       sizeof(hb_option_docs) / sizeof(hb_option_docs[0]),
-	       "opts[] and hb_option_docs[] must list the same variables");
+const int hb_noptions = (int)(sizeof(hb_options) / sizeof(hb_options[0]));
 _Static_assert(HB_MAX_RULES == 32, "update the HBSHIM_FRAME error text");
 _Static_assert(HB_PATH_MAX == 512, "update the path error texts");
 
@@ -457,9 +440,9 @@ static void put_quoted(struct hb_buf *b, const char *v, size_t n)
 
 /* Why a value was rejected, for the error line. */
 struct why {
-	uint32_t interval_ms; /* the interval in force (K_TIMEOUT) */
-	int ret;              /* K_RULES: -EINVAL or -E2BIG */
-	const char *bad;      /* K_RULES: the first rule that failed */
+	uint32_t interval_ms; /* the interval in force (HB_OPT_TIMEOUT) */
+	int ret;              /* HB_OPT_RULES: -EINVAL or -E2BIG */
+	const char *bad;      /* HB_OPT_RULES: the first rule that failed */
 	size_t badlen;
 };
 
@@ -469,25 +452,25 @@ static int fail(char *err, size_t errlen, int i, const char *v, const struct why
 	struct hb_buf b;
 
 	hb_buf_init(&b, err, errlen);
-	hb_buf_puts(&b, hb_option_docs[i].env);
+	hb_buf_puts(&b, hb_options[i].env);
 	hb_buf_puts(&b, ": invalid value ");
 	put_quoted(&b, v, strlen(v));
-	if (opts[i].kind == K_RULES && why->ret == -E2BIG) {
+	if (hb_options[i].kind == HB_OPT_RULES && why->ret == -E2BIG) {
 		hb_buf_puts(&b, " (too many rules)");
-	} else if (opts[i].kind == K_RULES && why->bad && why->badlen == 0) {
+	} else if (hb_options[i].kind == HB_OPT_RULES && why->bad && why->badlen == 0) {
 		hb_buf_puts(&b, " (empty rule)");
-	} else if (opts[i].kind == K_RULES && why->bad && why->badlen != strlen(v)) {
+	} else if (hb_options[i].kind == HB_OPT_RULES && why->bad && why->badlen != strlen(v)) {
 		hb_buf_puts(&b, " (at ");
 		put_quoted(&b, why->bad, why->badlen);
 		hb_buf_putc(&b, ')');
 	}
 	hb_buf_puts(&b, ": expected ");
-	hb_buf_puts(&b, opts[i].expect);
-	if (opts[i].kind == K_TIMEOUT) {
+	hb_buf_puts(&b, hb_options[i].expect);
+	if (hb_options[i].kind == HB_OPT_TIMEOUT) {
 		hb_buf_puts(&b, " (more than HBSHIM_INTERVAL, here ");
 		put_duration(&b, why->interval_ms);
 		hb_buf_puts(&b, ", and at most ");
-		put_duration(&b, opts[i].max_ms);
+		put_duration(&b, hb_options[i].max_ms);
 		hb_buf_putc(&b, ')');
 	}
 	hb_buf_str(&b);
@@ -497,14 +480,14 @@ static int fail(char *err, size_t errlen, int i, const char *v, const struct why
 /* Parse value v of variable i into c. 0, or -EINVAL with *why filled in. */
 static int parse_one(struct hb_config *c, int i, const char *v, struct why *why)
 {
-	const struct opt *o = &opts[i];
+	const struct hb_option *o = &hb_options[i];
 	char *field = (char *)c + o->off;
 	uint32_t ms;
 	int level;
 	size_t len;
 
 	switch (o->kind) {
-	case K_BOOL:
+	case HB_OPT_BOOL:
 		if (word_eq(v, "1") || word_eq(v, "true") || word_eq(v, "yes"))
 			*(int *)field = 1;
 		else if (word_eq(v, "0") || word_eq(v, "false") || word_eq(v, "no"))
@@ -512,19 +495,19 @@ static int parse_one(struct hb_config *c, int i, const char *v, struct why *why)
 		else
 			return -EINVAL;
 		return 0;
-	case K_DURATION:
-	case K_TIMEOUT:
+	case HB_OPT_DURATION:
+	case HB_OPT_TIMEOUT:
 		if (hb_parse_duration(v, &ms) < 0 || ms < o->min_ms || ms > o->max_ms)
 			return -EINVAL;
-		if (o->kind == K_TIMEOUT && ms <= c->interval_ms)
+		if (o->kind == HB_OPT_TIMEOUT && ms <= c->interval_ms)
 			return -EINVAL;
 		*(uint32_t *)field = ms;
 		return 0;
-	case K_RULES:
+	case HB_OPT_RULES:
 		why->ret = parse_list(v, c->rules, HB_MAX_RULES, &c->nrules, &why->bad,
 				      &why->badlen);
 		return why->ret < 0 ? -EINVAL : 0;
-	case K_ACCEPT:
+	case HB_OPT_ACCEPT:
 		if (word_eq(v, "auto"))
 			c->accept_mode = HB_ACCEPT_AUTO;
 		else if (word_eq(v, "raw"))
@@ -532,7 +515,7 @@ static int parse_one(struct hb_config *c, int i, const char *v, struct why *why)
 		else
 			return -EINVAL;
 		return 0;
-	case K_LOG:
+	case HB_OPT_LOG:
 		if (word_eq(v, "off"))
 			level = HB_LOG_OFF;
 		else if (word_eq(v, "error"))
@@ -547,7 +530,7 @@ static int parse_one(struct hb_config *c, int i, const char *v, struct why *why)
 			return -EINVAL;
 		c->log_level = level;
 		return 0;
-	case K_PATH:
+	case HB_OPT_PATH:
 		len = strlen(v);
 		if (len >= HB_PATH_MAX)
 			return -EINVAL;
@@ -573,11 +556,15 @@ int hb_config_parse(struct hb_config *c, const char *(*get)(const char *name), c
 	memset(c, 0, sizeof(*c));
 	if (err && errlen)
 		err[0] = 0;
-	c->interval_ms = 5 * MS_PER_S;
-	c->log_level = HB_LOG_WARN;
-	c->accept_mode = HB_ACCEPT_AUTO;
-	for (i = 0; i < hb_option_ndocs; i++) {
-		const char *v = get ? get(hb_option_docs[i].env) : NULL;
+	for (i = 0; i < hb_noptions; i++) {
+		struct why why = { 0, 0, NULL, 0 };
+
+		/* The table's defaults go through the same parser as values. */
+		if (hb_options[i].init && parse_one(c, i, hb_options[i].init, &why) < 0)
+			return fail(err, errlen, i, hb_options[i].init, &why);
+	}
+	for (i = 0; i < hb_noptions; i++) {
+		const char *v = get ? get(hb_options[i].env) : NULL;
 
 		if (!v || !v[0])
 			continue;
@@ -588,7 +575,7 @@ int hb_config_parse(struct hb_config *c, const char *(*get)(const char *name), c
 			c->disabled = 1;
 			return fail(err, errlen, i, v, &why);
 		}
-		if (opts[i].kind == K_TIMEOUT)
+		if (hb_options[i].kind == HB_OPT_TIMEOUT)
 			timeout_set = 1;
 	}
 	if (!timeout_set)

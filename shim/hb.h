@@ -84,15 +84,32 @@ int hb_rules_match(const struct hb_rule *rules, int n, const struct sockaddr *sa
 int hb_config_parse(struct hb_config *c, const char *(*get)(const char *name), char *err,
 		    size_t errlen);
 
-/* The table behind hb_config_parse, for the README check and --help. */
-struct hb_option_doc {
+/* How a variable's value is parsed and stored (struct hb_option.kind). */
+enum { HB_OPT_BOOL, HB_OPT_DURATION, HB_OPT_TIMEOUT, HB_OPT_RULES, HB_OPT_ACCEPT, HB_OPT_LOG,
+       HB_OPT_PATH };
+/* HB_OPT_* flags for the wrapper. */
+#define HB_OPTF_FLAG       1u /* takes no value on the command line ("1") */
+#define HB_OPTF_REPEATABLE 2u /* repeated options are joined with ',' */
+
+/* One row per variable: the only list of settings. hb_config_parse reads
+ * it in order (HBSHIM_INTERVAL before HBSHIM_TIMEOUT); the wrapper's option
+ * parsing and --help come from it; tests/bats/config.bats checks README's
+ * settings table against --help. */
+struct hb_option {
 	const char *env;     /* HBSHIM_... */
-	const char *option;  /* wrapper option, e.g. "--interval" or NULL */
-	const char *deflt;   /* default, as text */
+	const char *option;  /* wrapper option, e.g. "--interval", or NULL */
+	const char *metavar; /* what the option's value looks like in --help */
+	unsigned flags;      /* HB_OPTF_* */
+	uint8_t kind;        /* HB_OPT_* */
+	uint16_t off;        /* offsetof(struct hb_config, field) */
+	uint32_t min_ms, max_ms; /* HB_OPT_DURATION, HB_OPT_TIMEOUT bounds */
+	const char *init;    /* value parsed before the environment, or NULL (zero) */
+	const char *deflt;   /* the default as users read it */
 	const char *doc;     /* one line */
+	const char *expect;  /* what the error line offers instead of a bad value */
 };
-extern const struct hb_option_doc hb_option_docs[];
-extern const int hb_option_ndocs;
+extern const struct hb_option hb_options[];
+extern const int hb_noptions;
 
 /* The process-wide configuration (valid after hb_init()). */
 extern struct hb_config hb_cfg;

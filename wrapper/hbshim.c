@@ -44,24 +44,11 @@ static void *xmalloc(size_t n)
 	return p;
 }
 
-/* What the value of an option looks like, for --help. */
-static const char *metavar(const char *option)
+static char *xstrdup(const char *s)
 {
-	if (!strcmp(option, "--frame"))
-		return "RULES";
-	if (!strcmp(option, "--accept"))
-		return "auto|raw";
-	if (!strcmp(option, "--log"))
-		return "LEVEL";
-	if (!strcmp(option, "--log-file") || !strcmp(option, "--events") ||
-	    !strcmp(option, "--stats"))
-		return "PATH";
-	return "DURATION";
-}
+	size_t n = strlen(s) + 1;
 
-static int is_flag(const char *option)
-{
-	return !strcmp(option, "--disable");
+	return memcpy(xmalloc(n), s, n);
 }
 
 static void help(void)
@@ -79,24 +66,24 @@ static void help(void)
 	       "Durations: 250ms, 5s, 1m, 2h, or a bare number of seconds.\n"
 	       "\n"
 	       "Options:\n");
-	for (i = 0; i < hb_option_ndocs; i++) {
-		const struct hb_option_doc *d = &hb_option_docs[i];
+	for (i = 0; i < hb_noptions; i++) {
+		const struct hb_option *d = &hb_options[i];
 		char left[64];
 
 		if (!d->option)
 			continue;
-		if (is_flag(d->option))
+		if (d->flags & HB_OPTF_FLAG)
 			snprintf(left, sizeof(left), "%s", d->option);
 		else
-			snprintf(left, sizeof(left), "%s %s", d->option, metavar(d->option));
+			snprintf(left, sizeof(left), "%s %s", d->option, d->metavar);
 		printf("  %-28s %s\n", left, d->doc);
 		printf("  %-28s (default: %s; env %s%s)\n", "", d->deflt, d->env,
-		       !strcmp(d->option, "--frame") ? "; repeatable, joined with ','" : "");
+		       d->flags & HB_OPTF_REPEATABLE ? "; repeatable, joined with ','" : "");
 	}
 	printf("  %-28s %s\n", "--help", "print this help and exit");
 	printf("  %-28s %s\n", "--version", "print the version and exit");
-	for (i = 0, any = 0; i < hb_option_ndocs; i++) {
-		const struct hb_option_doc *d = &hb_option_docs[i];
+	for (i = 0, any = 0; i < hb_noptions; i++) {
+		const struct hb_option *d = &hb_options[i];
 
 		if (d->option)
 			continue;
@@ -113,15 +100,15 @@ static void help(void)
 	exit(0);
 }
 
-static const struct hb_option_doc *find_option(const char *name, size_t len)
+static const struct hb_option *find_option(const char *name, size_t len)
 {
 	int i;
 
-	for (i = 0; i < hb_option_ndocs; i++) {
-		const char *o = hb_option_docs[i].option;
+	for (i = 0; i < hb_noptions; i++) {
+		const char *o = hb_options[i].option;
 
 		if (o && strlen(o) == len && !strncmp(o, name, len))
-			return &hb_option_docs[i];
+			return &hb_options[i];
 	}
 	return NULL;
 }
@@ -147,12 +134,17 @@ static void join(char **list, const char *item)
  */
 static int parse_args(int argc, char **argv)
 {
-	char *frame = NULL;
+	char *joined[64] = { NULL }; /* repeatable options' values, by table row */
 	int i;
+
+	if (hb_noptions > (int)(sizeof(joined) / sizeof(joined[0]))) {
+		fprintf(stderr, "hbshim: internal error: too many options\n");
+		exit(EXIT_USAGE);
+	}
 
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i], *eq, *val;
-		const struct hb_option_doc *d;
+		const struct hb_option *d;
 		size_t len;
 
 		if (!strcmp(a, "--")) {
@@ -174,7 +166,7 @@ static int parse_args(int argc, char **argv)
 			usage_error("unknown option", a);
 		if (eq) {
 			val = eq + 1;
-		} else if (is_flag(d->option)) {
+		} else if (d->flags & HB_OPTF_FLAG) {
 			val = "1";
 		} else {
 			if (i + 1 >= argc) {
@@ -184,19 +176,23 @@ static int parse_args(int argc, char **argv)
 			}
 			val = argv[++i];
 		}
-		if (!strcmp(d->option, "--frame")) {
+		if (d->flags & HB_OPTF_REPEATABLE) {
+			char **list = &joined[d - hb_options];
+
 			if (val[0])
-				join(&frame, val);
-			else if (!frame)
-				frame = strdup(""); /* --frame= clears the variable */
+				join(list, val);
+			else if (!*list)
+				*list = xstrdup(""); /* --frame= clears the variable */
 			continue;
 		}
 		if (setenv(d->env, val, 1) < 0)
 			goto fail;
 	}
-	if (frame && setenv("HBSHIM_FRAME", frame, 1) < 0)
-		goto fail;
-	free(frame);
+	for (int k = 0; k < hb_noptions; k++) {
+		if (joined[k] && setenv(hb_options[k].env, joined[k], 1) < 0)
+			goto fail;
+		free(joined[k]);
+	}
 	return i;
 fail:
 	fprintf(stderr, "hbshim: cannot set the environment: %s\n", strerror(errno));

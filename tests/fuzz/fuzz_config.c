@@ -5,7 +5,7 @@
  *
  * Input: byte 0 is the size of the error buffer (0 = none, NULL), byte 1
  * picks the rule capacity (1..HB_MAX_RULES), the rest is split at '\n' into
- * values for the variables of hb_option_docs[], in table order (an empty
+ * values for the variables of hb_options[], in table order (an empty
  * piece leaves its variable unset). Each value lives in a heap buffer of
  * exactly its length plus the NUL, as does the error buffer, so ASan sees
  * any access outside them. Each value is also fed to hb_parse_duration and
@@ -36,8 +36,8 @@ static char *values[NVARS_MAX];
 
 static const char *get(const char *name)
 {
-	for (int i = 0; i < hb_option_ndocs && i < NVARS_MAX; i++)
-		if (strcmp(name, hb_option_docs[i].env) == 0)
+	for (int i = 0; i < hb_noptions && i < NVARS_MAX; i++)
+		if (strcmp(name, hb_options[i].env) == 0)
 			return values[i];
 	abort(); /* asked for a variable the table does not list */
 }
@@ -242,7 +242,7 @@ static void check_config(size_t errlen)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	size_t errlen, at = 0;
-	int nvars = hb_option_ndocs < NVARS_MAX ? hb_option_ndocs : NVARS_MAX, max;
+	int nvars = hb_noptions < NVARS_MAX ? hb_noptions : NVARS_MAX, max;
 
 	if (size < 2)
 		return 0;

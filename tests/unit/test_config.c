@@ -464,8 +464,8 @@ static void test_config_defaults(void **state)
 	check_defaults(&cfg);
 
 	/* Empty values are defaults too. */
-	for (int i = 0; i < hb_option_ndocs; i++)
-		env_set(hb_option_docs[i].env, "");
+	for (int i = 0; i < hb_noptions; i++)
+		env_set(hb_options[i].env, "");
 	assert_int_equal(parse_cfg(), 0);
 	check_defaults(&cfg);
 }
@@ -769,11 +769,11 @@ static void test_option_docs(void **state)
 	int j, found;
 
 	(void)state;
-	assert_int_equal(hb_option_ndocs, sizeof(want) / sizeof(want[0]));
+	assert_int_equal(hb_noptions, sizeof(want) / sizeof(want[0]));
 	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		found = 0;
-		for (j = 0; j < hb_option_ndocs; j++) {
-			const struct hb_option_doc *d = &hb_option_docs[j];
+		for (j = 0; j < hb_noptions; j++) {
+			const struct hb_option *d = &hb_options[j];
 
 			if (strcmp(d->env, want[i][0]) != 0)
 				continue;
