@@ -16,6 +16,7 @@ PREFIX  ?= /usr/local
 LIBDIR  ?= $(PREFIX)/lib
 BINDIR  ?= $(PREFIX)/bin
 INCDIR  ?= $(PREFIX)/include
+MANDIR  ?= $(PREFIX)/share/man
 DESTDIR ?=
 B       := build
 
@@ -51,8 +52,25 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 HELPER_SRCS := $(wildcard tests/helpers/*.c)
 HELPER_BINS := $(HELPER_SRCS:tests/helpers/%.c=$(B)/tests/%)
 
-.PHONY: all check unit integration demo install uninstall clean bench fuzz deps
-all: $(B)/libhbshim.so $(B)/libhbshim-noop.so $(B)/hbshim
+.PHONY: all check unit integration demo install uninstall clean bench fuzz deps man
+all: $(B)/libhbshim.so $(B)/libhbshim-noop.so $(B)/hbshim man
+
+VERSION := $(shell sed -n 's/^\#define HBSHIM_VERSION_STRING "\(.*\)"/\1/p' include/hbshim.h)
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# pkg-config file for the query API (include/hbshim.h, linked against the
+# no-op stub), written by install with the paths install uses.
+PC_SUBST := -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|'
+
+# Man pages: templates in man/, the options and variables filled in from the
+# config table by a build-time tool, so they cannot drift from --help.
+MAN_PAGES := $(B)/man/hbshim.1 $(B)/man/hbshim.7
+man: $(MAN_PAGES)
+$(B)/genman: man/genman.c $(B)/obj/config.o $(B)/obj/fmt.o | $(B)/obj
+	$(CC) $(CFLAGS) $(SAN_LD) -o $@ $^
+$(B)/man/%: man/%.in $(B)/genman
+	@mkdir -p $(B)/man
+	$(B)/genman <$< >$@.tmp && mv $@.tmp $@
 
 $(B)/obj/%.o: shim/%.c | $(B)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
@@ -111,10 +129,18 @@ install: all
 	install -m 0755 $(B)/libhbshim-noop.so $(DESTDIR)$(LIBDIR)/libhbshim-noop.so
 	install -m 0755 $(B)/hbshim $(DESTDIR)$(BINDIR)/hbshim
 	install -m 0644 include/hbshim.h $(DESTDIR)$(INCDIR)/hbshim.h
+	install -d $(DESTDIR)$(PKGCONFIGDIR)
+	sed $(PC_SUBST) hbshim.pc.in >$(DESTDIR)$(PKGCONFIGDIR)/hbshim.pc
+	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/hbshim.pc
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7
+	install -m 0644 $(B)/man/hbshim.1 $(DESTDIR)$(MANDIR)/man1/hbshim.1
+	install -m 0644 $(B)/man/hbshim.7 $(DESTDIR)$(MANDIR)/man7/hbshim.7
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libhbshim.so $(DESTDIR)$(LIBDIR)/libhbshim-noop.so \
-	      $(DESTDIR)$(BINDIR)/hbshim $(DESTDIR)$(INCDIR)/hbshim.h
+	      $(DESTDIR)$(BINDIR)/hbshim $(DESTDIR)$(INCDIR)/hbshim.h \
+	      $(DESTDIR)$(MANDIR)/man1/hbshim.1 $(DESTDIR)$(MANDIR)/man7/hbshim.7 \
+	      $(DESTDIR)$(PKGCONFIGDIR)/hbshim.pc
 
 clean:
 	rm -rf $(B)

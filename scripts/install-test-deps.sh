@@ -29,6 +29,10 @@ NEEDS=(
 	redis-tools
 	"nginx-light|nginx"
 	wrk
+	groff-base
+	man-db
+	bsdextrautils
+	"pkgconf|pkg-config"
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
@@ -64,7 +68,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 echo "install-test-deps: installing ${missing[*]//|/ or }" >&2
-apt-get update -qq >/dev/null
+apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
 
 # Resolve alternatives to the first package the archive offers.
 pkgs=()
@@ -86,4 +90,4 @@ for need in "${missing[@]}"; do
 done
 
 ((${#pkgs[@]} == 0)) && exit 0
-apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
