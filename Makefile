@@ -7,6 +7,8 @@
 #                        install anything)
 #   make check SAN=address|undefined|thread
 #   make demo            the dead-peer demo (README)
+#   make deb             Debian packages in build/deb (dpkg-buildpackage, lintian)
+#   make check-deb       make deb, then install the packages and use them (root)
 #   make install PREFIX=/usr/local DESTDIR=
 #   make bench           benchmarks (never part of check)
 
@@ -17,6 +19,10 @@ LIBDIR  ?= $(PREFIX)/lib
 BINDIR  ?= $(PREFIX)/bin
 INCDIR  ?= $(PREFIX)/include
 MANDIR  ?= $(PREFIX)/share/man
+# Where libhbshim.so goes; the wrapper looks there. A distribution package
+# puts it in a private folder of the multiarch directory, as torsocks and
+# libfaketime do (it is only ever preloaded, never linked).
+PRELOADDIR ?= $(LIBDIR)
 DESTDIR ?=
 B       := build
 
@@ -52,7 +58,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 HELPER_SRCS := $(wildcard tests/helpers/*.c)
 HELPER_BINS := $(HELPER_SRCS:tests/helpers/%.c=$(B)/tests/%)
 
-.PHONY: all check unit integration demo install uninstall clean bench fuzz deps man
+.PHONY: all check unit integration demo install uninstall clean bench fuzz deps man deb check-deb
 all: $(B)/libhbshim.so $(B)/libhbshim-noop.so $(B)/hbshim man
 
 VERSION := $(shell sed -n 's/^\#define HBSHIM_VERSION_STRING "\(.*\)"/\1/p' include/hbshim.h)
@@ -75,14 +81,16 @@ $(B)/man/%: man/%.in $(B)/genman
 $(B)/obj/%.o: shim/%.c | $(B)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
 $(B)/obj/wrapper.o: wrapper/hbshim.c | $(B)/obj
-	$(CC) $(CFLAGS) -DHB_LIBDIR='"$(LIBDIR)"' -c -o $@ $<
+	$(CC) $(CFLAGS) -DHB_LIBDIR='"$(PRELOADDIR)"' -c -o $@ $<
 $(B)/obj/noop.o: shim/stub/noop.c | $(B)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(B)/libhbshim.so: $(LIB_OBJS) shim/hbshim.map
 	$(CC) $(CFLAGS) $(SAN_LD) $(LIB_LDFLAGS) -o $@ $(LIB_OBJS) $(LIBS)
 $(B)/libhbshim-noop.so: $(B)/obj/noop.o
-	$(CC) $(CFLAGS) -shared -Wl,--version-script=shim/stub/noop.map -o $@ $<
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,libhbshim-noop.so.0 \
+	    -Wl,--version-script=shim/stub/noop.map -o $@ $<
+	ln -sf libhbshim-noop.so $(B)/libhbshim-noop.so.0
 $(B)/libhbcore.a: $(CORE_OBJS)
 	rm -f $@ && ar rcs $@ $^
 $(B)/hbshim: $(WRAP_OBJS)
@@ -114,6 +122,13 @@ check: deps
 	@$(MAKE) --no-print-directory integration
 	@B=$(B) scripts/fuzz-smoke.sh
 
+# Debian packages in build/deb/ (lintian errors fail it), and the test that
+# installs them with dpkg and uses them (root; changes the system).
+deb:
+	@scripts/build-deb.sh
+check-deb: deb
+	@scripts/run-bats.sh tests/package/deb.bats
+
 demo: all
 	@scripts/demo.sh
 
@@ -124,9 +139,10 @@ bench: all
 	@$(MAKE) --no-print-directory -C bench
 
 install: all
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCDIR)
-	install -m 0755 $(B)/libhbshim.so $(DESTDIR)$(LIBDIR)/libhbshim.so
-	install -m 0755 $(B)/libhbshim-noop.so $(DESTDIR)$(LIBDIR)/libhbshim-noop.so
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PRELOADDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCDIR)
+	install -m 0644 $(B)/libhbshim.so $(DESTDIR)$(PRELOADDIR)/libhbshim.so
+	install -m 0644 $(B)/libhbshim-noop.so $(DESTDIR)$(LIBDIR)/libhbshim-noop.so.0
+	ln -sf libhbshim-noop.so.0 $(DESTDIR)$(LIBDIR)/libhbshim-noop.so
 	install -m 0755 $(B)/hbshim $(DESTDIR)$(BINDIR)/hbshim
 	install -m 0644 include/hbshim.h $(DESTDIR)$(INCDIR)/hbshim.h
 	install -d $(DESTDIR)$(PKGCONFIGDIR)
@@ -137,7 +153,8 @@ install: all
 	install -m 0644 $(B)/man/hbshim.7 $(DESTDIR)$(MANDIR)/man7/hbshim.7
 
 uninstall:
-	rm -f $(DESTDIR)$(LIBDIR)/libhbshim.so $(DESTDIR)$(LIBDIR)/libhbshim-noop.so \
+	rm -f $(DESTDIR)$(PRELOADDIR)/libhbshim.so $(DESTDIR)$(LIBDIR)/libhbshim-noop.so \
+	      $(DESTDIR)$(LIBDIR)/libhbshim-noop.so.0 \
 	      $(DESTDIR)$(BINDIR)/hbshim $(DESTDIR)$(INCDIR)/hbshim.h \
 	      $(DESTDIR)$(MANDIR)/man1/hbshim.1 $(DESTDIR)$(MANDIR)/man7/hbshim.7 \
 	      $(DESTDIR)$(PKGCONFIGDIR)/hbshim.pc

@@ -33,6 +33,10 @@ NEEDS=(
 	man-db
 	bsdextrautils
 	"pkgconf|pkg-config"
+	dpkg-dev
+	debhelper
+	lintian
+	fakeroot
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
