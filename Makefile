@@ -129,7 +129,10 @@ deb:
 check-deb: deb
 	@scripts/run-bats.sh tests/package/deb.bats
 
+# The demo installs what it needs (as root) the way make check does; not
+# root, it names what is missing and skips the case that needs it.
 demo: all
+	@scripts/install-test-deps.sh nftables iproute2 python3
 	@scripts/demo.sh
 
 fuzz:

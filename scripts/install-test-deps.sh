@@ -5,7 +5,8 @@
 # `apt-get install -y --no-install-recommends`). Not root: names the missing
 # packages and carries on; the tests that need them skip with a reason.
 # Silent when everything is already installed (the common case: a fast no-op,
-# one dpkg-query call).
+# one dpkg-query call). With arguments, only those needs are checked (make
+# demo: install-test-deps.sh nftables iproute2 python3).
 set -euo pipefail
 
 # One entry per need; "a|b" means either package satisfies it and the first
@@ -39,6 +40,8 @@ NEEDS=(
 	fakeroot
 )
 
+(($# > 0)) && NEEDS=("$@")
+
 if ! command -v dpkg-query >/dev/null 2>&1; then
 	echo "install-test-deps: not a Debian system (no dpkg-query); install the test packages by hand" >&2
 	exit 0
@@ -65,7 +68,7 @@ done
 ((${#missing[@]} == 0)) && exit 0
 
 if [[ $(id -u) -ne 0 ]]; then
-	echo "install-test-deps: missing (not root, not installing; dependent tests will skip):" \
+	echo "install-test-deps: missing (not root, not installing; what needs them will skip):" \
 		"${missing[*]//|/ or }" >&2
 	exit 0
 fi
