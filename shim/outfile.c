@@ -198,9 +198,10 @@ int hb_out_append(int kind, const char *path, const char *s, size_t n)
 	if (slot < 0)
 		return -EAGAIN;
 	fd = hb_os_open(path, flags | O_NOFOLLOW, 0600);
-	if (fd == -ELOOP) {
-		/* A symlink: /dev/stderr, /proc/self/fd/N and links an admin
-		 * made are followed; one planted in /tmp is not. */
+	/* A symlink (ELOOP; EACCES from newer kernels for one in a sticky
+	 * directory): /dev/stderr, /proc/self/fd/N and links an admin made
+	 * are followed; one planted in /tmp is not. */
+	if (fd == -ELOOP || fd == -EACCES) {
 		if (hb_out_refused(kind, path)) {
 			release(slot, -1);
 			return -EACCES;

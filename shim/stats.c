@@ -117,9 +117,9 @@ void hb_stats_flush(void)
 	if (stats_path(&pb, pid) < 0) {
 		/* A truncated path would name some other file. */
 		if (!hb_xchg_acq_rel(&warned_long, 1))
-			hb_log(HB_LOG_WARN, "HBSHIM_STATS=%s: with %%p expanded the path is %d "
+			hb_log(HB_LOG_WARN, "HBSHIM_STATS: with %%p expanded the path is %d "
 					    "bytes or longer: stats not written",
-			       hb_cfg.stats_file, HB_PATH_MAX - 1);
+			       HB_PATH_MAX - 1);
 		return;
 	}
 	hb_buf_str(&pb);
