@@ -179,6 +179,102 @@ int hb_out_refused(int kind, const char *path)
 	return 1;
 }
 
+/* fd can take n bytes now without blocking (a tty, or a pipe when /proc is
+ * not there to reopen it). Another writer can fill it between this check
+ * and our write: then the write waits for the reader. */
+static int writable(int fd)
+{
+	short rev = 0;
+
+	return hb_os_poll1(fd, POLLOUT, 0, &rev) == 1 && (rev & POLLOUT) && !(rev & POLLERR);
+}
+
+/* One line to descriptor fd, which the operator named (fd 2 for the log,
+ * or a path such as /dev/stderr naming a socket, which open() refuses). */
+static int out_fd(int fd, const char *s, size_t n)
+{
+	char self[48];
+	struct stat st;
+	struct hb_buf pb;
+	long r, nfd;
+	int slot;
+
+	if (hb_os_fstat(fd, &st) < 0)
+		return -EBADF;
+	if (S_ISSOCK(st.st_mode)) {
+		int dom = 0;
+		socklen_t len = sizeof(dom);
+
+		/* Standard error may be the connection itself: an inetd-style
+		 * server (xinetd, socat EXEC, git daemon, sshd -i) hands the
+		 * accepted socket to its handler as fds 0, 1 and 2, and a line
+		 * there would reach the peer as the application's bytes. Other
+		 * sockets (journald's AF_UNIX stream) get the line. */
+		if (hb_os_getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &len) < 0 ||
+		    dom == AF_INET || dom == AF_INET6)
+			return 1;
+		r = hb_os_send(fd, s, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	} else if (S_ISFIFO(st.st_mode)) {
+		/* A description of our own, non-blocking; the application's
+		 * descriptor keeps its flags. */
+		slot = claim();
+		if (slot < 0)
+			return -EAGAIN;
+		hb_buf_init(&pb, self, sizeof(self));
+		hb_buf_fmt(&pb, "/proc/thread-self/fd/%d", fd);
+		nfd = hb_os_open(hb_buf_str(&pb), O_WRONLY | O_NONBLOCK | O_CLOEXEC, 0);
+		if (nfd >= 0) {
+			hold(slot, nfd);
+			r = hb_os_write_quiet((int)nfd, s, n);
+			release(slot, nfd);
+		} else {
+			release(slot, -1);
+			if (nfd == -ENXIO)
+				return -EPIPE; /* no reader */
+			r = writable(fd) ? hb_os_write_quiet(fd, s, n) : -EAGAIN;
+		}
+	} else if (S_ISCHR(st.st_mode)) {
+		r = writable(fd) ? hb_os_write_quiet(fd, s, n) : -EAGAIN;
+	} else {
+		r = hb_os_write_quiet(fd, s, n);
+	}
+	if (r < 0)
+		return (int)r;
+	return (size_t)r == n ? 0 : -ENOSPC;
+}
+
+int hb_out_stderr(const char *s, size_t n)
+{
+	return out_fd(2, s, n);
+}
+
+/* The descriptor a path names through /proc or /dev (/dev/stderr,
+ * /dev/stdout, /dev/fd/N, /proc/self/fd/N, /proc/thread-self/fd/N), or -1. */
+static int path_fd(const char *path)
+{
+	static const char *const pre[] = { "/dev/fd/", "/proc/self/fd/", "/proc/thread-self/fd/" };
+	int fd = 0;
+
+	if (!strcmp(path, "/dev/stdout"))
+		return 1;
+	if (!strcmp(path, "/dev/stderr"))
+		return 2;
+	for (size_t i = 0; i < sizeof(pre) / sizeof(pre[0]); i++) {
+		size_t l = strlen(pre[i]);
+		const char *p = path + l;
+
+		if (strncmp(path, pre[i], l) || !*p)
+			continue;
+		for (; *p; p++) {
+			if (*p < '0' || *p > '9' || fd > 100000000)
+				return -1;
+			fd = fd * 10 + (*p - '0');
+		}
+		return fd;
+	}
+	return -1;
+}
+
 /* A line came out short (a full disk, RLIMIT_FSIZE): end the fragment, so
  * that the lines written after it stay whole. */
 static long finish(long fd, long r, size_t n)
@@ -209,71 +305,27 @@ int hb_out_append(int kind, const char *path, const char *s, size_t n)
 		fd = hb_os_open(path, flags, 0600);
 	}
 	if (fd < 0) {
+		int nfd;
+
 		release(slot, -1);
+		/* A socket behind /dev/stderr (journald's stream): open()
+		 * refuses it (ENXIO); a FIFO without a reader fails the same
+		 * way and stays dropped. A TCP/IP socket gets nothing. */
+		nfd = fd == -ENXIO ? path_fd(path) : -1;
+		if (nfd >= 0) {
+			struct stat st;
+
+			if (hb_os_fstat(nfd, &st) == 0 && S_ISSOCK(st.st_mode)) {
+				r = out_fd(nfd, s, n);
+				return r == 1 ? -ENOTCONN : (int)r;
+			}
+		}
 		return (int)fd;
 	}
 	hold(slot, fd);
 	r = finish(fd, hb_os_write_quiet((int)fd, s, n), n);
 	release(slot, fd);
 	return (int)r;
-}
-
-/* fd 2 can take n bytes now without blocking (a tty, or a pipe when /proc is
- * not there to reopen it). Another writer can fill it between this check
- * and our write: then the write waits for the reader. */
-static int writable(void)
-{
-	short rev = 0;
-
-	return hb_os_poll1(2, POLLOUT, 0, &rev) == 1 && (rev & POLLOUT) && !(rev & POLLERR);
-}
-
-int hb_out_stderr(const char *s, size_t n)
-{
-	struct stat st;
-	long r, fd;
-	int slot;
-
-	if (hb_os_fstat(2, &st) < 0)
-		return -EBADF;
-	if (S_ISSOCK(st.st_mode)) {
-		int dom = 0;
-		socklen_t len = sizeof(dom);
-
-		/* Standard error may be the connection itself: an inetd-style
-		 * server (xinetd, socat EXEC, git daemon, sshd -i) hands the
-		 * accepted socket to its handler as fds 0, 1 and 2, and a line
-		 * there would reach the peer as the application's bytes. Other
-		 * sockets (journald's AF_UNIX stream) get the line. */
-		if (hb_os_getsockopt(2, SOL_SOCKET, SO_DOMAIN, &dom, &len) < 0 ||
-		    dom == AF_INET || dom == AF_INET6)
-			return 1;
-		r = hb_os_send(2, s, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-	} else if (S_ISFIFO(st.st_mode)) {
-		/* A description of our own, non-blocking; the application's
-		 * fd 2 keeps its flags. */
-		slot = claim();
-		if (slot < 0)
-			return -EAGAIN;
-		fd = hb_os_open("/proc/thread-self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC, 0);
-		if (fd >= 0) {
-			hold(slot, fd);
-			r = hb_os_write_quiet((int)fd, s, n);
-			release(slot, fd);
-		} else {
-			release(slot, -1);
-			if (fd == -ENXIO)
-				return -EPIPE; /* no reader */
-			r = writable() ? hb_os_write_quiet(2, s, n) : -EAGAIN;
-		}
-	} else if (S_ISCHR(st.st_mode)) {
-		r = writable() ? hb_os_write_quiet(2, s, n) : -EAGAIN;
-	} else {
-		r = hb_os_write_quiet(2, s, n);
-	}
-	if (r < 0)
-		return (int)r;
-	return (size_t)r == n ? 0 : -ENOSPC;
 }
 
 /* The stats temporary file: a fresh name next to path, created

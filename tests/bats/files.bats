@@ -9,11 +9,19 @@ load helpers
 # ended ("EXIT n", "SIGNAL n", or "HUNG" after 10 s, then killed).
 #   full     : the pipe is full and its reader never reads
 #   noreader : the pipe's read end is closed
+#   unix     : an AF_UNIX stream socket instead (journald's kind); what
+#              arrives is printed after the child's exit
 write_runner() {
 	cat >"$T/run.py" <<'PY'
-import fcntl, os, sys, time
+import fcntl, os, socket, sys, time
 mode, cmd = sys.argv[1], sys.argv[2:]
-r, w = os.pipe()
+if mode == "unix":
+    a, b = socket.socketpair()
+    r, w = a.detach(), b.detach()
+    fcntl.fcntl(r, fcntl.F_SETFL, os.O_NONBLOCK)
+else:
+    r, w = os.pipe()
+got = b""
 if mode == "full":
     fl = fcntl.fcntl(w, fcntl.F_GETFL)
     fcntl.fcntl(w, fcntl.F_SETFL, fl | os.O_NONBLOCK)
@@ -32,6 +40,11 @@ if pid == 0:
 os.close(w)
 t0 = time.monotonic()
 while time.monotonic() - t0 < 10:
+    if mode == "unix":
+        try:
+            got += os.read(r, 65536)
+        except BlockingIOError:
+            pass
     p, st = os.waitpid(pid, os.WNOHANG)
     if p:
         break
@@ -41,6 +54,12 @@ else:
     os.waitpid(pid, 0)
     print("HUNG", flush=True)
     sys.exit(0)
+if mode == "unix":
+    try:
+        got += os.read(r, 65536)
+    except BlockingIOError:
+        pass
+    sys.stdout.write(got.decode())
 if os.WIFSIGNALED(st):
     print("SIGNAL", os.WTERMSIG(st), flush=True)
 else:
@@ -241,6 +260,16 @@ PY
 	assert_status 0
 	[ "$(grep -c '^{"time":' "$T/err")" -eq 4 ] || fail "events in the stderr file: $(cat "$T/err")"
 	grep -q '^hbshim\[[0-9]*\]: debug: loaded' "$T/err" || fail "log in the stderr file: $(cat "$T/err")"
+}
+
+@test "files: HBSHIM_EVENTS=/dev/stderr and the log reach an AF_UNIX stream socket on stderr (journald)" {
+	write_runner
+	run timeout 20 "$PY" "$T/run.py" unix env "${SHIM_ENV[@]}" HBSHIM_EVENTS=/dev/stderr \
+		HBSHIM_LOG=debug "$PY" "$APP" loopback
+	assert_status 0
+	[ "$(grep -c '^{"time":' <<<"$output")" -eq 4 ] || fail "events on the socket: $output"
+	grep -q '^hbshim\[[0-9]*\]: debug: loaded' <<<"$output" || fail "log on the socket: $output"
+	[ "${lines[-1]}" = "EXIT 0" ] || fail "$output"
 }
 
 @test "files: events are capped at 1000 lines a second per process; the rest are counted" {
