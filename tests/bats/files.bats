@@ -130,6 +130,20 @@ LOOPBACK_RE='^LOOPBACK pid=[0-9]+ port=[0-9]+ cport=[0-9]+ active=1$'
 		fail "stats: $(grep dropped "$T/stats")"
 }
 
+@test "files: without /proc mounted, a full pipe on stderr still drops the log line (poll first)" {
+	need_root "a mount namespace"
+	need_cmd unshare
+	write_runner
+	run timeout 20 unshare -m bash -c 'mount -t tmpfs none /proc && exec "$@"' _ \
+		"$PY" "$T/run.py" full env "${SHIM_ENV[@]}" HBSHIM_LOG=debug \
+		HBSHIM_STATS="$T/stats" "$PY" "$APP" loopback
+	assert_status 0
+	[ "${#lines[@]}" -eq 2 ] && [[ ${lines[0]} =~ $LOOPBACK_RE ]] && [ "${lines[1]}" = "EXIT 0" ] ||
+		fail "$output"
+	[ "$(stat_value "$T/stats" 'hbshim_log_dropped_total{reason="write"}')" -ge 1 ] ||
+		fail "stats: $(grep dropped "$T/stats")"
+}
+
 @test "files: /dev/full as HBSHIM_EVENTS: lines lost and counted, nothing else" {
 	run shim HBSHIM_EVENTS=/dev/full HBSHIM_STATS="$T/stats" "$PY" "$APP" loopback
 	assert_status 0
@@ -296,6 +310,8 @@ PY
 }
 
 @test "files: an events fd is never left open in a child forked by another thread" {
+	[ -x "$HB_ROOT/build/tests/forkfiles" ] ||
+		skip "build/tests/forkfiles not built (make integration builds it)"
 	: >"$T/ev"
 	run shim HBSHIM_EVENTS="$T/ev" "$HB_ROOT/build/tests/forkfiles" "$T/ev" 300
 	assert_status 0
