@@ -296,7 +296,7 @@ for _ in range(N):
     c = socket.create_connection(l.getsockname()); a, _ = l.accept(); c.close(); a.close()
 print("CONNS %d %.3f" % (N, time.monotonic() - t0), flush=True)
 PY
-	run shim HBSHIM_EVENTS="$T/ev" HBSHIM_STATS="$T/stats" "$PY" "$T/prog.py" 1500
+	run shim HBSHIM_EVENTS="$T/ev" HBSHIM_STATS="$T/stats" "$PY" "$T/prog.py" 2000
 	assert_status 0
 	local secs lines rate write
 	secs=$(awk '{ print int($3) + 1 }' <<<"$output")
@@ -304,7 +304,7 @@ PY
 	rate=$(stat_value "$T/stats" 'hbshim_events_dropped_total{reason="rate"}') || fail "no counter"
 	write=$(stat_value "$T/stats" 'hbshim_events_dropped_total{reason="write"}')
 	# 4 events per connection: connect, accept, two closes.
-	[ $((lines + rate + write)) -eq 6000 ] || fail "lines $lines + dropped $rate + $write != 6000"
+	[ $((lines + rate + write)) -eq 8000 ] || fail "lines $lines + dropped $rate + $write != 8000"
 	[ "$rate" -gt 0 ] || fail "nothing dropped by the cap: $lines lines in $output"
 	[ "$lines" -le $((1000 * (secs + 1))) ] || fail "$lines lines in $output"
 }
