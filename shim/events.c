@@ -6,12 +6,34 @@
  * and processes (client and server sharing one file) never interleave, and
  * the shim keeps no fd open that the application might close or reuse.
  * Fields: time (Unix ms), event, pid, fd, local, peer, mode, then the
- * event's own fields (reason, silent_ms, ...).
+ * event's own fields (reason, silent_ms, ...). At most EVENT_BURST lines a
+ * second per process are written (a peer that connects and disconnects in
+ * a loop must not fill the disk); outfile.c writes them without blocking or
+ * raising a signal. Lines dropped by the cap or by the write are counted
+ * in the stats.
  */
-#include <fcntl.h>
 #include <netinet/in.h>
 
 #include "hb.h"
+
+#define EVENT_BURST 1000
+
+static _Atomic uint64_t window_sec;  /* monotonic second of the window */
+static _Atomic uint32_t window_count; /* lines admitted in it */
+
+/* Admit a line under the rate cap; any thread. */
+static int admit(void)
+{
+	uint64_t sec = hb_os_now_ms() / 1000;
+	uint64_t cur = hb_load_relaxed(&window_sec);
+
+	if (cur != sec && hb_cas_strong_acq_rel(&window_sec, &cur, sec))
+		hb_store_relaxed(&window_count, 0);
+	if (hb_add_relaxed(&window_count, 1) < EVENT_BURST)
+		return 1;
+	hb_stat_add(HB_ST_EV_DROP_RATE, 1);
+	return 0;
+}
 
 static const char *mode_name(const struct hb_conn *c)
 {
@@ -36,9 +58,8 @@ void hb_event_peer(const char *name, int fd, const struct hb_conn *c,
 	struct sockaddr_storage ss;
 	socklen_t len;
 	struct hb_buf b;
-	long efd;
 
-	if (!hb_events_on())
+	if (!hb_events_on() || !admit())
 		return;
 	hb_buf_init(&b, line, sizeof(line));
 	hb_buf_fmt(&b, "{\"time\":%llu,\"event\":\"%s\",\"pid\":%d,\"fd\":%d",
@@ -66,9 +87,6 @@ void hb_event_peer(const char *name, int fd, const struct hb_conn *c,
 	if (b.len >= b.cap - 2)
 		return; /* never write a truncated, unparseable line */
 	hb_buf_puts(&b, "}\n");
-	efd = hb_os_open(hb_cfg.events_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-	if (efd < 0)
-		return;
-	(void)hb_os_write((int)efd, b.p, b.len);
-	hb_os_close((int)efd);
+	if (hb_out_append(HB_OUT_EVENTS, hb_cfg.events_file, b.p, b.len) < 0)
+		hb_stat_add(HB_ST_EV_DROP_WRITE, 1);
 }

@@ -230,6 +230,14 @@ long hb_os_send(int fd, const void *buf, size_t n, int flags);
 long hb_os_recv(int fd, void *buf, size_t n, int flags);
 long hb_os_open(const char *path, int flags, int mode);
 long hb_os_rename(const char *from, const char *to);
+/* write() that raises no SIGPIPE or SIGXFSZ of the shim's own (os.c). */
+long hb_os_write_quiet(int fd, const void *buf, size_t n);
+long hb_os_unlink(const char *path);
+struct stat;
+long hb_os_stat(const char *path, struct stat *st, int nofollow);
+long hb_os_fstat(int fd, struct stat *st);
+int hb_os_geteuid(void);
+long hb_os_getrandom(void *buf, size_t n);
 long hb_os_fcntl(int fd, int cmd, long arg);
 long hb_os_epoll_ctl(int epfd, int op, int fd, void *ev);
 long hb_os_connect(int fd, const struct sockaddr *sa, socklen_t len);
@@ -655,6 +663,30 @@ void hb_event_peer(const char *name, int fd, const struct hb_conn *c,
 		   const struct sockaddr *peer, socklen_t peerlen, const char *extra);
 static inline int hb_events_on(void) { return hb_cfg.events_file[0] != 0; }
 
+/* ------------------------------------------------------------------ outfile.c */
+
+/* The shim's own output files and standard error: never block, never raise
+ * a signal, create 0600, never follow a planted symlink, never leave an fd
+ * open in a fork child (see outfile.c). Any thread, async-signal-safe. */
+enum { HB_OUT_LOG, HB_OUT_EVENTS, HB_OUT_STATS };
+/* Append line s[0..n) to path (kind: which variable named it). 0 when
+ * written whole, -errno when dropped (the caller counts it). */
+int hb_out_append(int kind, const char *path, const char *s, size_t n);
+/* Write s to fd 2: 0 written, 1 not written by design (fd 2 is a TCP/IP
+ * socket: the peer's stream), -errno dropped. */
+int hb_out_stderr(const char *s, size_t n);
+/* 1 (after one warning per kind) when path is a symlink planted in a
+ * sticky world-writable directory, which the shim does not follow. */
+int hb_out_refused(int kind, const char *path);
+/* Create "PATH.tmp.RANDOM" exclusively in tmp[cap], mode 0600: the fd and
+ * *slot, or -errno. Close it with hb_out_close_tmp. */
+long hb_out_create_tmp(const char *path, char *tmp, size_t cap, int *slot);
+void hb_out_close_tmp(int slot, long fd);
+/* pthread_atfork handlers (registered by init.c). */
+void hb_out_atfork_prepare(void);
+void hb_out_atfork_parent(void);
+void hb_out_atfork_child(void);
+
 /* ------------------------------------------------------------------ stats.c */
 
 enum {
@@ -672,6 +704,10 @@ enum {
 	HB_ST_ACCEPTED,       /* connections accepted */
 	HB_ST_CONNECTED,      /* connections made */
 	HB_ST_UNTRACKED,      /* sockets passed through (table or pool full) */
+	HB_ST_LOG_DROP_RATE,  /* log lines dropped by the rate cap */
+	HB_ST_LOG_DROP_WRITE, /* log lines dropped: not writable (full pipe, no reader, full disk) */
+	HB_ST_EV_DROP_RATE,   /* event lines dropped by the rate cap */
+	HB_ST_EV_DROP_WRITE,  /* event lines dropped: not writable */
 	HB_ST_COUNT
 };
 extern _Atomic uint64_t hb_stats[HB_ST_COUNT];

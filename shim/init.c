@@ -60,6 +60,7 @@ void hb_init(void)
 		return;
 	hb_self_pid = hb_os_getpid();
 	pthread_atfork(NULL, NULL, pid_after_fork);
+	pthread_atfork(hb_out_atfork_prepare, hb_out_atfork_parent, hb_out_atfork_child);
 	hb_real_bind();
 	if (getauxval(AT_SECURE)) {
 		/* setuid/setgid: the environment is not to be trusted (it names

@@ -4,13 +4,14 @@
  * A line is formatted on the stack by fmt.c (no malloc, no stdio, no
  * locale), prefixed "hbshim[pid]: level: ", and written with one raw write
  * to stderr or appended to HBSHIM_LOG_FILE (opened, written and closed per
- * line, so the shim never holds an fd the application could close or reuse).
+ * line, so the shim never holds an fd the application could close or reuse;
+ * outfile.c: never blocking, never raising a signal, dropped and counted
+ * when it cannot be written).
  * A per-thread guard drops a line logged while another is being written (a
  * signal handler interrupting the logger), and a rate cap of LOG_BURST lines
  * per second keeps a misbehaving peer from filling the disk.
  */
 #include <errno.h>
-#include <fcntl.h>
 
 #include "hb.h"
 
@@ -44,38 +45,22 @@ static int admit(void)
 	if (hb_add_relaxed(&window_count, 1) < LOG_BURST)
 		return 1;
 	hb_add_relaxed(&dropped, 1);
+	hb_stat_add(HB_ST_LOG_DROP_RATE, 1);
 	return 0;
 }
 
-/* Standard error may be the connection itself: an inetd-style server
- * (xinetd, socat EXEC, git daemon, sshd -i) hands the accepted socket to
- * its handler as fds 0, 1 and 2. A log line written there would reach the
- * peer as if the application had written it. A TCP/IP socket on fd 2 gets
- * no log lines (HBSHIM_LOG_FILE still does); other sockets, such as
- * journald's AF_UNIX stream, do. */
-static int stderr_is_inet(void)
-{
-	int dom = 0;
-	socklen_t len = sizeof(dom);
-
-	return hb_os_getsockopt(2, SOL_SOCKET, SO_DOMAIN, &dom, &len) == 0 &&
-	       (dom == AF_INET || dom == AF_INET6);
-}
-
+/* One line to HBSHIM_LOG_FILE or standard error (outfile.c: never blocks,
+ * no signal); a line that could not be written is counted. */
 static void emit(const char *s, size_t n)
 {
-	long fd = 2;
+	int r;
 
-	if (hb_cfg.log_file[0]) {
-		fd = hb_os_open(hb_cfg.log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-		if (fd < 0)
-			return;
-	} else if (stderr_is_inet()) {
-		return;
-	}
-	(void)hb_os_write((int)fd, s, n);
-	if (fd != 2)
-		hb_os_close((int)fd);
+	if (hb_cfg.log_file[0])
+		r = hb_out_append(HB_OUT_LOG, hb_cfg.log_file, s, n);
+	else
+		r = hb_out_stderr(s, n);
+	if (r < 0)
+		hb_stat_add(HB_ST_LOG_DROP_WRITE, 1);
 }
 
 void hb_log_write(int level, const char *fmt, ...)
@@ -113,6 +98,6 @@ void hb_log_stderr(const char *line)
 	if (b.len >= b.cap - 1)
 		b.len = b.cap - 2;
 	hb_buf_putc(&b, '\n');
-	if (!stderr_is_inet())
-		(void)hb_os_write(2, b.p, b.len);
+	if (hb_out_stderr(b.p, b.len) < 0)
+		hb_stat_add(HB_ST_LOG_DROP_WRITE, 1);
 }

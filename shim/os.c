@@ -440,3 +440,62 @@ int hb_os_sock_shared(int fd)
 	RAW(SYS_close, tdir);
 	return any ? 0 : -1;
 }
+
+/* ------------------------------------------------------------ own output */
+
+#define SIGBIT(s) (1ull << ((s) - 1))
+
+/* Write to fd raising no signal of our own. SIGPIPE (a pipe or FIFO without
+ * a reader) and SIGXFSZ (past RLIMIT_FSIZE) are sent by the kernel to the
+ * writing thread; both are blocked for this thread around the write, and a
+ * failed write consumes the one it generated, unless that signal was already
+ * pending (blocked) before the write: a standard signal does not queue, so
+ * the application's own stays pending and is delivered when the old mask is
+ * restored. Limit: a process-directed SIGPIPE/SIGXFSZ sent by another process
+ * in the same few microseconds, while ours was thread-pending, can be
+ * consumed as ours (sigtimedwait takes the thread's own first, so only
+ * when the two coincide). Returns the write's result or -errno. */
+long hb_os_write_quiet(int fd, const void *buf, size_t n)
+{
+	uint64_t set = SIGBIT(SIGPIPE) | SIGBIT(SIGXFSZ), old = 0, before = 0, one;
+	struct timespec zero = { 0, 0 };
+	long r;
+
+	RAW(SYS_rt_sigprocmask, SIG_BLOCK, &set, &old, sizeof(set));
+	RAW(SYS_rt_sigpending, &before, sizeof(before));
+	r = RAW(SYS_write, fd, buf, n);
+	if (r == -EPIPE || r == -EFBIG) {
+		one = r == -EPIPE ? SIGBIT(SIGPIPE) : SIGBIT(SIGXFSZ);
+		if (!(before & one))
+			RAW(SYS_rt_sigtimedwait, &one, NULL, &zero, sizeof(one));
+	}
+	RAW(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, sizeof(old));
+	return r;
+}
+
+long hb_os_unlink(const char *path)
+{
+	return RAW(SYS_unlinkat, AT_FDCWD, path, 0);
+}
+
+long hb_os_stat(const char *path, struct stat *st, int nofollow)
+{
+	return RAW(SYS_newfstatat, AT_FDCWD, path, st, nofollow ? AT_SYMLINK_NOFOLLOW : 0);
+}
+
+long hb_os_fstat(int fd, struct stat *st)
+{
+	return RAW(SYS_fstat, fd, st);
+}
+
+int hb_os_geteuid(void)
+{
+	return (int)RAW(SYS_geteuid);
+}
+
+/* n bytes from the kernel's random pool without blocking; -errno when it
+ * has none to give (ENOSYS, EAGAIN early at boot). */
+long hb_os_getrandom(void *buf, size_t n)
+{
+	return RAW(SYS_getrandom, buf, n, 1 /* GRND_NONBLOCK */);
+}

@@ -3,11 +3,12 @@
  *
  * Counters are relaxed atomics bumped on the paths that observe the event.
  * The file is rewritten by the background thread every STATS_PERIOD and by
- * the library destructor at exit: the text goes to "FILE.tmp.PID" and is
- * renamed over FILE, so a scraper never reads half a file. "%p" in the
- * path stands for the process id.
+ * the library destructor at exit: the text goes to "FILE.tmp.RANDOM",
+ * created exclusively with mode 0600 (outfile.c: never through a planted
+ * link, never blocking, no SIGXFSZ), and is renamed over FILE, so a scraper
+ * never reads half a file. "%p" in the path stands for the process id.
  */
-#include <fcntl.h>
+#include <errno.h>
 
 #include "hb.h"
 
@@ -39,6 +40,9 @@ void hb_stats_render(struct hb_buf *b)
 	static const char *dl_l[] = { "kind=\"connect\"", "kind=\"idle\"" };
 	static const int dl_k[] = { HB_ST_DEADLINE_CONNECT, HB_ST_DEADLINE_IDLE };
 	static const char *none[] = { NULL };
+	static const char *drop_l[] = { "reason=\"rate\"", "reason=\"write\"" };
+	static const int log_k[] = { HB_ST_LOG_DROP_RATE, HB_ST_LOG_DROP_WRITE };
+	static const int ev_k[] = { HB_ST_EV_DROP_RATE, HB_ST_EV_DROP_WRITE };
 	int k;
 
 	counter(b, "hbshim_connections", "Tracked TCP connections by mode.", "gauge", mode_l,
@@ -65,11 +69,18 @@ void hb_stats_render(struct hb_buf *b)
 	counter(b, "hbshim_untracked_total",
 		"TCP sockets passed through untracked (fd table or pool exhausted).", "counter",
 		none, &k, 1);
+	counter(b, "hbshim_log_dropped_total",
+		"Log lines not written, by reason (rate cap, or the file or pipe took no more).",
+		"counter", drop_l, log_k, 2);
+	counter(b, "hbshim_events_dropped_total",
+		"Event lines not written, by reason (rate cap, or the file or pipe took no more).",
+		"counter", drop_l, ev_k, 2);
 }
 
 /* HBSHIM_STATS with every "%p" replaced by the process id, so that each
- * process of a tree (a wrapper, a forking server) can have its own file. */
-static void stats_path(struct hb_buf *b, int pid)
+ * process of a tree (a wrapper, a forking server) can have its own file.
+ * 0, or -ENAMETOOLONG when the expansion does not fit b. */
+static int stats_path(struct hb_buf *b, int pid)
 {
 	for (const char *s = hb_cfg.stats_file; *s; s++) {
 		if (s[0] == '%' && s[1] == 'p') {
@@ -79,18 +90,21 @@ static void stats_path(struct hb_buf *b, int pid)
 			hb_buf_putc(b, *s);
 		}
 	}
+	return b->len >= b->cap - 1 ? -ENAMETOOLONG : 0;
 }
 
 /* Connections adopted across exec (inherit.c): such a process tracked
  * connections too. */
 _Atomic int hb_stats_adopted;
 
+static _Atomic int warned_long;
+
 void hb_stats_flush(void)
 {
-	char text[4096], tmp[HB_PATH_MAX + 64], path[HB_PATH_MAX + 32];
-	struct hb_buf b, t, pb;
-	int pid = hb_os_getpid();
-	long fd;
+	char text[4096], tmp[HB_PATH_MAX + 64], path[HB_PATH_MAX];
+	struct hb_buf b, pb;
+	int pid = hb_os_getpid(), slot;
+	long fd, r;
 
 	/* A process that never tracked a connection (a shell, timeout(1) in
 	 * front of the real program) must not overwrite the file of one that
@@ -99,21 +113,30 @@ void hb_stats_flush(void)
 	    !(hb_load_relaxed(&hb_stats[HB_ST_CONNECTED]) | hb_load_relaxed(&hb_stats[HB_ST_ACCEPTED]) |
 	      hb_load_relaxed(&hb_stats_adopted)))
 		return;
-	hb_buf_init(&b, text, sizeof(text));
-	hb_stats_render(&b);
 	hb_buf_init(&pb, path, sizeof(path));
-	stats_path(&pb, pid);
-	hb_buf_str(&pb);
-	hb_buf_init(&t, tmp, sizeof(tmp));
-	hb_buf_fmt(&t, "%s.tmp.%d", path, pid);
-	hb_buf_str(&t);
-	fd = hb_os_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return;
-	if (hb_os_write((int)fd, b.p, b.len) != (long)b.len) {
-		hb_os_close((int)fd);
+	if (stats_path(&pb, pid) < 0) {
+		/* A truncated path would name some other file. */
+		if (!hb_xchg_acq_rel(&warned_long, 1))
+			hb_log(HB_LOG_WARN, "HBSHIM_STATS: with %%p expanded the path is %d "
+					    "bytes or longer: stats not written",
+			       HB_PATH_MAX - 1);
 		return;
 	}
-	hb_os_close((int)fd);
-	(void)hb_os_rename(tmp, path);
+	hb_buf_str(&pb);
+	if (hb_out_refused(HB_OUT_STATS, path))
+		return;
+	hb_buf_init(&b, text, sizeof(text));
+	hb_stats_render(&b);
+	fd = hb_out_create_tmp(path, tmp, sizeof(tmp), &slot);
+	if (fd < 0)
+		return;
+	r = hb_os_write_quiet((int)fd, b.p, b.len);
+	if (r != (long)b.len) {
+		(void)hb_os_unlink(tmp);
+		hb_out_close_tmp(slot, fd);
+		return;
+	}
+	hb_out_close_tmp(slot, fd);
+	if (hb_os_rename(tmp, path) < 0)
+		(void)hb_os_unlink(tmp);
 }
