@@ -34,6 +34,11 @@
 
 #define HB_MAX_RULES 32
 #define HB_PATH_MAX 512
+/* HBSHIM_ONLY_CMDS / HBSHIM_SKIP_CMDS: at most this many names, each at most
+ * HB_CMD_NAME_MAX bytes; stored as "a,b,c" in HB_CMDS_MAX bytes. */
+#define HB_MAX_CMDS 32
+#define HB_CMD_NAME_MAX 255
+#define HB_CMDS_MAX (HB_MAX_CMDS * (HB_CMD_NAME_MAX + 1))
 
 enum { HB_LOG_OFF = 0, HB_LOG_ERROR, HB_LOG_WARN, HB_LOG_INFO, HB_LOG_DEBUG };
 enum { HB_ACCEPT_AUTO = 0, HB_ACCEPT_RAW = 1 };
@@ -60,6 +65,8 @@ struct hb_config {
 	char stats_file[HB_PATH_MAX];  /* HBSHIM_STATS, "" = off */
 	int nrules;                  /* HBSHIM_FRAME */
 	struct hb_rule rules[HB_MAX_RULES];
+	char only_cmds[HB_CMDS_MAX]; /* HBSHIM_ONLY_CMDS, "" = every program */
+	char skip_cmds[HB_CMDS_MAX]; /* HBSHIM_SKIP_CMDS, "" = none */
 };
 
 /* Parse a duration: "250ms", "5s", "1m", "2h" or a bare integer (seconds).
@@ -76,6 +83,14 @@ int hb_parse_rules(const char *s, struct hb_rule *out, int max, int *n);
 int hb_rules_match(const struct hb_rule *rules, int n, const struct sockaddr *sa,
 		   socklen_t len);
 
+/*
+ * 1 when the configuration lets the program called name act (name: the
+ * basename of its argv[0]): name is in c->only_cmds (or that list is empty)
+ * and not in c->skip_cmds. Names compare exactly, byte for byte; an empty
+ * name is in no list. Pure; any thread.
+ */
+int hb_scope_admits(const struct hb_config *c, const char *name);
+
 /* Fill *c from the variables returned by get(name) (getenv in the library,
  * the wrapper's own table in tests). Unset variables take defaults. On an
  * invalid value returns -EINVAL and writes one line naming the variable and
@@ -86,7 +101,7 @@ int hb_config_parse(struct hb_config *c, const char *(*get)(const char *name), c
 
 /* How a variable's value is parsed and stored (struct hb_option.kind). */
 enum { HB_OPT_BOOL, HB_OPT_DURATION, HB_OPT_TIMEOUT, HB_OPT_RULES, HB_OPT_ACCEPT, HB_OPT_LOG,
-       HB_OPT_PATH };
+       HB_OPT_PATH, HB_OPT_CMDS };
 /* HB_OPT_* flags for the wrapper. */
 #define HB_OPTF_FLAG       1u /* takes no value on the command line ("1") */
 #define HB_OPTF_REPEATABLE 2u /* repeated options are joined with ',' */
