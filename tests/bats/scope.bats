@@ -167,3 +167,25 @@ os.execvp("head", ["head", "-c", "5"])
 		[ "$(kv "$(line_with LOOPBACK)" active)" = 1 ] || fail "HBSHIM_ONLY_CMDS=$v: $output"
 	done
 }
+
+@test "the name is argv[0]'s basename: a symlink's name, the interpreter of a script, exec -a" {
+	need_cmd bash
+	printf '#!%s\nimport runpy, sys\nsys.argv = [sys.argv[0], "loopback"]\nrunpy.run_path(%s, run_name="__main__")\n' \
+		"$PY" "'$APP'" >"$T/myscript"
+	chmod +x "$T/myscript"
+	local name cmd want
+	# name in HBSHIM_ONLY_CMDS | command | active= expected
+	while IFS='|' read -r name cmd want; do
+		run plain HBSHIM_ONLY_CMDS="$name" "${SHIM_ENV[@]}" bash -c "$cmd" x "$PY" "$APP" "$OTHER" "$T/myscript"
+		assert_status 0
+		[ "$(kv "$(line_with LOOPBACK)" active)" = "$want" ] ||
+			fail "HBSHIM_ONLY_CMDS=$name, $cmd: expected active=$want: $output"
+	done <<'TABLE'
+py-other|"$3" "$2" loopback|1
+python3|"$3" "$2" loopback|0
+python3|"$4"|1
+myscript|"$4"|0
+renamed|exec -a renamed "$1" "$2" loopback|1
+python3|exec -a renamed "$1" "$2" loopback|0
+TABLE
+}
