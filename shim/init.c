@@ -65,7 +65,7 @@ static void count_one(int fd, struct hb_conn *c, void *arg)
 static int import_and_scope(void)
 {
 	const char *inh = getenv("HBSHIM_INHERIT");
-	const char *name = program_invocation_short_name;
+	const char *name = program_invocation_short_name ? program_invocation_short_name : "";
 	int admitted = hb_scope_admits(&hb_cfg, name), n = 0;
 
 	if (inh) {
