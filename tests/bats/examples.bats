@@ -23,6 +23,9 @@ load helpers
 setup() {
 	hb_setup
 	EX="$HB_ROOT/examples"
+	# The wrapper with the library under test (see scope.bats).
+	WRAP=(timeout --kill-after=2 "$HB_CMD_TIMEOUT" env "${SAN_ENV[@]}"
+		${HB_SAN_PRELOAD:+LD_PRELOAD="$HB_SAN_PRELOAD"} HBSHIM_LIBRARY="$HB_LIB" "$HB_WRAP")
 }
 
 # The variables of the config table, one a line, from the wrapper's --help.
@@ -182,7 +185,7 @@ $(cat "$T/installed.df")"
 	local -a opts=()
 	mapfile -d '' opts <"$T/df.opts"
 	[ "${#opts[@]}" -gt 0 ] || fail "$df: ENTRYPOINT passes no option to the wrapper"
-	run stderr_to "$T/wrap.err" env HBSHIM_LIBRARY="$HB_LIB" "$HB_WRAP" "${opts[@]}" -- true
+	run stderr_to "$T/wrap.err" "${WRAP[@]}" "${opts[@]}" -- true
 	assert_status 0
 	[ ! -s "$T/wrap.err" ] || fail "$df: the wrapper says: $(cat "$T/wrap.err")"
 	# The library accepts the ENV settings and the ENTRYPOINT's options
@@ -190,7 +193,7 @@ $(cat "$T/installed.df")"
 	local -a envs=()
 	mapfile -t envs <"$T/df.env"
 	ln -sf "$PY" "$T/legacy-server"
-	run stderr_to "$T/acc.err" env "${envs[@]}" HBSHIM_LIBRARY="$HB_LIB" "$HB_WRAP" "${opts[@]}" -- \
+	run stderr_to "$T/acc.err" env "${envs[@]}" "${WRAP[@]}" "${opts[@]}" -- \
 		"$T/legacy-server" "$APP" loopback
 	assert_status 0
 	! grep -q 'invalid value' "$T/acc.err" || fail "$df: $(cat "$T/acc.err")"

@@ -17,8 +17,10 @@ setup() {
 	hb_setup
 	ln -s "$PY" "$T/py-other"
 	OTHER="$T/py-other"
-	# The wrapper of this build, with the library under test.
-	WRAP=(env HBSHIM_LIBRARY="$HB_LIB" "$HB_WRAP")
+	# The wrapper of this build, with the library under test (and, under a
+	# sanitizer build, the runtime preloaded already, as wrapper.bats does).
+	WRAP=(timeout --kill-after=2 "$HB_CMD_TIMEOUT" env "${SAN_ENV[@]}"
+		${HB_SAN_PRELOAD:+LD_PRELOAD="$HB_SAN_PRELOAD"} HBSHIM_LIBRARY="$HB_LIB" "$HB_WRAP")
 }
 
 # Number of events NAME in file F (0 when the file does not exist).
