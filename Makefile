@@ -72,8 +72,11 @@ PC_SUBST := -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@
 # config table by a build-time tool, so they cannot drift from --help.
 MAN_PAGES := $(B)/man/hbshim.1 $(B)/man/hbshim.7
 man: $(MAN_PAGES)
-$(B)/genman: man/genman.c $(B)/obj/config.o $(B)/obj/fmt.o | $(B)/obj
-	$(CC) $(CFLAGS) $(SAN_LD) -o $@ $^
+# A build-time tool: compiled for the build machine (HOSTCC), so cross and
+# musl builds can run it.
+HOSTCC ?= cc
+$(B)/genman: man/genman.c shim/config.c shim/fmt.c shim/hb.h include/hbshim.h | $(B)/obj
+	$(HOSTCC) -std=gnu11 -D_GNU_SOURCE -O1 -Iinclude -Ishim -o $@ man/genman.c shim/config.c shim/fmt.c
 $(B)/man/%: man/%.in $(B)/genman
 	@mkdir -p $(B)/man
 	$(B)/genman <$< >$@.tmp && mv $@.tmp $@
