@@ -12,6 +12,7 @@
  *     never raises SIGPIPE, raising SIGPIPE itself where the kernel would
  *     have (EPIPE on a connection the shim did not kill, no MSG_NOSIGNAL).
  */
+#include <limits.h>
 #include <signal.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -311,6 +312,10 @@ static SLOW ssize_t readv_slow(struct hb_conn *c, int fd, const struct iovec *io
 	if (!c || !hb_conn_usable(c))
 		return REAL(readv, syscall(SYS_readv, fd, iov, n), fd, iov, n);
 	PRECHECK(c, fd);
+	if (IS_FRAME(c) && (n < 0 || n > IOV_MAX)) {
+		errno = EINVAL; /* the kernel's answer (hb_frame_recv's is EMSGSIZE) */
+		return -1;
+	}
 	if (IS_FRAME(c) && n > 0) {
 		struct msghdr m;
 
@@ -404,8 +409,8 @@ static SLOW ssize_t writev_slow(struct hb_conn *c, int fd, const struct iovec *i
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL(writev, syscall(SYS_writev, fd, iov, n), fd, iov, n);
 	PRECHECK(c, fd);
-	if (n < 0) {
-		errno = EINVAL;
+	if (n < 0 || n > IOV_MAX) {
+		errno = EINVAL; /* the kernel's answer (hb_frame_send's is EMSGSIZE) */
 		return -1;
 	}
 	memset(&m, 0, sizeof(m));
