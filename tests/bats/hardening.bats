@@ -24,3 +24,36 @@ HELPERS="$HB_ROOT/build/tests"
 	line_with "CASE recvmsg 1025-entries kernel=EMSGSIZE shim=EMSGSIZE" >/dev/null || fail "$output"
 	[ "${lines[-1]}" = OK ] || fail "$output"
 }
+
+# smallstack_exec MODE under the shim with a framed connection open: the
+# child ran, exited 0 and adopted the connection (fdmode=2).
+spawned_ok() {
+	run shim HBSHIM_FRAME='*' "$HELPERS/smallstack_exec" "$1"
+	assert_status 0
+	[ "$(line_with STATUS)" = "STATUS 0" ] || fail "$1: $output"
+	[ "$(line_with CHILD)" = "CHILD fdmode=2 argc=${2:-3} hb_t=${3:--}" ] || fail "$1: $output"
+	[ "${lines[-1]}" = DONE ] || fail "$1: $output"
+}
+
+@test "stack: posix_spawn from a thread with a 64 KiB stack, a framed connection open" {
+	[ -x "$HELPERS/smallstack_exec" ] || fail "build/tests/smallstack_exec missing"
+	spawned_ok spawn
+}
+
+@test "stack: fork then execve and execle from a thread with a 64 KiB stack" {
+	spawned_ok fork-execve
+	spawned_ok fork-execle
+}
+
+@test "stack: vfork then execve from a 64 KiB thread, 17 times, leaves no memory behind" {
+	run shim HBSHIM_FRAME='*' "$HELPERS/smallstack_exec" vfork-execve
+	assert_status 0
+	[ "$(grep -c '^CHILD fdmode=2 argc=3 hb_t=-$' <<<"$output")" = 17 ] || fail "$output"
+	local g
+	g=$(line_with GROWTH) || fail "no GROWTH line: $output"
+	[ "${g#GROWTH }" -lt 64 ] || fail "the process grew by ${g#GROWTH } kB: $output"
+}
+
+@test "exec: execle with 5000 arguments passes them all and its own envp" {
+	spawned_ok execle-args 5000 ok
+}
