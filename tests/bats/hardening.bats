@@ -57,3 +57,36 @@ spawned_ok() {
 @test "exec: execle with 5000 arguments passes them all and its own envp" {
 	spawned_ok execle-args 5000 ok
 }
+
+# readelf/objdump facts of one build product: RELRO segment, BIND_NOW, a
+# stack-protector reference.
+hardened() {
+	readelf -lW "$1" | grep -q GNU_RELRO || fail "$1: no GNU_RELRO segment"
+	readelf -dW "$1" | grep -E '\(FLAGS\)' | grep -q BIND_NOW || fail "$1: FLAGS lacks BIND_NOW: $(readelf -dW "$1" | grep FLAGS)"
+	readelf -dW "$1" | grep -E '\(FLAGS_1\)' | grep -q NOW || fail "$1: FLAGS_1 lacks NOW"
+	nm -D --undefined-only "$1" | grep -q '__stack_chk_fail' || fail "$1: no stack protector (no __stack_chk_fail reference)"
+}
+
+@test "build: the library and the wrapper are linked with RELRO and BIND_NOW, with the stack protector" {
+	need_cmd readelf nm objdump
+	hardened "$HB_LIB"
+	hardened "$HB_WRAP"
+	# Stack clash protection: frame_discard's 4 KiB buffer is probed.
+	objdump -d --no-show-raw-insn --disassemble=frame_discard "$HB_LIB" | grep -q 'or.*\$0x0,.*(%rsp)' ||
+		fail "frame_discard has no stack probe (-fstack-clash-protection)"
+}
+
+@test "build: the fortify _chk interposers still catch an overflow and pass a good call through" {
+	# __read_chk with n > buflen aborts (glibc's __chk_fail, SIGABRT);
+	# with n <= buflen it reads.
+	run shim "$PY" -c 'import ctypes, os
+l = ctypes.CDLL(None)
+r, w = os.pipe()
+os.write(w, b"abc")
+b = ctypes.create_string_buffer(8)
+print("read", l.__read_chk(r, b, 3, 8), b.value.decode(), flush=True)
+l.__read_chk(r, b, 16, 8)
+print("not reached")'
+	[ "$status" -eq 134 ] || fail "status $status: $output"
+	[ "${lines[0]}" = "read 3 abc" ] || fail "$output"
+}
