@@ -90,3 +90,55 @@ print("not reached")'
 	[ "$status" -eq 134 ] || fail "status $status: $output"
 	[ "${lines[0]}" = "read 3 abc" ] || fail "$output"
 }
+
+# A framed connection to itself in one Python process (client c, server s),
+# then the case named by $1 (below).
+framed_case() {
+	cat >"$T/case.py" <<'PY'
+import ctypes, errno, os, socket, struct, sys, threading, time
+mode = ctypes.CDLL(None).hbshim_fd_mode
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(1)
+c = socket.create_connection(ls.getsockname()); s, _ = ls.accept()
+c.sendall(b"hello"); s.recv(16); s.sendall(b"x"); c.recv(16)
+print("MODE", mode(c.fileno()), mode(s.fileno()), flush=True)
+if sys.argv[1] == "rcvtimeo":
+    # 4294968 s is 4294968000 ms: 704 ms once wrapped to 32 bits.
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 4294968, 0))
+    threading.Timer(1.5, lambda: s.sendall(b"late")).start()
+    t = time.monotonic()
+    try:
+        d = c.recv(16)
+        print("GOT", d.decode(), time.monotonic() - t >= 1.4)
+    except OSError as e:
+        print("ERR", errno.errorcode[e.errno], round(time.monotonic() - t, 1))
+else:
+    fd = os.open("/dev/null", os.O_RDONLY); os.close(fd)
+    for n in (16, 0):
+        try:
+            print("SPLICE", n, os.splice(fd, c.fileno(), n))
+        except OSError as e:
+            print("SPLICE", n, errno.errorcode[e.errno])
+    time.sleep(1.2) # 4 heartbeat timeouts
+    try:
+        c.sendall(b"ping"); print("S GOT", s.recv(16).decode())
+        s.sendall(b"pong"); print("C GOT", c.recv(16).decode())
+    except OSError as e:
+        print("ERR", errno.errorcode[e.errno])
+PY
+	run shim HBSHIM_FRAME='*' HBSHIM_INTERVAL=100ms "$PY" "$T/case.py" "$1"
+	assert_status 0
+	[ "${lines[0]}" = "MODE 2 2" ] || fail "not framed: $output"
+}
+
+@test "sockopt: an SO_RCVTIMEO of 4294968 s does not wrap to 0.7 s on a framed connection" {
+	framed_case rcvtimeo
+	[ "${lines[1]}" = "GOT late True" ] || fail "$output"
+}
+
+@test "splice: from a bad fd onto a framed connection: EBADF (0 for a zero length), heartbeats go on" {
+	framed_case splice
+	[ "${lines[1]}" = "SPLICE 16 EBADF" ] || fail "$output"
+	[ "${lines[2]}" = "SPLICE 0 0" ] || fail "$output"
+	[ "${lines[3]}" = "S GOT ping" ] || fail "$output"
+	[ "${lines[4]}" = "C GOT pong" ] || fail "$output"
+}
