@@ -142,3 +142,22 @@ PY
 	[ "${lines[3]}" = "S GOT ping" ] || fail "$output"
 	[ "${lines[4]}" = "C GOT pong" ] || fail "$output"
 }
+
+@test "stack: no exported function uses more than 8 KiB of the caller's stack (gcc call graph, shim frames)" {
+	need_cmd gcc
+	echo 'int x;' >"$T/probe.c"
+	gcc -fcallgraph-info=su -c -o "$T/probe.o" "$T/probe.c" 2>/dev/null || skip "gcc without -fcallgraph-info"
+	# A build of this tree's sources with the call graph and frame sizes
+	# (-O2 as the default build: frame sizes depend on optimisation).
+	run make -s -C "$HB_ROOT" -j2 B="$T/su" "$T/su/libhbshim.so" CC=gcc CFLAGS="-O2 -fcallgraph-info=su"
+	assert_status 0
+	run "$PY" "$HB_ROOT/scripts/stack-usage.py" "$T/su/obj" "$T/su/libhbshim.so" 8192
+	echo "# worst: ${lines[0]:0:100}" >&3
+	assert_status 0
+	# The exec family and posix_spawn stay far below (they held 72-104 KiB).
+	local f l
+	for f in execl execle execve posix_spawn posix_spawnp; do
+		l=$(grep -E "^ *[0-9]+ $f:" <<<"$output") || fail "$f not measured: $output"
+		[ "$(awk '{print $1}' <<<"$l")" -le 4096 ] || fail "$l"
+	done
+}
