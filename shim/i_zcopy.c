@@ -180,14 +180,16 @@ HB_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 		size_t want = 0;
 		long r;
 
-		for (size_t k = 0; k < v[i].msg_hdr.msg_iovlen; k++)
-			want += v[i].msg_hdr.msg_iov[k].iov_len;
 		r = hb_frame_send(c, fd, &v[i].msg_hdr, flags | (i ? MSG_DONTWAIT : 0));
 		if (r < 0) {
 			if (i)
 				break;
 			return (int)hb_io_frame_tx(c, fd, r, flags);
 		}
+		/* hb_frame_send accepted the array: at most IOV_MAX entries,
+		 * no sum past SSIZE_MAX. */
+		for (size_t k = 0; k < v[i].msg_hdr.msg_iovlen; k++)
+			want += v[i].msg_hdr.msg_iov[k].iov_len;
 		v[i].msg_len = (unsigned)r;
 		if ((size_t)r < want) {
 			i++;

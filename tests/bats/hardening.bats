@@ -7,7 +7,7 @@ load helpers
 
 HELPERS="$HB_ROOT/build/tests"
 
-@test "iovec: wrapping, oversized and too many lengths get the kernel's errno on every vectored call" {
+@test "iovec: wrapping, oversized lengths and too many entries get the kernel's errno on every vectored call" {
 	[ -x "$HELPERS/iovec_overflow" ] || fail "build/tests/iovec_overflow missing: make build/tests/iovec_overflow"
 	run shim HBSHIM_FRAME='*' "$HELPERS/iovec_overflow"
 	[ "$(line_with MODE)" = "MODE 2" ] || fail "connection not framed: $output"
@@ -22,6 +22,12 @@ HELPERS="$HB_ROOT/build/tests"
 	line_with "CASE readv 1025-entries kernel=EINVAL shim=EINVAL" >/dev/null || fail "$output"
 	line_with "CASE sendmsg 1025-entries kernel=EMSGSIZE shim=EMSGSIZE" >/dev/null || fail "$output"
 	line_with "CASE recvmsg 1025-entries kernel=EMSGSIZE shim=EMSGSIZE" >/dev/null || fail "$output"
+	# A count far past the array: answered without reading past it.
+	line_with "CASE writev 2^30-entries kernel=EINVAL shim=EINVAL" >/dev/null || fail "$output"
+	line_with "CASE readv 2^30-entries kernel=EINVAL shim=EINVAL" >/dev/null || fail "$output"
+	for op in sendmsg sendmmsg recvmsg recvmmsg; do
+		line_with "CASE $op 2^30-entries kernel=EMSGSIZE shim=EMSGSIZE" >/dev/null || fail "$op: $output"
+	done
 	[ "${lines[-1]}" = OK ] || fail "$output"
 }
 

@@ -12,7 +12,9 @@
  *   CASE <call> <array> kernel=<errno> shim=<errno>
  *
  * The arrays: {16, 2^64-8} (lengths whose sum wraps), {16, 2^63} (one
- * length above SSIZE_MAX), 1025 entries (above IOV_MAX), and {2^62, 2^62}
+ * length above SSIZE_MAX), 1025 entries (above IOV_MAX), 2^30 entries
+ * given for an array of 2 at the end of a mapping (nothing past it may be
+ * read), and {2^62, 2^62}
  * (a sum above SSIZE_MAX; Linux answers EFAULT, the shim EINVAL, which POSIX
  * names). Then it checks that the framed stream still carries bytes intact
  * both ways. Prints "MODE 2" first (the connection is framed), "OK" last;
@@ -26,6 +28,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -33,7 +36,7 @@
 #define NBIG 1025
 
 static char a[16] = "0123456789abcdef", b[16];
-static struct iovec big[NBIG];
+static struct iovec big[NBIG], *edge;
 static int bad;
 
 static void die(const char *what)
@@ -112,6 +115,15 @@ int main(int argc, char **argv)
 
 	for (int i = 0; i < NBIG; i++)
 		big[i] = (struct iovec){ a, 1 };
+	{
+		char *p = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (p == MAP_FAILED || munmap(p + 4096, 4096))
+			die("mmap");
+		edge = (struct iovec *)(p + 4096) - 2;
+		edge[0] = (struct iovec){ b, 8 };
+		edge[1] = (struct iovec){ b + 8, 8 };
+	}
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
 		const char *op = ops[i];
 		int rx = op[0] == 'r';
@@ -129,6 +141,7 @@ int main(int argc, char **argv)
 		check(op, "{16,2^64-8}", pair[0], cl, wrap, 2, 0);
 		check(op, "{16,2^63}", pair[0], cl, over, 2, 0);
 		check(op, "1025-entries", pair[0], cl, big, NBIG, 0);
+		check(op, "2^30-entries", pair[0], cl, edge, (size_t)1 << 30, 0);
 		check(op, "{2^62,2^62}", pair[0], cl, sum, 2, EINVAL);
 		if (rx && (read(cl, buf, 1) != 1 || buf[0] != 'q' || read(pair[0], buf, 1) != 1))
 			die("drain");
