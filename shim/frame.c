@@ -23,6 +23,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <unistd.h>
 #include <sys/syscall.h>
@@ -978,6 +979,32 @@ static void claim(struct hb_conn *c)
 static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags);
 static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags);
 
+/* The kernel's checks of a message's iovec array, made before the shim
+ * reads or sums it: more than IOV_MAX entries is EMSGSIZE (readv and writev
+ * answer EINVAL before calling here); a length above SSIZE_MAX, or lengths
+ * whose sum passes SSIZE_MAX, is EINVAL. (Linux answers EFAULT for such a
+ * sum, as no buffer that long can exist; POSIX names EINVAL.) This check
+ * bounds every sum of the lengths the framed paths make. */
+static long iov_check(const struct msghdr *m)
+{
+	size_t t = 0;
+
+	if (m->msg_iovlen > IOV_MAX)
+		return -EMSGSIZE;
+	if (!m->msg_iovlen)
+		return 0;
+	if (!m->msg_iov)
+		return -EFAULT;
+	for (size_t i = 0; i < m->msg_iovlen; i++) {
+		size_t l = m->msg_iov[i].iov_len;
+
+		if (l > (size_t)SSIZE_MAX || l > (size_t)SSIZE_MAX - t)
+			return -EINVAL;
+		t += l;
+	}
+	return 0;
+}
+
 /* The entry points hold a use count so that the background thread never
  * recycles a connection another thread still works on (a close racing a
  * blocked read in another thread). */
@@ -985,6 +1012,8 @@ long hb_frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 {
 	long r;
 
+	if ((r = iov_check(m)) < 0)
+		return r;
 	hb_add_acq_rel(&c->users, 1);
 	claim(c);
 	if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & HB_CF_SHUT_RD)) {
@@ -1004,6 +1033,8 @@ long hb_frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags)
 {
 	long r;
 
+	if ((r = iov_check(m)) < 0)
+		return r;
 	hb_add_acq_rel(&c->users, 1);
 	claim(c);
 	r = frame_send(c, fd, m, flags);

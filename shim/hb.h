@@ -254,6 +254,7 @@ long hb_os_getpeername(int fd, struct sockaddr *sa, socklen_t *len);
 long hb_os_futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t timeout_ms);
 long hb_os_futex_wake(_Atomic uint32_t *addr);
 void *hb_os_mmap(size_t len);     /* zeroed anonymous memory or NULL */
+void hb_os_munmap(void *p, size_t len); /* what hb_os_mmap gave; async-signal-safe */
 uint64_t hb_os_now_ms(void);      /* CLOCK_MONOTONIC in milliseconds */
 uint64_t hb_os_now_ns(void);      /* CLOCK_MONOTONIC in nanoseconds */
 uint64_t hb_os_wall_ms(void);     /* CLOCK_REALTIME in milliseconds */

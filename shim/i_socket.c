@@ -9,6 +9,7 @@
  * through untouched: the table never fails an application call.
  */
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -138,7 +139,11 @@ static int connect_deadline(int fd, struct hb_conn *c, const struct sockaddr *sa
 
 		if (app_limit && start + app_limit < until)
 			until = start + app_limit;
-		pr = hb_os_poll1(fd, POLLOUT, now >= until ? 0 : (int)(until - now), &rev);
+		/* A wait past INT_MAX ms is made in steps: poll would read
+		 * its negative int as "forever". */
+		pr = hb_os_poll1(fd, POLLOUT,
+				 now >= until ? 0 : until - now > INT_MAX ? INT_MAX : (int)(until - now),
+				 &rev);
 		if (pr > 0) {
 			socklen_t el = sizeof(err);
 
@@ -296,6 +301,22 @@ HB_EXPORT int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 	return r;
 }
 
+/* SO_RCVTIMEO / SO_SNDTIMEO as the kernel reads them (it accepted tv), in
+ * ms for our deadlines (0: none): {0, 0} is none; a negative tv_sec is "at
+ * once" (1 ms here); microseconds round up, as the kernel rounds up to a
+ * tick; past UINT32_MAX ms (49 days) saturates instead of wrapping. */
+static uint32_t timeo_ms(const struct timeval *tv)
+{
+	uint64_t ms;
+
+	if (tv->tv_sec < 0)
+		return 1;
+	if ((uint64_t)tv->tv_sec > UINT32_MAX / 1000u)
+		return UINT32_MAX;
+	ms = (uint64_t)tv->tv_sec * 1000u + ((uint64_t)tv->tv_usec + 999u) / 1000u;
+	return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
 HB_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 {
 	int r = REAL(setsockopt, (int)syscall(SYS_setsockopt, fd, level, opt, val, len), fd,
@@ -317,8 +338,7 @@ HB_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t 
 			if (val && len >= sizeof(struct timeval)) {
 				const struct timeval *tv = val;
 
-				hb_store_relaxed(&c->rcvtimeo_ms,
-						 (uint32_t)(tv->tv_sec * 1000 + tv->tv_usec / 1000));
+				hb_store_relaxed(&c->rcvtimeo_ms, timeo_ms(tv));
 			}
 		}
 		else if (opt == SO_SNDTIMEO) {
@@ -326,8 +346,7 @@ HB_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t 
 			if (val && len >= sizeof(struct timeval)) {
 				const struct timeval *tv = val;
 
-				hb_store_relaxed(&c->sndtimeo_ms,
-						 (uint32_t)(tv->tv_sec * 1000 + tv->tv_usec / 1000));
+				hb_store_relaxed(&c->sndtimeo_ms, timeo_ms(tv));
 			}
 		}
 	} else if (level == IPPROTO_TCP) {

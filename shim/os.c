@@ -162,6 +162,11 @@ void *hb_os_mmap(size_t len)
 	return (void *)r;
 }
 
+void hb_os_munmap(void *p, size_t len)
+{
+	RAW(SYS_munmap, p, len);
+}
+
 uint64_t hb_os_now_ns(void)
 {
 	struct timespec ts;
