@@ -44,6 +44,9 @@
  * application, and the background thread looks every millisecond (a shimmed
  * client sends its hello right behind the handshake's last ACK). */
 #define ACCEPT_HELLO_WAIT_MS 20
+/* How long an accepted connection with no byte yet ticks at the pacing
+ * floor, ready for a hello that arrives late. */
+#define LATE_HELLO_MS 10000
 
 struct hb_ka hb_ka_frame_cfg;
 
@@ -1707,10 +1710,13 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		if (now + 1 < next)
 			next = now + 1;
 	} else if (!c->client && hb_load_acquire(&c->rxmode) == HB_RX_DETECT &&
-		   now + HB_PACE_FLOOR_MS < next) {
+		   now < c->opened_ms + LATE_HELLO_MS && now + HB_PACE_FLOOR_MS < next) {
 		/* A hello that comes later may be read by the application, and
 		 * ask for heartbeats sooner than our own interval: the tick
-		 * that paces them is never further than the floor away. */
+		 * that paces them is never further than the floor away. Only
+		 * for a while: a shimmed client sends its hello at connect,
+		 * and a peer that sends nothing must not cost 10 ticks a
+		 * second for ever. */
 		next = now + HB_PACE_FLOOR_MS;
 	}
 	if (c->client && hb_load_acquire(&c->rxmode) == HB_RX_DETECT) {

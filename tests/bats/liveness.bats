@@ -24,8 +24,10 @@ write_rawpeer() {
 	cat >"$1" <<'PY'
 """rawpeer.py PORT MODE ...: a hand-written hbshim peer (no shim loaded).
 
-  hello IV TO FLAGS SECS   send a hello (interval IV ms, timeout TO ms, flags),
-                           then stay silent and report what arrives for at most
+  hello IV TO FLAGS SECS [DELAY]
+                           send a hello (interval IV ms, timeout TO ms, flags),
+                           DELAY seconds after connecting (default 0), then
+                           stay silent and report what arrives for at most
                            SECS seconds: the shim's hello, each heartbeat (time
                            since the shim's hello), data, notices, EOF (time
                            since our hello left).
@@ -119,6 +121,8 @@ def main():
     r = Reader(s)
     if mode == "hello":
         iv, to, fl, secs = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+        if len(sys.argv) > 7:
+            time.sleep(float(sys.argv[7]))
         s.sendall(b"\xe5HBS\x01" + bytes([fl]) + struct.pack(">II", iv, to))
         t0 = time.monotonic()
         say("SENT HELLO")
@@ -222,6 +226,21 @@ start_server() {
 	((n >= 10)) || fail "only $n heartbeats in 2 s, want about 20: $output"
 	# Nothing but heartbeats.
 	! grep -Eq '^(DATA|NOTICE|BAD|EOF)' <<<"$output" || fail "$output"
+}
+
+@test "liveness: a hello read by the application 0.5 s after accept is paced for at once (no gap of the peer's 600 ms timeout)" {
+	# The server's own interval is 5 s; the application is blocked in recv
+	# and reads the hello itself, long after the accept-time window.
+	start_server echo-server HBSHIM_INTERVAL=5s HBSHIM_TIMEOUT=15s
+	run "$PY" "$RAW" "$PORT" hello 5000 600 1 2.5 0.5
+	assert_status 0
+	echo "$output"
+	[[ $output == *"HELLO e5484253"* ]] || fail "no hello from the server: $output"
+	# Heartbeats every 200 ms (600 / 3) from the first: no silence of 600 ms.
+	run awk -v slack="$HB_TIME_SLACK" '$1 == "HB" { if ($2 - last > gap) gap = $2 - last; last = $2; n++ }
+		END { printf "%d %.3f %.3f\n", n, gap, last; exit !(n >= 5 && gap < 0.6 && last > 2.0) }' <<<"$output"
+	echo "heartbeats, largest gap, last: $output" >&3
+	assert_status 0
 }
 
 # exchange: the stricter side (200 ms / 600 ms) and the looser (5 s / 15 s),
