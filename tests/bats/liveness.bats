@@ -286,3 +286,53 @@ ECHOED 3" ] || fail "server: $(cat "$T/srv.out" "$T/srv.err")"
 	bg_wait "$SRV" 5
 	grep -q "Errno 71" "$T/srv.err" || fail "server: $(cat "$T/srv.out" "$T/srv.err")"
 }
+
+@test "liveness: shutdown(SHUT_WR) racing another thread's writes never puts data behind the half-close (200 connections)" {
+	# The reader counts bytes to EOF on each connection; a data frame that
+	# slipped in between our half-close frame and our FIN would make it
+	# fail with EPROTO.
+	PORT=$(free_port)
+	bg srv env "${SHIM_ENV[@]}" HBSHIM_EVENTS="$T/srv.ev" "$PY" -c 'import socket, sys
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1])))
+l.listen(64)
+print("LISTENING", flush=True)
+for i in range(200):
+    c, _ = l.accept()
+    n = 0
+    try:
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            n += len(d)
+        print("EOF", n, flush=True)
+    except OSError as e:
+        print("ERR", e.errno, n, flush=True)
+    c.close()' "$PORT"
+	local srv=$BG_PID
+	wait_line "$T/srv.out" LISTENING
+	run shim "HBSHIM_FRAME=127.0.0.1:$PORT" HBSHIM_INTERVAL=1ms HBSHIM_TIMEOUT=20s "$PY" -c 'import socket, sys, threading, time
+for i in range(200):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    stop = False
+    def writer():
+        try:
+            while not stop:
+                s.send(b"x" * 100)
+        except OSError:
+            pass
+    t = threading.Thread(target=writer)
+    t.start()
+    time.sleep(0.002)
+    s.shutdown(socket.SHUT_WR)
+    stop = True
+    t.join()
+    s.close()
+print("DONE")' "$PORT"
+	assert_status 0
+	bg_wait "$srv" 10
+	[ "$(grep -c '^EOF ' "$T/srv.out")" -eq 200 ] || fail "reader: $(grep -v '^EOF ' "$T/srv.out")"
+	! grep -q '"event":"protocol_error"' "$T/srv.ev" || fail "$(grep protocol_error "$T/srv.ev")"
+}
