@@ -465,6 +465,8 @@ static void decide_tx(struct hb_conn *c, int fd, int framed)
 	unlock(&c->txlock);
 }
 
+static _Atomic int slow_peer_warned, strict_peer_warned;
+
 /* Look at the first bytes of the peer's direction (rxlock held).
  * wait: block for the first byte. Returns 0 when decided (rxmode is RAW,
  * FRAMED or FAILED), -EAGAIN when nothing decisive arrived, or another
@@ -539,7 +541,11 @@ static int detect(struct hb_conn *c, int fd, int wait)
 			decide_tx(c, fd, 1);
 			hb_log(HB_LOG_DEBUG, "fd %d: peer speaks hbshim v%u (interval %u ms)", fd,
 			       h.version, h.interval_ms);
-			if (2ull * c->peer_interval_ms > hb_cfg.timeout_ms)
+			/* Settings that cannot keep an idle connection alive:
+			 * said once per process (a server may accept thousands
+			 * of connections from the same peer). */
+			if (2ull * c->peer_interval_ms > hb_cfg.timeout_ms &&
+			    !hb_xchg_acq_rel(&slow_peer_warned, 1))
 				hb_log(HB_LOG_WARN,
 				       "fd %d: the peer heartbeats every %u ms%s, our timeout is %u ms: "
 				       "an idle peer may be declared dead",
@@ -547,7 +553,7 @@ static int detect(struct hb_conn *c, int fd, int wait)
 				       (h.flags & HB_HF_PACED) ? "" : " (an hbshim that does not pace)",
 				       hb_cfg.timeout_ms);
 			if ((uint64_t)HB_PACE_DIV * hb_pace_interval(hb_cfg.interval_ms, h.timeout_ms) >
-			    h.timeout_ms)
+			    h.timeout_ms && !hb_xchg_acq_rel(&strict_peer_warned, 1))
 				hb_log(HB_LOG_WARN,
 				       "fd %d: the peer's timeout is %u ms, we heartbeat every %u ms: "
 				       "it may declare us dead when idle",

@@ -228,6 +228,9 @@ start_server() {
 	((n >= 10)) || fail "only $n heartbeats in 2 s, want about 20: $output"
 	# Nothing but heartbeats.
 	! grep -Eq '^(DATA|NOTICE|BAD|EOF)' <<<"$output" || fail "$output"
+	# The shim says it cannot meet the peer's 1 ms.
+	grep -q "the peer's timeout is 1 ms, we heartbeat every 100 ms" "$T/srv.err" ||
+		fail "no warning: $(cat "$T/srv.err")"
 }
 
 @test "liveness: a hello read by the application 0.5 s after accept is paced for at once (no gap of the peer's 600 ms timeout)" {
