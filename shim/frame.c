@@ -45,6 +45,9 @@
  * application, and the background thread looks every millisecond (a shimmed
  * client sends its hello right behind the handshake's last ACK). */
 #define ACCEPT_HELLO_WAIT_MS 20
+/* How long an accepted connection with no byte yet ticks at the pacing
+ * floor, ready for a hello that arrives late. */
+#define LATE_HELLO_MS 10000
 
 struct hb_ka hb_ka_frame_cfg;
 
@@ -159,16 +162,25 @@ static int owner(const struct hb_conn *c)
 	return (hb_load_relaxed(&c->flags) & (HB_CF_SHARED | HB_CF_CLAIMED)) != HB_CF_SHARED;
 }
 
-/* How long the peer may stay silent: our timeout, but never less than two
- * of the peer's own heartbeat intervals (a peer with a slower rhythm is not
- * dead). */
+/* How long the peer may stay silent: our own timeout, whatever its hello
+ * announced. A peer that follows the protocol paces its heartbeats to the
+ * timeout our hello announced (hb_pace_interval), so a live one is never
+ * silent that long; a hello cannot lengthen our detection. */
 static uint32_t rx_limit(const struct hb_conn *c)
 {
-	uint64_t limit = hb_cfg.timeout_ms;
+	(void)c;
+	return hb_cfg.timeout_ms;
+}
 
-	if (c->peer_interval_ms && 2ull * c->peer_interval_ms > limit)
-		limit = 2ull * c->peer_interval_ms;
-	return limit > UINT32_MAX ? UINT32_MAX : (uint32_t)limit;
+/* Our heartbeat interval on this connection: ours, shortened for a peer that
+ * tolerates less silence (its hello's timeout), within the pacing floor.
+ * The peer's values are read only once the framed rxmode (stored with
+ * release after them) says they are there. */
+static uint32_t tx_interval(const struct hb_conn *c)
+{
+	uint32_t pt = hb_load_acquire(&c->rxmode) == HB_RX_FRAMED ? c->peer_timeout_ms : 0;
+
+	return hb_pace_interval(hb_cfg.interval_ms, pt);
 }
 
 /* Both directions raw: the connection is plain keepalive mode after all. */
@@ -218,7 +230,7 @@ static void apply_frame_keepalive(int fd, struct hb_conn *c)
  * bytes, or now from the background thread. */
 static void queue_hello(struct hb_conn *c)
 {
-	struct hb_hello h = { HB_PROTO_VERSION, 0, hb_cfg.interval_ms, hb_cfg.timeout_ms };
+	struct hb_hello h = { HB_PROTO_VERSION, HB_HF_PACED, hb_cfg.interval_ms, hb_cfg.timeout_ms };
 
 	if (c->hello_sent)
 		return;
@@ -454,6 +466,8 @@ static void decide_tx(struct hb_conn *c, int fd, int framed)
 	unlock(&c->txlock);
 }
 
+static _Atomic int slow_peer_warned, strict_peer_warned;
+
 /* Look at the first bytes of the peer's direction (rxlock held).
  * wait: block for the first byte. Returns 0 when decided (rxmode is RAW,
  * FRAMED or FAILED), -EAGAIN when nothing decisive arrived, or another
@@ -506,7 +520,13 @@ static int detect(struct hb_conn *c, int fd, int wait)
 				fail(c, fd, ECONNRESET, "hello");
 				return 0;
 			}
-			c->peer_interval_ms = h.interval_ms;
+			/* peer_interval_ms: how often the peer heartbeats toward
+			 * us. A pacing peer shortens its interval for our
+			 * timeout exactly as we do for its; an older one keeps
+			 * its own, and our timeout applies all the same. */
+			c->peer_interval_ms = (h.flags & HB_HF_PACED)
+						      ? hb_pace_interval(h.interval_ms, hb_cfg.timeout_ms)
+						      : h.interval_ms;
 			c->peer_timeout_ms = h.timeout_ms;
 			memset(&c->rx, 0, sizeof(c->rx));
 			if (hb_conn_public_mode(c) != HB_MODE_FRAME) {
@@ -522,6 +542,23 @@ static int detect(struct hb_conn *c, int fd, int wait)
 			decide_tx(c, fd, 1);
 			hb_log(HB_LOG_DEBUG, "fd %d: peer speaks hbshim v%u (interval %u ms)", fd,
 			       h.version, h.interval_ms);
+			/* Settings that cannot keep an idle connection alive:
+			 * said once per process (a server may accept thousands
+			 * of connections from the same peer). */
+			if (2ull * c->peer_interval_ms > hb_cfg.timeout_ms &&
+			    !hb_xchg_acq_rel(&slow_peer_warned, 1))
+				hb_log(HB_LOG_WARN,
+				       "fd %d: the peer heartbeats every %u ms%s, our timeout is %u ms: "
+				       "an idle peer may be declared dead",
+				       fd, c->peer_interval_ms,
+				       (h.flags & HB_HF_PACED) ? "" : " (an hbshim that does not pace)",
+				       hb_cfg.timeout_ms);
+			if ((uint64_t)HB_PACE_DIV * hb_pace_interval(hb_cfg.interval_ms, h.timeout_ms) >
+			    h.timeout_ms && !hb_xchg_acq_rel(&strict_peer_warned, 1))
+				hb_log(HB_LOG_WARN,
+				       "fd %d: the peer's timeout is %u ms, we heartbeat every %u ms: "
+				       "it may declare us dead when idle",
+				       fd, h.timeout_ms, hb_pace_interval(hb_cfg.interval_ms, h.timeout_ms));
 			if (hb_events_on()) {
 				char extra[96];
 				struct hb_buf b;
@@ -535,6 +572,10 @@ static int detect(struct hb_conn *c, int fd, int wait)
 		}
 		if (cls == -2) {
 			fail(c, fd, EPROTO, "version");
+			return 0;
+		}
+		if (cls == -3) {
+			fail(c, fd, EPROTO, "hello");
 			return 0;
 		}
 		if (cls == -1) {
@@ -1368,8 +1409,15 @@ int hb_frame_shutdown(struct hb_conn *c, int fd, int how)
 	if (how != SHUT_RD && hb_load_acquire(&c->txmode) == HB_TX_FRAMED &&
 	    lock(&c->txlock) == 0) {
 		flush_pend(c, fd);
-		if (how == SHUT_WR && hb_tx_at_boundary(&c->tx))
-			sh_send(c, fd, hc, sizeof(hc), MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (how == SHUT_WR && hb_tx_at_boundary(&c->tx) &&
+		    sh_send(c, fd, hc, sizeof(hc), MSG_DONTWAIT | MSG_NOSIGNAL) == sizeof(hc) &&
+		    hb_os_shutdown(fd, SHUT_WR) == 0) {
+			/* The FIN goes under the lock: no frame (a heartbeat, a
+			 * racing write) can slip in behind the half-close, which
+			 * the peer takes for a protocol error. */
+			unlock(&c->txlock);
+			return -1;
+		}
 		unlock(&c->txlock);
 	}
 	if (how == SHUT_WR || hb_load_acquire(&c->rxmode) == HB_RX_RAW ||
@@ -1503,7 +1551,7 @@ static uint32_t conn_jitter(const struct hb_conn *c)
 uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 {
 	static const uint8_t hb[2] = { HB_FT_CONTROL, HB_CT_HEARTBEAT };
-	uint32_t interval = hb_cfg.interval_ms, jitter = interval / 10;
+	uint32_t interval = tx_interval(c), jitter = interval / 10;
 	uint64_t next = now + interval;
 	struct hb_tcp_info x;
 	const struct tcp_info *ti = &x.ti;
@@ -1573,7 +1621,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 
 			if (cls == 0 && !c->bg_partial_at)
 				c->bg_partial_at = ms32(now);
-			if (cls == -1 || cls == -2 || r == 0 ||
+			if (cls == -1 || cls <= -2 || r == 0 ||
 			    (cls == 0 && (uint32_t)now - c->bg_partial_at >= PARTIAL_WAIT_MS) ||
 			    (!c->client && now >= c->opened_ms + ACCEPT_HELLO_WAIT_MS))
 				hb_os_setsockopt_int(fd, SOL_SOCKET, SO_RCVLOWAT, 1);
@@ -1581,6 +1629,11 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	}
 	if (c->mode != HB_MODE_FRAME)
 		return 0; /* settled as plain keepalive */
+	/* The peer's hello may have just arrived: pace for it from now on. */
+	interval = tx_interval(c);
+	jitter = interval / 10;
+	if (now + interval < next)
+		next = now + interval;
 	hb_ka_window(c, fd, &x, hb_ka_frame_cfg.user_timeout_ms);
 	/* Our direction: hello, then a heartbeat after an interval of silence.
 	 * The jitter spreads connections opened together. */
@@ -1693,6 +1746,15 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		 * the hello's window closes (the mark drops to 1 then). */
 		if (now + 1 < next)
 			next = now + 1;
+	} else if (!c->client && hb_load_acquire(&c->rxmode) == HB_RX_DETECT &&
+		   now < c->opened_ms + LATE_HELLO_MS && now + HB_PACE_FLOOR_MS < next) {
+		/* A hello that comes later may be read by the application, and
+		 * ask for heartbeats sooner than our own interval: the tick
+		 * that paces them is never further than the floor away. Only
+		 * for a while: a shimmed client sends its hello at connect,
+		 * and a peer that sends nothing must not cost 10 ticks a
+		 * second for ever. */
+		next = now + HB_PACE_FLOOR_MS;
 	}
 	if (c->client && hb_load_acquire(&c->rxmode) == HB_RX_DETECT) {
 		/* The server's first bytes are due: look often (1 ms for the

@@ -348,8 +348,10 @@ struct hb_conn {
 	uint32_t rx_bytes;             /* bg: tcpi_bytes_received (low bits) at the last drain */
 	uint64_t opened_ms;            /* monotonic ms at install */
 	uint64_t last_app_ms;          /* framed: last application byte either way */
-	uint32_t peer_interval_ms;     /* from the peer's hello (rx lock) */
-	uint32_t peer_timeout_ms;
+	uint32_t peer_interval_ms;     /* how often the peer heartbeats toward us:
+					  its hello's interval, paced for our
+					  timeout when it paces (rx lock) */
+	uint32_t peer_timeout_ms;      /* its hello's timeout: we pace for it */
 	_Atomic uint32_t rcvtimeo_ms;  /* app's SO_RCVTIMEO, 0 = none */
 	/* Monotonic ms, low 32 bits (differences wrap correctly). */
 	uint32_t shut_rd_at;           /* when the app asked for SHUT_RD (HB_CF_SHUT_RD) */
