@@ -591,8 +591,25 @@ extern struct hb_ka hb_ka_frame_cfg;
  * Any thread; no allocation. */
 size_t hb_inherit_export(char *out, size_t cap, const int (*dups)[2], int ndups);
 /* Adopt the connections described by the value of HBSHIM_INHERIT; returns
- * how many, or -EINVAL on a malformed value. Constructor only. */
+ * how many. An entry that is malformed, inconsistent or does not name a
+ * TCP socket of that cookie here is ignored with a warning. Constructor
+ * only. */
 int hb_inherit_import(const char *s);
+
+/* inherit_parse.c (pure): one entry of HBSHIM_INHERIT. */
+struct hb_inherit_ent {
+	int fd;
+	uint64_t cookie; /* never 0 */
+	uint8_t rxmode, txmode, client, hello_sent;
+	struct hb_rx rx; /* remaining, hdr, hdr_len, halfclosed: hb_rx_state_valid */
+	struct hb_tx tx; /* remaining, pend, pend_len */
+	uint32_t peer_interval_ms, peer_timeout_ms;
+};
+/* Parse the entry at s (up to ';' or the end) into *e: 0, or -EINVAL when
+ * it is malformed or holds a value no connection of ours can have (e is
+ * then zeroed). *next is set in both cases to the next entry (past the
+ * ';') or to the terminating NUL. */
+int hb_inherit_parse(const char *s, struct hb_inherit_ent *e, const char **next);
 
 /* ------------------------------------------------------------------ i_stdio.c */
 
