@@ -371,9 +371,10 @@ static void forget(int fd)
 		 * in the other process (a parent that gave it to a child as
 		 * its stdout and goes on using it): there the close is the
 		 * kernel's own, which only drops this process's reference;
-		 * our drain and shutdown would act on the stream of both. */
+		 * our drain and shutdown would act on the stream of both.
+		 * When that cannot be told (no /proc), it is shared. */
 		if (c->mode == HB_MODE_FRAME &&
-		    !((hb_load_relaxed(&c->flags) & HB_CF_SHARED) && hb_os_sock_shared(fd) > 0)) {
+		    !((hb_load_relaxed(&c->flags) & HB_CF_SHARED) && hb_os_sock_shared(fd) != 0)) {
 			hb_frame_close(c, fd);
 			hb_frame_linger(c, fd);
 		}

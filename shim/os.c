@@ -313,21 +313,47 @@ struct hb_dirent64 {
 	char name[];
 };
 
-/* Whether /proc/PID/fd (dir "" = that path) holds an fd naming target
- * ("socket:[INODE]"): 1 yes, 0 no, -1 unreadable. Raw calls only. */
-static int fd_dir_holds(const char *dir, const char *target, size_t tlen)
+static size_t put_dec(char *p, unsigned long long v)
 {
-	char buf[2048], link[64];
-	long dfd = RAW(SYS_openat, AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-	int found = 0;
+	char t[24];
+	size_t n = 0, k = 0;
 
+	do {
+		t[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n)
+		p[k++] = t[--n];
+	return k;
+}
+
+/* Whether process pid holds an fd naming target ("socket:[INODE]") in
+ * /proc/PID/fd: 1 yes, 0 no (or the process is gone), -1 cannot tell (not
+ * readable: another user's process, hidepid). Raw calls only. */
+static int pid_holds(unsigned long long pid, const char *target, size_t tlen)
+{
+	char buf[2048], link[64], dir[40];
+	long dfd;
+	size_t pl;
+	int found = 0, err = 0;
+
+	memcpy(dir, "/proc/", 6);
+	pl = 6 + put_dec(dir + 6, pid);
+	memcpy(dir + pl, "/fd", 4);
+	dfd = RAW(SYS_openat, AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (dfd == -ENOENT || dfd == -ESRCH)
+		/* Gone, or hidden from us (hidepid=invisible): a process that
+		 * still exists is one we cannot look into. */
+		return RAW(SYS_kill, (long)pid, 0) == -ESRCH ? 0 : -1;
 	if (dfd < 0)
 		return -1;
 	for (;;) {
 		long n = RAW(SYS_getdents64, dfd, buf, sizeof(buf));
 
-		if (n <= 0)
+		if (n <= 0) {
+			err = n < 0;
 			break;
+		}
 		for (long at = 0; at < n && !found;) {
 			struct hb_dirent64 *d = (struct hb_dirent64 *)(buf + at);
 			long l;
@@ -343,100 +369,127 @@ static int fd_dir_holds(const char *dir, const char *target, size_t tlen)
 			break;
 	}
 	RAW(SYS_close, dfd);
-	return found;
+	return found ? 1 : err ? -1 : 0;
 }
 
-static size_t put_dec(char *p, unsigned long long v)
+/* The children of one thread (/proc/self/task/TID/children, a list of
+ * pids of any length, read in pieces): 1 if one of them holds target, 0
+ * if none does, -1 if that cannot be told. */
+static int children_hold(long tdir, const char *tid, const char *target, size_t tlen)
 {
-	char t[24];
-	size_t n = 0, k = 0;
+	char cp[96], kids[256];
+	unsigned long long pid = 0;
+	size_t cl = strlen(tid);
+	long cfd, k;
+	int digits = 0, r = 0;
 
-	do {
-		t[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	while (n)
-		p[k++] = t[--n];
-	return k;
+	if (cl > 20)
+		return -1;
+	memcpy(cp, tid, cl);
+	memcpy(cp + cl, "/children", 10);
+	cfd = RAW(SYS_openat, tdir, cp, O_RDONLY | O_CLOEXEC, 0);
+	if (cfd == -ENOENT) {
+		/* The thread ended (its children went to another), or the
+		 * kernel has no children lists (CONFIG_PROC_CHILDREN). */
+		cfd = RAW(SYS_openat, tdir, tid, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+		if (cfd < 0)
+			return 0;
+		RAW(SYS_close, cfd);
+		return -1;
+	}
+	if (cfd < 0)
+		return -1;
+	while (r != 1 && (k = RAW(SYS_read, cfd, kids, sizeof(kids))) != 0) {
+		if (k < 0) {
+			r = -1;
+			break;
+		}
+		/* A pid may straddle two reads: carry the digits over. */
+		for (long i = 0; i < k && r != 1; i++) {
+			if (kids[i] >= '0' && kids[i] <= '9') {
+				if (++digits > 19) {
+					r = -1; /* not a pid: do not guess */
+					goto out;
+				}
+				pid = pid * 10 + (unsigned)(kids[i] - '0');
+				continue;
+			}
+			if (digits) {
+				int h = pid_holds(pid, target, tlen);
+
+				if (h)
+					r = h > 0 ? 1 : -1;
+			}
+			pid = 0;
+			digits = 0;
+		}
+	}
+	if (r != 1 && digits) {
+		int h = pid_holds(pid, target, tlen);
+
+		if (h)
+			r = h > 0 ? 1 : -1;
+	}
+out:
+	RAW(SYS_close, cfd);
+	return r;
 }
 
 /* Whether another process (our parent, or one of our children) still has
- * the socket fd names open: 1 yes, 0 no, -1 cannot tell (no /proc). The
+ * the socket fd names open: 1 yes, 0 no, -1 cannot tell (no /proc, a
+ * process we may not look into, a parent outside our pid namespace). The
  * close of a connection that crossed a fork or exec asks before it shuts
  * the socket down: a shutdown acts on the socket, not on one process's
- * reference to it. */
+ * reference to it. The caller treats "cannot tell" as "shared". */
 int hb_os_sock_shared(int fd)
 {
 	struct stat st;
-	char target[48], path[64], kids[512];
-	size_t tlen = 0, pl;
+	char target[48];
+	size_t tlen = 0;
 	long ppid, tdir, n;
-	int r, any = 0;
+	int r = 0;
 
 	if (RAW(SYS_fstat, fd, &st) < 0)
 		return -1;
 	memcpy(target, "socket:[", 8);
 	tlen = 8 + put_dec(target + 8, (unsigned long long)st.st_ino);
 	target[tlen++] = ']';
-	ppid = RAW(SYS_getppid);
-	if (ppid > 1) {
-		memcpy(path, "/proc/", 6);
-		pl = 6 + put_dec(path + 6, (unsigned long long)ppid);
-		memcpy(path + pl, "/fd", 4);
-		r = fd_dir_holds(path, target, tlen);
-		if (r > 0)
-			return 1;
-		any |= r == 0;
-	}
-	/* Children, from every thread's list. */
+	/* Children, from every thread's list; this also tells whether /proc
+	 * is there at all. */
 	tdir = RAW(SYS_openat, AT_FDCWD, "/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (tdir < 0)
-		return any ? 0 : -1;
+		return -1;
 	for (;;) {
 		char buf[1024];
 
 		n = RAW(SYS_getdents64, tdir, buf, sizeof(buf));
-		if (n <= 0)
+		if (n <= 0) {
+			if (n < 0)
+				r = -1;
 			break;
-		for (long at = 0; at < n;) {
+		}
+		for (long at = 0; at < n && r != 1;) {
 			struct hb_dirent64 *d = (struct hb_dirent64 *)(buf + at);
-			char cp[96];
-			long cfd, k;
-			size_t cl;
+			int h;
 
 			at += d->reclen;
 			if (d->name[0] < '0' || d->name[0] > '9')
 				continue;
-			cl = strlen(d->name);
-			if (cl > 20)
-				continue;
-			memcpy(cp, d->name, cl);
-			memcpy(cp + cl, "/children", 10);
-			cfd = RAW(SYS_openat, tdir, cp, O_RDONLY | O_CLOEXEC, 0);
-			if (cfd < 0)
-				continue;
-			k = RAW(SYS_read, cfd, kids, sizeof(kids) - 1);
-			RAW(SYS_close, cfd);
-			for (long i = 0; i < k;) {
-				unsigned long long pid = 0;
-
-				while (i < k && (kids[i] < '0' || kids[i] > '9'))
-					i++;
-				if (i >= k)
-					break;
-				while (i < k && kids[i] >= '0' && kids[i] <= '9')
-					pid = pid * 10 + (unsigned)(kids[i++] - '0');
-				memcpy(path, "/proc/", 6);
-				pl = 6 + put_dec(path + 6, pid);
-				memcpy(path + pl, "/fd", 4);
-				if (fd_dir_holds(path, target, tlen) > 0) {
-					RAW(SYS_close, tdir);
-					return 1;
-				}
-			}
-			any = 1;
+			h = children_hold(tdir, d->name, target, tlen);
+			if (h)
+				r = h;
 		}
+		if (r == 1)
+			break;
 	}
 	RAW(SYS_close, tdir);
-	return any ? 0 : -1;
+	if (r == 1)
+		return 1;
+	/* The parent: 0 when it lives outside our pid namespace (a
+	 * container's first process), where it cannot be looked up. */
+	ppid = RAW(SYS_getppid);
+	if (ppid <= 0)
+		return -1;
+	n = pid_holds((unsigned long long)ppid, target, tlen);
+	return n ? (int)n : r;
 }
