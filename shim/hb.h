@@ -206,6 +206,11 @@ struct hb_tcp_info {
 long hb_os_tcp_info(int fd, struct hb_tcp_info *x);
 /* Another process (parent or child) holds the socket too: 1, 0, -1 unknown. */
 int hb_os_sock_shared(int fd);
+/* kcmp(2): 0 same, 1/2 ordered, 3 different, or -errno (ENOSYS, EPERM:
+ * a seccomp profile without CAP_SYS_PTRACE). */
+long hb_os_kcmp(int pid1, int pid2, int type, unsigned long a, unsigned long b);
+long hb_os_madvise(void *addr, size_t len, int advice);
+long hb_os_munmap(void *addr, size_t len);
 long hb_os_shutdown(int fd, int how);
 long hb_os_close(int fd);
 long hb_os_write(int fd, const void *buf, size_t n);
@@ -403,8 +408,9 @@ struct hb_fdent {
 
 extern _Atomic(struct hb_fdent *) hb_fd_chunks[HB_FD_MAX >> HB_FD_CHUNK_SHIFT];
 
-/* The fast path of every interposer: the connection behind fd, or NULL. */
-static inline struct hb_conn *hb_fd_conn(int fd)
+/* The table's entry for fd as it stands (NULL if none): for the paths
+ * that change the table, which must see the owner's entries. */
+static inline struct hb_conn *hb_fd_conn_raw(int fd)
 {
 	if (HB_UNLIKELY((unsigned)fd >= HB_FD_MAX))
 		return NULL;
@@ -412,6 +418,28 @@ static inline struct hb_conn *hb_fd_conn(int fd)
 	if (!ch)
 		return NULL;
 	return hb_load_acquire(&ch[(unsigned)fd & (HB_FD_CHUNK - 1)].conn);
+}
+
+/* Set, in the thread it runs on, by a process that runs in the memory of
+ * the table's owner (a vfork child) or cannot tell whether it does, when it
+ * left the table unchanged (init.c, hb_vfork_check): its pid. Its closes
+ * are not recorded, so an entry may name a file that is no longer the
+ * socket: hb_fd_conn then checks the socket's cookie. Thread-local: a
+ * vfork child runs on the thread that called vfork; no other thread pays.
+ * Cleared when the owner sees it again (the child exec'd or exited). */
+extern __thread int hb_vfork_mark __attribute__((tls_model("initial-exec")));
+struct hb_conn *hb_fd_conn_marked(int fd, struct hb_conn *c);
+
+/* The fast path of every interposer: the connection behind fd, or NULL
+ * (also when fd is provably not the connection's socket in a vfork
+ * child). */
+static inline struct hb_conn *hb_fd_conn(int fd)
+{
+	struct hb_conn *c = hb_fd_conn_raw(fd);
+
+	if (HB_UNLIKELY(c && hb_vfork_mark))
+		return hb_fd_conn_marked(fd, c);
+	return c;
 }
 
 /* Entry for fd, installing its chunk if create (mmap, CAS). NULL when fd is
@@ -627,6 +655,10 @@ void hb_stdio_flush(void);
  * thread; c must be installed. Never blocks. */
 void hb_thread_schedule(struct hb_conn *c);
 void hb_thread_ensure(void);
+/* In the child of a raw clone (no fork handlers ran) that found it has
+ * memory of its own: what the fork child handlers do (connections marked
+ * INHERITED and SHARED, no background thread yet). Single-threaded. */
+void hb_thread_after_clone(void);
 /* HBSHIM_CONNECT_TIMEOUT for a non-blocking connect still in SYN_SENT:
  * when expired, dissolve the attempt (the application's poll wakes; its
  * SO_ERROR reads ETIMEDOUT) and return 1. Background thread, fd pinned. */
@@ -692,7 +724,7 @@ extern int hb_enabled;
  * parent's (a child's close_range wiped the parent's fd table). Or in a
  * child of a raw clone (vsftpd), which has memory of its own: kcmp tells
  * the two apart (init.c). */
-extern int hb_self_pid;
+extern int hb_self_pid; /* fdtable.c */
 int hb_vfork_check(int pid);
 static inline int hb_vforked(void)
 {

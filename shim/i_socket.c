@@ -397,9 +397,9 @@ static int dup_done(int oldfd, int newfd)
 
 	if (newfd < 0)
 		return newfd;
-	c = hb_fd_conn(oldfd);
+	c = hb_fd_conn_raw(oldfd);
 	/* Only a change to the table asks for the pid (a system call). */
-	if ((c || hb_fd_conn(newfd)) && hb_vforked())
+	if ((c || hb_fd_conn_raw(newfd)) && hb_vforked())
 		return newfd;
 	if (c && hb_conn_usable(c))
 		hb_fd_install(newfd, c);
@@ -420,7 +420,7 @@ HB_EXPORT int dup2(int oldfd, int newfd)
 
 	if (oldfd == newfd)
 		return REAL(dup2, (int)syscall(SYS_dup2, oldfd, newfd), oldfd, newfd);
-	begun = hb_fd_conn(newfd) && hb_vforked() ? 0 : hb_fd_forget_begin(newfd);
+	begun = hb_fd_conn_raw(newfd) && hb_vforked() ? 0 : hb_fd_forget_begin(newfd);
 	r = REAL(dup2, (int)syscall(SYS_dup2, oldfd, newfd), oldfd, newfd);
 	err = errno;
 	if (begun)
@@ -435,7 +435,7 @@ HB_EXPORT int dup3(int oldfd, int newfd, int flags)
 
 	if (oldfd == newfd)
 		return REAL(dup3, (int)syscall(SYS_dup3, oldfd, newfd, flags), oldfd, newfd, flags);
-	begun = hb_fd_conn(newfd) && hb_vforked() ? 0 : hb_fd_forget_begin(newfd);
+	begun = hb_fd_conn_raw(newfd) && hb_vforked() ? 0 : hb_fd_forget_begin(newfd);
 	r = REAL(dup3, (int)syscall(SYS_dup3, oldfd, newfd, flags), oldfd, newfd, flags);
 	err = errno;
 	if (begun)

@@ -152,6 +152,21 @@ long hb_os_futex_wake(_Atomic uint32_t *addr)
 	return RAW(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+long hb_os_kcmp(int pid1, int pid2, int type, unsigned long a, unsigned long b)
+{
+	return RAW(SYS_kcmp, pid1, pid2, type, a, b);
+}
+
+long hb_os_munmap(void *addr, size_t len)
+{
+	return RAW(SYS_munmap, addr, len);
+}
+
+long hb_os_madvise(void *addr, size_t len, int advice)
+{
+	return RAW(SYS_madvise, addr, len, advice);
+}
+
 void *hb_os_mmap(size_t len)
 {
 	long r = RAW(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
