@@ -29,6 +29,8 @@ NEEDS=(
 	redis-tools
 	"nginx-light|nginx"
 	wrk
+	gcc-aarch64-linux-gnu
+	libc6-dev-arm64-cross
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
