@@ -389,10 +389,21 @@ static size_t put_dec(char *p, unsigned long long v)
 	return k;
 }
 
-/* Whether process pid holds an fd naming target ("socket:[INODE]") in
- * /proc/PID/fd: 1 yes, 0 no (or the process is gone), -1 cannot tell (not
- * readable: another user's process, hidepid). Raw calls only. */
-static int pid_holds(unsigned long long pid, const char *target, size_t tlen)
+/* What hb_os_sock_shared looks for ("socket:[INODE]"), and how many more
+ * fd entries it may read: a server with thousands of children holding
+ * thousands of fds would make one close cost seconds. Past the budget the
+ * answer is "cannot tell". */
+#define SHARED_BUDGET 4096
+struct look {
+	char target[48];
+	size_t tlen;
+	long budget;
+};
+
+/* Whether process pid holds an fd naming l->target in /proc/PID/fd: 1
+ * yes, 0 no (or the process is gone), -1 cannot tell (not readable:
+ * another user's process, hidepid; budget spent). Raw calls only. */
+static int pid_holds(unsigned long long pid, struct look *l)
 {
 	char buf[2048], link[64], dir[40];
 	long dfd;
@@ -418,18 +429,23 @@ static int pid_holds(unsigned long long pid, const char *target, size_t tlen)
 		}
 		for (long at = 0; at < n && !found;) {
 			struct hb_dirent64 *d = (struct hb_dirent64 *)(buf + at);
-			long l;
+			long k;
 
 			at += d->reclen;
 			if (d->name[0] < '0' || d->name[0] > '9')
 				continue;
-			l = RAW(SYS_readlinkat, dfd, d->name, link, sizeof(link));
-			if (l == (long)tlen && !memcmp(link, target, tlen))
+			if (--l->budget < 0) {
+				err = 1;
+				goto out;
+			}
+			k = RAW(SYS_readlinkat, dfd, d->name, link, sizeof(link));
+			if (k == (long)l->tlen && !memcmp(link, l->target, l->tlen))
 				found = 1;
 		}
 		if (found)
 			break;
 	}
+out:
 	RAW(SYS_close, dfd);
 	return found ? 1 : err ? -1 : 0;
 }
@@ -437,7 +453,7 @@ static int pid_holds(unsigned long long pid, const char *target, size_t tlen)
 /* The children of one thread (/proc/self/task/TID/children, a list of
  * pids of any length, read in pieces): 1 if one of them holds target, 0
  * if none does, -1 if that cannot be told. */
-static int children_hold(long tdir, const char *tid, const char *target, size_t tlen)
+static int children_hold(long tdir, const char *tid, struct look *l)
 {
 	char cp[96], kids[256];
 	unsigned long long pid = 0;
@@ -477,7 +493,7 @@ static int children_hold(long tdir, const char *tid, const char *target, size_t 
 				continue;
 			}
 			if (digits) {
-				int h = pid_holds(pid, target, tlen);
+				int h = pid_holds(pid, l);
 
 				if (h)
 					r = h > 0 ? 1 : -1;
@@ -487,7 +503,7 @@ static int children_hold(long tdir, const char *tid, const char *target, size_t 
 		}
 	}
 	if (r != 1 && digits) {
-		int h = pid_holds(pid, target, tlen);
+		int h = pid_holds(pid, l);
 
 		if (h)
 			r = h > 0 ? 1 : -1;
@@ -506,16 +522,15 @@ out:
 int hb_os_sock_shared(int fd)
 {
 	struct stat st;
-	char target[48];
-	size_t tlen = 0;
+	struct look lk = { .budget = SHARED_BUDGET };
 	long ppid, tdir, n;
 	int r = 0;
 
 	if (RAW(SYS_fstat, fd, &st) < 0)
 		return -1;
-	memcpy(target, "socket:[", 8);
-	tlen = 8 + put_dec(target + 8, (unsigned long long)st.st_ino);
-	target[tlen++] = ']';
+	memcpy(lk.target, "socket:[", 8);
+	lk.tlen = 8 + put_dec(lk.target + 8, (unsigned long long)st.st_ino);
+	lk.target[lk.tlen++] = ']';
 	/* Children, from every thread's list; this also tells whether /proc
 	 * is there at all. */
 	tdir = RAW(SYS_openat, AT_FDCWD, "/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
@@ -537,7 +552,7 @@ int hb_os_sock_shared(int fd)
 			at += d->reclen;
 			if (d->name[0] < '0' || d->name[0] > '9')
 				continue;
-			h = children_hold(tdir, d->name, target, tlen);
+			h = children_hold(tdir, d->name, &lk);
 			if (h)
 				r = h;
 		}
@@ -552,6 +567,6 @@ int hb_os_sock_shared(int fd)
 	ppid = RAW(SYS_getppid);
 	if (ppid <= 0)
 		return -1;
-	n = pid_holds((unsigned long long)ppid, target, tlen);
+	n = pid_holds((unsigned long long)ppid, &lk);
 	return n ? (int)n : r;
 }
