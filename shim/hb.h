@@ -433,18 +433,23 @@ static inline struct hb_conn *hb_fd_conn_raw(int fd)
  * vfork child runs on the thread that called vfork; no other thread pays.
  * Cleared when the owner sees it again (the child exec'd or exited). */
 extern __thread int hb_vfork_mark __attribute__((tls_model("initial-exec")));
-struct hb_conn *hb_fd_conn_marked(int fd, struct hb_conn *c);
+struct hb_conn *hb_fd_conn_marked(int fd, struct hb_conn *c) __attribute__((cold));
 
-/* The fast path of every interposer: the connection behind fd, or NULL
- * (also when fd is provably not the connection's socket in a vfork
- * child). */
-static inline struct hb_conn *hb_fd_conn(int fd)
+/* c, the raw entry for fd, or NULL when fd is provably not its socket in
+ * a vfork child (the fast paths of i_io.c look up raw and vet in their
+ * slow part: no stack frame for an untracked fd). */
+static inline struct hb_conn *hb_fd_conn_vet(int fd, struct hb_conn *c)
 {
-	struct hb_conn *c = hb_fd_conn_raw(fd);
-
 	if (HB_UNLIKELY(c && hb_vfork_mark))
 		return hb_fd_conn_marked(fd, c);
 	return c;
+}
+
+/* The connection behind fd, or NULL (also when fd is provably not the
+ * connection's socket in a vfork child). */
+static inline struct hb_conn *hb_fd_conn(int fd)
+{
+	return hb_fd_conn_vet(fd, hb_fd_conn_raw(fd));
 }
 
 /* Entry for fd, installing its chunk if create (mmap, CAS). NULL when fd is
