@@ -191,6 +191,20 @@ ssize_t hb_rx_decode(struct hb_rx *st, uint8_t *buf, size_t len, struct hb_rx_in
 	return (ssize_t)out;
 }
 
+int hb_rx_state_valid(const struct hb_rx *st)
+{
+	size_t need;
+
+	if (st->remaining > HB_MAX_FRAME)
+		return 0;
+	if (!st->hdr_len)
+		return 1;
+	/* A partial header only between frames, and one that is still
+	 * partial: hb_rx_decode stores a byte at hdr[hdr_len] next. */
+	need = hdr_need(st->hdr, st->hdr_len);
+	return !st->remaining && need && st->hdr_len < need;
+}
+
 int hb_rx_data_fast(struct hb_rx *st, const uint8_t *hdr, size_t payload)
 {
 	uint32_t len;

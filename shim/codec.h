@@ -101,6 +101,12 @@ struct hb_rx_info {
  * error st is unusable. */
 ssize_t hb_rx_decode(struct hb_rx *st, uint8_t *buf, size_t len, struct hb_rx_info *info);
 
+/* 1 when st is a state hb_rx_decode can leave behind (a partial header
+ * only between frames, shorter than its complete length; a payload count
+ * within HB_MAX_FRAME): state from outside (HBSHIM_INHERIT) must pass this
+ * before the decoder runs on it. Pure. */
+int hb_rx_state_valid(const struct hb_rx *st);
+
 /* The read path's shortcut: st at a frame boundary and not half-closed, hdr
  * a complete data header, followed by `payload` bytes that all belong to that frame. Then st
  * is left as hb_rx_decode would leave it and 1 is returned; otherwise 0 and

@@ -211,7 +211,7 @@ static long frame_send1(struct hb_conn *c, int fd, const void *buf, size_t n, in
  * binding) is in a separate out-of-line function.
  */
 #define FAST_PATH(c, fn, name, fd, ...)                            \
-	struct hb_conn *c = hb_fd_conn(fd);                        \
+	struct hb_conn *c = hb_fd_conn_raw(fd); /* slow: vetted */ \
 	__typeof__(hb_real.name) fn = REAL_PTR(name);              \
 	if (HB_LIKELY(!c && fn))                                   \
 		return fn(fd, __VA_ARGS__)
@@ -220,6 +220,7 @@ static long frame_send1(struct hb_conn *c, int fd, const void *buf, size_t n, in
 
 static SLOW ssize_t read_slow(struct hb_conn *c, int fd, void *buf, size_t n)
 {
+	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c))
 		return REAL(read, syscall(SYS_read, fd, buf, n), fd, buf, n);
 	PRECHECK(c, fd);
@@ -244,6 +245,7 @@ HB_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 static SLOW ssize_t recvfrom_slow(struct hb_conn *c, int fd, void *buf, size_t n, int flags,
 				  struct sockaddr *sa, socklen_t *sl)
 {
+	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c))
 		return REAL_RECVFROM(fd, buf, n, flags, sa, sl);
 	PRECHECK(c, fd);
@@ -299,6 +301,7 @@ static SLOW ssize_t recvmsg_slow(struct hb_conn *c, int fd, struct msghdr *m, in
 {
 	long r;
 
+	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c))
 		return REAL_RECVMSG(fd, m, flags);
 	PRECHECK(c, fd);
@@ -320,6 +323,7 @@ static SLOW ssize_t readv_slow(struct hb_conn *c, int fd, const struct iovec *io
 {
 	long r;
 
+	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c))
 		return REAL(readv, syscall(SYS_readv, fd, iov, n), fd, iov, n);
 	PRECHECK(c, fd);
@@ -348,6 +352,7 @@ HB_EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 
 static SLOW ssize_t write_slow(struct hb_conn *c, int fd, const void *buf, size_t n)
 {
+	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL(write, syscall(SYS_write, fd, buf, n), fd, buf, n);
 	PRECHECK(c, fd);
@@ -375,6 +380,7 @@ HB_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 static SLOW ssize_t sendto_slow(struct hb_conn *c, int fd, const void *buf, size_t n, int flags,
 				const struct sockaddr *sa, socklen_t sl)
 {
+	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL_SENDTO(fd, buf, n, flags, sa, sl);
 	PRECHECK(c, fd);
@@ -399,6 +405,7 @@ HB_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const str
 
 static SLOW ssize_t sendmsg_slow(struct hb_conn *c, int fd, const struct msghdr *m, int flags)
 {
+	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL_SENDMSG(fd, m, flags);
 	PRECHECK(c, fd);
@@ -416,6 +423,7 @@ HB_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 
 static SLOW ssize_t writev_slow(struct hb_conn *c, int fd, const struct iovec *iov, int n)
 {
+	c = hb_fd_conn_vet(fd, c);
 	struct msghdr m;
 
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)

@@ -390,9 +390,15 @@ static void forget(int fd)
 		 * in the other process (a parent that gave it to a child as
 		 * its stdout and goes on using it): there the close is the
 		 * kernel's own, which only drops this process's reference;
-		 * our drain and shutdown would act on the stream of both. */
+		 * our drain and shutdown would act on the stream of both.
+		 * When that cannot be told (no /proc), it is shared. A copy
+		 * this process never used since (not CLAIMED) is left alone
+		 * by both anyway: no need to ask. */
+		uint32_t fl = hb_load_relaxed(&c->flags);
+
 		if (c->mode == HB_MODE_FRAME &&
-		    !((hb_load_relaxed(&c->flags) & HB_CF_SHARED) && hb_os_sock_shared(fd) > 0)) {
+		    (!(fl & HB_CF_SHARED) ||
+		     ((fl & HB_CF_CLAIMED) && hb_os_sock_shared(fd) == 0))) {
 			hb_frame_close(c, fd);
 			hb_frame_linger(c, fd);
 		}
@@ -415,9 +421,9 @@ static int dup_done(int oldfd, int newfd)
 
 	if (newfd < 0)
 		return newfd;
-	c = hb_fd_conn(oldfd);
+	c = hb_fd_conn_raw(oldfd);
 	/* Only a change to the table asks for the pid (a system call). */
-	if ((c || hb_fd_conn(newfd)) && hb_vforked())
+	if ((c || hb_fd_conn_raw(newfd)) && hb_vforked())
 		return newfd;
 	if (c && hb_conn_usable(c))
 		hb_fd_install(newfd, c);
@@ -437,9 +443,9 @@ HB_EXPORT int dup2(int oldfd, int newfd)
 	int begun, r, err;
 
 	if (oldfd == newfd)
-		return REAL(dup2, (int)syscall(SYS_dup2, oldfd, newfd), oldfd, newfd);
-	begun = hb_fd_conn(newfd) && hb_vforked() ? 0 : hb_fd_forget_begin(newfd);
-	r = REAL(dup2, (int)syscall(SYS_dup2, oldfd, newfd), oldfd, newfd);
+		return REAL(dup2, LIBC_RET(hb_os_dup2(oldfd, newfd)), oldfd, newfd);
+	begun = hb_fd_conn_raw(newfd) && hb_vforked() ? 0 : hb_fd_forget_begin(newfd);
+	r = REAL(dup2, LIBC_RET(hb_os_dup2(oldfd, newfd)), oldfd, newfd);
 	err = errno;
 	if (begun)
 		hb_fd_forget_end(newfd, r >= 0);
@@ -453,7 +459,7 @@ HB_EXPORT int dup3(int oldfd, int newfd, int flags)
 
 	if (oldfd == newfd)
 		return REAL(dup3, (int)syscall(SYS_dup3, oldfd, newfd, flags), oldfd, newfd, flags);
-	begun = hb_fd_conn(newfd) && hb_vforked() ? 0 : hb_fd_forget_begin(newfd);
+	begun = hb_fd_conn_raw(newfd) && hb_vforked() ? 0 : hb_fd_forget_begin(newfd);
 	r = REAL(dup3, (int)syscall(SYS_dup3, oldfd, newfd, flags), oldfd, newfd, flags);
 	err = errno;
 	if (begun)
