@@ -131,6 +131,18 @@ static void unlock(_Atomic uint32_t *l)
 		hb_os_futex_wake(l);
 }
 
+/* Whether fd still refers to c. A close from another application thread
+ * does not wait for a call blocked in the kernel (the kernel's close does
+ * not either), so once a blocking system call returned, the number may
+ * have been closed and reused for another file: an application thread
+ * looks before it makes another system call on fd, and a framed call
+ * then ends with what it has, or EBADF. (The use count keeps c itself
+ * alive.) */
+static int fd_is(const struct hb_conn *c, int fd)
+{
+	return hb_fd_conn(fd) == c;
+}
+
 /* ---------------------------------------------------------------- helpers */
 
 /* glibc's struct tcp_info stops at tcpi_total_retrans; the kernel's goes on
@@ -288,7 +300,8 @@ static void app_sent(struct hb_conn *c, int fd)
 {
 	if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & HB_CF_QUICKACK)) {
 		hb_and_acq_rel(&c->flags, ~HB_CF_QUICKACK);
-		quickack(fd);
+		if (fd_is(c, fd))
+			quickack(fd);
 	}
 }
 
@@ -486,6 +499,8 @@ static int detect(struct hb_conn *c, int fd, int wait)
 			r = sh_recv(c, fd, p, 1, MSG_PEEK);
 			if (r < 0)
 				return (int)r; /* end of stream: seen again just below */
+			if (!fd_is(c, fd))
+				return -EBADF;
 		}
 		r = sh_recv(c, fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
 
@@ -887,6 +902,8 @@ static long peek_framed(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int f
 		r = absorb(c, fd, NULL, 0, scratch, (size_t)r, 0, (size_t)r);
 		if (r < 0)
 			return r;
+		if (!fd_is(c, fd))
+			return -EBADF;
 		set_lowat(c, fd);
 	}
 }
@@ -1023,7 +1040,7 @@ static long frame_discard(struct hb_conn *c, int fd, size_t n, int flags)
 	size_t total = 0;
 
 	flags &= ~MSG_TRUNC;
-	while (total < n) {
+	while (total < n && (!total || fd_is(c, fd))) {
 		size_t want = n - total < sizeof(scratch) ? n - total : sizeof(scratch);
 		struct iovec v = { scratch, want };
 		struct msghdr mm;
@@ -1071,6 +1088,8 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 			unlock(&c->rxlock);
 			return -EAGAIN;
 		}
+		if (r == -EAGAIN && !fd_is(c, fd))
+			r = -EBADF;
 		if (r < 0 && r != -EAGAIN) {
 			unlock(&c->rxlock);
 			return r;
@@ -1101,7 +1120,11 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 	 * (a signal, the end of the stream, an error or SO_RCVTIMEO end it
 	 * early with what came); any other read returns what one call got. */
 	wait_all = (flags & MSG_WAITALL) && !nb && !(flags & MSG_PEEK);
-	for (;;) {
+	for (int again = 0;; again = 1) {
+		if (again && !fd_is(c, fd)) {
+			got = -EBADF;
+			break;
+		}
 		if (flags & MSG_PEEK)
 			got = peek_framed(c, fd, buf, n, flags);
 		else
@@ -1139,7 +1162,8 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 			continue; /* a heartbeat is not end of stream: keep waiting */
 		break;
 	}
-	set_lowat(c, fd);
+	if (fd_is(c, fd))
+		set_lowat(c, fd);
 	unlock(&c->rxlock);
 	if (total) {
 		/* The application received data: its own sends answer it now,
@@ -1182,7 +1206,7 @@ static int map_iov(struct iovec *out, int k, int max, const struct iovec *iov, s
 static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags)
 {
 	size_t n = 0, total = 0;
-	int nb = nonblocking(c, flags);
+	int nb = nonblocking(c, flags), closed = 0, again = 0;
 	long r;
 
 	if (hb_load_acquire(&c->txmode) == HB_TX_UNDECIDED)
@@ -1230,19 +1254,25 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 			unlock(&c->txlock);
 			return r;
 		}
+		again = 1;
 		total = (size_t)r == n + HB_DATA_HDR_LEN ? n : hb_tx_commit(&c->tx, seg, 2, (size_t)r);
 		if (total || nb)
 			goto sent; /* whole, or short: report what went */
 		/* Blocking, and only header bytes went (a signal): go on. */
 	}
-	while (total < n || c->tx.pend_len) {
+	for (; total < n || c->tx.pend_len; again = 1) {
 		struct hb_tx_seg seg[4];
 		uint8_t hdr[HB_DATA_HDR_LEN];
 		struct iovec out[TX_IOV_MAX];
 		struct msghdr om;
 		size_t planned = 0, app_planned = 0;
-		int ns = hb_tx_plan(&c->tx, n - total, hdr, seg), k = 0;
+		int ns, k = 0;
 
+		if (again && !fd_is(c, fd)) {
+			closed = 1;
+			break;
+		}
+		ns = hb_tx_plan(&c->tx, n - total, hdr, seg);
 		for (int i = 0; i < ns && k < TX_IOV_MAX; i++) {
 			if (seg[i].base) {
 				out[k++] = (struct iovec){ (void *)seg[i].base, seg[i].len };
@@ -1290,7 +1320,7 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 sent:
 	unlock(&c->txlock);
 	if (!total && n)
-		return -EAGAIN;
+		return closed ? -EBADF : -EAGAIN;
 	if (total) {
 		app_sent(c, fd);
 		if (hb_cfg.idle_timeout_ms) /* only the idle deadline reads it */
@@ -1304,8 +1334,11 @@ void hb_frame_close(struct hb_conn *c, int fd)
 	/* Control frames left unread would make the kernel answer our close
 	 * with a reset instead of a FIN, and a reset throws away what we
 	 * still have to send: drop them first. Application bytes left unread
-	 * reset the connection exactly as they would without the shim. */
-	if (hb_load_acquire(&c->rxmode) == HB_RX_RAW || !owner(c) || lock(&c->rxlock) < 0)
+	 * reset the connection exactly as they would without the shim. Not
+	 * behind a reader blocked in the kernel (another thread): the close
+	 * returns at once, as the kernel's does, and the socket stays open
+	 * until that read returns (hb_frame_linger leaves it alone then). */
+	if (hb_load_acquire(&c->rxmode) == HB_RX_RAW || !owner(c) || !lock_unless_app(&c->rxlock))
 		return;
 	if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
 		detect(c, fd, 0);
@@ -1333,9 +1366,12 @@ int hb_frame_shutdown(struct hb_conn *c, int fd, int how)
 		return how; /* EINVAL from the kernel */
 	/* Pending control bytes go before our FIN; a half-close frame tells
 	 * the peer we still read: not for SHUT_RDWR, where a plain FIN also
-	 * stops the peer's heartbeats sooner. */
+	 * stops the peer's heartbeats sooner. Never behind a writer in
+	 * another thread: blocked in the kernel, it holds txlock until the
+	 * kernel's shutdown wakes it (EPIPE), and it is inside a frame, so
+	 * neither could go out anyway; the plain FIN follows its bytes. */
 	if (how != SHUT_RD && hb_load_acquire(&c->txmode) == HB_TX_FRAMED &&
-	    lock(&c->txlock) == 0) {
+	    lock_unless_app(&c->txlock)) {
 		flush_pend(c, fd);
 		if (how == SHUT_WR && hb_tx_at_boundary(&c->tx))
 			sh_send(c, fd, hc, sizeof(hc), MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -1818,6 +1854,13 @@ int hb_frame_linger(struct hb_conn *c, int fd)
 		return 0;
 	if (hb_load_acquire(&c->rxmode) == HB_RX_FAILED || hb_load_acquire(&c->dead))
 		return 0;
+	/* Another thread inside a call on the connection (blocked in the
+	 * kernel, typically): the kernel keeps the socket open until that
+	 * call returns, and its close sends no FIN meanwhile. Ours would
+	 * wake a blocked writer with EPIPE (and cut its frame short): the
+	 * close is the kernel's own. */
+	if (hb_load_acquire(&c->users))
+		return 0;
 	/* Only a peer that speaks hbshim sends heartbeats that could reach a
 	 * closed socket. Toward any other peer the close is the kernel's own:
 	 * no FIN of ours that a process forked without our knowledge (a raw
@@ -1863,8 +1906,14 @@ int hb_frame_linger(struct hb_conn *c, int fd)
 		return 0;
 	}
 	/* Our FIN goes now, behind whatever is still queued, exactly as the
-	 * application's close would have sent it. */
-	flush_pend(c, fd);
+	 * application's close would have sent it. The encoder's pending
+	 * bytes are txlock's (the background thread may be sending a
+	 * heartbeat); an application writer that started after the check
+	 * above is inside a frame: they cannot go then. */
+	if (lock_unless_app(&c->txlock)) {
+		flush_pend(c, fd);
+		unlock(&c->txlock);
+	}
 	hb_os_shutdown((int)nfd, SHUT_WR);
 	hb_thread_schedule(l);
 	return 1;
