@@ -93,18 +93,24 @@ static int trylock(_Atomic uint32_t *l)
 	return hb_cas_strong_acq_rel(l, &cur, self_tid());
 }
 
+/* Whether an application thread holds the lock (the caller's own included):
+ * one blocked in the kernel may hold it for as long as it waits. */
+static int app_holds(_Atomic uint32_t *l)
+{
+	uint32_t cur = hb_load_relaxed(l) & ~LOCK_WAITERS;
+
+	return cur && cur != hb_load_relaxed(&hb_thread_tid);
+}
+
 /* The lock, unless an application thread holds it (one blocked in a read
  * may hold it for long); the background thread holds it for microseconds
  * only, and is waited for (at most a few milliseconds). */
 static int lock_unless_app(_Atomic uint32_t *l)
 {
 	for (int spin = 0; spin < 2000; spin++) {
-		uint32_t cur;
-
 		if (trylock(l))
 			return 1;
-		cur = hb_load_relaxed(l) & ~LOCK_WAITERS;
-		if (cur && cur != hb_load_relaxed(&hb_thread_tid))
+		if (app_holds(l))
 			return 0;
 		if (spin < 100)
 			hb_cpu_relax();
@@ -244,6 +250,8 @@ static void queue_hello(struct hb_conn *c)
  * see a plain end of stream. Keep it for the application (i_io.c). */
 static void keep_err(struct hb_conn *c, long r)
 {
+	if (r == -ECONNRESET && (hb_load_relaxed(&c->flags) & HB_CF_RD_DOWN))
+		return; /* drawn by a heartbeat after our SHUT_RD (hb_frame_shutdown) */
 	if (r == -ECONNRESET || r == -ETIMEDOUT || r == -EHOSTUNREACH || r == -ENETUNREACH ||
 	    r == -ECONNREFUSED || r == -ECONNABORTED)
 		hb_store_relaxed(&c->stolen_err, (uint8_t)-r);
@@ -1013,6 +1021,8 @@ long hb_frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 	} else {
 		r = frame_recv(c, fd, m, flags);
 	}
+	if (HB_UNLIKELY(r == -ECONNRESET) && (hb_load_relaxed(&c->flags) & HB_CF_RD_DOWN))
+		r = 0; /* a heartbeat after our SHUT_RD (hb_frame_shutdown) */
 	hb_sub_acq_rel(&c->users, 1);
 	return r;
 }
@@ -1088,8 +1098,6 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 			unlock(&c->rxlock);
 			return -EAGAIN;
 		}
-		if (r == -EAGAIN && !fd_is(c, fd))
-			r = -EBADF;
 		if (r < 0 && r != -EAGAIN) {
 			unlock(&c->rxlock);
 			return r;
@@ -1355,9 +1363,13 @@ void hb_frame_close(struct hb_conn *c, int fd)
  * acknowledged with everything before it (FIN_WAIT2: every heartbeat the
  * peer sent before it saw our FIN has arrived by then); the background
  * thread applies it, or after the timeout in FIN_WAIT1. Meanwhile reads
- * see the end of the stream at once, as after a real SHUT_RD. A thread
- * inside a call on the connection (blocked in a read that a shutdown from
- * another thread is meant to end) gets the kernel's SHUT_RD at once. */
+ * see the end of the stream at once, as after a real SHUT_RD. A reader
+ * blocked in the kernel in another thread (the usual reason for a shutdown
+ * from another thread) is woken only by the kernel's SHUT_RD: it goes at
+ * once then. A heartbeat already on its way may then draw that reset; the
+ * reads on this side still report the end of the stream (HB_CF_RD_DOWN),
+ * as the kernel's would have. A writer blocked in the kernel is woken by
+ * the kernel's SHUT_WR (EPIPE), which goes at once either way. */
 int hb_frame_shutdown(struct hb_conn *c, int fd, int how)
 {
 	static const uint8_t hc[2] = { HB_FT_CONTROL, HB_CT_HALFCLOSE };
@@ -1380,10 +1392,10 @@ int hb_frame_shutdown(struct hb_conn *c, int fd, int how)
 	if (how == SHUT_WR || hb_load_acquire(&c->rxmode) == HB_RX_RAW ||
 	    hb_load_acquire(&c->rxmode) == HB_RX_FAILED || !owner(c))
 		return how;
-	if (hb_load_acquire(&c->users))
-		/* Another thread is inside a call on it (a shutdown to stop a
-		 * blocked reader, say): the kernel must wake it now. */
+	if (app_holds(&c->rxlock)) {
+		hb_or_acq_rel(&c->flags, HB_CF_RD_DOWN);
 		return how;
+	}
 	c->shut_rd_at = (uint32_t)hb_os_now_ms();
 	hb_or_acq_rel(&c->flags, HB_CF_SHUT_RD);
 	hb_thread_wake();
@@ -1773,6 +1785,10 @@ long hb_frame_xfer_out(struct hb_conn *c, int fd, size_t len, size_t avail, int 
 			}
 		}
 	}
+	if (!fd_is(c, fd)) {
+		r = -EBADF; /* closed while a header waited for room */
+		goto out;
+	}
 	s = xfer(ctx, len < c->tx.remaining ? len : c->tx.remaining);
 	if (s > 0) {
 		c->tx.remaining -= (uint32_t)s;
@@ -1824,6 +1840,10 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 		r = absorb(c, fd, NULL, 0, scratch, (size_t)r, 0, (size_t)r);
 		if (r < 0)
 			goto out;
+		if (!fd_is(c, fd)) {
+			r = -EBADF;
+			goto out;
+		}
 	}
 	r = xfer(ctx, len < c->rx.remaining ? len : c->rx.remaining);
 	if (r > 0) {
@@ -1832,7 +1852,8 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 			c->last_app_ms = hb_os_now_ms();
 	}
 out:
-	set_lowat(c, fd);
+	if (fd_is(c, fd))
+		set_lowat(c, fd);
 	unlock(&c->rxlock);
 	hb_sub_acq_rel(&c->users, 1);
 	return r;
