@@ -36,14 +36,18 @@ abortcall() {
 # The fields that must match the kernel's (everything but the timings).
 outcome() { sed 's/^op_ms=[-0-9]* woke_ms=[-0-9]* //' <<<"$line"; }
 
-# prompt: the shutdown/close returned within 150 ms, the blocked call too
-# (when it is meant to wake).
+# prompt: the shutdown/close returned within 400 ms, the blocked call too
+# (when it is meant to wake). Without the shim both take 0-1 ms; 400 leaves
+# room for a loaded machine (the plain kernel's took 321 ms once at a load
+# of 12 on 2 cores) and stays below what the failures measured (a close
+# waiting for the peer's byte: 600 ms; a shutdown behind a blocked send:
+# 2 s to never).
 prompt() {
 	[[ $op_ms =~ ^[0-9]+$ ]] || return 1
-	((op_ms < 150)) || return 1
+	((op_ms < 400)) || return 1
 	[ -n "${1:-}" ] || return 0
 	[[ $woke_ms =~ ^[0-9]+$ ]] || return 1
-	((woke_ms < 150)) || return 1
+	((woke_ms < 400)) || return 1
 }
 
 @test "abort: shutdown(SHUT_RDWR) from another thread ends a send blocked on a peer that never reads: at once, EPIPE, no SIGPIPE with MSG_NOSIGNAL" {
@@ -70,6 +74,20 @@ prompt() {
 	prompt woke
 	[ "$(outcome)" = "$want" ]
 	abortcall shim sendsig-shutdown "${FRAMED[@]}"
+	prompt woke
+	[ "$(outcome)" = "$want" ]
+}
+
+@test "abort: shutdown(SHUT_WR) from another thread ends a blocked send the same way (no half-close frame inside the writer's frame)" {
+	need_helper abortcall
+	abortcall plain send-shutwr
+	prompt woke
+	want=$(outcome)
+	[ "$want" = "blocked_after=1 result=-1 errno=EPIPE sigpipe=0 pipe=ok" ]
+	abortcall shim send-shutwr "${KA[@]}"
+	prompt woke
+	[ "$(outcome)" = "$want" ]
+	abortcall shim send-shutwr "${FRAMED[@]}"
 	prompt woke
 	[ "$(outcome)" = "$want" ]
 }

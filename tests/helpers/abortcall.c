@@ -6,8 +6,9 @@
  * blocked call returned, so a run under the shim can be compared with the
  * plain kernel. The peer is in the same process (accepted socket).
  *
- * usage: abortcall send-shutdown|sendsig-shutdown|recv-shutdown|
+ * usage: abortcall send-shutdown|sendsig-shutdown|send-shutwr|recv-shutdown|
  *                  send-close|recv-close
+ *   *-shutdown  shutdown(SHUT_RDWR); send-shutwr: shutdown(SHUT_WR);
  *   send-*      thread A sends 1 MiB chunks until a send fails (MSG_NOSIGNAL,
  *               except sendsig-*, which counts SIGPIPE with a handler);
  *   recv-*      thread A does one recv of up to 4096 bytes;
@@ -36,7 +37,7 @@
 
 #define CHUNK (1 << 20)
 
-static int cli, srv, is_send, with_sig, by_close;
+static int cli, srv, is_send, with_sig, by_close, how = SHUT_RDWR;
 static atomic_int done, sigpipes;
 static atomic_long done_ms;
 static long result;
@@ -124,9 +125,11 @@ int main(int argc, char **argv)
 
 	if (!strcmp(m, "send-shutdown") || !strcmp(m, "sendsig-shutdown") || !strcmp(m, "send-close"))
 		is_send = 1;
+	else if (!strcmp(m, "send-shutwr"))
+		is_send = 1, how = SHUT_WR;
 	else if (strcmp(m, "recv-shutdown") && strcmp(m, "recv-close")) {
-		fprintf(stderr, "usage: abortcall send-shutdown|sendsig-shutdown|recv-shutdown|"
-				"send-close|recv-close\n");
+		fprintf(stderr, "usage: abortcall send-shutdown|sendsig-shutdown|send-shutwr|"
+				"recv-shutdown|send-close|recv-close\n");
 		return 2;
 	}
 	with_sig = !strncmp(m, "sendsig", 7);
@@ -184,7 +187,7 @@ int main(int argc, char **argv)
 		usleep(200 * 1000);
 		blocked_after = !atomic_load(&done);
 	} else {
-		if (shutdown(cli, SHUT_RDWR)) {
+		if (shutdown(cli, how)) {
 			perror("shutdown");
 			return 1;
 		}
