@@ -149,6 +149,20 @@ static int fd_is(const struct hb_conn *c, int fd)
 	return hb_fd_conn(fd) == c;
 }
 
+/* lock_io for a call on fd: a thread that waited for the lock behind one
+ * blocked in the kernel may find fd closed when it gets it. 0, -EAGAIN or
+ * -EBADF (the lock not held then). */
+static int lock_fd(const struct hb_conn *c, int fd, _Atomic uint32_t *l, int nb)
+{
+	int r = lock_io(l, nb);
+
+	if (r == 0 && !fd_is(c, fd)) {
+		unlock(l);
+		r = -EBADF;
+	}
+	return r;
+}
+
 /* ---------------------------------------------------------------- helpers */
 
 /* glibc's struct tcp_info stops at tcpi_total_retrans; the kernel's goes on
@@ -1090,7 +1104,7 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 			break;
 		}
 	}
-	if ((r = lock_io(&c->rxlock, nb)) < 0)
+	if ((r = lock_fd(c, fd, &c->rxlock, nb)) < 0)
 		return r;
 	while (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT) {
 		r = detect(c, fd, !nb);
@@ -1223,8 +1237,8 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 		return hb_next_sendmsg(fd, m, flags | MSG_NOSIGNAL);
 	for (size_t i = 0; m->msg_iov && i < m->msg_iovlen; i++)
 		n += m->msg_iov[i].iov_len;
-	if (lock_io(&c->txlock, nb) < 0)
-		return -EAGAIN;
+	if ((r = lock_fd(c, fd, &c->txlock, nb)) < 0)
+		return r;
 	if (HB_LIKELY(!c->tx.pend_len && !c->tx.remaining && n && n <= HB_MAX_FRAME &&
 		      m->msg_iovlen < TX_IOV_MAX)) {
 		/* The common case, one whole frame: its header and the
@@ -1743,9 +1757,9 @@ long hb_frame_xfer_out(struct hb_conn *c, int fd, size_t len, size_t avail, int 
 		return xfer(ctx, 0);
 	hb_add_acq_rel(&c->users, 1);
 	claim(c);
-	if (lock_io(&c->txlock, nb) < 0) {
+	if ((r = lock_fd(c, fd, &c->txlock, nb)) < 0) {
 		hb_sub_acq_rel(&c->users, 1);
-		return -EAGAIN;
+		return r;
 	}
 	while (c->tx.pend_len) {
 		r = hb_os_send(fd, c->tx.pend, c->tx.pend_len, sflags);
@@ -1810,9 +1824,9 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 
 	hb_add_acq_rel(&c->users, 1);
 	claim(c);
-	if (lock_io(&c->rxlock, nb) < 0) {
+	if ((r = lock_fd(c, fd, &c->rxlock, nb)) < 0) {
 		hb_sub_acq_rel(&c->users, 1);
-		return -EAGAIN;
+		return r;
 	}
 	while (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT) {
 		r = detect(c, fd, !nb);
