@@ -145,3 +145,15 @@ prompt() {
 	[[ $line == *" pipe=ok" ]]
 	[[ $line == *" result=-1 errno=EBADF "* || $line == *" result=1 data=x "* ]]
 }
+
+@test "abort: a second framed reader queued behind the blocked one never touches the socket that took the closed number either" {
+	# The second reader entered before the close and waits for the
+	# connection's read lock; when it gets it, the number is another
+	# file's. It ends with EBADF (or the peer's byte).
+	need_helper abortcall
+	abortcall shim recv2-close "${FRAMED[@]}"
+	prompt
+	[[ $line == *" pipe=ok second="* ]]
+	[[ $line == *" result=-1 errno=EBADF "* || $line == *" result=1 data=x "* ]]
+	[[ $line == *" second=-1/EBADF" || $line == *" second=x" ]]
+}

@@ -7,7 +7,7 @@
  * plain kernel. The peer is in the same process (accepted socket).
  *
  * usage: abortcall send-shutdown|sendsig-shutdown|send-shutwr|recv-shutdown|
- *                  send-close|recv-close
+ *                  send-close|recv-close|recv2-close
  *   *-shutdown  shutdown(SHUT_RDWR); send-shutwr: shutdown(SHUT_WR);
  *   send-*      thread A sends 1 MiB chunks until a send fails (MSG_NOSIGNAL,
  *               except sendsig-*, which counts SIGPIPE with a handler);
@@ -18,6 +18,9 @@
  *               For recv-close a UNIX socket takes the closed number at
  *               once, with one byte queued that nobody but this program
  *               may read (the shim must not touch the number again).
+ *               recv2-close: a second reader waits behind the first
+ *               (framed: for its lock); its outcome is printed as
+ *               second=none (still blocked), x, or -1/ERRNO.
  * Output, one line:
  *   op_ms=N woke_ms=M blocked_after=0|1 result=R errno=NAME sigpipe=K pipe=ok|lost
  * op_ms: duration of shutdown/close; woke_ms: from that call to A's return.
@@ -43,6 +46,24 @@ static atomic_long done_ms;
 static long result;
 static int result_errno;
 static char rbuf[4096];
+static int two;
+static atomic_int done2;
+static long result2;
+static int errno2;
+
+static void *blocked2(void *arg)
+{
+	char b[16];
+
+	(void)arg;
+	result2 = recv(cli, b, sizeof(b), 0);
+	errno2 = errno;
+	if (result2 == 1 && b[0] != 'x')
+		result2 = -2; /* a byte that was not the peer's */
+	atomic_store(&done2, 1);
+	return NULL;
+}
+
 
 static long now_ms(void)
 {
@@ -121,15 +142,18 @@ int main(int argc, char **argv)
 	pthread_t ta, tp;
 	int l, one = 1, blocked_after = 1, pfd[2] = { -1, -1 }, pipe_ok = 1;
 	long t0, op_ms, woke_ms;
+	char sec[64] = "";
 	const char *m = argc > 1 ? argv[1] : "";
 
 	if (!strcmp(m, "send-shutdown") || !strcmp(m, "sendsig-shutdown") || !strcmp(m, "send-close"))
 		is_send = 1;
 	else if (!strcmp(m, "send-shutwr"))
 		is_send = 1, how = SHUT_WR;
+	else if (!strcmp(m, "recv2-close"))
+		two = 1;
 	else if (strcmp(m, "recv-shutdown") && strcmp(m, "recv-close")) {
 		fprintf(stderr, "usage: abortcall send-shutdown|sendsig-shutdown|send-shutwr|"
-				"recv-shutdown|send-close|recv-close\n");
+				"recv-shutdown|send-close|recv-close|recv2-close\n");
 		return 2;
 	}
 	with_sig = !strncmp(m, "sendsig", 7);
@@ -157,6 +181,12 @@ int main(int argc, char **argv)
 	usleep(100 * 1000); /* hellos exchanged (framed mode) */
 
 	pthread_create(&ta, NULL, blocked, NULL);
+	if (two) {
+		pthread_t t2;
+
+		usleep(50 * 1000); /* the first reader is in the kernel */
+		pthread_create(&t2, NULL, blocked2, NULL);
+	}
 	if (by_close)
 		pthread_create(&tp, NULL, peer, NULL);
 	usleep(300 * 1000);
@@ -206,6 +236,17 @@ int main(int argc, char **argv)
 	pthread_join(ta, NULL);
 	if (!by_close)
 		reset_peer();
+	if (two) {
+		for (int i = 0; i < 100 && !atomic_load(&done2); i++)
+			usleep(10 * 1000);
+		if (!atomic_load(&done2))
+			snprintf(sec, sizeof(sec), " second=none");
+		else if (result2 == 1)
+			snprintf(sec, sizeof(sec), " second=x");
+		else
+			snprintf(sec, sizeof(sec), " second=%ld/%s", result2,
+				 result2 == -1 ? strerrorname_np(errno2) : "-");
+	}
 	if (pfd[0] >= 0) {
 		char b[4];
 
@@ -213,15 +254,15 @@ int main(int argc, char **argv)
 		pipe_ok = recv(pfd[0], b, sizeof(b), MSG_DONTWAIT) == 1 && b[0] == 'P';
 	}
 	if (!is_send && result > 0)
-		printf("op_ms=%ld woke_ms=%ld blocked_after=%d result=%ld data=%.*s sigpipe=%d pipe=%s\n",
+		printf("op_ms=%ld woke_ms=%ld blocked_after=%d result=%ld data=%.*s sigpipe=%d pipe=%s%s\n",
 		       op_ms, woke_ms, blocked_after, result, (int)result, rbuf,
-		       atomic_load(&sigpipes), pipe_ok ? "ok" : "lost");
+		       atomic_load(&sigpipes), pipe_ok ? "ok" : "lost", sec);
 	else
-		printf("op_ms=%ld woke_ms=%ld blocked_after=%d result=%s errno=%s sigpipe=%d pipe=%s\n",
+		printf("op_ms=%ld woke_ms=%ld blocked_after=%d result=%s errno=%s sigpipe=%d pipe=%s%s\n",
 		       op_ms, woke_ms, blocked_after,
 		       result < 0 ? "-1" : result == 0 ? "0" : "count",
 		       result < 0 ? strerrorname_np(result_errno) : "none", atomic_load(&sigpipes),
-		       pipe_ok ? "ok" : "lost");
+		       pipe_ok ? "ok" : "lost", sec);
 	/* Not through exit(): the shim's exit handler waits (up to 3 s) for
 	 * queued data to be acknowledged, which is not what is measured. */
 	fflush(stdout);
