@@ -3,7 +3,7 @@
 # close from a watchdog): the shim's answer must be the kernel's, in
 # keepalive mode and in framed mode, compared with the same program run
 # without the shim. The helper prints one line:
-#   op_ms=N woke_ms=M blocked_after=0|1 result=R errno=E|data=D sigpipe=K pipe=ok|lost
+#   op_ms=N woke_ms=M blocked_after=0|1 result=R errno=E|data=D sigpipe=K reused=ok|lost
 # op_ms: how long shutdown/close took; woke_ms: from that call to the
 # blocked call's return; blocked_after: still blocked 200 ms after a close.
 
@@ -55,7 +55,7 @@ prompt() {
 	abortcall plain send-shutdown
 	prompt woke
 	want=$(outcome)
-	[ "$want" = "blocked_after=1 result=-1 errno=EPIPE sigpipe=0 pipe=ok" ]
+	[ "$want" = "blocked_after=1 result=-1 errno=EPIPE sigpipe=0 reused=ok" ]
 	abortcall shim send-shutdown "${KA[@]}"
 	prompt woke
 	[ "$(outcome)" = "$want" ]
@@ -69,7 +69,7 @@ prompt() {
 	abortcall plain sendsig-shutdown
 	prompt woke
 	want=$(outcome)
-	[ "$want" = "blocked_after=1 result=-1 errno=EPIPE sigpipe=1 pipe=ok" ]
+	[ "$want" = "blocked_after=1 result=-1 errno=EPIPE sigpipe=1 reused=ok" ]
 	abortcall shim sendsig-shutdown "${KA[@]}"
 	prompt woke
 	[ "$(outcome)" = "$want" ]
@@ -83,7 +83,7 @@ prompt() {
 	abortcall plain send-shutwr
 	prompt woke
 	want=$(outcome)
-	[ "$want" = "blocked_after=1 result=-1 errno=EPIPE sigpipe=0 pipe=ok" ]
+	[ "$want" = "blocked_after=1 result=-1 errno=EPIPE sigpipe=0 reused=ok" ]
 	abortcall shim send-shutwr "${KA[@]}"
 	prompt woke
 	[ "$(outcome)" = "$want" ]
@@ -97,7 +97,7 @@ prompt() {
 	abortcall plain recv-shutdown
 	prompt woke
 	want=$(outcome)
-	[ "$want" = "blocked_after=1 result=0 errno=none sigpipe=0 pipe=ok" ]
+	[ "$want" = "blocked_after=1 result=0 errno=none sigpipe=0 reused=ok" ]
 	abortcall shim recv-shutdown "${KA[@]}"
 	prompt woke
 	[ "$(outcome)" = "$want" ]
@@ -111,7 +111,7 @@ prompt() {
 	abortcall plain send-close
 	prompt
 	want=$(outcome)
-	[ "$want" = "blocked_after=1 result=count errno=none sigpipe=0 pipe=ok" ]
+	[ "$want" = "blocked_after=1 result=count errno=none sigpipe=0 reused=ok" ]
 	abortcall shim send-close "${KA[@]}"
 	prompt
 	[ "$(outcome)" = "$want" ]
@@ -125,7 +125,7 @@ prompt() {
 	abortcall plain recv-close
 	prompt
 	want=$(outcome)
-	[ "$want" = "blocked_after=1 result=1 data=x sigpipe=0 pipe=ok" ]
+	[ "$want" = "blocked_after=1 result=1 data=x sigpipe=0 reused=ok" ]
 	abortcall shim recv-close "${KA[@]}"
 	prompt
 	[ "$(outcome)" = "$want" ]
@@ -142,7 +142,7 @@ prompt() {
 	need_helper abortcall
 	abortcall shim recv-close "${FRAMED[@]}"
 	prompt
-	[[ $line == *" pipe=ok" ]]
+	[[ $line == *" reused=ok" ]]
 	[[ $line == *" result=-1 errno=EBADF "* || $line == *" result=1 data=x "* ]]
 }
 
@@ -153,7 +153,7 @@ prompt() {
 	need_helper abortcall
 	abortcall shim recv2-close "${FRAMED[@]}"
 	prompt
-	[[ $line == *" pipe=ok second="* ]]
+	[[ $line == *" reused=ok second="* ]]
 	[[ $line == *" result=-1 errno=EBADF "* || $line == *" result=1 data=x "* ]]
 	[[ $line == *" second=-1/EBADF" || $line == *" second=x" ]]
 }

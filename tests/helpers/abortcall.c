@@ -13,8 +13,9 @@
  *               except sendsig-*, which counts SIGPIPE with a handler);
  *   recv-*      thread A does one recv of up to 4096 bytes;
  *   *-close     900 ms after the start the peer writes "x" (recv) or
- *               resets the connection (send: close with SO_LINGER 0), the kernel's way to end the call:
- *               until then A must still be blocked, as without the shim.
+ *               resets the connection (send: close with SO_LINGER 0),
+ *               which ends the call in the kernel: until then A must
+ *               still be blocked, as without the shim.
  *               For recv-close a UNIX socket takes the closed number at
  *               once, with one byte queued that nobody but this program
  *               may read (the shim must not touch the number again).
@@ -22,8 +23,12 @@
  *               (framed: for its lock); its outcome is printed as
  *               second=none (still blocked), x, or -1/ERRNO.
  * Output, one line:
- *   op_ms=N woke_ms=M blocked_after=0|1 result=R errno=NAME sigpipe=K pipe=ok|lost
- * op_ms: duration of shutdown/close; woke_ms: from that call to A's return.
+ *   op_ms=N woke_ms=M blocked_after=0|1 result=R errno=NAME sigpipe=K reused=ok|lost
+ * (data=D instead of errno= when a recv got bytes; result=count: a send's
+ * short count). op_ms: duration of shutdown/close; woke_ms: from that call
+ * to A's return; blocked_after: A still blocked 200 ms after a close;
+ * reused: the byte on the socket that took the closed number is intact.
+ * op_ms=-1: the shutdown/close itself was still blocked after 3 s.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -140,7 +145,7 @@ int main(int argc, char **argv)
 	struct sockaddr_in a = { .sin_family = AF_INET };
 	socklen_t al = sizeof(a);
 	pthread_t ta, tp;
-	int l, one = 1, blocked_after = 1, pfd[2] = { -1, -1 }, pipe_ok = 1;
+	int l, one = 1, blocked_after = 1, pfd[2] = { -1, -1 }, reused_ok = 1;
 	long t0, op_ms, woke_ms;
 	char sec[64] = "";
 	const char *m = argc > 1 ? argv[1] : "";
@@ -251,18 +256,18 @@ int main(int argc, char **argv)
 		char b[4];
 
 		close(pfd[1]);
-		pipe_ok = recv(pfd[0], b, sizeof(b), MSG_DONTWAIT) == 1 && b[0] == 'P';
+		reused_ok = recv(pfd[0], b, sizeof(b), MSG_DONTWAIT) == 1 && b[0] == 'P';
 	}
 	if (!is_send && result > 0)
-		printf("op_ms=%ld woke_ms=%ld blocked_after=%d result=%ld data=%.*s sigpipe=%d pipe=%s%s\n",
+		printf("op_ms=%ld woke_ms=%ld blocked_after=%d result=%ld data=%.*s sigpipe=%d reused=%s%s\n",
 		       op_ms, woke_ms, blocked_after, result, (int)result, rbuf,
-		       atomic_load(&sigpipes), pipe_ok ? "ok" : "lost", sec);
+		       atomic_load(&sigpipes), reused_ok ? "ok" : "lost", sec);
 	else
-		printf("op_ms=%ld woke_ms=%ld blocked_after=%d result=%s errno=%s sigpipe=%d pipe=%s%s\n",
+		printf("op_ms=%ld woke_ms=%ld blocked_after=%d result=%s errno=%s sigpipe=%d reused=%s%s\n",
 		       op_ms, woke_ms, blocked_after,
 		       result < 0 ? "-1" : result == 0 ? "0" : "count",
 		       result < 0 ? strerrorname_np(result_errno) : "none", atomic_load(&sigpipes),
-		       pipe_ok ? "ok" : "lost", sec);
+		       reused_ok ? "ok" : "lost", sec);
 	/* Not through exit(): the shim's exit handler waits (up to 3 s) for
 	 * queued data to be acknowledged, which is not what is measured. */
 	fflush(stdout);
