@@ -97,18 +97,24 @@ static int trylock(_Atomic uint32_t *l)
 	return hb_cas_strong_acq_rel(l, &cur, self_tid());
 }
 
+/* Whether an application thread holds the lock (the caller's own included):
+ * one blocked in the kernel may hold it for as long as it waits. */
+static int app_holds(_Atomic uint32_t *l)
+{
+	uint32_t cur = hb_load_relaxed(l) & ~LOCK_WAITERS;
+
+	return cur && cur != hb_load_relaxed(&hb_thread_tid);
+}
+
 /* The lock, unless an application thread holds it (one blocked in a read
  * may hold it for long); the background thread holds it for microseconds
  * only, and is waited for (at most a few milliseconds). */
 static int lock_unless_app(_Atomic uint32_t *l)
 {
 	for (int spin = 0; spin < 2000; spin++) {
-		uint32_t cur;
-
 		if (trylock(l))
 			return 1;
-		cur = hb_load_relaxed(l) & ~LOCK_WAITERS;
-		if (cur && cur != hb_load_relaxed(&hb_thread_tid))
+		if (app_holds(l))
 			return 0;
 		if (spin < 100)
 			hb_cpu_relax();
@@ -133,6 +139,32 @@ static void unlock(_Atomic uint32_t *l)
 {
 	if (hb_xchg_acq_rel(l, 0) & LOCK_WAITERS)
 		hb_os_futex_wake(l);
+}
+
+/* Whether fd still refers to c. A close from another application thread
+ * does not wait for a call blocked in the kernel (the kernel's close does
+ * not either), so once a blocking system call returned, the number may
+ * have been closed and reused for another file: an application thread
+ * looks before it makes another system call on fd, and a framed call
+ * then ends with what it has, or EBADF. (The use count keeps c itself
+ * alive.) */
+static int fd_is(const struct hb_conn *c, int fd)
+{
+	return hb_fd_conn(fd) == c;
+}
+
+/* lock_io for a call on fd: a thread that waited for the lock behind one
+ * blocked in the kernel may find fd closed when it gets it. 0, -EAGAIN or
+ * -EBADF (the lock not held then). */
+static int lock_fd(const struct hb_conn *c, int fd, _Atomic uint32_t *l, int nb)
+{
+	int r = lock_io(l, nb);
+
+	if (r == 0 && !fd_is(c, fd)) {
+		unlock(l);
+		r = -EBADF;
+	}
+	return r;
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -245,6 +277,8 @@ static void queue_hello(struct hb_conn *c)
  * see a plain end of stream. Keep it for the application (i_io.c). */
 static void keep_err(struct hb_conn *c, long r)
 {
+	if (r == -ECONNRESET && (hb_load_relaxed(&c->flags) & HB_CF_RD_DOWN))
+		return; /* drawn by a heartbeat after our SHUT_RD (hb_frame_shutdown) */
 	if (r == -ECONNRESET || r == -ETIMEDOUT || r == -EHOSTUNREACH || r == -ENETUNREACH ||
 	    r == -ECONNREFUSED || r == -ECONNABORTED)
 		hb_store_relaxed(&c->stolen_err, (uint8_t)-r);
@@ -301,7 +335,8 @@ static void app_sent(struct hb_conn *c, int fd)
 {
 	if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & HB_CF_QUICKACK)) {
 		hb_and_acq_rel(&c->flags, ~HB_CF_QUICKACK);
-		quickack(fd);
+		if (fd_is(c, fd))
+			quickack(fd);
 	}
 }
 
@@ -501,6 +536,8 @@ static int detect(struct hb_conn *c, int fd, int wait)
 			r = sh_recv(c, fd, p, 1, MSG_PEEK);
 			if (r < 0)
 				return (int)r; /* end of stream: seen again just below */
+			if (!fd_is(c, fd))
+				return -EBADF;
 		}
 		r = sh_recv(c, fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
 
@@ -929,6 +966,8 @@ static long peek_framed(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int f
 		r = absorb(c, fd, NULL, 0, scratch, (size_t)r, 0, (size_t)r);
 		if (r < 0)
 			return r;
+		if (!fd_is(c, fd))
+			return -EBADF;
 		set_lowat(c, fd);
 	}
 }
@@ -1066,6 +1105,8 @@ long hb_frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 	} else {
 		r = frame_recv(c, fd, m, flags);
 	}
+	if (HB_UNLIKELY(r == -ECONNRESET) && (hb_load_relaxed(&c->flags) & HB_CF_RD_DOWN))
+		r = 0; /* a heartbeat after our SHUT_RD (hb_frame_shutdown) */
 	hb_sub_acq_rel(&c->users, 1);
 	return r;
 }
@@ -1095,7 +1136,7 @@ static long frame_discard(struct hb_conn *c, int fd, size_t n, int flags)
 	size_t total = 0;
 
 	flags &= ~MSG_TRUNC;
-	while (total < n) {
+	while (total < n && (!total || fd_is(c, fd))) {
 		size_t want = n - total < sizeof(scratch) ? n - total : sizeof(scratch);
 		struct iovec v = { scratch, want };
 		struct msghdr mm;
@@ -1135,7 +1176,7 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 			break;
 		}
 	}
-	if ((r = lock_io(&c->rxlock, nb)) < 0)
+	if ((r = lock_fd(c, fd, &c->rxlock, nb)) < 0)
 		return r;
 	while (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT) {
 		r = detect(c, fd, !nb);
@@ -1173,7 +1214,11 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 	 * (a signal, the end of the stream, an error or SO_RCVTIMEO end it
 	 * early with what came); any other read returns what one call got. */
 	wait_all = (flags & MSG_WAITALL) && !nb && !(flags & MSG_PEEK);
-	for (;;) {
+	for (int again = 0;; again = 1) {
+		if (again && !fd_is(c, fd)) {
+			got = -EBADF;
+			break;
+		}
 		if (flags & MSG_PEEK)
 			got = peek_framed(c, fd, buf, n, flags);
 		else
@@ -1211,7 +1256,8 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 			continue; /* a heartbeat is not end of stream: keep waiting */
 		break;
 	}
-	set_lowat(c, fd);
+	if (fd_is(c, fd))
+		set_lowat(c, fd);
 	unlock(&c->rxlock);
 	if (total) {
 		/* The application received data: its own sends answer it now,
@@ -1254,7 +1300,7 @@ static int map_iov(struct iovec *out, int k, int max, const struct iovec *iov, s
 static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags)
 {
 	size_t n = 0, total = 0;
-	int nb = nonblocking(c, flags);
+	int nb = nonblocking(c, flags), closed = 0, again = 0;
 	long r;
 
 	if (hb_load_acquire(&c->txmode) == HB_TX_UNDECIDED)
@@ -1263,8 +1309,8 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 		return hb_next_sendmsg(fd, m, flags | MSG_NOSIGNAL);
 	for (size_t i = 0; m->msg_iov && i < m->msg_iovlen; i++)
 		n += m->msg_iov[i].iov_len;
-	if (lock_io(&c->txlock, nb) < 0)
-		return -EAGAIN;
+	if ((r = lock_fd(c, fd, &c->txlock, nb)) < 0)
+		return r;
 	if (HB_LIKELY(!c->tx.pend_len && !c->tx.remaining && n && n <= HB_MAX_FRAME &&
 		      m->msg_iovlen < TX_IOV_MAX)) {
 		/* The common case, one whole frame: its header and the
@@ -1302,19 +1348,25 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 			unlock(&c->txlock);
 			return r;
 		}
+		again = 1;
 		total = (size_t)r == n + HB_DATA_HDR_LEN ? n : hb_tx_commit(&c->tx, seg, 2, (size_t)r);
 		if (total || nb)
 			goto sent; /* whole, or short: report what went */
 		/* Blocking, and only header bytes went (a signal): go on. */
 	}
-	while (total < n || c->tx.pend_len) {
+	for (; total < n || c->tx.pend_len; again = 1) {
 		struct hb_tx_seg seg[4];
 		uint8_t hdr[HB_DATA_HDR_LEN];
 		struct iovec out[TX_IOV_MAX];
 		struct msghdr om;
 		size_t planned = 0, app_planned = 0;
-		int ns = hb_tx_plan(&c->tx, n - total, hdr, seg), k = 0;
+		int ns, k = 0;
 
+		if (again && !fd_is(c, fd)) {
+			closed = 1;
+			break;
+		}
+		ns = hb_tx_plan(&c->tx, n - total, hdr, seg);
 		for (int i = 0; i < ns && k < TX_IOV_MAX; i++) {
 			if (seg[i].base) {
 				out[k++] = (struct iovec){ (void *)seg[i].base, seg[i].len };
@@ -1362,7 +1414,7 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 sent:
 	unlock(&c->txlock);
 	if (!total && n)
-		return -EAGAIN;
+		return closed ? -EBADF : -EAGAIN;
 	if (total) {
 		app_sent(c, fd);
 		if (hb_cfg.idle_timeout_ms) /* only the idle deadline reads it */
@@ -1376,8 +1428,11 @@ void hb_frame_close(struct hb_conn *c, int fd)
 	/* Control frames left unread would make the kernel answer our close
 	 * with a reset instead of a FIN, and a reset throws away what we
 	 * still have to send: drop them first. Application bytes left unread
-	 * reset the connection exactly as they would without the shim. */
-	if (hb_load_acquire(&c->rxmode) == HB_RX_RAW || !owner(c) || lock(&c->rxlock) < 0)
+	 * reset the connection exactly as they would without the shim. Not
+	 * behind a reader blocked in the kernel (another thread): the close
+	 * returns at once, as the kernel's does, and the socket stays open
+	 * until that read returns (hb_frame_linger leaves it alone then). */
+	if (hb_load_acquire(&c->rxmode) == HB_RX_RAW || !owner(c) || !lock_unless_app(&c->rxlock))
 		return;
 	if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
 		detect(c, fd, 0);
@@ -1394,9 +1449,13 @@ void hb_frame_close(struct hb_conn *c, int fd)
  * acknowledged with everything before it (FIN_WAIT2: every heartbeat the
  * peer sent before it saw our FIN has arrived by then); the background
  * thread applies it, or after the timeout in FIN_WAIT1. Meanwhile reads
- * see the end of the stream at once, as after a real SHUT_RD. A thread
- * inside a call on the connection (blocked in a read that a shutdown from
- * another thread is meant to end) gets the kernel's SHUT_RD at once. */
+ * see the end of the stream at once, as after a real SHUT_RD. A reader
+ * blocked in the kernel in another thread (the usual reason for a shutdown
+ * from another thread) is woken only by the kernel's SHUT_RD: it goes at
+ * once then. A heartbeat already on its way may then draw that reset; the
+ * reads on this side still report the end of the stream (HB_CF_RD_DOWN),
+ * as the kernel's would have. A writer blocked in the kernel is woken by
+ * the kernel's SHUT_WR (EPIPE), which goes at once either way. */
 int hb_frame_shutdown(struct hb_conn *c, int fd, int how)
 {
 	static const uint8_t hc[2] = { HB_FT_CONTROL, HB_CT_HALFCLOSE };
@@ -1405,9 +1464,12 @@ int hb_frame_shutdown(struct hb_conn *c, int fd, int how)
 		return how; /* EINVAL from the kernel */
 	/* Pending control bytes go before our FIN; a half-close frame tells
 	 * the peer we still read: not for SHUT_RDWR, where a plain FIN also
-	 * stops the peer's heartbeats sooner. */
+	 * stops the peer's heartbeats sooner. Never behind a writer in
+	 * another thread: blocked in the kernel, it holds txlock until the
+	 * kernel's shutdown wakes it (EPIPE), and it is inside a frame, so
+	 * neither could go out anyway; the plain FIN follows its bytes. */
 	if (how != SHUT_RD && hb_load_acquire(&c->txmode) == HB_TX_FRAMED &&
-	    lock(&c->txlock) == 0) {
+	    lock_unless_app(&c->txlock)) {
 		flush_pend(c, fd);
 		if (how == SHUT_WR && hb_tx_at_boundary(&c->tx) &&
 		    sh_send(c, fd, hc, sizeof(hc), MSG_DONTWAIT | MSG_NOSIGNAL) == sizeof(hc) &&
@@ -1423,10 +1485,10 @@ int hb_frame_shutdown(struct hb_conn *c, int fd, int how)
 	if (how == SHUT_WR || hb_load_acquire(&c->rxmode) == HB_RX_RAW ||
 	    hb_load_acquire(&c->rxmode) == HB_RX_FAILED || !owner(c))
 		return how;
-	if (hb_load_acquire(&c->users))
-		/* Another thread is inside a call on it (a shutdown to stop a
-		 * blocked reader, say): the kernel must wake it now. */
+	if (app_holds(&c->rxlock)) {
+		hb_or_acq_rel(&c->flags, HB_CF_RD_DOWN);
 		return how;
+	}
 	c->shut_rd_at = (uint32_t)hb_os_now_ms();
 	hb_or_acq_rel(&c->flags, HB_CF_SHUT_RD);
 	hb_thread_wake();
@@ -1788,9 +1850,9 @@ long hb_frame_xfer_out(struct hb_conn *c, int fd, size_t len, size_t avail, int 
 		return xfer(ctx, 0);
 	hb_add_acq_rel(&c->users, 1);
 	claim(c);
-	if (lock_io(&c->txlock, nb) < 0) {
+	if ((r = lock_fd(c, fd, &c->txlock, nb)) < 0) {
 		hb_sub_acq_rel(&c->users, 1);
-		return -EAGAIN;
+		return r;
 	}
 	while (c->tx.pend_len) {
 		r = hb_os_send(fd, c->tx.pend, c->tx.pend_len, sflags);
@@ -1830,6 +1892,10 @@ long hb_frame_xfer_out(struct hb_conn *c, int fd, size_t len, size_t avail, int 
 			}
 		}
 	}
+	if (!fd_is(c, fd)) {
+		r = -EBADF; /* closed while a header waited for room */
+		goto out;
+	}
 	s = xfer(ctx, len < c->tx.remaining ? len : c->tx.remaining);
 	if (s > 0) {
 		c->tx.remaining -= (uint32_t)s;
@@ -1851,9 +1917,9 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 
 	hb_add_acq_rel(&c->users, 1);
 	claim(c);
-	if (lock_io(&c->rxlock, nb) < 0) {
+	if ((r = lock_fd(c, fd, &c->rxlock, nb)) < 0) {
 		hb_sub_acq_rel(&c->users, 1);
-		return -EAGAIN;
+		return r;
 	}
 	while (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT) {
 		r = detect(c, fd, !nb);
@@ -1881,6 +1947,10 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 		r = absorb(c, fd, NULL, 0, scratch, (size_t)r, 0, (size_t)r);
 		if (r < 0)
 			goto out;
+		if (!fd_is(c, fd)) {
+			r = -EBADF;
+			goto out;
+		}
 	}
 	r = xfer(ctx, len < c->rx.remaining ? len : c->rx.remaining);
 	if (r > 0) {
@@ -1889,7 +1959,8 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 			c->last_app_ms = hb_os_now_ms();
 	}
 out:
-	set_lowat(c, fd);
+	if (fd_is(c, fd))
+		set_lowat(c, fd);
 	unlock(&c->rxlock);
 	hb_sub_acq_rel(&c->users, 1);
 	return r;
@@ -1910,6 +1981,13 @@ int hb_frame_linger(struct hb_conn *c, int fd)
 	if ((hb_load_relaxed(&c->flags) & HB_APP_LINGER) || !owner(c) || !hb_enabled)
 		return 0;
 	if (hb_load_acquire(&c->rxmode) == HB_RX_FAILED || hb_load_acquire(&c->dead))
+		return 0;
+	/* Another thread inside a call on the connection (blocked in the
+	 * kernel, typically): the kernel keeps the socket open until that
+	 * call returns, and its close sends no FIN meanwhile. Ours would
+	 * wake a blocked writer with EPIPE (and cut its frame short): the
+	 * close is the kernel's own. */
+	if (hb_load_acquire(&c->users))
 		return 0;
 	/* Only a peer that speaks hbshim sends heartbeats that could reach a
 	 * closed socket. Toward any other peer the close is the kernel's own:
@@ -1956,8 +2034,14 @@ int hb_frame_linger(struct hb_conn *c, int fd)
 		return 0;
 	}
 	/* Our FIN goes now, behind whatever is still queued, exactly as the
-	 * application's close would have sent it. */
-	flush_pend(c, fd);
+	 * application's close would have sent it. The encoder's pending
+	 * bytes are txlock's (the background thread may be sending a
+	 * heartbeat); an application writer that started after the check
+	 * above is inside a frame: they cannot go then. */
+	if (lock_unless_app(&c->txlock)) {
+		flush_pend(c, fd);
+		unlock(&c->txlock);
+	}
 	hb_os_shutdown((int)nfd, SHUT_WR);
 	hb_thread_schedule(l);
 	return 1;

@@ -311,6 +311,7 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2, HB_KIND_
 #define HB_APP_LINGER      (1u << 8)
 #define HB_APP_MASK        0x1ffu
 /* State flags (same word). */
+#define HB_CF_RD_DOWN      (1u << 15) /* the app's SHUT_RD reached the kernel early (frame.c) */
 #define HB_CF_NONBLOCK     (1u << 16) /* O_NONBLOCK on the open file description */
 #define HB_CF_SCHEDULED    (1u << 17) /* handed to the background thread */
 #define HB_CF_KA_ARMED     (1u << 18) /* SO_KEEPALIVE switched on by us */
