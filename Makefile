@@ -28,8 +28,11 @@ B       := build
 
 override CFLAGS += -std=gnu11 -fPIC -fvisibility=hidden -D_GNU_SOURCE \
 	-Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
-	-Wno-unused-parameter -Iinclude -Ishim -MMD -MP
-LIB_LDFLAGS := -shared -Wl,--version-script=shim/hbshim.map -Wl,-z,nodelete
+	-Wno-unused-parameter -Iinclude -Ishim -MMD -MP \
+	-fstack-protector-strong -fstack-clash-protection
+# Hardening of the library and the wrapper (tests/bats/hardening.bats).
+HARDEN_LD := -Wl,-z,relro,-z,now
+LIB_LDFLAGS := -shared -Wl,--version-script=shim/hbshim.map -Wl,-z,nodelete $(HARDEN_LD)
 LIBS := -ldl -lpthread
 
 ifeq ($(SAN),address)
@@ -72,8 +75,11 @@ PC_SUBST := -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@
 # config table by a build-time tool, so they cannot drift from --help.
 MAN_PAGES := $(B)/man/hbshim.1 $(B)/man/hbshim.7
 man: $(MAN_PAGES)
-$(B)/genman: man/genman.c $(B)/obj/config.o $(B)/obj/fmt.o | $(B)/obj
-	$(CC) $(CFLAGS) $(SAN_LD) -o $@ $^
+# A build-time tool: compiled for the build machine (HOSTCC), so cross and
+# musl builds can run it.
+HOSTCC ?= cc
+$(B)/genman: man/genman.c shim/config.c shim/fmt.c shim/hb.h include/hbshim.h | $(B)/obj
+	$(HOSTCC) -std=gnu11 -D_GNU_SOURCE -O1 -Iinclude -Ishim -o $@ man/genman.c shim/config.c shim/fmt.c
 $(B)/man/%: man/%.in $(B)/genman
 	@mkdir -p $(B)/man
 	$(B)/genman <$< >$@.tmp && mv $@.tmp $@
@@ -89,12 +95,12 @@ $(B)/libhbshim.so: $(LIB_OBJS) shim/hbshim.map
 	$(CC) $(CFLAGS) $(SAN_LD) $(LIB_LDFLAGS) -o $@ $(LIB_OBJS) $(LIBS)
 $(B)/libhbshim-noop.so: $(B)/obj/noop.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,libhbshim-noop.so.0 \
-	    -Wl,--version-script=shim/stub/noop.map -o $@ $<
+	    -Wl,--version-script=shim/stub/noop.map $(HARDEN_LD) -o $@ $<
 	ln -sf libhbshim-noop.so $(B)/libhbshim-noop.so.0
 $(B)/libhbcore.a: $(CORE_OBJS)
 	rm -f $@ && ar rcs $@ $^
 $(B)/hbshim: $(WRAP_OBJS)
-	$(CC) $(CFLAGS) $(SAN_LD) -o $@ $^
+	$(CC) $(CFLAGS) $(SAN_LD) $(HARDEN_LD) -o $@ $^
 
 $(B)/tests/%: tests/unit/%.c $(B)/libhbcore.a | $(B)/tests
 	$(CC) $(CFLAGS) $(SAN_LD) -fPIE -o $@ $< $(B)/libhbcore.a -lcmocka $(LIBS)

@@ -33,6 +33,7 @@ sources() {
 	case $1 in
 	fuzz_decode | fuzz_hello) echo shim/codec.c ;;
 	fuzz_config) echo shim/config.c shim/fmt.c ;;
+	fuzz_inherit) echo shim/inherit_parse.c shim/codec.c ;;
 	*) echo "fuzz: no source list for $1 (edit sources() in $0)" >&2; return 1 ;;
 	esac
 }

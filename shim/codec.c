@@ -47,13 +47,30 @@ int hb_hello_classify(const uint8_t *p, size_t n, struct hb_hello *h)
 		return -2;
 	if (n < HB_HELLO_LEN)
 		return 0;
-	if (h) {
-		h->version = p[4];
-		h->flags = p[5];
-		h->interval_ms = get32(p + 6);
-		h->timeout_ms = get32(p + 10);
+	{
+		uint32_t iv = get32(p + 6), to = get32(p + 10);
+
+		if (iv == 0 || iv > HB_HELLO_INTERVAL_MAX || to == 0 || to > HB_HELLO_TIMEOUT_MAX)
+			return -3;
+		if (h) {
+			h->version = p[4];
+			h->flags = p[5];
+			h->interval_ms = iv;
+			h->timeout_ms = to;
+		}
 	}
 	return 1;
+}
+
+uint32_t hb_pace_interval(uint32_t own_interval_ms, uint32_t peer_timeout_ms)
+{
+	uint32_t p = peer_timeout_ms / HB_PACE_DIV;
+
+	if (!peer_timeout_ms)
+		return own_interval_ms;
+	if (p < HB_PACE_FLOOR_MS)
+		p = HB_PACE_FLOOR_MS;
+	return p < own_interval_ms ? p : own_interval_ms;
 }
 
 size_t hb_data_hdr(uint8_t *out, uint32_t len)
@@ -140,7 +157,8 @@ ssize_t hb_rx_decode(struct hb_rx *st, uint8_t *buf, size_t len, struct hb_rx_in
 			st->remaining -= (uint32_t)take;
 			continue;
 		}
-		if (!st->hdr_len && len - in >= HB_DATA_HDR_LEN && buf[in] == HB_FT_DATA) {
+		if (!st->hdr_len && len - in >= HB_DATA_HDR_LEN && buf[in] == HB_FT_DATA &&
+		    !st->halfclosed) {
 			/* A whole data header in the buffer: the common case. */
 			uint32_t flen = get32(buf + in + 1);
 
@@ -156,7 +174,9 @@ ssize_t hb_rx_decode(struct hb_rx *st, uint8_t *buf, size_t len, struct hb_rx_in
 		{
 			size_t need = hdr_need(st->hdr, st->hdr_len);
 
-			if (!need)
+			/* After a half-close frame the sender promised no more
+			 * application bytes: a data frame breaks that. */
+			if (!need || (st->halfclosed && st->hdr[0] == HB_FT_DATA))
 				return -EPROTO;
 			if (st->hdr_len < need)
 				continue;
@@ -171,11 +191,25 @@ ssize_t hb_rx_decode(struct hb_rx *st, uint8_t *buf, size_t len, struct hb_rx_in
 	return (ssize_t)out;
 }
 
+int hb_rx_state_valid(const struct hb_rx *st)
+{
+	size_t need;
+
+	if (st->remaining > HB_MAX_FRAME)
+		return 0;
+	if (!st->hdr_len)
+		return 1;
+	/* A partial header only between frames, and one that is still
+	 * partial: hb_rx_decode stores a byte at hdr[hdr_len] next. */
+	need = hdr_need(st->hdr, st->hdr_len);
+	return !st->remaining && need && st->hdr_len < need;
+}
+
 int hb_rx_data_fast(struct hb_rx *st, const uint8_t *hdr, size_t payload)
 {
 	uint32_t len;
 
-	if (st->hdr_len || st->remaining || hdr[0] != HB_FT_DATA)
+	if (st->hdr_len || st->remaining || st->halfclosed || hdr[0] != HB_FT_DATA)
 		return 0;
 	len = get32(hdr + 1);
 	if (len == 0 || len > HB_MAX_FRAME || payload > len)

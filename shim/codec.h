@@ -29,6 +29,18 @@
 #define HB_HDR_MAX 7
 #define HB_MAX_FRAME (1u << 24) /* largest data payload: 16 MiB */
 
+/* Hello flags. A version-1 receiver ignores the bits it does not know. */
+#define HB_HF_PACED 0x01 /* the sender follows hb_pace_interval (below) */
+
+/* The range of the hello's values; anything outside is a protocol error. */
+#define HB_HELLO_INTERVAL_MAX 3600000u /* 1 h */
+#define HB_HELLO_TIMEOUT_MAX 86400000u /* 24 h */
+
+/* Pacing: a sender heartbeats at least every peer timeout / HB_PACE_DIV, but
+ * never more often than every HB_PACE_FLOOR_MS because of a peer's hello. */
+#define HB_PACE_DIV 3
+#define HB_PACE_FLOOR_MS 100u
+
 /* Notice reasons. */
 enum { HB_NR_HEARTBEAT = 1, HB_NR_IDLE = 2, HB_NR_WRITE = 3, HB_NR_PROTOCOL = 4 };
 
@@ -48,8 +60,18 @@ size_t hb_hello_encode(uint8_t *out, const struct hb_hello *h);
  *   1  a complete hello of a supported version (parsed into *h, if non-NULL);
  *   0  a strict prefix of the magic or of a hello: more bytes are needed;
  *  -1  not hbshim (raw stream);
- *  -2  hbshim magic with an unsupported version (protocol error). */
+ *  -2  hbshim magic with an unsupported version (protocol error);
+ *  -3  a complete hello whose interval_ms is outside 1..HB_HELLO_INTERVAL_MAX
+ *      or whose timeout_ms is outside 1..HB_HELLO_TIMEOUT_MAX (protocol
+ *      error; *h is left untouched). */
 int hb_hello_classify(const uint8_t *p, size_t n, struct hb_hello *h);
+
+/* The heartbeat interval a sender uses toward a peer whose hello announced
+ * peer_timeout_ms (0: no hello yet): its own interval, shortened to
+ * peer_timeout_ms / HB_PACE_DIV so that an idle sender is never silent for
+ * as long as the peer tolerates, but never below HB_PACE_FLOOR_MS on the
+ * peer's account (own intervals below the floor stay as configured). */
+uint32_t hb_pace_interval(uint32_t own_interval_ms, uint32_t peer_timeout_ms);
 
 /* Receive-side decoder state: at most one partial frame header. */
 /* Packed to 20 bytes: it lives in every connection (hb.h). */
@@ -74,12 +96,19 @@ struct hb_rx_info {
 
 /* Decode buf[0..len) in place: headers are consumed, application payload is
  * compacted to the start of buf. Returns the number of application bytes
- * (>= 0) or -EPROTO (unknown type or control code) / -EMSGSIZE (length 0 or
- * above HB_MAX_FRAME). After an error st is unusable. */
+ * (>= 0) or -EPROTO (unknown type or control code, a data frame after a
+ * half-close frame) / -EMSGSIZE (length 0 or above HB_MAX_FRAME). After an
+ * error st is unusable. */
 ssize_t hb_rx_decode(struct hb_rx *st, uint8_t *buf, size_t len, struct hb_rx_info *info);
 
-/* The read path's shortcut: st at a frame boundary, hdr a complete data
- * header, followed by `payload` bytes that all belong to that frame. Then st
+/* 1 when st is a state hb_rx_decode can leave behind (a partial header
+ * only between frames, shorter than its complete length; a payload count
+ * within HB_MAX_FRAME): state from outside (HBSHIM_INHERIT) must pass this
+ * before the decoder runs on it. Pure. */
+int hb_rx_state_valid(const struct hb_rx *st);
+
+/* The read path's shortcut: st at a frame boundary and not half-closed, hdr
+ * a complete data header, followed by `payload` bytes that all belong to that frame. Then st
  * is left as hb_rx_decode would leave it and 1 is returned; otherwise 0 and
  * st is untouched (run hb_rx_decode). Pure. */
 int hb_rx_data_fast(struct hb_rx *st, const uint8_t *hdr, size_t payload);

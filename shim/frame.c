@@ -23,6 +23,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <unistd.h>
 #include <sys/syscall.h>
@@ -44,6 +45,9 @@
  * application, and the background thread looks every millisecond (a shimmed
  * client sends its hello right behind the handshake's last ACK). */
 #define ACCEPT_HELLO_WAIT_MS 20
+/* How long an accepted connection with no byte yet ticks at the pacing
+ * floor, ready for a hello that arrives late. */
+#define LATE_HELLO_MS 10000
 
 struct hb_ka hb_ka_frame_cfg;
 
@@ -93,18 +97,24 @@ static int trylock(_Atomic uint32_t *l)
 	return hb_cas_strong_acq_rel(l, &cur, self_tid());
 }
 
+/* Whether an application thread holds the lock (the caller's own included):
+ * one blocked in the kernel may hold it for as long as it waits. */
+static int app_holds(_Atomic uint32_t *l)
+{
+	uint32_t cur = hb_load_relaxed(l) & ~LOCK_WAITERS;
+
+	return cur && cur != hb_load_relaxed(&hb_thread_tid);
+}
+
 /* The lock, unless an application thread holds it (one blocked in a read
  * may hold it for long); the background thread holds it for microseconds
  * only, and is waited for (at most a few milliseconds). */
 static int lock_unless_app(_Atomic uint32_t *l)
 {
 	for (int spin = 0; spin < 2000; spin++) {
-		uint32_t cur;
-
 		if (trylock(l))
 			return 1;
-		cur = hb_load_relaxed(l) & ~LOCK_WAITERS;
-		if (cur && cur != hb_load_relaxed(&hb_thread_tid))
+		if (app_holds(l))
 			return 0;
 		if (spin < 100)
 			hb_cpu_relax();
@@ -129,6 +139,32 @@ static void unlock(_Atomic uint32_t *l)
 {
 	if (hb_xchg_acq_rel(l, 0) & LOCK_WAITERS)
 		hb_os_futex_wake(l);
+}
+
+/* Whether fd still refers to c. A close from another application thread
+ * does not wait for a call blocked in the kernel (the kernel's close does
+ * not either), so once a blocking system call returned, the number may
+ * have been closed and reused for another file: an application thread
+ * looks before it makes another system call on fd, and a framed call
+ * then ends with what it has, or EBADF. (The use count keeps c itself
+ * alive.) */
+static int fd_is(const struct hb_conn *c, int fd)
+{
+	return hb_fd_conn(fd) == c;
+}
+
+/* lock_io for a call on fd: a thread that waited for the lock behind one
+ * blocked in the kernel may find fd closed when it gets it. 0, -EAGAIN or
+ * -EBADF (the lock not held then). */
+static int lock_fd(const struct hb_conn *c, int fd, _Atomic uint32_t *l, int nb)
+{
+	int r = lock_io(l, nb);
+
+	if (r == 0 && !fd_is(c, fd)) {
+		unlock(l);
+		r = -EBADF;
+	}
+	return r;
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -158,16 +194,25 @@ static int owner(const struct hb_conn *c)
 	return (hb_load_relaxed(&c->flags) & (HB_CF_SHARED | HB_CF_CLAIMED)) != HB_CF_SHARED;
 }
 
-/* How long the peer may stay silent: our timeout, but never less than two
- * of the peer's own heartbeat intervals (a peer with a slower rhythm is not
- * dead). */
+/* How long the peer may stay silent: our own timeout, whatever its hello
+ * announced. A peer that follows the protocol paces its heartbeats to the
+ * timeout our hello announced (hb_pace_interval), so a live one is never
+ * silent that long; a hello cannot lengthen our detection. */
 static uint32_t rx_limit(const struct hb_conn *c)
 {
-	uint64_t limit = hb_cfg.timeout_ms;
+	(void)c;
+	return hb_cfg.timeout_ms;
+}
 
-	if (c->peer_interval_ms && 2ull * c->peer_interval_ms > limit)
-		limit = 2ull * c->peer_interval_ms;
-	return limit > UINT32_MAX ? UINT32_MAX : (uint32_t)limit;
+/* Our heartbeat interval on this connection: ours, shortened for a peer that
+ * tolerates less silence (its hello's timeout), within the pacing floor.
+ * The peer's values are read only once the framed rxmode (stored with
+ * release after them) says they are there. */
+static uint32_t tx_interval(const struct hb_conn *c)
+{
+	uint32_t pt = hb_load_acquire(&c->rxmode) == HB_RX_FRAMED ? c->peer_timeout_ms : 0;
+
+	return hb_pace_interval(hb_cfg.interval_ms, pt);
 }
 
 /* Both directions raw: the connection is plain keepalive mode after all. */
@@ -217,7 +262,7 @@ static void apply_frame_keepalive(int fd, struct hb_conn *c)
  * bytes, or now from the background thread. */
 static void queue_hello(struct hb_conn *c)
 {
-	struct hb_hello h = { HB_PROTO_VERSION, 0, hb_cfg.interval_ms, hb_cfg.timeout_ms };
+	struct hb_hello h = { HB_PROTO_VERSION, HB_HF_PACED, hb_cfg.interval_ms, hb_cfg.timeout_ms };
 
 	if (c->hello_sent)
 		return;
@@ -232,6 +277,8 @@ static void queue_hello(struct hb_conn *c)
  * see a plain end of stream. Keep it for the application (i_io.c). */
 static void keep_err(struct hb_conn *c, long r)
 {
+	if (r == -ECONNRESET && (hb_load_relaxed(&c->flags) & HB_CF_RD_DOWN))
+		return; /* drawn by a heartbeat after our SHUT_RD (hb_frame_shutdown) */
 	if (r == -ECONNRESET || r == -ETIMEDOUT || r == -EHOSTUNREACH || r == -ENETUNREACH ||
 	    r == -ECONNREFUSED || r == -ECONNABORTED)
 		hb_store_relaxed(&c->stolen_err, (uint8_t)-r);
@@ -288,7 +335,8 @@ static void app_sent(struct hb_conn *c, int fd)
 {
 	if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & HB_CF_QUICKACK)) {
 		hb_and_acq_rel(&c->flags, ~HB_CF_QUICKACK);
-		quickack(fd);
+		if (fd_is(c, fd))
+			quickack(fd);
 	}
 }
 
@@ -453,6 +501,8 @@ static void decide_tx(struct hb_conn *c, int fd, int framed)
 	unlock(&c->txlock);
 }
 
+static _Atomic int slow_peer_warned, strict_peer_warned;
+
 /* Look at the first bytes of the peer's direction (rxlock held).
  * wait: block for the first byte. Returns 0 when decided (rxmode is RAW,
  * FRAMED or FAILED), -EAGAIN when nothing decisive arrived, or another
@@ -486,6 +536,8 @@ static int detect(struct hb_conn *c, int fd, int wait)
 			r = sh_recv(c, fd, p, 1, MSG_PEEK);
 			if (r < 0)
 				return (int)r; /* end of stream: seen again just below */
+			if (!fd_is(c, fd))
+				return -EBADF;
 		}
 		r = sh_recv(c, fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
 
@@ -505,7 +557,13 @@ static int detect(struct hb_conn *c, int fd, int wait)
 				fail(c, fd, ECONNRESET, "hello");
 				return 0;
 			}
-			c->peer_interval_ms = h.interval_ms;
+			/* peer_interval_ms: how often the peer heartbeats toward
+			 * us. A pacing peer shortens its interval for our
+			 * timeout exactly as we do for its; an older one keeps
+			 * its own, and our timeout applies all the same. */
+			c->peer_interval_ms = (h.flags & HB_HF_PACED)
+						      ? hb_pace_interval(h.interval_ms, hb_cfg.timeout_ms)
+						      : h.interval_ms;
 			c->peer_timeout_ms = h.timeout_ms;
 			memset(&c->rx, 0, sizeof(c->rx));
 			if (hb_conn_public_mode(c) != HB_MODE_FRAME) {
@@ -521,6 +579,23 @@ static int detect(struct hb_conn *c, int fd, int wait)
 			decide_tx(c, fd, 1);
 			hb_log(HB_LOG_DEBUG, "fd %d: peer speaks hbshim v%u (interval %u ms)", fd,
 			       h.version, h.interval_ms);
+			/* Settings that cannot keep an idle connection alive:
+			 * said once per process (a server may accept thousands
+			 * of connections from the same peer). */
+			if (2ull * c->peer_interval_ms > hb_cfg.timeout_ms &&
+			    !hb_xchg_acq_rel(&slow_peer_warned, 1))
+				hb_log(HB_LOG_WARN,
+				       "fd %d: the peer heartbeats every %u ms%s, our timeout is %u ms: "
+				       "an idle peer may be declared dead",
+				       fd, c->peer_interval_ms,
+				       (h.flags & HB_HF_PACED) ? "" : " (an hbshim that does not pace)",
+				       hb_cfg.timeout_ms);
+			if ((uint64_t)HB_PACE_DIV * hb_pace_interval(hb_cfg.interval_ms, h.timeout_ms) >
+			    h.timeout_ms && !hb_xchg_acq_rel(&strict_peer_warned, 1))
+				hb_log(HB_LOG_WARN,
+				       "fd %d: the peer's timeout is %u ms, we heartbeat every %u ms: "
+				       "it may declare us dead when idle",
+				       fd, h.timeout_ms, hb_pace_interval(hb_cfg.interval_ms, h.timeout_ms));
 			if (hb_events_on()) {
 				char extra[96];
 				struct hb_buf b;
@@ -534,6 +609,10 @@ static int detect(struct hb_conn *c, int fd, int wait)
 		}
 		if (cls == -2) {
 			fail(c, fd, EPROTO, "version");
+			return 0;
+		}
+		if (cls == -3) {
+			fail(c, fd, EPROTO, "hello");
 			return 0;
 		}
 		if (cls == -1) {
@@ -887,6 +966,8 @@ static long peek_framed(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int f
 		r = absorb(c, fd, NULL, 0, scratch, (size_t)r, 0, (size_t)r);
 		if (r < 0)
 			return r;
+		if (!fd_is(c, fd))
+			return -EBADF;
 		set_lowat(c, fd);
 	}
 }
@@ -978,6 +1059,32 @@ static void claim(struct hb_conn *c)
 static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags);
 static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags);
 
+/* The kernel's checks of a message's iovec array, made before the shim
+ * reads or sums it: more than IOV_MAX entries is EMSGSIZE (readv and writev
+ * answer EINVAL before calling here); a length above SSIZE_MAX, or lengths
+ * whose sum passes SSIZE_MAX, is EINVAL. (Linux answers EFAULT for such a
+ * sum, as no buffer that long can exist; POSIX names EINVAL.) This check
+ * bounds every sum of the lengths the framed paths make. */
+static long iov_check(const struct msghdr *m)
+{
+	size_t t = 0;
+
+	if (m->msg_iovlen > IOV_MAX)
+		return -EMSGSIZE;
+	if (!m->msg_iovlen)
+		return 0;
+	if (!m->msg_iov)
+		return -EFAULT;
+	for (size_t i = 0; i < m->msg_iovlen; i++) {
+		size_t l = m->msg_iov[i].iov_len;
+
+		if (l > (size_t)SSIZE_MAX || l > (size_t)SSIZE_MAX - t)
+			return -EINVAL;
+		t += l;
+	}
+	return 0;
+}
+
 /* The entry points hold a use count so that the background thread never
  * recycles a connection another thread still works on (a close racing a
  * blocked read in another thread). */
@@ -985,6 +1092,8 @@ long hb_frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 {
 	long r;
 
+	if ((r = iov_check(m)) < 0)
+		return r;
 	hb_add_acq_rel(&c->users, 1);
 	claim(c);
 	if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & HB_CF_SHUT_RD)) {
@@ -996,6 +1105,8 @@ long hb_frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 	} else {
 		r = frame_recv(c, fd, m, flags);
 	}
+	if (HB_UNLIKELY(r == -ECONNRESET) && (hb_load_relaxed(&c->flags) & HB_CF_RD_DOWN))
+		r = 0; /* a heartbeat after our SHUT_RD (hb_frame_shutdown) */
 	hb_sub_acq_rel(&c->users, 1);
 	return r;
 }
@@ -1004,6 +1115,8 @@ long hb_frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags)
 {
 	long r;
 
+	if ((r = iov_check(m)) < 0)
+		return r;
 	hb_add_acq_rel(&c->users, 1);
 	claim(c);
 	r = frame_send(c, fd, m, flags);
@@ -1023,7 +1136,7 @@ static long frame_discard(struct hb_conn *c, int fd, size_t n, int flags)
 	size_t total = 0;
 
 	flags &= ~MSG_TRUNC;
-	while (total < n) {
+	while (total < n && (!total || fd_is(c, fd))) {
 		size_t want = n - total < sizeof(scratch) ? n - total : sizeof(scratch);
 		struct iovec v = { scratch, want };
 		struct msghdr mm;
@@ -1063,7 +1176,7 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 			break;
 		}
 	}
-	if ((r = lock_io(&c->rxlock, nb)) < 0)
+	if ((r = lock_fd(c, fd, &c->rxlock, nb)) < 0)
 		return r;
 	while (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT) {
 		r = detect(c, fd, !nb);
@@ -1101,7 +1214,11 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 	 * (a signal, the end of the stream, an error or SO_RCVTIMEO end it
 	 * early with what came); any other read returns what one call got. */
 	wait_all = (flags & MSG_WAITALL) && !nb && !(flags & MSG_PEEK);
-	for (;;) {
+	for (int again = 0;; again = 1) {
+		if (again && !fd_is(c, fd)) {
+			got = -EBADF;
+			break;
+		}
 		if (flags & MSG_PEEK)
 			got = peek_framed(c, fd, buf, n, flags);
 		else
@@ -1139,7 +1256,8 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 			continue; /* a heartbeat is not end of stream: keep waiting */
 		break;
 	}
-	set_lowat(c, fd);
+	if (fd_is(c, fd))
+		set_lowat(c, fd);
 	unlock(&c->rxlock);
 	if (total) {
 		/* The application received data: its own sends answer it now,
@@ -1182,7 +1300,7 @@ static int map_iov(struct iovec *out, int k, int max, const struct iovec *iov, s
 static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags)
 {
 	size_t n = 0, total = 0;
-	int nb = nonblocking(c, flags);
+	int nb = nonblocking(c, flags), closed = 0, again = 0;
 	long r;
 
 	if (hb_load_acquire(&c->txmode) == HB_TX_UNDECIDED)
@@ -1191,8 +1309,8 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 		return hb_next_sendmsg(fd, m, flags | MSG_NOSIGNAL);
 	for (size_t i = 0; m->msg_iov && i < m->msg_iovlen; i++)
 		n += m->msg_iov[i].iov_len;
-	if (lock_io(&c->txlock, nb) < 0)
-		return -EAGAIN;
+	if ((r = lock_fd(c, fd, &c->txlock, nb)) < 0)
+		return r;
 	if (HB_LIKELY(!c->tx.pend_len && !c->tx.remaining && n && n <= HB_MAX_FRAME &&
 		      m->msg_iovlen < TX_IOV_MAX)) {
 		/* The common case, one whole frame: its header and the
@@ -1230,19 +1348,25 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 			unlock(&c->txlock);
 			return r;
 		}
+		again = 1;
 		total = (size_t)r == n + HB_DATA_HDR_LEN ? n : hb_tx_commit(&c->tx, seg, 2, (size_t)r);
 		if (total || nb)
 			goto sent; /* whole, or short: report what went */
 		/* Blocking, and only header bytes went (a signal): go on. */
 	}
-	while (total < n || c->tx.pend_len) {
+	for (; total < n || c->tx.pend_len; again = 1) {
 		struct hb_tx_seg seg[4];
 		uint8_t hdr[HB_DATA_HDR_LEN];
 		struct iovec out[TX_IOV_MAX];
 		struct msghdr om;
 		size_t planned = 0, app_planned = 0;
-		int ns = hb_tx_plan(&c->tx, n - total, hdr, seg), k = 0;
+		int ns, k = 0;
 
+		if (again && !fd_is(c, fd)) {
+			closed = 1;
+			break;
+		}
+		ns = hb_tx_plan(&c->tx, n - total, hdr, seg);
 		for (int i = 0; i < ns && k < TX_IOV_MAX; i++) {
 			if (seg[i].base) {
 				out[k++] = (struct iovec){ (void *)seg[i].base, seg[i].len };
@@ -1290,7 +1414,7 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 sent:
 	unlock(&c->txlock);
 	if (!total && n)
-		return -EAGAIN;
+		return closed ? -EBADF : -EAGAIN;
 	if (total) {
 		app_sent(c, fd);
 		if (hb_cfg.idle_timeout_ms) /* only the idle deadline reads it */
@@ -1304,8 +1428,11 @@ void hb_frame_close(struct hb_conn *c, int fd)
 	/* Control frames left unread would make the kernel answer our close
 	 * with a reset instead of a FIN, and a reset throws away what we
 	 * still have to send: drop them first. Application bytes left unread
-	 * reset the connection exactly as they would without the shim. */
-	if (hb_load_acquire(&c->rxmode) == HB_RX_RAW || !owner(c) || lock(&c->rxlock) < 0)
+	 * reset the connection exactly as they would without the shim. Not
+	 * behind a reader blocked in the kernel (another thread): the close
+	 * returns at once, as the kernel's does, and the socket stays open
+	 * until that read returns (hb_frame_linger leaves it alone then). */
+	if (hb_load_acquire(&c->rxmode) == HB_RX_RAW || !owner(c) || !lock_unless_app(&c->rxlock))
 		return;
 	if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
 		detect(c, fd, 0);
@@ -1322,9 +1449,13 @@ void hb_frame_close(struct hb_conn *c, int fd)
  * acknowledged with everything before it (FIN_WAIT2: every heartbeat the
  * peer sent before it saw our FIN has arrived by then); the background
  * thread applies it, or after the timeout in FIN_WAIT1. Meanwhile reads
- * see the end of the stream at once, as after a real SHUT_RD. A thread
- * inside a call on the connection (blocked in a read that a shutdown from
- * another thread is meant to end) gets the kernel's SHUT_RD at once. */
+ * see the end of the stream at once, as after a real SHUT_RD. A reader
+ * blocked in the kernel in another thread (the usual reason for a shutdown
+ * from another thread) is woken only by the kernel's SHUT_RD: it goes at
+ * once then. A heartbeat already on its way may then draw that reset; the
+ * reads on this side still report the end of the stream (HB_CF_RD_DOWN),
+ * as the kernel's would have. A writer blocked in the kernel is woken by
+ * the kernel's SHUT_WR (EPIPE), which goes at once either way. */
 int hb_frame_shutdown(struct hb_conn *c, int fd, int how)
 {
 	static const uint8_t hc[2] = { HB_FT_CONTROL, HB_CT_HALFCLOSE };
@@ -1333,21 +1464,31 @@ int hb_frame_shutdown(struct hb_conn *c, int fd, int how)
 		return how; /* EINVAL from the kernel */
 	/* Pending control bytes go before our FIN; a half-close frame tells
 	 * the peer we still read: not for SHUT_RDWR, where a plain FIN also
-	 * stops the peer's heartbeats sooner. */
+	 * stops the peer's heartbeats sooner. Never behind a writer in
+	 * another thread: blocked in the kernel, it holds txlock until the
+	 * kernel's shutdown wakes it (EPIPE), and it is inside a frame, so
+	 * neither could go out anyway; the plain FIN follows its bytes. */
 	if (how != SHUT_RD && hb_load_acquire(&c->txmode) == HB_TX_FRAMED &&
-	    lock(&c->txlock) == 0) {
+	    lock_unless_app(&c->txlock)) {
 		flush_pend(c, fd);
-		if (how == SHUT_WR && hb_tx_at_boundary(&c->tx))
-			sh_send(c, fd, hc, sizeof(hc), MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (how == SHUT_WR && hb_tx_at_boundary(&c->tx) &&
+		    sh_send(c, fd, hc, sizeof(hc), MSG_DONTWAIT | MSG_NOSIGNAL) == sizeof(hc) &&
+		    hb_os_shutdown(fd, SHUT_WR) == 0) {
+			/* The FIN goes under the lock: no frame (a heartbeat, a
+			 * racing write) can slip in behind the half-close, which
+			 * the peer takes for a protocol error. */
+			unlock(&c->txlock);
+			return -1;
+		}
 		unlock(&c->txlock);
 	}
 	if (how == SHUT_WR || hb_load_acquire(&c->rxmode) == HB_RX_RAW ||
 	    hb_load_acquire(&c->rxmode) == HB_RX_FAILED || !owner(c))
 		return how;
-	if (hb_load_acquire(&c->users))
-		/* Another thread is inside a call on it (a shutdown to stop a
-		 * blocked reader, say): the kernel must wake it now. */
+	if (app_holds(&c->rxlock)) {
+		hb_or_acq_rel(&c->flags, HB_CF_RD_DOWN);
 		return how;
+	}
 	c->shut_rd_at = (uint32_t)hb_os_now_ms();
 	hb_or_acq_rel(&c->flags, HB_CF_SHUT_RD);
 	hb_thread_wake();
@@ -1472,7 +1613,7 @@ static uint32_t conn_jitter(const struct hb_conn *c)
 uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 {
 	static const uint8_t hb[2] = { HB_FT_CONTROL, HB_CT_HEARTBEAT };
-	uint32_t interval = hb_cfg.interval_ms, jitter = interval / 10;
+	uint32_t interval = tx_interval(c), jitter = interval / 10;
 	uint64_t next = now + interval;
 	struct hb_tcp_info x;
 	const struct tcp_info *ti = &x.ti;
@@ -1542,7 +1683,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 
 			if (cls == 0 && !c->bg_partial_at)
 				c->bg_partial_at = ms32(now);
-			if (cls == -1 || cls == -2 || r == 0 ||
+			if (cls == -1 || cls <= -2 || r == 0 ||
 			    (cls == 0 && (uint32_t)now - c->bg_partial_at >= PARTIAL_WAIT_MS) ||
 			    (!c->client && now >= c->opened_ms + ACCEPT_HELLO_WAIT_MS))
 				hb_os_setsockopt_int(fd, SOL_SOCKET, SO_RCVLOWAT, 1);
@@ -1550,6 +1691,11 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	}
 	if (c->mode != HB_MODE_FRAME)
 		return 0; /* settled as plain keepalive */
+	/* The peer's hello may have just arrived: pace for it from now on. */
+	interval = tx_interval(c);
+	jitter = interval / 10;
+	if (now + interval < next)
+		next = now + interval;
 	hb_ka_window(c, fd, &x, hb_ka_frame_cfg.user_timeout_ms);
 	/* Our direction: hello, then a heartbeat after an interval of silence.
 	 * The jitter spreads connections opened together. */
@@ -1662,6 +1808,15 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		 * the hello's window closes (the mark drops to 1 then). */
 		if (now + 1 < next)
 			next = now + 1;
+	} else if (!c->client && hb_load_acquire(&c->rxmode) == HB_RX_DETECT &&
+		   now < c->opened_ms + LATE_HELLO_MS && now + HB_PACE_FLOOR_MS < next) {
+		/* A hello that comes later may be read by the application, and
+		 * ask for heartbeats sooner than our own interval: the tick
+		 * that paces them is never further than the floor away. Only
+		 * for a while: a shimmed client sends its hello at connect,
+		 * and a peer that sends nothing must not cost 10 ticks a
+		 * second for ever. */
+		next = now + HB_PACE_FLOOR_MS;
 	}
 	if (c->client && hb_load_acquire(&c->rxmode) == HB_RX_DETECT) {
 		/* The server's first bytes are due: look often (1 ms for the
@@ -1695,9 +1850,9 @@ long hb_frame_xfer_out(struct hb_conn *c, int fd, size_t len, size_t avail, int 
 		return xfer(ctx, 0);
 	hb_add_acq_rel(&c->users, 1);
 	claim(c);
-	if (lock_io(&c->txlock, nb) < 0) {
+	if ((r = lock_fd(c, fd, &c->txlock, nb)) < 0) {
 		hb_sub_acq_rel(&c->users, 1);
-		return -EAGAIN;
+		return r;
 	}
 	while (c->tx.pend_len) {
 		r = hb_os_send(fd, c->tx.pend, c->tx.pend_len, sflags);
@@ -1737,6 +1892,10 @@ long hb_frame_xfer_out(struct hb_conn *c, int fd, size_t len, size_t avail, int 
 			}
 		}
 	}
+	if (!fd_is(c, fd)) {
+		r = -EBADF; /* closed while a header waited for room */
+		goto out;
+	}
 	s = xfer(ctx, len < c->tx.remaining ? len : c->tx.remaining);
 	if (s > 0) {
 		c->tx.remaining -= (uint32_t)s;
@@ -1758,9 +1917,9 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 
 	hb_add_acq_rel(&c->users, 1);
 	claim(c);
-	if (lock_io(&c->rxlock, nb) < 0) {
+	if ((r = lock_fd(c, fd, &c->rxlock, nb)) < 0) {
 		hb_sub_acq_rel(&c->users, 1);
-		return -EAGAIN;
+		return r;
 	}
 	while (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT) {
 		r = detect(c, fd, !nb);
@@ -1788,6 +1947,10 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 		r = absorb(c, fd, NULL, 0, scratch, (size_t)r, 0, (size_t)r);
 		if (r < 0)
 			goto out;
+		if (!fd_is(c, fd)) {
+			r = -EBADF;
+			goto out;
+		}
 	}
 	r = xfer(ctx, len < c->rx.remaining ? len : c->rx.remaining);
 	if (r > 0) {
@@ -1796,7 +1959,8 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 			c->last_app_ms = hb_os_now_ms();
 	}
 out:
-	set_lowat(c, fd);
+	if (fd_is(c, fd))
+		set_lowat(c, fd);
 	unlock(&c->rxlock);
 	hb_sub_acq_rel(&c->users, 1);
 	return r;
@@ -1817,6 +1981,13 @@ int hb_frame_linger(struct hb_conn *c, int fd)
 	if ((hb_load_relaxed(&c->flags) & HB_APP_LINGER) || !owner(c) || !hb_enabled)
 		return 0;
 	if (hb_load_acquire(&c->rxmode) == HB_RX_FAILED || hb_load_acquire(&c->dead))
+		return 0;
+	/* Another thread inside a call on the connection (blocked in the
+	 * kernel, typically): the kernel keeps the socket open until that
+	 * call returns, and its close sends no FIN meanwhile. Ours would
+	 * wake a blocked writer with EPIPE (and cut its frame short): the
+	 * close is the kernel's own. */
+	if (hb_load_acquire(&c->users))
 		return 0;
 	/* Only a peer that speaks hbshim sends heartbeats that could reach a
 	 * closed socket. Toward any other peer the close is the kernel's own:
@@ -1863,8 +2034,14 @@ int hb_frame_linger(struct hb_conn *c, int fd)
 		return 0;
 	}
 	/* Our FIN goes now, behind whatever is still queued, exactly as the
-	 * application's close would have sent it. */
-	flush_pend(c, fd);
+	 * application's close would have sent it. The encoder's pending
+	 * bytes are txlock's (the background thread may be sending a
+	 * heartbeat); an application writer that started after the check
+	 * above is inside a frame: they cannot go then. */
+	if (lock_unless_app(&c->txlock)) {
+		flush_pend(c, fd);
+		unlock(&c->txlock);
+	}
 	hb_os_shutdown((int)nfd, SHUT_WR);
 	hb_thread_schedule(l);
 	return 1;

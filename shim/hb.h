@@ -238,6 +238,12 @@ struct hb_tcp_info {
 long hb_os_tcp_info(int fd, struct hb_tcp_info *x);
 /* Another process (parent or child) holds the socket too: 1, 0, -1 unknown. */
 int hb_os_sock_shared(int fd);
+/* kcmp(2): 0 same, 1/2 ordered, 3 different, or -errno (ENOSYS, EPERM:
+ * a seccomp profile without CAP_SYS_PTRACE). */
+long hb_os_kcmp(int pid1, int pid2, int type, unsigned long a, unsigned long b);
+long hb_os_madvise(void *addr, size_t len, int advice);
+/* Unmap what hb_os_mmap gave: 0 or -errno. Async-signal-safe. */
+long hb_os_munmap(void *addr, size_t len);
 long hb_os_shutdown(int fd, int how);
 long hb_os_close(int fd);
 long hb_os_write(int fd, const void *buf, size_t n);
@@ -264,6 +270,11 @@ void hb_epoll_note(int epfd);
 int hb_epoll_detach(int fd);
 long hb_os_ioctl(int fd, unsigned long req, void *arg);
 long hb_os_poll1(int fd, short events, int timeout_ms, short *revents);
+/* poll, select and dup2 as the application called them, from ppoll,
+ * pselect6 and dup3 (arm64 has no others): result or -errno. */
+long hb_os_poll(struct pollfd *fds, unsigned long n, int timeout_ms);
+long hb_os_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv);
+long hb_os_dup2(int oldfd, int newfd);
 long hb_os_getsockname(int fd, struct sockaddr *sa, socklen_t *len);
 long hb_os_getpeername(int fd, struct sockaddr *sa, socklen_t *len);
 long hb_os_futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t timeout_ms);
@@ -315,6 +326,7 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2, HB_KIND_
 #define HB_APP_LINGER      (1u << 8)
 #define HB_APP_MASK        0x1ffu
 /* State flags (same word). */
+#define HB_CF_RD_DOWN      (1u << 15) /* the app's SHUT_RD reached the kernel early (frame.c) */
 #define HB_CF_NONBLOCK     (1u << 16) /* O_NONBLOCK on the open file description */
 #define HB_CF_SCHEDULED    (1u << 17) /* handed to the background thread */
 #define HB_CF_KA_ARMED     (1u << 18) /* SO_KEEPALIVE switched on by us */
@@ -362,8 +374,10 @@ struct hb_conn {
 	uint32_t rx_bytes;             /* bg: tcpi_bytes_received (low bits) at the last drain */
 	uint64_t opened_ms;            /* monotonic ms at install */
 	uint64_t last_app_ms;          /* framed: last application byte either way */
-	uint32_t peer_interval_ms;     /* from the peer's hello (rx lock) */
-	uint32_t peer_timeout_ms;
+	uint32_t peer_interval_ms;     /* how often the peer heartbeats toward us:
+					  its hello's interval, paced for our
+					  timeout when it paces (rx lock) */
+	uint32_t peer_timeout_ms;      /* its hello's timeout: we pace for it */
 	_Atomic uint32_t rcvtimeo_ms;  /* app's SO_RCVTIMEO, 0 = none */
 	/* Monotonic ms, low 32 bits (differences wrap correctly). */
 	uint32_t shut_rd_at;           /* when the app asked for SHUT_RD (HB_CF_SHUT_RD) */
@@ -443,8 +457,9 @@ struct hb_fdent {
 
 extern _Atomic(struct hb_fdent *) hb_fd_chunks[HB_FD_MAX >> HB_FD_CHUNK_SHIFT];
 
-/* The fast path of every interposer: the connection behind fd, or NULL. */
-static inline struct hb_conn *hb_fd_conn(int fd)
+/* The table's entry for fd as it stands (NULL if none): for the paths
+ * that change the table, which must see the owner's entries. */
+static inline struct hb_conn *hb_fd_conn_raw(int fd)
 {
 	if (HB_UNLIKELY((unsigned)fd >= HB_FD_MAX))
 		return NULL;
@@ -452,6 +467,33 @@ static inline struct hb_conn *hb_fd_conn(int fd)
 	if (!ch)
 		return NULL;
 	return hb_load_acquire(&ch[(unsigned)fd & (HB_FD_CHUNK - 1)].conn);
+}
+
+/* Set, in the thread it runs on, by a process that runs in the memory of
+ * the table's owner (a vfork child) or cannot tell whether it does, when it
+ * left the table unchanged (init.c, hb_vfork_check): its pid. Its closes
+ * are not recorded, so an entry may name a file that is no longer the
+ * socket: hb_fd_conn then checks the socket's cookie. Thread-local: a
+ * vfork child runs on the thread that called vfork; no other thread pays.
+ * Cleared when the owner sees it again (the child exec'd or exited). */
+extern __thread int hb_vfork_mark __attribute__((tls_model("initial-exec")));
+struct hb_conn *hb_fd_conn_marked(int fd, struct hb_conn *c) __attribute__((cold));
+
+/* c, the raw entry for fd, or NULL when fd is provably not its socket in
+ * a vfork child (the fast paths of i_io.c look up raw and vet in their
+ * slow part: no stack frame for an untracked fd). */
+static inline struct hb_conn *hb_fd_conn_vet(int fd, struct hb_conn *c)
+{
+	if (HB_UNLIKELY(c && hb_vfork_mark))
+		return hb_fd_conn_marked(fd, c);
+	return c;
+}
+
+/* The connection behind fd, or NULL (also when fd is provably not the
+ * connection's socket in a vfork child). */
+static inline struct hb_conn *hb_fd_conn(int fd)
+{
+	return hb_fd_conn_vet(fd, hb_fd_conn_raw(fd));
 }
 
 /* Entry for fd, installing its chunk if create (mmap, CAS). NULL when fd is
@@ -631,8 +673,25 @@ extern struct hb_ka hb_ka_frame_cfg;
  * Any thread; no allocation. */
 size_t hb_inherit_export(char *out, size_t cap, const int (*dups)[2], int ndups);
 /* Adopt the connections described by the value of HBSHIM_INHERIT; returns
- * how many, or -EINVAL on a malformed value. Constructor only. */
+ * how many. An entry that is malformed, inconsistent or does not name a
+ * TCP socket of that cookie here is ignored with a warning. Constructor
+ * only. */
 int hb_inherit_import(const char *s);
+
+/* inherit_parse.c (pure): one entry of HBSHIM_INHERIT. */
+struct hb_inherit_ent {
+	int fd;
+	uint64_t cookie; /* never 0 */
+	uint8_t rxmode, txmode, client, hello_sent;
+	struct hb_rx rx; /* remaining, hdr, hdr_len, halfclosed: hb_rx_state_valid */
+	struct hb_tx tx; /* remaining, pend, pend_len */
+	uint32_t peer_interval_ms, peer_timeout_ms;
+};
+/* Parse the entry at s (up to ';' or the end) into *e: 0, or -EINVAL when
+ * it is malformed or holds a value no connection of ours can have (e is
+ * then zeroed). *next is set in both cases to the next entry (past the
+ * ';') or to the terminating NUL. */
+int hb_inherit_parse(const char *s, struct hb_inherit_ent *e, const char **next);
 
 /* ------------------------------------------------------------------ i_stdio.c */
 
@@ -650,6 +709,10 @@ void hb_stdio_flush(void);
  * thread; c must be installed. Never blocks. */
 void hb_thread_schedule(struct hb_conn *c);
 void hb_thread_ensure(void);
+/* In the child of a raw clone (no fork handlers ran) that found it has
+ * memory of its own: what the fork child handlers do (connections marked
+ * INHERITED and SHARED, no background thread yet). Single-threaded. */
+void hb_thread_after_clone(void);
 /* HBSHIM_CONNECT_TIMEOUT for a non-blocking connect still in SYN_SENT:
  * when expired, dissolve the attempt (the application's poll wakes; its
  * SO_ERROR reads ETIMEDOUT) and return 1. Background thread, fd pinned. */
@@ -743,7 +806,7 @@ extern int hb_enabled;
  * parent's (a child's close_range wiped the parent's fd table). Or in a
  * child of a raw clone (vsftpd), which has memory of its own: kcmp tells
  * the two apart (init.c). */
-extern int hb_self_pid;
+extern int hb_self_pid; /* fdtable.c */
 int hb_vfork_check(int pid);
 static inline int hb_vforked(void)
 {

@@ -8,6 +8,7 @@
  * Nothing is changed in the calling process: if exec fails, it fails as it
  * would have.
  */
+#include <limits.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <string.h>
@@ -17,58 +18,124 @@
 
 #include "interpose.h"
 
-#define ENV_MAX 8192
-#define INHERIT_MAX 8192
+#define INHERIT_MAX 8192 /* 64 entries of at most ~120 characters */
+#define ARGV_STACK 64    /* execl* arguments kept on the stack; more: scratch */
 
 extern char **environ;
 
-/* envp with HBSHIM_INHERIT replaced by var (or removed when var is NULL),
- * built in out[max]; returns envp itself when nothing needs changing. */
-static char *const *build_env(char *const *envp, char *var, char **out, size_t max)
+/*
+ * Scratch memory. These calls run on the caller's stack, which may be a
+ * small thread stack (64 KiB), and in a vfork child, which shares the
+ * parent's memory and may use nothing but async-signal-safe calls: the new
+ * environment vector and HBSHIM_INHERIT (or a long execl argument list) go
+ * to an anonymous mapping made for the call and unmapped when the call
+ * returns. A mapping made in a vfork child lives in the parent's memory and
+ * outlives a successful exec there; each one is parked in the calling
+ * thread's slots under the pid that made it (a vfork child runs on its
+ * parent thread's TLS), and the next call on that thread from another pid
+ * (the parent again, the vfork child having gone) unmaps it. A signal
+ * handler's exec nested in an interrupted one has the same pid and leaves
+ * the outer call's mapping alone.
+ */
+#define SCRATCH_SLOTS 4
+struct scratch {
+	void *p;
+	size_t len;
+	int pid;
+};
+static __thread struct scratch parked[SCRATCH_SLOTS] __attribute__((tls_model("initial-exec")));
+
+static void *scratch_get(size_t len, struct scratch *s)
 {
-	size_t n = 0, k = 0, cnt = 0;
-	int had = 0;
+	int pid = hb_os_getpid();
 
+	for (int i = 0; i < SCRATCH_SLOTS; i++) {
+		if (parked[i].p && parked[i].pid != pid) {
+			hb_os_munmap(parked[i].p, parked[i].len);
+			parked[i].p = NULL;
+		}
+	}
+	s->len = (len + 4095) & ~(size_t)4095;
+	s->pid = pid;
+	s->p = s->len >= len ? hb_os_mmap(s->len) : NULL;
+	if (!s->p)
+		return NULL;
+	for (int i = 0; i < SCRATCH_SLOTS; i++) {
+		if (!parked[i].p) {
+			parked[i] = *s;
+			break;
+		}
+	}
+	return s->p;
+}
+
+/* Give back s (exec failed, or posix_spawn returned); errno preserved. */
+static void scratch_put(struct scratch *s)
+{
+	if (!s->p)
+		return;
+	for (int i = 0; i < SCRATCH_SLOTS; i++)
+		if (parked[i].p == s->p)
+			parked[i].p = NULL;
+	hb_os_munmap(s->p, s->len);
+	s->p = NULL;
+}
+
+/* The environment for the new image: envp with HBSHIM_INHERIT describing
+ * our framed connections that survive (dups: the dup2 pairs of a
+ * posix_spawn, NULL for exec), any old HBSHIM_INHERIT removed. Returns
+ * envp itself when nothing changes (no framed connection was ever seen,
+ * the usual case: no mapping), else a vector in s. */
+static char *const *new_env(char *const *envp, const int (*dups)[2], int ndups,
+			    struct scratch *s)
+{
 	static char *const empty[] = { NULL };
+	size_t cnt = 0, k = 0, ilen = 0;
+	int had = 0;
+	char **out;
+	char *var;
 
+	s->p = NULL;
 	if (!envp)
 		envp = empty;
-	while (envp[cnt])
-		cnt++;
-	for (size_t i = 0; i < cnt; i++)
-		if (!strncmp(envp[i], "HBSHIM_INHERIT=", 15))
+	for (; envp[cnt]; cnt++)
+		if (!strncmp(envp[cnt], "HBSHIM_INHERIT=", 15))
 			had = 1;
-	if (!var && !had)
+	if (!had && !(hb_enabled && hb_load_relaxed(&hb_frame_seen)))
 		return envp;
-	if (cnt + 2 > max)
-		return envp; /* absurd environment: pass it as it is */
-	for (; n < cnt; n++)
-		if (strncmp(envp[n], "HBSHIM_INHERIT=", 15))
-			out[k++] = envp[n];
-	if (var)
+	if (cnt > ((size_t)-1 - INHERIT_MAX) / sizeof(char *) - 2 ||
+	    !scratch_get((cnt + 2) * sizeof(char *) + INHERIT_MAX, s))
+		return envp; /* no memory: pass it as it is */
+	out = s->p;
+	var = (char *)(out + cnt + 2);
+	if (hb_enabled)
+		ilen = hb_inherit_export(var, INHERIT_MAX, dups, ndups);
+	if (!ilen && !had) {
+		scratch_put(s);
+		return envp;
+	}
+	for (size_t i = 0; i < cnt; i++)
+		if (strncmp(envp[i], "HBSHIM_INHERIT=", 15))
+			out[k++] = envp[i];
+	if (ilen)
 		out[k++] = var;
 	out[k] = NULL;
 	return out;
 }
 
-/* newenv: envp with the framed state of our connections (dups: the dup2
- * pairs of a posix_spawn, NULL for exec). */
-#define WITH_ENV_DUPS(envp, dups, ndups, newenv)                                 \
-	char inherit_[INHERIT_MAX];                                              \
-	char *vec_[ENV_MAX];                                                     \
-	size_t ilen_ = hb_enabled ? hb_inherit_export(inherit_, sizeof(inherit_), (dups), (ndups)) \
-				  : 0;                                           \
-	char *const *newenv = build_env((envp), ilen_ ? inherit_ : NULL, vec_, ENV_MAX)
-#define WITH_ENV(envp, newenv) WITH_ENV_DUPS(envp, NULL, 0, newenv)
-
 HB_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
 	int (*fn)(const char *, char *const[], char *const[]) = REAL_PTR(execve);
-	WITH_ENV(envp, env);
+	struct scratch s;
+	char *const *env = new_env(envp, NULL, 0, &s);
+	int r;
 
 	if (!fn)
-		return (int)syscall(SYS_execve, path, argv, env);
-	return fn(path, argv, env);
+		r = (int)syscall(SYS_execve, path, argv, env);
+	else
+		r = fn(path, argv, env);
+	scratch_put(&s);
+	return r;
 }
 
 HB_EXPORT int execv(const char *path, char *const argv[])
@@ -78,9 +145,12 @@ HB_EXPORT int execv(const char *path, char *const argv[])
 
 HB_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
-	WITH_ENV(envp, env);
+	struct scratch s;
+	char *const *env = new_env(envp, NULL, 0, &s);
+	int r = REAL(execvpe, (errno = ENOSYS, -1), file, argv, env);
 
-	return REAL(execvpe, (errno = ENOSYS, -1), file, argv, env);
+	scratch_put(&s);
+	return r;
 }
 
 HB_EXPORT int execvp(const char *file, char *const argv[])
@@ -90,58 +160,94 @@ HB_EXPORT int execvp(const char *file, char *const argv[])
 
 HB_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
-	WITH_ENV(envp, env);
+	struct scratch s;
+	char *const *env = new_env(envp, NULL, 0, &s);
+	int r = REAL(fexecve, (errno = ENOSYS, -1), fd, argv, env);
 
-	return REAL(fexecve, (errno = ENOSYS, -1), fd, argv, env);
+	scratch_put(&s);
+	return r;
 }
 
-/* Collect the variadic arguments of execl* (NULL-terminated). */
-#define COLLECT_ARGS(arg0, argv, ap, max)                       \
-	do {                                                    \
-		size_t i_ = 0;                                  \
-		argv[i_++] = (char *)(arg0);                    \
-		while (argv[i_ - 1] && i_ < (max))              \
-			argv[i_++] = va_arg(ap, char *);        \
-	} while (0)
+/* The execl* arguments: arg0 and the variadic ones up to the NULL that
+ * ends them; count_args first, then fill_args into a vector of count + 1
+ * (on the stack up to ARGV_STACK, else scratch), which also reads execle's
+ * envp that follows the NULL. */
+static size_t count_args(const char *arg0, va_list ap)
+{
+	size_t n = 0;
 
-#define ARG_MAX_L 4096
+	if (arg0)
+		for (n = 1; va_arg(ap, char *) && n < INT_MAX; n++)
+			;
+	return n;
+}
+
+static void fill_args(char **argv, size_t n, const char *arg0, va_list ap, char *const **envp)
+{
+	argv[0] = (char *)arg0;
+	for (size_t i = 1; i < n; i++)
+		argv[i] = va_arg(ap, char *);
+	argv[n] = NULL;
+	if (envp) {
+		if (n)
+			(void)va_arg(ap, char *); /* the NULL after the arguments */
+		*envp = va_arg(ap, char *const *);
+	}
+}
+
+static char **args_mem(size_t n, char **small, struct scratch *s)
+{
+	s->p = NULL;
+	if (n < ARGV_STACK)
+		return small;
+	if (n >= INT_MAX) {
+		errno = E2BIG; /* glibc's answer */
+		return NULL;
+	}
+	if (!scratch_get((n + 1) * sizeof(char *), s)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return s->p;
+}
+
+/* execl, execlp, execle: which selects the exec call and whether an envp
+ * follows the arguments. */
+#define EXECL_BODY(first, arg0, call, want_env)                            \
+	do {                                                               \
+		char *small_[ARGV_STACK], **argv_;                         \
+		char *const *envp_ = environ;                              \
+		struct scratch s_;                                         \
+		va_list ap_;                                               \
+		size_t n_;                                                 \
+		int r_;                                                    \
+                                                                           \
+		va_start(ap_, arg0);                                       \
+		n_ = count_args(arg0, ap_);                                \
+		va_end(ap_);                                               \
+		if (!(argv_ = args_mem(n_, small_, &s_)))                  \
+			return -1;                                         \
+		va_start(ap_, arg0);                                       \
+		fill_args(argv_, n_, arg0, ap_, (want_env) ? &envp_ : NULL); \
+		va_end(ap_);                                               \
+		r_ = call(first, argv_, envp_);                            \
+		scratch_put(&s_);                                          \
+		return r_;                                                 \
+	} while (0)
 
 HB_EXPORT int execl(const char *path, const char *arg0, ...)
 {
-	char *argv[ARG_MAX_L];
-	va_list ap;
-
-	va_start(ap, arg0);
-	COLLECT_ARGS(arg0, argv, ap, ARG_MAX_L);
-	va_end(ap);
-	argv[ARG_MAX_L - 1] = NULL;
-	return execve(path, argv, environ);
+	EXECL_BODY(path, arg0, execve, 0);
 }
 
 HB_EXPORT int execlp(const char *file, const char *arg0, ...)
 {
-	char *argv[ARG_MAX_L];
-	va_list ap;
-
-	va_start(ap, arg0);
-	COLLECT_ARGS(arg0, argv, ap, ARG_MAX_L);
-	va_end(ap);
-	argv[ARG_MAX_L - 1] = NULL;
-	return execvpe(file, argv, environ);
+	EXECL_BODY(file, arg0, execvpe, 0);
 }
 
 HB_EXPORT int execle(const char *path, const char *arg0, ...)
 {
-	char *argv[ARG_MAX_L];
-	char *const *envp;
-	va_list ap;
-
-	va_start(ap, arg0);
-	COLLECT_ARGS(arg0, argv, ap, ARG_MAX_L);
-	envp = va_arg(ap, char *const *);
-	va_end(ap);
-	argv[ARG_MAX_L - 1] = NULL;
-	return execve(path, argv, envp);
+	EXECL_BODY(path, arg0, execve, 1);
 }
 
 /* The dup2 actions of a posix_spawn file-actions object: glibc's child
@@ -193,25 +299,35 @@ static int spawn_dups(const posix_spawn_file_actions_t *fa, int dups[][2])
 	return n;
 }
 
-#define WITH_SPAWN_ENV(envp, fa, newenv)                                         \
-	int dups_[SPAWN_DUPS_MAX][2];                                            \
-	int ndups_ = hb_enabled ? spawn_dups((fa), dups_) : 0;                   \
-	WITH_ENV_DUPS(envp, (const int (*)[2])dups_, ndups_, newenv)
+static char *const *spawn_env(char *const *envp, const posix_spawn_file_actions_t *fa,
+			      struct scratch *s)
+{
+	int dups[SPAWN_DUPS_MAX][2];
+	int ndups = hb_enabled ? spawn_dups(fa, dups) : 0;
+
+	return new_env(envp, (const int (*)[2])dups, ndups, s);
+}
 
 HB_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
 			  const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
-	WITH_SPAWN_ENV(envp, fa, env);
+	struct scratch s;
+	char *const *env = spawn_env(envp, fa, &s);
+	int r = REAL(posix_spawn, ENOSYS, pid, path, fa, attr, argv, env);
 
-	return REAL(posix_spawn, ENOSYS, pid, path, fa, attr, argv, env);
+	scratch_put(&s);
+	return r;
 }
 
 HB_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
 			   const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
-	WITH_SPAWN_ENV(envp, fa, env);
+	struct scratch s;
+	char *const *env = spawn_env(envp, fa, &s);
+	int r = REAL(posix_spawnp, ENOSYS, pid, file, fa, attr, argv, env);
 
-	return REAL(posix_spawnp, ENOSYS, pid, file, fa, attr, argv, env);
+	scratch_put(&s);
+	return r;
 }
 
 /*

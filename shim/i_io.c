@@ -12,6 +12,7 @@
  *     never raises SIGPIPE, raising SIGPIPE itself where the kernel would
  *     have (EPIPE on a connection the shim did not kill, no MSG_NOSIGNAL).
  */
+#include <limits.h>
 #include <signal.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -210,7 +211,7 @@ static long frame_send1(struct hb_conn *c, int fd, const void *buf, size_t n, in
  * binding) is in a separate out-of-line function.
  */
 #define FAST_PATH(c, fn, name, fd, ...)                            \
-	struct hb_conn *c = hb_fd_conn(fd);                        \
+	struct hb_conn *c = hb_fd_conn_raw(fd); /* slow: vetted */ \
 	__typeof__(hb_real.name) fn = REAL_PTR(name);              \
 	if (HB_LIKELY(!c && fn))                                   \
 		return fn(fd, __VA_ARGS__)
@@ -219,6 +220,7 @@ static long frame_send1(struct hb_conn *c, int fd, const void *buf, size_t n, in
 
 static SLOW ssize_t read_slow(struct hb_conn *c, int fd, void *buf, size_t n)
 {
+	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c))
 		return REAL(read, syscall(SYS_read, fd, buf, n), fd, buf, n);
 	PRECHECK(c, fd);
@@ -243,6 +245,7 @@ HB_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 static SLOW ssize_t recvfrom_slow(struct hb_conn *c, int fd, void *buf, size_t n, int flags,
 				  struct sockaddr *sa, socklen_t *sl)
 {
+	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c))
 		return REAL_RECVFROM(fd, buf, n, flags, sa, sl);
 	PRECHECK(c, fd);
@@ -279,25 +282,35 @@ HB_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int
 	return recvfrom(fd, buf, n, flags, sa, sl);
 }
 
-static size_t iov_len(const struct iovec *iov, int n)
+/* The bytes an iovec array asks for, read only after a call with r == 0
+ * (the only case where it matters: an end of stream, or a zero-length
+ * read): the kernel or hb_frame_recv accepted the array then, so it is
+ * readable and at most IOV_MAX entries long. */
+static size_t iov_len(long r, const struct iovec *iov, size_t n)
 {
 	size_t t = 0;
 
-	for (int i = 0; iov && i < n; i++)
+	if (r != 0)
+		return 1;
+	for (size_t i = 0; iov && i < n && i < IOV_MAX; i++)
 		t += iov[i].iov_len;
 	return t;
 }
 
 static SLOW ssize_t recvmsg_slow(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 {
+	long r;
+
+	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c))
 		return REAL_RECVMSG(fd, m, flags);
 	PRECHECK(c, fd);
-	if (IS_FRAME(c) && m)
-		return hb_io_frame_rx(c, fd, hb_frame_recv(c, fd, m, flags),
-				iov_len(m->msg_iov, (int)m->msg_iovlen));
-	return rx_done(c, fd, REAL_RECVMSG(fd, m, flags),
-		       m ? iov_len(m->msg_iov, (int)m->msg_iovlen) : 0);
+	if (IS_FRAME(c) && m) {
+		r = hb_frame_recv(c, fd, m, flags);
+		return hb_io_frame_rx(c, fd, r, iov_len(r, m->msg_iov, m->msg_iovlen));
+	}
+	r = REAL_RECVMSG(fd, m, flags);
+	return rx_done(c, fd, r, m ? iov_len(r, m->msg_iov, m->msg_iovlen) : 0);
 }
 
 HB_EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
@@ -308,19 +321,27 @@ HB_EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 
 static SLOW ssize_t readv_slow(struct hb_conn *c, int fd, const struct iovec *iov, int n)
 {
+	long r;
+
+	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c))
 		return REAL(readv, syscall(SYS_readv, fd, iov, n), fd, iov, n);
 	PRECHECK(c, fd);
+	if (IS_FRAME(c) && (n < 0 || n > IOV_MAX)) {
+		errno = EINVAL; /* the kernel's answer (hb_frame_recv's is EMSGSIZE) */
+		return -1;
+	}
 	if (IS_FRAME(c) && n > 0) {
 		struct msghdr m;
 
 		memset(&m, 0, sizeof(m));
 		m.msg_iov = (struct iovec *)iov;
 		m.msg_iovlen = (size_t)n;
-		return hb_io_frame_rx(c, fd, hb_frame_recv(c, fd, &m, 0), iov_len(iov, n));
+		r = hb_frame_recv(c, fd, &m, 0);
+		return hb_io_frame_rx(c, fd, r, iov_len(r, iov, (size_t)n));
 	}
-	return rx_done(c, fd, REAL(readv, syscall(SYS_readv, fd, iov, n), fd, iov, n),
-		       iov_len(iov, n));
+	r = REAL(readv, syscall(SYS_readv, fd, iov, n), fd, iov, n);
+	return rx_done(c, fd, r, n > 0 ? iov_len(r, iov, (size_t)n) : 0);
 }
 
 HB_EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
@@ -331,6 +352,7 @@ HB_EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 
 static SLOW ssize_t write_slow(struct hb_conn *c, int fd, const void *buf, size_t n)
 {
+	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL(write, syscall(SYS_write, fd, buf, n), fd, buf, n);
 	PRECHECK(c, fd);
@@ -358,6 +380,7 @@ HB_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 static SLOW ssize_t sendto_slow(struct hb_conn *c, int fd, const void *buf, size_t n, int flags,
 				const struct sockaddr *sa, socklen_t sl)
 {
+	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL_SENDTO(fd, buf, n, flags, sa, sl);
 	PRECHECK(c, fd);
@@ -382,6 +405,7 @@ HB_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const str
 
 static SLOW ssize_t sendmsg_slow(struct hb_conn *c, int fd, const struct msghdr *m, int flags)
 {
+	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL_SENDMSG(fd, m, flags);
 	PRECHECK(c, fd);
@@ -399,13 +423,14 @@ HB_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 
 static SLOW ssize_t writev_slow(struct hb_conn *c, int fd, const struct iovec *iov, int n)
 {
+	c = hb_fd_conn_vet(fd, c);
 	struct msghdr m;
 
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL(writev, syscall(SYS_writev, fd, iov, n), fd, iov, n);
 	PRECHECK(c, fd);
-	if (n < 0) {
-		errno = EINVAL;
+	if (n < 0 || n > IOV_MAX) {
+		errno = EINVAL; /* the kernel's answer (hb_frame_send's is EMSGSIZE) */
 		return -1;
 	}
 	memset(&m, 0, sizeof(m));

@@ -9,6 +9,7 @@
  * through untouched: the table never fails an application call.
  */
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -138,7 +139,11 @@ static int connect_deadline(int fd, struct hb_conn *c, const struct sockaddr *sa
 
 		if (app_limit && start + app_limit < until)
 			until = start + app_limit;
-		pr = hb_os_poll1(fd, POLLOUT, now >= until ? 0 : (int)(until - now), &rev);
+		/* A wait past INT_MAX ms is made in steps: poll would read
+		 * its negative int as "forever". */
+		pr = hb_os_poll1(fd, POLLOUT,
+				 now >= until ? 0 : until - now > INT_MAX ? INT_MAX : (int)(until - now),
+				 &rev);
 		if (pr > 0) {
 			socklen_t el = sizeof(err);
 
@@ -296,6 +301,22 @@ HB_EXPORT int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 	return r;
 }
 
+/* SO_RCVTIMEO / SO_SNDTIMEO as the kernel reads them (it accepted tv), in
+ * ms for our deadlines (0: none): {0, 0} is none; a negative tv_sec is "at
+ * once" (1 ms here); microseconds round up, as the kernel rounds up to a
+ * tick; past UINT32_MAX ms (49 days) saturates instead of wrapping. */
+static uint32_t timeo_ms(const struct timeval *tv)
+{
+	uint64_t ms;
+
+	if (tv->tv_sec < 0)
+		return 1;
+	if ((uint64_t)tv->tv_sec > UINT32_MAX / 1000u)
+		return UINT32_MAX;
+	ms = (uint64_t)tv->tv_sec * 1000u + ((uint64_t)tv->tv_usec + 999u) / 1000u;
+	return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
 HB_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 {
 	int r = REAL(setsockopt, (int)syscall(SYS_setsockopt, fd, level, opt, val, len), fd,
@@ -317,8 +338,7 @@ HB_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t 
 			if (val && len >= sizeof(struct timeval)) {
 				const struct timeval *tv = val;
 
-				hb_store_relaxed(&c->rcvtimeo_ms,
-						 (uint32_t)(tv->tv_sec * 1000 + tv->tv_usec / 1000));
+				hb_store_relaxed(&c->rcvtimeo_ms, timeo_ms(tv));
 			}
 		}
 		else if (opt == SO_SNDTIMEO) {
@@ -326,8 +346,7 @@ HB_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t 
 			if (val && len >= sizeof(struct timeval)) {
 				const struct timeval *tv = val;
 
-				hb_store_relaxed(&c->sndtimeo_ms,
-						 (uint32_t)(tv->tv_sec * 1000 + tv->tv_usec / 1000));
+				hb_store_relaxed(&c->sndtimeo_ms, timeo_ms(tv));
 			}
 		}
 	} else if (level == IPPROTO_TCP) {
@@ -371,9 +390,15 @@ static void forget(int fd)
 		 * in the other process (a parent that gave it to a child as
 		 * its stdout and goes on using it): there the close is the
 		 * kernel's own, which only drops this process's reference;
-		 * our drain and shutdown would act on the stream of both. */
+		 * our drain and shutdown would act on the stream of both.
+		 * When that cannot be told (no /proc), it is shared. A copy
+		 * this process never used since (not CLAIMED) is left alone
+		 * by both anyway: no need to ask. */
+		uint32_t fl = hb_load_relaxed(&c->flags);
+
 		if (c->mode == HB_MODE_FRAME &&
-		    !((hb_load_relaxed(&c->flags) & HB_CF_SHARED) && hb_os_sock_shared(fd) > 0)) {
+		    (!(fl & HB_CF_SHARED) ||
+		     ((fl & HB_CF_CLAIMED) && hb_os_sock_shared(fd) == 0))) {
 			hb_frame_close(c, fd);
 			hb_frame_linger(c, fd);
 		}
@@ -396,9 +421,9 @@ static int dup_done(int oldfd, int newfd)
 
 	if (newfd < 0)
 		return newfd;
-	c = hb_fd_conn(oldfd);
+	c = hb_fd_conn_raw(oldfd);
 	/* Only a change to the table asks for the pid (a system call). */
-	if ((c || hb_fd_conn(newfd)) && hb_vforked())
+	if ((c || hb_fd_conn_raw(newfd)) && hb_vforked())
 		return newfd;
 	if (c && hb_conn_usable(c))
 		hb_fd_install(newfd, c);
@@ -418,9 +443,9 @@ HB_EXPORT int dup2(int oldfd, int newfd)
 	int begun, r, err;
 
 	if (oldfd == newfd)
-		return REAL(dup2, (int)syscall(SYS_dup2, oldfd, newfd), oldfd, newfd);
-	begun = hb_fd_conn(newfd) && hb_vforked() ? 0 : hb_fd_forget_begin(newfd);
-	r = REAL(dup2, (int)syscall(SYS_dup2, oldfd, newfd), oldfd, newfd);
+		return REAL(dup2, LIBC_RET(hb_os_dup2(oldfd, newfd)), oldfd, newfd);
+	begun = hb_fd_conn_raw(newfd) && hb_vforked() ? 0 : hb_fd_forget_begin(newfd);
+	r = REAL(dup2, LIBC_RET(hb_os_dup2(oldfd, newfd)), oldfd, newfd);
 	err = errno;
 	if (begun)
 		hb_fd_forget_end(newfd, r >= 0);
@@ -434,7 +459,7 @@ HB_EXPORT int dup3(int oldfd, int newfd, int flags)
 
 	if (oldfd == newfd)
 		return REAL(dup3, (int)syscall(SYS_dup3, oldfd, newfd, flags), oldfd, newfd, flags);
-	begun = hb_fd_conn(newfd) && hb_vforked() ? 0 : hb_fd_forget_begin(newfd);
+	begun = hb_fd_conn_raw(newfd) && hb_vforked() ? 0 : hb_fd_forget_begin(newfd);
 	r = REAL(dup3, (int)syscall(SYS_dup3, oldfd, newfd, flags), oldfd, newfd, flags);
 	err = errno;
 	if (begun)

@@ -132,18 +132,21 @@ HB_EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size_
 		return hb_io_frame_rx(ci, in, r, n);
 	}
 	if (co && co->mode == HB_MODE_FRAME) {
-		struct stat st;
+		struct stat st = { 0 };
 		size_t avail = n;
 		int q = 0;
 
-		if (fstat(in, &st) == 0) {
-			if (S_ISFIFO(st.st_mode) && ioctl(in, FIONREAD, &q) == 0)
-				avail = (size_t)q;
-			else if (S_ISREG(st.st_mode)) {
-				off_t pos = off_in ? *off_in : lseek(in, 0, SEEK_CUR);
+		/* What the source holds bounds the frame; a source fstat
+		 * cannot see (a bad fd) fails as the real splice would,
+		 * before a header promises bytes (a zero length is 0 first). */
+		if (fstat(in, &st) != 0 && n)
+			return -1;
+		if (S_ISFIFO(st.st_mode) && ioctl(in, FIONREAD, &q) == 0)
+			avail = (size_t)q;
+		else if (S_ISREG(st.st_mode)) {
+			off_t pos = off_in ? *off_in : lseek(in, 0, SEEK_CUR);
 
-				avail = pos >= 0 && st.st_size > pos ? (size_t)(st.st_size - pos) : 0;
-			}
+			avail = pos >= 0 && st.st_size > pos ? (size_t)(st.st_size - pos) : 0;
 		}
 		if (!avail && S_ISFIFO(st.st_mode) && !nb) {
 			/* An empty pipe: wait for bytes as the real splice would. */
@@ -177,14 +180,16 @@ HB_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 		size_t want = 0;
 		long r;
 
-		for (size_t k = 0; k < v[i].msg_hdr.msg_iovlen; k++)
-			want += v[i].msg_hdr.msg_iov[k].iov_len;
 		r = hb_frame_send(c, fd, &v[i].msg_hdr, flags | (i ? MSG_DONTWAIT : 0));
 		if (r < 0) {
 			if (i)
 				break;
 			return (int)hb_io_frame_tx(c, fd, r, flags);
 		}
+		/* hb_frame_send accepted the array: at most IOV_MAX entries,
+		 * no sum past SSIZE_MAX. */
+		for (size_t k = 0; k < v[i].msg_hdr.msg_iovlen; k++)
+			want += v[i].msg_hdr.msg_iov[k].iov_len;
 		v[i].msg_len = (unsigned)r;
 		if ((size_t)r < want) {
 			i++;

@@ -159,49 +159,6 @@ size_t hb_inherit_export(char *out, size_t cap, const int (*dups)[2], int ndups)
 	return b.len;
 }
 
-static int hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	return -1;
-}
-
-/* Parse a hex number up to ',' ';' or NUL. */
-static const char *get_num(const char *s, uint64_t *v)
-{
-	int d, any = 0;
-
-	*v = 0;
-	while ((d = hexval(*s)) >= 0 && any < 16) {
-		*v = (*v << 4) | (uint64_t)d;
-		s++;
-		any++;
-	}
-	if (!any || (*s != ',' && *s != ';' && *s))
-		return NULL;
-	return *s == ',' ? s + 1 : s;
-}
-
-static const char *get_bytes(const char *s, uint8_t *p, size_t max, size_t *n)
-{
-	*n = 0;
-	if (*s == '-')
-		s++;
-	else {
-		while (hexval(s[0]) >= 0 && hexval(s[1]) >= 0) {
-			if (*n >= max)
-				return NULL;
-			p[(*n)++] = (uint8_t)(hexval(s[0]) << 4 | hexval(s[1]));
-			s += 2;
-		}
-	}
-	if (*s != ',' && *s != ';' && *s)
-		return NULL;
-	return *s == ',' ? s + 1 : s;
-}
-
 /* Connections adopted so far, by socket cookie: fds that were dups of one
  * another before exec (inetd's stdin and stdout) share one connection, one
  * decoder and one encoder after it, as they did before. */
@@ -211,38 +168,60 @@ static struct {
 } adopted[MAX_EXPORT];
 static int nadopted;
 
-/* Adopt one parsed entry; returns 0 or -errno. */
-static int adopt(uint64_t f[13], const uint8_t *rxh, size_t rxn, const uint8_t *txp, size_t txn)
+/* Whether fd is a TCP socket (SOCK_STREAM, IPv4 or IPv6) with this
+ * cookie: the only thing an entry may describe. Returns its family or
+ * -errno. */
+static int check_socket(int fd, uint64_t cookie)
 {
-	int fd = (int)f[0];
-	struct hb_conn *c;
+	int type = 0, dom = 0;
+	socklen_t len = sizeof(type);
+	long r = hb_os_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
 
-	if (hb_os_cookie(fd) != f[1] || f[2] > HB_RX_FAILED || f[3] > HB_TX_FRAMED ||
-	    f[6] > HB_MAX_FRAME || f[9] > HB_MAX_FRAME)
-		return -EINVAL;
+	if (r < 0)
+		return (int)r; /* ENOTSOCK, EBADF */
+	len = sizeof(dom);
+	if (type != SOCK_STREAM || hb_os_getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &len) < 0 ||
+	    (dom != AF_INET && dom != AF_INET6))
+		return -EPROTOTYPE;
+	if (hb_os_cookie(fd) != cookie)
+		return -ESTALE;
+	return dom;
+}
+
+/* Adopt one parsed entry; returns 0 or -errno. */
+static int adopt(const struct hb_inherit_ent *e)
+{
+	struct hb_conn *c;
+	int fd = e->fd, family;
+
+	if (hb_fd_conn(fd))
+		return -EEXIST; /* a second entry for one number */
+	family = check_socket(fd, e->cookie);
+	if (family < 0)
+		return family;
 	for (int i = 0; i < nadopted; i++)
-		if (adopted[i].cookie == f[1])
+		if (adopted[i].cookie == e->cookie)
 			return hb_fd_install(fd, adopted[i].c);
 	c = hb_conn_alloc();
 	if (!c)
 		return -ENOMEM;
 	c->mode = HB_MODE_FRAME;
 	c->kind = HB_KIND_CONNECTED;
-	c->cookie = f[1];
-	c->family = AF_INET;
-	hb_store_relaxed(&c->rxmode, (uint8_t)f[2]);
-	hb_store_relaxed(&c->txmode, (uint8_t)f[3]);
-	c->client = (uint8_t)f[4];
-	c->hello_sent = (uint8_t)f[5];
-	c->rx.remaining = (uint32_t)f[6];
-	memcpy(c->rx.hdr, rxh, rxn);
-	c->rx.hdr_len = (uint8_t)rxn;
-	c->rx.halfclosed = (uint8_t)f[8];
-	c->tx.remaining = (uint32_t)f[9];
-	memcpy(c->tx.pend, txp, txn);
-	c->tx.pend_len = (uint8_t)txn;
-	c->peer_interval_ms = (uint32_t)f[11];
-	c->peer_timeout_ms = (uint32_t)f[12];
+	c->cookie = e->cookie;
+	c->family = (uint8_t)family;
+	hb_store_relaxed(&c->rxmode, e->rxmode);
+	hb_store_relaxed(&c->txmode, e->txmode);
+	c->client = e->client;
+	c->hello_sent = e->hello_sent;
+	c->rx.remaining = e->rx.remaining;
+	memcpy(c->rx.hdr, e->rx.hdr, sizeof(c->rx.hdr));
+	c->rx.hdr_len = e->rx.hdr_len;
+	c->rx.halfclosed = e->rx.halfclosed;
+	c->tx.remaining = e->tx.remaining;
+	memcpy(c->tx.pend, e->tx.pend, sizeof(c->tx.pend));
+	c->tx.pend_len = e->tx.pend_len;
+	c->peer_interval_ms = e->peer_interval_ms;
+	c->peer_timeout_ms = e->peer_timeout_ms;
 	c->opened_ms = hb_os_now_ms();
 	c->last_app_ms = c->opened_ms;
 	hb_or_acq_rel(&c->flags, HB_CF_TIMING | HB_CF_KA_ARMED | HB_CF_SHARED);
@@ -255,39 +234,53 @@ static int adopt(uint64_t f[13], const uint8_t *rxh, size_t rxn, const uint8_t *
 		return -ENOMEM;
 	}
 	if (nadopted < MAX_EXPORT) {
-		adopted[nadopted].cookie = f[1];
+		adopted[nadopted].cookie = e->cookie;
 		adopted[nadopted++].c = c;
 	}
 	hb_stat_add(HB_ST_CONN_FRAME, 1);
 	return 0;
 }
 
+static const char *why(int err)
+{
+	switch (err) {
+	case -EINVAL: return "malformed or impossible values";
+	case -EEXIST: return "a second entry for this fd";
+	case -ENOTSOCK: return "not a socket";
+	case -EBADF: return "not an open fd";
+	case -EPROTOTYPE: return "not a TCP socket";
+	case -ESTALE: return "not the socket of that cookie";
+	case -ENOMEM: return "out of memory";
+	default: return "cannot check it";
+	}
+}
+
 int hb_inherit_import(const char *s)
 {
-	int n = 0;
+	int n = 0, k = 0;
 
 	while (s && *s) {
-		uint64_t f[13];
-		uint8_t rxh[HB_HDR_MAX], txp[HB_TX_PEND_MAX];
-		size_t rxn = 0, txn = 0;
-		int i;
+		struct hb_inherit_ent e;
+		const char *next;
+		int r;
 
-		for (i = 0; i < 13 && s; i++) {
-			if (i == 7)
-				s = get_bytes(s, rxh, sizeof(rxh), &rxn);
-			else if (i == 10)
-				s = get_bytes(s, txp, sizeof(txp), &txn);
-			else
-				s = get_num(s, &f[i]);
+		if (k++ == MAX_EXPORT) {
+			/* No exporter writes more: the rest is not ours. */
+			hb_log(HB_LOG_WARN, "HBSHIM_INHERIT: more than %d entries: the rest ignored",
+			       MAX_EXPORT);
+			break;
 		}
-		if (!s || i < 13)
-			return -EINVAL;
-		if (adopt(f, rxh, rxn, txp, txn) == 0)
+		r = hb_inherit_parse(s, &e, &next);
+		if (r == 0)
+			r = adopt(&e);
+		if (r == 0)
 			n++;
-		if (*s == ';')
-			s++;
-		else if (*s)
-			return -EINVAL;
+		else if (e.cookie)
+			hb_log(HB_LOG_WARN, "HBSHIM_INHERIT: entry %d (fd %d) ignored: %s", k, e.fd,
+			       why(r));
+		else
+			hb_log(HB_LOG_WARN, "HBSHIM_INHERIT: entry %d ignored: %s", k, why(r));
+		s = next;
 	}
 	return n;
 }

@@ -414,6 +414,14 @@ static void atfork_child(void)
 	hb_fd_after_fork_child();
 }
 
+void hb_thread_after_clone(void)
+{
+	if (hb_load_acquire(&atfork_done))
+		atfork_child();
+	else
+		hb_frame_atfork_child();
+}
+
 static void start(void)
 {
 	int expect = TS_NONE;

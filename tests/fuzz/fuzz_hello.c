@@ -5,7 +5,9 @@
  * Every prefix of the input (up to 32 bytes) is classified from a heap
  * buffer of exactly its length. Checked against a straightforward
  * reference and for consistency across lengths:
- *   - results are 1, 0, -1 or -2, and 0 only below HB_HELLO_LEN bytes;
+ *   - results are 1, 0, -1, -2 or -3, and 0 only below HB_HELLO_LEN bytes;
+ *   - -3 exactly when a complete hello carries an interval_ms or timeout_ms
+ *     out of range, and then *h is untouched;
  *   - a decision other than 0 is final: longer prefixes give the same one;
  *   - classify(p, n) == 1 implies classify(p, k) == 0 for every k < 14 and
  *     == 1 for every k >= 14, with the same parsed fields;
@@ -39,7 +41,12 @@ static int reference(const uint8_t *p, size_t n)
 		return 0;
 	if (p[4] != HB_PROTO_VERSION)
 		return -2;
-	return n < HB_HELLO_LEN ? 0 : 1;
+	if (n < HB_HELLO_LEN)
+		return 0;
+	if (be32(p + 6) < 1 || be32(p + 6) > 3600000u || be32(p + 10) < 1 ||
+	    be32(p + 10) > 86400000u)
+		return -3;
+	return 1;
 }
 
 static int same(const struct hb_hello *a, const struct hb_hello *b)
@@ -90,6 +97,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			decided = r;
 		if (r == -2 && (n < 5 || memcmp(data, magic, 4) != 0 || data[4] == HB_PROTO_VERSION))
 			abort();
+		if (r == -3) {
+			struct hb_hello un;
+
+			memset(&un, 0xa5, sizeof(un));
+			if (n < HB_HELLO_LEN || memcmp(&h, &un, sizeof(h)) != 0)
+				abort();
+		}
 		if (r == 1) {
 			uint8_t enc[HB_HELLO_LEN];
 
@@ -115,9 +129,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 	}
 
-	/* Round trip of a hello made from the input. */
+	/* Round trip of a hello made from the input (values folded into their
+	 * ranges). */
 	if (size >= 9) {
-		struct hb_hello in = { HB_PROTO_VERSION, data[0], be32(data + 1), be32(data + 5) };
+		struct hb_hello in = { HB_PROTO_VERSION, data[0], 1 + be32(data + 1) % 3600000u,
+				       1 + be32(data + 5) % 86400000u };
 		uint8_t enc[HB_HELLO_LEN + 1];
 
 		enc[HB_HELLO_LEN] = data[0];

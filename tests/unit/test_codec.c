@@ -50,6 +50,13 @@
  * test_vectors_in_doc checks the document still contains these exact lines.
  */
 #define VEC_HELLO "e5 48 42 53 01 00 00 00 13 88 00 00 3a 98"
+/* What libhbshim sends: the same with flag 01 (it paces its heartbeats). */
+#define VEC_HELLO_PACED "e5 48 42 53 01 01 00 00 13 88 00 00 3a 98"
+/* Out of range: interval 0xffffffff ms (49 days), and 0. */
+#define VEC_HELLO_BAD_INTERVAL "e5 48 42 53 01 01 ff ff ff ff 00 00 3a 98"
+#define VEC_HELLO_ZERO_INTERVAL "e5 48 42 53 01 00 00 00 00 00 00 00 3a 98"
+/* A half-close frame, then a data frame: a protocol error at the 01. */
+#define VEC_HALFCLOSE_DATA "00 02 01 00 00 00 01 78"
 #define VEC_HEARTBEAT "00 01"
 #define VEC_HALFCLOSE "00 02"
 #define VEC_NOTICE "00 03 01 00 00 01 f8"
@@ -239,6 +246,7 @@ static void gen_data(struct gen *g, uint32_t n)
 {
 	uint8_t h[HB_DATA_HDR_LEN];
 
+	CHECK(!g->halfcloses, "no data frame may follow a half-close");
 	gen_mark(g);
 	assert_int_equal(hb_data_hdr(h, n), HB_DATA_HDR_LEN);
 	gen_put(g, h, sizeof(h));
@@ -289,19 +297,18 @@ static void gen_free(struct gen *g)
 	free(g->hdr_off);
 }
 
-/* A random frame; data sizes from 1 to max_data, skewed small. */
+/* A random frame; data sizes from 1 to max_data, skewed small. A half-close
+ * ends the application's bytes: the caller adds it last. */
 static void gen_random_frame(struct gen *g, uint32_t max_data)
 {
 	switch (rnd() % 8) {
 	case 0:
 	case 1:
+	case 3:
 		gen_heartbeat(g);
 		break;
 	case 2:
 		gen_notice(g, (uint8_t)(1 + rnd() % 4), (uint32_t)rnd());
-		break;
-	case 3:
-		gen_halfclose(g);
 		break;
 	case 4:
 	case 5:
@@ -431,6 +438,11 @@ static void test_vectors_decode(void **state)
 	n = unhex(VEC_HEARTBEAT, v, sizeof(v));
 	assert_int_equal(dec_feed(&d, v, n), 0);
 	assert_int_equal(d.info.heartbeats, 1);
+	n = unhex(VEC_DATA, v, sizeof(v));
+	assert_int_equal(dec_feed(&d, v, n), 5);
+	assert_int_equal(d.outlen, 5);
+	assert_memory_equal(d.out, "hello", 5);
+	assert_true(hb_rx_at_boundary(&d.st));
 	n = unhex(VEC_HALFCLOSE, v, sizeof(v));
 	assert_int_equal(dec_feed(&d, v, n), 0);
 	assert_int_equal(d.st.halfclosed, 1);
@@ -440,11 +452,9 @@ static void test_vectors_decode(void **state)
 	assert_int_equal(d.st.notice_reason, HB_NR_HEARTBEAT);
 	assert_int_equal(d.st.notice_silent_ms, 504);
 	assert_int_equal(d.info.controls, 3);
+	/* Nothing but control frames after the half-close. */
 	n = unhex(VEC_DATA, v, sizeof(v));
-	assert_int_equal(dec_feed(&d, v, n), 5);
-	assert_int_equal(d.outlen, 5);
-	assert_memory_equal(d.out, "hello", 5);
-	assert_true(hb_rx_at_boundary(&d.st));
+	assert_int_equal(dec_feed(&d, v, n), -EPROTO);
 	dec_free(&d);
 
 	/* The mixed stream: hello first, then frames, at every split point. */
@@ -471,8 +481,11 @@ static void test_vectors_decode(void **state)
  * when docs/PROTOCOL.md cannot be found (a test binary moved elsewhere). */
 static void test_vectors_in_doc(void **state)
 {
-	static const char *const vecs[] = { VEC_HELLO, VEC_HEARTBEAT, VEC_HALFCLOSE,
-					    VEC_NOTICE, VEC_DATA, VEC_STREAM };
+	static const char *const vecs[] = { VEC_HELLO,	   VEC_HEARTBEAT,
+					    VEC_HALFCLOSE, VEC_NOTICE,
+					    VEC_DATA,	   VEC_STREAM,
+					    VEC_HELLO_PACED, VEC_HELLO_BAD_INTERVAL,
+					    VEC_HELLO_ZERO_INTERVAL, VEC_HALFCLOSE_DATA };
 	char path[1024];
 	const char *src = __FILE__, *tail = strstr(src, "tests/unit/test_codec.c");
 	FILE *f;
@@ -540,7 +553,7 @@ static void test_hello_prefixes(void **state)
 static void test_hello_flags_ignored(void **state)
 {
 	uint8_t v[HB_HELLO_LEN];
-	struct hb_hello h, in = { HB_PROTO_VERSION, 0, 1, 0xffffffffu };
+	struct hb_hello h, in = { HB_PROTO_VERSION, 0, 1, HB_HELLO_TIMEOUT_MAX };
 
 	(void)state;
 	/* Flags are reserved: sent as 0, ignored (but reported) on receipt. */
@@ -550,7 +563,98 @@ static void test_hello_flags_ignored(void **state)
 		assert_int_equal(hb_hello_classify(v, sizeof(v), &h), 1);
 		assert_int_equal(h.flags, fl);
 		assert_int_equal(h.interval_ms, 1);
-		assert_int_equal(h.timeout_ms, 0xffffffffu);
+		assert_int_equal(h.timeout_ms, HB_HELLO_TIMEOUT_MAX);
+	}
+}
+
+/* What libhbshim sends, and hellos whose values are out of range. */
+static void test_hello_paced_and_ranges(void **state)
+{
+	static const struct {
+		uint32_t interval, timeout;
+		int want;
+	} cases[] = {
+		{ 1, 1, 1 },
+		{ HB_HELLO_INTERVAL_MAX, HB_HELLO_TIMEOUT_MAX, 1 },
+		{ 0, 15000, -3 },
+		{ HB_HELLO_INTERVAL_MAX + 1, HB_HELLO_TIMEOUT_MAX, -3 },
+		{ 0xffffffffu, 15000, -3 },
+		{ 5000, 0, -3 },
+		{ 5000, HB_HELLO_TIMEOUT_MAX + 1, -3 },
+		{ 5000, 0xffffffffu, -3 },
+		{ 3600000, 3 * 3600000, 1 }, /* HBSHIM_INTERVAL=1h alone */
+	};
+	uint8_t v[HB_HELLO_LEN], w[HB_HELLO_LEN];
+	struct hb_hello h, in = { HB_PROTO_VERSION, HB_HF_PACED, 5000, 15000 };
+
+	(void)state;
+	hb_hello_encode(v, &in);
+	assert_int_equal(unhex(VEC_HELLO_PACED, w, sizeof(w)), HB_HELLO_LEN);
+	assert_memory_equal(v, w, HB_HELLO_LEN);
+	assert_int_equal(hb_hello_classify(w, HB_HELLO_LEN, &h), 1);
+	assert_int_equal(h.flags, HB_HF_PACED);
+
+	assert_int_equal(unhex(VEC_HELLO_BAD_INTERVAL, w, sizeof(w)), HB_HELLO_LEN);
+	assert_int_equal(hb_hello_classify(w, HB_HELLO_LEN, NULL), -3);
+	assert_int_equal(unhex(VEC_HELLO_ZERO_INTERVAL, w, sizeof(w)), HB_HELLO_LEN);
+	assert_int_equal(hb_hello_classify(w, HB_HELLO_LEN, NULL), -3);
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct hb_hello c = { HB_PROTO_VERSION, 0, cases[i].interval, cases[i].timeout };
+
+		hb_hello_encode(v, &c);
+		/* Undecided below 14 bytes, decided with the 14th. */
+		for (size_t n = 0; n < HB_HELLO_LEN; n++)
+			assert_int_equal(hb_hello_classify(v, n, NULL), 0);
+		memset(&h, 0xa5, sizeof(h));
+		if (hb_hello_classify(v, HB_HELLO_LEN, &h) != cases[i].want)
+			fail_msg("interval %u timeout %u: got %d, want %d", cases[i].interval,
+				 cases[i].timeout, hb_hello_classify(v, HB_HELLO_LEN, NULL),
+				 cases[i].want);
+		assert_int_equal(hb_hello_classify(v, HB_HELLO_LEN, NULL), cases[i].want);
+		if (cases[i].want == 1) {
+			assert_int_equal(h.interval_ms, cases[i].interval);
+			assert_int_equal(h.timeout_ms, cases[i].timeout);
+		} else {
+			assert_int_equal(h.interval_ms, 0xa5a5a5a5u); /* untouched */
+		}
+	}
+}
+
+/* The pacing rule of docs/PROTOCOL.md, case by case. */
+static void test_pace_interval(void **state)
+{
+	static const struct {
+		uint32_t own, peer_timeout, want;
+	} cases[] = {
+		{ 5000, 0, 5000 },             /* no hello yet: our own */
+		{ 5000, 15000, 5000 },         /* same settings: unchanged */
+		{ 5000, 600, 200 },            /* a stricter peer: its timeout / 3 */
+		{ 200, 15000, 200 },           /* a looser peer: our own */
+		{ 5000, 299, 100 },            /* 99 would be below the floor */
+		{ 5000, 1, 100 },              /* a hostile 1 ms: the floor */
+		{ 50, 1, 50 },                 /* our own below the floor stays */
+		{ 5000, 300, 100 },
+		{ 3600000, HB_HELLO_TIMEOUT_MAX, 3600000 },
+		{ 3600000, 3000000, 1000000 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (hb_pace_interval(cases[i].own, cases[i].peer_timeout) != cases[i].want)
+			fail_msg("own %u, peer timeout %u: got %u, want %u", cases[i].own,
+				 cases[i].peer_timeout,
+				 hb_pace_interval(cases[i].own, cases[i].peer_timeout),
+				 cases[i].want);
+	/* Whatever the peer asks, at most 1000 / HB_PACE_FLOOR_MS heartbeats a
+	 * second on its account, and never slower than our own interval. */
+	for (uint64_t t = 0; t <= 0xffffffffu; t = t * 3 + 1) {
+		uint32_t p = hb_pace_interval(5000, (uint32_t)t);
+
+		assert_true(p <= 5000);
+		assert_true(p >= HB_PACE_FLOOR_MS);
+		if (t && t / HB_PACE_DIV >= HB_PACE_FLOOR_MS)
+			assert_true(p <= t / HB_PACE_DIV);
 	}
 }
 
@@ -702,6 +806,11 @@ static void test_decode_random_splits(void **state)
 	for (int i = 0; i < FRAMES; i++)
 		gen_random_frame(&g, i % 40 == 39 ? 70000 : 2000);
 	gen_data(&g, 1);
+	/* Control frames may still follow a half-close (a heartbeat sent by
+	 * an older sender between its half-close frame and its FIN). */
+	gen_halfclose(&g);
+	gen_heartbeat(&g);
+	gen_notice(&g, HB_NR_HEARTBEAT, 7);
 	CHECK(g.len > 150000, "stream of %zu bytes only", g.len);
 	decode_split(&g, NULL, 0); /* all at once */
 	for (int set = 0; set < SETS; set++) {
@@ -812,6 +921,24 @@ static void test_decode_errors(void **state)
 			s[np + 5] = 'x';
 			expect_error("length", s, np + 6, np + 4, -EMSGSIZE);
 		}
+	}
+	/* After a half-close frame: control frames are fine, a data frame is
+	 * an error at its type byte (whatever its length). */
+	{
+		uint8_t v[16];
+		size_t n = unhex(VEC_HALFCLOSE_DATA, v, sizeof(v));
+
+		memcpy(s + np, v, n);
+		expect_error("data after half-close", s, np + n, np + 2, -EPROTO);
+		memcpy(s + np, v, 2);
+		s[np + 2] = HB_FT_CONTROL;
+		s[np + 3] = HB_CT_HEARTBEAT;
+		hb_notice_encode(s + np + 4, HB_NR_HEARTBEAT, 1);
+		memcpy(s + np + 4 + HB_NOTICE_LEN, v + 2, n - 2);
+		expect_error("data after half-close and controls", s, np + 4 + HB_NOTICE_LEN + n - 2,
+			     np + 4 + HB_NOTICE_LEN, -EPROTO);
+		hb_data_hdr(s + np + 2, 0); /* length 0 too: the half-close decides */
+		expect_error("empty data after half-close", s, np + 7, np + 2, -EPROTO);
 	}
 	/* A hello inside the framed stream is not a frame. */
 	unhex(VEC_HELLO, s + np, sizeof(s) - np);
@@ -1162,6 +1289,11 @@ static void test_data_fast_matches_decode(void **state)
 		a.remaining = 0;
 		a.hdr_len = 1;
 		assert_int_equal(hb_rx_data_fast(&a, h, 1), 0);
+		/* After a half-close: never (the decoder reports the error). */
+		memset(&a, 0, sizeof(a));
+		a.halfclosed = 1;
+		assert_int_equal(hb_rx_data_fast(&a, h, 1), 0);
+		assert_int_equal(a.remaining, 0);
 	}
 }
 
@@ -1247,7 +1379,8 @@ static void test_tx_random(void **state)
 		struct link l;
 		size_t maxw = run % 3 == 0 ? 8 : run % 3 == 1 ? 300 : 70000;
 
-		link_init(&l, 1 + (uint32_t)(rnd() % 3600000), (uint32_t)rnd());
+		link_init(&l, 1 + (uint32_t)(rnd() % HB_HELLO_INTERVAL_MAX),
+			  1 + (uint32_t)(rnd() % HB_HELLO_TIMEOUT_MAX));
 		for (int step = 0; step < STEPS; step++) {
 			switch (rnd() % 10) {
 			case 0:
@@ -1313,6 +1446,8 @@ int main(void)
 		cmocka_unit_test(test_vectors_in_doc),
 		cmocka_unit_test(test_hello_prefixes),
 		cmocka_unit_test(test_hello_flags_ignored),
+		cmocka_unit_test(test_hello_paced_and_ranges),
+		cmocka_unit_test(test_pace_interval),
 		cmocka_unit_test(test_hello_wrong_magic),
 		cmocka_unit_test(test_hello_bad_version),
 		cmocka_unit_test(test_hello_raw_streams),
