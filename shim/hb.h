@@ -429,6 +429,16 @@ struct hb_conn *hb_conn_at(uint32_t idx1);
  * whole stack (background thread). */
 void hb_conn_push_inbox(struct hb_conn *c);
 void hb_conn_push_reap(struct hb_conn *c);
+/* Called after every push onto the reap stack, so the reclaimer (the
+ * background thread) learns of it; registered once from above (init.c),
+ * which keeps conn.c and the fd table below the thread. Any thread;
+ * fn must be async-signal-safe. */
+void hb_conn_on_reap(void (*fn)(void));
+/* The reclaimer puts back a connection it cannot free yet (a thread is
+ * still inside a call on it): pushed without the hook, so the background
+ * thread does not wake itself into a busy loop; it looks again at its next
+ * wakeup. Background thread only. */
+void hb_conn_retry_reap(struct hb_conn *c);
 struct hb_conn *hb_conn_take_inbox(void);
 struct hb_conn *hb_conn_take_reap(void);
 /* Number of connections in use (stats). */

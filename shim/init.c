@@ -136,6 +136,7 @@ void hb_init(void)
 	pthread_atfork(NULL, NULL, pid_after_fork);
 	pthread_atfork(hb_out_atfork_prepare, hb_out_atfork_parent, hb_out_atfork_child);
 	hb_real_bind();
+	hb_conn_on_reap(hb_thread_wake);
 	if (getauxval(AT_SECURE)) {
 		/* setuid/setgid: the environment is not to be trusted (it names
 		 * files we would write as the new user). Stay out of the way. */

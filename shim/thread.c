@@ -370,7 +370,7 @@ static void *thread_main(void *arg)
 			if (hb_load_acquire(&c->users)) {
 				/* Another thread is still inside a framed call on a
 				 * connection whose fd was closed under it: retry. */
-				hb_conn_push_reap(c);
+				hb_conn_retry_reap(c);
 				continue;
 			}
 			hb_conn_free(c);
