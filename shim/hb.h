@@ -288,7 +288,7 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2, HB_KIND_
 #define HB_CF_SHUT_RD      (1u << 26) /* app shut reading down; the kernel's SHUT_RD waits (frame.c) */
 #define HB_CF_UTO_OFF      (1u << 27) /* our TCP_USER_TIMEOUT switched off: the peer's window is shut */
 #define HB_CF_TXW          (1u << 28) /* the application wrote since the last window check */
-#define HB_CF_ZW_SUSPECT   (1u << 29) /* a window probe went unanswered at the last check */
+#define HB_CF_ZW_SUSPECT   (1u << 29) /* sent after the peer's last ACK, unanswered at the last check */
 #define HB_CF_CONN_EXPIRED (1u << 30) /* a non-blocking connect dissolved by our deadline */
 #define HB_CF_QUICKACK     (1u << 31) /* framed: the peer's hello came, no app byte either way yet */
 
@@ -330,6 +330,8 @@ struct hb_conn {
 	uint32_t bg_partial_at;        /* bg: when it first saw only a magic prefix; 0 = not yet */
 	uint32_t partial_at;           /* detect: the same, seen by an app thread (rxlock) */
 	uint32_t drained_at;           /* bg: control frames last drained; 0 = never (rxlock) */
+	uint32_t ka_ack_at;            /* bg: the peer's last ACK, as of ka_owed_at (keepalive.c) */
+	uint32_t ka_owed_at;           /* bg: the look that first saw ours unanswered after it */
 	/* Framed mode (frame.c). rxmode and rx change under rxlock, txmode and
 	 * tx under txlock; both are read without them by quick checks. */
 	_Atomic uint8_t rxmode;        /* HB_RX_* */
@@ -501,10 +503,11 @@ void hb_ka_apply(int fd, struct hb_conn *c);
 /* Switch SO_KEEPALIVE on unless the app chose. Background thread, pinned. */
 void hb_ka_arm(int fd, struct hb_conn *c);
 /* The peer's receive window (keepalive.c): switch our TCP_USER_TIMEOUT off
- * while the peer keeps its window shut and answers, on again once it opens
- * or the peer stops answering; uto_ms is ours for the connection's mode.
- * Background thread, fd pinned. Returns 1
- * while data waits to be sent or acknowledged (look again later). */
+ * while data waits to be sent or acknowledged, on again once all is; uto_ms
+ * is ours for the connection's mode. A peer that answered nothing for
+ * HBSHIM_TIMEOUT while owed an answer is declared dead (ETIMEDOUT, reason
+ * "write"): -1. Background thread, fd pinned. Returns 1 while data waits
+ * (look again within an interval), else 0. */
 int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigned uto_ms);
 /* The application wrote on a keepalive-mode connection: have its window
  * looked at (one flag; any thread). */
@@ -646,7 +649,7 @@ enum {
 	HB_ST_DEAD_KEEPALIVE, /* dead peers detected by the kernel keepalive / user timeout */
 	HB_ST_DEAD_IDLE,      /* idle deadline fired */
 	HB_ST_DEAD_HEARTBEAT, /* heartbeat timeout (frame mode) */
-	HB_ST_DEAD_WRITE,     /* write-progress deadline (frame mode) */
+	HB_ST_DEAD_WRITE,     /* data sent, nothing answered for the timeout (keepalive.c) */
 	HB_ST_DEADLINE_CONNECT, /* connect deadline fired */
 	HB_ST_DEADLINE_IDLE,  /* idle deadline fired */
 	HB_ST_HB_SENT,        /* heartbeats sent */

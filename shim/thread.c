@@ -313,7 +313,8 @@ static void rebuild(uint64_t now)
  * window looked at (hb_ka_window). The sweep itself reads memory only; a
  * connection costs system calls only while it has data in flight. Its
  * period is a third of the user timeout, so a window that shuts is seen
- * well before the kernel would abort on it.
+ * well before the kernel would abort on it, and at most an interval, so a
+ * peer that stopped answering is declared dead within T + I.
  */
 static void sweep_one(int fd, struct hb_conn *c, void *arg)
 {
@@ -330,7 +331,7 @@ static void sweep_one(int fd, struct hb_conn *c, void *arg)
 		return; /* our options not applied (yet), or gone */
 	if ((fd = hb_fd_pin(c, &ent)) < 0)
 		return;
-	if (hb_os_tcp_info(fd, &x) == 0 && hb_ka_window(c, fd, &x, hb_ka_cfg.user_timeout_ms))
+	if (hb_os_tcp_info(fd, &x) == 0 && hb_ka_window(c, fd, &x, hb_ka_cfg.user_timeout_ms) > 0)
 		hb_or_acq_rel(&c->flags, HB_CF_TXW);
 	hb_fd_unpin(ent);
 }
@@ -339,6 +340,8 @@ static uint64_t sweep_period(void)
 {
 	uint64_t p = hb_ka_cfg.user_timeout_ms / 3;
 
+	if (p > hb_cfg.interval_ms)
+		p = hb_cfg.interval_ms;
 	return p < 100 ? 100 : p;
 }
 
