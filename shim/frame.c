@@ -1550,7 +1550,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	}
 	if (c->mode != HB_MODE_FRAME)
 		return 0; /* settled as plain keepalive */
-	if (hb_ka_window(c, fd, &x, hb_ka_frame_cfg.user_timeout_ms) < 0)
+	if (hb_ka_window(c, fd, &x, hb_ka_frame_cfg.user_timeout_ms, now) < 0)
 		return 0; /* declared dead: data unanswered for the timeout */
 	/* Our direction: hello, then a heartbeat after an interval of silence.
 	 * The jitter spreads connections opened together. */

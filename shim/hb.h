@@ -332,6 +332,7 @@ struct hb_conn {
 	uint32_t drained_at;           /* bg: control frames last drained; 0 = never (rxlock) */
 	uint32_t ka_ack_at;            /* bg: the peer's last ACK, as of ka_owed_at (keepalive.c) */
 	uint32_t ka_owed_at;           /* bg: the look that first saw ours unanswered after it */
+	uint32_t ka_wait_at;           /* bg: the first look that saw data waiting; 0 = none */
 	/* Framed mode (frame.c). rxmode and rx change under rxlock, txmode and
 	 * tx under txlock; both are read without them by quick checks. */
 	_Atomic uint8_t rxmode;        /* HB_RX_* */
@@ -504,11 +505,13 @@ void hb_ka_apply(int fd, struct hb_conn *c);
 void hb_ka_arm(int fd, struct hb_conn *c);
 /* The peer's receive window (keepalive.c): switch our TCP_USER_TIMEOUT off
  * while data waits to be sent or acknowledged, on again once all is; uto_ms
- * is ours for the connection's mode. A peer that answered nothing for
- * HBSHIM_TIMEOUT while owed an answer is declared dead (ETIMEDOUT, reason
- * "write"): -1. Background thread, fd pinned. Returns 1 while data waits
- * (look again within an interval), else 0. */
-int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigned uto_ms);
+ * is ours for the connection's mode, now_ms the monotonic time of x. A
+ * peer that answered nothing for HBSHIM_TIMEOUT while owed an answer is
+ * declared dead (ETIMEDOUT, reason "write"): -1. Background thread, fd
+ * pinned. Returns 1 while data waits (look again within an interval),
+ * else 0. */
+int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigned uto_ms,
+		 uint64_t now_ms);
 /* The application wrote on a keepalive-mode connection: have its window
  * looked at (one flag; any thread). */
 static inline void hb_ka_note_tx(struct hb_conn *c)

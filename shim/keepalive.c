@@ -18,8 +18,8 @@
  * so the last firing still lands at ceil(T).
  *
  * A silent peer is declared dead at the last firing (about T after the last
- * byte or probe answer; never more than I + T) and unacknowledged data
- * fails after U <= T. Kernel options are whole seconds: sub-second I or T
+ * byte or probe answer; never more than I + T). Data left unanswered fails
+ * after T and one look of ours (hb_ka_window below). Kernel options are whole seconds: sub-second I or T
  * round up to 1 s for the probe schedule, so detection of an idle dead peer
  * takes at least 2 s in keepalive mode; U keeps millisecond precision.
  *
@@ -157,10 +157,17 @@ static uint32_t answer_ms(const struct tcp_info *ti)
  * kernel's jiffy and our clock reads: closer than this is the same one. */
 #define ACK_SLOP_MS 20
 
-int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigned uto)
+/* Low 32 bits of a monotonic ms time, never 0 (the stamps' "not yet"). */
+static uint32_t stamp(uint64_t ms)
+{
+	return (uint32_t)ms ? (uint32_t)ms : 1;
+}
+
+int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigned uto,
+		 uint64_t now_ms)
 {
 	const struct tcp_info *ti = &x->ti;
-	uint32_t fl = hb_load_acquire(&c->flags), now, ack_at;
+	uint32_t fl = hb_load_acquire(&c->flags), now = stamp(now_ms), ack_at, silent;
 	int waiting, owed;
 
 	if (!HB_TI_HAS(x, notsent_bytes) || (fl & HB_APP_USERTIMEOUT) || !uto)
@@ -174,8 +181,11 @@ int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigne
 			hb_log(HB_LOG_DEBUG, "fd %d: all acknowledged: user timeout on again", fd);
 		if (fl & (HB_CF_UTO_OFF | HB_CF_ZW_SUSPECT))
 			hb_and_acq_rel(&c->flags, ~(HB_CF_UTO_OFF | HB_CF_ZW_SUSPECT));
+		c->ka_wait_at = 0;
 		return 0;
 	}
+	if (!c->ka_wait_at)
+		c->ka_wait_at = now; /* data waits since this look at the latest */
 	if (!(fl & HB_CF_UTO_OFF) &&
 	    hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, 0) == 0) {
 		/* Data in flight: off until all is acknowledged. A shut window
@@ -201,7 +211,6 @@ int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigne
 			hb_and_acq_rel(&c->flags, ~HB_CF_ZW_SUSPECT);
 		return 1;
 	}
-	now = (uint32_t)hb_os_now_ms();
 	ack_at = now - ti->tcpi_last_ack_recv;
 	if (!(fl & HB_CF_ZW_SUSPECT) || (int32_t)(ack_at - c->ka_ack_at) > ACK_SLOP_MS) {
 		/* First seen owed, or the peer answered since: the answer is
@@ -213,7 +222,13 @@ int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigne
 			hb_or_acq_rel(&c->flags, HB_CF_ZW_SUSPECT);
 		return 1;
 	}
-	if (ti->tcpi_last_ack_recv < hb_cfg.timeout_ms || now - c->ka_owed_at < answer_ms(ti))
+	/* The silence that counts began when the peer last answered, or when
+	 * it was first owed anything (an idle connection's last ACK may be
+	 * old when the application writes again). */
+	silent = ti->tcpi_last_ack_recv;
+	if (silent > now - c->ka_wait_at)
+		silent = now - c->ka_wait_at;
+	if (silent < hb_cfg.timeout_ms || now - c->ka_owed_at < answer_ms(ti))
 		return 1;
 	/* Nothing heard for T, and what we sent went unanswered: the path or
 	 * the peer is dead. Shut down (blocked calls return ETIMEDOUT), and

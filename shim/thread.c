@@ -331,7 +331,8 @@ static void sweep_one(int fd, struct hb_conn *c, void *arg)
 		return; /* our options not applied (yet), or gone */
 	if ((fd = hb_fd_pin(c, &ent)) < 0)
 		return;
-	if (hb_os_tcp_info(fd, &x) == 0 && hb_ka_window(c, fd, &x, hb_ka_cfg.user_timeout_ms) > 0)
+	if (hb_os_tcp_info(fd, &x) == 0 &&
+	    hb_ka_window(c, fd, &x, hb_ka_cfg.user_timeout_ms, hb_os_now_ms()) > 0)
 		hb_or_acq_rel(&c->flags, HB_CF_TXW);
 	hb_fd_unpin(ent);
 }
