@@ -331,8 +331,9 @@ struct hb_conn {
 	uint32_t partial_at;           /* detect: the same, seen by an app thread (rxlock) */
 	uint32_t drained_at;           /* bg: control frames last drained; 0 = never (rxlock) */
 	uint32_t ka_ack_at;            /* bg: the peer's last ACK, as of ka_owed_at (keepalive.c) */
-	uint32_t ka_owed_at;           /* bg: the look that first saw ours unanswered after it */
-	uint32_t ka_wait_at;           /* bg: the first look that saw data waiting; 0 = none */
+	uint32_t ka_owed_at;           /* bg: since when ours is unanswered after it, at the latest */
+	uint32_t ka_wait_at;           /* bg: data waits since (at the earliest); 0 = not waiting */
+	_Atomic uint32_t ka_txw_at;    /* app: when it set HB_CF_TXW (keepalive mode) */
 	/* Framed mode (frame.c). rxmode and rx change under rxlock, txmode and
 	 * tx under txlock; both are read without them by quick checks. */
 	_Atomic uint8_t rxmode;        /* HB_RX_* */
@@ -505,19 +506,23 @@ void hb_ka_apply(int fd, struct hb_conn *c);
 void hb_ka_arm(int fd, struct hb_conn *c);
 /* The peer's receive window (keepalive.c): switch our TCP_USER_TIMEOUT off
  * while data waits to be sent or acknowledged, on again once all is; uto_ms
- * is ours for the connection's mode, now_ms the monotonic time of x. A
+ * is ours for the connection's mode, now_ms the monotonic time of x;
+ * since_ms: data found waiting that was not at the last look was sent at or
+ * after it (0: now). A
  * peer that answered nothing for HBSHIM_TIMEOUT while owed an answer is
- * declared dead (ETIMEDOUT, reason "write"): -1. Background thread, fd
- * pinned. Returns 1 while data waits (look again within an interval),
- * else 0. */
+ * dead: -1, and the caller declares it so (ETIMEDOUT, reason "write").
+ * Background thread, fd pinned. Returns 1 while data waits (look again
+ * within an interval), else 0. */
 int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigned uto_ms,
-		 uint64_t now_ms);
+		 uint64_t now_ms, uint64_t since_ms);
 /* The application wrote on a keepalive-mode connection: have its window
- * looked at (one flag; any thread). */
+ * looked at (one flag and its time, once per look; any thread). */
 static inline void hb_ka_note_tx(struct hb_conn *c)
 {
-	if (HB_UNLIKELY(!(hb_load_relaxed(&c->flags) & HB_CF_TXW)))
+	if (HB_UNLIKELY(!(hb_load_relaxed(&c->flags) & HB_CF_TXW))) {
+		hb_store_relaxed(&c->ka_txw_at, (uint32_t)hb_os_now_ms());
 		hb_or_acq_rel(&c->flags, HB_CF_TXW);
+	}
 }
 
 /* ------------------------------------------------------------------ frame.c */

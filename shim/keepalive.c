@@ -28,7 +28,6 @@
  * a random offset in [0, jitter) after the connection opened; the kernel
  * then keeps each connection's own phase.
  */
-#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -164,11 +163,11 @@ static uint32_t stamp(uint64_t ms)
 }
 
 int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigned uto,
-		 uint64_t now_ms)
+		 uint64_t now_ms, uint64_t since_ms)
 {
 	const struct tcp_info *ti = &x->ti;
 	uint32_t fl = hb_load_acquire(&c->flags), now = stamp(now_ms), ack_at, silent;
-	int waiting, owed;
+	int waiting, owed, data_owed;
 
 	if (!HB_TI_HAS(x, notsent_bytes) || (fl & HB_APP_USERTIMEOUT) || !uto)
 		return 0;
@@ -185,7 +184,7 @@ int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigne
 		return 0;
 	}
 	if (!c->ka_wait_at)
-		c->ka_wait_at = now; /* data waits since this look at the latest */
+		c->ka_wait_at = since_ms && since_ms < now_ms ? stamp(since_ms) : now;
 	if (!(fl & HB_CF_UTO_OFF) &&
 	    hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, 0) == 0) {
 		/* Data in flight: off until all is acknowledged. A shut window
@@ -204,8 +203,8 @@ int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigne
 	 * every 500 ms (tcp_invalid_ratelimit), and the probes' spacing starts
 	 * at 200 ms, so a live reader leaves one unanswered now and then,
 	 * never two in a row. */
-	owed = ti->tcpi_probes >= 2 ||
-	       (ti->tcpi_unacked && ti->tcpi_last_data_sent < ti->tcpi_last_ack_recv);
+	data_owed = ti->tcpi_unacked && ti->tcpi_last_data_sent < ti->tcpi_last_ack_recv;
+	owed = data_owed || ti->tcpi_probes >= 2;
 	if (!owed) {
 		if (fl & HB_CF_ZW_SUSPECT)
 			hb_and_acq_rel(&c->flags, ~HB_CF_ZW_SUSPECT);
@@ -213,27 +212,25 @@ int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigne
 	}
 	ack_at = now - ti->tcpi_last_ack_recv;
 	if (!(fl & HB_CF_ZW_SUSPECT) || (int32_t)(ack_at - c->ka_ack_at) > ACK_SLOP_MS) {
-		/* First seen owed, or the peer answered since: the answer is
-		 * owed from this look on (what was sent before it may be
-		 * younger). */
+		/* First seen owed, or the peer answered since: an answer is
+		 * owed since the last data segment (an older one may be owed
+		 * longer), or since this look for probes. */
 		c->ka_ack_at = ack_at;
-		c->ka_owed_at = now;
+		c->ka_owed_at = data_owed ? now - ti->tcpi_last_data_sent : now;
 		if (!(fl & HB_CF_ZW_SUSPECT))
 			hb_or_acq_rel(&c->flags, HB_CF_ZW_SUSPECT);
-		return 1;
 	}
 	/* The silence that counts began when the peer last answered, or when
-	 * it was first owed anything (an idle connection's last ACK may be
-	 * old when the application writes again). */
+	 * data began to wait (an idle connection's last ACK may be old when
+	 * the application writes again). */
 	silent = ti->tcpi_last_ack_recv;
 	if (silent > now - c->ka_wait_at)
 		silent = now - c->ka_wait_at;
 	if (silent < hb_cfg.timeout_ms || now - c->ka_owed_at < answer_ms(ti))
 		return 1;
 	/* Nothing heard for T, and what we sent went unanswered: the path or
-	 * the peer is dead. Shut down (blocked calls return ETIMEDOUT), and
-	 * our user timeout back on for the kernel to drop the socket. */
-	hb_conn_declare_dead(c, fd, ETIMEDOUT, "write", ti->tcpi_last_ack_recv);
+	 * the peer is dead. Our user timeout back on for the kernel to drop
+	 * the socket; the caller declares it dead. */
 	hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, (int)uto);
 	hb_and_acq_rel(&c->flags, ~(HB_CF_UTO_OFF | HB_CF_ZW_SUSPECT));
 	return -1;
