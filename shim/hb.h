@@ -286,7 +286,7 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2, HB_KIND_
 #define HB_CF_SHARED       (1u << 24) /* another process may hold it (fork, exec): sticky */
 #define HB_CF_CLAIMED      (1u << 25) /* shared, but this process used it since: it reads it */
 #define HB_CF_SHUT_RD      (1u << 26) /* app shut reading down; the kernel's SHUT_RD waits (frame.c) */
-#define HB_CF_UTO_OFF      (1u << 27) /* our TCP_USER_TIMEOUT switched off: the peer's window is shut */
+#define HB_CF_UTO_OFF      (1u << 27) /* our TCP_USER_TIMEOUT switched off: data waits (keepalive.c) */
 #define HB_CF_TXW          (1u << 28) /* the application wrote since the last window check */
 #define HB_CF_ZW_SUSPECT   (1u << 29) /* sent after the peer's last ACK, unanswered at the last check */
 #define HB_CF_CONN_EXPIRED (1u << 30) /* a non-blocking connect dissolved by our deadline */
@@ -508,11 +508,10 @@ void hb_ka_arm(int fd, struct hb_conn *c);
  * while data waits to be sent or acknowledged, on again once all is; uto_ms
  * is ours for the connection's mode, now_ms the monotonic time of x;
  * since_ms: data found waiting that was not at the last look was sent at or
- * after it (0: now). A
- * peer that answered nothing for HBSHIM_TIMEOUT while owed an answer is
- * dead: -1, and the caller declares it so (ETIMEDOUT, reason "write").
- * Background thread, fd pinned. Returns 1 while data waits (look again
- * within an interval), else 0. */
+ * after it (0: now). A peer that answered nothing for HBSHIM_TIMEOUT while
+ * owed an answer is dead: -1, and the caller declares it so (ETIMEDOUT,
+ * reason "write"). Background thread, fd pinned. Returns 1 while data
+ * waits (look again within an interval), else 0. */
 int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigned uto_ms,
 		 uint64_t now_ms, uint64_t since_ms);
 /* The application wrote on a keepalive-mode connection: have its window

@@ -19,9 +19,10 @@
  *
  * A silent peer is declared dead at the last firing (about T after the last
  * byte or probe answer; never more than I + T). Data left unanswered fails
- * after T and one look of ours (hb_ka_window below). Kernel options are whole seconds: sub-second I or T
- * round up to 1 s for the probe schedule, so detection of an idle dead peer
- * takes at least 2 s in keepalive mode; U keeps millisecond precision.
+ * after T and one look of ours (hb_ka_window below). Kernel options are
+ * whole seconds: sub-second I or T round up to 1 s for the probe schedule,
+ * so detection of an idle dead peer takes at least 2 s in keepalive mode; U
+ * keeps millisecond precision.
  *
  * To avoid synchronised probe bursts across thousands of connections opened
  * together, SO_KEEPALIVE itself is switched on by the background thread at
