@@ -1696,7 +1696,10 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	jitter = interval / 10;
 	if (now + interval < next)
 		next = now + interval;
-	hb_ka_window(c, fd, &x, hb_ka_frame_cfg.user_timeout_ms);
+	if (hb_ka_window(c, fd, &x, hb_ka_frame_cfg.user_timeout_ms, now, 0) < 0) {
+		hb_conn_declare_dead(c, fd, ETIMEDOUT, "write", ti->tcpi_last_ack_recv);
+		return 0;
+	}
 	/* Our direction: hello, then a heartbeat after an interval of silence.
 	 * The jitter spreads connections opened together. */
 	/* The peer sent its FIN. After a half-close frame it still reads and

@@ -338,9 +338,9 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2, HB_KIND_
 #define HB_CF_SHARED       (1u << 24) /* another process may hold it (fork, exec): sticky */
 #define HB_CF_CLAIMED      (1u << 25) /* shared, but this process used it since: it reads it */
 #define HB_CF_SHUT_RD      (1u << 26) /* app shut reading down; the kernel's SHUT_RD waits (frame.c) */
-#define HB_CF_UTO_OFF      (1u << 27) /* our TCP_USER_TIMEOUT switched off: the peer's window is shut */
+#define HB_CF_UTO_OFF      (1u << 27) /* our TCP_USER_TIMEOUT switched off: data waits (keepalive.c) */
 #define HB_CF_TXW          (1u << 28) /* the application wrote since the last window check */
-#define HB_CF_ZW_SUSPECT   (1u << 29) /* a window probe went unanswered at the last check */
+#define HB_CF_ZW_SUSPECT   (1u << 29) /* sent after the peer's last ACK, unanswered at the last check */
 #define HB_CF_CONN_EXPIRED (1u << 30) /* a non-blocking connect dissolved by our deadline */
 #define HB_CF_QUICKACK     (1u << 31) /* framed: the peer's hello came, no app byte either way yet */
 
@@ -384,6 +384,10 @@ struct hb_conn {
 	uint32_t bg_partial_at;        /* bg: when it first saw only a magic prefix; 0 = not yet */
 	uint32_t partial_at;           /* detect: the same, seen by an app thread (rxlock) */
 	uint32_t drained_at;           /* bg: control frames last drained; 0 = never (rxlock) */
+	uint32_t ka_ack_at;            /* bg: the peer's last ACK, as of ka_owed_at (keepalive.c) */
+	uint32_t ka_owed_at;           /* bg: since when ours is unanswered after it, at the latest */
+	uint32_t ka_wait_at;           /* bg: data waits since (at the earliest); 0 = not waiting */
+	_Atomic uint32_t ka_txw_at;    /* app: when it set HB_CF_TXW (keepalive mode) */
 	/* Framed mode (frame.c). rxmode and rx change under rxlock, txmode and
 	 * tx under txlock; both are read without them by quick checks. */
 	_Atomic uint8_t rxmode;        /* HB_RX_* */
@@ -593,17 +597,23 @@ void hb_ka_apply(int fd, struct hb_conn *c);
 /* Switch SO_KEEPALIVE on unless the app chose. Background thread, pinned. */
 void hb_ka_arm(int fd, struct hb_conn *c);
 /* The peer's receive window (keepalive.c): switch our TCP_USER_TIMEOUT off
- * while the peer keeps its window shut and answers, on again once it opens
- * or the peer stops answering; uto_ms is ours for the connection's mode.
- * Background thread, fd pinned. Returns 1
- * while data waits to be sent or acknowledged (look again later). */
-int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigned uto_ms);
+ * while data waits to be sent or acknowledged, on again once all is; uto_ms
+ * is ours for the connection's mode, now_ms the monotonic time of x;
+ * since_ms: data found waiting that was not at the last look was sent at or
+ * after it (0: now). A peer that answered nothing for HBSHIM_TIMEOUT while
+ * owed an answer is dead: -1, and the caller declares it so (ETIMEDOUT,
+ * reason "write"). Background thread, fd pinned. Returns 1 while data
+ * waits (look again within an interval), else 0. */
+int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigned uto_ms,
+		 uint64_t now_ms, uint64_t since_ms);
 /* The application wrote on a keepalive-mode connection: have its window
- * looked at (one flag; any thread). */
+ * looked at (one flag and its time, once per look; any thread). */
 static inline void hb_ka_note_tx(struct hb_conn *c)
 {
-	if (HB_UNLIKELY(!(hb_load_relaxed(&c->flags) & HB_CF_TXW)))
+	if (HB_UNLIKELY(!(hb_load_relaxed(&c->flags) & HB_CF_TXW))) {
+		hb_store_relaxed(&c->ka_txw_at, (uint32_t)hb_os_now_ms());
 		hb_or_acq_rel(&c->flags, HB_CF_TXW);
+	}
 }
 
 /* ------------------------------------------------------------------ frame.c */
@@ -783,7 +793,7 @@ enum {
 	HB_ST_DEAD_KEEPALIVE, /* dead peers detected by the kernel keepalive / user timeout */
 	HB_ST_DEAD_IDLE,      /* idle deadline fired */
 	HB_ST_DEAD_HEARTBEAT, /* heartbeat timeout (frame mode) */
-	HB_ST_DEAD_WRITE,     /* write-progress deadline (frame mode) */
+	HB_ST_DEAD_WRITE,     /* data sent, nothing answered for the timeout (keepalive.c) */
 	HB_ST_DEADLINE_CONNECT, /* connect deadline fired */
 	HB_ST_DEADLINE_IDLE,  /* idle deadline fired */
 	HB_ST_HB_SENT,        /* heartbeats sent */
