@@ -169,6 +169,9 @@ struct hb_real {
 	int (*recvmmsg)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
 	int (*prctl)(int, unsigned long, unsigned long, unsigned long, unsigned long);
 	int (*epoll_ctl)(int, int, int, void *);
+	int (*epoll_wait)(int, void *, int, int);
+	int (*epoll_pwait)(int, void *, int, int, const sigset_t *);
+	int (*epoll_pwait2)(int, void *, int, const struct timespec *, const sigset_t *);
 	int (*execve)(const char *, char *const[], char *const[]);
 	int (*execvpe)(const char *, char *const[], char *const[]);
 	int (*fexecve)(int, char *const[], char *const[]);
@@ -222,6 +225,29 @@ long hb_os_connect(int fd, const struct sockaddr *sa, socklen_t len);
  * async-signal-safe. */
 void hb_epoll_note(int epfd);
 int hb_epoll_detach(int fd);
+/* epollmap.c: (epfd, epoll_data) -> fd for the epoll_wait filter. ctl
+ * records a successful epoll_ctl (c: the tracked connection behind fd, or
+ * NULL for an fd the shim does not track, reported once hb_epmap_used is
+ * set). find fills *out and returns 1 when exactly one recorded registration
+ * of a live connection has that data in that set and nothing marked it
+ * ambiguous. verify asks the kernel (/proc/self/fdinfo/EPFD) whether fd is
+ * the only registration with data in the set (1) or not, or cannot tell
+ * (0); verdict stores that answer in the entry *r was read from, if it did
+ * not change meanwhile. App threads; no call holds a lock across a system
+ * call (verify holds none). */
+struct epoll_event;
+struct hb_conn;
+struct hb_epreg {
+	int fd, verified;
+	uint64_t data;
+	uint32_t events, self, gen, ver;
+};
+extern _Atomic int hb_epmap_used;
+void hb_epmap_ctl(struct hb_conn *c, int epfd, int op, int fd, const struct epoll_event *ev);
+int hb_epmap_find(int epfd, uint64_t data, struct hb_epreg *out);
+int hb_epmap_verify(int epfd, uint64_t data, int fd);
+void hb_epmap_verdict(int epfd, const struct hb_epreg *r, int unique);
+long hb_os_read(int fd, void *buf, size_t n);
 long hb_os_ioctl(int fd, unsigned long req, void *arg);
 long hb_os_poll1(int fd, short events, int timeout_ms, short *revents);
 long hb_os_getsockname(int fd, struct sockaddr *sa, socklen_t *len);
