@@ -4,7 +4,9 @@
  *
  *   epollclient client MODE RUNS MESSAGES GAP_MS STOP_MS
  *     MODE: lt | et | oneshot (a BLOCKING socket: after each report one
- *     blocking recv) | nb (a non-blocking socket: recv, EAGAIN counted).
+ *     blocking recv) | nb (a non-blocking socket: recv, EAGAIN counted) |
+ *     pipe-first | pipe-after (a pipe shares the socket's data value; see
+ *     pipe_run).
  *     Each run: a server child sends MESSAGES one-byte messages GAP_MS
  *     apart. With STOP_MS > 0 the server stops the client process
  *     (SIGSTOP) for STOP_MS in the middle of each gap: the shim's thread
@@ -16,10 +18,13 @@
  *     child processes each send MESSAGES bytes GAP_MS apart and wait for the
  *     echo. STOP_MS > 0: client 0 stops the server for STOP_MS in each gap.
  *
+ * EPOLL_CALL=pwait|pwait2 in the environment uses epoll_pwait or
+ * epoll_pwait2 instead of epoll_wait.
+ *
  * After every report the program peeks (non-blocking) before its read: a
  * report with no application byte behind it is counted as "empty". Every
  * recv is timed. Prints one line:
- *   MODE: N messages, E empty, A eagain, max recv X ms, S recv over 50 ms
+ *   MODE: N messages, E empty, A eagain, max recv X ms, S recv over 50 ms, I eintr
  * and exits 0 when every byte arrived in order and nothing timed out (the
  * test judges the counts).
  */
@@ -39,7 +44,7 @@
 
 #define SLOW_MS 50.0
 
-static int empty, eagain, slow, total;
+static int empty, eagain, slow, total, eintr;
 static double worst;
 
 static double now_ms(void)
@@ -104,13 +109,28 @@ static void gap_sleep(int gap, int stop, pid_t victim)
 	msleep((gap - stop) / 2.0);
 }
 
+/* EPOLL_CALL=pwait|pwait2 picks the call (default epoll_wait). */
+static int wait_call(int ep, struct epoll_event *got, int ms)
+{
+	const char *c = getenv("EPOLL_CALL");
+	sigset_t none;
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	sigemptyset(&none);
+	if (c && !strcmp(c, "pwait"))
+		return epoll_pwait(ep, got, 1, ms, &none);
+	if (c && !strcmp(c, "pwait2"))
+		return epoll_pwait2(ep, got, 1, &ts, &none);
+	return epoll_wait(ep, got, 1, ms);
+}
+
 static int wait_one(int ep, struct epoll_event *got, int ms)
 {
 	int r;
 
-	do
-		r = epoll_wait(ep, got, 1, ms);
-	while (r < 0 && errno == EINTR); /* SIGSTOP/SIGCONT makes epoll_wait fail with EINTR */
+	/* SIGSTOP/SIGCONT makes epoll_wait fail with EINTR (signal(7)). */
+	while ((r = wait_call(ep, got, ms)) < 0 && errno == EINTR)
+		eintr++;
 	return r;
 }
 
@@ -166,9 +186,85 @@ static void serve_one(int l, int n, int gap, int stop, pid_t client)
 	exit(0);
 }
 
+/* pipe-first / pipe-after: a pipe and the socket share one data value in
+ * an edge-triggered set (the pipe registered before or after the socket).
+ * The server child writes one byte to the pipe while the client is
+ * stopped; the socket carries heartbeats only. Each byte must wake the
+ * client: its report must not be taken for the socket's. */
+static void pipe_writer(int l, int wr, int n, int gap, int stop, pid_t client)
+{
+	int c = accept(l, NULL, NULL);
+	char ack;
+
+	if (c < 0)
+		die("accept");
+	for (int i = 0; i < n; i++) {
+		msleep((gap - stop) / 2.0);
+		kill(client, SIGSTOP);
+		if (write(wr, "p", 1) != 1)
+			die("pipe write");
+		msleep(stop);
+		kill(client, SIGCONT);
+		msleep((gap - stop) / 2.0);
+	}
+	if (read(c, &ack, 1) != 1)
+		exit(2);
+	exit(0);
+}
+
+static int pipe_run(const char *mode, int n, int gap, int stop)
+{
+	int port, l, s, ep, st, rc = 0, p[2], got_bytes = 0;
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = 0 };
+	pid_t pid, me = getpid();
+
+	if (pipe2(p, O_NONBLOCK))
+		die("pipe");
+	l = listener(&port);
+	pid = fork();
+	if (pid == 0)
+		pipe_writer(l, p[1], n, gap, stop, me);
+	close(l);
+	close(p[1]);
+	ep = epoll_create1(0);
+	if (!strcmp(mode, "pipe-first") && epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev))
+		die("epoll_ctl pipe");
+	s = dial(port);
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev))
+		die("epoll_ctl socket");
+	if (strcmp(mode, "pipe-first") && epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev))
+		die("epoll_ctl pipe");
+	while (got_bytes < n) {
+		struct epoll_event got;
+		char b[16];
+		ssize_t r;
+
+		if (wait_one(ep, &got, 10 * gap + 5000) != 1) {
+			fprintf(stderr, "%s: no report for pipe byte %d (lost wake-up)\n", mode, got_bytes);
+			rc = 1;
+			break;
+		}
+		while ((r = read(p[0], b, sizeof(b))) > 0)
+			got_bytes += (int)r;
+	}
+	total += got_bytes;
+	if (write(s, "k", 1) != 1)
+		rc = 1;
+	close(s);
+	close(ep);
+	close(p[0]);
+	waitpid(pid, &st, 0);
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		rc = 1;
+	return rc;
+}
+
 static int client_run(const char *mode, int n, int gap, int stop)
 {
 	int nb = !strcmp(mode, "nb"), port, l, s, ep, st, rc = 0, next = 0;
+
+	if (!strncmp(mode, "pipe-", 5))
+		return pipe_run(mode, n, gap, stop);
 	struct epoll_event ev = { .events = EPOLLIN };
 	pid_t pid, me = getpid();
 
@@ -324,14 +420,14 @@ int main(int argc, char **argv)
 
 		for (int i = 0; i < runs && !rc; i++)
 			rc = client_run(argv[2], atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
-		printf("%s: %d messages, %d empty, %d eagain, max recv %.0f ms, %d recv over %.0f ms\n",
-		       argv[2], total, empty, eagain, worst, slow, SLOW_MS);
+		printf("%s: %d messages, %d empty, %d eagain, max recv %.0f ms, %d recv over %.0f ms, "
+		       "%d eintr\n", argv[2], total, empty, eagain, worst, slow, SLOW_MS, eintr);
 	} else if (argc == 6 && !strcmp(argv[1], "server")) {
 		rc = server_run(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
-		printf("server: %d messages, %d empty, %d eagain, max recv %.0f ms, %d recv over %.0f ms\n",
-		       total, empty, eagain, worst, slow, SLOW_MS);
+		printf("server: %d messages, %d empty, %d eagain, max recv %.0f ms, %d recv over %.0f ms, "
+		       "%d eintr\n", total, empty, eagain, worst, slow, SLOW_MS, eintr);
 	} else {
-		fprintf(stderr, "usage: epollclient client lt|et|oneshot|nb RUNS MESSAGES GAP_MS STOP_MS\n"
+		fprintf(stderr, "usage: epollclient client lt|et|oneshot|nb|pipe-first|pipe-after RUNS MESSAGES GAP_MS STOP_MS\n"
 				"       epollclient server CLIENTS MESSAGES GAP_MS STOP_MS\n");
 		return 2;
 	}
