@@ -34,7 +34,7 @@ counts() {
 @test "epoll: blocking level-triggered client, 2 CPU hogs, 20 runs: every report has application bytes, no recv over 50 ms" {
 	need_ec
 	hogs
-	run shim "${FRAMED[@]}" nice -n 10 "$EC" client lt 20 3 100 0
+	run shim "${FRAMED[@]}" nice -n 10 "$EC" client lt 20 3 60 0
 	echo "$output"
 	assert_status 0
 	[[ $output == *"lt: 60 messages"* ]] || fail "messages lost"
