@@ -71,10 +71,10 @@ counts() {
 # drains them, so the kernel reports the socket readable at once on SIGCONT.
 # The stop also makes a waiting epoll_wait fail with EINTR, which must reach
 # the application.
-@test "epoll: client stopped in every gap: level, edge, oneshot and non-blocking loops see no report without data; EINTR passes" {
+@test "epoll: client stopped in every gap: level, edge, oneshot, exclusive, in+out and non-blocking loops see no report without data; EINTR passes" {
 	need_ec
 	local m
-	for m in lt et oneshot nb; do
+	for m in lt et oneshot excl inout nb; do
 		run shim "${FRAMED[@]}" "$EC" client "$m" 2 5 120 60
 		echo "$output"
 		assert_status 0
@@ -82,7 +82,8 @@ counts() {
 		counts "$output"
 		[ "$EMPTY" -eq 0 ] || fail "$m: $EMPTY reports with only heartbeats behind them"
 		[ "$EAGAIN" -eq 0 ] || fail "$m: $EAGAIN EAGAIN right after EPOLLIN"
-		[ "$EINTR" -gt 0 ] || fail "$m: epoll_wait never failed with EINTR after SIGSTOP/SIGCONT"
+		# (inout sleeps between its looks: the stop seldom finds it in epoll_wait)
+		[ "$m" = inout ] || [ "$EINTR" -gt 0 ] || fail "$m: epoll_wait never failed with EINTR after SIGSTOP/SIGCONT"
 	done
 }
 

@@ -4,7 +4,9 @@
  *
  *   epollclient client MODE RUNS MESSAGES GAP_MS STOP_MS
  *     MODE: lt | et | oneshot (a BLOCKING socket: after each report one
- *     blocking recv) | nb (a non-blocking socket: recv, EAGAIN counted) |
+ *     blocking recv) | excl (lt with EPOLLEXCLUSIVE) | inout (oneshot
+ *     EPOLLIN|EPOLLOUT: a report with only heartbeats behind it must come
+ *     as EPOLLOUT alone) | nb (a non-blocking socket: recv, EAGAIN counted) |
  *     pipe-first | pipe-after (a pipe shares the socket's data value; see
  *     pipe_run).
  *     Each run: a server child sends MESSAGES one-byte messages GAP_MS
@@ -280,6 +282,10 @@ static int client_run(const char *mode, int n, int gap, int stop)
 		ev.events |= EPOLLET;
 	if (!strcmp(mode, "oneshot"))
 		ev.events |= EPOLLONESHOT;
+	if (!strcmp(mode, "excl"))
+		ev.events |= EPOLLEXCLUSIVE;
+	if (!strcmp(mode, "inout"))
+		ev.events |= EPOLLOUT | EPOLLONESHOT;
 	ev.data.u64 = 0x5eed0000u + (unsigned)s; /* not the fd: the map must find it */
 	ep = epoll_create1(0);
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev))
@@ -293,6 +299,13 @@ static int client_run(const char *mode, int n, int gap, int stop)
 				mode, r, (unsigned long long)got.data.u64, next);
 			rc = 1;
 			break;
+		}
+		if (!(got.events & EPOLLIN)) {
+			/* inout: writable only; look again a little later. */
+			msleep(2);
+			if (epoll_ctl(ep, EPOLL_CTL_MOD, s, &ev))
+				die("epoll_ctl MOD");
+			continue;
 		}
 		for (;;) {
 			int b = read_one(s, nb);
@@ -309,7 +322,7 @@ static int client_run(const char *mode, int n, int gap, int stop)
 			if (++next == n || recv(s, &(char){ 0 }, 1, MSG_PEEK | MSG_DONTWAIT) != 1)
 				break;
 		}
-		if (!strcmp(mode, "oneshot") && epoll_ctl(ep, EPOLL_CTL_MOD, s, &ev))
+		if ((ev.events & EPOLLONESHOT) && epoll_ctl(ep, EPOLL_CTL_MOD, s, &ev))
 			die("epoll_ctl MOD");
 	}
 out:
@@ -427,7 +440,7 @@ int main(int argc, char **argv)
 		printf("server: %d messages, %d empty, %d eagain, max recv %.0f ms, %d recv over %.0f ms, "
 		       "%d eintr\n", total, empty, eagain, worst, slow, SLOW_MS, eintr);
 	} else {
-		fprintf(stderr, "usage: epollclient client lt|et|oneshot|nb|pipe-first|pipe-after RUNS MESSAGES GAP_MS STOP_MS\n"
+		fprintf(stderr, "usage: epollclient client lt|et|oneshot|excl|inout|nb|pipe-first|pipe-after RUNS MESSAGES GAP_MS STOP_MS\n"
 				"       epollclient server CLIENTS MESSAGES GAP_MS STOP_MS\n");
 		return 2;
 	}
