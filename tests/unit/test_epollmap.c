@@ -1,0 +1,204 @@
+/*
+ * test_epollmap.c - the (epfd, epoll_data) -> fd map behind the epoll_wait
+ * filter (shim/epollmap.c): record, MOD with the same and another data
+ * value, DEL, two fds with one data value (tracked and untracked, in either
+ * order), one data value in two sets, the verdict of the kernel check and
+ * its invalidation, the fdinfo parser against real epoll sets.
+ *
+ * Fd numbers are not real fds except in the fdinfo tests: the map only
+ * keeps numbers (the fd table gives their connections).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <cmocka.h>
+
+#include "hb.h"
+
+/* Defined by init.c, which unit tests do not link. */
+int hb_enabled = 1;
+
+static struct hb_conn *conn_on(int fd)
+{
+	struct hb_conn *c = hb_conn_alloc();
+
+	assert_non_null(c);
+	assert_int_equal(hb_fd_install(fd, c), 0);
+	return c;
+}
+
+static void ctl(struct hb_conn *c, int epfd, int op, int fd, uint32_t events, uint64_t data)
+{
+	struct epoll_event ev = { .events = events };
+
+	ev.data.u64 = data;
+	hb_epmap_ctl(c, epfd, op, fd, op == EPOLL_CTL_DEL ? NULL : &ev);
+}
+
+static void test_record_mod_del(void **state)
+{
+	struct hb_conn *c = conn_on(1010);
+	struct hb_epreg r;
+
+	(void)state;
+	ctl(c, 900, EPOLL_CTL_ADD, 1010, EPOLLIN, 0xaa);
+	assert_int_equal(hb_epmap_find(900, 0xaa, &r), 1);
+	assert_int_equal(r.fd, 1010);
+	assert_int_equal(r.events, EPOLLIN);
+	assert_int_equal(r.self, c->self);
+	assert_int_equal(r.verified, 0);
+	assert_int_equal(hb_epmap_find(901, 0xaa, &r), 0); /* another set */
+	assert_int_equal(hb_epmap_find(900, 0xab, &r), 0);
+
+	ctl(c, 900, EPOLL_CTL_MOD, 1010, EPOLLIN | EPOLLONESHOT, 0xaa);
+	assert_int_equal(hb_epmap_find(900, 0xaa, &r), 1);
+	assert_int_equal(r.events, EPOLLIN | EPOLLONESHOT);
+
+	ctl(c, 900, EPOLL_CTL_MOD, 1010, EPOLLIN, 0xbb);
+	assert_int_equal(hb_epmap_find(900, 0xaa, &r), 0);
+	assert_int_equal(hb_epmap_find(900, 0xbb, &r), 1);
+	assert_int_equal(r.fd, 1010);
+
+	ctl(c, 900, EPOLL_CTL_DEL, 1010, 0, 0);
+	assert_int_equal(hb_epmap_find(900, 0xbb, &r), 0);
+	assert_int_equal(hb_load_relaxed(&hb_epmap_used), 1);
+}
+
+static void test_one_data_two_fds(void **state)
+{
+	struct hb_conn *a = conn_on(1020), *b = conn_on(1021);
+	struct hb_epreg r;
+
+	(void)state;
+	/* Two tracked sockets. */
+	ctl(a, 902, EPOLL_CTL_ADD, 1020, EPOLLIN, 7);
+	ctl(b, 902, EPOLL_CTL_ADD, 1021, EPOLLIN, 7);
+	assert_int_equal(hb_epmap_find(902, 7, &r), 0);
+	/* A tracked socket, then an fd the shim does not track. */
+	ctl(a, 903, EPOLL_CTL_ADD, 1020, EPOLLIN, 8);
+	assert_int_equal(hb_epmap_find(903, 8, &r), 1);
+	ctl(NULL, 903, EPOLL_CTL_ADD, 1022, EPOLLIN, 8);
+	assert_int_equal(hb_epmap_find(903, 8, &r), 0);
+	/* Ambiguous for good, even when the untracked fd leaves. */
+	ctl(NULL, 903, EPOLL_CTL_DEL, 1022, 0, 0);
+	assert_int_equal(hb_epmap_find(903, 8, &r), 0);
+	/* Same data, same fd, two sets: not ambiguous. */
+	ctl(a, 904, EPOLL_CTL_ADD, 1020, EPOLLIN, 9);
+	ctl(a, 905, EPOLL_CTL_ADD, 1020, EPOLLIN, 9);
+	assert_int_equal(hb_epmap_find(904, 9, &r), 1);
+	assert_int_equal(hb_epmap_find(905, 9, &r), 1);
+	/* An untracked fd MODded onto the data value. */
+	ctl(NULL, 904, EPOLL_CTL_ADD, 1023, EPOLLIN, 10);
+	ctl(NULL, 904, EPOLL_CTL_MOD, 1023, EPOLLIN, 9);
+	assert_int_equal(hb_epmap_find(904, 9, &r), 0);
+}
+
+static void test_fd_reused_untracked(void **state)
+{
+	struct hb_conn *c = conn_on(1030);
+	struct hb_epreg r;
+
+	(void)state;
+	ctl(c, 906, EPOLL_CTL_ADD, 1030, EPOLLIN, 11);
+	assert_int_equal(hb_epmap_find(906, 11, &r), 1);
+	/* The number now names a pipe the application registers anew: the
+	 * socket's registration under it is gone from the kernel. */
+	ctl(NULL, 906, EPOLL_CTL_ADD, 1030, EPOLLIN, 12);
+	assert_int_equal(hb_epmap_find(906, 11, &r), 0);
+	assert_int_equal(hb_epmap_find(906, 12, &r), 0);
+}
+
+static void test_verdict(void **state)
+{
+	struct hb_conn *c = conn_on(1040);
+	struct hb_epreg r, old;
+
+	(void)state;
+	ctl(c, 907, EPOLL_CTL_ADD, 1040, EPOLLIN, 13);
+	assert_int_equal(hb_epmap_find(907, 13, &r), 1);
+	hb_epmap_verdict(907, &r, 1);
+	assert_int_equal(hb_epmap_find(907, 13, &r), 1);
+	assert_int_equal(r.verified, 1);
+	/* A new registration is checked again. */
+	ctl(c, 907, EPOLL_CTL_DEL, 1040, 0, 0);
+	ctl(c, 907, EPOLL_CTL_ADD, 1040, EPOLLIN, 13);
+	assert_int_equal(hb_epmap_find(907, 13, &r), 1);
+	assert_int_equal(r.verified, 0);
+	/* A verdict on an entry that changed meanwhile is dropped. */
+	old = r;
+	ctl(c, 907, EPOLL_CTL_MOD, 1040, EPOLLIN | EPOLLET, 13);
+	hb_epmap_verdict(907, &old, 0);
+	assert_int_equal(hb_epmap_find(907, 13, &r), 1);
+	assert_int_equal(r.verified, 0);
+	/* The kernel says "not the only one": ambiguous. */
+	hb_epmap_verdict(907, &r, 0);
+	assert_int_equal(hb_epmap_find(907, 13, &r), 0);
+}
+
+static void test_fdinfo(void **state)
+{
+	int ep = epoll_create1(EPOLL_CLOEXEC), p[2], q[2];
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	(void)state;
+	assert_true(ep >= 0);
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(pipe(q), 0);
+	ev.data.u64 = 0xfeedface12345678ull;
+	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev), 0);
+	ev.data.u64 = 0;
+	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, q[0], &ev), 0);
+	assert_int_equal(hb_epmap_verify(ep, 0xfeedface12345678ull, p[0]), 1);
+	assert_int_equal(hb_epmap_verify(ep, 0xfeedface12345678ull, q[0]), 0); /* not its fd */
+	assert_int_equal(hb_epmap_verify(ep, 0, q[0]), 1);
+	assert_int_equal(hb_epmap_verify(ep, 1, q[0]), 0); /* no such data */
+	ev.data.u64 = 0;
+	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, q[1], &ev), 0);
+	assert_int_equal(hb_epmap_verify(ep, 0, q[0]), 0); /* two with data 0 */
+	assert_int_equal(hb_epmap_verify(p[0], 0, q[0]), 0); /* not an epoll set */
+	assert_int_equal(hb_epmap_verify(-1, 0, q[0]), 0);
+	close(ep);
+	close(p[0]);
+	close(p[1]);
+	close(q[0]);
+	close(q[1]);
+}
+
+/* More registrations than a bucket holds: nothing is lost or confused, the
+ * ones that do not fit are simply not found. */
+static void test_many(void **state)
+{
+	struct hb_conn *c[64];
+	struct hb_epreg r;
+	int found = 0;
+
+	(void)state;
+	for (int i = 0; i < 64; i++) {
+		c[i] = conn_on(2000 + i);
+		ctl(c[i], 908, EPOLL_CTL_ADD, 2000 + i, EPOLLIN, 0x1000 + (uint64_t)i);
+	}
+	for (int i = 0; i < 64; i++)
+		if (hb_epmap_find(908, 0x1000 + (uint64_t)i, &r)) {
+			assert_int_equal(r.fd, 2000 + i);
+			found++;
+		}
+	assert_int_equal(found, 64);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_record_mod_del),
+		cmocka_unit_test(test_one_data_two_fds),
+		cmocka_unit_test(test_fd_reused_untracked),
+		cmocka_unit_test(test_verdict),
+		cmocka_unit_test(test_fdinfo),
+		cmocka_unit_test(test_many),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
