@@ -63,6 +63,9 @@ static _Atomic(struct map *) map_p; /* allocated on first record */
 static _Atomic int map_off;         /* the lock could not be taken: filtering off */
 static _Atomic int lk;
 
+/* 1 with the lock held; 0 (and the map off for good) when it stays taken:
+ * the holder was interrupted by a signal handler that calls epoll here, or
+ * this is the child of a fork that found it taken. */
 static int lock_map(void)
 {
 	for (int i = 0; i < 4000; i++) {
@@ -75,6 +78,7 @@ static int lock_map(void)
 		else
 			hb_os_sleep_us(5);
 	}
+	hb_store_release(&map_off, 1);
 	return 0;
 }
 
@@ -203,10 +207,8 @@ void hb_epmap_ctl(struct hb_conn *c, int epfd, int op, int fd, const struct epol
 		c = NULL; /* a listener's reports are never filtered */
 	if (!(m = get_map(c && op != EPOLL_CTL_DEL)))
 		return;
-	if (!lock_map()) {
-		hb_store_release(&map_off, 1);
+	if (!lock_map())
 		return;
-	}
 	/* This fd's registration in the set, if one is recorded: replaced. */
 	x = find_fd(m, epfd, fd);
 	if (x && (op == EPOLL_CTL_DEL || !c || m->ents[*x - 1].data != data ||
@@ -279,7 +281,7 @@ void hb_epmap_verdict(int epfd, const struct hb_epreg *r, int unique)
 	struct map *m = hb_load_acquire(&map_p);
 	struct ent *e;
 
-	if (!m || !lock_map())
+	if (!m || hb_load_relaxed(&map_off) || !lock_map())
 		return;
 	e = find_data(m, epfd, r->data);
 	if (e && e->ver == r->ver && e->state == ST_NEW) {
