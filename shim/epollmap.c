@@ -18,11 +18,16 @@
  *     ambiguous, for good (epoll_ctl of untracked fds is watched for this
  *     once the map holds anything);
  *   - registrations made before the entry existed, by fds the shim does not
- *     track, are invisible to the watch: the first time an entry would be
- *     used to withdraw a report, the kernel's own list of the set
+ *     track, are invisible to the watch: before an entry is first used to
+ *     withdraw a report, the kernel's own list of the set
  *     (/proc/self/fdinfo/EPFD) must show exactly one registration with that
- *     data, under that fd (hb_epmap_verify). Without /proc the entry is
- *     ambiguous.
+ *     data, under that fd (hb_epmap_check_set). One reading of the list
+ *     settles every new entry of the set at once; the readings of the
+ *     process take turns and pause after each in proportion to its size
+ *     (CHECK_RATE bytes per ms: a set of a few fds is read again at once, one
+ *     of 10,000 after a second); a list past CHECK_MAX bytes settles
+ *     nothing. The work stays bounded however large the set. Without /proc
+ *     the set's entries are ambiguous.
  * Not seen: registrations made through another descriptor of the same
  * epoll set (a dup of epfd, or a process sharing it after fork).
  *
@@ -31,6 +36,7 @@
  * (a signal handler interrupting the holder) leaves the map off for good:
  * reports then pass unfiltered, as before the map existed.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -40,6 +46,8 @@
 #define ENTS 16384 /* registrations recorded at most */
 #define WAYS 8     /* slots per bucket */
 #define BUCKETS (ENTS / WAYS)
+#define CHECK_RATE 1000           /* fdinfo bytes read per ms, on average, at most */
+#define CHECK_MAX (16u << 20)     /* bytes of one fdinfo read at most */
 
 enum { ST_NEW = 0, ST_VERIFIED = 1, ST_AMBIG = 2 };
 
@@ -51,6 +59,8 @@ struct ent {
 	uint32_t self, gen; /* the connection's identity at registration */
 	uint32_t ver;    /* bumped on every change of the slot */
 	uint32_t state;  /* ST_* */
+	uint32_t seq;    /* ctl_seq when recorded */
+	uint32_t pass, seen, match; /* fdinfo reading: its number, lines with data, one of them fd's */
 };
 
 struct map {
@@ -62,6 +72,8 @@ _Atomic int hb_epmap_used;          /* something was recorded: watch every epoll
 static _Atomic(struct map *) map_p; /* allocated on first record */
 static _Atomic int map_off;         /* the lock could not be taken: filtering off */
 static _Atomic int lk;
+static uint32_t ctl_seq, pass_seq;  /* under lk */
+static _Atomic uint64_t next_check_ms; /* no reading before; UINT64_MAX: one runs */
 
 /* 1 with the lock held; 0 (and the map off for good) when it stays taken:
  * the holder was interrupted by a signal handler that calls epoll here, or
@@ -247,6 +259,8 @@ void hb_epmap_ctl(struct hb_conn *c, int epfd, int op, int fd, const struct epol
 		e->self = c->self;
 		e->gen = hb_load_acquire(&c->gen);
 		e->state = ambig ? ST_AMBIG : ST_NEW;
+		e->seq = ++ctl_seq;
+		e->pass = 0;
 	}
 	hb_store_relaxed(&hb_epmap_used, 1);
 out:
@@ -276,21 +290,6 @@ int hb_epmap_find(int epfd, uint64_t data, struct hb_epreg *out)
 	return ok;
 }
 
-void hb_epmap_verdict(int epfd, const struct hb_epreg *r, int unique)
-{
-	struct map *m = hb_load_acquire(&map_p);
-	struct ent *e;
-
-	if (!m || hb_load_relaxed(&map_off) || !lock_map())
-		return;
-	e = find_data(m, epfd, r->data);
-	if (e && e->ver == r->ver && e->state == ST_NEW) {
-		e->state = unique ? ST_VERIFIED : ST_AMBIG;
-		e->ver++;
-	}
-	unlock_map();
-}
-
 /* Parse an unsigned number in base 10 or 16 at *p, skipping blanks first. */
 static uint64_t num(const char **p, const char *end, int base)
 {
@@ -312,54 +311,134 @@ static uint64_t num(const char **p, const char *end, int base)
 	return v;
 }
 
-/* One line of the set's fdinfo: "tfd: %8d events: %8x data: %16llx ...". */
-static void fdinfo_line(const char *s, size_t n, uint64_t data, int fd, int *count, int *match)
+/* One line of the set's fdinfo: "tfd: %8d events: %8x data: %16llx ...".
+ * 1 and its fd and data, or 0 for another line. */
+static int fdinfo_line(const char *s, size_t n, int *fd, uint64_t *data)
 {
 	const char *end = s + n, *p;
-	uint64_t tfd, d;
+	uint64_t tfd;
 
 	if (n < 5 || memcmp(s, "tfd:", 4))
-		return;
+		return 0;
 	p = s + 4;
 	tfd = num(&p, end, 10);
 	for (; p + 5 <= end && memcmp(p, "data:", 5); p++)
 		;
-	if (p + 5 > end)
-		return;
+	if (p + 5 > end || tfd > INT32_MAX)
+		return 0;
 	p += 5;
-	d = num(&p, end, 16);
-	if (d != data)
-		return;
-	(*count)++;
-	if (tfd == (uint64_t)(unsigned)fd)
-		*match = 1;
+	*data = num(&p, end, 16);
+	*fd = (int)tfd;
+	return 1;
 }
 
-int hb_epmap_verify(int epfd, uint64_t data, int fd)
+#define LINES 64
+struct reading {
+	int epfd;
+	uint32_t pass;
+	int n;
+	int fds[LINES];
+	uint64_t datas[LINES];
+};
+
+/* Count the lines read so far against the entries they name. */
+static void tally(struct map *m, struct reading *rd)
+{
+	if (!rd->n || !lock_map())
+		return;
+	for (int i = 0; i < rd->n; i++) {
+		struct ent *e = find_data(m, rd->epfd, rd->datas[i]);
+
+		if (!e)
+			continue;
+		if (e->pass != rd->pass) {
+			e->pass = rd->pass;
+			e->seen = e->match = 0;
+		}
+		e->seen++;
+		if (e->fd == rd->fds[i])
+			e->match = 1;
+	}
+	unlock_map();
+	rd->n = 0;
+}
+
+/* Settle the set's new entries recorded before the reading began: the only
+ * line with its data, under its fd, or ambiguous (absent from the list
+ * too: that number is another set now, or the registration is gone). */
+static void settle(struct map *m, int epfd, uint32_t pass, uint32_t seq, int readable)
+{
+	if (!lock_map())
+		return;
+	for (uint32_t i = 0; i < ENTS; i++) {
+		struct ent *e = &m->ents[i];
+
+		if (e->epfd1 != epfd + 1 || e->state != ST_NEW || (int32_t)(e->seq - seq) > 0)
+			continue;
+		e->state = readable && e->pass == pass && e->seen == 1 && e->match ? ST_VERIFIED
+										: ST_AMBIG;
+		e->ver++;
+	}
+	unlock_map();
+}
+
+/* The reading itself; returns the bytes read or -errno. */
+static long read_set(struct map *m, int epfd, size_t *total)
 {
 	char path[48], buf[4096], line[256];
+	struct reading rd = { .epfd = epfd };
 	struct hb_buf pb;
+	uint32_t seq;
 	size_t ll = 0;
-	int count = 0, match = 0, f;
+	int f;
 	long r;
 
+	if (!lock_map())
+		return -EAGAIN;
+	rd.pass = ++pass_seq;
+	seq = ctl_seq;
+	unlock_map();
 	hb_buf_init(&pb, path, sizeof(path));
 	hb_buf_fmt(&pb, "/proc/self/fdinfo/%d", epfd);
 	f = (int)hb_os_open(hb_buf_str(&pb), O_RDONLY | O_CLOEXEC, 0);
-	if (f < 0)
-		return 0;
-	while ((r = hb_os_read(f, buf, sizeof(buf))) > 0) {
+	if (f < 0) {
+		settle(m, epfd, rd.pass, seq, 0);
+		return f;
+	}
+	while ((r = hb_os_read(f, buf, sizeof(buf))) > 0 && (*total += (size_t)r) <= CHECK_MAX) {
 		for (long i = 0; i < r; i++) {
 			if (buf[i] != '\n') {
 				if (ll < sizeof(line))
 					line[ll++] = buf[i];
 				continue;
 			}
-			fdinfo_line(line, ll, data, fd, &count, &match);
+			if (fdinfo_line(line, ll, &rd.fds[rd.n], &rd.datas[rd.n]) && ++rd.n == LINES)
+				tally(m, &rd);
 			ll = 0;
 		}
 	}
-	fdinfo_line(line, ll, data, fd, &count, &match);
 	hb_os_close(f);
-	return r == 0 && count == 1 && match;
+	if (r != 0)
+		return r < 0 ? r : -E2BIG; /* a partial list settles nothing */
+	if (fdinfo_line(line, ll, &rd.fds[rd.n], &rd.datas[rd.n]))
+		rd.n++;
+	tally(m, &rd);
+	settle(m, epfd, rd.pass, seq, 1);
+	return 0;
+}
+
+int hb_epmap_check_set(int epfd)
+{
+	struct map *m = hb_load_acquire(&map_p);
+	uint64_t now = hb_os_now_ms(), next = hb_load_relaxed(&next_check_ms);
+	size_t total = 0;
+	long r;
+
+	if (!m || hb_load_relaxed(&map_off) || epfd < 0)
+		return -EINVAL;
+	if (now < next || !hb_cas_strong_acq_rel(&next_check_ms, &next, UINT64_MAX))
+		return -EAGAIN;
+	r = read_set(m, epfd, &total);
+	hb_store_release(&next_check_ms, hb_os_now_ms() + total / CHECK_RATE);
+	return (int)r;
 }

@@ -229,12 +229,12 @@ int hb_epoll_detach(int fd);
  * records a successful epoll_ctl (c: the tracked connection behind fd, or
  * NULL for an fd the shim does not track, reported once hb_epmap_used is
  * set). find fills *out and returns 1 when exactly one recorded registration
- * of a live connection has that data in that set and nothing marked it
- * ambiguous. verify asks the kernel (/proc/self/fdinfo/EPFD) whether fd is
- * the only registration with data in the set (1) or not, or cannot tell
- * (0); verdict stores that answer in the entry *r was read from, if it did
- * not change meanwhile. App threads; no call holds a lock across a system
- * call (verify holds none). */
+ * has that data in that set and nothing marked it ambiguous; out->verified
+ * says whether the kernel's list of the set confirmed it. check_set reads
+ * that list (/proc/self/fdinfo/EPFD) and settles every unconfirmed entry of
+ * the set: 0, or -EAGAIN when another reading runs or paused the readings
+ * (in proportion to its size), -E2BIG for a list too long to read, -errno. App threads; no call holds a
+ * lock across a system call. */
 struct epoll_event;
 struct hb_conn;
 struct hb_epreg {
@@ -245,8 +245,7 @@ struct hb_epreg {
 extern _Atomic int hb_epmap_used;
 void hb_epmap_ctl(struct hb_conn *c, int epfd, int op, int fd, const struct epoll_event *ev);
 int hb_epmap_find(int epfd, uint64_t data, struct hb_epreg *out);
-int hb_epmap_verify(int epfd, uint64_t data, int fd);
-void hb_epmap_verdict(int epfd, const struct hb_epreg *r, int unique);
+int hb_epmap_check_set(int epfd);
 long hb_os_read(int fd, void *buf, size_t n);
 long hb_os_ioctl(int fd, unsigned long req, void *arg);
 long hb_os_poll1(int fd, short events, int timeout_ms, short *revents);

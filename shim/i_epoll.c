@@ -51,7 +51,8 @@
 static int withdraw(int epfd, const struct epoll_event *ev, struct hb_epreg *r)
 {
 	struct hb_conn *c;
-	int unique;
+	uint32_t self;
+	int fd;
 
 	if (!(ev->events & IN_BITS) || (ev->events & END_BITS) || !hb_epmap_find(epfd, ev->data.u64, r))
 		return 0;
@@ -63,9 +64,10 @@ static int withdraw(int epfd, const struct epoll_event *ev, struct hb_epreg *r)
 		return 1;
 	/* First use of this registration: the kernel must confirm that no
 	 * other fd of the set carries the same data. */
-	unique = hb_epmap_verify(epfd, r->data, r->fd);
-	hb_epmap_verdict(epfd, r, unique);
-	return unique;
+	fd = r->fd;
+	self = r->self;
+	(void)hb_epmap_check_set(epfd);
+	return hb_epmap_find(epfd, ev->data.u64, r) && r->verified && r->fd == fd && r->self == self;
 }
 
 /* Filter n reports in place; returns how many are left. */
