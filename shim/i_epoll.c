@@ -125,7 +125,8 @@ static int do_epoll(int kind, int epfd, struct epoll_event *evs, int max, int ms
 
 	if (!hb_load_relaxed(&hb_frame_seen) || !hb_enabled || !hb_load_relaxed(&hb_epmap_used))
 		return real_wait(kind, epfd, evs, max, ms, ts, mask);
-	forever = kind == K_PWAIT2 ? !ts : ms < 0;
+	/* A timeout of more than a century is forever too (no overflow). */
+	forever = kind == K_PWAIT2 ? !ts || ts->tv_sec > (time_t)3600 * 24 * 366 * 100 : ms < 0;
 	if (!forever) {
 		uint64_t t = kind != K_PWAIT2 ? (uint64_t)ms * 1000000ull
 			     : ts->tv_sec < 0 || ts->tv_nsec < 0 ? 0 /* EINVAL: the kernel's */
