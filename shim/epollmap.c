@@ -215,8 +215,12 @@ void hb_epmap_ctl(struct hb_conn *c, int epfd, int op, int fd, const struct epol
 
 	if (hb_load_relaxed(&map_off) || epfd < 0 || fd < 0 || epfd == fd)
 		return;
-	if (c && (c->kind == HB_KIND_LISTENER || !hb_enabled))
-		c = NULL; /* a listener's reports are never filtered */
+	/* Only what is or may become framed is recorded: not a listener, not
+	 * a keepalive-mode socket, not a socket before connect without a
+	 * framing rule. */
+	if (c && (c->kind == HB_KIND_LISTENER || !hb_enabled || c->mode == HB_MODE_KEEPALIVE ||
+		  (c->mode == HB_MODE_NONE && !hb_cfg.nrules)))
+		c = NULL;
 	if (!(m = get_map(c && op != EPOLL_CTL_DEL)))
 		return;
 	if (!lock_map())

@@ -28,6 +28,8 @@ static struct hb_conn *conn_on(int fd)
 
 	assert_non_null(c);
 	assert_int_equal(hb_fd_install(fd, c), 0);
+	c->mode = HB_MODE_FRAME;
+	c->kind = HB_KIND_CONNECTED;
 	return c;
 }
 
@@ -110,6 +112,28 @@ static void test_fd_reused_untracked(void **state)
 	ctl(NULL, 906, EPOLL_CTL_ADD, 1030, EPOLLIN, 12);
 	assert_int_equal(hb_epmap_find(906, 11, &r), 0);
 	assert_int_equal(hb_epmap_find(906, 12, &r), 0);
+}
+
+/* Not recorded: what cannot become framed. */
+static void test_not_recorded(void **state)
+{
+	struct hb_conn *ka = conn_on(1050), *l = conn_on(1051), *pre = conn_on(1052);
+	struct hb_epreg r;
+
+	(void)state;
+	ka->mode = HB_MODE_KEEPALIVE;
+	l->kind = HB_KIND_LISTENER;
+	pre->mode = HB_MODE_NONE; /* before connect, no HBSHIM_FRAME rule */
+	ctl(ka, 909, EPOLL_CTL_ADD, 1050, EPOLLIN, 14);
+	ctl(l, 909, EPOLL_CTL_ADD, 1051, EPOLLIN, 15);
+	ctl(pre, 909, EPOLL_CTL_ADD, 1052, EPOLLIN, 16);
+	assert_int_equal(hb_epmap_find(909, 14, &r), 0);
+	assert_int_equal(hb_epmap_find(909, 15, &r), 0);
+	assert_int_equal(hb_epmap_find(909, 16, &r), 0);
+	hb_cfg.nrules = 1; /* a rule: it may become framed at connect */
+	ctl(pre, 909, EPOLL_CTL_MOD, 1052, EPOLLIN, 16);
+	hb_cfg.nrules = 0;
+	assert_int_equal(hb_epmap_find(909, 16, &r), 1);
 }
 
 /* Register fd in the real set ep under data, and record it as the
@@ -218,6 +242,7 @@ int main(void)
 		cmocka_unit_test(test_record_mod_del),
 		cmocka_unit_test(test_one_data_two_fds),
 		cmocka_unit_test(test_fd_reused_untracked),
+		cmocka_unit_test(test_not_recorded),
 		cmocka_unit_test(test_check_set),
 		cmocka_unit_test(test_many),
 	};
