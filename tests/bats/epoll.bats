@@ -125,3 +125,18 @@ counts() {
 		[[ $output == *"$m: 10 messages"* ]] || fail "$m: a pipe byte never woke the loop"
 	done
 }
+
+# A wait whose reports are all withdrawn waits for what is left of its
+# timeout (monotonic), and ends with no report at its deadline (the helper
+# fails on a wait that ends early without a report).
+@test "epoll: a stopped client's timed wait with only heartbeats queued ends at its deadline with no report (epoll_wait, epoll_pwait2)" {
+	need_ec
+	local c
+	for c in wait pwait2; do
+		run shim "${FRAMED[@]}" EPOLL_CALL=$c "$EC" client timeout 1 8 150 60
+		echo "$output"
+		assert_status 0
+		counts "$output"
+		[ "$EMPTY" -eq 0 ] || fail "$c: $EMPTY reports with only heartbeats behind them"
+	done
+}

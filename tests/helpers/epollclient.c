@@ -8,7 +8,7 @@
  *     EPOLLIN|EPOLLOUT: a report with only heartbeats behind it must come
  *     as EPOLLOUT alone) | nb (a non-blocking socket: recv, EAGAIN counted) |
  *     pipe-first | pipe-after (a pipe shares the socket's data value; see
- *     pipe_run).
+ *     pipe_run) | timeout (no messages; see timeout_run).
  *     Each run: a server child sends MESSAGES one-byte messages GAP_MS
  *     apart. With STOP_MS > 0 the server stops the client process
  *     (SIGSTOP) for STOP_MS in the middle of each gap: the shim's thread
@@ -261,12 +261,77 @@ static int pipe_run(const char *mode, int n, int gap, int stop)
 	return rc;
 }
 
+/* timeout: the server sends nothing and stops the client in each gap;
+ * the client waits N times GAP_MS for a report. Each wait must end with 0
+ * reports, at its deadline: a heartbeat-only report withdrawn, the rest of
+ * the timeout waited. */
+static void silent_server(int l, int n, int gap, int stop, pid_t client)
+{
+	int c = accept(l, NULL, NULL);
+	char ack;
+
+	if (c < 0)
+		die("accept");
+	for (int i = 0; i < n; i++)
+		gap_sleep(gap, stop, client);
+	if (read(c, &ack, 1) != 1)
+		exit(2);
+	exit(0);
+}
+
+static int timeout_run(int n, int gap, int stop)
+{
+	int port, l, s, ep, st, rc = 0;
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 42 };
+	pid_t pid, me = getpid();
+
+	l = listener(&port);
+	pid = fork();
+	if (pid == 0)
+		silent_server(l, n, gap, stop, me);
+	close(l);
+	s = dial(port);
+	ep = epoll_create1(0);
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev))
+		die("epoll_ctl");
+	for (int i = 0; i < n; i++) {
+		double deadline = now_ms() + gap, left;
+		struct epoll_event got;
+		int r;
+
+		/* EINTR (the stop): wait again for what is left. */
+		while ((r = wait_call(ep, &got, (int)(deadline - now_ms() + 0.999))) < 0 &&
+		       errno == EINTR && deadline - now_ms() > 0)
+			eintr++;
+		left = deadline - now_ms();
+		if (r == 1) {
+			fprintf(stderr, "timeout %d: a report %.0f ms before the deadline\n", i, left);
+			empty++;
+		} else if (r < 0 && errno != EINTR) {
+			die("epoll_wait");
+		} else if (left > 1) {
+			fprintf(stderr, "timeout %d: 0 reports %.0f ms before the deadline\n", i, left);
+			rc = 1;
+		}
+	}
+	if (write(s, "k", 1) != 1)
+		rc = 1;
+	close(s);
+	close(ep);
+	waitpid(pid, &st, 0);
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		rc = 1;
+	return rc;
+}
+
 static int client_run(const char *mode, int n, int gap, int stop)
 {
 	int nb = !strcmp(mode, "nb"), port, l, s, ep, st, rc = 0, next = 0;
 
 	if (!strncmp(mode, "pipe-", 5))
 		return pipe_run(mode, n, gap, stop);
+	if (!strcmp(mode, "timeout"))
+		return timeout_run(n, gap, stop);
 	struct epoll_event ev = { .events = EPOLLIN };
 	pid_t pid, me = getpid();
 
@@ -440,7 +505,7 @@ int main(int argc, char **argv)
 		printf("server: %d messages, %d empty, %d eagain, max recv %.0f ms, %d recv over %.0f ms, "
 		       "%d eintr\n", total, empty, eagain, worst, slow, SLOW_MS, eintr);
 	} else {
-		fprintf(stderr, "usage: epollclient client lt|et|oneshot|excl|inout|nb|pipe-first|pipe-after RUNS MESSAGES GAP_MS STOP_MS\n"
+		fprintf(stderr, "usage: epollclient client lt|et|oneshot|excl|inout|nb|pipe-first|pipe-after|timeout RUNS MESSAGES GAP_MS STOP_MS\n"
 				"       epollclient server CLIENTS MESSAGES GAP_MS STOP_MS\n");
 		return 2;
 	}
