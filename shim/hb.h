@@ -201,6 +201,9 @@ struct hb_real {
 	int (*recvmmsg)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
 	int (*prctl)(int, unsigned long, unsigned long, unsigned long, unsigned long);
 	int (*epoll_ctl)(int, int, int, void *);
+	int (*epoll_wait)(int, void *, int, int);
+	int (*epoll_pwait)(int, void *, int, int, const sigset_t *);
+	int (*epoll_pwait2)(int, void *, int, const struct timespec *, const sigset_t *);
 	int (*execve)(const char *, char *const[], char *const[]);
 	int (*execvpe)(const char *, char *const[], char *const[]);
 	int (*fexecve)(int, char *const[], char *const[]);
@@ -249,6 +252,7 @@ long hb_os_close(int fd);
 long hb_os_write(int fd, const void *buf, size_t n);
 long hb_os_send(int fd, const void *buf, size_t n, int flags);
 long hb_os_recv(int fd, void *buf, size_t n, int flags);
+long hb_os_read(int fd, void *buf, size_t n);
 long hb_os_open(const char *path, int flags, int mode);
 long hb_os_rename(const char *from, const char *to);
 /* write() that raises no SIGPIPE or SIGXFSZ of the shim's own (os.c). */
@@ -268,6 +272,27 @@ long hb_os_connect(int fd, const struct sockaddr *sa, socklen_t len);
  * async-signal-safe. */
 void hb_epoll_note(int epfd);
 int hb_epoll_detach(int fd);
+/* epollmap.c: (epfd, epoll_data) -> fd for the epoll_wait filter. ctl
+ * records a successful epoll_ctl (c: the tracked connection behind fd, or
+ * NULL for an fd the shim does not track, reported once hb_epmap_used is
+ * set). find fills *out and returns 1 when exactly one recorded registration
+ * has that data in that set and nothing marked it ambiguous; out->verified
+ * says whether the kernel's list of the set confirmed it. check_set reads
+ * that list (/proc/self/fdinfo/EPFD) and settles every unconfirmed entry of
+ * the set: 0, or -EAGAIN when another reading runs or paused the readings
+ * (in proportion to its size), -E2BIG for a list too long to read, -errno. App threads; no call holds a
+ * lock across a system call. */
+struct epoll_event;
+struct hb_conn;
+struct hb_epreg {
+	int fd, verified;
+	uint64_t data;
+	uint32_t events, self, gen, ver;
+};
+extern _Atomic int hb_epmap_used;
+void hb_epmap_ctl(struct hb_conn *c, int epfd, int op, int fd, const struct epoll_event *ev);
+int hb_epmap_find(int epfd, uint64_t data, struct hb_epreg *out);
+int hb_epmap_check_set(int epfd);
 long hb_os_ioctl(int fd, unsigned long req, void *arg);
 long hb_os_poll1(int fd, short events, int timeout_ms, short *revents);
 /* poll, select and dup2 as the application called them, from ppoll,
