@@ -11,6 +11,9 @@
  *   fdopen_client PORT poll       fileno(f) is the socket; poll on it before
  *                                 each fgets; no POLLIN while only heartbeats
  *                                 arrive
+ *   fdopen_client PORT exit       fdopen(s, "w"), fprintf lines and a
+ *                                 20000-byte line, then return from main
+ *                                 without fflush or fclose (exit flushes)
  *
  * The peer is an echo server. Every echoed line must equal the line sent,
  * byte for byte. Prints "sent N" (bytes written) and "OK" at the end; any
@@ -141,6 +144,12 @@ int main(int argc, char **argv)
 		die("connect");
 
 	if (!strcmp(how, "rw") || !strcmp(how, "poll")) {
+		/* glibc's answer to a bad mode, framed or not. */
+		errno = 0;
+		if (fdopen(s, "z+") != NULL || errno != EINVAL) {
+			printf("FAIL fdopen with mode \"z+\": errno %d\n", errno);
+			return 1;
+		}
 		in = out = fdopen(s, "r+");
 		if (!in)
 			die("fdopen r+");
@@ -177,6 +186,21 @@ int main(int argc, char **argv)
 		} else if (fclose(in) != 0) {
 			die("fclose in");
 		}
+	} else if (!strcmp(how, "exit")) {
+		static char big[LONG_LINE + 2];
+
+		out = fdopen(s, "w");
+		if (!out)
+			die("fdopen w");
+		for (int i = 0; i < 3; i++)
+			sent += fprintf(out, "unflushed line %d\n", i);
+		memset(big, 'x', LONG_LINE);
+		big[LONG_LINE] = '\n';
+		sent += fprintf(out, "%s", big);
+		sent += fprintf(out, "tail without a newline");
+		printf("sent %ld\n", sent);
+		nap(100); /* heartbeats arrive meanwhile */
+		return 0;
 	} else {
 		fprintf(stderr, "unknown mode %s\n", how);
 		return 2;
