@@ -23,6 +23,12 @@
  * is flushed before the shim's exit handling (glibc flushes stdio only
  * after the library destructors, when the framed exit wait is over).
  *
+ * The stream names the fd by number, as glibc's does: a dup of it is
+ * another fd of the same connection (closing the stream leaves the dup
+ * open), and a dup2 onto the number gives the stream that file. freopen
+ * closes the fd through the cookie's close and makes the stream glibc's
+ * own file stream again; fclose then treats it as any other.
+ *
  * fileno and the fclose recognition use glibc's struct _IO_FILE layout
  * (the public _fileno, and the jump-table word after the public struct,
  * checked on a probe stream first). Elsewhere, or if the check fails,

@@ -145,3 +145,20 @@ assert_framed_with_heartbeats() {
 	[ "$output" = "end eof 20174 qrstuvwxyzabcdef|last|" ] || fail "server: $output $(cat "$T/srv.err")"
 	! grep -q '"event":"framed"' "$T/cli.ev" || fail "framed without a rule: $(cat "$T/cli.ev")"
 }
+
+@test "fdopen on an accepted connection still detecting its client (HBSHIM_ACCEPT=auto): a C server echoing with fgets/fputs serves a framed fdopen client byte-exact" {
+	PORT=$(free_port)
+	bg srv shim HBSHIM_ACCEPT=auto HBSHIM_INTERVAL=10ms HBSHIM_TIMEOUT=20s \
+		HBSHIM_EVENTS="$T/srv.ev" "$CLIENT" "$PORT" serve
+	SRV_PID=$BG_PID
+	wait_line "$T/srv.out" LISTENING
+	run_client rw
+	assert_status 0
+	[ "$(line_with sent)" = "sent 20174" ] || fail "client: $output"
+	[ "$(line_with OK)" = OK ] || fail "client: $output"
+	bg_wait "$SRV_PID" 10
+	[ "$BG_STATUS" -eq 0 ] || fail "server status $BG_STATUS: $(cat "$T/srv.out" "$T/srv.err")"
+	grep -qx 'served 8 lines' "$T/srv.out" || fail "server: $(cat "$T/srv.out" "$T/srv.err")"
+	grep -q '"event":"framed"' "$T/srv.ev" || fail "the server was not framed: $(cat "$T/srv.ev")"
+	grep -q '"event":"framed"' "$T/cli.ev" || fail "the client was not framed: $(cat "$T/cli.ev")"
+}

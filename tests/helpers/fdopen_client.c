@@ -11,6 +11,10 @@
  *   fdopen_client PORT poll       fileno(f) is the socket; poll on it before
  *                                 each fgets; no POLLIN while only heartbeats
  *                                 arrive
+ *   fdopen_client PORT serve      the server side: listen on PORT, print
+ *                                 LISTENING, accept one connection, fdopen
+ *                                 it "r+" and echo each line with fgets/fputs
+ *                                 until the end of stream; "served N lines"
  *   fdopen_client PORT exit       fdopen(s, "w"), fprintf lines and a
  *                                 20000-byte line, then return from main
  *                                 without fflush or fclose (exit flushes)
@@ -132,7 +136,7 @@ int main(int argc, char **argv)
 	int s;
 
 	if (argc != 3) {
-		fprintf(stderr, "usage: fdopen_client PORT rw|two-dup|two-same|poll\n");
+		fprintf(stderr, "usage: fdopen_client PORT rw|two-dup|two-same|poll|serve|exit\n");
 		return 2;
 	}
 	how = argv[2];
@@ -140,7 +144,9 @@ int main(int argc, char **argv)
 	sa.sin_port = htons((unsigned short)atoi(argv[1]));
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	s = socket(AF_INET, SOCK_STREAM, 0);
-	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+	if (s < 0)
+		die("socket");
+	if (strcmp(how, "serve") != 0 && connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		die("connect");
 
 	if (!strcmp(how, "rw") || !strcmp(how, "poll")) {
@@ -186,6 +192,32 @@ int main(int argc, char **argv)
 		} else if (fclose(in) != 0) {
 			die("fclose in");
 		}
+	} else if (!strcmp(how, "serve")) {
+		static char line[LONG_LINE + 64];
+		int one = 1, c, nlines = 0;
+
+		if (setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+		    bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(s, 1) < 0)
+			die("listen");
+		printf("LISTENING\n");
+		c = accept(s, NULL, NULL);
+		if (c < 0)
+			die("accept");
+		close(s);
+		s = c;
+		in = fdopen(c, "r+");
+		if (!in)
+			die("fdopen r+");
+		while (fgets(line, sizeof(line), in)) {
+			if (fputs(line, in) == EOF || fflush(in) != 0)
+				die("fputs");
+			nlines++;
+		}
+		if (ferror(in))
+			die("fgets");
+		printf("served %d lines\n", nlines);
+		if (fclose(in) != 0)
+			die("fclose");
 	} else if (!strcmp(how, "exit")) {
 		static char big[LONG_LINE + 2];
 
