@@ -42,6 +42,12 @@
 
 #include "interpose.h"
 
+/* May this connection's bytes be framed, now or after its connect? */
+static int may_frame(const struct hb_conn *c)
+{
+	return c->mode == HB_MODE_FRAME || (c->mode == HB_MODE_NONE && c->kind == HB_KIND_SOCKET);
+}
+
 #ifdef __GLIBC__
 
 /* glibc's stream list lock (exported since 2.2.5, not declared): held while
@@ -163,12 +169,6 @@ static int ck_seek(void *ck, off64_t *pos, int whence)
 static int ck_close(void *ck)
 {
 	return close((int)(intptr_t)ck);
-}
-
-/* May this connection's bytes be framed, now or after its connect? */
-static int may_frame(const struct hb_conn *c)
-{
-	return c->mode == HB_MODE_FRAME || (c->mode == HB_MODE_NONE && c->kind == HB_KIND_SOCKET);
 }
 
 /* Parse mode as glibc's fdopen does: 'r', 'w' or 'a' first, then up to
