@@ -31,7 +31,7 @@
  *
  * fileno and the fclose recognition use glibc's struct _IO_FILE layout
  * (the public _fileno, and the jump-table word after the public struct,
- * checked on a probe stream first). Elsewhere, or if the check fails,
+ * checked on two probe streams first). Elsewhere, or if the check fails,
  * fdopen is the real one (README: not supported there).
  */
 #include <errno.h>
@@ -75,28 +75,32 @@ static ssize_t probe_read(void *ck, char *buf, size_t n)
 	return 0;
 }
 
-/* A cookie stream on a marker: its cookie must follow the jump table
- * (struct _IO_cookie_file) and its _fileno be negative. */
+/* Two cookie streams on a marker: glibc marks a cookie stream with
+ * _fileno -2, and every cookie stream has the same jump table. (The
+ * cookie itself is not checked: a sanitizer runtime's fopencookie wraps
+ * it.) */
 static int probe_layout(void)
 {
 	static const cookie_io_functions_t io = { probe_read, NULL, NULL, NULL };
 	static char marker;
 	int st = hb_load_acquire(&layout), err = errno;
-	FILE *f;
-	void *ck;
+	FILE *f, *g;
 
 	if (st)
 		return st;
 	st = -1;
 	f = fopencookie(&marker, "r", io);
-	if (f) {
-		memcpy(&ck, (const char *)f + sizeof(FILE) + sizeof(void *), sizeof(ck));
-		if (ck == (void *)&marker && f->_fileno < 0) {
-			hb_store_release(&cookie_vt, jumps_of(f));
-			st = 1;
-		}
-		fclose(f); /* fileno -1: our fclose leaves the table alone */
+	g = fopencookie(&marker, "w", io);
+	if (f && g && f->_fileno == -2 && g->_fileno == -2 && jumps_of(f) &&
+	    jumps_of(f) == jumps_of(g)) {
+		hb_store_release(&cookie_vt, jumps_of(f));
+		st = 1;
 	}
+	/* fileno -1: our fclose leaves the table alone. */
+	if (f)
+		fclose(f);
+	if (g)
+		fclose(g);
 	if (st < 0)
 		hb_log(HB_LOG_WARN, "fdopen: glibc's stream layout is not the expected one: "
 				    "fdopen on a framed socket stays glibc's own (raw bytes)");
