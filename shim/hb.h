@@ -184,6 +184,7 @@ struct hb_real {
 	int (*close_range)(unsigned, unsigned, int);
 	void (*closefrom)(int);
 	int (*fclose)(void *);
+	void *(*fdopen)(int, const char *);
 	ssize_t (*read)(int, void *, size_t);
 	ssize_t (*write)(int, const void *, size_t);
 	ssize_t (*readv)(int, const struct iovec *, int);
@@ -747,6 +748,15 @@ void hb_stdio_adopt(void);
 int hb_stdio_release(void *fp);
 /* Flush the adopted output streams (exit, before the framed exit wait). */
 void hb_stdio_flush(void);
+
+/* ------------------------------------------------------------------ i_fdopen.c */
+
+/* fclose(fp), before the real one: 1 if fp is a stream of our fdopen (its
+ * fd is closed through close()), else 0. Any thread. */
+int hb_fdopen_release(void *fp);
+/* Flush our fdopen output streams no other thread holds (exit, before the
+ * framed exit wait). */
+void hb_fdopen_flush(void);
 
 /* ------------------------------------------------------------------ thread.c */
 

@@ -179,6 +179,7 @@ __attribute__((destructor)) static void hb_dtor(void)
 	if (!hb_enabled)
 		return;
 	hb_stdio_flush();
+	hb_fdopen_flush();
 	hb_frame_at_exit();
 	hb_stats_flush();
 }

@@ -115,6 +115,7 @@ void hb_real_bind(void)
 	BIND(close_range, close_range);
 	BIND(closefrom, closefrom);
 	BIND(fclose, fclose);
+	BIND(fdopen, fdopen);
 	BIND(read, read);
 	BIND(write, write);
 	BIND(readv, readv);
