@@ -44,6 +44,16 @@
  * application, and the background thread looks every millisecond (a shimmed
  * client sends its hello right behind the handshake's last ACK). */
 #define ACCEPT_HELLO_WAIT_MS 20
+/* Bounds on the work a peer's control frames can cause, however fast it
+ * sends them: reads per lingering-close tick (of 2 KiB each), and per
+ * non-blocking application read the reads in a row that returned control
+ * frames only, or the bytes they may have taken (whichever comes first;
+ * decoding 64 KiB of heartbeats takes about half a millisecond). A peer that
+ * follows the protocol sends a heartbeat per interval and never comes near
+ * them. */
+#define LINGER_READS 16
+#define FLOOD_READS 8
+#define FLOOD_BYTES (64u << 10)
 
 struct hb_ka hb_ka_frame_cfg;
 
@@ -865,10 +875,12 @@ got:
 
 /* MSG_PEEK: consume control frames at the head for real, then peek into the
  * current data frame only (a peek may return fewer bytes than are queued).
- * rxlock held. */
+ * 0 after PEEK_HDRS header reads that found control frames only (the
+ * caller's flood budget decides). rxlock held. */
+#define PEEK_HDRS 64
 static long peek_framed(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int flags)
 {
-	for (;;) {
+	for (int hdrs = 0; hdrs < PEEK_HDRS; hdrs++) {
 		uint8_t scratch[HB_HDR_MAX];
 		long r;
 
@@ -889,6 +901,22 @@ static long peek_framed(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int f
 			return r;
 		set_lowat(c, fd);
 	}
+	return 0;
+}
+
+/* A non-blocking read that gives up on a stream of control frames says
+ * EAGAIN while bytes are queued: an edge-triggered poller would not hear of
+ * them again until more arrive. Setting SO_RCVLOWAT (to the value it has)
+ * makes the kernel signal readiness anew when enough is queued. */
+static void rearm(struct hb_conn *c, int fd)
+{
+	int v = c->lowat ? c->lowat : 1;
+	socklen_t l = sizeof(v);
+
+	if ((hb_load_relaxed(&c->flags) & HB_APP_RCVLOWAT) &&
+	    hb_os_getsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, &l) < 0)
+		return;
+	hb_os_setsockopt_int(fd, SOL_SOCKET, SO_RCVLOWAT, v);
 }
 
 /* Wait for readability within the app's SO_RCVTIMEO, after control frames
@@ -1045,9 +1073,9 @@ static long frame_discard(struct hb_conn *c, int fd, size_t n, int flags)
 static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 {
 	uint8_t *buf = NULL;
-	size_t n = 0, total = 0;
+	size_t n = 0, total = 0, ctl_bytes = 0;
 	uint64_t deadline = 0;
-	int nb = nonblocking(c, flags), r, wait_all;
+	int nb = nonblocking(c, flags), r, wait_all, ctl_reads = 0;
 	long got;
 
 	if (HB_UNLIKELY(flags & MSG_TRUNC)) {
@@ -1130,13 +1158,26 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 		if (got > 0 && !(flags & MSG_WAITALL))
 			break;
 		if (got == 0 && nb && !total) {
-			/* Only control frames: maybe more is queued behind them. */
-			continue;
+			/* Only control frames: maybe more is queued behind them,
+			 * but a peer may send them faster than we decode. */
+			ctl_bytes += n - total + HB_HDR_MAX; /* at most that much */
+			if (++ctl_reads < FLOOD_READS && ctl_bytes < FLOOD_BYTES)
+				continue;
+			rearm(c, fd);
+			got = -EAGAIN;
+			break;
 		}
 		if (got > 0 && (flags & MSG_WAITALL) && !nb)
 			continue;
-		if (got == 0 && !nb)
-			continue; /* a heartbeat is not end of stream: keep waiting */
+		if (got == 0 && !nb) {
+			/* A heartbeat is not end of stream: keep waiting, within
+			 * SO_RCVTIMEO even while control frames keep coming. */
+			if (deadline && hb_os_now_ms() >= deadline) {
+				got = -EAGAIN;
+				break;
+			}
+			continue;
+		}
 		break;
 	}
 	set_lowat(c, fd);
@@ -1777,7 +1818,7 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 	}
 	/* Consume headers (into scratch, never payload), then let the kernel
 	 * move payload bytes of the current frame only. */
-	while (!c->rx.remaining) {
+	for (int hdrs = 0; !c->rx.remaining; hdrs++) {
 		uint8_t scratch[HB_HDR_MAX];
 		size_t want = (c->rx.hdr_len < HB_DATA_HDR_LEN ? HB_DATA_HDR_LEN : HB_NOTICE_LEN) -
 			      c->rx.hdr_len;
@@ -1788,6 +1829,12 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 		r = absorb(c, fd, NULL, 0, scratch, (size_t)r, 0, (size_t)r);
 		if (r < 0)
 			goto out;
+		if (nb && hdrs >= PEEK_HDRS) {
+			/* Control frames only, and they keep coming. */
+			rearm(c, fd);
+			r = -EAGAIN;
+			goto out;
+		}
 	}
 	r = xfer(ctx, len < c->rx.remaining ? len : c->rx.remaining);
 	if (r > 0) {
@@ -1875,12 +1922,23 @@ uint64_t hb_frame_linger_tick(struct hb_conn *c, int fd, uint64_t now)
 	uint8_t buf[2048];
 	struct hb_tcp_info x;
 	uint64_t cap = 2ull * hb_cfg.timeout_ms;
+	int busy = 0;
 
 	if (cap < 1000)
 		cap = 1000;
-	for (;;) {
-		long r = hb_os_recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+	/* At most LINGER_READS reads per tick: a peer that keeps sending
+	 * control frames as fast as the network allows must not hold the
+	 * background thread (every other connection's heartbeats) here, and
+	 * the limits below are checked on every tick. */
+	for (int reads = 0;; reads++) {
+		long r;
 		ssize_t app;
+
+		if (reads == LINGER_READS) {
+			busy = 1;
+			break;
+		}
+		r = hb_os_recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 
 		if (r == 0) {
 			hb_log(HB_LOG_DEBUG, "fd %d: linger ends: peer's FIN", fd);
@@ -1927,7 +1985,7 @@ uint64_t hb_frame_linger_tick(struct hb_conn *c, int fd, uint64_t now)
 	}
 	if (now - c->opened_ms > 60000)
 		return 0;
-	return now + 10;
+	return now + (busy ? 1 : 10); /* more is queued: the next slice soon */
 }
 
 static void drop_linger(int fd, struct hb_conn *c, void *arg)
