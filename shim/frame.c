@@ -315,6 +315,15 @@ static void app_sent(struct hb_conn *c, int fd)
 /* Frames up to this payload go through one contiguous buffer (a copy of at
  * most this many bytes) instead of an iovec array. */
 #define SMALL_FRAME 256
+static uint32_t partial_mark(int fd)
+{
+	int inq = 0;
+
+	if (hb_os_ioctl(fd, SIOCINQ, &inq) < 0 || inq <= 0 || inq >= HB_HELLO_LEN)
+		return 1;
+	return (uint32_t)inq + 1;
+}
+
 static void set_lowat(struct hb_conn *c, int fd)
 {
 	uint32_t want;
@@ -328,6 +337,13 @@ static void set_lowat(struct hb_conn *c, int fd)
 		 * application; the background thread looks for it every
 		 * millisecond or so while it is due (hb_frame_tick). */
 		want = HB_HELLO_LEN + 1;
+	else if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT && c->partial_at)
+		/* A prefix of the magic is queued and may be a raw stream's
+		 * first bytes: the application hears of it when a byte more
+		 * arrives (which may decide), or when the background thread
+		 * decides "raw" at the end of the wait (the mark drops to 1),
+		 * never over and over while nothing changes. */
+		want = partial_mark(fd);
 	else if (hb_load_relaxed(&c->rxmode) != HB_RX_FRAMED)
 		want = 1;
 	else if (c->rx.remaining)
@@ -565,8 +581,10 @@ static int detect(struct hb_conn *c, int fd, int wait)
 			set_lowat(c, fd);
 			return 0;
 		}
-		if (!wait)
+		if (!wait) {
+			set_lowat(c, fd);
 			return -EAGAIN;
+		}
 		hb_os_sleep_us(1000);
 	}
 }
@@ -1703,6 +1721,14 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		 * the hello's window closes (the mark drops to 1 then). */
 		if (now + 1 < next)
 			next = now + 1;
+	}
+	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT && c->partial_at) {
+		/* A prefix of the magic: decide when its wait ends. */
+		uint32_t since = (uint32_t)now - c->partial_at;
+		uint64_t at = now + (since < PARTIAL_WAIT_MS ? PARTIAL_WAIT_MS - since : 1);
+
+		if (at < next)
+			next = at;
 	}
 	if (c->client && hb_load_acquire(&c->rxmode) == HB_RX_DETECT) {
 		/* The server's first bytes are due: look often (1 ms for the

@@ -127,7 +127,7 @@ static int get_tail(int fd)
 		return 2;
 	}
 	for (;;) {
-		if (read_exact(fd, t, 2) < 0) {
+		if (now() - t0 > 5 || read_exact(fd, t, 2) < 0) {
 			printf("TAIL LOST %.0f\n", (now() - t0) * 1000);
 			return 2;
 		}
