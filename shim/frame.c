@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <unistd.h>
 #include <sys/syscall.h>
 #include <stddef.h>
@@ -937,6 +938,70 @@ static void rearm(struct hb_conn *c, int fd)
 	hb_os_setsockopt_int(fd, SOL_SOCKET, SO_RCVLOWAT, v);
 }
 
+/*
+ * Signals in a blocking read that drains a flood of control frames. The
+ * kernel would have put the reader to sleep (nothing for the application),
+ * where a signal whose handler lacks SA_RESTART, or any handler when
+ * SO_RCVTIMEO is set, ends the read with EINTR; but our reads keep
+ * returning control frames and never sleep, and a handler that runs on the
+ * way out of one of them leaves no trace we could see. So after the first
+ * slice of such reads, signals are blocked while we drain (reads are then
+ * non-blocking), and after each slice the pending ones are delivered under
+ * the application's own mask, their handlers run, and the read ends with
+ * EINTR where the kernel's would have. SIGKILL and SIGSTOP cannot be
+ * blocked; glibc's internal signals (32, 33) are left alone.
+ */
+struct flood_sig {
+	uint64_t old;
+	int masked;
+};
+
+#define SIGBIT(s) (1ull << ((s) - 1))
+
+static void flood_mask(struct flood_sig *f)
+{
+	uint64_t all = ~(SIGBIT(SIGKILL) | SIGBIT(SIGSTOP) | SIGBIT(32) | SIGBIT(33));
+
+	if (!f->masked && hb_os_sigmask(SIG_BLOCK, &all, &f->old) == 0)
+		f->masked = 1;
+}
+
+/* 1 when every signal in set has a handler with SA_RESTART, or none. */
+static int restartable(uint64_t set)
+{
+	for (int sig = 1; sig <= 64; sig++) {
+		struct sigaction sa;
+
+		if (!(set & SIGBIT(sig)) || sigaction(sig, NULL, &sa) < 0)
+			continue;
+		if (!(sa.sa_flags & SA_SIGINFO) &&
+		    (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN))
+			continue;
+		if (!(sa.sa_flags & SA_RESTART))
+			return 0;
+	}
+	return 1;
+}
+
+/* Deliver the signals that came during the slice; -EINTR when the read
+ * ends with it. keep: stay masked for another slice (unless it ends). */
+static int flood_signals(struct flood_sig *f, int keep, int timeo)
+{
+	uint64_t pend = 0;
+	int r = 0;
+
+	if (!f->masked)
+		return 0;
+	if (hb_os_sigpending(&pend) == 0 && (pend & ~f->old) &&
+	    hb_os_sigdeliver(&f->old) == -EINTR && (timeo || !restartable(pend & ~f->old)))
+		r = -EINTR;
+	if (!keep || r) {
+		hb_os_sigmask(SIG_SETMASK, &f->old, NULL);
+		f->masked = 0;
+	}
+	return r;
+}
+
 /* Wait for readability within the app's SO_RCVTIMEO, after control frames
  * were consumed. 0 = go on, -EAGAIN = timed out, -EINTR. */
 static int wait_readable(int fd, uint64_t deadline)
@@ -1094,6 +1159,8 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 	size_t n = 0, total = 0, ctl_bytes = 0;
 	uint64_t deadline = 0;
 	int nb = nonblocking(c, flags), r, wait_all, ctl_reads = 0;
+	struct flood_sig fs = { 0, 0 };
+	int masked = 0; /* fs.masked when this round's read began */
 	long got;
 
 	if (HB_UNLIKELY(flags & MSG_TRUNC)) {
@@ -1152,8 +1219,24 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 			got = peek_framed(c, fd, buf, n, flags);
 		else
 			got = read_once(c, fd, buf + total, n - total,
-					flags | ((total && !wait_all) || (deadline && !nb) ? MSG_DONTWAIT : 0),
+					flags | ((total && !wait_all) || (deadline && !nb) || masked
+							 ? MSG_DONTWAIT : 0),
 					m);
+		if (masked && got != 0) {
+			/* The flood ended (data, the end, an error or nothing
+			 * queued): the application's mask again. Nothing
+			 * queued is where the kernel's reader would sleep. */
+			r = flood_signals(&fs, 0, deadline != 0);
+			if (got == -EAGAIN && r < 0) {
+				got = r;
+				break;
+			}
+			if (got == -EAGAIN && !deadline && (!total || wait_all)) {
+				masked = fs.masked;
+				continue; /* a read we made non-blocking: now it waits */
+			}
+		}
+		masked = fs.masked;
 		if (got == -ENODATA) {
 			got = 0;
 			break; /* end of stream (also inside a frame: bytes so far stand) */
@@ -1194,10 +1277,19 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 				got = -EAGAIN;
 				break;
 			}
+			if (++ctl_reads % FLOOD_READS == 0 && !(flags & MSG_PEEK)) {
+				if ((r = flood_signals(&fs, 1, deadline != 0)) < 0) {
+					got = r;
+					break;
+				}
+				flood_mask(&fs);
+				masked = fs.masked;
+			}
 			continue;
 		}
 		break;
 	}
+	flood_signals(&fs, 0, 0);
 	set_lowat(c, fd);
 	unlock(&c->rxlock);
 	if (total) {

@@ -224,6 +224,12 @@ void hb_epoll_note(int epfd);
 int hb_epoll_detach(int fd);
 long hb_os_ioctl(int fd, unsigned long req, void *arg);
 long hb_os_poll1(int fd, short events, int timeout_ms, short *revents);
+/* The kernel's 64-bit signal mask: rt_sigprocmask, rt_sigpending, and a
+ * zero-timeout ppoll under *mask that runs the handlers of pending signals
+ * it unblocks (-EINTR when one ran). */
+long hb_os_sigmask(int how, const uint64_t *set, uint64_t *old);
+long hb_os_sigpending(uint64_t *set);
+long hb_os_sigdeliver(const uint64_t *mask);
 long hb_os_getsockname(int fd, struct sockaddr *sa, socklen_t *len);
 long hb_os_getpeername(int fd, struct sockaddr *sa, socklen_t *len);
 long hb_os_futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t timeout_ms);

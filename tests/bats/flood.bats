@@ -22,18 +22,47 @@ import resource, select, socket, struct, sys, time
 # srv.py PORT lt|et|block: a single-threaded epoll echo server (level- or
 # edge-triggered); a message starting with "q" closes its connection,
 # "stats" answers "CPU <seconds> READS <recv calls>". block: accept one
-# connection, then blocking reads with SO_RCVTIMEO 1 s, reporting each.
+# connection, then blocking reads of 16 bytes (slower than a flood comes in)
+# with SO_RCVTIMEO 1 s, reporting each. block-sig: the same without a
+# timeout, ended by a signal (block-sig-restart: whose handler has
+# SA_RESTART, which goes on reading).
 port, how = int(sys.argv[1]), sys.argv[2]
 l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 l.bind(("127.0.0.1", port)); l.listen(256)
 print("LISTENING", flush=True)
+if how.startswith("block-sig"):
+    # A blocking read without a timeout; SIGALRM after 1 s, whose handler
+    # (no SA_RESTART) raises: the read must end then.
+    import signal
+    class Alarm(Exception):
+        pass
+    def on_alarm(sig, frame):
+        if how == "block-sig":
+            raise Alarm()
+    signal.signal(signal.SIGALRM, on_alarm)
+    if how == "block-sig-restart":
+        signal.siginterrupt(signal.SIGALRM, False) # SA_RESTART, no raise
+    c, _ = l.accept()
+    t0 = time.monotonic()
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+    try:
+        while True:
+            d = c.recv(16)
+            print("DATA %d %.2f" % (len(d), time.monotonic() - t0), flush=True)
+            if not d:
+                break
+    except Alarm:
+        print("SIGNAL %.2f" % (time.monotonic() - t0), flush=True)
+    except OSError as e:
+        print("ERR %d %.2f" % (e.errno, time.monotonic() - t0), flush=True)
+    sys.exit(0)
 if how == "block":
     c, _ = l.accept()
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 1, 0))
     while True:
         t0 = time.monotonic()
         try:
-            d = c.recv(65536)
+            d = c.recv(16)
             print("DATA %d %.2f" % (len(d), time.monotonic() - t0), flush=True)
             if not d:
                 break
@@ -73,7 +102,7 @@ while True:
 PY
 }
 
-# start_server lt|et|block: the shimmed server, heartbeats every 200 ms; $PORT.
+# start_server lt|et|block|block-sig|block-sig-restart: the shimmed server, heartbeats every 200 ms; $PORT.
 start_server() {
 	PORT=$(free_port)
 	bg srv shim HBSHIM_INTERVAL=200ms HBSHIM_TIMEOUT=2s "$PY" "$SRV" "$PORT" "$1"
@@ -147,6 +176,37 @@ print(s.makefile().readline().strip())' "$PORT"
 	[[ $first == "ERR 11 "* ]] || fail "first read: $first"
 	local secs=${first##* }
 	awk -v s="$secs" 'BEGIN { exit !(s >= 0.9 && s < 1.8) }' || fail "SO_RCVTIMEO of 1 s ended after $secs s"
+}
+
+@test "a blocking read flooded with heartbeats is still ended by a signal whose handler lacks SA_RESTART" {
+	start_server block-sig
+	run "$FLOODER" flood 127.0.0.1 "$PORT" 3.5
+	assert_status 0
+	sleep 0.3
+	echo "# $(head -3 "$T/srv.out" | tr '\n' ' ')" >&3
+	# The handler runs (Python raises from it) when the signal comes, 1 s
+	# in, not when the flood stops.
+	local first
+	first=$(grep -m1 -E '^(ERR|DATA|SIGNAL)' "$T/srv.out")
+	[[ $first == "SIGNAL "* ]] || fail "the read ended with: $first"
+	local secs=${first##* }
+	awk -v s="$secs" 'BEGIN { exit !(s >= 0.9 && s < 1.8) }' || fail "signal at 1 s seen after $secs s"
+}
+
+@test "a blocking read flooded with heartbeats goes on after a signal whose handler has SA_RESTART" {
+	start_server block-sig-restart
+	run "$FLOODER" flood 127.0.0.1 "$PORT" 2.5
+	assert_status 0
+	wait_line "$T/srv.out" '^(ERR|DATA|SIGNAL)' 5
+	echo "# $(head -3 "$T/srv.out" | tr '\n' ' ')" >&3
+	# As the kernel restarts such a read: no EINTR (Python would retry
+	# after one anyway, but only once the shim returned), the read goes on
+	# until the flood ends with the flooder's close.
+	local first
+	first=$(grep -m1 -E '^(ERR|DATA|SIGNAL)' "$T/srv.out")
+	[[ $first == "DATA 0 "* || $first == "ERR 104 "* ]] || fail "the read ended with: $first"
+	local secs=${first##* }
+	awk -v s="$secs" 'BEGIN { exit !(s >= 2.4) }' || fail "the read ended after $secs s: $first"
 }
 
 @test "100 clients that send only the start of the magic cost no more than 100 idle ones" {
