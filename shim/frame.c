@@ -2040,23 +2040,17 @@ uint64_t hb_frame_linger_tick(struct hb_conn *c, int fd, uint64_t now)
 	uint8_t buf[2048];
 	struct hb_tcp_info x;
 	uint64_t cap = 2ull * hb_cfg.timeout_ms;
-	int busy = 0;
 
 	if (cap < 1000)
 		cap = 1000;
-	/* At most LINGER_READS reads per tick: a peer that keeps sending
-	 * control frames as fast as the network allows must not hold the
-	 * background thread (every other connection's heartbeats) here, and
-	 * the limits below are checked on every tick. */
-	for (int reads = 0;; reads++) {
-		long r;
+	/* At most LINGER_READS reads per tick (32 KiB every 10 ms, far more
+	 * than any peer's heartbeats): a peer that keeps sending control
+	 * frames as fast as the network allows must not hold the background
+	 * thread (every other connection's heartbeats) here; its window
+	 * closes instead, and the limits below are checked on every tick. */
+	for (int reads = 0; reads < LINGER_READS; reads++) {
+		long r = hb_os_recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 		ssize_t app;
-
-		if (reads == LINGER_READS) {
-			busy = 1;
-			break;
-		}
-		r = hb_os_recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 
 		if (r == 0) {
 			hb_log(HB_LOG_DEBUG, "fd %d: linger ends: peer's FIN", fd);
@@ -2103,7 +2097,7 @@ uint64_t hb_frame_linger_tick(struct hb_conn *c, int fd, uint64_t now)
 	}
 	if (now - c->opened_ms > 60000)
 		return 0;
-	return now + (busy ? 1 : 10); /* more is queued: the next slice soon */
+	return now + 10;
 }
 
 static void drop_linger(int fd, struct hb_conn *c, void *arg)
