@@ -573,8 +573,13 @@ static int detect(struct hb_conn *c, int fd, int wait)
 		/* A prefix of our magic: wait a little for the rest (the
 		 * deadline lives in the connection: the background thread looks
 		 * again on later ticks). */
-		if (!c->partial_at)
+		if (!c->partial_at) {
 			c->partial_at = ms32(hb_os_now_ms());
+			/* The wait ends in PARTIAL_WAIT_MS: the background
+			 * thread decides then (hb_frame_tick), and must know. */
+			if (self_tid() != hb_load_relaxed(&hb_thread_tid))
+				hb_thread_poke(c);
+		}
 		if ((uint32_t)hb_os_now_ms() - c->partial_at >= PARTIAL_WAIT_MS) {
 			hb_store_release(&c->rxmode, HB_RX_RAW);
 			decide_tx(c, fd, 0);

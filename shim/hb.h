@@ -281,6 +281,7 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2, HB_KIND_
 #define HB_APP_LINGER      (1u << 8)
 #define HB_APP_MASK        0x1ffu
 /* State flags (same word). */
+#define HB_CF_POKE         (1u << 15) /* on the inbox (hb_thread_schedule/_poke) until bg takes it */
 #define HB_CF_NONBLOCK     (1u << 16) /* O_NONBLOCK on the open file description */
 #define HB_CF_SCHEDULED    (1u << 17) /* handed to the background thread */
 #define HB_CF_KA_ARMED     (1u << 18) /* SO_KEEPALIVE switched on by us */
@@ -615,6 +616,9 @@ void hb_stdio_flush(void);
 /* Hand c to the background thread (starting it on first use). Any app
  * thread; c must be installed. Never blocks. */
 void hb_thread_schedule(struct hb_conn *c);
+/* A scheduled connection's next step is due now (a deadline the background
+ * thread did not know of when it last scheduled it). Any thread. */
+void hb_thread_poke(struct hb_conn *c);
 void hb_thread_ensure(void);
 /* HBSHIM_CONNECT_TIMEOUT for a non-blocking connect still in SYN_SENT:
  * when expired, dissolve the attempt (the application's poll wakes; its

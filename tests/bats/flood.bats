@@ -236,3 +236,17 @@ print(s.makefile().readline().strip())' "$PORT"
 	awk -v p="$prefix_cpu" -v i="$idle_cpu" 'BEGIN { exit !(p <= i + 0.05) }' ||
 		fail "prefix connections cost ${prefix_cpu} s CPU, idle ones ${idle_cpu} s"
 }
+
+@test "a raw client whose data starts like the magic, sent after the first look, is answered after the 200 ms wait" {
+	# Heartbeats every 5 s: the decision must not wait for the next
+	# heartbeat tick of the connection.
+	PORT=$(free_port)
+	bg srv shim HBSHIM_INTERVAL=5s "$PY" "$SRV" "$PORT" lt
+	wait_line "$T/srv.out" LISTENING
+	run "$FLOODER" late 127.0.0.1 "$PORT"
+	echo "# $output" >&3
+	assert_status 0
+	local ms=${output##* }
+	[ "$ms" -ge 190 ] || fail "answered after $ms ms: before the wait for a hello ended"
+	[ "$ms" -lt 1500 ] || fail "answered after $ms ms (the wait is 200 ms)"
+}

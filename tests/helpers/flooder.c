@@ -25,6 +25,10 @@
  *       get its 2 bytes back (the server echoes a raw stream): prints
  *       "HELD <n> ECHOED <k>".
  *
+ *   flooder late HOST PORT
+ *       a raw client that sends e5 48 100 ms after connecting and waits
+ *       (3 s at most) for the echo: "LATE ECHO <ms>".
+ *
  * Exit status 0 when it ran, 2 on a setup or protocol error.
  */
 #include <arpa/inet.h>
@@ -277,6 +281,32 @@ static int hold(const char *host, int port, int n, double secs, int prefix)
 	return 0;
 }
 
+/* A raw client whose data starts like the magic, sent 100 ms after connect
+ * (past the accepting side's first look): how long until the echo. */
+static int late(const char *host, int port)
+{
+	static const uint8_t m[2] = { 0xe5, 0x48 };
+	uint8_t b[2];
+	double t0;
+	struct pollfd p;
+	int fd = dial(host, port);
+
+	if (fd < 0)
+		return 2;
+	usleep(100000);
+	t0 = now();
+	if (write_all(fd, m, 2) < 0)
+		return 2;
+	p = (struct pollfd){ fd, POLLIN, 0 };
+	if (poll(&p, 1, 3000) != 1 || read_exact(fd, b, 2) < 0 || memcmp(b, m, 2)) {
+		printf("LATE LOST\n");
+		return 2;
+	}
+	printf("LATE ECHO %.0f\n", (now() - t0) * 1000);
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -287,6 +317,8 @@ int main(int argc, char **argv)
 		return watch(argv[2], atoi(argv[3]), atof(argv[4]));
 	if (argc == 5 && !strcmp(argv[1], "echo"))
 		return echo(argv[2], atoi(argv[3]), atof(argv[4]));
+	if (argc == 4 && !strcmp(argv[1], "late"))
+		return late(argv[2], atoi(argv[3]));
 	if (argc == 6 && (!strcmp(argv[1], "prefix") || !strcmp(argv[1], "idle")))
 		return hold(argv[2], atoi(argv[3]), atoi(argv[4]), atof(argv[5]),
 			    !strcmp(argv[1], "prefix"));
