@@ -121,14 +121,20 @@ print(s.makefile().readline().strip())' "$PORT"
 	start_server lt
 	bg echo "$FLOODER" echo 127.0.0.1 "$PORT" 4
 	local echo=$BG_PID
+	bg watch "$FLOODER" watch 127.0.0.1 "$PORT" 4
+	local watch=$BG_PID
 	sleep 0.5
 	run "$FLOODER" flood 127.0.0.1 "$PORT" 3
 	assert_status 0
 	echo "# $output" >&3
 	bg_wait "$echo" 10
 	[ "$BG_STATUS" -eq 0 ] || fail "echo client: $(cat "$T/echo.out" "$T/echo.err")"
+	bg_wait "$watch" 10
+	[ "$BG_STATUS" -eq 0 ] || fail "watcher: $(cat "$T/watch.out" "$T/watch.err")"
 	read -r _ n worst <"$T/echo.out"
-	echo "# bystander: $n round trips, the slowest $worst ms" >&3
+	read -r _ beats gap <"$T/watch.out"
+	echo "# bystander: $n round trips, the slowest $worst ms; heartbeats to another client: $beats, largest gap $gap ms (interval 200 ms)" >&3
+	[ "$gap" -lt 400 ] || fail "largest heartbeat gap $gap ms at a 200 ms interval"
 	# Nominal: under 50 ms (9-20 ms measured with the machine at load 5;
 	# 3000 ms before the flood budget). The bound leaves room for a loaded VM.
 	awk -v w="$worst" 'BEGIN { exit !(w < 500) }' || fail "slowest round trip $worst ms"
