@@ -294,18 +294,22 @@ static void relink(int fd, struct hb_conn *c, void *arg)
 /* In a forked child: the parent's wheel lists are meaningless here. */
 static void rebuild(uint64_t now)
 {
-	struct hb_conn *c, *next;
+	struct hb_conn *c, *next, *reap = hb_conn_take_reap(), *in = hb_conn_take_inbox();
 
 	hb_wheel_init(&wheel, now);
-	for (c = hb_conn_take_reap(); c; c = next) {
-		next = hb_conn_at(c->reap_next);
-		c->wlinked = 0;
-		hb_conn_free(c);
-	}
-	/* Still reachable through the fd table; off the inbox now. */
-	for (c = hb_conn_take_inbox(); c; c = next) {
+	/* Still reachable through the fd table; off the inbox now (before
+	 * any is freed: a freed one could be reused and pushed again). */
+	for (c = in; c; c = next) {
 		next = hb_conn_at(c->inbox_next);
 		hb_and_acq_rel(&c->flags, ~HB_CF_POKE);
+	}
+	for (c = reap; c; c = next) {
+		next = hb_conn_at(c->reap_next);
+		c->wlinked = 0;
+		if (hb_load_acquire(&c->flags) & HB_CF_POKE)
+			hb_conn_push_reap(c); /* pushed on the inbox since: later */
+		else
+			hb_conn_free(c);
 	}
 	hb_fd_foreach(clear_link, NULL);
 	hb_fd_foreach(relink, &now);
