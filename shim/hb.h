@@ -731,8 +731,11 @@ void hb_thread_schedule(struct hb_conn *c);
 void hb_thread_ensure(void);
 /* In the child of a raw clone (no fork handlers ran) that found it has
  * memory of its own: what the fork child handlers do (connections marked
- * INHERITED and SHARED, no background thread yet). Single-threaded. */
-void hb_thread_after_clone(void);
+ * INHERITED and SHARED, no background thread yet). own_files: the child
+ * has an fd table of its own (no CLONE_FILES), so the lingering duplicates
+ * are its copies to close; else they leave its table unclosed.
+ * Single-threaded. */
+void hb_thread_after_clone(int own_files);
 /* HBSHIM_CONNECT_TIMEOUT for a non-blocking connect still in SYN_SENT:
  * when expired, dissolve the attempt (the application's poll wakes; its
  * SO_ERROR reads ETIMEDOUT) and return 1. Background thread, fd pinned. */

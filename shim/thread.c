@@ -432,12 +432,30 @@ static void atfork_child(void)
 	hb_fd_after_fork_child();
 }
 
-void hb_thread_after_clone(void)
+/* A lingering duplicate in the table of a child that shares its parent's
+ * fd table: the parent's background thread lingers on it and closes it;
+ * this process only forgets it. */
+static void forget_linger(int fd, struct hb_conn *c, void *arg)
 {
-	if (hb_load_acquire(&atfork_done))
-		atfork_child();
-	else
+	(void)arg;
+	if (c->kind == HB_KIND_LINGER)
+		(void)hb_fd_forget(fd);
+}
+
+void hb_thread_after_clone(int own_files)
+{
+	if (!hb_load_acquire(&atfork_done)) {
 		hb_frame_atfork_child();
+	} else if (own_files) {
+		atfork_child();
+	} else {
+		hb_frame_atfork_child();
+		hb_fd_foreach(forget_linger, NULL);
+		hb_store_release(&tstate, TS_NONE);
+		hb_store_release(&wake_word, 0);
+		hb_store_release(&need_rebuild, 1);
+		hb_fd_after_fork_child();
+	}
 }
 
 static void start(void)
