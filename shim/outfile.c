@@ -130,15 +130,19 @@ void hb_out_atfork_child(void)
 
 /* 1 when path is a symlink the kernel's protected_symlinks rule would not
  * follow for us: it sits in a sticky, world-writable directory and neither
- * we (effective uid) nor the directory's owner own it. */
-static int link_refused(const char *path)
+ * we (effective uid) nor the directory's owner own it. *link: whether this
+ * look saw a symlink at all (a link it allows cannot be swapped by anyone
+ * else there: the sticky bit). */
+static int link_refused(const char *path, int *link)
 {
 	char dir[HB_PATH_MAX];
 	struct stat ls, ds;
 	size_t n = strlen(path), cut = n;
 
+	*link = 0;
 	if (n >= sizeof(dir) || hb_os_stat(path, &ls, 1) < 0 || !S_ISLNK(ls.st_mode))
 		return 0;
+	*link = 1;
 	while (cut > 0 && path[cut - 1] != '/')
 		cut--;
 	if (cut == 0) {
@@ -159,12 +163,13 @@ static int link_refused(const char *path)
 
 static const char *const kind_var[] = { "HBSHIM_LOG_FILE", "HBSHIM_EVENTS", "HBSHIM_STATS" };
 
-int hb_out_refused(int kind, const char *path)
+/* hb_out_refused, and *link as link_refused sets it. */
+static int refused(int kind, const char *path, int *link)
 {
 	char line[HB_PATH_MAX + 200];
 	struct hb_buf b;
 
-	if (!link_refused(path))
+	if (!link_refused(path, link))
 		return 0;
 	if (hb_xchg_acq_rel(&warned[kind], 1))
 		return 1;
@@ -177,6 +182,13 @@ int hb_out_refused(int kind, const char *path)
 	else
 		hb_log(HB_LOG_WARN, "%s", hb_buf_str(&b));
 	return 1;
+}
+
+int hb_out_refused(int kind, const char *path)
+{
+	int link;
+
+	return refused(kind, path, &link);
 }
 
 /* fd can take n bytes now without blocking (a tty, or a pipe when /proc is
@@ -298,11 +310,16 @@ int hb_out_append(int kind, const char *path, const char *s, size_t n)
 	 * directory): /dev/stderr, /proc/self/fd/N and links an admin made
 	 * are followed; one planted in /tmp is not. */
 	if (fd == -ELOOP || fd == -EACCES) {
-		if (hb_out_refused(kind, path)) {
+		int link;
+
+		if (refused(kind, path, &link)) {
 			release(slot, -1);
 			return -EACCES;
 		}
-		fd = hb_os_open(path, flags, 0600);
+		/* Followed only if the look just made saw a link it allows: a
+		 * link swapped in after that look (the path was another file,
+		 * or nothing, at the look) is not followed. */
+		fd = hb_os_open(path, link ? flags : flags | O_NOFOLLOW, 0600);
 	}
 	if (fd < 0) {
 		int nfd;

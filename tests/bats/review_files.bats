@@ -1,0 +1,58 @@
+#!/usr/bin/env bats
+# The shim's own files against a planted symlink that comes and goes: the
+# check that refuses a link in a sticky, world-writable directory and the
+# open that follows must look at the same entry.
+
+load helpers
+
+setup() {
+	hb_setup
+	DIRS=()
+}
+
+teardown() {
+	rm -rf "${DIRS[@]}"
+	hb_teardown
+}
+
+need_helper() {
+	[ -x "$HB_ROOT/build/tests/$1" ] || skip "build/tests/$1 not built (make integration builds it)"
+}
+
+@test "review_files: HBSHIM_EVENTS swapped between another user's file and link in /tmp: the link's target is never written" {
+	need_root "another user to plant the link"
+	need_cmd setpriv
+	need_helper swapname
+	# With the sysctl on, the kernel refuses such a link itself and this
+	# test could not tell the shim's check from the kernel's.
+	[ "$(cat /proc/sys/fs/protected_symlinks 2>/dev/null)" = 0 ] ||
+		skip "fs.protected_symlinks is on: the kernel refuses the link anyway"
+	# The sticky directory and the target outside it, both reachable for
+	# nobody (the test's own temp dir may not be).
+	local d s
+	d=$(mktemp -d /tmp/hbrev-sticky.XXXXXX) && s=$(mktemp -d /tmp/hbrev-target.XXXXXX) ||
+		fail "mktemp"
+	DIRS=("$d" "$s")
+	chmod 1777 "$d" && chmod 755 "$s"
+	echo precious >"$s/target"
+	chmod 644 "$s/target"
+	# nobody plants the link and swaps it with a file of its own (which
+	# the path names whenever the shim looks in between).
+	bg swap setpriv --reuid=65534 --regid=65534 --clear-groups bash -c \
+		'ln -s "$2" "$1/events" && : >"$1/alt" && chmod 666 "$1/alt" &&
+		 exec "$3" "$1/events" "$1/alt" 4' _ "$d" "$s/target" "$HB_ROOT/build/tests/swapname"
+	sleep 0.3
+	# Up to 1000 event lines a second, each one open of the path.
+	run shim HBSHIM_EVENTS="$d/events" "$PY" -c 'import socket, time
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(64)
+end = time.time() + 3
+n = 0
+while time.time() < end:
+    c = socket.create_connection(l.getsockname()); s, _ = l.accept(); c.close(); s.close(); n += 1
+print("CONNECTIONS", n)'
+	assert_status 0
+	[[ ${lines[-1]} =~ ^CONNECTIONS\ [0-9]+$ ]] || fail "$output"
+	wait "$BG_PID" || fail "swapname: $(cat "$T/swap.err")"
+	[ "$(cat "$s/target")" = precious ] ||
+		fail "target written through the link: $(wc -l <"$s/target") lines: $(head -c 300 "$s/target")"
+}
