@@ -201,6 +201,17 @@ static int writable(int fd)
 	return hb_os_poll1(fd, POLLOUT, 0, &rev) == 1 && (rev & POLLOUT) && !(rev & POLLERR);
 }
 
+/* Whether fd is open for writing. A number the application closed and
+ * reused for reading (a pipe's read end, an input file) no longer names
+ * the stream the operator chose: reopening it for writing (a FIFO through
+ * /proc, /dev/stderr) would put our lines into the application's input. */
+static int open_for_write(int fd)
+{
+	long fl = hb_os_fcntl(fd, F_GETFL, 0);
+
+	return fl >= 0 && (fl & O_ACCMODE) != O_RDONLY;
+}
+
 /* One line to descriptor fd, which the operator named (fd 2 for the log,
  * or a path such as /dev/stderr naming a socket, which open() refuses). */
 static int out_fd(int fd, const char *s, size_t n)
@@ -229,6 +240,8 @@ static int out_fd(int fd, const char *s, size_t n)
 	} else if (S_ISFIFO(st.st_mode)) {
 		/* A description of our own, non-blocking; the application's
 		 * descriptor keeps its flags. */
+		if (!open_for_write(fd))
+			return -EBADF; /* what a write on fd answers */
 		slot = claim();
 		if (slot < 0)
 			return -EAGAIN;
@@ -300,9 +313,13 @@ static long finish(long fd, long r, size_t n)
 int hb_out_append(int kind, const char *path, const char *s, size_t n)
 {
 	const int flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
-	int slot = claim();
+	int pfd = path_fd(path), slot;
 	long fd, r;
 
+	/* /dev/stderr and the like open what the descriptor names now. */
+	if (pfd >= 0 && !open_for_write(pfd))
+		return -EBADF;
+	slot = claim();
 	if (slot < 0)
 		return -EAGAIN;
 	fd = hb_os_open(path, flags | O_NOFOLLOW, 0600);
@@ -328,7 +345,7 @@ int hb_out_append(int kind, const char *path, const char *s, size_t n)
 		/* A socket behind /dev/stderr (journald's stream): open()
 		 * refuses it (ENXIO); a FIFO without a reader fails the same
 		 * way and stays dropped. A TCP/IP socket gets nothing. */
-		nfd = fd == -ENXIO ? path_fd(path) : -1;
+		nfd = fd == -ENXIO ? pfd : -1;
 		if (nfd >= 0) {
 			struct stat st;
 

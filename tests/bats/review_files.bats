@@ -56,3 +56,43 @@ print("CONNECTIONS", n)'
 	[ "$(cat "$s/target")" = precious ] ||
 		fail "target written through the link: $(wc -l <"$s/target") lines: $(head -c 300 "$s/target")"
 }
+
+# reused_stderr.py: close fd 2, take it back as the read end of a pipe (a
+# daemon that closed its standard streams), make a framed loopback
+# connection (debug log lines, events), then write "app" into the pipe and
+# print everything that came out of it.
+write_reused_stderr() {
+	cat >"$T/reused_stderr.py" <<'PY'
+import os, socket
+os.close(2)
+r, w = os.pipe()
+assert r == 2, (r, w)
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
+c = socket.create_connection(l.getsockname()); s, _ = l.accept()
+c.sendall(b"x"); s.recv(1); c.close(); s.close()
+os.write(w, b"app\n"); os.close(w)
+data = b""
+while True:
+    d = os.read(r, 4096)
+    if not d: break
+    data += d
+print("PIPE", repr(data))
+PY
+}
+
+@test "review_files: fd 2 reused as a pipe's read end: log lines and /dev/stderr events stay out of the application's pipe" {
+	write_reused_stderr
+	run shim HBSHIM_LOG=debug HBSHIM_FRAME='*' HBSHIM_STATS="$T/stats" "$PY" "$T/reused_stderr.py"
+	assert_status 0
+	[ "${lines[-1]}" = "PIPE b'app\\n'" ] || fail "log lines in the application's pipe: $output"
+	# Not written, and counted as such.
+	grep -q '^hbshim_log_dropped_total{reason="write"} [1-9]' "$T/stats" ||
+		fail "stats: $(grep dropped "$T/stats")"
+
+	run shim HBSHIM_EVENTS=/dev/stderr HBSHIM_FRAME='*' HBSHIM_STATS="$T/stats2" "$PY" \
+		"$T/reused_stderr.py"
+	assert_status 0
+	[ "${lines[-1]}" = "PIPE b'app\\n'" ] || fail "events in the application's pipe: $output"
+	grep -q '^hbshim_events_dropped_total{reason="write"} [1-9]' "$T/stats2" ||
+		fail "stats: $(grep dropped "$T/stats2")"
+}
