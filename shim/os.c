@@ -584,10 +584,14 @@ int hb_os_sock_shared(int fd)
  * restored. Limit: a process-directed SIGPIPE/SIGXFSZ sent by another process
  * in the same few microseconds, while ours was thread-pending, can be
  * consumed as ours (sigtimedwait takes the thread's own first, so only
- * when the two coincide). Returns the write's result or -errno. */
+ * when the two coincide). SIGTTOU (a background job writing to its terminal
+ * with TOSTOP set: the kernel stops the whole process group) is blocked
+ * too; the kernel then lets the write through and sends nothing. Returns
+ * the write's result or -errno. */
 long hb_os_write_quiet(int fd, const void *buf, size_t n)
 {
-	uint64_t set = SIGBIT(SIGPIPE) | SIGBIT(SIGXFSZ), old = 0, before = 0, one;
+	uint64_t set = SIGBIT(SIGPIPE) | SIGBIT(SIGXFSZ) | SIGBIT(SIGTTOU), old = 0, before = 0,
+		 one;
 	struct timespec zero = { 0, 0 };
 	long r;
 

@@ -96,3 +96,59 @@ PY
 	grep -q '^hbshim_events_dropped_total{reason="write"} [1-9]' "$T/stats2" ||
 		fail "stats: $(grep dropped "$T/stats2")"
 }
+
+# bgjob.py CMD...: run CMD as a background job (its own process group, not
+# the terminal's foreground one) on a fresh pty with TOSTOP set, and print
+# how it ended: "EXIT n", "STOPPED n" (then killed) or "HUNG" after 5 s
+# (kept in $BGJOB_RESULT by the session leader on the pty).
+write_bgjob() {
+	cat >"$T/bgjob.py" <<'PY'
+import os, pty, signal, sys, termios, time
+pid, master = pty.fork()
+if pid == 0:
+    a = termios.tcgetattr(0)
+    a[3] |= termios.TOSTOP
+    termios.tcsetattr(0, termios.TCSANOW, a)
+    job = os.fork()
+    if job == 0:
+        os.setpgid(0, 0)
+        os.execvp(sys.argv[1], sys.argv[1:])
+    t0, st = time.time(), None
+    while time.time() - t0 < 5:
+        p, s = os.waitpid(job, os.WUNTRACED | os.WNOHANG)
+        if p:
+            st = s
+            break
+        time.sleep(0.01)
+    if st is None:
+        r = "HUNG"
+    elif os.WIFSTOPPED(st):
+        r = "STOPPED %d" % os.WSTOPSIG(st)
+    else:
+        r = "EXIT %d" % os.WEXITSTATUS(st)
+    if st is None or os.WIFSTOPPED(st):
+        os.kill(job, signal.SIGKILL); os.waitpid(job, 0)
+    with open(os.environ["BGJOB_RESULT"], "w") as f:
+        f.write(r + "\n")
+    os._exit(0)
+while True:
+    try:
+        if not os.read(master, 4096):
+            break
+    except OSError:
+        break
+os.waitpid(pid, 0)
+print(open(os.environ["BGJOB_RESULT"]).read().strip())
+PY
+}
+
+@test "review_files: a background job with TOSTOP on its terminal is not stopped by the shim's log line; its own write still stops it" {
+	write_bgjob
+	run env BGJOB_RESULT="$T/res" "$PY" "$T/bgjob.py" env "${SHIM_ENV[@]}" HBSHIM_LOG=debug \
+		/bin/sleep 0.2
+	[ "$output" = "EXIT 0" ] || fail "the shim's log line to the terminal: $output"
+	# The job's own write to the terminal: the kernel's SIGTTOU, as without the shim.
+	run env BGJOB_RESULT="$T/res" "$PY" "$T/bgjob.py" env "${SHIM_ENV[@]}" HBSHIM_LOG=debug \
+		sh -c 'echo app >&2'
+	[ "$output" = "STOPPED 22" ] || fail "the job's own write: $output"
+}
