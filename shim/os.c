@@ -146,10 +146,13 @@ long hb_os_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *
 	long r;
 
 	if (tv) {
-		if (tv->tv_sec < 0 || tv->tv_usec < 0 || tv->tv_usec >= 1000000)
+		/* As Linux's select reads it: whole seconds of tv_usec carried
+		 * into tv_sec ({0, 2500000} waits 2.5 s; the sum wraps as the
+		 * kernel's does), then a negative part is EINVAL. */
+		ts.tv_sec = (long)((unsigned long)tv->tv_sec + (unsigned long)(tv->tv_usec / 1000000));
+		ts.tv_nsec = (tv->tv_usec % 1000000) * 1000L;
+		if (ts.tv_sec < 0 || ts.tv_nsec < 0)
 			return -EINVAL;
-		ts.tv_sec = tv->tv_sec;
-		ts.tv_nsec = tv->tv_usec * 1000L;
 		tsp = &ts;
 	}
 	r = RAW(SYS_pselect6, nfds, rd, wr, ex, tsp, NULL);
