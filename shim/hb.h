@@ -783,6 +783,8 @@ int hb_out_refused(int kind, const char *path);
  * *slot, or -errno. Close it with hb_out_close_tmp. */
 long hb_out_create_tmp(const char *path, char *tmp, size_t cap, int *slot);
 void hb_out_close_tmp(int slot, long fd);
+/* Note what fd 2 is at load (init.c, before anything is logged). */
+void hb_out_init(void);
 /* pthread_atfork handlers (registered by init.c). */
 void hb_out_atfork_prepare(void);
 void hb_out_atfork_parent(void);

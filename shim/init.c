@@ -138,6 +138,7 @@ void hb_init(void)
 	if (!hb_cas_strong_acq_rel(&init_state, &expect, 1))
 		return;
 	hb_self_pid = hb_os_getpid();
+	hb_out_init();
 	vm_probe_init();
 	pthread_atfork(NULL, NULL, pid_after_fork);
 	pthread_atfork(hb_out_atfork_prepare, hb_out_atfork_parent, hb_out_atfork_child);

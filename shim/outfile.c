@@ -212,6 +212,38 @@ static int open_for_write(int fd)
 	return fl >= 0 && (fl & O_ACCMODE) != O_RDONLY;
 }
 
+/* Standard error as the library found it at load: closed, or the socket
+ * it was (written by hb_out_init before any thread, read-only after). */
+static int stderr_closed;
+static dev_t stderr_dev;
+static ino_t stderr_ino;
+
+void hb_out_init(void)
+{
+	struct stat st;
+
+	if (hb_os_fstat(2, &st) < 0) {
+		stderr_closed = 1;
+		return;
+	}
+	stderr_dev = st.st_dev;
+	stderr_ino = st.st_ino;
+}
+
+/* Whether fd 2, now st, is still the operator's standard error. A program
+ * started with it closed gets fd 2 back from its own next open or socket,
+ * and a socket at fd 2 that is not the one found at load is the
+ * application's own (its IPC stream, a datagram socket): a line there
+ * would reach its peer as the application's bytes. (A file or pipe the
+ * application put at fd 2 itself, such as nginx's error log, still gets
+ * the lines.) */
+static int stderr_ours(const struct stat *st)
+{
+	if (stderr_closed)
+		return 0;
+	return !S_ISSOCK(st->st_mode) || (st->st_dev == stderr_dev && st->st_ino == stderr_ino);
+}
+
 /* One line to descriptor fd, which the operator named (fd 2 for the log,
  * or a path such as /dev/stderr naming a socket, which open() refuses). */
 static int out_fd(int fd, const char *s, size_t n)
@@ -224,6 +256,8 @@ static int out_fd(int fd, const char *s, size_t n)
 
 	if (hb_os_fstat(fd, &st) < 0)
 		return -EBADF;
+	if (fd == 2 && !stderr_ours(&st))
+		return -EBADF; /* not ours to write: dropped, counted */
 	if (S_ISSOCK(st.st_mode)) {
 		int dom = 0;
 		socklen_t len = sizeof(dom);
@@ -316,8 +350,10 @@ int hb_out_append(int kind, const char *path, const char *s, size_t n)
 	int pfd = path_fd(path), slot;
 	long fd, r;
 
-	/* /dev/stderr and the like open what the descriptor names now. */
-	if (pfd >= 0 && !open_for_write(pfd))
+	/* /dev/stderr and the like open what the descriptor names now: not
+	 * a descriptor reopened for reading, nor the application's own file
+	 * at a standard error that was closed at load. */
+	if (pfd >= 0 && (!open_for_write(pfd) || (pfd == 2 && stderr_closed)))
 		return -EBADF;
 	slot = claim();
 	if (slot < 0)

@@ -152,3 +152,60 @@ PY
 		sh -c 'echo app >&2'
 	[ "$output" = "STOPPED 22" ] || fail "the job's own write: $output"
 }
+
+# fd2.py socket|file|dup2: a loopback framed connection (debug log lines,
+# events) made after fd 2 became the application's own:
+#   socket  one end of its socketpair (started with stderr closed)
+#   file    its output file (started with stderr closed)
+#   dup2    its output file put over an open stderr (as nginx does with
+#           its error log): the operator's choice, the lines go there
+# then it writes "app" there and prints what its peer or file got.
+write_fd2() {
+	cat >"$T/fd2.py" <<'PY'
+import os, socket, sys
+mode, path = sys.argv[1], sys.argv[2]
+if mode == "socket":
+    a, b = socket.socketpair()
+    mine, other = (a, b) if a.fileno() == 2 else (b, a)
+    assert mine.fileno() == 2, (a.fileno(), b.fileno())
+else:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    if mode == "dup2":
+        os.dup2(fd, 2); os.close(fd); fd = 2
+    assert fd == 2, fd
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
+c = socket.create_connection(l.getsockname()); s, _ = l.accept()
+c.sendall(b"x"); s.recv(1); c.close(); s.close()
+if mode == "socket":
+    mine.sendall(b"app\n"); mine.shutdown(socket.SHUT_WR)
+    data = b""
+    while True:
+        d = other.recv(4096)
+        if not d: break
+        data += d
+else:
+    os.write(2, b"app\n"); os.close(2)
+    data = open(path, "rb").read()
+print("GOT", repr(data))
+PY
+}
+
+@test "review_files: started with stderr closed, fd 2 is the application's own socket or file: no log line or /dev/stderr event there" {
+	write_fd2
+	local mode v
+	for mode in socket file; do
+		for v in HBSHIM_LOG=debug HBSHIM_EVENTS=/dev/stderr; do
+			run bash -c 'exec 2>&-; exec "$@"' _ timeout 20 env "${SHIM_ENV[@]}" "$v" \
+				HBSHIM_FRAME='*' "$PY" "$T/fd2.py" "$mode" "$T/out"
+			assert_status 0
+			[ "$output" = "GOT b'app\\n'" ] || fail "$mode, $v: $output"
+		done
+	done
+}
+
+@test "review_files: an application that puts its own file over an open stderr still gets the log lines there" {
+	write_fd2
+	run shim HBSHIM_LOG=debug HBSHIM_FRAME='*' "$PY" "$T/fd2.py" dup2 "$T/out"
+	assert_status 0
+	[[ ${lines[-1]} == "GOT b'hbshim["*"peer speaks hbshim"*"app\\n'" ]] || fail "$output"
+}
