@@ -423,13 +423,16 @@ static void atfork_prepare(void)
 
 static void atfork_child(void)
 {
+	/* First the entry the parent's background thread was pinning: that
+	 * thread is not here to unpin it, and dropping a lingering entry
+	 * waits for its pin. */
+	hb_fd_after_fork_child();
 	hb_frame_atfork_child();
 	hb_frame_linger_drop_all();
 	/* No background thread here until one is needed. */
 	hb_store_release(&tstate, TS_NONE);
 	hb_store_release(&wake_word, 0);
 	hb_store_release(&need_rebuild, 1);
-	hb_fd_after_fork_child();
 }
 
 /* A lingering duplicate in the table of a child that shares its parent's
@@ -449,12 +452,12 @@ void hb_thread_after_clone(int own_files)
 	} else if (own_files) {
 		atfork_child();
 	} else {
+		hb_fd_after_fork_child();
 		hb_frame_atfork_child();
 		hb_fd_foreach(forget_linger, NULL);
 		hb_store_release(&tstate, TS_NONE);
 		hb_store_release(&wake_word, 0);
 		hb_store_release(&need_rebuild, 1);
-		hb_fd_after_fork_child();
 	}
 }
 
