@@ -1030,13 +1030,13 @@ static long iov_check(const struct msghdr *m)
 {
 	size_t t = 0;
 
-	if (m->msg_iovlen > IOV_MAX)
+	if ((size_t)m->msg_iovlen > IOV_MAX) /* an int on musl: negative is too many */
 		return -EMSGSIZE;
 	if (!m->msg_iovlen)
 		return 0;
 	if (!m->msg_iov)
 		return -EFAULT;
-	for (size_t i = 0; i < m->msg_iovlen; i++) {
+	for (size_t i = 0; i < (size_t)m->msg_iovlen; i++) {
 		size_t l = m->msg_iov[i].iov_len;
 
 		if (l > (size_t)SSIZE_MAX || l > (size_t)SSIZE_MAX - t)
@@ -1123,12 +1123,12 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 	long got;
 
 	if (HB_UNLIKELY(flags & MSG_TRUNC)) {
-		for (size_t i = 0; m->msg_iov && i < m->msg_iovlen; i++)
+		for (size_t i = 0; m->msg_iov && i < (size_t)m->msg_iovlen; i++)
 			n += m->msg_iov[i].iov_len;
 		return frame_discard(c, fd, n, flags);
 	}
 
-	for (size_t i = 0; m->msg_iov && i < m->msg_iovlen; i++) {
+	for (size_t i = 0; m->msg_iov && i < (size_t)m->msg_iovlen; i++) {
 		if (m->msg_iov[i].iov_len) {
 			buf = m->msg_iov[i].iov_base;
 			n = m->msg_iov[i].iov_len;
@@ -1261,7 +1261,7 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 		writer_decide(c, fd);
 	if (hb_load_acquire(&c->txmode) != HB_TX_FRAMED)
 		return hb_next_sendmsg(fd, m, flags | MSG_NOSIGNAL);
-	for (size_t i = 0; m->msg_iov && i < m->msg_iovlen; i++)
+	for (size_t i = 0; m->msg_iov && i < (size_t)m->msg_iovlen; i++)
 		n += m->msg_iov[i].iov_len;
 	if (lock_io(&c->txlock, nb) < 0)
 		return -EAGAIN;
@@ -1283,14 +1283,14 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 			size_t at = HB_DATA_HDR_LEN;
 
 			memcpy(one, hdr, HB_DATA_HDR_LEN);
-			for (size_t i = 0; i < m->msg_iovlen; i++) {
+			for (size_t i = 0; i < (size_t)m->msg_iovlen; i++) {
 				memcpy(one + at, m->msg_iov[i].iov_base, m->msg_iov[i].iov_len);
 				at += m->msg_iov[i].iov_len;
 			}
 			r = hb_next_send(fd, one, at, flags | MSG_NOSIGNAL);
 		} else {
 			out[0] = (struct iovec){ hdr, HB_DATA_HDR_LEN };
-			for (size_t i = 0; i < m->msg_iovlen; i++)
+			for (size_t i = 0; i < (size_t)m->msg_iovlen; i++)
 				out[i + 1] = m->msg_iov[i];
 			om = *m;
 			om.msg_iov = out;
@@ -1554,7 +1554,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	uint32_t interval = tx_interval(c), jitter = interval / 10;
 	uint64_t next = now + interval;
 	struct hb_tcp_info x;
-	const struct tcp_info *ti = &x.ti;
+	const struct hb_ti *ti = &x.ti;
 	int open_rx;
 
 	if (hb_os_tcp_info(fd, &x) < 0)

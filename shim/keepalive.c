@@ -138,7 +138,7 @@ void hb_ka_arm(int fd, struct hb_conn *c)
  */
 int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigned uto)
 {
-	const struct tcp_info *ti = &x->ti;
+	const struct hb_ti *ti = &x->ti;
 	uint32_t fl = hb_load_acquire(&c->flags);
 	int waiting, silent;
 

@@ -291,7 +291,9 @@ long hb_next_send(int fd, const void *buf, size_t n, int flags)
 	return r;
 }
 
-_Static_assert(offsetof(struct hb_tcp_info, bytes_received) == 128 &&
+_Static_assert(sizeof(struct hb_ti) == 104 && offsetof(struct hb_ti, tcpi_last_data_recv) == 52 &&
+		       offsetof(struct hb_ti, tcpi_rtt) == 68 &&
+		       offsetof(struct hb_tcp_info, bytes_received) == 128 &&
 		       offsetof(struct hb_tcp_info, notsent_bytes) == 144,
 	       "struct hb_tcp_info must match the kernel's struct tcp_info");
 
