@@ -38,6 +38,8 @@ NEEDS=(
 	debhelper
 	lintian
 	fakeroot
+	gcc-aarch64-linux-gnu
+	libc6-dev-arm64-cross
 )
 
 (($# > 0)) && NEEDS=("$@")

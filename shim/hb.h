@@ -272,6 +272,11 @@ void hb_epoll_note(int epfd);
 int hb_epoll_detach(int fd);
 long hb_os_ioctl(int fd, unsigned long req, void *arg);
 long hb_os_poll1(int fd, short events, int timeout_ms, short *revents);
+/* poll, select and dup2 as the application called them, from ppoll,
+ * pselect6 and dup3 (arm64 has no others): result or -errno. */
+long hb_os_poll(struct pollfd *fds, unsigned long n, int timeout_ms);
+long hb_os_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv);
+long hb_os_dup2(int oldfd, int newfd);
 long hb_os_getsockname(int fd, struct sockaddr *sa, socklen_t *len);
 long hb_os_getpeername(int fd, struct sockaddr *sa, socklen_t *len);
 long hb_os_futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t timeout_ms);

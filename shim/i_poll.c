@@ -86,7 +86,7 @@ static int do_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout
 
 	if (!hb_load_relaxed(&hb_frame_seen) || !hb_enabled) {
 		if (as_poll)
-			return REAL(poll, (int)syscall(SYS_poll, fds, n, poll_ms), fds, n, poll_ms);
+			return REAL(poll, LIBC_RET(hb_os_poll(fds, n, poll_ms)), fds, n, poll_ms);
 		return REAL(ppoll, (int)syscall(SYS_ppoll, fds, n, timeout, mask, _NSIG / 8), fds, n,
 			    timeout, mask);
 	}
@@ -110,7 +110,7 @@ static int do_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout
 
 				ms = now < end ? (int)((end - now + 999999) / 1000000) : 0;
 			}
-			r = REAL(poll, (int)syscall(SYS_poll, fds, n, ms), fds, n, ms);
+			r = REAL(poll, LIBC_RET(hb_os_poll(fds, n, ms)), fds, n, ms);
 		} else {
 			r = REAL(ppoll, (int)syscall(SYS_ppoll, fds, n, tp, mask, _NSIG / 8), fds, n, tp,
 				 mask);
@@ -182,7 +182,7 @@ static int do_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct
 	if (!hb_load_relaxed(&hb_frame_seen) || !hb_enabled || !rd || nfds <= 0 ||
 	    nfds > FD_SETSIZE) {
 		if (tv)
-			return REAL(select, (int)syscall(SYS_select, nfds, rd, wr, ex, tv), nfds, rd, wr,
+			return REAL(select, LIBC_RET(hb_os_select(nfds, rd, wr, ex, tv)), nfds, rd, wr,
 				    ex, tv);
 		{
 			/* the raw pselect6 takes {sigset, size} */

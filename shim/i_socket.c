@@ -444,9 +444,9 @@ HB_EXPORT int dup2(int oldfd, int newfd)
 	int begun, r, err;
 
 	if (oldfd == newfd)
-		return REAL(dup2, (int)syscall(SYS_dup2, oldfd, newfd), oldfd, newfd);
+		return REAL(dup2, LIBC_RET(hb_os_dup2(oldfd, newfd)), oldfd, newfd);
 	begun = hb_fd_conn(newfd) && hb_vforked() ? 0 : hb_fd_forget_begin(newfd);
-	r = REAL(dup2, (int)syscall(SYS_dup2, oldfd, newfd), oldfd, newfd);
+	r = REAL(dup2, LIBC_RET(hb_os_dup2(oldfd, newfd)), oldfd, newfd);
 	err = errno;
 	if (begun)
 		hb_fd_forget_end(newfd, r >= 0);

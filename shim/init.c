@@ -90,9 +90,9 @@ void hb_init(void)
 		const char *inh = getenv("HBSHIM_INHERIT");
 
 		if (inh) {
-			/* Framed connections handed over by exec. */
-			if (hb_inherit_import(inh) < 0)
-				hb_log(HB_LOG_WARN, "HBSHIM_INHERIT is malformed: ignored");
+			/* Framed connections handed over by exec (a bad entry
+			 * is ignored with a warning). */
+			hb_inherit_import(inh);
 			unsetenv("HBSHIM_INHERIT");
 			hb_stdio_adopt();
 		}

@@ -34,6 +34,18 @@
 		fn_ ? fn_(__VA_ARGS__) : (fallback);               \
 	})
 
+/* An OS-layer result (value or -errno) in libc's convention, for the
+ * fallbacks of REAL. */
+#define LIBC_RET(expr)                                             \
+	({                                                         \
+		long r_ = (expr);                                  \
+		if (r_ < 0) {                                      \
+			errno = (int)-r_;                          \
+			r_ = -1;                                   \
+		}                                                  \
+		(int)r_;                                           \
+	})
+
 /* A connection usable by the I/O paths: tracked and not lost. */
 static inline int hb_conn_usable(const struct hb_conn *c)
 {

@@ -85,7 +85,7 @@ long hb_os_open(const char *path, int flags, int mode)
 
 long hb_os_rename(const char *from, const char *to)
 {
-	return RAW(SYS_renameat, AT_FDCWD, from, AT_FDCWD, to);
+	return RAW(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, 0);
 }
 
 long hb_os_connect(int fd, const struct sockaddr *sa, socklen_t len)
@@ -123,6 +123,53 @@ long hb_os_poll1(int fd, short events, int timeout_ms, short *revents)
 	if (revents)
 		*revents = p.revents;
 	return r;
+}
+
+/* The application's poll, select and dup2 from the system calls every
+ * architecture has: arm64's generic table has no poll, select or dup2.
+ * The interposers' fallbacks before binding. */
+long hb_os_poll(struct pollfd *fds, unsigned long n, int timeout_ms)
+{
+	struct timespec ts, *tsp = NULL;
+
+	if (timeout_ms >= 0) {
+		ts.tv_sec = timeout_ms / 1000;
+		ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+		tsp = &ts;
+	}
+	return RAW(SYS_ppoll, fds, n, tsp, NULL, 0);
+}
+
+long hb_os_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
+{
+	struct timespec ts, *tsp = NULL;
+	long r;
+
+	if (tv) {
+		if (tv->tv_sec < 0 || tv->tv_usec < 0 || tv->tv_usec >= 1000000)
+			return -EINVAL;
+		ts.tv_sec = tv->tv_sec;
+		ts.tv_nsec = tv->tv_usec * 1000L;
+		tsp = &ts;
+	}
+	r = RAW(SYS_pselect6, nfds, rd, wr, ex, tsp, NULL);
+	if (tv) {
+		/* Linux's select leaves the time not slept in tv. */
+		tv->tv_sec = ts.tv_sec;
+		tv->tv_usec = ts.tv_nsec / 1000;
+	}
+	return r;
+}
+
+long hb_os_dup2(int oldfd, int newfd)
+{
+	long r;
+
+	if (oldfd != newfd)
+		return RAW(SYS_dup3, oldfd, newfd, 0);
+	/* dup3 refuses equal numbers; dup2 returns the number if it is open. */
+	r = RAW(SYS_fcntl, oldfd, F_GETFD, 0);
+	return r < 0 ? r : newfd;
 }
 
 long hb_os_getsockname(int fd, struct sockaddr *sa, socklen_t *len)
