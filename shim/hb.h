@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
+#include <fcntl.h> /* loff_t (musl declares it there) */
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
