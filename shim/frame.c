@@ -152,6 +152,14 @@ static inline uint32_t ms32(uint64_t ms)
 	return (uint32_t)ms ? (uint32_t)ms : 1;
 }
 
+/* The shim took bytes from the peer: its own record of the peer's last
+ * sign of life, for where TCP_INFO has no tcpi_last_data_recv. */
+static inline void rx_seen(struct hb_conn *c)
+{
+	if (HB_UNLIKELY(hb_load_relaxed(&hb_os_ti_short)))
+		hb_store_relaxed(&c->rx_seen, ms32(hb_os_now_ms()));
+}
+
 /* Whether this process may act on the stream on its own (detect a hello,
  * drain control frames, linger, wait at exit): the connection is not
  * shared with another process (fork, exec), or the application used it
@@ -658,6 +666,8 @@ static long absorb(struct hb_conn *c, int fd, uint8_t *buf, size_t alen, uint8_t
 	size_t app = 0, take;
 	ssize_t r;
 
+	if (got)
+		rx_seen(c);
 	take = got < alen ? got : alen;
 	if (take) {
 		r = hb_rx_decode(&c->rx, buf, take, &info);
@@ -741,6 +751,7 @@ static long read_predicted(struct hb_conn *c, int fd, uint8_t *buf, size_t n, in
 	got = hb_next_recvmsg(fd, &m, flags & ~MSG_WAITALL);
 	if (got <= 0)
 		return got == 0 ? -ENODATA : got;
+	rx_seen(c);
 	/* The rest of the current frame. */
 	left = (size_t)got;
 	if (rem) {
@@ -900,8 +911,10 @@ got:
 		return -ENODATA;
 	/* The common case: one data header, then only its payload. */
 	if (!alen && slen == HB_DATA_HDR_LEN && (size_t)got >= HB_DATA_HDR_LEN &&
-	    hb_rx_data_fast(&c->rx, scratch, (size_t)got - HB_DATA_HDR_LEN))
+	    hb_rx_data_fast(&c->rx, scratch, (size_t)got - HB_DATA_HDR_LEN)) {
+		rx_seen(c);
 		return (long)((size_t)got - HB_DATA_HDR_LEN);
+	}
 	return absorb(c, fd, buf, alen, scratch, slen, boff, (size_t)got);
 }
 
@@ -918,6 +931,8 @@ static long peek_framed(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int f
 			size_t want = n < c->rx.remaining ? n : c->rx.remaining;
 
 			r = hb_os_recv(fd, buf, want, flags & ~MSG_WAITALL);
+			if (r > 0)
+				rx_seen(c);
 			return r == 0 ? -ENODATA : r;
 		}
 		r = hb_os_recv(fd, scratch,
@@ -1688,6 +1703,24 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		uint32_t limit = rx_limit(c), silent = ti->tcpi_last_data_recv;
 		int inq = 0;
 
+		if (!HB_TI_HAS(&x, ti.tcpi_last_data_recv)) {
+			/* A short TCP_INFO: the time since the shim last took
+			 * bytes (its reads, and the drain below for an idle
+			 * application), counted from the first tick. */
+			uint32_t seen = hb_load_relaxed(&c->rx_seen);
+
+			if (!seen)
+				hb_store_relaxed(&c->rx_seen, seen = ms32(now));
+			if ((uint32_t)now - seen >= limit && trylock(&c->rxlock)) {
+				/* Heartbeats that wait unread (this process
+				 * was itself stopped, or late) are life. */
+				drain(c, fd);
+				unlock(&c->rxlock);
+				seen = hb_load_relaxed(&c->rx_seen);
+			}
+			silent = (uint32_t)now - seen;
+		}
+
 		/* Bytes the application has not read yet: the peer was alive to
 		 * send them, and with our receive window filling up it may not
 		 * be able to send anything else, heartbeats included. Silence
@@ -1885,6 +1918,7 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 	r = xfer(ctx, len < c->rx.remaining ? len : c->rx.remaining);
 	if (r > 0) {
 		c->rx.remaining -= (uint32_t)r;
+		rx_seen(c);
 		if (hb_cfg.idle_timeout_ms) /* only the idle deadline reads it */
 			c->last_app_ms = hb_os_now_ms();
 	}

@@ -245,6 +245,9 @@ struct hb_tcp_info {
 };
 #define HB_TI_HAS(x, field) ((x)->len >= offsetof(struct hb_tcp_info, field) + sizeof((x)->field))
 long hb_os_tcp_info(int fd, struct hb_tcp_info *x);
+/* Set once a TCP_INFO answer stopped before tcpi_last_data_recv (qemu-user,
+ * gVisor): framed connections then time the peer's silence themselves. */
+extern _Atomic int hb_os_ti_short;
 /* Another process (parent or child) holds the socket too: 1, 0, -1 unknown. */
 int hb_os_sock_shared(int fd);
 long hb_os_shutdown(int fd, int how);
@@ -387,6 +390,8 @@ struct hb_conn {
 	uint32_t bg_partial_at;        /* bg: when it first saw only a magic prefix; 0 = not yet */
 	uint32_t partial_at;           /* detect: the same, seen by an app thread (rxlock) */
 	uint32_t drained_at;           /* bg: control frames last drained; 0 = never (rxlock) */
+	_Atomic uint32_t rx_seen;      /* the shim last took bytes from the socket; kept only
+					  once TCP_INFO came back short (hb_os_ti_short) */
 	/* Framed mode (frame.c). rxmode and rx change under rxlock, txmode and
 	 * tx under txlock; both are read without them by quick checks. */
 	_Atomic uint8_t rxmode;        /* HB_RX_* */
