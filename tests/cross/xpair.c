@@ -12,10 +12,11 @@
  *	  3 BYE:      exits 0
  *   xpair client PORT N [freeze]
  *	prints "MODE m" (hbshim_fd_mode: 0 none, 1 keepalive, 2 frame),
- *	"KEEPALIVE k UTO u" (the kernel's values, read with raw system
- *	calls), sends N bytes that look like frame headers and heartbeats
+ *	sends N bytes that look like frame headers and heartbeats
  *	(0x00 0x01, lengths) in pieces of odd sizes, checks the echo and the
- *	server's own bytes byte for byte ("ECHO OK n" or "ECHO BAD ..."). With
+ *	server's own bytes byte for byte ("ECHO OK n" or "ECHO BAD ..."),
+ *	then "KEEPALIVE k UTO u" (the kernel's values, read with raw system
+ *	calls; waits up to 3 s for SO_KEEPALIVE, which the shim sets late). With
  *	freeze: asks the server to freeze, and after its "Z" blocks in read:
  *	"FROZEN ERR errno secs" (or "FROZEN READ r secs"), then the result of
  *	a second read ("AGAIN ERR errno"). Exit 0 when every step ran, 1 on a
@@ -182,13 +183,6 @@ static int client(int port, uint32_t n, int freeze)
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
 		die("connect");
 	printf("MODE %d\n", fd_mode ? fd_mode(fd) : -1);
-	/* What the kernel holds, not what getsockopt's interposer says. */
-	if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_KEEPALIVE, &ka, &l) < 0)
-		ka = -errno;
-	l = sizeof(int);
-	if (syscall(SYS_getsockopt, fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, &l) < 0)
-		uto = -errno;
-	printf("KEEPALIVE %d UTO %d\n", ka, uto);
 	fflush(stdout);
 
 	out = malloc(n ? n : 1);
@@ -224,6 +218,18 @@ static int client(int port, uint32_t n, int freeze)
 	if (bad)
 		return 1;
 	printf("ECHO OK %u\n", n);
+	/* What the kernel holds, not what getsockopt's interposer says. The
+	 * shim turns SO_KEEPALIVE on at a random offset below one interval
+	 * after the connection opened: wait up to 3 s for it. */
+	for (double t0 = now(); ka != 1 && now() - t0 < 3.0; usleep(20000)) {
+		l = sizeof(int);
+		if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_KEEPALIVE, &ka, &l) < 0)
+			ka = -errno;
+	}
+	l = sizeof(int);
+	if (syscall(SYS_getsockopt, fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, &l) < 0)
+		uto = -errno;
+	printf("KEEPALIVE %d UTO %d\n", ka, uto);
 	fflush(stdout);
 	if (freeze) {
 		char z;
