@@ -3,6 +3,8 @@
 # check-cross builds build/musl and build/arm64 first):
 #   arm64: every unit test (cmocka for arm64: Debian's libcmocka-dev:arm64,
 #          multiarch) under qemu-aarch64-static, then tests/cross/xpair.bats
+#   both:  tests/cross/wrapper_libc.bats (the wrapper refuses a library of
+#          another libc or architecture)
 #   musl:  tests/cross/xpair.bats (no unit tests: Debian has no cmocka
 #          built for musl)
 # The cross libc is the loader prefix and the library path under qemu, so a
@@ -32,6 +34,7 @@ else
 	echo "arm64 unit: cannot build (cmocka for arm64: apt-get install libcmocka-dev:arm64 after dpkg --add-architecture arm64)"
 	fail=1
 fi
+bats tests/cross/wrapper_libc.bats || fail=1
 for target in musl arm64; do
 	XTARGET=$target bats tests/cross/xpair.bats || fail=1
 done
