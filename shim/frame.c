@@ -1675,6 +1675,10 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		uint32_t due = interval - (jitter ? conn_jitter(c) % jitter : 0);
 		uint32_t slack = interval / 20 < 8 ? interval / 20 : 8;
 
+		/* A short TCP_INFO has no tcpi_last_data_sent: a heartbeat
+		 * every interval, data or not (2 bytes an interval more). */
+		if (!HB_TI_HAS(&x, ti.tcpi_last_data_sent))
+			quiet = c->hb_sent_at ? (uint32_t)now - c->hb_sent_at : due;
 		flush_pend(c, fd);
 		if (hb_tx_at_boundary(&c->tx)) {
 			if (quiet + slack >= due) {
@@ -1684,8 +1688,10 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 					c->tx.pend[0] = hb[1];
 					c->tx.pend_len = 1;
 				}
-				if (r > 0)
+				if (r > 0) {
 					hb_stat_add(HB_ST_HB_SENT, 1);
+					c->hb_sent_at = ms32(now);
+				}
 				next = now + due;
 			} else {
 				next = now + (due - quiet);

@@ -392,6 +392,7 @@ struct hb_conn {
 	uint32_t drained_at;           /* bg: control frames last drained; 0 = never (rxlock) */
 	_Atomic uint32_t rx_seen;      /* the shim last took bytes from the socket; kept only
 					  once TCP_INFO came back short (hb_os_ti_short) */
+	uint32_t hb_sent_at;           /* bg: our last heartbeat (txlock); the same fallback */
 	/* Framed mode (frame.c). rxmode and rx change under rxlock, txmode and
 	 * tx under txlock; both are read without them by quick checks. */
 	_Atomic uint8_t rxmode;        /* HB_RX_* */

@@ -11,7 +11,8 @@
 # Each case: an xpair server and client, both shimmed; 300 KB each way
 # byte-exact in odd-sized pieces that look like frame headers; keepalive
 # mode shows the kernel's SO_KEEPALIVE and TCP_USER_TIMEOUT set by the
-# shim; framed mode detects a server that stopped itself (SIGSTOP) within
+# shim; framed mode keeps a live peer idle for 2 timeouts (heartbeats
+# flow) and detects a server that stopped itself (SIGSTOP) within
 # [timeout - 5 %, timeout + 10 % + 0.5 s of scheduling slack under qemu].
 
 XTARGET=${XTARGET:-musl}
@@ -93,6 +94,16 @@ server() {
 	[ "$status" -eq 0 ]
 	[[ $output == *"MODE 2"* ]]
 	[[ $output == *"ECHO OK $N"* ]]
+}
+
+@test "$XTARGET: framed mode: an idle live peer (3.5 s, timeout 1.5 s) is kept by heartbeats" {
+	local ENV=(HBSHIM_INTERVAL=300ms HBSHIM_TIMEOUT=1500ms "HBSHIM_FRAME=127.0.0.1:*")
+	server "${ENV[@]}"
+	run xrun "${ENV[@]}" -- "$XB/tests/xpair" client "$PORT" 20000 idle
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"MODE 2"* ]]
+	[[ $output == *"ECHO OK 20000"* ]]
 }
 
 @test "$XTARGET: framed mode: a frozen peer is detected within the timeout + 10 %" {

@@ -10,7 +10,7 @@
  *	  1 ECHO n:   reads n bytes, sends them back, then n bytes of its own
  *	  2 FREEZE:   sends "Z" and stops itself (SIGSTOP)
  *	  3 BYE:      exits 0
- *   xpair client PORT N [freeze]
+ *   xpair client PORT N [freeze|idle]
  *	prints "MODE m" (hbshim_fd_mode: 0 none, 1 keepalive, 2 frame),
  *	sends N bytes that look like frame headers and heartbeats
  *	(0x00 0x01, lengths) in pieces of odd sizes, checks the echo and the
@@ -19,7 +19,8 @@
  *	calls; waits up to 3 s for SO_KEEPALIVE, which the shim sets late). With
  *	freeze: asks the server to freeze, and after its "Z" blocks in read:
  *	"FROZEN ERR errno secs" (or "FROZEN READ r secs"), then the result of
- *	a second read ("AGAIN ERR errno"). Exit 0 when every step ran, 1 on a
+ *	a second read ("AGAIN ERR errno"). With idle: 3.5 s of silence on both
+ *	sides before the echo. Exit 0 when every step ran, 1 on a
  *	mismatch or failure.
  */
 #include <dlfcn.h>
@@ -170,7 +171,7 @@ static int server(void)
 	}
 }
 
-static int client(int port, uint32_t n, int freeze)
+static int client(int port, uint32_t n, int freeze, int idle)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -184,6 +185,8 @@ static int client(int port, uint32_t n, int freeze)
 		die("connect");
 	printf("MODE %d\n", fd_mode ? fd_mode(fd) : -1);
 	fflush(stdout);
+	if (idle) /* both ends idle: only heartbeats keep the connection */
+		usleep(3500 * 1000);
 
 	out = malloc(n ? n : 1);
 	in = malloc(n ? n : 1);
@@ -269,8 +272,9 @@ int main(int argc, char **argv)
 
 		if (n > MAX_N)
 			return 2;
-		return client(atoi(argv[2]), (uint32_t)n, argc == 5 && !strcmp(argv[4], "freeze"));
+		return client(atoi(argv[2]), (uint32_t)n, argc == 5 && !strcmp(argv[4], "freeze"),
+			      argc == 5 && !strcmp(argv[4], "idle"));
 	}
-	fprintf(stderr, "usage: xpair server | xpair client PORT N [freeze]\n");
+	fprintf(stderr, "usage: xpair server | xpair client PORT N [freeze|idle]\n");
 	return 2;
 }
