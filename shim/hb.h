@@ -46,6 +46,46 @@ struct hb_rule {
 	uint8_t addr[16]; /* network order, 4 or 16 bytes used */
 };
 
+/* ------------------------------------------------------------------ fault.c */
+
+/* HBSHIM_FAULTS: test-harness fault rules (grammar in fault.c, runtime in
+ * fault_io.c). */
+#define HB_MAX_FAULTS 16
+#define HB_FAULT_NAME 16
+enum { HB_FA_NONE = 0, HB_FA_LATENCY, HB_FA_BANDWIDTH, HB_FA_SLICER, HB_FA_HANG, HB_FA_RESET,
+       HB_FA_CLOSE, HB_FA_LIMIT, HB_FA_ERRNO, HB_FA_REFUSE, HB_FA_TIMEOUT, HB_FA_DELAY,
+       HB_FA_COUNT };
+#define HB_FDIR_IN  1u /* bytes toward the application (reads) */
+#define HB_FDIR_OUT 2u /* bytes from the application (writes) */
+enum { HB_FSIDE_ANY = 0, HB_FSIDE_CONNECT = 1, HB_FSIDE_ACCEPT = 2 };
+enum { HB_FCALL_ANY = 0, HB_FCALL_CONNECT = 1, HB_FCALL_READ = 2, HB_FCALL_WRITE = 3 };
+
+/* One rule; immutable after parsing. */
+struct hb_fault {
+	char name[HB_FAULT_NAME]; /* name=, default "f<position>" */
+	uint8_t action;           /* HB_FA_* */
+	uint8_t dir;              /* HB_FDIR_* bits; 0 for connect faults */
+	uint8_t side;             /* HB_FSIDE_* */
+	uint8_t call;             /* HB_FCALL_* (errno only) */
+	uint32_t arg;             /* ms (latency, delay), bytes/s, bytes, errno */
+	uint32_t jitter_ms;       /* latency +- this */
+	uint32_t after_ms;        /* trigger: this long after connect/accept */
+	uint32_t for_ms;          /* active this long after the trigger; 0 = ever */
+	uint32_t nth;             /* trigger: the Nth matching call; 0 = any */
+	uint32_t prob_ppm;        /* trigger: per call, in millionths (10^6 = always) */
+	uint64_t after_bytes;     /* trigger: after this many bytes in dir */
+	struct hb_rule peer;      /* which peers; "*" by default */
+};
+/* Parse a whole HBSHIM_FAULTS value into out[0..max): 0 and the count in
+ * *n, or -EINVAL / -E2BIG with *bad, *badlen delimiting the offending rule
+ * (for the error line). Pure; any thread. */
+int hb_fault_parse(const char *s, struct hb_fault *out, int max, int *n, const char **bad,
+		   size_t *badlen);
+/* One rule s[0..n) (no ';'); index names it when it has no name=. */
+int hb_fault_parse_one(const char *s, size_t n, struct hb_fault *f, int index);
+const char *hb_fault_action_name(int action);
+const char *hb_fault_errno_name(int err);
+
 /* The whole configuration, parsed once and then read-only. */
 struct hb_config {
 	int disabled;                /* HBSHIM_DISABLE=1 or an invalid value */
@@ -60,6 +100,10 @@ struct hb_config {
 	char stats_file[HB_PATH_MAX];  /* HBSHIM_STATS, "" = off */
 	int nrules;                  /* HBSHIM_FRAME */
 	struct hb_rule rules[HB_MAX_RULES];
+	int nfaults;                 /* HBSHIM_FAULTS */
+	struct hb_fault faults[HB_MAX_FAULTS];
+	uint64_t seed;               /* HBSHIM_SEED */
+	int seed_set;                /* HBSHIM_SEED was given */
 };
 
 /* Parse a duration: "250ms", "5s", "1m", "2h" or a bare integer (seconds).
@@ -86,10 +130,11 @@ int hb_config_parse(struct hb_config *c, const char *(*get)(const char *name), c
 
 /* How a variable's value is parsed and stored (struct hb_option.kind). */
 enum { HB_OPT_BOOL, HB_OPT_DURATION, HB_OPT_TIMEOUT, HB_OPT_RULES, HB_OPT_ACCEPT, HB_OPT_LOG,
-       HB_OPT_PATH };
+       HB_OPT_PATH, HB_OPT_FAULTS, HB_OPT_SEED };
 /* HB_OPT_* flags for the wrapper. */
 #define HB_OPTF_FLAG       1u /* takes no value on the command line ("1") */
 #define HB_OPTF_REPEATABLE 2u /* repeated options are joined with ',' */
+#define HB_OPTF_SEMI       4u /* with HB_OPTF_REPEATABLE: joined with ';' instead */
 
 /* One row per variable: the only list of settings. hb_config_parse reads
  * it in order (HBSHIM_INTERVAL before HBSHIM_TIMEOUT); the wrapper's option

@@ -78,7 +78,9 @@ static void help(void)
 			snprintf(left, sizeof(left), "%s %s", d->option, d->metavar);
 		printf("  %-28s %s\n", left, d->doc);
 		printf("  %-28s (default: %s; env %s%s)\n", "", d->deflt, d->env,
-		       d->flags & HB_OPTF_REPEATABLE ? "; repeatable, joined with ','" : "");
+		       !(d->flags & HB_OPTF_REPEATABLE) ? ""
+		       : d->flags & HB_OPTF_SEMI   ? "; repeatable, joined with ';'"
+						   : "; repeatable, joined with ','");
 	}
 	printf("  %-28s %s\n", "--help", "print this help and exit");
 	printf("  %-28s %s\n", "--version", "print the version and exit");
@@ -113,15 +115,15 @@ static const struct hb_option *find_option(const char *name, size_t len)
 	return NULL;
 }
 
-/* Append item to the ','-joined list *list (malloc'd, or NULL). */
-static void join(char **list, const char *item)
+/* Append item to the sep-joined list *list (malloc'd, or NULL). */
+static void join(char **list, const char *item, char sep)
 {
 	size_t old = *list ? strlen(*list) : 0, n = strlen(item);
 	char *p = xmalloc(old + n + 2);
 
 	if (old) {
 		memcpy(p, *list, old);
-		p[old++] = ',';
+		p[old++] = sep;
 	}
 	memcpy(p + old, item, n + 1);
 	free(*list);
@@ -180,7 +182,7 @@ static int parse_args(int argc, char **argv)
 			char **list = &joined[d - hb_options];
 
 			if (val[0])
-				join(list, val);
+				join(list, val, d->flags & HB_OPTF_SEMI ? ';' : ',');
 			else if (!*list)
 				*list = xstrdup(""); /* --frame= clears the variable */
 			continue;
