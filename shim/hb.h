@@ -286,6 +286,9 @@ long hb_os_getrandom(void *buf, size_t n);
 long hb_os_fcntl(int fd, int cmd, long arg);
 long hb_os_epoll_ctl(int epfd, int op, int fd, void *ev);
 long hb_os_connect(int fd, const struct sockaddr *sa, socklen_t len);
+long hb_os_socket(int domain, int type, int protocol);
+long hb_os_bind(int fd, const struct sockaddr *sa, socklen_t len);
+long hb_os_listen(int fd, int backlog);
 /* epollset.c: remember an epoll set a framed socket was added to; take fd
  * (a framed socket about to be closed while the shim keeps a duplicate)
  * out of every such set: -1 when those sets are not all known. Any thread,
@@ -382,6 +385,9 @@ struct hb_conn {
 	uint8_t kind;          /* HB_KIND_* */
 	_Atomic uint8_t stolen_err; /* an error (ECONNRESET...) a call of the shim's own took from the socket */
 	_Atomic uint32_t sndtimeo_ms; /* app's SO_SNDTIMEO, 0 = none */
+	_Atomic(struct hb_fstate *) fault; /* fault rules bound at connect/accept
+					      (fault_io.c); NULL = none, the only
+					      load the I/O paths pay */
 	/* Links for the lock-free stacks (pool index + 1, 0 = end). */
 	uint32_t free_next;    /* pool free list */
 	uint32_t inbox_next;   /* app -> bg: schedule me */
@@ -756,7 +762,8 @@ enum {
 	HB_ST_LOG_DROP_WRITE, /* log lines dropped: not writable (full pipe, no reader, full disk) */
 	HB_ST_EV_DROP_RATE,   /* event lines dropped by the rate cap */
 	HB_ST_EV_DROP_WRITE,  /* event lines dropped: not writable */
-	HB_ST_COUNT
+	HB_ST_FAULTS,         /* injected faults: HB_FA_COUNT slots, by HB_FA_* action */
+	HB_ST_COUNT = HB_ST_FAULTS + HB_FA_COUNT
 };
 extern _Atomic uint64_t hb_stats[HB_ST_COUNT];
 static inline void hb_stat_add(int k, int64_t v) { hb_add_relaxed(&hb_stats[k], (uint64_t)v); }
@@ -765,6 +772,33 @@ void hb_stats_render(struct hb_buf *b);
 /* Write HBSHIM_STATS atomically (tmp + rename). Any thread. */
 void hb_stats_flush(void);
 extern _Atomic int hb_stats_adopted;
+
+/* ------------------------------------------------------------------ fault_io.c */
+
+/* Fault injection at run time (HBSHIM_FAULTS). Nothing here runs unless
+ * rules are configured: the interposers test c->fault (one atomic load).
+ * All functions: app threads, return 0 / count or -errno. */
+struct hb_fstate;
+/* Connect faults, before the real connect: 0 to go on (after a "delay"
+ * slept, or with *sa replaced by a private address that never answers for
+ * "timeout"), or -errno to fail the connect with (refuse, errno). */
+int hb_fault_connect(int fd, struct hb_conn *c, const struct sockaddr **sa, socklen_t *len);
+/* Bind the rules matching this connection (side, peer) to c. */
+void hb_fault_bind(int fd, struct hb_conn *c, const struct sockaddr *peer, socklen_t peerlen,
+		   int accepted);
+/* The undisturbed call below the faults (framed or raw), count or -errno. */
+typedef long (*hb_fault_next_fn)(struct hb_conn *c, int fd, struct msghdr *m, int flags);
+/* Application receive / send through the bound rules. *injected is set
+ * when the result is the fault's own (not the kernel's), so the caller
+ * does not take it for a dead peer. */
+long hb_fault_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags, hb_fault_next_fn next,
+		   int *injected);
+long hb_fault_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags,
+		   hb_fault_next_fn next, int *injected);
+static inline struct hb_fstate *hb_fault_of(struct hb_conn *c)
+{
+	return hb_load_relaxed(&c->fault);
+}
 
 /* ------------------------------------------------------------------ init.c */
 
