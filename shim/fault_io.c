@@ -27,6 +27,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <string.h>
 #include <netinet/in.h>
 
@@ -116,6 +117,28 @@ static int nap(uint64_t ms)
 	long r = hb_os_poll1(-1, 0, ms > INT_MAX ? INT_MAX : (int)ms, NULL);
 
 	return r == -EINTR ? -EINTR : 0;
+}
+
+/* A signal interrupted one of our waits inside the application's call:
+ * does that call fail EINTR? As in the kernel: always with a timeout of
+ * the program's own (SO_RCVTIMEO/SO_SNDTIMEO), else only when some
+ * installed handler lacks SA_RESTART (we cannot tell which one ran). */
+static int intr_fails(uint32_t tmo)
+{
+	if (tmo)
+		return 1;
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+
+		if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) < 0)
+			continue;
+		if (!(sa.sa_flags & SA_SIGINFO) &&
+		    (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN))
+			continue;
+		if (!(sa.sa_flags & SA_RESTART))
+			return 1;
+	}
+	return 0;
 }
 
 /* Record one injected fault. */
@@ -363,6 +386,7 @@ struct plan {
 	size_t slice_cap;    /* slicer's share of cap (rolled on the first pass) */
 	uint64_t wait_until; /* not before this time (bandwidth) */
 	uint32_t latency;    /* ms: reads wait this long after data came */
+	uint64_t next_trigger; /* earliest "after" trigger still ahead, 0 = none */
 	int lat_rule;        /* bound rule index for held_ms, or -1 */
 	/* Faults to record after the lock is dropped. */
 	int nrec;
@@ -399,8 +423,14 @@ static void plan_call(struct hb_fstate *st, unsigned dir, size_t want, uint64_t 
 		if (!r->active) {
 			moved_dir = ((f->dir & HB_FDIR_IN) ? st->bytes[0] : 0) +
 				    ((f->dir & HB_FDIR_OUT) ? st->bytes[1] : 0);
-			if (now - st->opened_ms < f->after_ms || moved_dir < f->after_bytes ||
-			    (f->nth && r->calls < f->nth))
+			if (now - st->opened_ms < f->after_ms) {
+				uint64_t at = st->opened_ms + f->after_ms;
+
+				if (!p->next_trigger || at < p->next_trigger)
+					p->next_trigger = at;
+				continue;
+			}
+			if (moved_dir < f->after_bytes || (f->nth && r->calls < f->nth))
 				continue;
 			r->active = 1;
 			r->since_ms = now;
@@ -656,7 +686,8 @@ static long fault_io(struct hb_conn *c, int fd, struct msghdr *m, int flags, uns
 					return next(c, fd, m, flags);
 				}
 				/* Block until something comes, in slices. */
-				if (hb_os_poll1(fd, POLLIN, SLICE_MS, &rev) == -EINTR)
+				if (hb_os_poll1(fd, POLLIN, SLICE_MS, &rev) == -EINTR &&
+				    intr_fails(tmo))
 					return -EINTR;
 				if (tmo && hb_os_now_ms() - start >= tmo)
 					return -EAGAIN;
@@ -670,7 +701,7 @@ static long fault_io(struct hb_conn *c, int fd, struct msghdr *m, int flags, uns
 				wait_to = now + SLICE_MS;
 			if (tmo && wait_to > start + tmo)
 				wait_to = start + tmo;
-			if (nap(wait_to > now ? wait_to - now : 0) == -EINTR)
+			if (nap(wait_to > now ? wait_to - now : 0) == -EINTR && intr_fails(tmo))
 				return -EINTR;
 			continue;
 		}
@@ -679,8 +710,28 @@ static long fault_io(struct hb_conn *c, int fd, struct msghdr *m, int flags, uns
 			uint64_t to = start + p.latency;
 
 			while ((now = hb_os_now_ms()) < to)
-				if (nap(to - now > SLICE_MS ? SLICE_MS : to - now) == -EINTR)
+				if (nap(to - now > SLICE_MS ? SLICE_MS : to - now) == -EINTR &&
+				    intr_fails(tmo))
 					return -EINTR;
+		}
+		if (p.next_trigger && dir == HB_FDIR_IN && !nb) {
+			/* A blocking read while a timed trigger is ahead: wait
+			 * for data only until the trigger, then plan again. */
+			uint64_t to = p.next_trigger;
+			short rev = 0;
+			long pr;
+
+			if (tmo && start + tmo < to)
+				to = start + tmo;
+			pr = hb_os_poll1(fd, POLLIN, to > now ? (int)(to - now < INT_MAX ? to - now : INT_MAX) : 0,
+					 &rev);
+			if (pr == -EINTR && intr_fails(tmo))
+				return -EINTR;
+			if (pr <= 0) {
+				if (tmo && hb_os_now_ms() - start >= tmo)
+					return -EAGAIN;
+				continue;
+			}
 		}
 		*injected = 0;
 		if (p.cap < want) {

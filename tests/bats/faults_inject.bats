@@ -124,6 +124,18 @@ for line in open(sys.argv[1]):
 	[ "$(tail -1 "$T/srv.out")" = "end EOF" ]
 }
 
+@test "faults_inject: reset,after=500ms while the client is blocked in recv: it fails ECONNRESET at 0.5 s, the server sees the reset" {
+	start_server
+	timed shim HBSHIM_FAULTS='reset,after=500ms' "$PY" "$APP" client-idle 127.0.0.1 "$PORT" >"$T/out"
+	cat "$T/out"
+	echo "elapsed $ELAPSED"
+	grep -q '^RECV.*ECONNRESET' "$T/out"
+	# after a reset, writes fail EPIPE (no signal of ours)
+	grep -q '^SEND.*EPIPE' "$T/out"
+	echo "$ELAPSED >= 0.45 && $ELAPSED < 2.5" | bc | grep -qx 1
+	wait_line "$T/srv.out" '^end ECONNRESET' 5
+}
+
 @test "faults_inject: close and limit_data=1000: the reader sees EOF (exactly 1000 bytes with the limit), all callers; curl reports the short body" {
 	start_server
 	local m
@@ -262,4 +274,15 @@ EOF
 	echo "$output"
 	[[ ${lines[1]} == "eof after 100" ]]
 	"$PY" -c 'import sys; s=[int(x) for x in sys.argv[1].split()[1].split(",")]; assert max(s) <= 10, s' "${lines[0]}"
+}
+
+@test "faults_inject: examples/fault-harness.sh reports each scenario's status and faults" {
+	start_server
+	printf '%s\n' '# two scenarios and the baseline' '' 'limit_data=10' 'refuse' >"$T/sc"
+	run "$HB_ROOT/examples/fault-harness.sh" -f "$T/sc" -- "$PY" "$FA" get 127.0.0.1 "$PORT" 1000 blocking 5
+	echo "$output"
+	assert_status 0
+	[[ ${lines[1]} =~ ^\(none\)\ +0\ +[0-9.]+\ 0$ ]]
+	[[ ${lines[2]} =~ ^limit_data=10\ +0\ +[0-9.]+\ 1$ ]]
+	[[ ${lines[3]} =~ ^refuse\ +1\ +[0-9.]+\ 1$ ]]
 }
