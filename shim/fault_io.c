@@ -45,7 +45,8 @@ struct frule {
 	uint8_t hit;       /* limit_data: the limit was reached (event sent) */
 	uint32_t calls;    /* matching calls so far */
 	uint64_t since_ms; /* when the trigger was met */
-	uint64_t moved;    /* bytes in its direction since then */
+	uint64_t moved[2]; /* bytes in, out since then (each direction its own
+			      limit and rate) */
 	uint64_t held_ms;  /* latency (in): when waiting data was first seen */
 };
 
@@ -406,6 +407,8 @@ static void note(struct plan *p, const struct frule *r, int err)
 static void plan_call(struct hb_fstate *st, unsigned dir, size_t want, uint64_t now, int first,
 		      uint32_t *skip, struct plan *p)
 {
+	int d = dir == HB_FDIR_IN ? 0 : 1;
+
 	memset(p, 0, sizeof(*p));
 	p->cap = want;
 	p->slice_cap = SIZE_MAX;
@@ -467,7 +470,7 @@ static void plan_call(struct hb_fstate *st, unsigned dir, size_t want, uint64_t 
 				note(p, r, 0);
 			break;
 		case HB_FA_LIMIT:
-			if (r->moved >= f->arg) {
+			if (r->moved[d] >= f->arg) {
 				if (dir == HB_FDIR_IN)
 					p->eof = 1;
 				else
@@ -476,8 +479,8 @@ static void plan_call(struct hb_fstate *st, unsigned dir, size_t want, uint64_t 
 					r->hit = 1;
 					note(p, r, 0);
 				}
-			} else if (f->arg - r->moved < p->cap) {
-				p->cap = (size_t)(f->arg - r->moved);
+			} else if (f->arg - r->moved[d] < p->cap) {
+				p->cap = (size_t)(f->arg - r->moved[d]);
 			}
 			break;
 		case HB_FA_SLICER:
@@ -512,7 +515,7 @@ static void plan_call(struct hb_fstate *st, unsigned dir, size_t want, uint64_t 
 			break;
 		}
 		case HB_FA_BANDWIDTH: {
-			uint64_t due = r->since_ms + r->moved * 1000 / f->arg;
+			uint64_t due = r->since_ms + r->moved[d] * 1000 / f->arg;
 			size_t chunk = f->arg / 20 ? f->arg / 20 : 1;
 
 			if (due > p->wait_until)
@@ -536,7 +539,7 @@ static void account(struct hb_fstate *st, unsigned dir, size_t n)
 		struct frule *r = &st->r[k];
 
 		if (r->active && !r->done && (hb_cfg.faults[r->idx].dir & dir))
-			r->moved += n;
+			r->moved[dir == HB_FDIR_IN ? 0 : 1] += n;
 	}
 }
 
@@ -654,7 +657,7 @@ static long fault_io(struct hb_conn *c, int fd, struct msghdr *m, int flags, uns
 			for (uint32_t k = 0; k < st->nrules; k++)
 				if (hb_cfg.faults[st->r[k].idx].action == HB_FA_HANG &&
 				    st->r[k].active)
-					hang_out = st->r[k].moved;
+					hang_out = st->r[k].moved[1];
 			if (want && hang_out < (uint64_t)sndbuf) {
 				size_t n = want;
 

@@ -286,3 +286,19 @@ EOF
 	[[ ${lines[2]} =~ ^limit_data=10\ +0\ +[0-9.]+\ 1$ ]]
 	[[ ${lines[3]} =~ ^refuse\ +1\ +[0-9.]+\ 1$ ]]
 }
+
+@test "faults_inject: rules on the accepting side (side=accept): a server's writes sliced and limited; side=connect rules leave it alone" {
+	PORT=$(free_port)
+	bg srv shim HBSHIM_EVENTS="$T/ev" \
+		HBSHIM_FAULTS='slicer=10,side=accept;limit_data=3000,dir=out,side=accept;reset,side=connect' \
+		"$PY" "$FA" server 127.0.0.1 "$PORT"
+	wait_listen "$PORT"
+	run plain "$PY" "$FA" get 127.0.0.1 "$PORT" 5000 blocking 5
+	echo "$output"
+	[[ ${lines[1]} == "eof after 3000" ]]
+	wait_line "$T/srv.out" '^end EPIPE' 5
+	fault_seq "$T/ev" >"$T/seq"
+	cat "$T/seq"
+	# the slicer starts with the request line (read), the limit ends the reply
+	[ "$(cat "$T/seq")" = "$(printf 'f1 slicer in -\nf2 limit_data out -')" ]
+}
