@@ -795,6 +795,16 @@ long hb_fault_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags, hb_fa
 		   int *injected);
 long hb_fault_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags,
 		   hb_fault_next_fn next, int *injected);
+/* poll/ppoll and select/pselect on a process with rules: a socket whose
+ * data is held back (latency, bandwidth, hang) is not reported readable
+ * until its release; the wait is cut at that time (and at a timed
+ * trigger) and made again. inner is the interposer's own call. */
+int hb_fault_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask,
+		   int (*inner)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *));
+int hb_fault_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *ts,
+		     const sigset_t *mask,
+		     int (*inner)(int, fd_set *, fd_set *, fd_set *, const struct timespec *,
+				  const sigset_t *));
 static inline struct hb_fstate *hb_fault_of(struct hb_conn *c)
 {
 	return hb_load_relaxed(&c->fault);

@@ -13,8 +13,9 @@
         settimeout Python's own socket timeout of SECS (poll inside)
         poll       non-blocking socket, poll() for POLLIN (SECS at most)
         select     non-blocking socket, select() (SECS at most)
-      Prints "sizes A,B,..." (each recv's count) and one of "ok N",
-      "eof after K", "err ERRNAME after K", "timeout after K".
+      Prints "sizes A,B,..." (each recv's count), one of "ok N",
+      "eof after K", "err ERRNAME after K", "timeout after K", then
+      "eagain K" (reads that found nothing after a readiness report).
   connect HOST PORT MODE SECS
       MODE blocking (SO_SNDTIMEO of SECS) or poll (non-blocking connect,
       poll for POLLOUT at most SECS, then SO_ERROR). Prints "connected",
@@ -92,6 +93,7 @@ def get(host, port, n, mode, secs="10"):
     sizes = []
     deadline = time.monotonic() + secs
     result = None
+    eagain = 0
     while len(got) < n:
         if mode in ("poll", "select") and not wait_in(s, mode, deadline):
             result = "timeout after %d" % len(got)
@@ -102,6 +104,7 @@ def get(host, port, n, mode, secs="10"):
             result = "timeout after %d" % len(got)
             break
         except BlockingIOError:
+            eagain += 1
             if mode == "rcvtimeo":
                 result = "timeout after %d" % len(got)
                 break
@@ -117,7 +120,8 @@ def get(host, port, n, mode, secs="10"):
     print("sizes", ",".join(map(str, sizes)))
     if got != pattern(len(got)):
         print("CORRUPT")
-    print(result or "ok %d" % len(got), flush=True)
+    print(result or "ok %d" % len(got))
+    print("eagain", eagain, flush=True)
     s.close()
 
 

@@ -302,3 +302,44 @@ EOF
 	# the slicer starts with the request line (read), the limit ends the reply
 	[ "$(cat "$T/seq")" = "$(printf 'f1 slicer in -\nf2 limit_data out -')" ]
 }
+
+@test "faults_inject: poll and select do not report data held back (latency, bandwidth, hang): no busy loop of EAGAIN reads" {
+	start_server
+	local m f
+	for m in poll select; do
+		for f in 'latency=300ms,dir=in' 'bandwidth=50k,dir=in'; do
+			run shim HBSHIM_FAULTS="$f" "$PY" "$FA" get 127.0.0.1 "$PORT" 100000 "$m" 5
+			echo "$m $f: $output"
+			[[ ${lines[1]} == "ok 100000" ]]
+			[ "${lines[2]#eagain }" -le 2 ]
+		done
+		run shim HBSHIM_FAULTS='hang,bytes=500,dir=in' "$PY" "$FA" get 127.0.0.1 "$PORT" 100000 "$m" 1
+		echo "$m hang: $output"
+		[[ ${lines[1]} == "timeout after 65536" ]]
+		[ "${lines[2]#eagain }" -le 2 ]
+	done
+}
+
+@test "faults_inject: reset,after=500ms reaches a client idle in poll: poll wakes at 0.5 s, the read fails ECONNRESET" {
+	start_server
+	cat >"$T/idle.py" <<'EOF2'
+import select, socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.setblocking(False)
+t0 = time.monotonic()
+p = select.poll()
+p.register(s, select.POLLIN)
+ev = p.poll(5000)
+try:
+    s.recv(10)
+    print("recv returned")
+except OSError as e:
+    print("recv", e.errno == 104 and "ECONNRESET" or e.errno)
+print("elapsed %.2f" % (time.monotonic() - t0))
+EOF2
+	run shim HBSHIM_FAULTS='reset,after=500ms' "$PY" "$T/idle.py" "$PORT"
+	echo "$output"
+	[ "${lines[0]}" = "recv ECONNRESET" ]
+	"$PY" -c 'import sys; e=float(sys.argv[1].split()[1]); assert 0.45 <= e < 2, e' "${lines[1]}"
+	wait_line "$T/srv.out" '^end ECONNRESET' 5
+}
