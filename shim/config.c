@@ -392,6 +392,9 @@ const struct hb_option hb_options[] = {
 	  "side=connect|accept|any, dir=in|out|both, call=connect|read|write|any, "
 	  "jitter=DURATION, after=DURATION, bytes=N, nth=N, prob=P or P%, for=DURATION "
 	  "(at most 16 rules)" },
+	{ "HBSHIM_CONTROL", "--control", "PATH", 0, HB_OPT_PATH, CFG(control_path), 0, 0, NULL,
+	  "off", "test harness: serve live fault control (hbshim ctl PATH ...) on this UNIX socket",
+	  "a file path shorter than 512 bytes; %p is the process id (unset or empty = off)" },
 	{ "HBSHIM_SEED", "--seed", "N", 0, HB_OPT_SEED, CFG(seed), 0, 0, NULL, "random",
 	  "seed of every random choice of the fault rules (same seed, same choices)",
 	  "a decimal number below 2^64" },

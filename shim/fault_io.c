@@ -40,6 +40,7 @@
 #define FSTATE_MAX 16384   /* connections with rules per process (then none) */
 #define SLICE_MS 20        /* longest single sleep of a wait */
 #define IOV_CAP 64         /* iovec entries kept when a call is shortened */
+#define CTL_SLICE_MS 100   /* with live control: how soon a waiting call sees a trigger */
 
 /* A bound rule's progress on one connection. */
 struct frule {
@@ -47,6 +48,7 @@ struct frule {
 	uint8_t active;    /* trigger met: since_ms is the start of its window */
 	uint8_t done;      /* fired once (one-shot) or its window is over */
 	uint8_t hit;       /* limit_data: the limit was reached (event sent) */
+	uint32_t kick_seen; /* hb_fault_kick[idx] last acted on (live control) */
 	uint32_t calls;    /* matching calls so far */
 	uint64_t since_ms; /* when the trigger was met */
 	uint64_t moved[2]; /* bytes in, out since then (each direction its own
@@ -69,6 +71,7 @@ static struct hb_fstate *_Atomic pool;
 static _Atomic uint32_t pool_used;
 static _Atomic uint32_t ordinals;
 static _Atomic uint32_t connect_calls[HB_MAX_FAULTS];
+static _Atomic uint32_t connect_kick_seen[HB_MAX_FAULTS];
 static _Atomic uint64_t proc_rng;
 static _Atomic int seeded;
 
@@ -274,13 +277,19 @@ int hb_fault_connect(int fd, struct hb_conn *c, const struct sockaddr **sa, sock
 		const struct hb_fault *f = &hb_cfg.faults[i];
 		uint32_t n;
 
-		if (!is_connect_fault(f) || !hb_rules_match(&f->peer, 1, *sa, *len))
+		uint32_t kick, seen;
+
+		if (!is_connect_fault(f) || hb_load_relaxed(&hb_fault_off[i]) ||
+		    !hb_rules_match(&f->peer, 1, *sa, *len))
 			continue;
 		n = hb_add_relaxed(&connect_calls[i], 1) + 1;
-		if (f->nth && n != f->nth)
+		kick = hb_load_relaxed(&hb_fault_kick[i]);
+		seen = hb_load_relaxed(&connect_kick_seen[i]);
+		if (kick != seen && hb_cas_strong_acq_rel(&connect_kick_seen[i], &seen, kick)) {
+			/* "hbshim ctl trigger": this connect, whatever the trigger */
+		} else if ((f->nth && n != f->nth) || !roll(f->prob_ppm)) {
 			continue;
-		if (!roll(f->prob_ppm))
-			continue;
+		}
 		switch (f->action) {
 		case HB_FA_REFUSE:
 			record(fd, c, f, 0, ECONNREFUSED, *sa, *len);
@@ -365,8 +374,11 @@ void hb_fault_bind(int fd, struct hb_conn *c, const struct sockaddr *peer, sockl
 		    (f->side == HB_FSIDE_ACCEPT && !accepted) ||
 		    !hb_rules_match(&f->peer, 1, peer, peerlen))
 			continue;
+		if (hb_load_relaxed(&hb_fault_off[i]))
+			continue;
 		if (!st && !(st = fstate_alloc()))
 			return;
+		st->r[st->nrules].kick_seen = hb_load_relaxed(&hb_fault_kick[i]);
 		st->r[st->nrules++].idx = (uint8_t)i;
 	}
 	if (!st)
@@ -423,7 +435,21 @@ static void plan_call(struct hb_fstate *st, unsigned dir, size_t want, uint64_t 
 		uint64_t moved_dir;
 		int newly = 0;
 
-		if (r->done || !(f->dir & dir) || (*skip & (1u << k)))
+		uint32_t kick = hb_load_relaxed(&hb_fault_kick[r->idx]);
+		int forced = 0;
+
+		if (hb_load_relaxed(&hb_fault_off[r->idx]) || !(f->dir & dir) ||
+		    (*skip & (1u << k)))
+			continue;
+		if (kick != r->kick_seen) {
+			/* "hbshim ctl trigger": act now, whatever the trigger. */
+			r->kick_seen = kick;
+			r->done = 0;
+			r->active = 1;
+			r->since_ms = now;
+			forced = newly = 1;
+		}
+		if (r->done)
 			continue;
 		if (first)
 			r->calls++;
@@ -447,7 +473,8 @@ static void plan_call(struct hb_fstate *st, unsigned dir, size_t want, uint64_t 
 			r->done = 1;
 			continue;
 		}
-		if (f->prob_ppm < 1000000 && first && splitmix(&st->rng) % 1000000 >= f->prob_ppm) {
+		if (!forced && f->prob_ppm < 1000000 && first &&
+		    splitmix(&st->rng) % 1000000 >= f->prob_ppm) {
 			*skip |= 1u << k;
 			continue;
 		}
@@ -458,7 +485,7 @@ static void plan_call(struct hb_fstate *st, unsigned dir, size_t want, uint64_t 
 			note(p, r, 0);
 			break;
 		case HB_FA_ERRNO:
-			if (!first)
+			if (!first && !forced)
 				break;
 			p->err = (int)f->arg;
 			if (f->nth)
@@ -725,10 +752,14 @@ static long fault_io(struct hb_conn *c, int fd, struct msghdr *m, int flags, uns
 				    intr_fails(tmo))
 					return -EINTR;
 		}
-		if (p.next_trigger && dir == HB_FDIR_IN && !nb) {
-			/* A blocking read while a timed trigger is ahead: wait
-			 * for data only until the trigger, then plan again. */
-			uint64_t to = p.next_trigger;
+		if ((p.next_trigger || hb_cfg.control_path[0]) && dir == HB_FDIR_IN && !nb) {
+			/* A blocking read while a timed trigger is ahead (or
+			 * live control may trigger one): wait for data only
+			 * until then, then plan again. */
+			uint64_t to = p.next_trigger ? p.next_trigger : UINT64_MAX;
+
+			if (hb_cfg.control_path[0] && to > now + CTL_SLICE_MS)
+				to = now + CTL_SLICE_MS;
 			short rev = 0;
 			long pr;
 
@@ -816,7 +847,15 @@ static int in_held(struct hb_conn *c, int fd, uint64_t now, uint64_t *rel)
 		struct frule *r = &st->r[k];
 		const struct hb_fault *f = &hb_cfg.faults[r->idx];
 
-		if (r->done || !(f->dir & HB_FDIR_IN))
+		if (hb_load_relaxed(&hb_fault_off[r->idx]) || !(f->dir & HB_FDIR_IN))
+			continue;
+		if (f->action == HB_FA_RESET &&
+		    hb_load_relaxed(&hb_fault_kick[r->idx]) != r->kick_seen) {
+			r->kick_seen = hb_load_relaxed(&hb_fault_kick[r->idx]);
+			fire = (int)k;
+			continue;
+		}
+		if (r->done)
 			continue;
 		if (!r->active) {
 			uint64_t at = st->opened_ms + f->after_ms;
@@ -879,6 +918,8 @@ static int in_held(struct hb_conn *c, int fd, uint64_t now, uint64_t *rel)
 		do_reset(fd);
 		return 0;
 	}
+	if (hb_cfg.control_path[0] && (!next || next > now + CTL_SLICE_MS))
+		next = now + CTL_SLICE_MS; /* look for a live trigger again soon */
 	*rel = held ? when : next;
 	return held;
 }
@@ -1002,5 +1043,14 @@ int hb_fault_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct 
 		}
 		if (r != 0 || hb_os_now_ms() >= end)
 			return r;
+	}
+}
+
+void hb_fault_rule_names(struct hb_fstate *st, struct hb_buf *out)
+{
+	for (uint32_t k = 0; k < st->nrules; k++) {
+		if (k)
+			hb_buf_putc(out, ',');
+		hb_buf_puts(out, hb_cfg.faults[st->r[k].idx].name);
 	}
 }

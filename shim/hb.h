@@ -102,6 +102,7 @@ struct hb_config {
 	struct hb_rule rules[HB_MAX_RULES];
 	int nfaults;                 /* HBSHIM_FAULTS */
 	struct hb_fault faults[HB_MAX_FAULTS];
+	char control_path[HB_PATH_MAX]; /* HBSHIM_CONTROL, "" = off */
 	uint64_t seed;               /* HBSHIM_SEED */
 	int seed_set;                /* HBSHIM_SEED was given */
 };
@@ -289,6 +290,8 @@ long hb_os_connect(int fd, const struct sockaddr *sa, socklen_t len);
 long hb_os_socket(int domain, int type, int protocol);
 long hb_os_bind(int fd, const struct sockaddr *sa, socklen_t len);
 long hb_os_listen(int fd, int backlog);
+long hb_os_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags);
+long hb_os_chmod(const char *path, int mode);
 /* epollset.c: remember an epoll set a framed socket was added to; take fd
  * (a framed socket about to be closed while the shim keeps a duplicate)
  * out of every such set: -1 when those sets are not all known. Any thread,
@@ -805,6 +808,18 @@ int hb_fault_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct 
 		     const sigset_t *mask,
 		     int (*inner)(int, fd_set *, fd_set *, fd_set *, const struct timespec *,
 				  const sigset_t *));
+/* Live control (fault_ctl.c): rules switched off and triggered by name.
+ * Written by the control thread, read by the paths above. */
+extern _Atomic uint8_t hb_fault_off[HB_MAX_FAULTS];
+extern _Atomic uint32_t hb_fault_kick[HB_MAX_FAULTS];
+/* The names of the rules bound to a connection, comma-separated. */
+void hb_fault_rule_names(struct hb_fstate *st, struct hb_buf *out);
+/* Serve HBSHIM_CONTROL (a UNIX socket, mode 0600, same-user peers only) on
+ * a thread of its own. Constructor, after the configuration. */
+void hb_fault_ctl_start(void);
+/* One control command line into out; returns 0 (ok) or -EINVAL. Any
+ * thread (the control thread; unit tests). */
+int hb_fault_ctl_exec(const char *cmd, struct hb_buf *out);
 static inline struct hb_fstate *hb_fault_of(struct hb_conn *c)
 {
 	return hb_load_relaxed(&c->fault);

@@ -520,3 +520,13 @@ long hb_os_listen(int fd, int backlog)
 {
 	return RAW(SYS_listen, fd, backlog);
 }
+
+long hb_os_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
+{
+	return RAW(SYS_accept4, fd, sa, len, flags);
+}
+
+long hb_os_chmod(const char *path, int mode)
+{
+	return RAW(SYS_fchmodat, AT_FDCWD, path, mode, 0);
+}

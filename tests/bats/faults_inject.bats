@@ -343,3 +343,51 @@ EOF2
 	"$PY" -c 'import sys; e=float(sys.argv[1].split()[1]); assert 0.45 <= e < 2, e' "${lines[1]}"
 	wait_line "$T/srv.out" '^end ECONNRESET' 5
 }
+
+@test "faults_inject: live control: hbshim ctl lists the connection, triggers a reset now (the blocked recv fails at once), refuses bad commands; socket 0600, removed at exit" {
+	start_server
+	bg cli shim HBSHIM_CONTROL="$T/ctl.%p" HBSHIM_FAULTS='name=r,reset,after=1h' \
+		"$PY" "$APP" client-idle 127.0.0.1 "$PORT"
+	local pid=$BG_PID sock
+	wait_line "$T/cli.out" READY 10
+	sock=$(echo "$T"/ctl.*)
+	[ -S "$sock" ]
+	[ "$(stat -c %a "$sock")" = 600 ]
+	run "$HB_WRAP" ctl "$sock" list
+	echo "$output"
+	assert_status 0
+	[ "${lines[0]}" = ok ]
+	[ "${lines[1]}" = "rule r reset on" ]
+	[[ ${lines[2]} == "conn fd="*" peer=127.0.0.1:$PORT rules=r" ]]
+	run "$HB_WRAP" ctl "$sock" frobnicate
+	[ "$status" -eq 1 ]
+	[[ $output == "error: "* ]]
+	run "$HB_WRAP" ctl "$sock" add 'name=s,slicer=0'
+	[ "$status" -eq 1 ]
+	run "$HB_WRAP" ctl "$sock" add 'name=s,slicer=5'
+	assert_status 0
+	sleep 0.3
+	grep -q READY "$T/cli.out"
+	! grep -q RECV "$T/cli.out" # still blocked: the reset is an hour away
+	run "$HB_WRAP" ctl "$sock" trigger r
+	assert_status 0
+	[ "$output" = "ok triggered r" ]
+	wait_line "$T/cli.out" '^RECV ERR [0-9]+ ECONNRESET' 3
+	wait_line "$T/srv.out" '^end ECONNRESET' 5
+	bg_wait "$pid" 5
+	[ ! -e "$sock" ]
+	if command -v setpriv >/dev/null && [ "$(id -u)" -eq 0 ]; then
+		# Another user who can reach the socket file is still refused.
+		local d
+		d=$(mktemp -d /tmp/hbt-ctl.XXXXXX)
+		chmod 0711 "$d"
+		bg cli2 shim HBSHIM_CONTROL="$d/c2" "$PY" -c 'import time; time.sleep(5)'
+		for _ in $(seq 50); do [ -S "$d/c2" ] && break; sleep 0.1; done
+		chmod 0777 "$d/c2"
+		run setpriv --reuid=65534 --regid=65534 --clear-groups "$HB_WRAP" ctl "$d/c2" list
+		rm -rf "$d"
+		echo "other user: status $status: $output"
+		[ "$status" -eq 1 ]
+		[ "$output" = "error: permission denied" ]
+	fi
+}

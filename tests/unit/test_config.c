@@ -765,6 +765,7 @@ static void test_option_docs(void **state)
 		{ "HBSHIM_FRAME", "--frame" },
 		{ "HBSHIM_ACCEPT", "--accept" },
 		{ "HBSHIM_FAULTS", "--fault" },
+		{ "HBSHIM_CONTROL", "--control" },
 		{ "HBSHIM_SEED", "--seed" },
 	};
 	size_t i;

@@ -15,6 +15,16 @@
 
 #include "hb.h"
 
+/* init.c's globals (not in libhbcore.a): the control code links the
+ * connection table, which names them. */
+int hb_enabled;
+int hb_self_pid;
+int hb_vfork_check(int pid)
+{
+	(void)pid;
+	return 0;
+}
+
 static struct hb_fault F[HB_MAX_FAULTS + 1];
 
 static int parse(const char *s)
@@ -233,6 +243,42 @@ static void test_names(void **state)
 		assert_string_not_equal(hb_fault_action_name(a), "?");
 }
 
+static void test_control(void **state)
+{
+	char mem[2048];
+	struct hb_buf b;
+
+	(void)state;
+	memset(&hb_cfg, 0, sizeof(hb_cfg));
+	hb_buf_init(&b, mem, sizeof(mem));
+	assert_int_equal(hb_fault_ctl_exec("add name=a,reset,after=1h\n", &b), 0);
+	assert_string_equal(hb_buf_str(&b), "ok added a\n");
+	assert_int_equal(hb_cfg.nfaults, 1);
+	assert_int_equal(hb_cfg.faults[0].action, HB_FA_RESET);
+	assert_int_equal(hb_cfg.faults[0].after_ms, 3600000);
+	hb_buf_init(&b, mem, sizeof(mem));
+	assert_int_equal(hb_fault_ctl_exec("add name=a,slicer=2", &b), -EINVAL);
+	assert_int_equal(hb_fault_ctl_exec("add slicer=2;reset", &b), -EINVAL);
+	assert_int_equal(hb_fault_ctl_exec("add slicer=0", &b), -EINVAL);
+	assert_int_equal(hb_fault_ctl_exec("trigger b", &b), -EINVAL);
+	assert_int_equal(hb_fault_ctl_exec("frobnicate", &b), -EINVAL);
+	assert_int_equal(hb_fault_ctl_exec("", &b), -EINVAL);
+	assert_int_equal(hb_cfg.nfaults, 1);
+	assert_int_equal(hb_fault_ctl_exec("add slicer=2", &b), 0); /* named f2 */
+	assert_string_equal(hb_cfg.faults[1].name, "f2");
+	assert_int_equal(hb_fault_ctl_exec("trigger a", &b), 0);
+	assert_int_equal(hb_fault_kick[0], 1);
+	assert_int_equal(hb_fault_ctl_exec("remove f2", &b), 0);
+	assert_int_equal(hb_fault_off[1], 1);
+	hb_buf_init(&b, mem, sizeof(mem));
+	assert_int_equal(hb_fault_ctl_exec("list", &b), 0);
+	assert_string_equal(hb_buf_str(&b), "ok\nrule a reset on\nrule f2 slicer off\n");
+	for (int i = 2; i < HB_MAX_FAULTS; i++)
+		assert_int_equal(hb_fault_ctl_exec("add reset", &b), 0);
+	assert_int_equal(hb_fault_ctl_exec("add close", &b), -EINVAL); /* table full */
+	memset(&hb_cfg, 0, sizeof(hb_cfg));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -241,6 +287,7 @@ int main(void)
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_control),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
