@@ -285,7 +285,8 @@ EOF
 @test "faults_inject: examples/fault-harness.sh reports each scenario's status and faults" {
 	start_server
 	printf '%s\n' '# two scenarios and the baseline' '' 'limit_data=10' 'refuse' >"$T/sc"
-	run "$HB_ROOT/examples/fault-harness.sh" -f "$T/sc" -- "$PY" "$FA" get 127.0.0.1 "$PORT" 1000 blocking 5
+	# the library under test (HB_LIB), not whatever sits beside the wrapper
+	run env HBSHIM_LIBRARY="$HB_LIB" "$HB_ROOT/examples/fault-harness.sh" -f "$T/sc" -- "$PY" "$FA" get 127.0.0.1 "$PORT" 1000 blocking 5
 	echo "$output"
 	assert_status 0
 	[[ ${lines[1]} =~ ^\(none\)\ +0\ +[0-9.]+\ 0$ ]]
