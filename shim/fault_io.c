@@ -1054,3 +1054,22 @@ void hb_fault_rule_names(struct hb_fstate *st, struct hb_buf *out)
 		hb_buf_puts(out, hb_cfg.faults[st->r[k].idx].name);
 	}
 }
+
+int hb_fault_hung(struct hb_conn *c)
+{
+	struct hb_fstate *st = hb_fault_of(c);
+	uint64_t now = hb_os_now_ms();
+	int hung = 0;
+
+	lock(st);
+	for (uint32_t k = 0; k < st->nrules && !hung; k++) {
+		const struct frule *r = &st->r[k];
+		const struct hb_fault *f = &hb_cfg.faults[r->idx];
+
+		hung = f->action == HB_FA_HANG && r->active && !r->done &&
+		       !hb_load_relaxed(&hb_fault_off[r->idx]) &&
+		       !(f->for_ms && now - r->since_ms >= f->for_ms);
+	}
+	unlock(st);
+	return hung;
+}

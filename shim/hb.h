@@ -812,6 +812,8 @@ int hb_fault_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct 
  * Written by the control thread, read by the paths above. */
 extern _Atomic uint8_t hb_fault_off[HB_MAX_FAULTS];
 extern _Atomic uint32_t hb_fault_kick[HB_MAX_FAULTS];
+/* A hang rule holds c now: its heartbeats stop too. Background thread. */
+int hb_fault_hung(struct hb_conn *c);
 /* The names of the rules bound to a connection, comma-separated. */
 void hb_fault_rule_names(struct hb_fstate *st, struct hb_buf *out);
 /* Serve HBSHIM_CONTROL (a UNIX socket, mode 0600, same-user peers only) on

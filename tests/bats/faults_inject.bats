@@ -398,3 +398,16 @@ EOF2
 		[ "$output" = "error: permission denied" ]
 	fi
 }
+
+@test "faults_inject: hang on a framed connection stops our heartbeats too: the framed peer declares us dead" {
+	local -a fr=(HBSHIM_INTERVAL=100ms HBSHIM_TIMEOUT=600ms)
+	PORT=$(free_port)
+	bg srv shim "${fr[@]}" HBSHIM_EVENTS="$T/srv.ev" "$PY" "$FA" server 127.0.0.1 "$PORT"
+	wait_listen "$PORT"
+	bg cli shim "${fr[@]}" HBSHIM_FRAME="127.0.0.1:$PORT" HBSHIM_EVENTS="$T/cli.ev" \
+		HBSHIM_FAULTS='hang,after=500ms' "$PY" "$APP" client-idle 127.0.0.1 "$PORT"
+	wait_line "$T/cli.ev" '"event":"framed"' 5
+	wait_line "$T/srv.ev" '"event":"dead".*"reason":"heartbeat"' 5
+	wait_line "$T/srv.out" '^end ETIMEDOUT' 5
+	grep -q '"event":"fault".*"action":"hang"' "$T/cli.ev"
+}
