@@ -310,16 +310,19 @@ EOF
 	[ "$(cat "$T/seq")" = "$(printf 'f1 slicer in -\nf2 limit_data out -')" ]
 }
 
-@test "faults_inject: poll and select do not report data held back (latency, bandwidth, hang): no busy loop of EAGAIN reads" {
+@test "faults_inject: latency and bandwidth for blocking, poll and select readers; poll and select do not report data held back (no busy loop of EAGAIN reads)" {
 	start_server
 	local m f
-	for m in poll select; do
+	for m in blocking poll select; do
 		for f in 'latency=300ms,dir=in' 'bandwidth=50k,dir=in'; do
-			run shim HBSHIM_FAULTS="$f" "$PY" "$FA" get 127.0.0.1 "$PORT" 100000 "$m" 5
-			echo "$m $f: $output"
+			timed run shim HBSHIM_FAULTS="$f" "$PY" "$FA" get 127.0.0.1 "$PORT" 100000 "$m" 5
+			echo "$m $f: $output ($ELAPSED s)"
 			[[ ${lines[1]} == "ok 100000" ]]
 			[ "${lines[2]#eagain }" -le 2 ]
+			# 100000 bytes at 50000 bytes/s: 2 s (the first 2500 at once)
+			[[ $f != bandwidth* ]] || echo "$ELAPSED >= 1.8" | bc | grep -qx 1
 		done
+		[ "$m" != blocking ] || continue # its hang is the SO_RCVTIMEO test above
 		run shim HBSHIM_FAULTS='hang,bytes=500,dir=in' "$PY" "$FA" get 127.0.0.1 "$PORT" 100000 "$m" 1
 		echo "$m hang: $output"
 		[[ ${lines[1]} == "timeout after 65536" ]]
