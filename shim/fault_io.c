@@ -19,9 +19,7 @@
  * program's SO_RCVTIMEO/SO_SNDTIMEO (EAGAIN) and signals (EINTR); a
  * non-blocking caller gets EAGAIN instead of a wait.
  *
- * poll, ppoll, select and pselect (i_poll.c hands processes with rules
- * to hb_fault_ppoll/hb_fault_pselect) do not report a socket readable while
- * its data is held back, and wake at its release. epoll is not filtered.
+ * Readiness (poll, select) is fault_poll.c's; both share fault_int.h.
  *
  * Random choices (prob, slicer sizes, jitter) come from a generator per
  * connection seeded from HBSHIM_SEED and the connection's ordinal in the
@@ -35,37 +33,11 @@
 #include <string.h>
 #include <netinet/in.h>
 
-#include "hb.h"
+#include "fault_int.h"
 
 #define FSTATE_MAX 16384   /* connections with rules per process (then none) */
 #define SLICE_MS 20        /* longest single sleep of a wait */
 #define IOV_CAP 64         /* iovec entries kept when a call is shortened */
-#define CTL_SLICE_MS 100   /* with live control: how soon a waiting call sees a trigger */
-
-/* A bound rule's progress on one connection. */
-struct frule {
-	uint8_t idx;       /* hb_cfg.faults[idx] */
-	uint8_t active;    /* trigger met: since_ms is the start of its window */
-	uint8_t done;      /* fired once (one-shot) or its window is over */
-	uint8_t hit;       /* limit_data: the limit was reached (event sent) */
-	uint32_t kick_seen; /* hb_fault_kick[idx] last acted on (live control) */
-	uint32_t calls;    /* matching calls so far */
-	uint64_t since_ms; /* when the trigger was met */
-	uint64_t moved[2]; /* bytes in, out since then (each direction its own
-			      limit and rate) */
-	uint64_t held_ms;  /* latency (in): when waiting data was first seen */
-};
-
-struct hb_fstate {
-	_Atomic uint32_t lock; /* guards everything below; never held over a syscall */
-	uint32_t nrules;
-	uint32_t ordinal;      /* connection number in this process (seeding) */
-	int reset;             /* 1: reset sent (from a poll wait), 2: ECONNRESET reported */
-	uint64_t opened_ms;
-	uint64_t rng;
-	uint64_t bytes[2];     /* application bytes in, out */
-	struct frule r[HB_MAX_FAULTS];
-};
 
 static struct hb_fstate *_Atomic pool;
 static _Atomic uint32_t pool_used;
@@ -101,23 +73,6 @@ static uint64_t seed(void)
 	return hb_cfg.seed_set ? hb_cfg.seed : hb_load_relaxed(&proc_rng);
 }
 
-static void lock(struct hb_fstate *st)
-{
-	uint32_t z;
-
-	for (;;) {
-		z = 0;
-		if (hb_cas_strong_acq_rel(&st->lock, &z, 1))
-			return;
-		hb_os_sleep_us(0);
-	}
-}
-
-static void unlock(struct hb_fstate *st)
-{
-	hb_store_release(&st->lock, 0);
-}
-
 /* Sleep ms (at most SLICE_MS at a time is the caller's business): 0, or
  * -EINTR when a signal arrived. */
 static int nap(uint64_t ms)
@@ -150,7 +105,7 @@ static int intr_fails(uint32_t tmo)
 }
 
 /* Record one injected fault. */
-static void record(int fd, const struct hb_conn *c, const struct hb_fault *f, unsigned dir,
+void hb_fault_record(int fd, const struct hb_conn *c, const struct hb_fault *f, unsigned dir,
 		   int err, const struct sockaddr *peer, socklen_t peerlen)
 {
 	char extra[160];
@@ -292,15 +247,15 @@ int hb_fault_connect(int fd, struct hb_conn *c, const struct sockaddr **sa, sock
 		}
 		switch (f->action) {
 		case HB_FA_REFUSE:
-			record(fd, c, f, 0, ECONNREFUSED, *sa, *len);
+			hb_fault_record(fd, c, f, 0, ECONNREFUSED, *sa, *len);
 			return -ECONNREFUSED;
 		case HB_FA_ERRNO:
-			record(fd, c, f, 0, (int)f->arg, *sa, *len);
+			hb_fault_record(fd, c, f, 0, (int)f->arg, *sa, *len);
 			return -(int)f->arg;
 		case HB_FA_DELAY: {
 			uint64_t until = hb_os_now_ms() + f->arg, now;
 
-			record(fd, c, f, 0, 0, *sa, *len);
+			hb_fault_record(fd, c, f, 0, 0, *sa, *len);
 			while ((now = hb_os_now_ms()) < until)
 				if (nap(until - now) == -EINTR)
 					return -EINTR;
@@ -315,7 +270,7 @@ int hb_fault_connect(int fd, struct hb_conn *c, const struct sockaddr **sa, sock
 				       "a timeout; connect left alone", fd, f->name);
 				break;
 			}
-			record(fd, c, f, 0, 0, *sa, *len);
+			hb_fault_record(fd, c, f, 0, 0, *sa, *len);
 			*sa = (const struct sockaddr *)&h->addr;
 			*len = h->len;
 			return 0;
@@ -577,7 +532,7 @@ static void account(struct hb_fstate *st, unsigned dir, size_t n)
 /* Send a reset now and leave the socket unconnected (the application's
  * fd stays open): SO_LINGER {1, 0} makes the disconnect abortive, and
  * connect(AF_UNSPEC) disconnects a TCP socket on Linux, sending the RST. */
-static void do_reset(int fd)
+void hb_fault_reset_now(int fd)
 {
 	struct linger lg = { 1, 0 };
 	struct sockaddr un;
@@ -669,11 +624,11 @@ static long fault_io(struct hb_conn *c, int fd, struct msghdr *m, int flags, uns
 			return dir == HB_FDIR_IN ? 0 : -EPIPE;
 		}
 		for (int i = 0; i < p.nrec; i++)
-			record(fd, c, &hb_cfg.faults[p.rec[i].idx], dir, p.rec[i].err, NULL, 0);
+			hb_fault_record(fd, c, &hb_cfg.faults[p.rec[i].idx], dir, p.rec[i].err, NULL, 0);
 		first = 0;
 		*injected = 1;
 		if (p.reset) {
-			do_reset(fd);
+			hb_fault_reset_now(fd);
 			return -ECONNRESET;
 		}
 		if (p.err)
@@ -820,232 +775,6 @@ long hb_fault_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags,
 	return fault_io(c, fd, &copy, flags, HB_FDIR_OUT, next, injected);
 }
 
-/* ------------------------------------------------------------ readiness */
-
-/*
- * Would a read on c now be held back (latency not yet elapsed, bandwidth
- * over budget, hang)? Returns 1 and the time it may change in *rel
- * (UINT64_MAX: not by itself), or 0 with *rel the next timed trigger (0:
- * none). A reset rule whose only trigger is time is carried out here when
- * due, so that a program idle in poll sees the reset at its time. App
- * thread, inside poll/select.
- */
-static int in_held(struct hb_conn *c, int fd, uint64_t now, uint64_t *rel)
-{
-	struct hb_fstate *st = hb_fault_of(c);
-	int held = 0, fire = -1;
-	uint64_t when = UINT64_MAX, next = 0;
-	short rev = 0;
-
-	*rel = 0;
-	lock(st);
-	if (st->reset) {
-		unlock(st);
-		return 0;
-	}
-	for (uint32_t k = 0; k < st->nrules; k++) {
-		struct frule *r = &st->r[k];
-		const struct hb_fault *f = &hb_cfg.faults[r->idx];
-
-		if (hb_load_relaxed(&hb_fault_off[r->idx]) || !(f->dir & HB_FDIR_IN))
-			continue;
-		if (f->action == HB_FA_RESET &&
-		    hb_load_relaxed(&hb_fault_kick[r->idx]) != r->kick_seen) {
-			r->kick_seen = hb_load_relaxed(&hb_fault_kick[r->idx]);
-			fire = (int)k;
-			continue;
-		}
-		if (r->done)
-			continue;
-		if (!r->active) {
-			uint64_t at = st->opened_ms + f->after_ms;
-
-			if (now < at) {
-				if (!next || at < next)
-					next = at;
-			} else if (f->action == HB_FA_RESET && !f->after_bytes && !f->nth &&
-				   f->prob_ppm >= 1000000) {
-				fire = (int)k;
-			}
-			continue;
-		}
-		if (f->for_ms && now - r->since_ms >= f->for_ms)
-			continue;
-		if (f->for_ms && r->since_ms + f->for_ms < when)
-			when = r->since_ms + f->for_ms;
-		switch (f->action) {
-		case HB_FA_HANG:
-			held = 1;
-			break;
-		case HB_FA_LATENCY:
-			if (!r->held_ms) {
-				unlock(st);
-				if (hb_os_poll1(fd, POLLIN, 0, &rev) <= 0)
-					return 0;
-				lock(st);
-				if (!r->held_ms)
-					r->held_ms = now;
-			}
-			if (r->held_ms + f->arg > now) {
-				held = 1;
-				if (r->held_ms + f->arg < when)
-					when = r->held_ms + f->arg;
-			}
-			break;
-		case HB_FA_BANDWIDTH: {
-			uint64_t due = r->since_ms + r->moved[0] * 1000 / f->arg;
-
-			if (due > now) {
-				held = 1;
-				if (due < when)
-					when = due;
-			}
-			break;
-		}
-		default:
-			break;
-		}
-	}
-	if (fire >= 0 && !held) {
-		st->r[fire].active = 1;
-		st->r[fire].done = 1;
-		st->r[fire].since_ms = now;
-		st->reset = 1;
-	}
-	unlock(st);
-	if (fire >= 0 && !held) {
-		record(fd, c, &hb_cfg.faults[st->r[fire].idx], HB_FDIR_IN, 0, NULL, 0);
-		do_reset(fd);
-		return 0;
-	}
-	if (hb_cfg.control_path[0] && (!next || next > now + CTL_SLICE_MS))
-		next = now + CTL_SLICE_MS; /* look for a live trigger again soon */
-	*rel = held ? when : next;
-	return held;
-}
-
-#define POLL_MAX 256 /* larger sets pass through unfiltered */
-
-int hb_fault_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask,
-		   int (*inner)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *))
-{
-	uint64_t end = ts ? hb_os_now_ms() + (uint64_t)ts->tv_sec * 1000 +
-				    ((uint64_t)ts->tv_nsec + 999999) / 1000000
-			  : UINT64_MAX;
-	struct pollfd copy[POLL_MAX];
-
-	if (n > POLL_MAX || (ts && ts->tv_sec < 0))
-		return inner(fds, n, ts, mask);
-	for (;;) {
-		uint64_t now = hb_os_now_ms(), wake = end;
-		int any = 0, r;
-		struct timespec left;
-
-		for (nfds_t i = 0; i < n; i++) {
-			struct hb_conn *c;
-			uint64_t rel;
-
-			copy[i] = fds[i];
-			if (fds[i].fd < 0 || !(fds[i].events & (POLLIN | POLLRDNORM)) ||
-			    !(c = hb_fd_conn(fds[i].fd)) || !hb_fault_of(c))
-				continue;
-			if (in_held(c, fds[i].fd, now, &rel)) {
-				copy[i].events &= (short)~(POLLIN | POLLRDNORM | POLLRDBAND);
-				any = 1;
-			}
-			if (rel && rel < wake) {
-				wake = rel;
-				any = 1;
-			}
-		}
-		if (!any)
-			return inner(fds, n, ts, mask);
-		left.tv_sec = (time_t)((wake > now ? wake - now : 0) / 1000);
-		left.tv_nsec = (long)((wake > now ? wake - now : 0) % 1000) * 1000000L;
-		r = inner(copy, n, wake == UINT64_MAX ? NULL : &left, mask);
-		for (nfds_t i = 0; i < n; i++) {
-			struct hb_conn *c;
-			uint64_t rel;
-
-			fds[i].revents = copy[i].revents;
-			/* Data that just came is held from now on. */
-			if (r > 0 && (fds[i].revents & (POLLIN | POLLRDNORM)) &&
-			    !(fds[i].revents & (POLLERR | POLLHUP)) && (c = hb_fd_conn(fds[i].fd)) &&
-			    hb_fault_of(c) && in_held(c, fds[i].fd, hb_os_now_ms(), &rel)) {
-				fds[i].revents &= (short)~(POLLIN | POLLRDNORM | POLLRDBAND);
-				if (!fds[i].revents)
-					r--;
-			}
-		}
-		if (r != 0 || hb_os_now_ms() >= end)
-			return r;
-	}
-}
-
-int hb_fault_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *ts,
-		     const sigset_t *mask,
-		     int (*inner)(int, fd_set *, fd_set *, fd_set *, const struct timespec *,
-				  const sigset_t *))
-{
-	uint64_t end = ts ? hb_os_now_ms() + (uint64_t)ts->tv_sec * 1000 +
-				    ((uint64_t)ts->tv_nsec + 999999) / 1000000
-			  : UINT64_MAX;
-	fd_set srd, swr, sex;
-
-	if (!rd || nfds <= 0 || nfds > FD_SETSIZE || (ts && ts->tv_sec < 0))
-		return inner(nfds, rd, wr, ex, ts, mask);
-	srd = *rd;
-	if (wr)
-		swr = *wr;
-	if (ex)
-		sex = *ex;
-	for (;;) {
-		uint64_t now = hb_os_now_ms(), wake = end;
-		int any = 0, r;
-		struct timespec left;
-
-		*rd = srd;
-		if (wr)
-			*wr = swr;
-		if (ex)
-			*ex = sex;
-		for (int fd = 0; fd < nfds; fd++) {
-			struct hb_conn *c;
-			uint64_t rel;
-
-			if (!FD_ISSET(fd, &srd) || !(c = hb_fd_conn(fd)) || !hb_fault_of(c))
-				continue;
-			if (in_held(c, fd, now, &rel)) {
-				FD_CLR(fd, rd);
-				any = 1;
-			}
-			if (rel && rel < wake) {
-				wake = rel;
-				any = 1;
-			}
-		}
-		if (!any)
-			return inner(nfds, rd, wr, ex, ts, mask);
-		left.tv_sec = (time_t)((wake > now ? wake - now : 0) / 1000);
-		left.tv_nsec = (long)((wake > now ? wake - now : 0) % 1000) * 1000000L;
-		r = inner(nfds, rd, wr, ex, wake == UINT64_MAX ? NULL : &left, mask);
-		for (int fd = 0; r > 0 && fd < nfds; fd++) {
-			struct hb_conn *c;
-			uint64_t rel;
-
-			/* Data that just came is held from now on. */
-			if (FD_ISSET(fd, rd) && (c = hb_fd_conn(fd)) && hb_fault_of(c) &&
-			    in_held(c, fd, hb_os_now_ms(), &rel)) {
-				FD_CLR(fd, rd);
-				if (!(wr && FD_ISSET(fd, wr)) && !(ex && FD_ISSET(fd, ex)))
-					r--;
-			}
-		}
-		if (r != 0 || hb_os_now_ms() >= end)
-			return r;
-	}
-}
-
 void hb_fault_rule_names(struct hb_fstate *st, struct hb_buf *out)
 {
 	for (uint32_t k = 0; k < st->nrules; k++) {
@@ -1053,23 +782,4 @@ void hb_fault_rule_names(struct hb_fstate *st, struct hb_buf *out)
 			hb_buf_putc(out, ',');
 		hb_buf_puts(out, hb_cfg.faults[st->r[k].idx].name);
 	}
-}
-
-int hb_fault_hung(struct hb_conn *c)
-{
-	struct hb_fstate *st = hb_fault_of(c);
-	uint64_t now = hb_os_now_ms();
-	int hung = 0;
-
-	lock(st);
-	for (uint32_t k = 0; k < st->nrules && !hung; k++) {
-		const struct frule *r = &st->r[k];
-		const struct hb_fault *f = &hb_cfg.faults[r->idx];
-
-		hung = f->action == HB_FA_HANG && r->active && !r->done &&
-		       !hb_load_relaxed(&hb_fault_off[r->idx]) &&
-		       !(f->for_ms && now - r->since_ms >= f->for_ms);
-	}
-	unlock(st);
-	return hung;
 }
