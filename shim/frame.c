@@ -1894,6 +1894,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	if (hb_load_acquire(&c->txmode) == HB_TX_FRAMED &&
 	    ti->tcpi_state != TCP_FIN_WAIT1 && ti->tcpi_state != TCP_FIN_WAIT2 &&
 	    !(ti->tcpi_state == TCP_CLOSE_WAIT && !c->rx.halfclosed) &&
+	    !(HB_UNLIKELY(hb_fault_of(c)) && hb_fault_hung(c)) && /* HBSHIM_FAULTS hang */
 	    trylock(&c->txlock)) {
 		uint32_t quiet = ti->tcpi_last_data_sent;
 		/* A fixed offset per connection: a fresh random one per tick

@@ -674,3 +674,29 @@ long hb_os_getrandom(void *buf, size_t n)
 {
 	return RAW(SYS_getrandom, buf, n, 1 /* GRND_NONBLOCK */);
 }
+
+/* fault_io.c's private listener (the connect "timeout" fault). */
+long hb_os_socket(int domain, int type, int protocol)
+{
+	return RAW(SYS_socket, domain, type, protocol);
+}
+
+long hb_os_bind(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	return RAW(SYS_bind, fd, sa, len);
+}
+
+long hb_os_listen(int fd, int backlog)
+{
+	return RAW(SYS_listen, fd, backlog);
+}
+
+long hb_os_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
+{
+	return RAW(SYS_accept4, fd, sa, len, flags);
+}
+
+long hb_os_chmod(const char *path, int mode)
+{
+	return RAW(SYS_fchmodat, AT_FDCWD, path, mode, 0);
+}
