@@ -18,7 +18,6 @@
 /* init.c's globals (not in libhbcore.a): the control code links the
  * connection table, which names them. */
 int hb_enabled;
-int hb_self_pid;
 int hb_vfork_check(int pid)
 {
 	(void)pid;
