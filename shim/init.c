@@ -162,6 +162,8 @@ void hb_init(void)
 	hb_enabled = !hb_cfg.disabled && import_and_scope();
 	if (!hb_enabled)
 		hb_cfg.disabled = 1;
+	else
+		hb_dg_init();
 	hb_store_release(&init_state, 2);
 	hb_log(HB_LOG_DEBUG, "loaded: interval %u ms, timeout %u ms, keepalive %d/%d/%d, "
 			     "user timeout %u ms", hb_cfg.interval_ms, hb_cfg.timeout_ms,
