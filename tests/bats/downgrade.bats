@@ -1,0 +1,97 @@
+#!/usr/bin/env bats
+# downgrade.bats - leaving framing cleanly (PROTOCOL.md, Downgrade).
+#
+# Stock OpenSSH sshd (privilege separation, seccomp sandbox) framed at both
+# ends: its pre-authentication child installs a seccomp filter, sends its
+# downgrade frame before the filter, decodes the client's frames in flight
+# with read() alone, and the client answers with its own; the monitor and
+# the post-authentication child learn it from the shared record. Before the
+# downgrade frame every framed ssh failed in key exchange ("Bad packet
+# length 16777222 [preauth]": a data-frame header read raw).
+
+load helpers
+
+# A private sshd under the shim (HBSHIM_ACCEPT=auto), root login with a
+# generated key; extra NAME=VALUE words go to the server's environment.
+start_sshd() {
+	need_root "a private sshd logs in as root"
+	[ -x /usr/sbin/sshd ] || skip "needs /usr/sbin/sshd (Debian package openssh-server)"
+	need_cmd ssh scp ssh-keygen sha256sum
+	mkdir -p /run/sshd
+	ssh-keygen -q -t ed25519 -N '' -f "$T/hostkey"
+	ssh-keygen -q -t ed25519 -N '' -f "$T/userkey"
+	cp "$T/userkey.pub" "$T/authorized_keys"
+	cat >"$T/sshd_config" <<-EOF
+		HostKey $T/hostkey
+		AuthorizedKeysFile $T/authorized_keys
+		StrictModes no
+		UsePAM no
+		PermitRootLogin yes
+		PidFile none
+		ListenAddress 127.0.0.1
+		Subsystem sftp internal-sftp
+	EOF
+	PORT=$(free_port)
+	bg sshd env "${SHIM_ENV[@]}" HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/server.events" "$@" \
+		/usr/sbin/sshd -D -e -f "$T/sshd_config" -p "$PORT"
+	wait_listen "$PORT"
+	SSH_OPTS=(-i "$T/userkey" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+		-o BatchMode=yes -o LogLevel=error)
+}
+
+# ssh/scp framed toward the private sshd.
+fssh() {
+	shim HBSHIM_FRAME="127.0.0.1:$PORT" HBSHIM_EVENTS="$T/client.events" "${CLIENT_ENV[@]}" \
+		ssh -p "$PORT" "${SSH_OPTS[@]}" root@127.0.0.1 "$@"
+}
+
+fscp() {
+	shim HBSHIM_FRAME="127.0.0.1:$PORT" HBSHIM_EVENTS="$T/client.events" \
+		scp -q -P "$PORT" "${SSH_OPTS[@]}" "$@"
+}
+
+CLIENT_ENV=()
+
+@test "framed ssh to a framed sshd (seccomp sandbox): 50 MB through cat both ways, byte-exact" {
+	local HB_CMD_TIMEOUT=120
+	start_sshd
+	head -c 50000000 /dev/urandom >"$T/in.bin"
+	status=0
+	fssh cat <"$T/in.bin" >"$T/out.bin" 2>"$T/ssh.err" || status=$?
+	[ "$status" -eq 0 ] || fail "ssh status $status: $(cat "$T/ssh.err"; tail -5 "$T/sshd.err")"
+	[ "$(sha256sum <"$T/in.bin")" = "$(sha256sum <"$T/out.bin")" ] ||
+		fail "50 MB through cat differ ($(stat -c %s "$T/out.bin") bytes back)"
+	# Both directions were framed, then the sandboxed child left framing:
+	# the client read its reason, and the monitor saw it in the family.
+	grep -q '"event":"framed"' "$T/client.events" || fail "never framed: $(cat "$T/client.events")"
+	grep -q '"event":"downgraded".*"by":"peer","reason":"seccomp"' "$T/client.events" ||
+		fail "no downgraded event: $(cat "$T/client.events")"
+	grep -q '"event":"downgraded".*"by":"family"' "$T/server.events" ||
+		fail "monitor: $(cat "$T/server.events")"
+	! grep -q protocol_error "$T/client.events" "$T/server.events"
+}
+
+@test "framed scp to and from a framed sshd, byte-exact" {
+	start_sshd
+	head -c 3000000 /dev/urandom >"$T/up.bin"
+	run stderr_to "$T/scp1.err" fscp "$T/up.bin" "root@127.0.0.1:$T/remote.bin"
+	[ "$status" -eq 0 ] || fail "scp up: status $status: $(cat "$T/scp1.err")"
+	cmp "$T/up.bin" "$T/remote.bin"
+	run stderr_to "$T/scp2.err" fscp "root@127.0.0.1:$T/remote.bin" "$T/down.bin"
+	[ "$status" -eq 0 ] || fail "scp down: status $status: $(cat "$T/scp2.err")"
+	cmp "$T/up.bin" "$T/down.bin"
+	[ "$(grep -c '"event":"downgraded".*"by":"peer"' "$T/client.events")" -eq 2 ]
+}
+
+# An idle session at a short heartbeat interval: after the downgrade no side
+# expects heartbeats, so none declares the other dead (by hand, 30 s idle
+# at the default 5 s / 15 s passed the same way).
+@test "an idle framed ssh session outlives many heartbeat timeouts after the downgrade" {
+	start_sshd HBSHIM_INTERVAL=100ms HBSHIM_TIMEOUT=400ms
+	CLIENT_ENV=(HBSHIM_INTERVAL=100ms HBSHIM_TIMEOUT=400ms)
+	run stderr_to "$T/ssh.err" fssh 'sleep 2.5; read line; echo "got $line"' < <(sleep 3; echo hello)
+	[ "$status" -eq 0 ] || fail "ssh status $status: $(cat "$T/ssh.err")"
+	[ "$output" = "got hello" ] || fail "output: $output"
+	! grep -q '"event":"dead"' "$T/client.events" "$T/server.events"
+	grep -q '"event":"downgraded"' "$T/client.events"
+}
