@@ -41,6 +41,8 @@ NEEDS=(
 	fakeroot
 	gcc-aarch64-linux-gnu
 	libc6-dev-arm64-cross
+	openssh-server
+	openssh-client
 )
 
 (($# > 0)) && NEEDS=("$@")
