@@ -41,10 +41,52 @@ struct dg_shared {
 };
 static struct dg_shared *shared;
 
+static ssize_t (*next_sendmsg)(int, const struct msghdr *, int);
+
+/* sendmsg with SCM_RIGHTS: a framed connection among the fds leaves
+ * framing before it leaves the process (hb_frame_pass). The real sendmsg
+ * pointer is swapped for this one at start-up (the AF_UNIX socket that
+ * carries the fds is not tracked, so its call never reaches the
+ * interposer's slow path); every other sendmsg pays one test of
+ * msg_controllen. */
+static void pass_fds(const struct msghdr *m)
+{
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(m); h; h = CMSG_NXTHDR((struct msghdr *)m, h)) {
+		size_t n;
+
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS ||
+		    h->cmsg_len < CMSG_LEN(0))
+			continue;
+		n = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int x;
+			struct hb_conn *c;
+
+			memcpy(&x, CMSG_DATA(h) + i * sizeof(int), sizeof(x));
+			c = hb_fd_conn(x);
+			if (c)
+				hb_frame_pass(c, x);
+		}
+	}
+}
+
+static ssize_t dg_sendmsg(int fd, const struct msghdr *m, int flags)
+{
+	if (HB_UNLIKELY(m && m->msg_control && m->msg_controllen >= sizeof(struct cmsghdr) &&
+			hb_load_relaxed(&hb_frame_seen)))
+		pass_fds(m);
+	return next_sendmsg(fd, m, flags);
+}
+
 void hb_dg_init(void)
 {
 	if (!shared)
 		shared = hb_os_mmap_shared(sizeof(*shared));
+	if (!next_sendmsg) {
+		next_sendmsg = __atomic_load_n(&hb_real.sendmsg, __ATOMIC_ACQUIRE);
+		if (next_sendmsg)
+			__atomic_store_n(&hb_real.sendmsg, dg_sendmsg, __ATOMIC_RELEASE);
+	}
 }
 
 /* A ring: the oldest entry goes when it is full (a family that downgraded

@@ -445,8 +445,11 @@ int hb_frame_app_readable(struct hb_conn *c, int fd)
 	}
 	drain(c, fd);
 	if (hb_load_relaxed(&c->rxmode) != HB_RX_FRAMED) {
+		/* Downgraded by what the drain took: whatever is queued
+		 * behind it is the application's (or the end of the stream). */
+		r = sh_recv(c, fd, p, 1, MSG_PEEK | MSG_DONTWAIT);
 		unlock(&c->rxlock);
-		return 1; /* downgraded: what is queued is the application's */
+		return r != -EAGAIN;
 	}
 	if (hb_os_ioctl(fd, SIOCINQ, &inq) == 0) {
 		if (inq == 0) {
@@ -2297,8 +2300,13 @@ static int tx_downgrade(struct hb_conn *c, int fd, int wait_ms)
 		flush_pend(c, fd);
 		if (!want || !hb_tx_at_boundary(&c->tx))
 			return 0;
-		hb_downgrade_encode(c->tx.pend, want, want == HB_DR_ANSWER ? 0 : HB_DF_REQUEST);
-		c->tx.pend_len = HB_DOWNGRADE_LEN;
+		/* A heartbeat first: 7 bytes reach the receiver's low-water
+		 * mark of 6 (set_lowat), so a reader blocked in the kernel
+		 * wakes and answers at once. */
+		c->tx.pend[0] = HB_FT_CONTROL;
+		c->tx.pend[1] = HB_CT_HEARTBEAT;
+		hb_downgrade_encode(c->tx.pend + 2, want, want == HB_DR_ANSWER ? 0 : HB_DF_REQUEST);
+		c->tx.pend_len = 2 + HB_DOWNGRADE_LEN;
 		c->dg_sent = 1;
 		if (want == HB_DR_ANSWER)
 			hb_log(HB_LOG_DEBUG, "fd %d: our direction follows the peer's to raw", fd);
@@ -2405,4 +2413,98 @@ void hb_frame_leave(struct hb_conn *c, int fd, uint8_t reason)
 		if (hb_dg_leave_reader(fd, &copy) < 0)
 			hb_log(HB_LOG_WARN, "fd %d: too many connections leaving framing at once", fd);
 	}
+}
+
+/* Consume the peer's frames up to and including its downgrade frame, no
+ * further: what follows is raw and belongs to the process the fd goes to.
+ * Waits up to wait_ms. Application bytes that arrive before the peer's
+ * downgrade frame have no reader left (the application handed the stream
+ * over): they are counted and dropped. rxlock held. */
+static void rx_until_raw(struct hb_conn *c, int fd, int wait_ms)
+{
+	uint64_t until = hb_os_now_ms() + (uint64_t)wait_ms;
+	size_t dropped = 0;
+
+	while (hb_load_relaxed(&c->rxmode) == HB_RX_FRAMED && fd_is(c, fd)) {
+		uint8_t p[512], q[512];
+		struct hb_rx copy = c->rx;
+		long r = sh_recv(c, fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
+		size_t take = 0;
+		uint64_t now;
+		short rev = 0;
+
+		if (r == 0 || (r < 0 && r != -EAGAIN))
+			break; /* end of stream, or an error the application will see */
+		/* How many of the peeked bytes end with the downgrade frame. */
+		while (r > 0 && take < (size_t)r && !copy.raw) {
+			q[0] = p[take++];
+			if (hb_rx_decode(&copy, q, 1, NULL) < 0)
+				break;
+		}
+		if (take) {
+			long got = sh_recv(c, fd, q, take, MSG_DONTWAIT);
+			long app = got > 0 ? absorb(c, fd, NULL, 0, q, (size_t)got, 0, (size_t)got) : 0;
+
+			if (app < 0)
+				break; /* protocol error: failed */
+			(void)app;
+		}
+		if (take && !copy.raw)
+			dropped += (size_t)(take); /* frames (maybe data) before the answer */
+		if (hb_load_relaxed(&c->rxmode) != HB_RX_FRAMED)
+			break;
+		now = hb_os_now_ms();
+		if (now >= until)
+			break;
+		hb_os_poll1(fd, POLLIN, (int)(until - now), &rev);
+	}
+	if (hb_load_relaxed(&c->rxmode) == HB_RX_FRAMED)
+		hb_log(HB_LOG_WARN, "fd %d: the peer did not answer the downgrade in %d ms: the "
+			       "process it goes to may read frames", fd, wait_ms);
+	(void)dropped;
+}
+
+void hb_frame_pass(struct hb_conn *c, int fd)
+{
+	uint8_t rx, tx;
+	int r;
+
+	if (c->mode != HB_MODE_FRAME || c->kind != HB_KIND_CONNECTED || hb_load_relaxed(&c->dead))
+		return;
+	elsewhere(c, fd);
+	rx = hb_load_acquire(&c->rxmode);
+	tx = hb_load_acquire(&c->txmode);
+	if (tx != HB_TX_FRAMED && rx != HB_RX_FRAMED)
+		return;
+	if (tx != HB_TX_FRAMED || !c->peer_dg) {
+		hb_log(HB_LOG_WARN, "fd %d: a framed connection passed to another process that %s: "
+			       "the receiver may read frames", fd,
+		       c->peer_dg ? "cannot be asked to go raw (our direction is raw)"
+				  : "the peer cannot downgrade");
+		return;
+	}
+	if (lock(&c->rxlock) < 0)
+		return;
+	if (lock(&c->txlock) < 0) {
+		unlock(&c->rxlock);
+		return;
+	}
+	hb_dg_publish(c->cookie);
+	hb_store_release(&c->dg_want, HB_DR_FDPASS);
+	r = tx_downgrade(c, fd, (int)hb_cfg.timeout_ms);
+	unlock(&c->txlock);
+	if (r == 1) {
+		dg_event(c, fd, "local", HB_DR_FDPASS);
+		rx_until_raw(c, fd, (int)hb_cfg.timeout_ms);
+		if (fd_is(c, fd))
+			set_lowat(c, fd);
+		/* Another process holds it now: nothing of ours on its stream
+		 * (no drain, no linger) unless this one uses it again. */
+		hb_and_acq_rel(&c->flags, ~HB_CF_CLAIMED);
+		hb_or_acq_rel(&c->flags, HB_CF_SHARED);
+	} else {
+		hb_log(HB_LOG_WARN, "fd %d: passed to another process inside a frame: the "
+			       "receiver may read frames", fd);
+	}
+	unlock(&c->rxlock);
 }

@@ -673,6 +673,11 @@ void hb_frame_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t silent_
  * peer can take it, and hands the peer's framed direction to the leaving
  * reader (downgrade.c). Application thread, before the filter. */
 void hb_frame_leave(struct hb_conn *c, int fd, uint8_t reason);
+/* The application sends fd to another process (SCM_RIGHTS): leave framing
+ * both ways first (our downgrade frame with the request, then the peer's
+ * frames up to its answer, within HBSHIM_TIMEOUT), so that the receiver
+ * gets a raw stream. Application thread, before the real sendmsg. */
+void hb_frame_pass(struct hb_conn *c, int fd);
 
 /* ------------------------------------------------------------------ downgrade.c */
 
