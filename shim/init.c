@@ -136,6 +136,7 @@ void hb_init(void)
 	pthread_atfork(NULL, NULL, pid_after_fork);
 	pthread_atfork(hb_out_atfork_prepare, hb_out_atfork_parent, hb_out_atfork_child);
 	hb_real_bind();
+	hb_conn_on_reap(hb_thread_wake);
 	if (getauxval(AT_SECURE)) {
 		/* setuid/setgid: the environment is not to be trusted (it names
 		 * files we would write as the new user). Stay out of the way. */
@@ -180,6 +181,7 @@ __attribute__((destructor)) static void hb_dtor(void)
 	if (!hb_enabled)
 		return;
 	hb_stdio_flush();
+	hb_fdopen_flush();
 	hb_frame_at_exit();
 	hb_stats_flush();
 }

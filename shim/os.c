@@ -78,6 +78,11 @@ long hb_os_recv(int fd, void *buf, size_t n, int flags)
 	return RAW(SYS_recvfrom, fd, buf, n, flags, NULL, NULL);
 }
 
+long hb_os_read(int fd, void *buf, size_t n)
+{
+	return RAW(SYS_read, fd, buf, n);
+}
+
 long hb_os_open(const char *path, int flags, int mode)
 {
 	return RAW(SYS_openat, AT_FDCWD, path, flags, mode);
@@ -170,6 +175,23 @@ long hb_os_dup2(int oldfd, int newfd)
 	/* dup3 refuses equal numbers; dup2 returns the number if it is open. */
 	r = RAW(SYS_fcntl, oldfd, F_GETFD, 0);
 	return r < 0 ? r : newfd;
+}
+
+long hb_os_sigmask(int how, const uint64_t *set, uint64_t *old)
+{
+	return RAW(SYS_rt_sigprocmask, how, set, old, sizeof(*set));
+}
+
+long hb_os_sigpending(uint64_t *set)
+{
+	return RAW(SYS_rt_sigpending, set, sizeof(*set));
+}
+
+long hb_os_sigdeliver(const uint64_t *mask)
+{
+	struct timespec zero = { 0, 0 };
+
+	return RAW(SYS_ppoll, NULL, 0, &zero, mask, sizeof(*mask));
 }
 
 long hb_os_getsockname(int fd, struct sockaddr *sa, socklen_t *len)

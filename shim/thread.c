@@ -294,15 +294,23 @@ static void relink(int fd, struct hb_conn *c, void *arg)
 /* In a forked child: the parent's wheel lists are meaningless here. */
 static void rebuild(uint64_t now)
 {
-	struct hb_conn *c, *next;
+	struct hb_conn *c, *next, *reap = hb_conn_take_reap(), *in = hb_conn_take_inbox();
 
 	hb_wheel_init(&wheel, now);
-	for (c = hb_conn_take_reap(); c; c = next) {
+	/* Still reachable through the fd table; off the inbox now (before
+	 * any is freed: a freed one could be reused and pushed again). */
+	for (c = in; c; c = next) {
+		next = hb_conn_at(c->inbox_next);
+		hb_and_acq_rel(&c->flags, ~HB_CF_POKE);
+	}
+	for (c = reap; c; c = next) {
 		next = hb_conn_at(c->reap_next);
 		c->wlinked = 0;
-		hb_conn_free(c);
+		if (hb_load_acquire(&c->flags) & HB_CF_POKE)
+			hb_conn_push_reap(c); /* pushed on the inbox since: later */
+		else
+			hb_conn_free(c);
 	}
-	(void)hb_conn_take_inbox(); /* still reachable through the fd table */
 	hb_fd_foreach(clear_link, NULL);
 	hb_fd_foreach(relink, &now);
 }
@@ -313,7 +321,8 @@ static void rebuild(uint64_t now)
  * window looked at (hb_ka_window). The sweep itself reads memory only; a
  * connection costs system calls only while it has data in flight. Its
  * period is a third of the user timeout, so a window that shuts is seen
- * well before the kernel would abort on it.
+ * well before the kernel would abort on it, and at most an interval, so a
+ * peer that stopped answering is declared dead within T + I.
  */
 static void sweep_one(int fd, struct hb_conn *c, void *arg)
 {
@@ -322,16 +331,31 @@ static void sweep_one(int fd, struct hb_conn *c, void *arg)
 	struct hb_fdent *ent;
 
 	(void)arg;
-	if (c->mode != HB_MODE_KEEPALIVE || !(fl & (HB_CF_TXW | HB_CF_UTO_OFF)))
-		return;
+	if (c->mode != HB_MODE_KEEPALIVE || !(fl & (HB_CF_TXW | HB_CF_UTO_OFF)) ||
+	    !(fl & HB_CF_TIMING))
+		return; /* nothing written, or our options not applied yet */
 	hb_and_acq_rel(&c->flags, ~HB_CF_TXW);
-	if (!(fl & HB_CF_TIMING) || (fl & (HB_CF_RELEASED | HB_CF_LOST | HB_APP_USERTIMEOUT)) ||
-	    hb_load_acquire(&c->dead))
-		return; /* our options not applied (yet), or gone */
+	if ((fl & (HB_CF_RELEASED | HB_CF_LOST | HB_APP_USERTIMEOUT)) || hb_load_acquire(&c->dead))
+		return; /* gone, or not ours to watch */
 	if ((fd = hb_fd_pin(c, &ent)) < 0)
 		return;
-	if (hb_os_tcp_info(fd, &x) == 0 && hb_ka_window(c, fd, &x, hb_ka_cfg.user_timeout_ms))
-		hb_or_acq_rel(&c->flags, HB_CF_TXW);
+	if (hb_os_tcp_info(fd, &x) == 0) {
+		/* Written since the last sweep: since the first write of them. */
+		uint64_t now = hb_os_now_ms(), since = 0;
+		int r;
+
+		if (fl & HB_CF_TXW) {
+			int32_t ago = (int32_t)((uint32_t)now - hb_load_relaxed(&c->ka_txw_at));
+
+			since = ago > 0 ? now - (uint64_t)ago : now;
+		}
+		r = hb_ka_window(c, fd, &x, hb_ka_cfg.user_timeout_ms, now, since);
+
+		if (r > 0)
+			hb_or_acq_rel(&c->flags, HB_CF_TXW);
+		else if (r < 0)
+			hb_conn_declare_dead(c, fd, ETIMEDOUT, "write", x.ti.tcpi_last_ack_recv);
+	}
 	hb_fd_unpin(ent);
 }
 
@@ -339,6 +363,8 @@ static uint64_t sweep_period(void)
 {
 	uint64_t p = hb_ka_cfg.user_timeout_ms / 3;
 
+	if (p > hb_cfg.interval_ms)
+		p = hb_cfg.interval_ms;
 	return p < 100 ? 100 : p;
 }
 
@@ -362,15 +388,23 @@ static void *thread_main(void *arg)
 		now = hb_os_now_ms();
 		for (c = in; c; c = nx) {
 			nx = hb_conn_at(c->inbox_next);
-			first_timer(c, now);
+			/* Off the inbox: it may be pushed again from here on. */
+			hb_and_acq_rel(&c->flags, ~HB_CF_POKE);
+			if (c->wlinked) { /* poked: its next step now */
+				hb_wheel_del(&wheel, c);
+				hb_wheel_add(&wheel, c, now + 1);
+			} else {
+				first_timer(c, now);
+			}
 		}
 		for (c = reap; c; c = nx) {
 			nx = hb_conn_at(c->reap_next);
 			hb_wheel_del(&wheel, c);
-			if (hb_load_acquire(&c->users)) {
+			if (hb_load_acquire(&c->users) || (hb_load_acquire(&c->flags) & HB_CF_POKE)) {
 				/* Another thread is still inside a framed call on a
-				 * connection whose fd was closed under it: retry. */
-				hb_conn_push_reap(c);
+				 * connection whose fd was closed under it, or it is
+				 * on the inbox (never free it there): retry. */
+				hb_conn_retry_reap(c);
 				continue;
 			}
 			hb_conn_free(c);
@@ -469,9 +503,24 @@ void hb_thread_schedule(struct hb_conn *c)
 	do {
 		if (fl & (HB_CF_RELEASED | HB_CF_SCHEDULED))
 			return;
-	} while (!hb_cas_acq_rel(&c->flags, &fl, fl | HB_CF_SCHEDULED));
+	} while (!hb_cas_acq_rel(&c->flags, &fl, fl | HB_CF_SCHEDULED | HB_CF_POKE));
 	hb_conn_push_inbox(c);
 	if (hb_load_acquire(&tstate) != TS_RUNNING)
 		start();
+	hb_thread_wake();
+}
+
+/* HB_CF_POKE is set by whoever pushes the connection on the inbox and
+ * cleared by the background thread when it takes it off: one push per stay,
+ * so its link is never overwritten while it is on the stack. */
+void hb_thread_poke(struct hb_conn *c)
+{
+	uint32_t fl = hb_load_acquire(&c->flags);
+
+	do {
+		if (!(fl & HB_CF_SCHEDULED) || (fl & (HB_CF_POKE | HB_CF_RELEASED)))
+			return; /* not scheduled yet, or on the inbox already */
+	} while (!hb_cas_acq_rel(&c->flags, &fl, fl | HB_CF_POKE));
+	hb_conn_push_inbox(c);
 	hb_thread_wake();
 }
