@@ -2552,6 +2552,30 @@ static void elsewhere(struct hb_conn *c, int fd)
 	unlock(&c->rxlock);
 }
 
+/* A client leaving framing before the server's hello arrived (a program
+ * that sandboxes itself right after connect): whether the server can
+ * downgrade is in that hello, which a shimmed server sends as soon as ours
+ * arrived. Wait for it, at most a second (HBSHIM_TIMEOUT if shorter). */
+static void await_hello(struct hb_conn *c, int fd)
+{
+	uint64_t until = hb_os_now_ms() + (hb_cfg.timeout_ms < 1000 ? hb_cfg.timeout_ms : 1000);
+
+	if (!lock_unless_app(&c->rxlock))
+		return;
+	for (;;) {
+		uint64_t now = hb_os_now_ms();
+		short rev = 0;
+
+		if (detect(c, fd, 0) != -EAGAIN || hb_load_relaxed(&c->rxmode) != HB_RX_DETECT ||
+		    now >= until)
+			break;
+		/* The mark keeps a lone hello from making the fd readable:
+		 * look every millisecond. */
+		hb_os_poll1(fd, POLLIN, 1, &rev);
+	}
+	unlock(&c->rxlock);
+}
+
 void hb_frame_leave(struct hb_conn *c, int fd, uint8_t reason)
 {
 	uint8_t rx, tx;
@@ -2563,6 +2587,9 @@ void hb_frame_leave(struct hb_conn *c, int fd, uint8_t reason)
 		return;
 	c->dg_left = 1;
 	elsewhere(c, fd);
+	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT &&
+	    hb_load_acquire(&c->txmode) == HB_TX_FRAMED)
+		await_hello(c, fd);
 	rx = hb_load_acquire(&c->rxmode);
 	tx = hb_load_acquire(&c->txmode);
 	if (rx != HB_RX_FRAMED && tx != HB_TX_FRAMED)

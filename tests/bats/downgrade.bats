@@ -161,3 +161,28 @@ CLIENT_ENV=()
 		fail "server events: $(cat "$T/server.events")"
 	! grep -q protocol_error "$T/server.events"
 }
+
+# Not only sshd: a client that installs a seccomp filter (killing on sendto,
+# recvfrom, sendmsg, recvmsg, getsockopt, setsockopt and clone) right after
+# connecting, framed toward a framed server. The shim waits for the
+# server's hello (whether it can downgrade), downgrades, and the client's
+# plain write and read then carry raw bytes.
+@test "a client that sandboxes itself right after connecting, framed at both ends: bytes exact, not killed" {
+	[ -x "$HB_ROOT/build/tests/sandboxed" ] || skip "build/tests/sandboxed not built"
+	bg srv shim HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/server.events" "$PY" -c 'import socket
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(1)
+print(ls.getsockname()[1], flush=True)
+s, _ = ls.accept(); f = s.makefile("rb")
+l = f.readline(); s.sendall(b"pong:" + l); s.recv(1)'
+	wait_line "$T/srv.out" '^[0-9]+$' 10
+	PORT=$(head -1 "$T/srv.out")
+	run shim HBSHIM_FRAME="127.0.0.1:$PORT" HBSHIM_EVENTS="$T/client.events" \
+		"$HB_ROOT/build/tests/sandboxed" "$PORT"
+	assert_status 0
+	[ "$(line_with pong)" = "pong:ping" ] || fail "client printed: $output"
+	grep -q '"event":"downgraded".*"by":"local","reason":"seccomp"' "$T/client.events" ||
+		fail "client events: $(cat "$T/client.events")"
+	grep -q '"event":"downgraded".*"by":"peer","reason":"seccomp"' "$T/server.events" ||
+		fail "server events: $(cat "$T/server.events")"
+	! grep -q protocol_error "$T/server.events"
+}
