@@ -2466,6 +2466,10 @@ static void dg_event(struct hb_conn *c, int fd, const char *by, uint8_t reason)
 static void rx_downgraded(struct hb_conn *c, int fd, const struct hb_rx_info *info)
 {
 	hb_store_release(&c->rxmode, HB_RX_RAW);
+	/* Our low-water mark of 6 would hold a short raw answer back from a
+	 * read that goes on right after this frame. */
+	if (fd_is(c, fd))
+		set_lowat(c, fd);
 	dg_event(c, fd, "peer", info->dg_reason);
 	if ((info->dg_flags & HB_DF_REQUEST) && hb_load_acquire(&c->txmode) == HB_TX_FRAMED) {
 		hb_store_release(&c->dg_want, HB_DR_ANSWER);
@@ -2686,7 +2690,7 @@ static void rx_until_raw(struct hb_conn *c, int fd, int wait_ms)
 void hb_frame_pass(struct hb_conn *c, int fd)
 {
 	uint8_t rx, tx;
-	int r;
+	int r, have_rx;
 
 	if (c->mode != HB_MODE_FRAME || c->kind != HB_KIND_CONNECTED || hb_load_relaxed(&c->dead))
 		return;
@@ -2702,10 +2706,15 @@ void hb_frame_pass(struct hb_conn *c, int fd)
 				  : "the peer cannot downgrade");
 		return;
 	}
-	if (lock(&c->rxlock) < 0)
-		return;
-	if (lock(&c->txlock) < 0) {
-		unlock(&c->rxlock);
+	/* Never behind a call of ours blocked in the kernel: a reader of
+	 * this process decodes the peer's answer itself (rx_downgraded); a
+	 * writer blocked inside a frame leaves no clean way out. */
+	have_rx = lock_unless_app(&c->rxlock);
+	if (!lock_unless_app(&c->txlock)) {
+		hb_log(HB_LOG_WARN, "fd %d: passed to another process while a write is in "
+			       "progress: the receiver may read frames", fd);
+		if (have_rx)
+			unlock(&c->rxlock);
 		return;
 	}
 	hb_dg_publish(c->cookie);
@@ -2714,9 +2723,11 @@ void hb_frame_pass(struct hb_conn *c, int fd)
 	unlock(&c->txlock);
 	if (r == 1) {
 		dg_event(c, fd, "local", HB_DR_FDPASS);
-		rx_until_raw(c, fd, (int)hb_cfg.timeout_ms);
-		if (fd_is(c, fd))
-			set_lowat(c, fd);
+		if (have_rx) {
+			rx_until_raw(c, fd, (int)hb_cfg.timeout_ms);
+			if (fd_is(c, fd))
+				set_lowat(c, fd);
+		}
 		/* Another process holds it now: nothing of ours on its stream
 		 * (no drain, no linger) unless this one uses it again. */
 		hb_and_acq_rel(&c->flags, ~HB_CF_CLAIMED);
@@ -2725,5 +2736,6 @@ void hb_frame_pass(struct hb_conn *c, int fd)
 		hb_log(HB_LOG_WARN, "fd %d: passed to another process inside a frame: the "
 			       "receiver may read frames", fd);
 	}
-	unlock(&c->rxlock);
+	if (have_rx)
+		unlock(&c->rxlock);
 }
