@@ -196,6 +196,14 @@ static inline uint32_t ms32(uint64_t ms)
 	return (uint32_t)ms ? (uint32_t)ms : 1;
 }
 
+/* The shim took bytes from the peer: its own record of the peer's last
+ * sign of life, for where TCP_INFO has no tcpi_last_data_recv. */
+static inline void rx_seen(struct hb_conn *c)
+{
+	if (HB_UNLIKELY(hb_load_relaxed(&hb_os_ti_short)))
+		hb_store_relaxed(&c->rx_seen, ms32(hb_os_now_ms()));
+}
+
 /* Whether this process may act on the stream on its own (detect a hello,
  * drain control frames, linger, wait at exit): the connection is not
  * shared with another process (fork, exec), or the application used it
@@ -751,6 +759,8 @@ static long absorb(struct hb_conn *c, int fd, uint8_t *buf, size_t alen, uint8_t
 	size_t app = 0, take;
 	ssize_t r;
 
+	if (got)
+		rx_seen(c);
 	take = got < alen ? got : alen;
 	if (take) {
 		r = hb_rx_decode(&c->rx, buf, take, &info);
@@ -836,6 +846,7 @@ static long read_predicted(struct hb_conn *c, int fd, uint8_t *buf, size_t n, in
 	got = hb_next_recvmsg(fd, &m, flags & ~MSG_WAITALL);
 	if (got <= 0)
 		return got == 0 ? -ENODATA : got;
+	rx_seen(c);
 	/* The rest of the current frame. */
 	left = (size_t)got;
 	if (rem) {
@@ -1000,8 +1011,10 @@ got:
 		return -ENODATA;
 	/* The common case: one data header, then only its payload. */
 	if (!alen && slen == HB_DATA_HDR_LEN && (size_t)got >= HB_DATA_HDR_LEN &&
-	    hb_rx_data_fast(&c->rx, scratch, (size_t)got - HB_DATA_HDR_LEN))
+	    hb_rx_data_fast(&c->rx, scratch, (size_t)got - HB_DATA_HDR_LEN)) {
+		rx_seen(c);
 		return (long)((size_t)got - HB_DATA_HDR_LEN);
+	}
 	return absorb(c, fd, buf, alen, scratch, slen, boff, (size_t)got);
 }
 
@@ -1024,6 +1037,8 @@ static long peek_framed(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int f
 			size_t want = n < c->rx.remaining ? n : c->rx.remaining;
 
 			r = hb_os_recv(fd, buf, want, flags & ~MSG_WAITALL);
+			if (r > 0)
+				rx_seen(c);
 			return r == 0 ? -ENODATA : r;
 		}
 		r = hb_os_recv(fd, scratch,
@@ -1218,13 +1233,13 @@ static long iov_check(const struct msghdr *m)
 {
 	size_t t = 0;
 
-	if (m->msg_iovlen > IOV_MAX)
+	if ((size_t)m->msg_iovlen > IOV_MAX) /* an int on musl: negative is too many */
 		return -EMSGSIZE;
 	if (!m->msg_iovlen)
 		return 0;
 	if (!m->msg_iov)
 		return -EFAULT;
-	for (size_t i = 0; i < m->msg_iovlen; i++) {
+	for (size_t i = 0; i < (size_t)m->msg_iovlen; i++) {
 		size_t l = m->msg_iov[i].iov_len;
 
 		if (l > (size_t)SSIZE_MAX || l > (size_t)SSIZE_MAX - t)
@@ -1317,12 +1332,12 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 	long got;
 
 	if (HB_UNLIKELY(flags & MSG_TRUNC)) {
-		for (size_t i = 0; m->msg_iov && i < m->msg_iovlen; i++)
+		for (size_t i = 0; m->msg_iov && i < (size_t)m->msg_iovlen; i++)
 			n += m->msg_iov[i].iov_len;
 		return frame_discard(c, fd, n, flags);
 	}
 
-	for (size_t i = 0; m->msg_iov && i < m->msg_iovlen; i++) {
+	for (size_t i = 0; m->msg_iov && i < (size_t)m->msg_iovlen; i++) {
 		if (m->msg_iov[i].iov_len) {
 			buf = m->msg_iov[i].iov_base;
 			n = m->msg_iov[i].iov_len;
@@ -1501,7 +1516,7 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 		writer_decide(c, fd);
 	if (hb_load_acquire(&c->txmode) != HB_TX_FRAMED)
 		return hb_next_sendmsg(fd, m, flags | MSG_NOSIGNAL);
-	for (size_t i = 0; m->msg_iov && i < m->msg_iovlen; i++)
+	for (size_t i = 0; m->msg_iov && i < (size_t)m->msg_iovlen; i++)
 		n += m->msg_iov[i].iov_len;
 	if ((r = lock_fd(c, fd, &c->txlock, nb)) < 0)
 		return r;
@@ -1534,14 +1549,14 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 			size_t at = HB_DATA_HDR_LEN;
 
 			memcpy(one, hdr, HB_DATA_HDR_LEN);
-			for (size_t i = 0; i < m->msg_iovlen; i++) {
+			for (size_t i = 0; i < (size_t)m->msg_iovlen; i++) {
 				memcpy(one + at, m->msg_iov[i].iov_base, m->msg_iov[i].iov_len);
 				at += m->msg_iov[i].iov_len;
 			}
 			r = hb_next_send(fd, one, at, flags | MSG_NOSIGNAL);
 		} else {
 			out[0] = (struct iovec){ hdr, HB_DATA_HDR_LEN };
-			for (size_t i = 0; i < m->msg_iovlen; i++)
+			for (size_t i = 0; i < (size_t)m->msg_iovlen; i++)
 				out[i + 1] = m->msg_iov[i];
 			om = *m;
 			om.msg_iov = out;
@@ -1830,7 +1845,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	uint32_t interval = tx_interval(c), jitter = interval / 10;
 	uint64_t next = now + interval;
 	struct hb_tcp_info x;
-	const struct tcp_info *ti = &x.ti;
+	const struct hb_ti *ti = &x.ti;
 	int open_rx;
 
 	if (hb_os_tcp_info(fd, &x) < 0)
@@ -1945,6 +1960,10 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		uint32_t due = interval - (jitter ? conn_jitter(c) % jitter : 0);
 		uint32_t slack = interval / 20 < 8 ? interval / 20 : 8;
 
+		/* A short TCP_INFO has no tcpi_last_data_sent: a heartbeat
+		 * every interval, data or not (2 bytes an interval more). */
+		if (!HB_TI_HAS(&x, ti.tcpi_last_data_sent))
+			quiet = c->hb_sent_at ? (uint32_t)now - c->hb_sent_at : due;
 		flush_pend(c, fd);
 		if (hb_tx_at_boundary(&c->tx) && !c->dg_sent) {
 			if (quiet + slack >= due) {
@@ -1954,8 +1973,10 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 					c->tx.pend[0] = hb[1];
 					c->tx.pend_len = 1;
 				}
-				if (r > 0)
+				if (r > 0) {
 					hb_stat_add(HB_ST_HB_SENT, 1);
+					c->hb_sent_at = ms32(now);
+				}
 				next = now + due;
 			} else {
 				next = now + (due - quiet);
@@ -1972,6 +1993,24 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	if (open_rx) {
 		uint32_t limit = rx_limit(c), silent = ti->tcpi_last_data_recv;
 		int inq = 0;
+
+		if (!HB_TI_HAS(&x, ti.tcpi_last_data_recv)) {
+			/* A short TCP_INFO: the time since the shim last took
+			 * bytes (its reads, and the drain below for an idle
+			 * application), counted from the first tick. */
+			uint32_t seen = hb_load_relaxed(&c->rx_seen);
+
+			if (!seen)
+				hb_store_relaxed(&c->rx_seen, seen = ms32(now));
+			if ((uint32_t)now - seen >= limit && trylock(&c->rxlock)) {
+				/* Heartbeats that wait unread (this process
+				 * was itself stopped, or late) are life. */
+				drain(c, fd);
+				unlock(&c->rxlock);
+				seen = hb_load_relaxed(&c->rx_seen);
+			}
+			silent = (uint32_t)now - seen;
+		}
 
 		/* Bytes the application has not read yet: the peer was alive to
 		 * send them, and with our receive window filling up it may not
@@ -2204,6 +2243,7 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 	r = xfer(ctx, len < c->rx.remaining ? len : c->rx.remaining);
 	if (r > 0) {
 		c->rx.remaining -= (uint32_t)r;
+		rx_seen(c);
 		if (hb_cfg.idle_timeout_ms) /* only the idle deadline reads it */
 			c->last_app_ms = hb_os_now_ms();
 	}
