@@ -390,6 +390,7 @@ long hb_os_getpeername(int fd, struct sockaddr *sa, socklen_t *len);
 long hb_os_futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t timeout_ms);
 long hb_os_futex_wake(_Atomic uint32_t *addr);
 void *hb_os_mmap(size_t len);     /* zeroed anonymous memory or NULL */
+void *hb_os_mmap_shared(size_t len); /* the same, shared with forked children */
 uint64_t hb_os_now_ms(void);      /* CLOCK_MONOTONIC in milliseconds */
 uint64_t hb_os_now_ns(void);      /* CLOCK_MONOTONIC in nanoseconds */
 uint64_t hb_os_wall_ms(void);     /* CLOCK_REALTIME in milliseconds */
@@ -474,6 +475,7 @@ struct hb_conn {
 	uint8_t kind;          /* HB_KIND_* */
 	_Atomic uint8_t stolen_err; /* an error (ECONNRESET...) a call of the shim's own took from the socket */
 	_Atomic uint32_t sndtimeo_ms; /* app's SO_SNDTIMEO, 0 = none */
+	_Atomic uint32_t rcvtimeo_ms; /* app's SO_RCVTIMEO, 0 = none */
 	_Atomic(struct hb_fstate *) fault; /* fault rules bound at connect/accept
 					      (fault_io.c); NULL = none, the only
 					      load the I/O paths pay */
@@ -481,6 +483,8 @@ struct hb_conn {
 	uint32_t free_next;    /* pool free list */
 	uint32_t inbox_next;   /* app -> bg: schedule me */
 	uint32_t reap_next;    /* app -> bg: last fd closed */
+	uint32_t hb_sent_at;   /* bg: our last heartbeat (txlock); kept only once
+				  TCP_INFO came back short (hb_os_ti_short) */
 	/* Owned by the background thread only. */
 	struct hb_conn *wprev, *wnext; /* timer wheel list */
 	uint64_t wexpires;             /* due time, monotonic ms */
@@ -492,7 +496,6 @@ struct hb_conn {
 					  its hello's interval, paced for our
 					  timeout when it paces (rx lock) */
 	uint32_t peer_timeout_ms;      /* its hello's timeout: we pace for it */
-	_Atomic uint32_t rcvtimeo_ms;  /* app's SO_RCVTIMEO, 0 = none */
 	/* Monotonic ms, low 32 bits (differences wrap correctly). */
 	uint32_t shut_rd_at;           /* when the app asked for SHUT_RD (HB_CF_SHUT_RD) */
 	uint32_t bg_partial_at;        /* bg: when it first saw only a magic prefix; 0 = not yet */
@@ -504,13 +507,18 @@ struct hb_conn {
 	_Atomic uint32_t ka_txw_at;    /* app: when it set HB_CF_TXW (keepalive mode) */
 	_Atomic uint32_t rx_seen;      /* the shim last took bytes from the socket; kept only
 					  once TCP_INFO came back short (hb_os_ti_short) */
-	uint32_t hb_sent_at;           /* bg: our last heartbeat (txlock); the same fallback */
 	/* Framed mode (frame.c). rxmode and rx change under rxlock, txmode and
 	 * tx under txlock; both are read without them by quick checks. */
 	_Atomic uint8_t rxmode;        /* HB_RX_* */
 	_Atomic uint8_t txmode;        /* HB_TX_* */
 	uint8_t client;                /* we connected: our hello goes first */
 	uint8_t hello_sent;            /* under txlock */
+	/* Downgrade to raw (PROTOCOL.md, Downgrade; frame.c). */
+	uint8_t peer_dg;               /* the peer's hello said it can downgrade (rx lock) */
+	uint8_t dg_sent;               /* our downgrade frame is in tx.pend or out (txlock) */
+	_Atomic uint8_t dg_want;       /* reason of a downgrade of our direction due at the
+					  next frame boundary, 0 = none */
+	uint8_t dg_left;               /* this process left framing (seccomp): handled once */
 	uint8_t lowat;                 /* SO_RCVLOWAT we set, 0 = kernel default (rxlock) */
 	uint8_t grace;                 /* bg: one recheck granted after a late wakeup */
 	uint8_t wlinked;               /* bg: on a wheel list */
@@ -798,6 +806,30 @@ void hb_frame_mark_shared(struct hb_conn *c, uint64_t now);
 /* Send a notice frame (reason HB_NR_*) if our direction is framed and at a
  * frame boundary; never blocks. Background thread. */
 void hb_frame_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t silent_ms);
+/* This process is about to stop framing c (reason HB_DR_*: a seccomp filter
+ * comes next). Sends our downgrade frame with the request flag when the
+ * peer can take it, and hands the peer's framed direction to the leaving
+ * reader (downgrade.c). Application thread, before the filter. */
+void hb_frame_leave(struct hb_conn *c, int fd, uint8_t reason);
+/* The application sends fd to another process (SCM_RIGHTS): leave framing
+ * both ways first (our downgrade frame with the request, then the peer's
+ * frames up to its answer, within HBSHIM_TIMEOUT), so that the receiver
+ * gets a raw stream. Application thread, before the real sendmsg. */
+void hb_frame_pass(struct hb_conn *c, int fd);
+
+/* ------------------------------------------------------------------ downgrade.c */
+
+/* The record of connections downgraded by a process of this fork family:
+ * a small shared mapping made at start-up, inherited by fork (not exec). */
+void hb_dg_init(void);
+void hb_dg_publish(uint64_t cookie);
+int hb_dg_published(uint64_t cookie);
+/* Decode fd's framed direction from state rx with read() alone until the
+ * peer's downgrade frame, then pass through: for a process that stepped
+ * aside (seccomp). 0 or -ENOSPC. */
+int hb_dg_leave_reader(int fd, const struct hb_rx *rx);
+/* The name of a downgrade reason for events and logs. */
+const char *hb_dg_reason_name(uint8_t reason);
 /* Keepalive settings used as a backstop on framed connections. */
 extern struct hb_ka hb_ka_frame_cfg;
 
@@ -819,7 +851,7 @@ int hb_inherit_import(const char *s);
 struct hb_inherit_ent {
 	int fd;
 	uint64_t cookie; /* never 0 */
-	uint8_t rxmode, txmode, client, hello_sent;
+	uint8_t rxmode, txmode, client, hello_sent, peer_dg;
 	struct hb_rx rx; /* remaining, hdr, hdr_len, halfclosed: hb_rx_state_valid */
 	struct hb_tx tx; /* remaining, pend, pend_len */
 	uint32_t peer_interval_ms, peer_timeout_ms;

@@ -170,6 +170,8 @@ void hb_init(void)
 	hb_enabled = !hb_cfg.disabled && import_and_scope();
 	if (!hb_enabled)
 		hb_cfg.disabled = 1;
+	else
+		hb_dg_init();
 	if (hb_enabled && hb_cfg.control_path[0])
 		hb_fault_ctl_start(); /* HBSHIM_CONTROL */
 	hb_store_release(&init_state, 2);

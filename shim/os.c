@@ -234,6 +234,15 @@ long hb_os_munmap(void *addr, size_t len)
 	return RAW(SYS_munmap, addr, len);
 }
 
+void *hb_os_mmap_shared(size_t len)
+{
+	long r = RAW(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	if (r < 0 && r > -4096)
+		return NULL;
+	return (void *)r;
+}
+
 long hb_os_madvise(void *addr, size_t len, int advice)
 {
 	return RAW(SYS_madvise, addr, len, advice);
