@@ -2283,8 +2283,15 @@ int hb_frame_linger(struct hb_conn *c, int fd)
 	 * closed socket. Toward any other peer the close is the kernel's own:
 	 * no FIN of ours that a process forked without our knowledge (a raw
 	 * clone, as vsftpd makes) would see on a socket it still uses. */
-	if (hb_load_acquire(&c->rxmode) != HB_RX_FRAMED)
+	if (hb_load_acquire(&c->rxmode) != HB_RX_FRAMED &&
+	    !(hb_load_acquire(&c->rxmode) == HB_RX_DETECT && c->client &&
+	      hb_load_acquire(&c->txmode) == HB_TX_FRAMED))
 		return 0;
+	/* (A client whose hello went out closes before the peer's came: a
+	 * server busy with other connections accepts it later, and its hello
+	 * and heartbeats would meet a closed socket, whose reset destroys
+	 * what the server has not read yet. The lingering socket takes that
+	 * hello: linger_hello.) */
 	/* Whatever is still queued (a heartbeat that came after the close's
 	 * drain, or unread application bytes) goes to the lingering socket:
 	 * heartbeats are absorbed there, application bytes reset the
@@ -2337,6 +2344,24 @@ int hb_frame_linger(struct hb_conn *c, int fd)
 	return 1;
 }
 
+/* A lingering client's socket whose peer's hello had not come at the
+ * close: 1 when a complete hello was queued (now consumed), 0 when only a
+ * prefix of one is (or nothing), -1 when the bytes are something else.
+ * Background thread, the private fd. */
+static int linger_hello(int fd)
+{
+	uint8_t p[HB_HELLO_LEN];
+	long r = hb_os_recv(fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
+	int cls;
+
+	if (r <= 0)
+		return r == 0 ? -1 : 0; /* the FIN (the loop below sees it), or nothing yet */
+	cls = hb_hello_classify(p, (size_t)r, NULL);
+	if (cls == 1)
+		return hb_os_recv(fd, p, sizeof(p), MSG_DONTWAIT) == HB_HELLO_LEN ? 1 : -1;
+	return cls == 0 ? 0 : -1;
+}
+
 uint64_t hb_frame_linger_tick(struct hb_conn *c, int fd, uint64_t now)
 {
 	uint8_t buf[2048];
@@ -2351,8 +2376,22 @@ uint64_t hb_frame_linger_tick(struct hb_conn *c, int fd, uint64_t now)
 	 * thread (every other connection's heartbeats) here; its window
 	 * closes instead, and the limits below are checked on every tick. */
 	for (int reads = 0; reads < LINGER_READS; reads++) {
-		long r = hb_os_recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		long r;
 		ssize_t app;
+
+		if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT) {
+			int cls = linger_hello(fd);
+
+			if (cls == 0)
+				break; /* a prefix of a hello: more is due */
+			if (cls > 0) {
+				memset(&c->rx, 0, sizeof(c->rx));
+				hb_store_relaxed(&c->rxmode, HB_RX_FRAMED);
+				continue;
+			}
+			/* Not a hello: the bytes are application data. */
+		}
+		r = hb_os_recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 
 		if (r == 0) {
 			hb_log(HB_LOG_DEBUG, "fd %d: linger ends: peer's FIN", fd);
