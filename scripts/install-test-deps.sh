@@ -40,6 +40,7 @@ NEEDS=(
 	fakeroot
 	gcc-aarch64-linux-gnu
 	libc6-dev-arm64-cross
+	rsync
 )
 
 (($# > 0)) && NEEDS=("$@")

@@ -311,6 +311,7 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2, HB_KIND_
 #define HB_APP_LINGER      (1u << 8)
 #define HB_APP_MASK        0x1ffu
 /* State flags (same word). */
+#define HB_CF_TX_CLAIMED   (1u << 14) /* shared, but this process wrote it since: it sends on it */
 #define HB_CF_RD_DOWN      (1u << 15) /* the app's SHUT_RD reached the kernel early (frame.c) */
 #define HB_CF_NONBLOCK     (1u << 16) /* O_NONBLOCK on the open file description */
 #define HB_CF_SCHEDULED    (1u << 17) /* handed to the background thread */
@@ -321,7 +322,7 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2, HB_KIND_
 #define HB_CF_FORKED       (1u << 22) /* parent side of a fork: heartbeats pause briefly */
 #define HB_CF_INHERITED    (1u << 23) /* child side of a fork: no heartbeats until used here */
 #define HB_CF_SHARED       (1u << 24) /* another process may hold it (fork, exec): sticky */
-#define HB_CF_CLAIMED      (1u << 25) /* shared, but this process used it since: it reads it */
+#define HB_CF_CLAIMED      (1u << 25) /* shared, but this process read it since: it decodes it */
 #define HB_CF_SHUT_RD      (1u << 26) /* app shut reading down; the kernel's SHUT_RD waits (frame.c) */
 #define HB_CF_UTO_OFF      (1u << 27) /* our TCP_USER_TIMEOUT switched off: the peer's window is shut */
 #define HB_CF_TXW          (1u << 28) /* the application wrote since the last window check */

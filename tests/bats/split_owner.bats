@@ -1,0 +1,144 @@
+#!/usr/bin/env bats
+# One framed connection used by two processes after a fork: the one that
+# reads owns the receive side (decoding, draining control frames, the
+# liveness verdict), the one that writes owns the send side (framing,
+# heartbeats). The classic Unix full-duplex pattern: a forked reader child
+# and a writing parent (tests/helpers/splitrw.c), and rsync, whose receiver
+# child reads the socket while its generator parent writes it (the client's
+# for a pull, the daemon's for a push).
+
+load helpers
+
+SPLITRW="$HB_ROOT/build/tests/splitrw"
+
+setup() {
+	hb_setup
+	[ -x "$SPLITRW" ] || skip "build/tests/splitrw missing: run make"
+}
+
+# pid_of NAME: the pid on the "PID n" line of $T/NAME.out, recorded for
+# teardown (a stopped process outlives `timeout`).
+pid_of() {
+	wait_line "$T/$1.out" '^PID [0-9]+' >&2 || return 1
+	local p
+	p=$(awk '/^PID /{ print $2; exit }' "$T/$1.out")
+	echo "$p" >>"$T/.pids"
+	echo "$p"
+}
+
+# field FILE PREFIX N: field N of the first line of FILE starting with PREFIX.
+field() {
+	awk -v p="$2" -v n="$3" 'index($0, p) == 1 { print $n; exit }' "$1"
+}
+
+@test "forked reader child, writing parent: byte-exact both ways, frozen peer detected by both within T + 10 %" {
+	local p spid n=600000 ref rd wr
+	local -a E=(HBSHIM_INTERVAL=100ms HBSHIM_TIMEOUT=1000ms)
+	p=$(free_port)
+	bg srv shim "${E[@]}" HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/srv.ev" "$SPLITRW" server "$p" "$n"
+	wait_line "$T/srv.out" '^LISTEN' || fail "server did not start: $(cat "$T/srv.err")"
+	spid=$(pid_of srv)
+	run shim "${E[@]}" "HBSHIM_FRAME=127.0.0.1:$p" HBSHIM_EVENTS="$T/cli.ev" "$SPLITRW" client "$p" "$n"
+	echo "client: $output"
+	echo "server: $(cat "$T/srv.out")"
+	kill -KILL "$spid" 2>/dev/null || true
+	# Framed both ways (else nothing here could go wrong).
+	grep -q '"event":"framed"' "$T/cli.ev"
+	grep -q '"event":"framed"' "$T/srv.ev"
+	# Parent to server: the server checked every byte (it froze only after
+	# all of them); server to child: the child checked every byte.
+	grep -q '^FREEZE ' "$T/srv.out"
+	! grep -q 'SERVER BAD' "$T/srv.out" || fail "server saw a wrong byte"
+	line_with "RECV OK $n "
+	! grep -q protocol_error "$T/cli.ev" "$T/srv.ev" || fail "protocol error: $(cat "$T/cli.ev" "$T/srv.ev")"
+	# Both processes see the frozen peer as ETIMEDOUT, timed from the
+	# peer's last byte (it froze right after its last echo).
+	line_with "READ ERR 110 ETIMEDOUT "
+	line_with "WRITE ERR 110 ETIMEDOUT "
+	assert_status 0
+	ref=$(awk -v a="$(field "$T/srv.out" FREEZE 2)" -v b="$(echo "$output" | awk '/^RECV OK/{ print $4 }')" \
+		'BEGIN { print (a > b ? a : b) }')
+	rd=$(echo "$output" | awk -v r="$ref" '/^READ ERR/{ printf "%.3f", $5 - r }')
+	wr=$(echo "$output" | awk -v r="$ref" '/^WRITE ERR/{ printf "%.3f", $5 - r }')
+	echo "# reader child: ETIMEDOUT after $rd s, writing parent: after $wr s (T = 1 s)" >&3
+	in_range "$rd" 0.95 1.1
+	in_range "$wr" 0.95 1.1
+}
+
+# A tree of 200 files of random sizes (0 to 300 KB), made once per file.
+make_tree() {
+	TREE="$BATS_FILE_TMPDIR/tree"
+	[ -d "$TREE" ] && return 0
+	"$PY" - "$TREE.tmp" <<'EOF'
+import os, random, sys
+r = random.Random(15)
+d = sys.argv[1]
+for i in range(200):
+    sub = os.path.join(d, "d%d" % (i % 10))
+    os.makedirs(sub, exist_ok=True)
+    n = r.choice([0, 1, 10, 100, 1000, 5000, 20000, 70000, 300000]) + r.randrange(100)
+    with open(os.path.join(sub, "f%03d" % i), "wb") as f:
+        f.write(os.urandom(n))
+EOF
+	mv "$TREE.tmp" "$TREE"
+}
+
+# rsync_rounds pull|push INTERVAL_MS RUNS: an rsync daemon and its client,
+# both framed, RUNS transfers of the tree; every one must exit 0 and leave a
+# copy that `diff -r` finds identical, with no protocol error on either end.
+rsync_rounds() {
+	local dir=$1 iv=$2 runs=$3 p i to dpid R="$T/$1-$2"
+	need_cmd rsync
+	make_tree
+	to=$((iv * 5 > 1000 ? iv * 5 : 1000))
+	local -a E=(HBSHIM_INTERVAL="${iv}ms" HBSHIM_TIMEOUT="${to}ms")
+	mkdir -p "$R/mod"
+	[ "$dir" = pull ] && cp -a "$TREE/." "$R/mod/"
+	cat >"$R/rsyncd.conf" <<EOF
+use chroot = no
+pid file =
+log file = $R/rsyncd.log
+uid = $(id -u)
+gid = $(id -g)
+[mod]
+path = $R/mod
+read only = no
+EOF
+	p=$(free_port)
+	bg "daemon-$dir-$iv" shim "${E[@]}" HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$R/daemon.ev" \
+		rsync --daemon --no-detach --port="$p" --address=127.0.0.1 --config="$R/rsyncd.conf"
+	dpid=$BG_PID
+	wait_listen "$p"
+	for ((i = 0; i < runs; i++)); do
+		if [ "$dir" = pull ]; then
+			run shim "${E[@]}" "HBSHIM_FRAME=127.0.0.1:$p" HBSHIM_EVENTS="$R/client.ev" \
+				rsync -a "rsync://127.0.0.1:$p/mod/" "$R/dst$i/"
+			echo "pull $iv ms, run $i: $output"
+			assert_status 0
+			diff -r "$TREE" "$R/dst$i"
+		else
+			run shim "${E[@]}" "HBSHIM_FRAME=127.0.0.1:$p" HBSHIM_EVENTS="$R/client.ev" \
+				rsync -a "$TREE/" "rsync://127.0.0.1:$p/mod/run$i/"
+			echo "push $iv ms, run $i: $output"
+			assert_status 0
+			diff -r "$TREE" "$R/mod/run$i"
+		fi
+	done
+	kill "$dpid" 2>/dev/null || true
+	[ "$(grep -c '"event":"framed"' "$R/client.ev")" -eq "$runs" ]
+	[ "$(grep -c '"event":"framed"' "$R/daemon.ev")" -eq "$runs" ]
+	! grep -q protocol_error "$R/client.ev" "$R/daemon.ev" || fail "protocol error: $(grep -h protocol_error "$R/client.ev" "$R/daemon.ev")"
+}
+
+# 20 ms: a heartbeat in every idle spell and a drain on most ticks (7439fe4
+# failed these at once: "Invalid block index", "protocol data stream
+# (code 12)"); 500 ms: the same transfers at the common interval.
+@test "rsync daemon pull (client's receiver child reads, generator parent writes), 20 ms and 500 ms heartbeats" {
+	rsync_rounds pull 20 5
+	rsync_rounds pull 500 5
+}
+
+@test "rsync daemon push (daemon's receiver child reads, generator parent writes), 20 ms and 500 ms heartbeats" {
+	rsync_rounds push 20 5
+	rsync_rounds push 500 5
+}
