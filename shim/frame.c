@@ -672,7 +672,10 @@ static void writer_decide(struct hb_conn *c, int fd)
 
 		if (hb_load_acquire(&c->rxmode) != HB_RX_DETECT)
 			break;
-		if (trylock(&c->rxlock)) {
+		/* The hello is the receive side's: another process reading it
+		 * takes it there (a handover before the hello exchange is a
+		 * race either way, see DESIGN.md). */
+		if (owner(c) && trylock(&c->rxlock)) {
 			if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
 				detect(c, fd, 0);
 			unlock(&c->rxlock);
