@@ -396,6 +396,7 @@ static void set_lowat(struct hb_conn *c, int fd)
 
 static void drain(struct hb_conn *c, int fd);
 static int detect(struct hb_conn *c, int fd, int wait);
+static void claim(struct hb_conn *c, uint32_t side);
 
 /* ---------------------------------------------------------------- negotiation */
 
@@ -421,14 +422,19 @@ _Atomic int hb_frame_seen;
 /* For the poll family: may the application read now? Control frames at the
  * head are consumed first. 1 when application bytes (or the end of the
  * stream, or an error) are there, 0 when only control frames were. Any
- * doubt (another thread reading, a stream this process does not own) says
- * 1: a readiness report is never withheld wrongly. */
+ * doubt (another thread reading) says 1: a readiness report is never
+ * withheld wrongly. An application that waits here for the connection to
+ * become readable is its reader: it claims the receive side as its read
+ * would (a parent that forked a command and polls its connection again
+ * is not woken by heartbeats into a read that blocks). */
 int hb_frame_app_readable(struct hb_conn *c, int fd)
 {
 	uint8_t p[2];
 	int inq = 0, ready = 1;
 	long r;
 
+	if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & HB_CF_SHARED))
+		claim(c, HB_CF_CLAIMED);
 	if (hb_load_acquire(&c->rxmode) == HB_RX_RAW || hb_load_relaxed(&c->dead) || !owner(c) ||
 	    !lock_unless_app(&c->rxlock))
 		return 1;
@@ -661,6 +667,11 @@ static void writer_decide(struct hb_conn *c, int fd)
 	struct hb_tcp_info x;
 	uint64_t wait_ms = SERVER_WAIT_MIN_MS, until;
 
+	/* The peer's hello is the receive side's first bytes: a server that
+	 * writes first takes them, and with them the receive side (the child
+	 * of a forking server greets its client before it reads). */
+	if (!owner(c))
+		claim(c, HB_CF_CLAIMED);
 	if (hb_os_tcp_info(fd, &x) == 0)
 		wait_ms += 2ull * x.ti.tcpi_rtt / 1000;
 	if (wait_ms > SERVER_WAIT_MAX_MS)
@@ -672,10 +683,7 @@ static void writer_decide(struct hb_conn *c, int fd)
 
 		if (hb_load_acquire(&c->rxmode) != HB_RX_DETECT)
 			break;
-		/* The hello is the receive side's: another process reading it
-		 * takes it there (a handover before the hello exchange is a
-		 * race either way, see DESIGN.md). */
-		if (owner(c) && trylock(&c->rxlock)) {
+		if (trylock(&c->rxlock)) {
 			if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
 				detect(c, fd, 0);
 			unlock(&c->rxlock);
