@@ -21,6 +21,7 @@ NEEDS=(
 	libgoogle-perftools4
 	iproute2
 	python3
+	python3-yaml
 	curl
 	clang
 	"libclang-rt-14-dev|libclang-rt-dev"

@@ -341,15 +341,105 @@ int hb_rules_match(const struct hb_rule *rules, int n, const struct sockaddr *sa
 	return 0;
 }
 
+/* ------------------------------------------------------- program names */
+
+/*
+ * A comma-separated list of program names (HBSHIM_ONLY_CMDS and
+ * HBSHIM_SKIP_CMDS), stored in out[HB_CMDS_MAX] as "a,b,c" with the blanks
+ * around names dropped; a blank-only list is stored as "" (no list). A name
+ * is non-empty, holds no '/' (it is a basename), is at most HB_CMD_NAME_MAX
+ * bytes; at most HB_MAX_CMDS names. -EINVAL or -E2BIG with *bad and *badlen
+ * on the offending name.
+ */
+static int parse_cmds(const char *s, char *out, const char **bad, size_t *badlen)
+{
+	const char *p = s;
+	size_t len = 0;
+	int count = 0;
+
+	out[0] = 0;
+	while (is_blank(*p))
+		p++;
+	if (*p == 0)
+		return 0;
+	for (;;) {
+		const char *start, *end;
+
+		while (is_blank(*p))
+			p++;
+		start = p;
+		while (*p && *p != ',')
+			p++;
+		end = p;
+		while (end > start && is_blank(end[-1]))
+			end--;
+		*bad = start;
+		*badlen = (size_t)(end - start);
+		if (count >= HB_MAX_CMDS)
+			return -E2BIG;
+		if (end == start || end - start > HB_CMD_NAME_MAX || memchr(start, '/', *badlen))
+			return -EINVAL;
+		if (len + *badlen + 2 > HB_CMDS_MAX)
+			return -E2BIG;
+		if (count)
+			out[len++] = ',';
+		memcpy(out + len, start, *badlen);
+		len += *badlen;
+		out[len] = 0;
+		count++;
+		if (*p == 0)
+			return 0;
+		p++; /* the comma; a name must follow it */
+	}
+}
+
+/* 1 when name is one of the names of a stored list ("a,b,c"). */
+static int cmds_match(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0)
+		return 0;
+	while (*list) {
+		size_t k = strcspn(list, ",");
+
+		if (k == n && memcmp(list, name, n) == 0)
+			return 1;
+		list += k;
+		if (*list == ',')
+			list++;
+	}
+	return 0;
+}
+
+int hb_scope_admits(const struct hb_config *c, const char *name)
+{
+	if (!name)
+		name = "";
+	if (c->only_cmds[0] && !cmds_match(c->only_cmds, name))
+		return 0;
+	return !cmds_match(c->skip_cmds, name);
+}
+
 /* ---------------------------------------------------------------- tables */
 
 #define DURATION_FORMS "a duration such as 250ms, 5s, 1m or a bare number of seconds"
+#define CMDS_FORMS                                                                      \
+	"comma-separated program names (basenames of argv[0], without '/'), "         \
+	"at most 32 names of at most 255 bytes each"
 #define CFG(field) offsetof(struct hb_config, field)
 
 const struct hb_option hb_options[] = {
 	{ "HBSHIM_DISABLE", "--disable", NULL, HB_OPTF_FLAG, HB_OPT_BOOL, CFG(disabled), 0, 0,
 	  "0", "0", "1, true or yes: load but stay inactive (0, false, no: active)",
 	  "1, 0, true, false, yes or no" },
+	{ "HBSHIM_ONLY_CMDS", "--only", "NAME", HB_OPTF_REPEATABLE, HB_OPT_CMDS, CFG(only_cmds), 0,
+	  0, NULL, "every program",
+	  "act only in programs of these names (basename of argv[0]), passive elsewhere",
+	  CMDS_FORMS },
+	{ "HBSHIM_SKIP_CMDS", "--skip", "NAME", HB_OPTF_REPEATABLE, HB_OPT_CMDS, CFG(skip_cmds), 0,
+	  0, NULL, "none", "stay passive in programs of these names (basename of argv[0])",
+	  CMDS_FORMS },
 	{ "HBSHIM_INTERVAL", "--interval", "DURATION", 0, HB_OPT_DURATION, CFG(interval_ms), 1,
 	  MS_PER_H, "5s", "5s", "heartbeat interval, 1ms..1h", DURATION_FORMS " (1ms..1h)" },
 	/* No init: unset, it is 3 x the interval in force (hb_config_parse). */
@@ -387,6 +477,7 @@ const struct hb_option hb_options[] = {
 const int hb_noptions = (int)(sizeof(hb_options) / sizeof(hb_options[0]));
 _Static_assert(HB_MAX_RULES == 32, "update the HBSHIM_FRAME error text");
 _Static_assert(HB_PATH_MAX == 512, "update the path error texts");
+_Static_assert(HB_MAX_CMDS == 32 && HB_CMD_NAME_MAX == 255, "update CMDS_FORMS");
 
 /* ----------------------------------------------------------------- parse */
 
@@ -441,25 +532,27 @@ static void put_quoted(struct hb_buf *b, const char *v, size_t n)
 /* Why a value was rejected, for the error line. */
 struct why {
 	uint32_t interval_ms; /* the interval in force (HB_OPT_TIMEOUT) */
-	int ret;              /* HB_OPT_RULES: -EINVAL or -E2BIG */
-	const char *bad;      /* HB_OPT_RULES: the first rule that failed */
+	int ret;              /* HB_OPT_RULES, HB_OPT_CMDS: -EINVAL or -E2BIG */
+	const char *bad;      /* ... the first rule or name that failed */
 	size_t badlen;
 };
 
 /* Write the error line for value v of variable i; returns -EINVAL. */
 static int fail(char *err, size_t errlen, int i, const char *v, const struct why *why)
 {
+	int rules = hb_options[i].kind == HB_OPT_RULES;
+	int list = rules || hb_options[i].kind == HB_OPT_CMDS;
 	struct hb_buf b;
 
 	hb_buf_init(&b, err, errlen);
 	hb_buf_puts(&b, hb_options[i].env);
 	hb_buf_puts(&b, ": invalid value ");
 	put_quoted(&b, v, strlen(v));
-	if (hb_options[i].kind == HB_OPT_RULES && why->ret == -E2BIG) {
-		hb_buf_puts(&b, " (too many rules)");
-	} else if (hb_options[i].kind == HB_OPT_RULES && why->bad && why->badlen == 0) {
-		hb_buf_puts(&b, " (empty rule)");
-	} else if (hb_options[i].kind == HB_OPT_RULES && why->bad && why->badlen != strlen(v)) {
+	if (list && why->ret == -E2BIG) {
+		hb_buf_puts(&b, rules ? " (too many rules)" : " (too many names)");
+	} else if (list && why->bad && why->badlen == 0) {
+		hb_buf_puts(&b, rules ? " (empty rule)" : " (empty name)");
+	} else if (list && why->bad && why->badlen != strlen(v)) {
 		hb_buf_puts(&b, " (at ");
 		put_quoted(&b, why->bad, why->badlen);
 		hb_buf_putc(&b, ')');
@@ -530,6 +623,9 @@ static int parse_one(struct hb_config *c, int i, const char *v, struct why *why)
 			return -EINVAL;
 		c->log_level = level;
 		return 0;
+	case HB_OPT_CMDS:
+		why->ret = parse_cmds(v, field, &why->bad, &why->badlen);
+		return why->ret < 0 ? -EINVAL : 0;
 	case HB_OPT_PATH:
 		len = strlen(v);
 		if (len >= HB_PATH_MAX)

@@ -144,13 +144,30 @@ void hb_conn_push_inbox(struct hb_conn *c)
 	} while (!hb_cas_acq_rel(&inbox_head, &old, c->self));
 }
 
-void hb_conn_push_reap(struct hb_conn *c)
+static void (*_Atomic reap_hook)(void);
+
+void hb_conn_on_reap(void (*fn)(void))
+{
+	hb_store_release(&reap_hook, fn);
+}
+
+void hb_conn_retry_reap(struct hb_conn *c)
 {
 	uint32_t old = hb_load_acquire(&reap_head);
 
 	do {
 		c->reap_next = old;
 	} while (!hb_cas_acq_rel(&reap_head, &old, c->self));
+}
+
+void hb_conn_push_reap(struct hb_conn *c)
+{
+	void (*wake)(void);
+
+	hb_conn_retry_reap(c);
+	wake = hb_load_acquire(&reap_hook);
+	if (wake)
+		wake();
 }
 
 struct hb_conn *hb_conn_take_inbox(void)

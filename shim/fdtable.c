@@ -108,9 +108,9 @@ static void release(struct hb_conn *c, int fd)
 									 : HB_ST_CONN_KEEPALIVE,
 			    -1);
 	if (fl & HB_CF_SCHEDULED) {
-		/* The background thread may hold it on its wheel: it reclaims. */
+		/* The background thread may hold it on its wheel: it reclaims
+		 * (the push wakes it through the hook init.c registered). */
 		hb_conn_push_reap(c);
-		hb_thread_wake();
 	} else {
 		hb_conn_free(c);
 	}

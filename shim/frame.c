@@ -456,17 +456,25 @@ int hb_frame_app_readable(struct hb_conn *c, int fd)
 		unlock(&c->rxlock);
 		return 1; /* inside a data frame: what is queued is the application's */
 	}
-	drain(c, fd);
-	if (hb_os_ioctl(fd, SIOCINQ, &inq) == 0) {
+	for (int round = 0; round < 4; round++) {
+		drain(c, fd);
+		if (hb_os_ioctl(fd, SIOCINQ, &inq) != 0)
+			break;
 		if (inq == 0) {
 			/* Nothing queued: the end of the stream, or no reason. */
 			r = sh_recv(c, fd, p, 1, MSG_PEEK | MSG_DONTWAIT);
 			ready = r != -EAGAIN;
-		} else if (inq < FRAME_LOWAT) {
-			/* The start of a control frame still arriving. */
-			r = sh_recv(c, fd, p, 1, MSG_PEEK | MSG_DONTWAIT);
-			ready = !(r == 1 && p[0] == HB_FT_CONTROL);
+			break;
 		}
+		/* A control frame at the head: the start of one still arriving
+		 * (below the mark), or whole ones that arrived after the
+		 * drain's peek (a peer's heartbeats held back by Nagle come
+		 * three at once): drain again. */
+		r = sh_recv(c, fd, p, 1, MSG_PEEK | MSG_DONTWAIT);
+		ready = !(r == 1 && p[0] == HB_FT_CONTROL);
+		if (ready || inq < FRAME_LOWAT)
+			break;
+		ready = 1;
 	}
 	unlock(&c->rxlock);
 	return ready;
@@ -1780,7 +1788,10 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	jitter = interval / 10;
 	if (now + interval < next)
 		next = now + interval;
-	hb_ka_window(c, fd, &x, hb_ka_frame_cfg.user_timeout_ms);
+	if (hb_ka_window(c, fd, &x, hb_ka_frame_cfg.user_timeout_ms, now, 0) < 0) {
+		hb_conn_declare_dead(c, fd, ETIMEDOUT, "write", ti->tcpi_last_ack_recv);
+		return 0;
+	}
 	/* Our direction: hello, then a heartbeat after an interval of silence.
 	 * The jitter spreads connections opened together. */
 	/* The peer sent its FIN. After a half-close frame it still reads and

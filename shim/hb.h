@@ -34,6 +34,11 @@
 
 #define HB_MAX_RULES 32
 #define HB_PATH_MAX 512
+/* HBSHIM_ONLY_CMDS / HBSHIM_SKIP_CMDS: at most this many names, each at most
+ * HB_CMD_NAME_MAX bytes; stored as "a,b,c" in HB_CMDS_MAX bytes. */
+#define HB_MAX_CMDS 32
+#define HB_CMD_NAME_MAX 255
+#define HB_CMDS_MAX (HB_MAX_CMDS * (HB_CMD_NAME_MAX + 1))
 
 enum { HB_LOG_OFF = 0, HB_LOG_ERROR, HB_LOG_WARN, HB_LOG_INFO, HB_LOG_DEBUG };
 enum { HB_ACCEPT_AUTO = 0, HB_ACCEPT_RAW = 1 };
@@ -60,6 +65,8 @@ struct hb_config {
 	char stats_file[HB_PATH_MAX];  /* HBSHIM_STATS, "" = off */
 	int nrules;                  /* HBSHIM_FRAME */
 	struct hb_rule rules[HB_MAX_RULES];
+	char only_cmds[HB_CMDS_MAX]; /* HBSHIM_ONLY_CMDS, "" = every program */
+	char skip_cmds[HB_CMDS_MAX]; /* HBSHIM_SKIP_CMDS, "" = none */
 };
 
 /* Parse a duration: "250ms", "5s", "1m", "2h" or a bare integer (seconds).
@@ -76,6 +83,14 @@ int hb_parse_rules(const char *s, struct hb_rule *out, int max, int *n);
 int hb_rules_match(const struct hb_rule *rules, int n, const struct sockaddr *sa,
 		   socklen_t len);
 
+/*
+ * 1 when the configuration lets the program called name act (name: the
+ * basename of its argv[0]): name is in c->only_cmds (or that list is empty)
+ * and not in c->skip_cmds. Names compare exactly, byte for byte; an empty
+ * name is in no list. Pure; any thread.
+ */
+int hb_scope_admits(const struct hb_config *c, const char *name);
+
 /* Fill *c from the variables returned by get(name) (getenv in the library,
  * the wrapper's own table in tests). Unset variables take defaults. On an
  * invalid value returns -EINVAL and writes one line naming the variable and
@@ -86,7 +101,7 @@ int hb_config_parse(struct hb_config *c, const char *(*get)(const char *name), c
 
 /* How a variable's value is parsed and stored (struct hb_option.kind). */
 enum { HB_OPT_BOOL, HB_OPT_DURATION, HB_OPT_TIMEOUT, HB_OPT_RULES, HB_OPT_ACCEPT, HB_OPT_LOG,
-       HB_OPT_PATH };
+       HB_OPT_PATH, HB_OPT_CMDS };
 /* HB_OPT_* flags for the wrapper. */
 #define HB_OPTF_FLAG       1u /* takes no value on the command line ("1") */
 #define HB_OPTF_REPEATABLE 2u /* repeated options are joined with ',' */
@@ -169,6 +184,7 @@ struct hb_real {
 	int (*close_range)(unsigned, unsigned, int);
 	void (*closefrom)(int);
 	int (*fclose)(void *);
+	void *(*fdopen)(int, const char *);
 	ssize_t (*read)(int, void *, size_t);
 	ssize_t (*write)(int, const void *, size_t);
 	ssize_t (*readv)(int, const struct iovec *, int);
@@ -186,6 +202,9 @@ struct hb_real {
 	int (*recvmmsg)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
 	int (*prctl)(int, unsigned long, unsigned long, unsigned long, unsigned long);
 	int (*epoll_ctl)(int, int, int, void *);
+	int (*epoll_wait)(int, void *, int, int);
+	int (*epoll_pwait)(int, void *, int, int, const sigset_t *);
+	int (*epoll_pwait2)(int, void *, int, const struct timespec *, const sigset_t *);
 	int (*execve)(const char *, char *const[], char *const[]);
 	int (*execvpe)(const char *, char *const[], char *const[]);
 	int (*fexecve)(int, char *const[], char *const[]);
@@ -234,6 +253,7 @@ long hb_os_close(int fd);
 long hb_os_write(int fd, const void *buf, size_t n);
 long hb_os_send(int fd, const void *buf, size_t n, int flags);
 long hb_os_recv(int fd, void *buf, size_t n, int flags);
+long hb_os_read(int fd, void *buf, size_t n);
 long hb_os_open(const char *path, int flags, int mode);
 long hb_os_rename(const char *from, const char *to);
 /* write() that raises no SIGPIPE or SIGXFSZ of the shim's own (os.c). */
@@ -253,6 +273,27 @@ long hb_os_connect(int fd, const struct sockaddr *sa, socklen_t len);
  * async-signal-safe. */
 void hb_epoll_note(int epfd);
 int hb_epoll_detach(int fd);
+/* epollmap.c: (epfd, epoll_data) -> fd for the epoll_wait filter. ctl
+ * records a successful epoll_ctl (c: the tracked connection behind fd, or
+ * NULL for an fd the shim does not track, reported once hb_epmap_used is
+ * set). find fills *out and returns 1 when exactly one recorded registration
+ * has that data in that set and nothing marked it ambiguous; out->verified
+ * says whether the kernel's list of the set confirmed it. check_set reads
+ * that list (/proc/self/fdinfo/EPFD) and settles every unconfirmed entry of
+ * the set: 0, or -EAGAIN when another reading runs or paused the readings
+ * (in proportion to its size), -E2BIG for a list too long to read, -errno. App threads; no call holds a
+ * lock across a system call. */
+struct epoll_event;
+struct hb_conn;
+struct hb_epreg {
+	int fd, verified;
+	uint64_t data;
+	uint32_t events, self, gen, ver;
+};
+extern _Atomic int hb_epmap_used;
+void hb_epmap_ctl(struct hb_conn *c, int epfd, int op, int fd, const struct epoll_event *ev);
+int hb_epmap_find(int epfd, uint64_t data, struct hb_epreg *out);
+int hb_epmap_check_set(int epfd);
 long hb_os_ioctl(int fd, unsigned long req, void *arg);
 long hb_os_poll1(int fd, short events, int timeout_ms, short *revents);
 /* poll, select and dup2 as the application called them, from ppoll,
@@ -324,9 +365,9 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2, HB_KIND_
 #define HB_CF_SHARED       (1u << 24) /* another process may hold it (fork, exec): sticky */
 #define HB_CF_CLAIMED      (1u << 25) /* shared, but this process read it since: it decodes it */
 #define HB_CF_SHUT_RD      (1u << 26) /* app shut reading down; the kernel's SHUT_RD waits (frame.c) */
-#define HB_CF_UTO_OFF      (1u << 27) /* our TCP_USER_TIMEOUT switched off: the peer's window is shut */
+#define HB_CF_UTO_OFF      (1u << 27) /* our TCP_USER_TIMEOUT switched off: data waits (keepalive.c) */
 #define HB_CF_TXW          (1u << 28) /* the application wrote since the last window check */
-#define HB_CF_ZW_SUSPECT   (1u << 29) /* a window probe went unanswered at the last check */
+#define HB_CF_ZW_SUSPECT   (1u << 29) /* sent after the peer's last ACK, unanswered at the last check */
 #define HB_CF_CONN_EXPIRED (1u << 30) /* a non-blocking connect dissolved by our deadline */
 #define HB_CF_QUICKACK     (1u << 31) /* framed: the peer's hello came, no app byte either way yet */
 
@@ -370,6 +411,10 @@ struct hb_conn {
 	uint32_t bg_partial_at;        /* bg: when it first saw only a magic prefix; 0 = not yet */
 	uint32_t partial_at;           /* detect: the same, seen by an app thread (rxlock) */
 	uint32_t drained_at;           /* bg: control frames last drained; 0 = never (rxlock) */
+	uint32_t ka_ack_at;            /* bg: the peer's last ACK, as of ka_owed_at (keepalive.c) */
+	uint32_t ka_owed_at;           /* bg: since when ours is unanswered after it, at the latest */
+	uint32_t ka_wait_at;           /* bg: data waits since (at the earliest); 0 = not waiting */
+	_Atomic uint32_t ka_txw_at;    /* app: when it set HB_CF_TXW (keepalive mode) */
 	/* Framed mode (frame.c). rxmode and rx change under rxlock, txmode and
 	 * tx under txlock; both are read without them by quick checks. */
 	_Atomic uint8_t rxmode;        /* HB_RX_* */
@@ -415,6 +460,16 @@ struct hb_conn *hb_conn_at(uint32_t idx1);
  * whole stack (background thread). */
 void hb_conn_push_inbox(struct hb_conn *c);
 void hb_conn_push_reap(struct hb_conn *c);
+/* Called after every push onto the reap stack, so the reclaimer (the
+ * background thread) learns of it; registered once from above (init.c),
+ * which keeps conn.c and the fd table below the thread. Any thread;
+ * fn must be async-signal-safe. */
+void hb_conn_on_reap(void (*fn)(void));
+/* The reclaimer puts back a connection it cannot free yet (a thread is
+ * still inside a call on it): pushed without the hook, so the background
+ * thread does not wake itself into a busy loop; it looks again at its next
+ * wakeup. Background thread only. */
+void hb_conn_retry_reap(struct hb_conn *c);
 struct hb_conn *hb_conn_take_inbox(void);
 struct hb_conn *hb_conn_take_reap(void);
 /* Number of connections in use (stats). */
@@ -569,17 +624,23 @@ void hb_ka_apply(int fd, struct hb_conn *c);
 /* Switch SO_KEEPALIVE on unless the app chose. Background thread, pinned. */
 void hb_ka_arm(int fd, struct hb_conn *c);
 /* The peer's receive window (keepalive.c): switch our TCP_USER_TIMEOUT off
- * while the peer keeps its window shut and answers, on again once it opens
- * or the peer stops answering; uto_ms is ours for the connection's mode.
- * Background thread, fd pinned. Returns 1
- * while data waits to be sent or acknowledged (look again later). */
-int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigned uto_ms);
+ * while data waits to be sent or acknowledged, on again once all is; uto_ms
+ * is ours for the connection's mode, now_ms the monotonic time of x;
+ * since_ms: data found waiting that was not at the last look was sent at or
+ * after it (0: now). A peer that answered nothing for HBSHIM_TIMEOUT while
+ * owed an answer is dead: -1, and the caller declares it so (ETIMEDOUT,
+ * reason "write"). Background thread, fd pinned. Returns 1 while data
+ * waits (look again within an interval), else 0. */
+int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigned uto_ms,
+		 uint64_t now_ms, uint64_t since_ms);
 /* The application wrote on a keepalive-mode connection: have its window
- * looked at (one flag; any thread). */
+ * looked at (one flag and its time, once per look; any thread). */
 static inline void hb_ka_note_tx(struct hb_conn *c)
 {
-	if (HB_UNLIKELY(!(hb_load_relaxed(&c->flags) & HB_CF_TXW)))
+	if (HB_UNLIKELY(!(hb_load_relaxed(&c->flags) & HB_CF_TXW))) {
+		hb_store_relaxed(&c->ka_txw_at, (uint32_t)hb_os_now_ms());
 		hb_or_acq_rel(&c->flags, HB_CF_TXW);
+	}
 }
 
 /* ------------------------------------------------------------------ frame.c */
@@ -689,6 +750,15 @@ int hb_stdio_release(void *fp);
 /* Flush the adopted output streams (exit, before the framed exit wait). */
 void hb_stdio_flush(void);
 
+/* ------------------------------------------------------------------ i_fdopen.c */
+
+/* fclose(fp), before the real one: 1 if fp is a stream of our fdopen (its
+ * fd is closed through close()), else 0. Any thread. */
+int hb_fdopen_release(void *fp);
+/* Flush our fdopen output streams no other thread holds (exit, before the
+ * framed exit wait). */
+void hb_fdopen_flush(void);
+
 /* ------------------------------------------------------------------ thread.c */
 
 /* Hand c to the background thread (starting it on first use). Any app
@@ -759,7 +829,7 @@ enum {
 	HB_ST_DEAD_KEEPALIVE, /* dead peers detected by the kernel keepalive / user timeout */
 	HB_ST_DEAD_IDLE,      /* idle deadline fired */
 	HB_ST_DEAD_HEARTBEAT, /* heartbeat timeout (frame mode) */
-	HB_ST_DEAD_WRITE,     /* write-progress deadline (frame mode) */
+	HB_ST_DEAD_WRITE,     /* data sent, nothing answered for the timeout (keepalive.c) */
 	HB_ST_DEADLINE_CONNECT, /* connect deadline fired */
 	HB_ST_DEADLINE_IDLE,  /* idle deadline fired */
 	HB_ST_HB_SENT,        /* heartbeats sent */

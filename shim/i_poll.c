@@ -17,11 +17,8 @@
  * whatever the real call returned when it was not a readable report on a
  * framed fd. Processes without a framed connection pay one atomic load.
  *
- * epoll is not filtered (the application's epoll_data does not name the
- * fd); its users are non-blocking and see EAGAIN in that case (see
- * docs/DESIGN.md). epoll_ctl is watched for one thing only: the epoll sets
- * framed sockets are added to, so that a lingering close (frame.c) can take
- * the socket out of them (below).
+ * epoll_wait is filtered the same way in i_epoll.c, with the registrations
+ * epoll_ctl (below) records.
  */
 #include <errno.h>
 #include <string.h>
@@ -281,12 +278,26 @@ HB_EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct
 	return do_pselect(nfds, rd, wr, ex, timeout, mask, NULL);
 }
 
+/* epoll_ctl is watched for two things: the epoll sets framed sockets are
+ * added to, so that a lingering close (frame.c) can take the socket out of
+ * them, and every registration of a tracked socket (and, once there is one,
+ * every data value registered by other fds), so that epoll_wait can map a
+ * report back to its fd (epollmap.c, i_epoll.c). */
 static __attribute__((noinline)) int epoll_ctl_slow(struct hb_conn *c, int epfd, int op, int fd,
 						    struct epoll_event *ev)
 {
+	int r;
+
 	if (c && op == EPOLL_CTL_ADD && c->mode == HB_MODE_FRAME && hb_conn_usable(c))
 		hb_epoll_note(epfd);
-	return REAL(epoll_ctl, (int)syscall(SYS_epoll_ctl, epfd, op, fd, ev), epfd, op, fd, ev);
+	r = REAL(epoll_ctl, (int)syscall(SYS_epoll_ctl, epfd, op, fd, ev), epfd, op, fd, ev);
+	if (r == 0) {
+		int err = errno;
+
+		hb_epmap_ctl(c && hb_conn_usable(c) ? c : NULL, epfd, op, fd, ev);
+		errno = err;
+	}
+	return r;
 }
 
 HB_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
@@ -294,7 +305,7 @@ HB_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	struct hb_conn *c = hb_fd_conn(fd);
 	int (*fn)(int, int, int, void *) = REAL_PTR(epoll_ctl);
 
-	if (HB_LIKELY(!c && fn))
+	if (HB_LIKELY(!c && fn) && !hb_load_relaxed(&hb_epmap_used))
 		return fn(epfd, op, fd, ev);
 	return epoll_ctl_slow(c, epfd, op, fd, ev);
 }

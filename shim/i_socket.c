@@ -576,9 +576,10 @@ HB_EXPORT int fclose(FILE *fp)
 {
 	int (*fn)(void *) = REAL_PTR(fclose);
 
-	/* A stream of i_stdio.c closes its fd through our close (framed
-	 * close semantics); any other stream's fd is closed inside libc. */
-	if (fp && !hb_stdio_release(fp)) {
+	/* A stream of i_stdio.c or i_fdopen.c closes its fd through our
+	 * close (framed close semantics); any other stream's fd is closed
+	 * inside libc. */
+	if (fp && !hb_stdio_release(fp) && !hb_fdopen_release(fp)) {
 		int fd = fileno(fp);
 
 		if (fd >= 0)

@@ -19,8 +19,8 @@
  * runs before glibc's own final flush.
  *
  * Only these three streams, and only when framed: a keepalive-mode socket
- * needs nothing (its bytes are the application's), and fdopen on a framed
- * socket stays unsupported (README).
+ * needs nothing (its bytes are the application's); fdopen on a framed
+ * socket is i_fdopen.c's.
  */
 #include <errno.h>
 #include <stdint.h>

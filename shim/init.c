@@ -80,6 +80,43 @@ int hb_vfork_check(int pid)
 	return 1;
 }
 
+/*
+ * Take over the framed connections handed over by exec (HBSHIM_INHERIT) and
+ * decide whether this program is in scope (HBSHIM_ONLY_CMDS,
+ * HBSHIM_SKIP_CMDS; its name is the basename of argv[0], as libfaketime's
+ * FAKETIME_ONLY_CMDS reads it: "python3" for "python3 app.py", the applet
+ * for a busybox symlink). 1: be active. Out of scope, the process is
+ * passive as with HBSHIM_DISABLE=1 and leaves its environment (LD_PRELOAD,
+ * HBSHIM_*) as it is, so a program in scope further down still gets the
+ * shim; except when it holds framed connections from the image that exec'd
+ * it: read raw, their frames would reach it as data, so it stays active.
+ */
+static int import_and_scope(void)
+{
+	const char *inh = getenv("HBSHIM_INHERIT");
+	const char *name = program_invocation_short_name ? program_invocation_short_name : "";
+	int admitted = hb_scope_admits(&hb_cfg, name), n = 0;
+
+	if (inh) {
+		/* A bad entry is ignored with a warning. */
+		n = hb_inherit_import(inh);
+		if (admitted || n > 0) {
+			unsetenv("HBSHIM_INHERIT");
+			hb_stdio_adopt();
+			if (!admitted)
+				hb_log(HB_LOG_INFO, "%s is out of scope but holds %d framed "
+				       "connection(s) from the program that exec'd it: "
+				       "hbshim stays active", name, n);
+			return 1;
+		}
+	} else if (admitted) {
+		return 1;
+	}
+	hb_log(HB_LOG_DEBUG, "%s is out of scope (HBSHIM_ONLY_CMDS, HBSHIM_SKIP_CMDS): passive",
+	       name);
+	return 0;
+}
+
 static _Atomic int init_state; /* 0 none, 1 running, 2 done */
 
 static const char *env_get(const char *name)
@@ -99,6 +136,7 @@ void hb_init(void)
 	pthread_atfork(NULL, NULL, pid_after_fork);
 	pthread_atfork(hb_out_atfork_prepare, hb_out_atfork_parent, hb_out_atfork_child);
 	hb_real_bind();
+	hb_conn_on_reap(hb_thread_wake);
 	if (getauxval(AT_SECURE)) {
 		/* setuid/setgid: the environment is not to be trusted (it names
 		 * files we would write as the new user). Stay out of the way. */
@@ -122,18 +160,9 @@ void hb_init(void)
 	/* Framed connections: the kernel's keepalive is only a backstop and
 	 * must never fire before the heartbeat timeout (2 x timeout). */
 	hb_ka_derive(hb_cfg.interval_ms, hb_cfg.timeout_ms * 2, &hb_ka_frame_cfg);
-	hb_enabled = !hb_cfg.disabled;
-	if (hb_enabled) {
-		const char *inh = getenv("HBSHIM_INHERIT");
-
-		if (inh) {
-			/* Framed connections handed over by exec (a bad entry
-			 * is ignored with a warning). */
-			hb_inherit_import(inh);
-			unsetenv("HBSHIM_INHERIT");
-			hb_stdio_adopt();
-		}
-	}
+	hb_enabled = !hb_cfg.disabled && import_and_scope();
+	if (!hb_enabled)
+		hb_cfg.disabled = 1;
 	hb_store_release(&init_state, 2);
 	hb_log(HB_LOG_DEBUG, "loaded: interval %u ms, timeout %u ms, keepalive %d/%d/%d, "
 			     "user timeout %u ms", hb_cfg.interval_ms, hb_cfg.timeout_ms,
@@ -150,6 +179,7 @@ __attribute__((destructor)) static void hb_dtor(void)
 	if (!hb_enabled)
 		return;
 	hb_stdio_flush();
+	hb_fdopen_flush();
 	hb_frame_at_exit();
 	hb_stats_flush();
 }

@@ -18,10 +18,11 @@
  * so the last firing still lands at ceil(T).
  *
  * A silent peer is declared dead at the last firing (about T after the last
- * byte or probe answer; never more than I + T) and unacknowledged data
- * fails after U <= T. Kernel options are whole seconds: sub-second I or T
- * round up to 1 s for the probe schedule, so detection of an idle dead peer
- * takes at least 2 s in keepalive mode; U keeps millisecond precision.
+ * byte or probe answer; never more than I + T). Data left unanswered fails
+ * after T and one look of ours (hb_ka_window below). Kernel options are
+ * whole seconds: sub-second I or T round up to 1 s for the probe schedule,
+ * so detection of an idle dead peer takes at least 2 s in keepalive mode; U
+ * keeps millisecond precision.
  *
  * To avoid synchronised probe bursts across thousands of connections opened
  * together, SO_KEEPALIVE itself is switched on by the background thread at
@@ -127,32 +128,52 @@ void hb_ka_arm(int fd, struct hb_conn *c)
  * paused reading for T (a pager, a pipe into a slow program). RFC 1122
  * 4.2.2.17 wants the connection kept open as long as the probes are
  * answered, and a peer that answers is not dead. So while data is in
- * flight to a peer that answers, our user timeout is off, until all data is
- * acknowledged (a slow reader opens the window only a little at a time, and
- * its kernel drops what overflows: the stall shows as a shut window or as
- * retransmissions); it is back earlier when the peer went silent (below)
- * on two looks in a row: the kernel then aborts at its next probe or
- * retransmission. The price: data in flight to a peer that dies fails
- * only after 4 T and the kernel's backed-off next try, not after T. In
- * framed mode the peer's heartbeats keep telling its liveness throughout.
+ * flight, our user timeout is off, until all data is acknowledged (a slow
+ * reader opens the window only a little at a time, and its kernel drops
+ * what overflows: the stall shows as a shut window or as retransmissions).
+ *
+ * The verdict on the peer is ours meanwhile: it is dead when something we
+ * sent after its last acknowledgement of any kind (data, a retransmission,
+ * a window probe) stays unanswered, with nothing at all heard from it for
+ * T. Silence alone is not enough: the kernel backs its retransmissions and
+ * window probes off exponentially while the peer's window stays shut, so a
+ * live reader paused for long is asked, and answers, less than once per T.
+ * A dead path answers nothing: found within T + one look.
  */
-int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigned uto)
+
+/* A live peer answers within its round trip plus a delayed ACK (200 ms in
+ * Linux, up to 500 ms by RFC 1122): what we sent is owed an answer after
+ * twice the kernel's own retransmission timeout, and never before 500 ms. */
+static uint32_t answer_ms(const struct tcp_info *ti)
+{
+	uint32_t rto = (uint32_t)(((uint64_t)ti->tcpi_rtt + 4ull * ti->tcpi_rttvar) / 1000);
+
+	if (rto < 200)
+		rto = 200;
+	return 2 * rto > 500 ? 2 * rto : 500;
+}
+
+/* Two computations of the time of one acknowledgement differ by the
+ * kernel's jiffy and our clock reads: closer than this is the same one. */
+#define ACK_SLOP_MS 20
+
+/* Low 32 bits of a monotonic ms time, never 0 (the stamps' "not yet"). */
+static uint32_t stamp(uint64_t ms)
+{
+	return (uint32_t)ms ? (uint32_t)ms : 1;
+}
+
+int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigned uto,
+		 uint64_t now_ms, uint64_t since_ms)
 {
 	const struct tcp_info *ti = &x->ti;
-	uint32_t fl = hb_load_acquire(&c->flags);
-	int waiting, silent;
+	uint32_t fl = hb_load_acquire(&c->flags), now = stamp(now_ms), ack_at, silent;
+	int waiting, owed, data_owed;
 
 	if (!HB_TI_HAS(x, notsent_bytes) || (fl & HB_APP_USERTIMEOUT) || !uto)
 		return 0;
 	waiting = (ti->tcpi_state == TCP_ESTABLISHED || ti->tcpi_state == TCP_CLOSE_WAIT) &&
 		  (ti->tcpi_unacked || x->notsent_bytes);
-	/* The peer stopped answering: nothing acknowledged for 4 T, with 3
-	 * window probes in a row unanswered or data out and retransmitted 3
-	 * times. Generous on purpose: a reader's kernel short of memory
-	 * drops probes and data without a word for a while (rate-limited
-	 * nginx downloads were cut off with 1 probe and T). */
-	silent = ti->tcpi_last_ack_recv >= 4 * hb_cfg.timeout_ms &&
-		 (ti->tcpi_probes >= 3 || (ti->tcpi_unacked && ti->tcpi_retransmits >= 3));
 	if (!waiting) {
 		/* Everything acknowledged: our user timeout is back. */
 		if ((fl & HB_CF_UTO_OFF) &&
@@ -160,40 +181,58 @@ int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigne
 			hb_log(HB_LOG_DEBUG, "fd %d: all acknowledged: user timeout on again", fd);
 		if (fl & (HB_CF_UTO_OFF | HB_CF_ZW_SUSPECT))
 			hb_and_acq_rel(&c->flags, ~(HB_CF_UTO_OFF | HB_CF_ZW_SUSPECT));
+		c->ka_wait_at = 0;
 		return 0;
 	}
-	if (!(fl & HB_CF_UTO_OFF)) {
-		/* Data in flight to a peer that answers: off until all is
-		 * acknowledged. A shut window is the case that matters, but a
-		 * slow reader's window opens a little at a time and its
-		 * kernel drops what overflows it, so the stall shows as
-		 * retransmissions with the window open as often: any stall of
-		 * an answering peer counts. Not again after the peer went
-		 * silent (see below). */
-		if (!silent) {
-			if (hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, 0) == 0) {
-				hb_and_acq_rel(&c->flags, ~HB_CF_ZW_SUSPECT);
-				hb_or_acq_rel(&c->flags, HB_CF_UTO_OFF);
-				hb_log(HB_LOG_DEBUG, "fd %d: data in flight: user timeout off", fd);
-			}
-		}
-		return 1;
+	if (!c->ka_wait_at)
+		c->ka_wait_at = since_ms && since_ms < now_ms ? stamp(since_ms) : now;
+	if (!(fl & HB_CF_UTO_OFF) &&
+	    hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, 0) == 0) {
+		/* Data in flight: off until all is acknowledged. A shut window
+		 * is the case that matters, but a slow reader's window opens a
+		 * little at a time and its kernel drops what overflows it, so
+		 * the stall shows as retransmissions with the window open as
+		 * often: any stall counts. */
+		hb_or_acq_rel(&c->flags, HB_CF_UTO_OFF);
+		hb_log(HB_LOG_DEBUG, "fd %d: data in flight: user timeout off", fd);
 	}
-	if (!silent) {
+	/* Sent after the peer's last acknowledgement: data while data is
+	 * unacknowledged (tcpi_last_data_sent counts every data segment,
+	 * retransmissions too; both times are jiffies before the same now), or
+	 * two window probes (counted until any ACK comes). One is not enough:
+	 * Linux answers segments without data outside its window at most
+	 * every 500 ms (tcp_invalid_ratelimit), and the probes' spacing starts
+	 * at 200 ms, so a live reader leaves one unanswered now and then,
+	 * never two in a row. */
+	data_owed = ti->tcpi_unacked && ti->tcpi_last_data_sent < ti->tcpi_last_ack_recv;
+	owed = data_owed || ti->tcpi_probes >= 2;
+	if (!owed) {
 		if (fl & HB_CF_ZW_SUSPECT)
 			hb_and_acq_rel(&c->flags, ~HB_CF_ZW_SUSPECT);
 		return 1;
 	}
-	/* Silent: the second look in a row brings the user timeout back (and
-	 * it stays until the peer answers again); the kernel then aborts at
-	 * its next probe or retransmission. */
-	if (!(fl & HB_CF_ZW_SUSPECT)) {
-		hb_or_acq_rel(&c->flags, HB_CF_ZW_SUSPECT);
+	ack_at = now - ti->tcpi_last_ack_recv;
+	if (!(fl & HB_CF_ZW_SUSPECT) || (int32_t)(ack_at - c->ka_ack_at) > ACK_SLOP_MS) {
+		/* First seen owed, or the peer answered since: an answer is
+		 * owed since the last data segment (an older one may be owed
+		 * longer), or since this look for probes. */
+		c->ka_ack_at = ack_at;
+		c->ka_owed_at = data_owed ? now - ti->tcpi_last_data_sent : now;
+		if (!(fl & HB_CF_ZW_SUSPECT))
+			hb_or_acq_rel(&c->flags, HB_CF_ZW_SUSPECT);
+	}
+	/* The silence that counts began when the peer last answered, or when
+	 * data began to wait (an idle connection's last ACK may be old when
+	 * the application writes again). */
+	silent = ti->tcpi_last_ack_recv;
+	if (silent > now - c->ka_wait_at)
+		silent = now - c->ka_wait_at;
+	if (silent < hb_cfg.timeout_ms || now - c->ka_owed_at < answer_ms(ti))
 		return 1;
-	}
-	if (hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, (int)uto) == 0) {
-		hb_and_acq_rel(&c->flags, ~HB_CF_UTO_OFF);
-		hb_log(HB_LOG_DEBUG, "fd %d: peer silent: user timeout on again", fd);
-	}
-	return 1;
+	/* Nothing heard for T, and what we sent went unanswered: the path or
+	 * the peer is dead. Our user timeout back on for the kernel to drop
+	 * the socket; the caller declares it dead. */
+	hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, (int)uto);
+	hb_and_acq_rel(&c->flags, ~(HB_CF_UTO_OFF | HB_CF_ZW_SUSPECT));
+	return -1;
 }

@@ -78,6 +78,11 @@ long hb_os_recv(int fd, void *buf, size_t n, int flags)
 	return RAW(SYS_recvfrom, fd, buf, n, flags, NULL, NULL);
 }
 
+long hb_os_read(int fd, void *buf, size_t n)
+{
+	return RAW(SYS_read, fd, buf, n);
+}
+
 long hb_os_open(const char *path, int flags, int mode)
 {
 	return RAW(SYS_openat, AT_FDCWD, path, flags, mode);

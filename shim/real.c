@@ -115,6 +115,7 @@ void hb_real_bind(void)
 	BIND(close_range, close_range);
 	BIND(closefrom, closefrom);
 	BIND(fclose, fclose);
+	BIND(fdopen, fdopen);
 	BIND(read, read);
 	BIND(write, write);
 	BIND(readv, readv);
@@ -132,6 +133,9 @@ void hb_real_bind(void)
 	BIND(recvmmsg, recvmmsg);
 	BIND(prctl, prctl);
 	BIND(epoll_ctl, epoll_ctl);
+	BIND(epoll_wait, epoll_wait);
+	BIND(epoll_pwait, epoll_pwait);
+	BIND(epoll_pwait2, epoll_pwait2);
 	BIND(execve, execve);
 	BIND(execvpe, execvpe);
 	BIND(fexecve, fexecve);

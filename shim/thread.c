@@ -313,7 +313,8 @@ static void rebuild(uint64_t now)
  * window looked at (hb_ka_window). The sweep itself reads memory only; a
  * connection costs system calls only while it has data in flight. Its
  * period is a third of the user timeout, so a window that shuts is seen
- * well before the kernel would abort on it.
+ * well before the kernel would abort on it, and at most an interval, so a
+ * peer that stopped answering is declared dead within T + I.
  */
 static void sweep_one(int fd, struct hb_conn *c, void *arg)
 {
@@ -322,16 +323,31 @@ static void sweep_one(int fd, struct hb_conn *c, void *arg)
 	struct hb_fdent *ent;
 
 	(void)arg;
-	if (c->mode != HB_MODE_KEEPALIVE || !(fl & (HB_CF_TXW | HB_CF_UTO_OFF)))
-		return;
+	if (c->mode != HB_MODE_KEEPALIVE || !(fl & (HB_CF_TXW | HB_CF_UTO_OFF)) ||
+	    !(fl & HB_CF_TIMING))
+		return; /* nothing written, or our options not applied yet */
 	hb_and_acq_rel(&c->flags, ~HB_CF_TXW);
-	if (!(fl & HB_CF_TIMING) || (fl & (HB_CF_RELEASED | HB_CF_LOST | HB_APP_USERTIMEOUT)) ||
-	    hb_load_acquire(&c->dead))
-		return; /* our options not applied (yet), or gone */
+	if ((fl & (HB_CF_RELEASED | HB_CF_LOST | HB_APP_USERTIMEOUT)) || hb_load_acquire(&c->dead))
+		return; /* gone, or not ours to watch */
 	if ((fd = hb_fd_pin(c, &ent)) < 0)
 		return;
-	if (hb_os_tcp_info(fd, &x) == 0 && hb_ka_window(c, fd, &x, hb_ka_cfg.user_timeout_ms))
-		hb_or_acq_rel(&c->flags, HB_CF_TXW);
+	if (hb_os_tcp_info(fd, &x) == 0) {
+		/* Written since the last sweep: since the first write of them. */
+		uint64_t now = hb_os_now_ms(), since = 0;
+		int r;
+
+		if (fl & HB_CF_TXW) {
+			int32_t ago = (int32_t)((uint32_t)now - hb_load_relaxed(&c->ka_txw_at));
+
+			since = ago > 0 ? now - (uint64_t)ago : now;
+		}
+		r = hb_ka_window(c, fd, &x, hb_ka_cfg.user_timeout_ms, now, since);
+
+		if (r > 0)
+			hb_or_acq_rel(&c->flags, HB_CF_TXW);
+		else if (r < 0)
+			hb_conn_declare_dead(c, fd, ETIMEDOUT, "write", x.ti.tcpi_last_ack_recv);
+	}
 	hb_fd_unpin(ent);
 }
 
@@ -339,6 +355,8 @@ static uint64_t sweep_period(void)
 {
 	uint64_t p = hb_ka_cfg.user_timeout_ms / 3;
 
+	if (p > hb_cfg.interval_ms)
+		p = hb_cfg.interval_ms;
 	return p < 100 ? 100 : p;
 }
 
@@ -370,7 +388,7 @@ static void *thread_main(void *arg)
 			if (hb_load_acquire(&c->users)) {
 				/* Another thread is still inside a framed call on a
 				 * connection whose fd was closed under it: retry. */
-				hb_conn_push_reap(c);
+				hb_conn_retry_reap(c);
 				continue;
 			}
 			hb_conn_free(c);

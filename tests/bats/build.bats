@@ -7,7 +7,7 @@ load helpers
 ALLOWED_LIBC="
 socket socketpair connect accept accept4 listen bind shutdown
 setsockopt getsockopt getsockname getpeername
-close close_range closefrom fclose dup dup2 dup3 fcntl fcntl64 ioctl
+close close_range closefrom fclose fdopen dup dup2 dup3 fcntl fcntl64 ioctl
 read write readv writev pread pwrite pread64 pwrite64 preadv pwritev preadv2 pwritev2
 recv recvfrom recvmsg recvmmsg send sendto sendmsg sendmmsg sendfile sendfile64 splice
 __read_chk __recv_chk __recvfrom_chk __poll_chk __ppoll_chk

@@ -196,6 +196,35 @@ static void check_rules_parse(const char *s, int max, const uint8_t *addr_bytes,
 	}
 }
 
+/* A stored HBSHIM_ONLY_CMDS / HBSHIM_SKIP_CMDS list: "a,b,c" inside its
+ * buffer, at most HB_MAX_CMDS names of 1..HB_CMD_NAME_MAX bytes without '/'
+ * or blanks at either end; each name is in the list (hb_scope_admits). */
+static void check_cmds(const struct hb_config *c, const char *list)
+{
+	const char *nul = memchr(list, 0, HB_CMDS_MAX), *p = list;
+	int n = 0;
+
+	if (!nul)
+		abort();
+	while (*p) {
+		size_t k = strcspn(p, ",");
+		char name[HB_CMD_NAME_MAX + 1];
+
+		if (k == 0 || k > HB_CMD_NAME_MAX || memchr(p, '/', k) || p[0] == ' ' ||
+		    p[0] == '\t' || p[k - 1] == ' ' || p[k - 1] == '\t' || ++n > HB_MAX_CMDS)
+			abort();
+		memcpy(name, p, k);
+		name[k] = 0;
+		if (list == c->skip_cmds && hb_scope_admits(c, name))
+			abort();
+		if (list == c->only_cmds && !strstr(c->skip_cmds, name) && !hb_scope_admits(c, name))
+			abort();
+		p += k;
+		if (*p == ',' && !*++p)
+			abort(); /* a trailing comma */
+	}
+}
+
 static void check_config(size_t errlen)
 {
 	struct hb_config c;
@@ -222,6 +251,8 @@ static void check_config(size_t errlen)
 		if (!memchr(c.log_file, 0, HB_PATH_MAX) || !memchr(c.events_file, 0, HB_PATH_MAX) ||
 		    !memchr(c.stats_file, 0, HB_PATH_MAX))
 			abort();
+		check_cmds(&c, c.only_cmds);
+		check_cmds(&c, c.skip_cmds);
 		if (errlen && err[0] != 0)
 			abort();
 	} else {

@@ -764,6 +764,8 @@ static void test_option_docs(void **state)
 		{ "HBSHIM_DISABLE", "--disable" },
 		{ "HBSHIM_FRAME", "--frame" },
 		{ "HBSHIM_ACCEPT", "--accept" },
+		{ "HBSHIM_ONLY_CMDS", "--only" },
+		{ "HBSHIM_SKIP_CMDS", "--skip" },
 	};
 	size_t i;
 	int j, found;

@@ -29,10 +29,6 @@
 
 #include "hb.h"
 
-/* Defined by init.c, which unit tests do not link; the archive's
- * background-thread code refers to it. */
-int hb_enabled;
-
 /* ------------------------------------------------------------ helpers */
 
 static uint64_t word_of(int fd)
