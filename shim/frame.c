@@ -1060,9 +1060,8 @@ void hb_frame_atfork_prepare(void)
 
 /* Every connection that is or may become framed (an accepted one still
  * waiting for a hello included). The child starts owning neither side,
- * whatever the parent's flags were
- * when it forked (a thread of the parent may have used the connection
- * after the prepare handler cleared them). */
+ * whatever the parent's flags were when it forked (a thread of the parent
+ * may have used the connection after the prepare handler cleared them). */
 static void mark_child(int fd, struct hb_conn *c, void *arg)
 {
 	(void)arg;
@@ -1083,8 +1082,8 @@ void hb_frame_atfork_child(void)
  * background work is its job from now on. A side claimed after a fork
  * starts from the decoder or encoder state the fork copied, which is
  * where the stream is: the other process has not used that side since,
- * or it would own it (the case of both processes reading, or both
- * writing, is the application's race, as without the shim). */
+ * or it would own it. Both processes reading, or both writing, is a
+ * race of the application's that the frames do not survive (README). */
 static void claim(struct hb_conn *c, uint32_t side)
 {
 	uint32_t fl;
@@ -1093,12 +1092,19 @@ static void claim(struct hb_conn *c, uint32_t side)
 	if (HB_UNLIKELY(!(hb_load_relaxed(&c->flags) & HB_CF_SCHEDULED)))
 		hb_thread_schedule(c);
 	fl = hb_load_relaxed(&c->flags);
-	if (HB_UNLIKELY((fl & (HB_CF_FORKED | HB_CF_INHERITED | HB_CF_SHARED)) &&
-			(fl & (side | HB_CF_FORKED | HB_CF_INHERITED)) != side)) {
-		hb_and_acq_rel(&c->flags, ~(HB_CF_FORKED | HB_CF_INHERITED));
-		if (fl & HB_CF_SHARED)
-			hb_or_acq_rel(&c->flags, side);
-		hb_thread_ensure();
+	if (HB_UNLIKELY(fl & (HB_CF_FORKED | HB_CF_INHERITED | HB_CF_SHARED))) {
+		/* FORKED is the parent's pending take-back of the send side
+		 * (hb_frame_tick): only a write settles it. */
+		uint32_t clear = HB_CF_INHERITED | (side == HB_CF_TX_CLAIMED ? HB_CF_FORKED : 0);
+		uint32_t set = (fl & HB_CF_SHARED) ? side : 0;
+
+		if ((fl & clear) || (set & ~fl)) {
+			if (fl & clear)
+				hb_and_acq_rel(&c->flags, ~clear);
+			if (set & ~fl)
+				hb_or_acq_rel(&c->flags, set);
+			hb_thread_ensure();
+		}
 	}
 }
 
@@ -1138,7 +1144,7 @@ static long iov_check(const struct msghdr *m)
  * background thread found the peer dead and shut the socket down, which
  * only its own memory records. Each process holds its own view of the
  * connection: report the same verdict here, never a clean end. */
-static long other_verdict(struct hb_conn *c, int fd, long r)
+static __attribute__((noinline, cold)) long other_verdict(struct hb_conn *c, int fd, long r)
 {
 	struct hb_tcp_info x;
 	uint32_t fl = hb_load_relaxed(&c->flags);
@@ -1748,11 +1754,17 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		if (fl & HB_CF_FORKED) {
 			uint32_t since = (uint32_t)now - c->forked_at;
 
-			if (since < fork_pause())
+			if (since >= fork_pause()) {
+				hb_and_acq_rel(&c->flags, ~HB_CF_FORKED);
+				if (fl & HB_CF_SHARED)
+					hb_or_acq_rel(&c->flags, HB_CF_TX_CLAIMED);
+			} else if (!owner(c)) {
 				return now + (fork_pause() - since);
-			hb_and_acq_rel(&c->flags, ~HB_CF_FORKED);
-			if (fl & HB_CF_SHARED)
-				hb_or_acq_rel(&c->flags, HB_CF_TX_CLAIMED);
+			} else if (now + (fork_pause() - since) < next) {
+				/* Reading here already: the receive side's work
+				 * goes on; the send side's waits for the pause. */
+				next = now + (fork_pause() - since);
+			}
 		}
 		if (!owner(c) && !tx_owner(c))
 			return now + (interval > 100 ? interval : 100);

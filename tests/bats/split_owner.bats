@@ -142,3 +142,45 @@ EOF
 	rsync_rounds push 20 5
 	rsync_rounds push 500 5
 }
+
+# A process that forked (a command, a helper) and selects on its idle
+# connection again is that connection's reader: heartbeats (every 20 ms)
+# must not wake it into a read that finds nothing.
+@test "after a fork, the parent's select on its idle connection reports no heartbeat as readable" {
+	local p
+	p=$(free_port)
+	bg srv shim HBSHIM_INTERVAL=20ms HBSHIM_TIMEOUT=1000ms HBSHIM_ACCEPT=auto "$PY" "$APP" echo-server 127.0.0.1 "$p"
+	wait_listen "$p"
+	cat >"$T/selfork.py" <<'EOF'
+import os, select, socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"ping")
+assert s.recv(4) == b"ping"
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+os.waitpid(pid, 0)
+s.setblocking(False)
+spurious, t0 = 0, time.monotonic()
+while time.monotonic() - t0 < 2.0:
+    r, _, _ = select.select([s], [], [], 0.2)
+    if r:
+        try:
+            print("DATA", s.recv(100))
+            break
+        except BlockingIOError:
+            spurious += 1
+s.setblocking(True)
+s.sendall(b"pong")
+echo = b""
+while len(echo) < 4:
+    echo += s.recv(4 - len(echo))
+print("SPURIOUS", spurious, "ECHO", echo.decode())
+EOF
+	run shim HBSHIM_INTERVAL=20ms HBSHIM_TIMEOUT=1000ms "HBSHIM_FRAME=127.0.0.1:$p" HBSHIM_EVENTS="$T/cli.ev" \
+		"$PY" "$T/selfork.py" "$p"
+	grep -q '"event":"framed"' "$T/cli.ev"
+	echo "$output"
+	assert_status 0
+	line_with "SPURIOUS 0 ECHO pong"
+}
