@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <unistd.h>
 #include <sys/syscall.h>
 #include <stddef.h>
@@ -48,6 +49,16 @@
 /* How long an accepted connection with no byte yet ticks at the pacing
  * floor, ready for a hello that arrives late. */
 #define LATE_HELLO_MS 10000
+/* Bounds on the work a peer's control frames can cause, however fast it
+ * sends them: reads per lingering-close tick (of 2 KiB each), and per
+ * non-blocking application read the reads in a row that returned control
+ * frames only, or the bytes they may have taken (whichever comes first;
+ * reading and decoding 64 KiB of heartbeats takes about 0.1 ms). A peer that
+ * follows the protocol sends a heartbeat per interval and never comes near
+ * them. */
+#define LINGER_READS 16
+#define FLOOD_READS 8
+#define FLOOD_BYTES (64u << 10)
 
 struct hb_ka hb_ka_frame_cfg;
 
@@ -367,6 +378,15 @@ static void app_sent(struct hb_conn *c, int fd)
 /* Frames up to this payload go through one contiguous buffer (a copy of at
  * most this many bytes) instead of an iovec array. */
 #define SMALL_FRAME 256
+static uint32_t partial_mark(int fd)
+{
+	int inq = 0;
+
+	if (hb_os_ioctl(fd, SIOCINQ, &inq) < 0 || inq <= 0 || inq >= HB_HELLO_LEN)
+		return 1;
+	return (uint32_t)inq + 1;
+}
+
 static void set_lowat(struct hb_conn *c, int fd)
 {
 	uint32_t want;
@@ -380,6 +400,13 @@ static void set_lowat(struct hb_conn *c, int fd)
 		 * application; the background thread looks for it every
 		 * millisecond or so while it is due (hb_frame_tick). */
 		want = HB_HELLO_LEN + 1;
+	else if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT && c->partial_at)
+		/* A prefix of the magic is queued and may be a raw stream's
+		 * first bytes: the application hears of it when a byte more
+		 * arrives (which may decide), or when the background thread
+		 * decides "raw" at the end of the wait (the mark drops to 1),
+		 * never over and over while nothing changes. */
+		want = partial_mark(fd);
 	else if (hb_load_relaxed(&c->rxmode) != HB_RX_FRAMED)
 		want = 1;
 	else if (c->rx.remaining)
@@ -653,8 +680,13 @@ static int detect(struct hb_conn *c, int fd, int wait)
 		/* A prefix of our magic: wait a little for the rest (the
 		 * deadline lives in the connection: the background thread looks
 		 * again on later ticks). */
-		if (!c->partial_at)
+		if (!c->partial_at) {
 			c->partial_at = ms32(hb_os_now_ms());
+			/* The wait ends in PARTIAL_WAIT_MS: the background
+			 * thread decides then (hb_frame_tick), and must know. */
+			if (self_tid() != hb_load_relaxed(&hb_thread_tid))
+				hb_thread_poke(c);
+		}
 		if ((uint32_t)hb_os_now_ms() - c->partial_at >= PARTIAL_WAIT_MS) {
 			hb_store_release(&c->rxmode, HB_RX_RAW);
 			decide_tx(c, fd, 0);
@@ -662,8 +694,10 @@ static int detect(struct hb_conn *c, int fd, int wait)
 			set_lowat(c, fd);
 			return 0;
 		}
-		if (!wait)
+		if (!wait) {
+			set_lowat(c, fd);
 			return -EAGAIN;
+		}
 		hb_os_sleep_us(1000);
 	}
 }
@@ -977,10 +1011,12 @@ got:
 
 /* MSG_PEEK: consume control frames at the head for real, then peek into the
  * current data frame only (a peek may return fewer bytes than are queued).
- * rxlock held. */
+ * 0 after PEEK_HDRS header reads that found control frames only (the
+ * caller's flood budget decides). rxlock held. */
+#define PEEK_HDRS 64
 static long peek_framed(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int flags)
 {
-	for (;;) {
+	for (int hdrs = 0; hdrs < PEEK_HDRS; hdrs++) {
 		uint8_t scratch[HB_HDR_MAX];
 		long r;
 
@@ -1003,6 +1039,86 @@ static long peek_framed(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int f
 			return -EBADF;
 		set_lowat(c, fd);
 	}
+	return 0;
+}
+
+/* A non-blocking read that gives up on a stream of control frames says
+ * EAGAIN while bytes are queued: an edge-triggered poller would not hear of
+ * them again until more arrive. Setting SO_RCVLOWAT (to the value it has)
+ * makes the kernel signal readiness anew when enough is queued. */
+static void rearm(struct hb_conn *c, int fd)
+{
+	int v = c->lowat ? c->lowat : 1;
+	socklen_t l = sizeof(v);
+
+	if ((hb_load_relaxed(&c->flags) & HB_APP_RCVLOWAT) &&
+	    hb_os_getsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, &l) < 0)
+		return;
+	hb_os_setsockopt_int(fd, SOL_SOCKET, SO_RCVLOWAT, v);
+}
+
+/*
+ * Signals in a blocking read that drains a flood of control frames. The
+ * kernel would have put the reader to sleep (nothing for the application),
+ * where a signal whose handler lacks SA_RESTART, or any handler when
+ * SO_RCVTIMEO is set, ends the read with EINTR; but our reads keep
+ * returning control frames and never sleep, and a handler that runs on the
+ * way out of one of them leaves no trace we could see. So after the first
+ * slice of such reads, signals are blocked while we drain (reads are then
+ * non-blocking), and after each slice the pending ones are delivered under
+ * the application's own mask, their handlers run, and the read ends with
+ * EINTR where the kernel's would have. SIGKILL and SIGSTOP cannot be
+ * blocked; glibc's internal signals (32, 33) are left alone.
+ */
+struct flood_sig {
+	uint64_t old;
+	int masked;
+};
+
+#define SIGBIT(s) (1ull << ((s) - 1))
+
+static void flood_mask(struct flood_sig *f)
+{
+	uint64_t all = ~(SIGBIT(SIGKILL) | SIGBIT(SIGSTOP) | SIGBIT(32) | SIGBIT(33));
+
+	if (!f->masked && hb_os_sigmask(SIG_BLOCK, &all, &f->old) == 0)
+		f->masked = 1;
+}
+
+/* 1 when every signal in set has a handler with SA_RESTART, or none. */
+static int restartable(uint64_t set)
+{
+	for (int sig = 1; sig <= 64; sig++) {
+		struct sigaction sa;
+
+		if (!(set & SIGBIT(sig)) || sigaction(sig, NULL, &sa) < 0)
+			continue;
+		if (!(sa.sa_flags & SA_SIGINFO) &&
+		    (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN))
+			continue;
+		if (!(sa.sa_flags & SA_RESTART))
+			return 0;
+	}
+	return 1;
+}
+
+/* Deliver the signals that came during the slice; -EINTR when the read
+ * ends with it. keep: stay masked for another slice (unless it ends). */
+static int flood_signals(struct flood_sig *f, int keep, int timeo)
+{
+	uint64_t pend = 0;
+	int r = 0;
+
+	if (!f->masked)
+		return 0;
+	if (hb_os_sigpending(&pend) == 0 && (pend & ~f->old) &&
+	    hb_os_sigdeliver(&f->old) == -EINTR && (timeo || !restartable(pend & ~f->old)))
+		r = -EINTR;
+	if (!keep || r) {
+		hb_os_sigmask(SIG_SETMASK, &f->old, NULL);
+		f->masked = 0;
+	}
+	return r;
 }
 
 /* Wait for readability within the app's SO_RCVTIMEO, after control frames
@@ -1245,9 +1361,11 @@ static long frame_discard(struct hb_conn *c, int fd, size_t n, int flags)
 static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 {
 	uint8_t *buf = NULL;
-	size_t n = 0, total = 0;
+	size_t n = 0, total = 0, ctl_bytes = 0;
 	uint64_t deadline = 0;
-	int nb = nonblocking(c, flags), r, wait_all;
+	int nb = nonblocking(c, flags), r, wait_all, ctl_reads = 0;
+	struct flood_sig fs = { 0, 0 };
+	int masked = 0; /* fs.masked when this round's read began */
 	long got;
 
 	if (HB_UNLIKELY(flags & MSG_TRUNC)) {
@@ -1310,8 +1428,24 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 			got = peek_framed(c, fd, buf, n, flags);
 		else
 			got = read_once(c, fd, buf + total, n - total,
-					flags | ((total && !wait_all) || (deadline && !nb) ? MSG_DONTWAIT : 0),
+					flags | ((total && !wait_all) || (deadline && !nb) || masked
+							 ? MSG_DONTWAIT : 0),
 					m);
+		if (masked && got != 0) {
+			/* The flood ended (data, the end, an error or nothing
+			 * queued): the application's mask again. Nothing
+			 * queued is where the kernel's reader would sleep. */
+			r = flood_signals(&fs, 0, deadline != 0);
+			if (got == -EAGAIN && r < 0) {
+				got = r;
+				break;
+			}
+			if (got == -EAGAIN && !deadline && (!total || wait_all)) {
+				masked = fs.masked;
+				continue; /* a read we made non-blocking: now it waits */
+			}
+		}
+		masked = fs.masked;
 		if (got == -ENODATA) {
 			got = 0;
 			break; /* end of stream (also inside a frame: bytes so far stand) */
@@ -1334,15 +1468,37 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 		if (got > 0 && !(flags & MSG_WAITALL))
 			break;
 		if (got == 0 && nb && !total) {
-			/* Only control frames: maybe more is queued behind them. */
-			continue;
+			/* Only control frames: maybe more is queued behind them,
+			 * but a peer may send them faster than we decode. */
+			ctl_bytes += n - total + HB_HDR_MAX; /* at most that much */
+			if (++ctl_reads < FLOOD_READS && ctl_bytes < FLOOD_BYTES)
+				continue;
+			rearm(c, fd);
+			got = -EAGAIN;
+			break;
 		}
 		if (got > 0 && (flags & MSG_WAITALL) && !nb)
 			continue;
-		if (got == 0 && !nb)
-			continue; /* a heartbeat is not end of stream: keep waiting */
+		if (got == 0 && !nb) {
+			/* A heartbeat is not end of stream: keep waiting, within
+			 * SO_RCVTIMEO even while control frames keep coming. */
+			if (deadline && hb_os_now_ms() >= deadline) {
+				got = -EAGAIN;
+				break;
+			}
+			if (++ctl_reads % FLOOD_READS == 0 && !(flags & MSG_PEEK)) {
+				if ((r = flood_signals(&fs, 1, deadline != 0)) < 0) {
+					got = r;
+					break;
+				}
+				flood_mask(&fs);
+				masked = fs.masked;
+			}
+			continue;
+		}
 		break;
 	}
+	flood_signals(&fs, 0, 0);
 	if (fd_is(c, fd))
 		set_lowat(c, fd);
 	unlock(&c->rxlock);
@@ -1936,6 +2092,14 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		 * second for ever. */
 		next = now + HB_PACE_FLOOR_MS;
 	}
+	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT && c->partial_at) {
+		/* A prefix of the magic: decide when its wait ends. */
+		uint32_t since = (uint32_t)now - c->partial_at;
+		uint64_t at = now + (since < PARTIAL_WAIT_MS ? PARTIAL_WAIT_MS - since : 1);
+
+		if (at < next)
+			next = at;
+	}
 	if (c->client && hb_load_acquire(&c->rxmode) == HB_RX_DETECT) {
 		/* The server's first bytes are due: look often (1 ms for the
 		 * first 2 s, then every 100 ms at most), so that a short raw
@@ -2054,7 +2218,7 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 	}
 	/* Consume headers (into scratch, never payload), then let the kernel
 	 * move payload bytes of the current frame only. */
-	while (!c->rx.remaining) {
+	for (int hdrs = 0; !c->rx.remaining; hdrs++) {
 		uint8_t scratch[HB_HDR_MAX];
 		size_t want = (c->rx.hdr_len < HB_DATA_HDR_LEN ? HB_DATA_HDR_LEN : HB_NOTICE_LEN) -
 			      c->rx.hdr_len;
@@ -2067,6 +2231,12 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 			goto out;
 		if (!fd_is(c, fd)) {
 			r = -EBADF;
+			goto out;
+		}
+		if (nb && hdrs >= PEEK_HDRS && !c->rx.remaining) {
+			/* Control frames only, and they keep coming. */
+			rearm(c, fd);
+			r = -EAGAIN;
 			goto out;
 		}
 	}
@@ -2173,7 +2343,12 @@ uint64_t hb_frame_linger_tick(struct hb_conn *c, int fd, uint64_t now)
 
 	if (cap < 1000)
 		cap = 1000;
-	for (;;) {
+	/* At most LINGER_READS reads per tick (32 KiB every 10 ms, far more
+	 * than any peer's heartbeats): a peer that keeps sending control
+	 * frames as fast as the network allows must not hold the background
+	 * thread (every other connection's heartbeats) here; its window
+	 * closes instead, and the limits below are checked on every tick. */
+	for (int reads = 0; reads < LINGER_READS; reads++) {
 		long r = hb_os_recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 		ssize_t app;
 

@@ -301,6 +301,12 @@ long hb_os_poll1(int fd, short events, int timeout_ms, short *revents);
 long hb_os_poll(struct pollfd *fds, unsigned long n, int timeout_ms);
 long hb_os_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv);
 long hb_os_dup2(int oldfd, int newfd);
+/* The kernel's 64-bit signal mask: rt_sigprocmask, rt_sigpending, and a
+ * zero-timeout ppoll under *mask that runs the handlers of pending signals
+ * it unblocks (-EINTR when one ran). */
+long hb_os_sigmask(int how, const uint64_t *set, uint64_t *old);
+long hb_os_sigpending(uint64_t *set);
+long hb_os_sigdeliver(const uint64_t *mask);
 long hb_os_getsockname(int fd, struct sockaddr *sa, socklen_t *len);
 long hb_os_getpeername(int fd, struct sockaddr *sa, socklen_t *len);
 long hb_os_futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t timeout_ms);
@@ -354,6 +360,7 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2, HB_KIND_
 /* State flags (same word). */
 #define HB_CF_TX_CLAIMED   (1u << 14) /* shared, but this process wrote it since: it sends on it */
 #define HB_CF_RD_DOWN      (1u << 15) /* the app's SHUT_RD reached the kernel early (frame.c) */
+#define HB_CF_POKE         (1u << 14) /* on the inbox (hb_thread_schedule/_poke) until bg takes it */
 #define HB_CF_NONBLOCK     (1u << 16) /* O_NONBLOCK on the open file description */
 #define HB_CF_SCHEDULED    (1u << 17) /* handed to the background thread */
 #define HB_CF_KA_ARMED     (1u << 18) /* SO_KEEPALIVE switched on by us */
@@ -764,6 +771,9 @@ void hb_fdopen_flush(void);
 /* Hand c to the background thread (starting it on first use). Any app
  * thread; c must be installed. Never blocks. */
 void hb_thread_schedule(struct hb_conn *c);
+/* A scheduled connection's next step is due now (a deadline the background
+ * thread did not know of when it last scheduled it). Any thread. */
+void hb_thread_poke(struct hb_conn *c);
 void hb_thread_ensure(void);
 /* In the child of a raw clone (no fork handlers ran) that found it has
  * memory of its own: what the fork child handlers do (connections marked

@@ -177,6 +177,23 @@ long hb_os_dup2(int oldfd, int newfd)
 	return r < 0 ? r : newfd;
 }
 
+long hb_os_sigmask(int how, const uint64_t *set, uint64_t *old)
+{
+	return RAW(SYS_rt_sigprocmask, how, set, old, sizeof(*set));
+}
+
+long hb_os_sigpending(uint64_t *set)
+{
+	return RAW(SYS_rt_sigpending, set, sizeof(*set));
+}
+
+long hb_os_sigdeliver(const uint64_t *mask)
+{
+	struct timespec zero = { 0, 0 };
+
+	return RAW(SYS_ppoll, NULL, 0, &zero, mask, sizeof(*mask));
+}
+
 long hb_os_getsockname(int fd, struct sockaddr *sa, socklen_t *len)
 {
 	return RAW(SYS_getsockname, fd, sa, len);

@@ -294,15 +294,23 @@ static void relink(int fd, struct hb_conn *c, void *arg)
 /* In a forked child: the parent's wheel lists are meaningless here. */
 static void rebuild(uint64_t now)
 {
-	struct hb_conn *c, *next;
+	struct hb_conn *c, *next, *reap = hb_conn_take_reap(), *in = hb_conn_take_inbox();
 
 	hb_wheel_init(&wheel, now);
-	for (c = hb_conn_take_reap(); c; c = next) {
+	/* Still reachable through the fd table; off the inbox now (before
+	 * any is freed: a freed one could be reused and pushed again). */
+	for (c = in; c; c = next) {
+		next = hb_conn_at(c->inbox_next);
+		hb_and_acq_rel(&c->flags, ~HB_CF_POKE);
+	}
+	for (c = reap; c; c = next) {
 		next = hb_conn_at(c->reap_next);
 		c->wlinked = 0;
-		hb_conn_free(c);
+		if (hb_load_acquire(&c->flags) & HB_CF_POKE)
+			hb_conn_push_reap(c); /* pushed on the inbox since: later */
+		else
+			hb_conn_free(c);
 	}
-	(void)hb_conn_take_inbox(); /* still reachable through the fd table */
 	hb_fd_foreach(clear_link, NULL);
 	hb_fd_foreach(relink, &now);
 }
@@ -380,14 +388,22 @@ static void *thread_main(void *arg)
 		now = hb_os_now_ms();
 		for (c = in; c; c = nx) {
 			nx = hb_conn_at(c->inbox_next);
-			first_timer(c, now);
+			/* Off the inbox: it may be pushed again from here on. */
+			hb_and_acq_rel(&c->flags, ~HB_CF_POKE);
+			if (c->wlinked) { /* poked: its next step now */
+				hb_wheel_del(&wheel, c);
+				hb_wheel_add(&wheel, c, now + 1);
+			} else {
+				first_timer(c, now);
+			}
 		}
 		for (c = reap; c; c = nx) {
 			nx = hb_conn_at(c->reap_next);
 			hb_wheel_del(&wheel, c);
-			if (hb_load_acquire(&c->users)) {
+			if (hb_load_acquire(&c->users) || (hb_load_acquire(&c->flags) & HB_CF_POKE)) {
 				/* Another thread is still inside a framed call on a
-				 * connection whose fd was closed under it: retry. */
+				 * connection whose fd was closed under it, or it is
+				 * on the inbox (never free it there): retry. */
 				hb_conn_retry_reap(c);
 				continue;
 			}
@@ -487,9 +503,24 @@ void hb_thread_schedule(struct hb_conn *c)
 	do {
 		if (fl & (HB_CF_RELEASED | HB_CF_SCHEDULED))
 			return;
-	} while (!hb_cas_acq_rel(&c->flags, &fl, fl | HB_CF_SCHEDULED));
+	} while (!hb_cas_acq_rel(&c->flags, &fl, fl | HB_CF_SCHEDULED | HB_CF_POKE));
 	hb_conn_push_inbox(c);
 	if (hb_load_acquire(&tstate) != TS_RUNNING)
 		start();
+	hb_thread_wake();
+}
+
+/* HB_CF_POKE is set by whoever pushes the connection on the inbox and
+ * cleared by the background thread when it takes it off: one push per stay,
+ * so its link is never overwritten while it is on the stack. */
+void hb_thread_poke(struct hb_conn *c)
+{
+	uint32_t fl = hb_load_acquire(&c->flags);
+
+	do {
+		if (!(fl & HB_CF_SCHEDULED) || (fl & (HB_CF_POKE | HB_CF_RELEASED)))
+			return; /* not scheduled yet, or on the inbox already */
+	} while (!hb_cas_acq_rel(&c->flags, &fl, fl | HB_CF_POKE));
+	hb_conn_push_inbox(c);
 	hb_thread_wake();
 }
