@@ -358,7 +358,7 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2, HB_KIND_
 #define HB_APP_LINGER      (1u << 8)
 #define HB_APP_MASK        0x1ffu
 /* State flags (same word). */
-#define HB_CF_TX_CLAIMED   (1u << 14) /* shared, but this process wrote it since: it sends on it */
+#define HB_CF_TX_CLAIMED   (1u << 13) /* shared, but this process wrote it since: it sends on it */
 #define HB_CF_RD_DOWN      (1u << 15) /* the app's SHUT_RD reached the kernel early (frame.c) */
 #define HB_CF_POKE         (1u << 14) /* on the inbox (hb_thread_schedule/_poke) until bg takes it */
 #define HB_CF_NONBLOCK     (1u << 16) /* O_NONBLOCK on the open file description */
