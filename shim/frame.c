@@ -1177,12 +1177,13 @@ void hb_frame_atfork_prepare(void)
 /* Every connection that is or may become framed (an accepted one still
  * waiting for a hello included). The child starts owning neither side,
  * whatever the parent's flags were when it forked (a thread of the parent
- * may have used the connection after the prepare handler cleared them). */
+ * may have used the connection after the prepare handler cleared them),
+ * and the parent's take-back of the send side (FORKED) is not its own. */
 static void mark_child(int fd, struct hb_conn *c, void *arg)
 {
 	(void)arg;
 	if (c->mode == HB_MODE_FRAME && c->kind == HB_KIND_CONNECTED) {
-		hb_and_acq_rel(&c->flags, ~(HB_CF_CLAIMED | HB_CF_TX_CLAIMED));
+		hb_and_acq_rel(&c->flags, ~(HB_CF_CLAIMED | HB_CF_TX_CLAIMED | HB_CF_FORKED));
 		hb_or_acq_rel(&c->flags, HB_CF_INHERITED | HB_CF_SHARED);
 	}
 }
@@ -1924,6 +1925,17 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		}
 		if (!owner(c) && !tx_owner(c))
 			return now + (interval > 100 ? interval : 100);
+		/* A reader that does not write here: once no other process
+		 * holds the socket (a parent that exited after the fork), the
+		 * send side is nobody else's and its heartbeats are this
+		 * process's job, or the peer finds it dead. Looked at once per
+		 * pause (reading /proc); "cannot tell" leaves it alone. */
+		if ((fl & HB_CF_SHARED) && !(fl & HB_CF_FORKED) && owner(c) && !tx_owner(c) &&
+		    (uint32_t)now - c->sole_at >= fork_pause()) {
+			c->sole_at = ms32(now);
+			if (hb_os_sock_shared(fd) == 0)
+				hb_or_acq_rel(&c->flags, HB_CF_TX_CLAIMED);
+		}
 	}
 	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT && owner(c)) {
 		if (trylock(&c->rxlock)) {

@@ -405,6 +405,7 @@ struct hb_conn {
 	struct hb_conn *wprev, *wnext; /* timer wheel list */
 	uint64_t wexpires;             /* due time, monotonic ms */
 	uint32_t forked_at;            /* parent of a fork: when HB_CF_FORKED was set (ms32) */
+	uint32_t sole_at;              /* bg: a reader's last look for other holders (ms32) */
 	uint32_t rx_bytes;             /* bg: tcpi_bytes_received (low bits) at the last drain */
 	uint64_t opened_ms;            /* monotonic ms at install */
 	uint64_t last_app_ms;          /* framed: last application byte either way */

@@ -184,3 +184,56 @@ EOF
 	assert_status 0
 	line_with "SPURIOUS 0 ECHO pong"
 }
+
+# A reader child whose parent exited at once (a client that daemonizes and
+# then only reads): once no other process holds the socket, the child's
+# heartbeats keep it alive for a peer that answers only after 2.5 T.
+@test "a reader child whose parent exited keeps heartbeating: not declared dead, gets the late answer" {
+	local p
+	p=$(free_port)
+	cat >"$T/late.py" <<'EOF'
+import socket, sys, time
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1])))
+l.listen(1)
+print("LISTENING", flush=True)
+c, _ = l.accept()
+assert c.recv(2) == b"hi"
+time.sleep(2.5)
+try:
+    c.sendall(b"late\n")
+    print("SENT", flush=True)
+except OSError as e:
+    print("SEND", e.errno, flush=True)
+EOF
+	cat >"$T/daemonize.py" <<'EOF'
+import os, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"hi")
+if os.fork():
+    os._exit(0)
+try:
+    got = b""
+    while not got.endswith(b"\n"):
+        b = s.recv(5)
+        if not b:
+            break
+        got += b
+    print("CHILD GOT", got.decode().strip(), flush=True)
+except OSError as e:
+    print("CHILD ERR", e.errno, flush=True)
+EOF
+	local -a E=(HBSHIM_INTERVAL=100ms HBSHIM_TIMEOUT=1000ms)
+	bg srv shim "${E[@]}" HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/srv.ev" "$PY" "$T/late.py" "$p"
+	local srv=$BG_PID
+	wait_line "$T/srv.out" LISTENING
+	shim "${E[@]}" "HBSHIM_FRAME=127.0.0.1:$p" HBSHIM_EVENTS="$T/cli.ev" "$PY" "$T/daemonize.py" "$p" >"$T/cli.out"
+	bg_wait "$srv" 10
+	wait_line "$T/cli.out" '^CHILD' 5 || true
+	echo "server: $(cat "$T/srv.out") client: $(cat "$T/cli.out")"
+	grep -q '"event":"framed"' "$T/srv.ev"
+	! grep -q '"event":"dead"' "$T/srv.ev" "$T/cli.ev" || fail "declared dead: $(cat "$T/srv.ev" "$T/cli.ev")"
+	grep -q '^SENT' "$T/srv.out"
+	grep -q '^CHILD GOT late' "$T/cli.out"
+}
