@@ -52,13 +52,11 @@
 /* Bounds on the work a peer's control frames can cause, however fast it
  * sends them: reads per lingering-close tick (of 2 KiB each), and per
  * non-blocking application read the reads in a row that returned control
- * frames only, or the bytes they may have taken (whichever comes first;
- * reading and decoding 64 KiB of heartbeats takes about 0.1 ms). A peer that
- * follows the protocol sends a heartbeat per interval and never comes near
- * them. */
+ * frames only (each takes at most the receive buffer's bytes; reading and
+ * decoding 64 KiB of heartbeats takes about 0.1 ms). A peer that follows
+ * the protocol sends a heartbeat per interval and never comes near them. */
 #define LINGER_READS 16
 #define FLOOD_READS 8
-#define FLOOD_BYTES (64u << 10)
 
 struct hb_ka hb_ka_frame_cfg;
 
@@ -1362,7 +1360,7 @@ static long frame_discard(struct hb_conn *c, int fd, size_t n, int flags)
 static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 {
 	uint8_t *buf = NULL;
-	size_t n = 0, total = 0, ctl_bytes = 0;
+	size_t n = 0, total = 0;
 	uint64_t deadline = 0;
 	int nb = nonblocking(c, flags), r, wait_all, ctl_reads = 0;
 	struct flood_sig fs = { 0, 0 };
@@ -1470,9 +1468,12 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 			break;
 		if (got == 0 && nb && !total) {
 			/* Only control frames: maybe more is queued behind them,
-			 * but a peer may send them faster than we decode. */
-			ctl_bytes += n - total + HB_HDR_MAX; /* at most that much */
-			if (++ctl_reads < FLOOD_READS && ctl_bytes < FLOOD_BYTES)
+			 * but a peer may send them faster than we decode. Each
+			 * read takes at most what the receive buffer holds, so
+			 * counting reads bounds the work (counting the length
+			 * asked for would give up after one read of a large
+			 * buffer, with data queued behind a heartbeat). */
+			if (++ctl_reads < FLOOD_READS)
 				continue;
 			rearm(c, fd);
 			got = -EAGAIN;

@@ -778,8 +778,11 @@ void hb_thread_poke(struct hb_conn *c);
 void hb_thread_ensure(void);
 /* In the child of a raw clone (no fork handlers ran) that found it has
  * memory of its own: what the fork child handlers do (connections marked
- * INHERITED and SHARED, no background thread yet). Single-threaded. */
-void hb_thread_after_clone(void);
+ * INHERITED and SHARED, no background thread yet). own_files: the child
+ * has an fd table of its own (no CLONE_FILES), so the lingering duplicates
+ * are its copies to close; else they leave its table unclosed.
+ * Single-threaded. */
+void hb_thread_after_clone(int own_files);
 /* HBSHIM_CONNECT_TIMEOUT for a non-blocking connect still in SYN_SENT:
  * when expired, dissolve the attempt (the application's poll wakes; its
  * SO_ERROR reads ETIMEDOUT) and return 1. Background thread, fd pinned. */
@@ -827,6 +830,8 @@ int hb_out_refused(int kind, const char *path);
  * *slot, or -errno. Close it with hb_out_close_tmp. */
 long hb_out_create_tmp(const char *path, char *tmp, size_t cap, int *slot);
 void hb_out_close_tmp(int slot, long fd);
+/* Note what fd 2 is at load (init.c, before anything is logged). */
+void hb_out_init(void);
 /* pthread_atfork handlers (registered by init.c). */
 void hb_out_atfork_prepare(void);
 void hb_out_atfork_parent(void);

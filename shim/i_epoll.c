@@ -103,8 +103,10 @@ static int real_wait(int kind, int epfd, struct epoll_event *evs, int max, int m
 {
 	switch (kind) {
 	case K_WAIT:
-		return REAL(epoll_wait, (int)syscall(SYS_epoll_wait, epfd, evs, max, ms), epfd, evs,
-			    max, ms);
+		/* epoll_pwait with no mask: arm64's table has no epoll_wait. */
+		return REAL(epoll_wait,
+			    (int)syscall(SYS_epoll_pwait, epfd, evs, max, ms, NULL, _NSIG / 8), epfd,
+			    evs, max, ms);
 	case K_PWAIT:
 		return REAL(epoll_pwait,
 			    (int)syscall(SYS_epoll_pwait, epfd, evs, max, ms, mask, _NSIG / 8), epfd,

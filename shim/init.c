@@ -68,12 +68,18 @@ int hb_vfork_check(int pid)
 	else
 		r = hb_os_kcmp(pid, hb_self_pid, KCMP_VM, 0, 0);
 	if (r > 0) {
+		/* A clone with CLONE_FILES shares the parent's fd table: the
+		 * fds are then the parent's, not ours to close. Only kcmp
+		 * tells; when it cannot (refused, the parent gone), they are
+		 * taken as shared. */
+		int own_files = hb_os_kcmp(pid, hb_self_pid, KCMP_FILES, 0, 0) > 0;
+
 		hb_self_pid = pid;
 		hb_vfork_mark = 0;
 		if (vm_probe)
 			*vm_probe = VM_TOKEN; /* our own page now */
 		/* The parent may still hold every connection: as after fork. */
-		hb_thread_after_clone();
+		hb_thread_after_clone(own_files);
 		return 0;
 	}
 	hb_vfork_mark = pid;
@@ -132,6 +138,7 @@ void hb_init(void)
 	if (!hb_cas_strong_acq_rel(&init_state, &expect, 1))
 		return;
 	hb_self_pid = hb_os_getpid();
+	hb_out_init();
 	vm_probe_init();
 	pthread_atfork(NULL, NULL, pid_after_fork);
 	pthread_atfork(hb_out_atfork_prepare, hb_out_atfork_parent, hb_out_atfork_child);

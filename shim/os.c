@@ -151,10 +151,13 @@ long hb_os_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *
 	long r;
 
 	if (tv) {
-		if (tv->tv_sec < 0 || tv->tv_usec < 0 || tv->tv_usec >= 1000000)
+		/* As Linux's select reads it: whole seconds of tv_usec carried
+		 * into tv_sec ({0, 2500000} waits 2.5 s; the sum wraps as the
+		 * kernel's does), then a negative part is EINVAL. */
+		ts.tv_sec = (long)((unsigned long)tv->tv_sec + (unsigned long)(tv->tv_usec / 1000000));
+		ts.tv_nsec = (tv->tv_usec % 1000000) * 1000L;
+		if (ts.tv_sec < 0 || ts.tv_nsec < 0)
 			return -EINVAL;
-		ts.tv_sec = tv->tv_sec;
-		ts.tv_nsec = tv->tv_usec * 1000L;
 		tsp = &ts;
 	}
 	r = RAW(SYS_pselect6, nfds, rd, wr, ex, tsp, NULL);
@@ -606,10 +609,14 @@ int hb_os_sock_shared(int fd)
  * restored. Limit: a process-directed SIGPIPE/SIGXFSZ sent by another process
  * in the same few microseconds, while ours was thread-pending, can be
  * consumed as ours (sigtimedwait takes the thread's own first, so only
- * when the two coincide). Returns the write's result or -errno. */
+ * when the two coincide). SIGTTOU (a background job writing to its terminal
+ * with TOSTOP set: the kernel stops the whole process group) is blocked
+ * too; the kernel then lets the write through and sends nothing. Returns
+ * the write's result or -errno. */
 long hb_os_write_quiet(int fd, const void *buf, size_t n)
 {
-	uint64_t set = SIGBIT(SIGPIPE) | SIGBIT(SIGXFSZ), old = 0, before = 0, one;
+	uint64_t set = SIGBIT(SIGPIPE) | SIGBIT(SIGXFSZ) | SIGBIT(SIGTTOU), old = 0, before = 0,
+		 one;
 	struct timespec zero = { 0, 0 };
 	long r;
 

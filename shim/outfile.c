@@ -130,15 +130,19 @@ void hb_out_atfork_child(void)
 
 /* 1 when path is a symlink the kernel's protected_symlinks rule would not
  * follow for us: it sits in a sticky, world-writable directory and neither
- * we (effective uid) nor the directory's owner own it. */
-static int link_refused(const char *path)
+ * we (effective uid) nor the directory's owner own it. *link: whether this
+ * look saw a symlink at all (a link it allows cannot be swapped by anyone
+ * else there: the sticky bit). */
+static int link_refused(const char *path, int *link)
 {
 	char dir[HB_PATH_MAX];
 	struct stat ls, ds;
 	size_t n = strlen(path), cut = n;
 
+	*link = 0;
 	if (n >= sizeof(dir) || hb_os_stat(path, &ls, 1) < 0 || !S_ISLNK(ls.st_mode))
 		return 0;
+	*link = 1;
 	while (cut > 0 && path[cut - 1] != '/')
 		cut--;
 	if (cut == 0) {
@@ -159,12 +163,13 @@ static int link_refused(const char *path)
 
 static const char *const kind_var[] = { "HBSHIM_LOG_FILE", "HBSHIM_EVENTS", "HBSHIM_STATS" };
 
-int hb_out_refused(int kind, const char *path)
+/* hb_out_refused, and *link as link_refused sets it. */
+static int refused(int kind, const char *path, int *link)
 {
 	char line[HB_PATH_MAX + 200];
 	struct hb_buf b;
 
-	if (!link_refused(path))
+	if (!link_refused(path, link))
 		return 0;
 	if (hb_xchg_acq_rel(&warned[kind], 1))
 		return 1;
@@ -179,6 +184,13 @@ int hb_out_refused(int kind, const char *path)
 	return 1;
 }
 
+int hb_out_refused(int kind, const char *path)
+{
+	int link;
+
+	return refused(kind, path, &link);
+}
+
 /* fd can take n bytes now without blocking (a tty, or a pipe when /proc is
  * not there to reopen it). Another writer can fill it between this check
  * and our write: then the write waits for the reader. */
@@ -187,6 +199,49 @@ static int writable(int fd)
 	short rev = 0;
 
 	return hb_os_poll1(fd, POLLOUT, 0, &rev) == 1 && (rev & POLLOUT) && !(rev & POLLERR);
+}
+
+/* Whether fd is open for writing. A number the application closed and
+ * reused for reading (a pipe's read end, an input file) no longer names
+ * the stream the operator chose: reopening it for writing (a FIFO through
+ * /proc, /dev/stderr) would put our lines into the application's input. */
+static int open_for_write(int fd)
+{
+	long fl = hb_os_fcntl(fd, F_GETFL, 0);
+
+	return fl >= 0 && (fl & O_ACCMODE) != O_RDONLY;
+}
+
+/* Standard error as the library found it at load: closed, or the socket
+ * it was (written by hb_out_init before any thread, read-only after). */
+static int stderr_closed;
+static dev_t stderr_dev;
+static ino_t stderr_ino;
+
+void hb_out_init(void)
+{
+	struct stat st;
+
+	if (hb_os_fstat(2, &st) < 0) {
+		stderr_closed = 1;
+		return;
+	}
+	stderr_dev = st.st_dev;
+	stderr_ino = st.st_ino;
+}
+
+/* Whether fd 2, now st, is still the operator's standard error. A program
+ * started with it closed gets fd 2 back from its own next open or socket,
+ * and a socket at fd 2 that is not the one found at load is the
+ * application's own (its IPC stream, a datagram socket): a line there
+ * would reach its peer as the application's bytes. (A file or pipe the
+ * application put at fd 2 itself, such as nginx's error log, still gets
+ * the lines.) */
+static int stderr_ours(const struct stat *st)
+{
+	if (stderr_closed)
+		return 0;
+	return !S_ISSOCK(st->st_mode) || (st->st_dev == stderr_dev && st->st_ino == stderr_ino);
 }
 
 /* One line to descriptor fd, which the operator named (fd 2 for the log,
@@ -201,6 +256,8 @@ static int out_fd(int fd, const char *s, size_t n)
 
 	if (hb_os_fstat(fd, &st) < 0)
 		return -EBADF;
+	if (fd == 2 && !stderr_ours(&st))
+		return -EBADF; /* not ours to write: dropped, counted */
 	if (S_ISSOCK(st.st_mode)) {
 		int dom = 0;
 		socklen_t len = sizeof(dom);
@@ -217,6 +274,8 @@ static int out_fd(int fd, const char *s, size_t n)
 	} else if (S_ISFIFO(st.st_mode)) {
 		/* A description of our own, non-blocking; the application's
 		 * descriptor keeps its flags. */
+		if (!open_for_write(fd))
+			return -EBADF; /* what a write on fd answers */
 		slot = claim();
 		if (slot < 0)
 			return -EAGAIN;
@@ -288,9 +347,15 @@ static long finish(long fd, long r, size_t n)
 int hb_out_append(int kind, const char *path, const char *s, size_t n)
 {
 	const int flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
-	int slot = claim();
+	int pfd = path_fd(path), slot;
 	long fd, r;
 
+	/* /dev/stderr and the like open what the descriptor names now: not
+	 * a descriptor reopened for reading, nor the application's own file
+	 * at a standard error that was closed at load. */
+	if (pfd >= 0 && (!open_for_write(pfd) || (pfd == 2 && stderr_closed)))
+		return -EBADF;
+	slot = claim();
 	if (slot < 0)
 		return -EAGAIN;
 	fd = hb_os_open(path, flags | O_NOFOLLOW, 0600);
@@ -298,11 +363,16 @@ int hb_out_append(int kind, const char *path, const char *s, size_t n)
 	 * directory): /dev/stderr, /proc/self/fd/N and links an admin made
 	 * are followed; one planted in /tmp is not. */
 	if (fd == -ELOOP || fd == -EACCES) {
-		if (hb_out_refused(kind, path)) {
+		int link;
+
+		if (refused(kind, path, &link)) {
 			release(slot, -1);
 			return -EACCES;
 		}
-		fd = hb_os_open(path, flags, 0600);
+		/* Followed only if the look just made saw a link it allows: a
+		 * link swapped in after that look (the path was another file,
+		 * or nothing, at the look) is not followed. */
+		fd = hb_os_open(path, link ? flags : flags | O_NOFOLLOW, 0600);
 	}
 	if (fd < 0) {
 		int nfd;
@@ -311,7 +381,7 @@ int hb_out_append(int kind, const char *path, const char *s, size_t n)
 		/* A socket behind /dev/stderr (journald's stream): open()
 		 * refuses it (ENXIO); a FIFO without a reader fails the same
 		 * way and stays dropped. A TCP/IP socket gets nothing. */
-		nfd = fd == -ENXIO ? path_fd(path) : -1;
+		nfd = fd == -ENXIO ? pfd : -1;
 		if (nfd >= 0) {
 			struct stat st;
 

@@ -439,21 +439,42 @@ static void atfork_prepare(void)
 
 static void atfork_child(void)
 {
+	/* First the entry the parent's background thread was pinning: that
+	 * thread is not here to unpin it, and dropping a lingering entry
+	 * waits for its pin. */
+	hb_fd_after_fork_child();
 	hb_frame_atfork_child();
 	hb_frame_linger_drop_all();
 	/* No background thread here until one is needed. */
 	hb_store_release(&tstate, TS_NONE);
 	hb_store_release(&wake_word, 0);
 	hb_store_release(&need_rebuild, 1);
-	hb_fd_after_fork_child();
 }
 
-void hb_thread_after_clone(void)
+/* A lingering duplicate in the table of a child that shares its parent's
+ * fd table: the parent's background thread lingers on it and closes it;
+ * this process only forgets it. */
+static void forget_linger(int fd, struct hb_conn *c, void *arg)
 {
-	if (hb_load_acquire(&atfork_done))
-		atfork_child();
-	else
+	(void)arg;
+	if (c->kind == HB_KIND_LINGER)
+		(void)hb_fd_forget(fd);
+}
+
+void hb_thread_after_clone(int own_files)
+{
+	if (!hb_load_acquire(&atfork_done)) {
 		hb_frame_atfork_child();
+	} else if (own_files) {
+		atfork_child();
+	} else {
+		hb_fd_after_fork_child();
+		hb_frame_atfork_child();
+		hb_fd_foreach(forget_linger, NULL);
+		hb_store_release(&tstate, TS_NONE);
+		hb_store_release(&wake_word, 0);
+		hb_store_release(&need_rebuild, 1);
+	}
 }
 
 static void start(void)

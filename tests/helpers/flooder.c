@@ -12,8 +12,8 @@
  *       frame "end!" and waits (5 s at most) for the server's echo of it
  *       behind whatever heartbeats are still queued: "TAIL OK <ms>".
  *   flooder watch HOST PORT SECS
- *       a framed client that sends its hello and nothing else, reads the
- *       server's hello, then times the server's heartbeats for SECS
+ *       a framed client that sends its hello and a heartbeat every 100 ms,
+ *       reads the server's hello, then times the server's heartbeats for SECS
  *       seconds. Prints "WATCH <heartbeats> <largest gap ms>"; any byte that
  *       is not a heartbeat is a failure (exit 2).
  *   flooder echo HOST PORT SECS
@@ -189,19 +189,29 @@ static int flood(const char *host, int port, double secs, int closing, int tail)
 
 static int watch(const char *host, int port, double secs)
 {
+	static const uint8_t hb[2] = { 0, 1 };
 	uint8_t h[14], b[64];
-	double t0, last = 0, gap = 0;
+	double t0, last = 0, gap = 0, sent;
 	int fd = dial(host, port), beats = 0;
 
 	if (fd < 0 || send_hello(fd) < 0 || read_exact(fd, h, sizeof(h)) < 0 || h[0] != 0xe5) {
 		fprintf(stderr, "watch: no hello from the server\n");
 		return 2;
 	}
-	t0 = now();
+	t0 = sent = now();
 	while (now() - t0 < secs) {
 		struct pollfd p = { fd, POLLIN, 0 };
 		ssize_t r;
 
+		/* A live peer: the server declares a peer dead after its own
+		 * timeout of silence, whatever our hello announced. */
+		if (now() - sent >= 0.1) {
+			if (write_all(fd, hb, sizeof(hb)) < 0) {
+				fprintf(stderr, "watch: cannot send a heartbeat\n");
+				return 2;
+			}
+			sent = now();
+		}
 		if (poll(&p, 1, 50) <= 0)
 			continue;
 		r = recv(fd, b, 2, 0);
