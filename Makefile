@@ -11,6 +11,11 @@
 #   make check-deb       make deb, then install the packages and use them (root)
 #   make install PREFIX=/usr/local DESTDIR=
 #   make bench           benchmarks (never part of check)
+#   make musl            build/musl: the same with musl-gcc (Debian musl-tools)
+#   make arm64           build/arm64: the same with aarch64-linux-gnu-gcc
+#   make check-cross     both, their unit tests (arm64 only: needs cmocka for
+#                        the target) and tests/cross (musl natively, arm64
+#                        under qemu-aarch64-static)
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -61,7 +66,8 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 HELPER_SRCS := $(wildcard tests/helpers/*.c)
 HELPER_BINS := $(HELPER_SRCS:tests/helpers/%.c=$(B)/tests/%)
 
-.PHONY: all check unit integration demo install uninstall clean bench fuzz deps man deb check-deb
+.PHONY: all check unit integration demo install uninstall clean bench fuzz deps man deb check-deb \
+	musl arm64 check-cross
 all: $(B)/libhbshim.so $(B)/libhbshim-noop.so $(B)/hbshim man
 
 VERSION := $(shell sed -n 's/^\#define HBSHIM_VERSION_STRING "\(.*\)"/\1/p' include/hbshim.h)
@@ -84,11 +90,24 @@ $(B)/man/%: man/%.in $(B)/genman
 	@mkdir -p $(B)/man
 	$(B)/genman <$< >$@.tmp && mv $@.tmp $@
 
-$(B)/obj/%.o: shim/%.c | $(B)/obj
+# musl-gcc (Debian musl-tools) has no kernel headers on its include path:
+# a folder of links to the build machine's (linux/, asm/, asm-generic/).
+ifneq ($(filter %musl-gcc,$(CC)),)
+  KINC := $(B)/kinc/.done
+  override CFLAGS += -isystem $(B)/kinc
+endif
+$(B)/kinc/.done:
+	mkdir -p $(B)/kinc
+	ln -sfn /usr/include/linux $(B)/kinc/linux
+	ln -sfn /usr/include/asm-generic $(B)/kinc/asm-generic
+	ln -sfn /usr/include/$$($(HOSTCC) -print-multiarch)/asm $(B)/kinc/asm
+	touch $@
+
+$(B)/obj/%.o: shim/%.c | $(B)/obj $(KINC)
 	$(CC) $(CFLAGS) -c -o $@ $<
-$(B)/obj/wrapper.o: wrapper/hbshim.c | $(B)/obj
+$(B)/obj/wrapper.o: wrapper/hbshim.c | $(B)/obj $(KINC)
 	$(CC) $(CFLAGS) -DHB_LIBDIR='"$(PRELOADDIR)"' -c -o $@ $<
-$(B)/obj/noop.o: shim/stub/noop.c | $(B)/obj
+$(B)/obj/noop.o: shim/stub/noop.c | $(B)/obj $(KINC)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(B)/libhbshim.so: $(LIB_OBJS) shim/hbshim.map
@@ -105,6 +124,8 @@ $(B)/hbshim: $(WRAP_OBJS)
 $(B)/tests/%: tests/unit/%.c $(B)/libhbcore.a | $(B)/tests
 	$(CC) $(CFLAGS) $(SAN_LD) -fPIE -o $@ $< $(B)/libhbcore.a -lcmocka $(LIBS)
 $(B)/tests/%: tests/helpers/%.c | $(B)/tests
+	$(CC) $(CFLAGS) -o $@ $< $(LIBS)
+$(B)/tests/%: tests/cross/%.c | $(B)/tests $(KINC)
 	$(CC) $(CFLAGS) -o $@ $< $(LIBS)
 
 $(B)/obj $(B)/tests:
@@ -143,6 +164,13 @@ demo: all
 
 fuzz:
 	@B=$(B) scripts/fuzz.sh
+
+musl:
+	@$(MAKE) --no-print-directory B=build/musl CC=musl-gcc all build/musl/tests/xpair
+arm64:
+	@$(MAKE) --no-print-directory B=build/arm64 CC=aarch64-linux-gnu-gcc all build/arm64/tests/xpair
+check-cross: all musl arm64
+	@scripts/check-cross.sh
 
 bench: all
 	@$(MAKE) --no-print-directory -C bench

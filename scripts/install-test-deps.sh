@@ -41,6 +41,9 @@ NEEDS=(
 	fakeroot
 	gcc-aarch64-linux-gnu
 	libc6-dev-arm64-cross
+	musl-tools
+	qemu-user-static
+	libcmocka-dev:arm64
 	rsync
 )
 
@@ -52,8 +55,8 @@ if ! command -v dpkg-query >/dev/null 2>&1; then
 fi
 
 # Every package installed right now, in one call.
-installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' 2>/dev/null |
-	awk '$2 == "installed" { sub(/:.*/, "", $1); print $1 }')
+installed=$(dpkg-query -W -f='${binary:Package} ${db:Status-Status}\n' 2>/dev/null |
+	awk '$2 == "installed" { print $1; sub(/:.*/, "", $1); print $1 }')
 have() { grep -qxF -- "$1" <<<"$installed"; }
 
 missing=()
@@ -79,6 +82,13 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 echo "install-test-deps: installing ${missing[*]//|/ or }" >&2
+# A package of another architecture (libcmocka-dev:arm64, make check-cross)
+# needs that architecture known to dpkg before the update.
+for need in "${missing[@]}"; do
+	if [[ $need == *:arm64* ]] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+		dpkg --add-architecture arm64
+	fi
+done
 apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
 
 # Resolve alternatives to the first package the archive offers.

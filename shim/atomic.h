@@ -11,6 +11,14 @@
 
 #include <stdatomic.h>
 
+/* Signal handlers, vfork children and the background thread share these
+ * fields: every width the shim uses must be lock-free on every target
+ * (x86-64, arm64: make arm64 checks it). */
+_Static_assert(ATOMIC_CHAR_LOCK_FREE == 2 && ATOMIC_SHORT_LOCK_FREE == 2 &&
+		       ATOMIC_INT_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2 &&
+		       ATOMIC_POINTER_LOCK_FREE == 2,
+	       "hbshim needs lock-free atomics");
+
 #define hb_load_relaxed(p) atomic_load_explicit((p), memory_order_relaxed)
 #define hb_load_acquire(p) atomic_load_explicit((p), memory_order_acquire)
 #define hb_store_relaxed(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)

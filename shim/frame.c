@@ -193,6 +193,14 @@ static inline uint32_t ms32(uint64_t ms)
 	return (uint32_t)ms ? (uint32_t)ms : 1;
 }
 
+/* The shim took bytes from the peer: its own record of the peer's last
+ * sign of life, for where TCP_INFO has no tcpi_last_data_recv. */
+static inline void rx_seen(struct hb_conn *c)
+{
+	if (HB_UNLIKELY(hb_load_relaxed(&hb_os_ti_short)))
+		hb_store_relaxed(&c->rx_seen, ms32(hb_os_now_ms()));
+}
+
 /* Each side of a connection another process may hold too (fork, exec) is
  * owned by the process whose application uses it: the one that reads owns
  * the receive side, the one that writes the send side (rsync's receiver
@@ -760,6 +768,8 @@ static long absorb(struct hb_conn *c, int fd, uint8_t *buf, size_t alen, uint8_t
 	size_t app = 0, take;
 	ssize_t r;
 
+	if (got)
+		rx_seen(c);
 	take = got < alen ? got : alen;
 	if (take) {
 		r = hb_rx_decode(&c->rx, buf, take, &info);
@@ -843,6 +853,7 @@ static long read_predicted(struct hb_conn *c, int fd, uint8_t *buf, size_t n, in
 	got = hb_next_recvmsg(fd, &m, flags & ~MSG_WAITALL);
 	if (got <= 0)
 		return got == 0 ? -ENODATA : got;
+	rx_seen(c);
 	/* The rest of the current frame. */
 	left = (size_t)got;
 	if (rem) {
@@ -1002,8 +1013,10 @@ got:
 		return -ENODATA;
 	/* The common case: one data header, then only its payload. */
 	if (!alen && slen == HB_DATA_HDR_LEN && (size_t)got >= HB_DATA_HDR_LEN &&
-	    hb_rx_data_fast(&c->rx, scratch, (size_t)got - HB_DATA_HDR_LEN))
+	    hb_rx_data_fast(&c->rx, scratch, (size_t)got - HB_DATA_HDR_LEN)) {
+		rx_seen(c);
 		return (long)((size_t)got - HB_DATA_HDR_LEN);
+	}
 	return absorb(c, fd, buf, alen, scratch, slen, boff, (size_t)got);
 }
 
@@ -1022,6 +1035,8 @@ static long peek_framed(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int f
 			size_t want = n < c->rx.remaining ? n : c->rx.remaining;
 
 			r = hb_os_recv(fd, buf, want, flags & ~MSG_WAITALL);
+			if (r > 0)
+				rx_seen(c);
 			return r == 0 ? -ENODATA : r;
 		}
 		r = hb_os_recv(fd, scratch,
@@ -1236,13 +1251,13 @@ static long iov_check(const struct msghdr *m)
 {
 	size_t t = 0;
 
-	if (m->msg_iovlen > IOV_MAX)
+	if ((size_t)m->msg_iovlen > IOV_MAX) /* an int on musl: negative is too many */
 		return -EMSGSIZE;
 	if (!m->msg_iovlen)
 		return 0;
 	if (!m->msg_iov)
 		return -EFAULT;
-	for (size_t i = 0; i < m->msg_iovlen; i++) {
+	for (size_t i = 0; i < (size_t)m->msg_iovlen; i++) {
 		size_t l = m->msg_iov[i].iov_len;
 
 		if (l > (size_t)SSIZE_MAX || l > (size_t)SSIZE_MAX - t)
@@ -1271,7 +1286,7 @@ static __attribute__((noinline, cold)) long other_verdict(struct hb_conn *c, int
 	    hb_load_relaxed(&c->dead) || hb_os_tcp_info(fd, &x) < 0)
 		return r;
 	if ((x.ti.tcpi_state != TCP_FIN_WAIT1 && x.ti.tcpi_state != TCP_FIN_WAIT2) ||
-	    x.ti.tcpi_last_data_recv < rx_limit(c))
+	    !HB_TI_HAS(&x, ti.tcpi_last_data_recv) || x.ti.tcpi_last_data_recv < rx_limit(c))
 		return r;
 	hb_conn_declare_dead(c, fd, ETIMEDOUT, "heartbeat", x.ti.tcpi_last_data_recv);
 	return -(long)hb_load_acquire(&c->dead);
@@ -1368,12 +1383,12 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 	long got;
 
 	if (HB_UNLIKELY(flags & MSG_TRUNC)) {
-		for (size_t i = 0; m->msg_iov && i < m->msg_iovlen; i++)
+		for (size_t i = 0; m->msg_iov && i < (size_t)m->msg_iovlen; i++)
 			n += m->msg_iov[i].iov_len;
 		return frame_discard(c, fd, n, flags);
 	}
 
-	for (size_t i = 0; m->msg_iov && i < m->msg_iovlen; i++) {
+	for (size_t i = 0; m->msg_iov && i < (size_t)m->msg_iovlen; i++) {
 		if (m->msg_iov[i].iov_len) {
 			buf = m->msg_iov[i].iov_base;
 			n = m->msg_iov[i].iov_len;
@@ -1552,7 +1567,7 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 		writer_decide(c, fd);
 	if (hb_load_acquire(&c->txmode) != HB_TX_FRAMED)
 		return hb_next_sendmsg(fd, m, flags | MSG_NOSIGNAL);
-	for (size_t i = 0; m->msg_iov && i < m->msg_iovlen; i++)
+	for (size_t i = 0; m->msg_iov && i < (size_t)m->msg_iovlen; i++)
 		n += m->msg_iov[i].iov_len;
 	if ((r = lock_fd(c, fd, &c->txlock, nb)) < 0)
 		return r;
@@ -1574,14 +1589,14 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 			size_t at = HB_DATA_HDR_LEN;
 
 			memcpy(one, hdr, HB_DATA_HDR_LEN);
-			for (size_t i = 0; i < m->msg_iovlen; i++) {
+			for (size_t i = 0; i < (size_t)m->msg_iovlen; i++) {
 				memcpy(one + at, m->msg_iov[i].iov_base, m->msg_iov[i].iov_len);
 				at += m->msg_iov[i].iov_len;
 			}
 			r = hb_next_send(fd, one, at, flags | MSG_NOSIGNAL);
 		} else {
 			out[0] = (struct iovec){ hdr, HB_DATA_HDR_LEN };
-			for (size_t i = 0; i < m->msg_iovlen; i++)
+			for (size_t i = 0; i < (size_t)m->msg_iovlen; i++)
 				out[i + 1] = m->msg_iov[i];
 			om = *m;
 			om.msg_iov = out;
@@ -1866,7 +1881,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	uint32_t interval = tx_interval(c), jitter = interval / 10;
 	uint64_t next = now + interval;
 	struct hb_tcp_info x;
-	const struct tcp_info *ti = &x.ti;
+	const struct hb_ti *ti = &x.ti;
 	int open_rx;
 
 	if (hb_os_tcp_info(fd, &x) < 0)
@@ -1998,6 +2013,10 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		uint32_t due = interval - (jitter ? conn_jitter(c) % jitter : 0);
 		uint32_t slack = interval / 20 < 8 ? interval / 20 : 8;
 
+		/* A short TCP_INFO has no tcpi_last_data_sent: a heartbeat
+		 * every interval, data or not (2 bytes an interval more). */
+		if (!HB_TI_HAS(&x, ti.tcpi_last_data_sent))
+			quiet = c->hb_sent_at ? (uint32_t)now - c->hb_sent_at : due;
 		flush_pend(c, fd);
 		if (hb_tx_at_boundary(&c->tx)) {
 			if (quiet + slack >= due && (hb_load_relaxed(&c->flags) & HB_CF_SHARED) &&
@@ -2014,8 +2033,10 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 					c->tx.pend[0] = hb[1];
 					c->tx.pend_len = 1;
 				}
-				if (r > 0)
+				if (r > 0) {
 					hb_stat_add(HB_ST_HB_SENT, 1);
+					c->hb_sent_at = ms32(now);
+				}
 				next = now + due;
 			} else {
 				next = now + (due - quiet);
@@ -2029,12 +2050,33 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	 * what the application has not read yet) is life. The socket's
 	 * figures are the same in every process holding it: one that only
 	 * writes judges the silence too (it reads no byte for that), so a
-	 * writer whose reader is gone still learns of a dead peer. */
+	 * writer whose reader is gone still learns of a dead peer. (Not with
+	 * a short TCP_INFO: the shim's own stamp of the peer's last bytes is
+	 * the reading process's.) */
 	open_rx = hb_load_acquire(&c->rxmode) == HB_RX_FRAMED && !c->rx.halfclosed &&
-		  ti->tcpi_state != TCP_CLOSE_WAIT;
+		  ti->tcpi_state != TCP_CLOSE_WAIT &&
+		  (owner(c) || HB_TI_HAS(&x, ti.tcpi_last_data_recv));
 	if (open_rx) {
 		uint32_t limit = rx_limit(c), silent = ti->tcpi_last_data_recv;
 		int inq = 0;
+
+		if (!HB_TI_HAS(&x, ti.tcpi_last_data_recv)) {
+			/* A short TCP_INFO: the time since the shim last took
+			 * bytes (its reads, and the drain below for an idle
+			 * application), counted from the first tick. */
+			uint32_t seen = hb_load_relaxed(&c->rx_seen);
+
+			if (!seen)
+				hb_store_relaxed(&c->rx_seen, seen = ms32(now));
+			if ((uint32_t)now - seen >= limit && trylock(&c->rxlock)) {
+				/* Heartbeats that wait unread (this process
+				 * was itself stopped, or late) are life. */
+				drain(c, fd);
+				unlock(&c->rxlock);
+				seen = hb_load_relaxed(&c->rx_seen);
+			}
+			silent = (uint32_t)now - seen;
+		}
 
 		/* Bytes the application has not read yet: the peer was alive to
 		 * send them, and with our receive window filling up it may not
@@ -2256,6 +2298,7 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 	r = xfer(ctx, len < c->rx.remaining ? len : c->rx.remaining);
 	if (r > 0) {
 		c->rx.remaining -= (uint32_t)r;
+		rx_seen(c);
 		if (hb_cfg.idle_timeout_ms) /* only the idle deadline reads it */
 			c->last_app_ms = hb_os_now_ms();
 	}

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
+#include <fcntl.h> /* loff_t (musl declares it there) */
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -160,6 +161,13 @@ const char *hb_buf_str(struct hb_buf *b);
  * dlsym(RTLD_NEXT) once (constructor, or the first interposed call that is
  * not close-like). NULL until bound: the hb_sys_* wrappers in os.c then fall
  * back to raw syscalls. */
+#ifdef __GLIBC__
+typedef unsigned long hb_ioctl_req_t;
+typedef int hb_mmsg_flags_t;
+#else /* musl's prototypes */
+typedef int hb_ioctl_req_t;
+typedef unsigned int hb_mmsg_flags_t;
+#endif
 struct hb_real {
 	int (*socket)(int, int, int);
 	int (*connect)(int, const struct sockaddr *, socklen_t);
@@ -180,7 +188,7 @@ struct hb_real {
 	int (*dup3)(int, int, int);
 	int (*fcntl)(int, int, ...);
 	int (*fcntl64)(int, int, ...);
-	int (*ioctl)(int, unsigned long, ...);
+	int (*ioctl)(int, hb_ioctl_req_t, ...);
 	int (*close_range)(unsigned, unsigned, int);
 	void (*closefrom)(int);
 	int (*fclose)(void *);
@@ -196,10 +204,12 @@ struct hb_real {
 	ssize_t (*sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
 	ssize_t (*sendmsg)(int, const struct msghdr *, int);
 	ssize_t (*sendfile)(int, int, off_t *, size_t);
+#ifdef __GLIBC__ /* musl's headers make sendfile64 a macro for sendfile */
 	ssize_t (*sendfile64)(int, int, off_t *, size_t);
+#endif
 	ssize_t (*splice)(int, loff_t *, int, loff_t *, size_t, unsigned int);
-	int (*sendmmsg)(int, struct mmsghdr *, unsigned int, int);
-	int (*recvmmsg)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
+	int (*sendmmsg)(int, struct mmsghdr *, unsigned int, hb_mmsg_flags_t);
+	int (*recvmmsg)(int, struct mmsghdr *, unsigned int, hb_mmsg_flags_t, struct timespec *);
 	int (*prctl)(int, unsigned long, unsigned long, unsigned long, unsigned long);
 	int (*epoll_ctl)(int, int, int, void *);
 	int (*epoll_wait)(int, void *, int, int);
@@ -229,17 +239,34 @@ long hb_os_getsockopt(int fd, int level, int opt, void *val, socklen_t *len);
 long hb_os_setsockopt(int fd, int level, int opt, const void *val, socklen_t len);
 long hb_os_setsockopt_int(int fd, int level, int opt, int v);
 
-/* TCP_INFO as far as the kernel's struct goes (glibc's struct tcp_info
- * stops at tcpi_total_retrans). A field past the length the kernel
- * returned reads 0; len says which are real. */
+/* The kernel's struct tcp_info up to tcpi_total_retrans, declared here
+ * because the libcs disagree (glibc stops there, musl declares it all):
+ * the same layout with either. */
+struct hb_ti {
+	uint8_t tcpi_state, tcpi_ca_state, tcpi_retransmits, tcpi_probes, tcpi_backoff;
+	uint8_t tcpi_options, tcpi_wscale, tcpi_flags2;
+	uint32_t tcpi_rto, tcpi_ato, tcpi_snd_mss, tcpi_rcv_mss;
+	uint32_t tcpi_unacked, tcpi_sacked, tcpi_lost, tcpi_retrans, tcpi_fackets;
+	uint32_t tcpi_last_data_sent, tcpi_last_ack_sent, tcpi_last_data_recv, tcpi_last_ack_recv;
+	uint32_t tcpi_pmtu, tcpi_rcv_ssthresh, tcpi_rtt, tcpi_rttvar, tcpi_snd_ssthresh;
+	uint32_t tcpi_snd_cwnd, tcpi_advmss, tcpi_reordering, tcpi_rcv_rtt, tcpi_rcv_space;
+	uint32_t tcpi_total_retrans;
+};
+
+/* TCP_INFO as far as the kernel's struct goes. A field past the length
+ * the kernel returned reads 0; len says which are real (qemu-user and
+ * gVisor may answer with the state alone). */
 struct hb_tcp_info {
-	struct tcp_info ti;
+	struct hb_ti ti;
 	uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
 	uint32_t segs_out, segs_in, notsent_bytes;
 	uint32_t len; /* bytes the kernel filled in */
 };
 #define HB_TI_HAS(x, field) ((x)->len >= offsetof(struct hb_tcp_info, field) + sizeof((x)->field))
 long hb_os_tcp_info(int fd, struct hb_tcp_info *x);
+/* Set once a TCP_INFO answer stopped before tcpi_last_data_recv (qemu-user,
+ * gVisor): framed connections then time the peer's silence themselves. */
+extern _Atomic int hb_os_ti_short;
 /* Another process (parent or child) holds the socket too: 1, 0, -1 unknown. */
 int hb_os_sock_shared(int fd);
 /* kcmp(2): 0 same, 1/2 ordered, 3 different, or -errno (ENOSYS, EPERM:
@@ -423,6 +450,9 @@ struct hb_conn {
 	uint32_t ka_owed_at;           /* bg: since when ours is unanswered after it, at the latest */
 	uint32_t ka_wait_at;           /* bg: data waits since (at the earliest); 0 = not waiting */
 	_Atomic uint32_t ka_txw_at;    /* app: when it set HB_CF_TXW (keepalive mode) */
+	_Atomic uint32_t rx_seen;      /* the shim last took bytes from the socket; kept only
+					  once TCP_INFO came back short (hb_os_ti_short) */
+	uint32_t hb_sent_at;           /* bg: our last heartbeat (txlock); the same fallback */
 	/* Framed mode (frame.c). rxmode and rx change under rxlock, txmode and
 	 * tx under txlock; both are read without them by quick checks. */
 	_Atomic uint8_t rxmode;        /* HB_RX_* */

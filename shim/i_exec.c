@@ -272,6 +272,16 @@ struct spawn_action_glibc {
 	} a;
 };
 
+#ifndef __GLIBC__
+static void spawn_shared(int fd, struct hb_conn *c, void *arg)
+{
+	(void)fd;
+	(void)arg;
+	if (c->mode == HB_MODE_FRAME)
+		hb_frame_mark_shared(c, hb_os_now_ms());
+}
+#endif
+
 static int spawn_dups(const posix_spawn_file_actions_t *fa, int dups[][2])
 {
 	int n = 0;
@@ -293,8 +303,15 @@ static int spawn_dups(const posix_spawn_file_actions_t *fa, int dups[][2])
 		}
 	}
 #else
-	(void)fa;
+	/* musl's child runs the actions with raw system calls and its
+	 * layout is private: unknown. Any framed connection may have been
+	 * handed over (a dup2 action clears FD_CLOEXEC on the copy), so
+	 * each counts as shared: our close then leaves the stream to the
+	 * child. The child itself sees such a copy as a plain socket
+	 * (README: musl limits). */
 	(void)dups;
+	if (fa)
+		hb_fd_foreach(spawn_shared, NULL);
 #endif
 	return n;
 }

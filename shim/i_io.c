@@ -20,9 +20,11 @@
 
 #include "interpose.h"
 
-extern void __chk_fail(void) __attribute__((noreturn));
 /* glibc's fortify entry points (declared by its headers only under
- * _FORTIFY_SOURCE). */
+ * _FORTIFY_SOURCE); musl has none (its fortify headers check inline). */
+#ifdef __GLIBC__
+extern void __chk_fail(void) __attribute__((noreturn));
+#endif
 ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
 ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags);
 ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
@@ -235,12 +237,14 @@ HB_EXPORT ssize_t read(int fd, void *buf, size_t n)
 	return read_slow(c, fd, buf, n);
 }
 
+#ifdef __GLIBC__
 HB_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 {
 	if (n > buflen)
 		__chk_fail();
 	return read(fd, buf, n);
 }
+#endif
 
 static SLOW ssize_t recvfrom_slow(struct hb_conn *c, int fd, void *buf, size_t n, int flags,
 				  struct sockaddr *sa, socklen_t *sl)
@@ -260,12 +264,14 @@ HB_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 	return recvfrom_slow(c, fd, buf, n, flags, NULL, NULL);
 }
 
+#ifdef __GLIBC__
 HB_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
 {
 	if (n > buflen)
 		__chk_fail();
 	return recv(fd, buf, n, flags);
 }
+#endif
 
 HB_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *sa,
 			   socklen_t *sl)
@@ -274,6 +280,7 @@ HB_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockad
 	return recvfrom_slow(c, fd, buf, n, flags, sa, sl);
 }
 
+#ifdef __GLIBC__
 HB_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
 				 struct sockaddr *sa, socklen_t *sl)
 {
@@ -281,6 +288,7 @@ HB_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int
 		__chk_fail();
 	return recvfrom(fd, buf, n, flags, sa, sl);
 }
+#endif
 
 /* The bytes an iovec array asks for, read only after a call with r == 0
  * (the only case where it matters: an end of stream, or a zero-length

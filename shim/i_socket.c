@@ -22,6 +22,13 @@
 
 #include "interpose.h"
 
+#ifndef __GLIBC__
+/* Not in musl: exported all the same (one list of symbols for both). */
+int fcntl64(int fd, int cmd, ...);
+int close_range(unsigned first, unsigned last, int flags);
+void closefrom(int lowfd);
+#endif
+
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -521,7 +528,7 @@ HB_EXPORT int fcntl64(int fd, int cmd, ...)
 	return fcntl_done(fd, cmd, arg, r);
 }
 
-HB_EXPORT int ioctl(int fd, unsigned long req, ...)
+HB_EXPORT int ioctl(int fd, hb_ioctl_req_t req, ...)
 {
 	va_list ap;
 	void *arg;

@@ -21,6 +21,11 @@
  * Only these three streams, and only when framed: a keepalive-mode socket
  * needs nothing (its bytes are the application's); fdopen on a framed
  * socket is i_fdopen.c's.
+ *
+ * glibc only: musl's standard streams are constants whose writes are raw
+ * system calls, so there nothing here replaces them, and a handler's stdio
+ * on an inherited framed connection is unsupported on musl (README; the
+ * peer sees a protocol error, never silently changed bytes).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -31,6 +36,7 @@
 
 static FILE *adopted[3];
 
+#ifdef __GLIBC__
 static ssize_t ck_read(void *ck, char *buf, size_t n)
 {
 	return read((int)(intptr_t)ck, buf, n);
@@ -58,9 +64,11 @@ static int ck_close(void *ck)
 {
 	return close((int)(intptr_t)ck);
 }
+#endif
 
 void hb_stdio_adopt(void)
 {
+#ifdef __GLIBC__
 	static const cookie_io_functions_t io = { ck_read, ck_write, NULL, ck_close };
 
 	for (int fd = 0; fd < 3; fd++) {
@@ -84,6 +92,15 @@ void hb_stdio_adopt(void)
 		hb_log(HB_LOG_DEBUG, "fd %d: framed connection as %s: stdio goes through hbshim", fd,
 		       fd == 0 ? "stdin" : fd == 1 ? "stdout" : "stderr");
 	}
+#else
+	for (int fd = 0; fd < 3; fd++) {
+		struct hb_conn *c = hb_fd_conn(fd);
+
+		if (c && c->mode == HB_MODE_FRAME)
+			hb_log(HB_LOG_DEBUG, "fd %d: framed connection as a standard stream: "
+					     "stdio on it is not framed with musl", fd);
+	}
+#endif
 }
 
 /* fclose of one of ours: its close comes through close() (ck_close). */

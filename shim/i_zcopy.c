@@ -91,10 +91,12 @@ HB_EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t n)
 	return do_sendfile(0, out, in, off, n);
 }
 
+#ifdef __GLIBC__
 HB_EXPORT ssize_t sendfile64(int out, int in, off_t *off, size_t n)
 {
 	return do_sendfile(1, out, in, off, n);
 }
+#endif
 
 struct sp_ctx {
 	int in, out;
@@ -169,7 +171,7 @@ HB_EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size_
 	return r;
 }
 
-HB_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
+HB_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, hb_mmsg_flags_t flags)
 {
 	struct hb_conn *c = tracked(fd);
 	unsigned i;
@@ -188,7 +190,7 @@ HB_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 		}
 		/* hb_frame_send accepted the array: at most IOV_MAX entries,
 		 * no sum past SSIZE_MAX. */
-		for (size_t k = 0; k < v[i].msg_hdr.msg_iovlen; k++)
+		for (size_t k = 0; k < (size_t)v[i].msg_hdr.msg_iovlen; k++)
 			want += v[i].msg_hdr.msg_iov[k].iov_len;
 		v[i].msg_len = (unsigned)r;
 		if ((size_t)r < want) {
@@ -199,7 +201,7 @@ HB_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 	return (int)i;
 }
 
-HB_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags,
+HB_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, hb_mmsg_flags_t flags,
 		       struct timespec *timeout)
 {
 	struct hb_conn *c = tracked(fd);

@@ -144,7 +144,7 @@ void hb_ka_arm(int fd, struct hb_conn *c)
 /* A live peer answers within its round trip plus a delayed ACK (200 ms in
  * Linux, up to 500 ms by RFC 1122): what we sent is owed an answer after
  * twice the kernel's own retransmission timeout, and never before 500 ms. */
-static uint32_t answer_ms(const struct tcp_info *ti)
+static uint32_t answer_ms(const struct hb_ti *ti)
 {
 	uint32_t rto = (uint32_t)(((uint64_t)ti->tcpi_rtt + 4ull * ti->tcpi_rttvar) / 1000);
 
@@ -166,7 +166,7 @@ static uint32_t stamp(uint64_t ms)
 int hb_ka_window(struct hb_conn *c, int fd, const struct hb_tcp_info *x, unsigned uto,
 		 uint64_t now_ms, uint64_t since_ms)
 {
-	const struct tcp_info *ti = &x->ti;
+	const struct hb_ti *ti = &x->ti;
 	uint32_t fl = hb_load_acquire(&c->flags), now = stamp(now_ms), ack_at, silent;
 	int waiting, owed, data_owed;
 

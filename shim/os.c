@@ -292,9 +292,19 @@ uint64_t hb_os_cookie(int fd)
 	uint64_t cookie = 0;
 	socklen_t len = sizeof(cookie);
 
-	if (hb_os_getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) < 0)
-		return 0;
-	return cookie;
+	if (hb_os_getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) == 0 && cookie)
+		return cookie;
+	/* No SO_COOKIE (qemu-user answers EINVAL; gVisor, kernels before
+	 * 4.12): the socket's inode number, its identity while it is open
+	 * (sockfs numbers a socket at creation and reuses a number only
+	 * after 2^32 others). Never 0; a non-socket answers 0 as before. */
+	{
+		struct stat st;
+
+		if (hb_os_fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
+			return (1ull << 63) | (uint64_t)st.st_ino;
+	}
+	return 0;
 }
 
 void hb_os_raise_sigpipe(void)
@@ -373,9 +383,13 @@ long hb_next_send(int fd, const void *buf, size_t n, int flags)
 	return r;
 }
 
-_Static_assert(offsetof(struct hb_tcp_info, bytes_received) == 128 &&
+_Static_assert(sizeof(struct hb_ti) == 104 && offsetof(struct hb_ti, tcpi_last_data_recv) == 52 &&
+		       offsetof(struct hb_ti, tcpi_rtt) == 68 &&
+		       offsetof(struct hb_tcp_info, bytes_received) == 128 &&
 		       offsetof(struct hb_tcp_info, notsent_bytes) == 144,
 	       "struct hb_tcp_info must match the kernel's struct tcp_info");
+
+_Atomic int hb_os_ti_short;
 
 long hb_os_tcp_info(int fd, struct hb_tcp_info *x)
 {
@@ -385,6 +399,8 @@ long hb_os_tcp_info(int fd, struct hb_tcp_info *x)
 	memset(x, 0, sizeof(*x));
 	r = hb_os_getsockopt(fd, IPPROTO_TCP, TCP_INFO, x, &len);
 	x->len = r == 0 ? len : 0;
+	if (r == 0 && !HB_TI_HAS(x, ti.tcpi_last_data_recv) && !hb_load_relaxed(&hb_os_ti_short))
+		hb_store_relaxed(&hb_os_ti_short, 1);
 	if (!HB_TI_HAS(x, bytes_received))
 		x->bytes_received = 0; /* an older kernel: never "exactly one" */
 	return r;

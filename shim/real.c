@@ -63,15 +63,17 @@ extern int dup2(int, int);
 extern int dup3(int, int, int);
 extern int fcntl(int, int, ...);
 extern int fcntl64(int, int, ...);
-extern int ioctl(int, unsigned long, ...);
+extern int ioctl(int, hb_ioctl_req_t, ...);
 extern int close_range(unsigned, unsigned, int);
 extern void closefrom(int);
 extern int fclose(FILE *);
 extern ssize_t sendfile(int, int, off_t *, size_t);
+#ifdef __GLIBC__
 extern ssize_t sendfile64(int, int, off_t *, size_t);
+#endif
 extern ssize_t splice(int, loff_t *, int, loff_t *, size_t, unsigned int);
-extern int sendmmsg(int, struct mmsghdr *, unsigned int, int);
-extern int recvmmsg(int, struct mmsghdr *, unsigned int, int, struct timespec *);
+extern int sendmmsg(int, struct mmsghdr *, unsigned int, hb_mmsg_flags_t);
+extern int recvmmsg(int, struct mmsghdr *, unsigned int, hb_mmsg_flags_t, struct timespec *);
 extern int execve(const char *, char *const[], char *const[]);
 extern int execvpe(const char *, char *const[], char *const[]);
 extern int fexecve(int, char *const[], char *const[]);
@@ -79,6 +81,14 @@ extern int posix_spawn(pid_t *, const char *, const void *, const void *, char *
 		       char *const[]);
 extern int posix_spawnp(pid_t *, const char *, const void *, const void *, char *const[],
 			char *const[]);
+
+#ifndef __GLIBC__
+/* Defined by i_epoll.c; musl 1.2.3's headers do not declare it (the next
+ * definition is then absent and the interposer makes the system call). */
+struct epoll_event;
+extern int epoll_pwait2(int, struct epoll_event *, int, const struct timespec *,
+			const sigset_t *);
+#endif
 
 #define BIND(field, sym) \
 	do { \
@@ -127,7 +137,9 @@ void hb_real_bind(void)
 	BIND(sendto, sendto);
 	BIND(sendmsg, sendmsg);
 	BIND(sendfile, sendfile);
+#ifdef __GLIBC__
 	BIND(sendfile64, sendfile64);
+#endif
 	BIND(splice, splice);
 	BIND(sendmmsg, sendmmsg);
 	BIND(recvmmsg, recvmmsg);

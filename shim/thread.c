@@ -101,7 +101,7 @@ static void idle_fire(struct hb_conn *c, int fd, uint64_t idle)
 static void idle_check(struct hb_conn *c, int fd, uint64_t now)
 {
 	struct hb_tcp_info x;
-	const struct tcp_info *ti = &x.ti;
+	const struct hb_ti *ti = &x.ti;
 	uint64_t idle, limit = hb_cfg.idle_timeout_ms;
 
 	if (hb_os_tcp_info(fd, &x) < 0) {

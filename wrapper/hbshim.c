@@ -8,8 +8,11 @@
  * error, 126 when COMMAND cannot be run, 127 when it is not found, otherwise
  * whatever COMMAND returns (it replaces this process).
  */
+#include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -344,6 +347,221 @@ static char *resolve(const char *cmd)
 	}
 }
 
+/*
+ * Which libc an ELF file is built for: a program by its interpreter
+ * (PT_INTERP), a library by the libc it needs (DT_NEEDED). The glibc and
+ * musl loaders each refuse the other's libraries ("invalid ELF header",
+ * "Error relocating"), and a library of another architecture is refused as
+ * well: such a command would not start with the shim preloaded.
+ */
+enum { ELF_UNKNOWN, ELF_GLIBC, ELF_MUSL, ELF_STATIC };
+static const char *const libc_names[] = { "unknown", "glibc", "musl", "static" };
+
+struct elf_info {
+	int libc;          /* ELF_* */
+	unsigned machine;  /* e_machine, 0 unknown */
+	char name[128];    /* the interpreter or library that told */
+};
+
+static int libc_of(const char *path)
+{
+	const char *b = strrchr(path, '/');
+
+	b = b ? b + 1 : path;
+	if (!strncmp(b, "ld-musl-", 8) || !strncmp(b, "libc.musl-", 10) || !strcmp(b, "libc.so"))
+		return ELF_MUSL;
+	if (!strncmp(b, "ld-linux", 8) || !strncmp(b, "ld64.so.", 8) || !strcmp(b, "libc.so.6"))
+		return ELF_GLIBC;
+	return ELF_UNKNOWN;
+}
+
+static int rd(int fd, uint64_t off, void *buf, size_t n)
+{
+	return off < (uint64_t)INT64_MAX && pread(fd, buf, n, (off_t)off) == (ssize_t)n ? 0 : -1;
+}
+
+/* A NUL-terminated string of at most len - 1 bytes at off. */
+static void rd_str(int fd, uint64_t off, char *s, size_t len)
+{
+	ssize_t n = off < (uint64_t)INT64_MAX ? pread(fd, s, len - 1, (off_t)off) : -1;
+
+	s[n > 0 ? n : 0] = 0;
+	s[strnlen(s, len - 1)] = 0;
+}
+
+static void elf_info(const char *path, struct elf_info *e)
+{
+	static const unsigned char native_data[2] = { ELFDATA2LSB, ELFDATA2MSB };
+	const uint16_t one = 1;
+	unsigned char id[EI_NIDENT];
+	uint64_t phoff, phnum, phent, dynoff = 0, dynsz = 0, strtab = 0, need[16];
+	uint64_t lv[16], lo[16], ls[16];
+	int fd, is64, nload = 0, nneed = 0;
+
+	memset(e, 0, sizeof(*e));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (rd(fd, 0, id, sizeof(id)) < 0 || memcmp(id, ELFMAG, SELFMAG) ||
+	    id[EI_DATA] != native_data[*(const uint8_t *)&one ? 0 : 1] ||
+	    (id[EI_CLASS] != ELFCLASS64 && id[EI_CLASS] != ELFCLASS32))
+		goto out;
+	is64 = id[EI_CLASS] == ELFCLASS64;
+	if (is64) {
+		Elf64_Ehdr h;
+
+		if (rd(fd, 0, &h, sizeof(h)) < 0)
+			goto out;
+		phoff = h.e_phoff, phnum = h.e_phnum, phent = h.e_phentsize, e->machine = h.e_machine;
+	} else {
+		Elf32_Ehdr h;
+
+		if (rd(fd, 0, &h, sizeof(h)) < 0)
+			goto out;
+		phoff = h.e_phoff, phnum = h.e_phnum, phent = h.e_phentsize, e->machine = h.e_machine;
+	}
+	if (phnum > 256 || phent < (is64 ? sizeof(Elf64_Phdr) : sizeof(Elf32_Phdr)))
+		goto out;
+	for (uint64_t i = 0; i < phnum; i++) {
+		uint64_t type, off, vaddr, filesz;
+
+		if (is64) {
+			Elf64_Phdr p;
+
+			if (rd(fd, phoff + i * phent, &p, sizeof(p)) < 0)
+				goto out;
+			type = p.p_type, off = p.p_offset, vaddr = p.p_vaddr, filesz = p.p_filesz;
+		} else {
+			Elf32_Phdr p;
+
+			if (rd(fd, phoff + i * phent, &p, sizeof(p)) < 0)
+				goto out;
+			type = p.p_type, off = p.p_offset, vaddr = p.p_vaddr, filesz = p.p_filesz;
+		}
+		if (type == PT_INTERP) {
+			rd_str(fd, off, e->name, filesz + 1 < sizeof(e->name) ? filesz + 1 : sizeof(e->name));
+			e->libc = libc_of(e->name);
+			goto out;
+		}
+		if (type == PT_DYNAMIC)
+			dynoff = off, dynsz = filesz;
+		if (type == PT_LOAD && nload < 16)
+			lv[nload] = vaddr, lo[nload] = off, ls[nload++] = filesz;
+	}
+	if (!dynsz) {
+		e->libc = ELF_STATIC; /* no loader at all: LD_PRELOAD means nothing */
+		goto out;
+	}
+	/* A library: the libc among its first DT_NEEDED entries. */
+	for (uint64_t at = 0; at < dynsz && at < 64 * 1024; at += is64 ? 16 : 8) {
+		uint64_t tag, val;
+
+		if (is64) {
+			Elf64_Dyn d;
+
+			if (rd(fd, dynoff + at, &d, sizeof(d)) < 0)
+				break;
+			tag = (uint64_t)d.d_tag, val = d.d_un.d_val;
+		} else {
+			Elf32_Dyn d;
+
+			if (rd(fd, dynoff + at, &d, sizeof(d)) < 0)
+				break;
+			tag = (uint64_t)d.d_tag, val = d.d_un.d_val;
+		}
+		if (tag == DT_NULL)
+			break;
+		if (tag == DT_STRTAB)
+			strtab = val;
+		else if (tag == DT_NEEDED && nneed < 16)
+			need[nneed++] = val;
+	}
+	for (int i = 0; i < nload; i++) {
+		if (strtab < lv[i] || strtab - lv[i] >= ls[i])
+			continue;
+		for (int k = 0; k < nneed; k++) {
+			rd_str(fd, lo[i] + (strtab - lv[i]) + need[k], e->name, sizeof(e->name));
+			if ((e->libc = libc_of(e->name)) != ELF_UNKNOWN)
+				goto out;
+		}
+		break;
+	}
+	e->name[0] = 0;
+out:
+	close(fd);
+}
+
+/* The ELF that will run cmd: cmd itself, or the interpreter on its "#!"
+ * line, followed up to 4 levels ("/usr/bin/env NAME" looks NAME up in
+ * PATH). Anything else (env with options, a deeper chain) is unknown. */
+static void command_info(const char *cmd, struct elf_info *e, char **shown)
+{
+	char *path = resolve(cmd), line[256], *p, *q;
+	int fd, depth = 0;
+	ssize_t n;
+
+	memset(e, 0, sizeof(*e));
+	*shown = path;
+again:
+	if (!path || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	n = read(fd, line, sizeof(line) - 1);
+	close(fd);
+	if (n < 2 || line[0] != '#' || line[1] != '!') {
+		elf_info(path, e);
+		return;
+	}
+	if (++depth > 4)
+		return;
+	line[n] = 0;
+	line[strcspn(line, "\n")] = 0;
+	p = line + 2 + strspn(line + 2, " \t");
+	q = p + strcspn(p, " \t");
+	if (*q) {
+		*q++ = 0;
+		q += strspn(q, " \t");
+		q[strcspn(q, " \t")] = 0;
+	}
+	if (!strcmp(p, "/usr/bin/env") || !strcmp(p, "/bin/env")) {
+		if (!*q || *q == '-')
+			return; /* env with options: not followed */
+		p = q;
+	}
+	free(path);
+	*shown = path = resolve(p);
+	goto again;
+}
+
+/* Exits 126 when the library cannot be loaded into the command: a glibc
+ * program and a musl library (or the reverse), or two architectures. The
+ * program would not start at all ("invalid ELF header"), or run without
+ * the shim; neither is what was asked for. A statically linked command
+ * runs, with a warning: no loader reads LD_PRELOAD there. */
+static void check_libc(const char *lib, const char *cmd)
+{
+	struct elf_info l, c;
+	char *path;
+
+	elf_info(lib, &l);
+	command_info(cmd, &c, &path);
+	if (l.machine && c.machine && l.machine != c.machine) {
+		fprintf(stderr, "hbshim: %s: %s is built for another architecture (ELF machine %u) "
+			"than %s (%u): use an hbshim built for it\n", cmd, path, c.machine, lib,
+			l.machine);
+		exit(126);
+	} else if (c.libc == ELF_STATIC) {
+		fprintf(stderr, "hbshim: warning: %s is statically linked: LD_PRELOAD does not "
+			"apply to it, the shim will not be active\n", path);
+	} else if ((l.libc == ELF_GLIBC || l.libc == ELF_MUSL) &&
+		   (c.libc == ELF_GLIBC || c.libc == ELF_MUSL) && l.libc != c.libc) {
+		fprintf(stderr, "hbshim: %s: %s is a %s program (%s) but %s is built for %s: "
+			"its loader cannot load it; use an hbshim built for %s\n", cmd, path,
+			libc_names[c.libc], c.name, lib, libc_names[l.libc], libc_names[c.libc]);
+		exit(126);
+	}
+	free(path);
+}
+
 static void warn_setid(const char *cmd)
 {
 	char *path = resolve(cmd);
@@ -369,6 +587,7 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	lib = find_library();
+	check_libc(lib, argv[cmd]);
 	set_preload(lib);
 	free(lib);
 	warn_setid(argv[cmd]);

@@ -35,7 +35,11 @@ static void both(const struct timeval *tv, long *ours, long *kernel)
 	FD_ZERO(&rd);
 	FD_SET(p[0], &rd);
 	t = *tv;
+#ifdef SYS_select
 	*kernel = syscall(SYS_select, p[0] + 1, &rd, NULL, NULL, &t);
+#else
+	*kernel = -ENOSYS;
+#endif
 	if (*kernel < 0)
 		*kernel = -errno;
 	close(p[0]);
@@ -53,6 +57,11 @@ static void test_as_the_kernel(void **state)
 	};
 
 	(void)state;
+#ifndef SYS_select
+	/* arm64 has no select system call to compare with: each libc
+	 * converts the timeval itself there, and so does hb_os_select. */
+	skip();
+#endif
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		long ours, kernel;
 

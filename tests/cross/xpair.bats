@@ -1,0 +1,128 @@
+#!/usr/bin/env bats
+# The integration subset for other libcs and architectures, driven by the C
+# pair tests/cross/xpair.c built with the library under test (no Python or
+# glibc program where that library runs). XTARGET picks the build:
+#   musl   build/musl: musl programs with the musl library preloaded
+#   arm64  build/arm64: aarch64 glibc programs under qemu-aarch64-static
+# (scripts/check-cross.sh runs this file once per target.) Under qemu,
+# TCP_INFO answers only the state and SO_COOKIE fails: the framed cases
+# prove the shim's own bookkeeping stands in (frozen peer, fd identity).
+#
+# Each case: an xpair server and client, both shimmed; 300 KB each way
+# byte-exact in odd-sized pieces that look like frame headers; keepalive
+# mode shows the kernel's SO_KEEPALIVE and TCP_USER_TIMEOUT set by the
+# shim; framed mode keeps a live peer idle for 2 timeouts (heartbeats
+# flow) and detects a server that stopped itself (SIGSTOP) within
+# [timeout - 5 %, timeout + 10 % + 0.5 s of scheduling slack under qemu].
+
+XTARGET=${XTARGET:-musl}
+ROOT=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
+XB="$ROOT/build/$XTARGET"
+N=300000
+
+setup() {
+	T=$(mktemp -d)
+	[ -x "$XB/tests/xpair" ] || skip "$XB/tests/xpair not built (make $XTARGET)"
+	if [ "$XTARGET" = arm64 ]; then
+		command -v qemu-aarch64-static >/dev/null || skip "qemu-aarch64-static missing (qemu-user-static)"
+	fi
+}
+
+teardown() {
+	local p
+	for p in $(cat "$T/.pids" 2>/dev/null); do
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	rm -rf "$T"
+}
+
+# xrun ENV... -- PROGRAM ARGS...: PROGRAM with the library of the build
+# preloaded and ENV set, natively (musl) or under qemu (arm64; the cross
+# libc as the loader prefix and the library path, so a multiarch
+# libc6:arm64 on the host is never mixed with the cross loader).
+xrun() {
+	local env=() e
+	while [ "$1" != -- ]; do
+		env+=("$1")
+		shift
+	done
+	shift
+	if [ "$XTARGET" = arm64 ]; then
+		local q=(qemu-aarch64-static -L /usr/aarch64-linux-gnu
+			-E LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib -E "LD_PRELOAD=$XB/libhbshim.so")
+		for e in "${env[@]}"; do q+=(-E "$e"); done
+		timeout -s KILL 60 "${q[@]}" "$@"
+	else
+		timeout -s KILL 60 env "LD_PRELOAD=$XB/libhbshim.so" "${env[@]}" "$@"
+	fi
+}
+
+# server ENV...: start a server, set $PORT and $SPID.
+server() {
+	xrun "$@" -- "$XB/tests/xpair" server >"$T/server.out" 2>"$T/server.err" &
+	local i
+	for ((i = 0; i < 200; i++)); do
+		grep -q '^PID ' "$T/server.out" 2>/dev/null && break
+		sleep 0.05
+	done
+	PORT=$(awk '/^PORT /{ print $2 }' "$T/server.out")
+	SPID=$(awk '/^PID /{ print $2 }' "$T/server.out")
+	[ -n "$PORT" ] && [ -n "$SPID" ] || {
+		echo "server did not start: $(cat "$T/server.out" "$T/server.err")"
+		return 1
+	}
+	echo "$SPID" >>"$T/.pids"
+}
+
+@test "$XTARGET: keepalive mode: kernel options set, $N bytes each way byte-exact" {
+	local ENV=(HBSHIM_INTERVAL=1s HBSHIM_TIMEOUT=4s)
+	server "${ENV[@]}"
+	run xrun "${ENV[@]}" -- "$XB/tests/xpair" client "$PORT" "$N"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"MODE 1"* ]]
+	# keepalive on, TCP_USER_TIMEOUT from the 4 s timeout (hbshim(7)).
+	grep -Eq '^KEEPALIVE 1 UTO [1-9][0-9]*$' <<<"$output"
+	[[ $output == *"ECHO OK $N"* ]]
+}
+
+@test "$XTARGET: framed mode: $N bytes each way byte-exact" {
+	local ENV=(HBSHIM_INTERVAL=300ms HBSHIM_TIMEOUT=3s "HBSHIM_FRAME=127.0.0.1:*")
+	server "${ENV[@]}"
+	run xrun "${ENV[@]}" -- "$XB/tests/xpair" client "$PORT" "$N"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"MODE 2"* ]]
+	[[ $output == *"ECHO OK $N"* ]]
+}
+
+@test "$XTARGET: framed mode: an idle live peer (3.5 s, timeout 1.5 s) is kept by heartbeats" {
+	local ENV=(HBSHIM_INTERVAL=300ms HBSHIM_TIMEOUT=1500ms "HBSHIM_FRAME=127.0.0.1:*")
+	server "${ENV[@]}"
+	run xrun "${ENV[@]}" -- "$XB/tests/xpair" client "$PORT" 20000 idle
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"MODE 2"* ]]
+	[[ $output == *"ECHO OK 20000"* ]]
+}
+
+@test "$XTARGET: framed mode: a frozen peer is detected within the timeout + 10 %" {
+	local ENV=(HBSHIM_INTERVAL=300ms HBSHIM_TIMEOUT=1500ms "HBSHIM_FRAME=127.0.0.1:*")
+	server "${ENV[@]}"
+	run xrun "${ENV[@]}" -- "$XB/tests/xpair" client "$PORT" 20000 freeze
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"MODE 2"* ]]
+	[[ $output == *"ECHO OK 20000"* ]]
+	# The server really is stopped (it stopped itself after its "Z").
+	[ "$(ps -o stat= -p "$SPID" | cut -c1)" = T ]
+	local l dt
+	l=$(grep '^FROZEN ' <<<"$output")
+	[[ $l == "FROZEN ERR 110 "* ]] # ETIMEDOUT
+	dt=${l##* }
+	awk -v d="$dt" 'BEGIN { exit !(d >= 1.425 && d <= 1.65 + 0.5) }' || {
+		echo "detected after $dt s, expected [1.425, 2.15]"
+		false
+	}
+	[[ $output == *"AGAIN ERR 110"* ]]
+}
