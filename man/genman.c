@@ -52,7 +52,10 @@ static void options(void)
 		fputs(" ;\ndefault: ", stdout);
 		roff(o->deflt);
 		fputs(".\n", stdout);
-		if (o->flags & HB_OPTF_REPEATABLE)
+		if (o->flags & HB_OPTF_SEMI)
+			fputs("May be given more than once; the values are joined with semicolons.\n",
+			      stdout);
+		else if (o->flags & HB_OPTF_REPEATABLE)
 			fputs("May be given more than once; the values are joined with commas.\n",
 			      stdout);
 	}

@@ -44,6 +44,8 @@ NEEDS=(
 	musl-tools
 	qemu-user-static
 	libcmocka-dev:arm64
+	openssh-server
+	openssh-client
 	rsync
 )
 

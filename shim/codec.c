@@ -89,6 +89,16 @@ size_t hb_notice_encode(uint8_t *out, uint8_t reason, uint32_t silent_ms)
 	return HB_NOTICE_LEN;
 }
 
+size_t hb_downgrade_encode(uint8_t *out, uint8_t reason, uint8_t flags)
+{
+	out[0] = HB_FT_CONTROL;
+	out[1] = HB_CT_DOWNGRADE;
+	out[2] = reason;
+	out[3] = flags;
+	out[4] = 0;
+	return HB_DOWNGRADE_LEN;
+}
+
 /* Length of the header that starts with h[0..have) once complete, or 0 if
  * the type is unknown. Needs have >= 1 (and >= 2 for control frames). */
 static size_t hdr_need(const uint8_t *h, size_t have)
@@ -105,6 +115,8 @@ static size_t hdr_need(const uint8_t *h, size_t have)
 		return 2;
 	case HB_CT_NOTICE:
 		return HB_NOTICE_LEN;
+	case HB_CT_DOWNGRADE:
+		return HB_DOWNGRADE_LEN;
 	default:
 		return 0;
 	}
@@ -138,6 +150,18 @@ static int hdr_done(struct hb_rx *st, struct hb_rx_info *info)
 		st->notice_reason = h[2];
 		st->notice_silent_ms = get32(h + 3);
 		break;
+	case HB_CT_DOWNGRADE:
+		/* The sender's direction ends here: nothing of the frame
+		 * layer follows, not even after a half-close. */
+		if (st->halfclosed)
+			return -EPROTO;
+		st->raw = 1;
+		if (info) {
+			info->downgrade = 1;
+			info->dg_reason = h[2];
+			info->dg_flags = h[3];
+		}
+		break;
 	}
 	return 0;
 }
@@ -147,6 +171,13 @@ ssize_t hb_rx_decode(struct hb_rx *st, uint8_t *buf, size_t len, struct hb_rx_in
 	size_t in = 0, out = 0;
 
 	while (in < len) {
+		if (st->raw) {
+			/* After a downgrade frame: raw bytes, all of them. */
+			if (out != in)
+				memmove(buf + out, buf + in, len - in);
+			out += len - in;
+			break;
+		}
 		if (st->remaining) {
 			size_t take = len - in < st->remaining ? len - in : st->remaining;
 
@@ -213,6 +244,8 @@ int hb_rx_state_valid(const struct hb_rx *st)
 
 	if (st->remaining > HB_MAX_FRAME)
 		return 0;
+	if (st->raw)
+		return !st->remaining && !st->hdr_len;
 	if (!st->hdr_len)
 		return 1;
 	/* A partial header only between frames, and one that is still
@@ -225,7 +258,7 @@ int hb_rx_data_fast(struct hb_rx *st, const uint8_t *hdr, size_t payload)
 {
 	uint32_t len;
 
-	if (st->hdr_len || st->remaining || st->halfclosed || hdr[0] != HB_FT_DATA)
+	if (st->hdr_len || st->remaining || st->halfclosed || st->raw || hdr[0] != HB_FT_DATA)
 		return 0;
 	len = get32(hdr + 1);
 	if (len == 0 || len > HB_MAX_FRAME || payload > len)

@@ -23,14 +23,26 @@
 #define HB_CT_HEARTBEAT 0x01
 #define HB_CT_HALFCLOSE 0x02
 #define HB_CT_NOTICE 0x03
+#define HB_CT_DOWNGRADE 0x04
 
 #define HB_DATA_HDR_LEN 5
 #define HB_NOTICE_LEN 7
+/* 00 04 RR FF 00: the direction is raw after these bytes. As long as a data
+ * header, so that a reader that reads a header's worth of bytes at a frame
+ * boundary never gets raw bytes behind it in its header area. */
+#define HB_DOWNGRADE_LEN 5
 #define HB_HDR_MAX 7
 #define HB_MAX_FRAME (1u << 24) /* largest data payload: 16 MiB */
 
 /* Hello flags. A version-1 receiver ignores the bits it does not know. */
 #define HB_HF_PACED 0x01 /* the sender follows hb_pace_interval (below) */
+#define HB_HF_DOWNGRADE 0x02 /* the sender decodes downgrade frames (00 04) */
+
+/* Downgrade frame flags (its FF byte). */
+#define HB_DF_REQUEST 0x01 /* the sender asks the receiver to go raw too */
+
+/* Downgrade reasons (its RR byte). */
+enum { HB_DR_SECCOMP = 1, HB_DR_FDPASS = 2, HB_DR_HELLO = 3, HB_DR_SHARED = 4, HB_DR_ANSWER = 5 };
 
 /* The range of the hello's values; anything outside is a protocol error. */
 #define HB_HELLO_INTERVAL_MAX 3600000u /* 1 h */
@@ -85,6 +97,7 @@ struct hb_rx {
 	uint8_t hdr[HB_HDR_MAX];  /* partial header bytes */
 	uint8_t hdr_len : 3;      /* 0..HB_HDR_MAX */
 	uint8_t halfclosed : 1;   /* peer sent a half-close frame */
+	uint8_t raw : 1;          /* peer sent a downgrade frame: the rest is raw */
 };
 _Static_assert(HB_HDR_MAX < 8, "hdr_len is 3 bits");
 
@@ -92,12 +105,16 @@ _Static_assert(HB_HDR_MAX < 8, "hdr_len is 3 bits");
 struct hb_rx_info {
 	uint32_t heartbeats;
 	uint32_t controls; /* control frames of any kind */
+	uint8_t downgrade;  /* 1: a downgrade frame was decoded, with: */
+	uint8_t dg_reason;  /* its reason (HB_DR_*, any value accepted) */
+	uint8_t dg_flags;   /* its flags (HB_DF_*) */
 };
 
 /* Decode buf[0..len) in place: headers are consumed, application payload is
- * compacted to the start of buf. Returns the number of application bytes
- * (>= 0) or -EPROTO (unknown type or control code, a data frame after a
- * half-close frame) / -EMSGSIZE (length 0 or above HB_MAX_FRAME). After an
+ * compacted to the start of buf. After a downgrade frame (st->raw) every
+ * byte is application data, passed through. Returns the number of
+ * application bytes (>= 0) or -EPROTO (unknown type or control code, a data
+ * frame or a downgrade frame after a half-close frame) / -EMSGSIZE (length 0 or above HB_MAX_FRAME). After an
  * error st is unusable. */
 ssize_t hb_rx_decode(struct hb_rx *st, uint8_t *buf, size_t len, struct hb_rx_info *info);
 
@@ -137,6 +154,9 @@ static inline int hb_tx_at_boundary(const struct hb_tx *st)
 size_t hb_data_hdr(uint8_t *out, uint32_t len);
 /* Encode a notice frame; returns HB_NOTICE_LEN. */
 size_t hb_notice_encode(uint8_t *out, uint8_t reason, uint32_t silent_ms);
+/* Encode a downgrade frame (reason HB_DR_*, flags HB_DF_*); returns
+ * HB_DOWNGRADE_LEN. */
+size_t hb_downgrade_encode(uint8_t *out, uint8_t reason, uint8_t flags);
 
 /* Plan one send of n application bytes: fills up to 4 segments
  * (pending header bytes, owed payload, new header, its payload) and returns

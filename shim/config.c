@@ -473,11 +473,27 @@ const struct hb_option hb_options[] = {
 	{ "HBSHIM_STATS", "--stats", "PATH", 0, HB_OPT_PATH, CFG(stats_file), 0, 0, NULL, "off",
 	  "keep Prometheus text-format counters in this file",
 	  "a file path shorter than 512 bytes (unset or empty = off)" },
+	{ "HBSHIM_FAULTS", "--fault", "RULE", HB_OPTF_REPEATABLE | HB_OPTF_SEMI, HB_OPT_FAULTS,
+	  CFG(faults), 0, 0, NULL, "none",
+	  "test harness: inject network faults; ACTION[,KEY=VALUE...], rules separated by ';'",
+	  "rules separated by ';', each ACTION[,KEY=VALUE...] with one action: latency=DURATION, "
+	  "bandwidth=BYTES_PER_S, slicer=BYTES, hang, reset, close, limit_data=BYTES, "
+	  "errno=ENAME, refuse, timeout or delay=DURATION; keys name=NAME, peer=PEER_RULE, "
+	  "side=connect|accept|any, dir=in|out|both, call=connect|read|write|any, "
+	  "jitter=DURATION, after=DURATION, bytes=N, nth=N, prob=P or P%, for=DURATION "
+	  "(at most 16 rules)" },
+	{ "HBSHIM_CONTROL", "--control", "PATH", 0, HB_OPT_PATH, CFG(control_path), 0, 0, NULL,
+	  "off", "test harness: serve live fault control (hbshim ctl PATH ...) on this UNIX socket",
+	  "a file path shorter than 512 bytes; %p is the process id (unset or empty = off)" },
+	{ "HBSHIM_SEED", "--seed", "N", 0, HB_OPT_SEED, CFG(seed), 0, 0, NULL, "random",
+	  "seed of every random choice of the fault rules (same seed, same choices)",
+	  "a decimal number below 2^64" },
 };
 const int hb_noptions = (int)(sizeof(hb_options) / sizeof(hb_options[0]));
 _Static_assert(HB_MAX_RULES == 32, "update the HBSHIM_FRAME error text");
 _Static_assert(HB_PATH_MAX == 512, "update the path error texts");
 _Static_assert(HB_MAX_CMDS == 32 && HB_CMD_NAME_MAX == 255, "update CMDS_FORMS");
+_Static_assert(HB_MAX_FAULTS == 16, "update the HBSHIM_FAULTS error text");
 
 /* ----------------------------------------------------------------- parse */
 
@@ -540,7 +556,7 @@ struct why {
 /* Write the error line for value v of variable i; returns -EINVAL. */
 static int fail(char *err, size_t errlen, int i, const char *v, const struct why *why)
 {
-	int rules = hb_options[i].kind == HB_OPT_RULES;
+	int rules = hb_options[i].kind == HB_OPT_RULES || hb_options[i].kind == HB_OPT_FAULTS;
 	int list = rules || hb_options[i].kind == HB_OPT_CMDS;
 	struct hb_buf b;
 
@@ -626,6 +642,24 @@ static int parse_one(struct hb_config *c, int i, const char *v, struct why *why)
 	case HB_OPT_CMDS:
 		why->ret = parse_cmds(v, field, &why->bad, &why->badlen);
 		return why->ret < 0 ? -EINVAL : 0;
+	case HB_OPT_FAULTS:
+		why->ret = hb_fault_parse(v, c->faults, HB_MAX_FAULTS, &c->nfaults, &why->bad,
+					  &why->badlen);
+		return why->ret < 0 ? -EINVAL : 0;
+	case HB_OPT_SEED: {
+		uint64_t seed = 0;
+
+		for (len = 0; v[len]; len++) {
+			unsigned d = (unsigned)(v[len] - '0');
+
+			if (v[len] < '0' || v[len] > '9' || seed > (UINT64_MAX - d) / 10)
+				return -EINVAL;
+			seed = seed * 10 + d;
+		}
+		c->seed = seed;
+		c->seed_set = 1;
+		return 0;
+	}
 	case HB_OPT_PATH:
 		len = strlen(v);
 		if (len >= HB_PATH_MAX)

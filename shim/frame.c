@@ -61,6 +61,9 @@
 struct hb_ka hb_ka_frame_cfg;
 
 static void send_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t silent);
+static void rx_downgraded(struct hb_conn *c, int fd, const struct hb_rx_info *info);
+static int tx_downgrade(struct hb_conn *c, int fd, int wait_ms);
+static void elsewhere(struct hb_conn *c, int fd);
 
 /* ---------------------------------------------------------------- locks */
 
@@ -293,7 +296,8 @@ static void apply_frame_keepalive(int fd, struct hb_conn *c)
  * bytes, or now from the background thread. */
 static void queue_hello(struct hb_conn *c)
 {
-	struct hb_hello h = { HB_PROTO_VERSION, HB_HF_PACED, hb_cfg.interval_ms, hb_cfg.timeout_ms };
+	struct hb_hello h = { HB_PROTO_VERSION, HB_HF_PACED | HB_HF_DOWNGRADE, hb_cfg.interval_ms,
+			      hb_cfg.timeout_ms };
 
 	if (c->hello_sent)
 		return;
@@ -345,6 +349,8 @@ static void flush_pend(struct hb_conn *c, int fd)
 		memmove(c->tx.pend, c->tx.pend + r, c->tx.pend_len - (size_t)r);
 		c->tx.pend_len = (uint8_t)(c->tx.pend_len - r);
 	}
+	if (HB_UNLIKELY(c->dg_sent) && !c->tx.pend_len)
+		hb_store_release(&c->txmode, HB_TX_RAW); /* our downgrade frame is out */
 }
 
 /* Delayed ACKs. A send soon after a receive (within the kernel's ACK
@@ -466,6 +472,7 @@ int hb_frame_app_readable(struct hb_conn *c, int fd)
 	int inq = 0, ready = 1;
 	long r;
 
+	elsewhere(c, fd);
 	if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & HB_CF_SHARED))
 		claim(c, HB_CF_CLAIMED);
 	if (hb_load_acquire(&c->rxmode) == HB_RX_RAW || hb_load_relaxed(&c->dead) || !owner(c) ||
@@ -491,6 +498,14 @@ int hb_frame_app_readable(struct hb_conn *c, int fd)
 	}
 	for (int round = 0; round < 4; round++) {
 		drain(c, fd);
+		if (hb_load_relaxed(&c->rxmode) != HB_RX_FRAMED) {
+			/* Downgraded by what the drain took: whatever is queued
+			 * behind it is the application's (or the end of the
+			 * stream). */
+			r = sh_recv(c, fd, p, 1, MSG_PEEK | MSG_DONTWAIT);
+			ready = r != -EAGAIN;
+			break;
+		}
 		if (hb_os_ioctl(fd, SIOCINQ, &inq) != 0)
 			break;
 		if (inq == 0) {
@@ -626,6 +641,7 @@ static int detect(struct hb_conn *c, int fd, int wait)
 						      ? hb_pace_interval(h.interval_ms, hb_cfg.timeout_ms)
 						      : h.interval_ms;
 			c->peer_timeout_ms = h.timeout_ms;
+			c->peer_dg = !!(h.flags & HB_HF_DOWNGRADE);
 			memset(&c->rx, 0, sizeof(c->rx));
 			if (hb_conn_public_mode(c) != HB_MODE_FRAME) {
 				hb_stat_add(HB_ST_CONN_KEEPALIVE, -1);
@@ -764,7 +780,7 @@ static void writer_decide(struct hb_conn *c, int fd)
 static long absorb(struct hb_conn *c, int fd, uint8_t *buf, size_t alen, uint8_t *scratch,
 		   size_t slen, size_t boff, size_t got)
 {
-	struct hb_rx_info info = { 0, 0 };
+	struct hb_rx_info info = { 0 };
 	size_t app = 0, take;
 	ssize_t r;
 
@@ -799,6 +815,8 @@ static long absorb(struct hb_conn *c, int fd, uint8_t *buf, size_t alen, uint8_t
 	}
 	if (info.heartbeats)
 		hb_stat_add(HB_ST_HB_RECV, info.heartbeats);
+	if (HB_UNLIKELY(info.downgrade))
+		rx_downgraded(c, fd, &info);
 	if (c->rx.notice_reason) {
 		hb_log(HB_LOG_INFO, "fd %d: peer declared the connection dead (reason %u)", fd,
 		       c->rx.notice_reason);
@@ -932,6 +950,11 @@ static long read_once(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int fla
 	int k = 0;
 	long got;
 
+	if (HB_UNLIKELY(c->rx.raw)) {
+		/* The peer downgraded within this call: the rest is raw. */
+		got = hb_next_recv(fd, buf, n, flags & ~MSG_WAITALL);
+		return got == 0 ? -ENODATA : got;
+	}
 	/* (A tail below the low-water mark is read alone, as below.) */
 	if (c->rx.last_len >= PRED_MIN_LEN && !c->rx.hdr_len &&
 	    (!rem || rem >= FRAME_LOWAT) && rem < n &&
@@ -1031,6 +1054,10 @@ static long peek_framed(struct hb_conn *c, int fd, uint8_t *buf, size_t n, int f
 		uint8_t scratch[HB_HDR_MAX];
 		long r;
 
+		if (HB_UNLIKELY(c->rx.raw)) {
+			r = hb_os_recv(fd, buf, n, flags & ~MSG_WAITALL);
+			return r == 0 ? -ENODATA : r;
+		}
 		if (c->rx.remaining) {
 			size_t want = n < c->rx.remaining ? n : c->rx.remaining;
 
@@ -1302,6 +1329,7 @@ long hb_frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 	if ((r = iov_check(m)) < 0)
 		return r;
 	hb_add_acq_rel(&c->users, 1);
+	elsewhere(c, fd);
 	claim(c, HB_CF_CLAIMED);
 	if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & HB_CF_SHUT_RD)) {
 		/* Read side shut down, the kernel's not yet: what is queued,
@@ -1333,6 +1361,7 @@ long hb_frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags)
 	if ((r = iov_check(m)) < 0)
 		return r;
 	hb_add_acq_rel(&c->users, 1);
+	elsewhere(c, fd);
 	claim(c, HB_CF_TX_CLAIMED);
 	r = frame_send(c, fd, m, flags);
 	if (HB_UNLIKELY(r == -EPIPE))
@@ -1571,6 +1600,17 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 		n += m->msg_iov[i].iov_len;
 	if ((r = lock_fd(c, fd, &c->txlock, nb)) < 0)
 		return r;
+	if (HB_UNLIKELY(c->dg_sent || hb_load_relaxed(&c->dg_want))) {
+		/* A downgrade of our direction is due: its frame first. */
+		r = tx_downgrade(c, fd, nb ? 0 : -1);
+		if (r < 0 || r == 1 || c->dg_sent) {
+			unlock(&c->txlock);
+			if (r == 1)
+				return hb_next_sendmsg(fd, m, flags | MSG_NOSIGNAL);
+			return r < 0 ? r : -EAGAIN;
+		}
+		/* Inside a frame: it is finished first (below). */
+	}
 	if (HB_LIKELY(!c->tx.pend_len && !c->tx.remaining && n && n <= HB_MAX_FRAME &&
 		      m->msg_iovlen < TX_IOV_MAX)) {
 		/* The common case, one whole frame: its header and the
@@ -1672,6 +1712,8 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 		(void)app_planned;
 	}
 sent:
+	if (HB_UNLIKELY(hb_load_relaxed(&c->dg_want)) && !c->dg_sent)
+		tx_downgrade(c, fd, 0);
 	unlock(&c->txlock);
 	if (!total && n)
 		return closed ? -EBADF : -EAGAIN;
@@ -1692,6 +1734,7 @@ void hb_frame_close(struct hb_conn *c, int fd)
 	 * behind a reader blocked in the kernel (another thread): the close
 	 * returns at once, as the kernel's does, and the socket stays open
 	 * until that read returns (hb_frame_linger leaves it alone then). */
+	elsewhere(c, fd);
 	if (hb_load_acquire(&c->rxmode) == HB_RX_RAW || !owner(c) || !lock_unless_app(&c->rxlock))
 		return;
 	if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
@@ -1722,6 +1765,7 @@ int hb_frame_shutdown(struct hb_conn *c, int fd, int how)
 
 	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
 		return how; /* EINVAL from the kernel */
+	elsewhere(c, fd);
 	/* Ending our direction is a use of the send side. */
 	if (how != SHUT_RD)
 		claim(c, HB_CF_TX_CLAIMED);
@@ -1735,6 +1779,7 @@ int hb_frame_shutdown(struct hb_conn *c, int fd, int how)
 	    lock_unless_app(&c->txlock)) {
 		flush_pend(c, fd);
 		if (how == SHUT_WR && hb_tx_at_boundary(&c->tx) &&
+		    hb_load_relaxed(&c->txmode) == HB_TX_FRAMED &&
 		    sh_send(c, fd, hc, sizeof(hc), MSG_DONTWAIT | MSG_NOSIGNAL) == sizeof(hc) &&
 		    hb_os_shutdown(fd, SHUT_WR) == 0) {
 			/* The FIN goes under the lock: no frame (a heartbeat, a
@@ -1810,17 +1855,21 @@ static void drain(struct hb_conn *c, int fd)
 		return;
 	/* One peek, then one read of exactly the complete control frames at
 	 * the head (two system calls however many heartbeats piled up). */
-	for (int rounds = 0; rounds < 16 && hb_rx_at_boundary(&c->rx); rounds++) {
+	for (int rounds = 0; rounds < 16 && hb_rx_at_boundary(&c->rx) && !c->rx.raw; rounds++) {
 		uint8_t p[64];
 		long r = sh_recv(c, fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
 		size_t take = 0;
 
 		while (r > 0 && take + 2 <= (size_t)r && p[take] == HB_FT_CONTROL) {
-			size_t need = p[take + 1] == HB_CT_NOTICE ? HB_NOTICE_LEN : 2;
+			size_t need = p[take + 1] == HB_CT_NOTICE	 ? HB_NOTICE_LEN
+				      : p[take + 1] == HB_CT_DOWNGRADE ? HB_DOWNGRADE_LEN
+									 : 2;
 
 			if (take + need > (size_t)r)
 				break;
 			take += need;
+			if (p[take - need + 1] == HB_CT_DOWNGRADE)
+				break; /* raw bytes behind it: the application's */
 		}
 		if (!take)
 			break;
@@ -1947,11 +1996,17 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		 * process's job, or the peer finds it dead. Looked at once per
 		 * pause (reading /proc); "cannot tell" leaves it alone. */
 		if ((fl & HB_CF_SHARED) && !(fl & HB_CF_FORKED) && owner(c) && !tx_owner(c) &&
-		    (uint32_t)now - c->sole_at >= fork_pause()) {
-			c->sole_at = ms32(now);
+		    (uint32_t)now - c->forked_at >= fork_pause()) {
+			c->forked_at = ms32(now);
 			if (hb_os_sock_shared(fd) == 0)
 				hb_or_acq_rel(&c->flags, HB_CF_TX_CLAIMED);
 		}
+	}
+	elsewhere(c, fd);
+	if (HB_UNLIKELY(hb_load_relaxed(&c->dg_want)) &&
+	    hb_load_acquire(&c->txmode) == HB_TX_FRAMED && trylock(&c->txlock)) {
+		tx_downgrade(c, fd, 0);
+		unlock(&c->txlock);
 	}
 	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT && owner(c)) {
 		if (trylock(&c->rxlock)) {
@@ -2002,6 +2057,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	if (hb_load_acquire(&c->txmode) == HB_TX_FRAMED && tx_owner(c) &&
 	    ti->tcpi_state != TCP_FIN_WAIT1 && ti->tcpi_state != TCP_FIN_WAIT2 &&
 	    !(ti->tcpi_state == TCP_CLOSE_WAIT && !c->rx.halfclosed) &&
+	    !(HB_UNLIKELY(hb_fault_of(c)) && hb_fault_hung(c)) && /* HBSHIM_FAULTS hang */
 	    trylock(&c->txlock)) {
 		uint32_t quiet = ti->tcpi_last_data_sent;
 		/* A fixed offset per connection: a fresh random one per tick
@@ -2018,7 +2074,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		if (!HB_TI_HAS(&x, ti.tcpi_last_data_sent))
 			quiet = c->hb_sent_at ? (uint32_t)now - c->hb_sent_at : due;
 		flush_pend(c, fd);
-		if (hb_tx_at_boundary(&c->tx)) {
+		if (hb_tx_at_boundary(&c->tx) && !c->dg_sent) {
 			if (quiet + slack >= due && (hb_load_relaxed(&c->flags) & HB_CF_SHARED) &&
 			    HB_TI_HAS(&x, notsent_bytes) && x.notsent_bytes) {
 				/* Bytes still queued: the peer hears from us when its
@@ -2191,6 +2247,14 @@ long hb_frame_xfer_out(struct hb_conn *c, int fd, size_t len, size_t avail, int 
 		hb_sub_acq_rel(&c->users, 1);
 		return r;
 	}
+	if (HB_UNLIKELY(c->dg_sent || hb_load_relaxed(&c->dg_want))) {
+		r = tx_downgrade(c, fd, nb ? 0 : -1);
+		if (r < 0 || r == 1 || c->dg_sent) {
+			unlock(&c->txlock);
+			hb_sub_acq_rel(&c->users, 1);
+			return r == 1 ? xfer(ctx, len) : r < 0 ? r : -EAGAIN;
+		}
+	}
 	while (c->tx.pend_len) {
 		r = hb_os_send(fd, c->tx.pend, c->tx.pend_len, sflags);
 		if (r < 0)
@@ -2278,6 +2342,10 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 		size_t want = (c->rx.hdr_len < HB_DATA_HDR_LEN ? HB_DATA_HDR_LEN : HB_NOTICE_LEN) -
 			      c->rx.hdr_len;
 
+		if (HB_UNLIKELY(c->rx.raw)) {
+			r = xfer(ctx, len); /* the peer downgraded: raw from here */
+			goto out;
+		}
 		r = hb_os_recv(fd, scratch, want, nb ? MSG_DONTWAIT : 0);
 		if (r <= 0)
 			goto out; /* 0: end of stream */
@@ -2480,6 +2548,7 @@ static void exit_visit(int fd, struct hb_conn *c, void *arg)
 	struct exit_ctx *x = arg;
 	int outq = 0;
 
+	elsewhere(c, fd);
 	if (c->mode != HB_MODE_FRAME || (hb_load_relaxed(&c->flags) & HB_CF_LOST) ||
 	    (!owner(c) && !tx_owner(c)) ||
 	    (c->kind != HB_KIND_CONNECTED && c->kind != HB_KIND_LINGER) ||
@@ -2535,4 +2604,304 @@ void hb_frame_at_exit(void)
 void hb_frame_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t silent_ms)
 {
 	send_notice(c, fd, reason, silent_ms);
+}
+
+/* ---------------------------------------------------------------- downgrade */
+
+/* The downgraded event and log line (by: "local", "peer" or "family", a
+ * process of this fork family that left framing). */
+static void dg_event(struct hb_conn *c, int fd, const char *by, uint8_t reason)
+{
+	hb_log(HB_LOG_INFO, "fd %d: downgraded to raw (%s, %s): no heartbeats from here", fd, by,
+	       hb_dg_reason_name(reason));
+	if (hb_events_on()) {
+		char extra[96];
+		struct hb_buf b;
+
+		hb_buf_init(&b, extra, sizeof(extra));
+		hb_buf_fmt(&b, ",\"by\":\"%s\",\"reason\":\"%s\",\"code\":%u", by,
+			   hb_dg_reason_name(reason), reason);
+		hb_event("downgraded", fd, c, hb_buf_str(&b));
+	}
+}
+
+/* The peer's downgrade frame was decoded (rxlock held): its direction is
+ * raw from the next byte on, and heartbeats are no longer expected in it.
+ * Asked to, ours follows at its next frame boundary: now if the writer is
+ * free and between frames, else from the next write or tick. */
+static void rx_downgraded(struct hb_conn *c, int fd, const struct hb_rx_info *info)
+{
+	hb_store_release(&c->rxmode, HB_RX_RAW);
+	/* Our low-water mark of 6 would hold a short raw answer back from a
+	 * read that goes on right after this frame. */
+	if (fd_is(c, fd))
+		set_lowat(c, fd);
+	dg_event(c, fd, "peer", info->dg_reason);
+	if ((info->dg_flags & HB_DF_REQUEST) && hb_load_acquire(&c->txmode) == HB_TX_FRAMED) {
+		hb_store_release(&c->dg_want, HB_DR_ANSWER);
+		if (trylock(&c->txlock)) {
+			tx_downgrade(c, fd, 0);
+			unlock(&c->txlock);
+		}
+	}
+}
+
+/* Our direction's downgrade (txlock held). Due (dg_want) and at a frame
+ * boundary, the frame goes into tx.pend; tx.pend is then sent, waiting up
+ * to wait_ms for room (-1: as long as the kernel's own blocking write
+ * would; 0: never). Returns 1 when our direction is raw now, 0 when not
+ * yet (nothing due, inside a frame, or the frame still pending), or the
+ * -errno of a failed send. */
+static int tx_downgrade(struct hb_conn *c, int fd, int wait_ms)
+{
+	uint8_t want = hb_load_acquire(&c->dg_want);
+
+	if (hb_load_relaxed(&c->txmode) != HB_TX_FRAMED)
+		return hb_load_relaxed(&c->txmode) == HB_TX_RAW;
+	if (!c->dg_sent) {
+		flush_pend(c, fd);
+		if (!want || !hb_tx_at_boundary(&c->tx))
+			return 0;
+		/* A heartbeat first: 7 bytes reach the receiver's low-water
+		 * mark of 6 (set_lowat), so a reader blocked in the kernel
+		 * wakes and answers at once. */
+		c->tx.pend[0] = HB_FT_CONTROL;
+		c->tx.pend[1] = HB_CT_HEARTBEAT;
+		hb_downgrade_encode(c->tx.pend + 2, want, want == HB_DR_ANSWER ? 0 : HB_DF_REQUEST);
+		c->tx.pend_len = 2 + HB_DOWNGRADE_LEN;
+		c->dg_sent = 1;
+		if (want == HB_DR_ANSWER)
+			hb_log(HB_LOG_DEBUG, "fd %d: our direction follows the peer's to raw", fd);
+	}
+	while (c->tx.pend_len) {
+		long r = sh_send(c, fd, c->tx.pend, c->tx.pend_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		short rev = 0;
+
+		if (r > 0) {
+			memmove(c->tx.pend, c->tx.pend + r, c->tx.pend_len - (size_t)r);
+			c->tx.pend_len = (uint8_t)(c->tx.pend_len - r);
+			continue;
+		}
+		if (r != -EAGAIN)
+			return r < 0 ? (int)r : 0;
+		if (!wait_ms)
+			return 0;
+		r = hb_os_poll1(fd, POLLOUT, wait_ms < 0 ? 1000 : wait_ms, &rev);
+		if (r < 0 && r != -EINTR)
+			return (int)r;
+		if (wait_ms > 0 && r == 0)
+			return 0;
+	}
+	hb_store_release(&c->txmode, HB_TX_RAW);
+	return 1;
+}
+
+/* Another process of this fork family downgraded the connection (sshd's
+ * pre-authentication child, seen from the monitor and the children it forks
+ * later): this copy's framed state is stale, the stream is raw both ways.
+ * Only shared connections can be in that record. Taken only with both locks
+ * free (a thread of ours inside a framed call would be a reader here, which
+ * the leaving process excluded); looked at again at the next call. */
+static void elsewhere(struct hb_conn *c, int fd)
+{
+	if (HB_LIKELY(!(hb_load_relaxed(&c->flags) & HB_CF_SHARED)) || c->mode != HB_MODE_FRAME ||
+	    (hb_load_relaxed(&c->rxmode) == HB_RX_RAW && hb_load_relaxed(&c->txmode) == HB_TX_RAW) ||
+	    !hb_dg_published(c->cookie))
+		return;
+	if (!trylock(&c->rxlock))
+		return;
+	if (trylock(&c->txlock)) {
+		hb_store_release(&c->rxmode, HB_RX_RAW);
+		hb_store_release(&c->txmode, HB_TX_RAW);
+		c->tx.pend_len = 0;
+		c->tx.remaining = 0;
+		unlock(&c->txlock);
+		if (fd_is(c, fd))
+			set_lowat(c, fd);
+		dg_event(c, fd, "family", 0);
+	}
+	unlock(&c->rxlock);
+}
+
+/* A client leaving framing before the server's hello arrived (a program
+ * that sandboxes itself right after connect): whether the server can
+ * downgrade is in that hello, which a shimmed server sends as soon as ours
+ * arrived. Wait for it, at most a second (HBSHIM_TIMEOUT if shorter). */
+static void await_hello(struct hb_conn *c, int fd)
+{
+	uint64_t until = hb_os_now_ms() + (hb_cfg.timeout_ms < 1000 ? hb_cfg.timeout_ms : 1000);
+
+	if (!lock_unless_app(&c->rxlock))
+		return;
+	for (;;) {
+		uint64_t now = hb_os_now_ms();
+		short rev = 0;
+
+		if (detect(c, fd, 0) != -EAGAIN || hb_load_relaxed(&c->rxmode) != HB_RX_DETECT ||
+		    now >= until)
+			break;
+		/* The mark keeps a lone hello from making the fd readable:
+		 * look every millisecond. */
+		hb_os_poll1(fd, POLLIN, 1, &rev);
+	}
+	unlock(&c->rxlock);
+}
+
+void hb_frame_leave(struct hb_conn *c, int fd, uint8_t reason)
+{
+	uint8_t rx, tx;
+	struct hb_rx copy;
+	int r = 0;
+
+	if (c->mode != HB_MODE_FRAME || c->kind != HB_KIND_CONNECTED || c->dg_left ||
+	    hb_load_relaxed(&c->dead))
+		return;
+	c->dg_left = 1;
+	elsewhere(c, fd);
+	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT &&
+	    hb_load_acquire(&c->txmode) == HB_TX_FRAMED)
+		await_hello(c, fd);
+	rx = hb_load_acquire(&c->rxmode);
+	tx = hb_load_acquire(&c->txmode);
+	if (rx != HB_RX_FRAMED && tx != HB_TX_FRAMED)
+		return;
+	if (tx == HB_TX_FRAMED) {
+		if (!c->peer_dg || !lock_unless_app(&c->txlock)) {
+			/* A peer without the downgrade frame (an older hbshim;
+			 * or its direction never framed, so we cannot know), or
+			 * a writer of ours blocked inside a frame: no clean way
+			 * out; the stream breaks once this process writes raw. */
+			hb_log(HB_LOG_WARN,
+			       "fd %d: %s: cannot downgrade (%s): the framed connection will break", fd,
+			       hb_dg_reason_name(reason),
+			       c->peer_dg ? "a write in progress" : "the peer cannot downgrade");
+			return;
+		}
+		/* The family's record first: no other copy may send a frame
+		 * behind ours. */
+		hb_dg_publish(c->cookie);
+		hb_store_release(&c->dg_want, reason);
+		r = tx_downgrade(c, fd, 1000);
+		unlock(&c->txlock);
+		if (r != 1) {
+			hb_log(HB_LOG_WARN, "fd %d: %s: the downgrade frame could not be sent (%d)", fd,
+			       hb_dg_reason_name(reason), r);
+			return;
+		}
+	} else {
+		hb_dg_publish(c->cookie);
+	}
+	dg_event(c, fd, "local", reason);
+	if (rx == HB_RX_FRAMED && lock_unless_app(&c->rxlock)) {
+		/* The peer's frames still in flight, up to its downgrade frame
+		 * (or all of them, when we could not ask for it): read() and
+		 * the decoder only, in downgrade.c. */
+		copy = c->rx;
+		hb_store_release(&c->rxmode, HB_RX_RAW);
+		unlock(&c->rxlock);
+		if (hb_dg_leave_reader(fd, &copy) < 0)
+			hb_log(HB_LOG_WARN, "fd %d: too many connections leaving framing at once", fd);
+	}
+}
+
+/* Consume the peer's frames up to and including its downgrade frame, no
+ * further: what follows is raw and belongs to the process the fd goes to.
+ * Waits up to wait_ms. Application bytes that arrive before the peer's
+ * downgrade frame have no reader left (the application handed the stream
+ * over): they are counted and dropped. rxlock held. */
+static void rx_until_raw(struct hb_conn *c, int fd, int wait_ms)
+{
+	uint64_t until = hb_os_now_ms() + (uint64_t)wait_ms;
+	size_t dropped = 0;
+
+	while (hb_load_relaxed(&c->rxmode) == HB_RX_FRAMED && fd_is(c, fd)) {
+		uint8_t p[512], q[512];
+		struct hb_rx copy = c->rx;
+		long r = sh_recv(c, fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
+		size_t take = 0;
+		uint64_t now;
+		short rev = 0;
+
+		if (r == 0 || (r < 0 && r != -EAGAIN))
+			break; /* end of stream, or an error the application will see */
+		/* How many of the peeked bytes end with the downgrade frame. */
+		while (r > 0 && take < (size_t)r && !copy.raw) {
+			q[0] = p[take++];
+			if (hb_rx_decode(&copy, q, 1, NULL) < 0)
+				break;
+		}
+		if (take) {
+			long got = sh_recv(c, fd, q, take, MSG_DONTWAIT);
+			long app = got > 0 ? absorb(c, fd, NULL, 0, q, (size_t)got, 0, (size_t)got) : 0;
+
+			if (app < 0)
+				break; /* protocol error: failed */
+			(void)app;
+		}
+		if (take && !copy.raw)
+			dropped += (size_t)(take); /* frames (maybe data) before the answer */
+		if (hb_load_relaxed(&c->rxmode) != HB_RX_FRAMED)
+			break;
+		now = hb_os_now_ms();
+		if (now >= until)
+			break;
+		hb_os_poll1(fd, POLLIN, (int)(until - now), &rev);
+	}
+	if (hb_load_relaxed(&c->rxmode) == HB_RX_FRAMED)
+		hb_log(HB_LOG_WARN, "fd %d: the peer did not answer the downgrade in %d ms: the "
+			       "process it goes to may read frames", fd, wait_ms);
+	(void)dropped;
+}
+
+void hb_frame_pass(struct hb_conn *c, int fd)
+{
+	uint8_t rx, tx;
+	int r, have_rx;
+
+	if (c->mode != HB_MODE_FRAME || c->kind != HB_KIND_CONNECTED || hb_load_relaxed(&c->dead))
+		return;
+	elsewhere(c, fd);
+	rx = hb_load_acquire(&c->rxmode);
+	tx = hb_load_acquire(&c->txmode);
+	if (tx != HB_TX_FRAMED && rx != HB_RX_FRAMED)
+		return;
+	if (tx != HB_TX_FRAMED || !c->peer_dg) {
+		hb_log(HB_LOG_WARN, "fd %d: a framed connection passed to another process that %s: "
+			       "the receiver may read frames", fd,
+		       c->peer_dg ? "cannot be asked to go raw (our direction is raw)"
+				  : "the peer cannot downgrade");
+		return;
+	}
+	/* Never behind a call of ours blocked in the kernel: a reader of
+	 * this process decodes the peer's answer itself (rx_downgraded); a
+	 * writer blocked inside a frame leaves no clean way out. */
+	have_rx = lock_unless_app(&c->rxlock);
+	if (!lock_unless_app(&c->txlock)) {
+		hb_log(HB_LOG_WARN, "fd %d: passed to another process while a write is in "
+			       "progress: the receiver may read frames", fd);
+		if (have_rx)
+			unlock(&c->rxlock);
+		return;
+	}
+	hb_dg_publish(c->cookie);
+	hb_store_release(&c->dg_want, HB_DR_FDPASS);
+	r = tx_downgrade(c, fd, (int)hb_cfg.timeout_ms);
+	unlock(&c->txlock);
+	if (r == 1) {
+		dg_event(c, fd, "local", HB_DR_FDPASS);
+		if (have_rx) {
+			rx_until_raw(c, fd, (int)hb_cfg.timeout_ms);
+			if (fd_is(c, fd))
+				set_lowat(c, fd);
+		}
+		/* Another process holds it now: nothing of ours on its stream
+		 * (no drain, no linger) unless this one uses it again. */
+		hb_and_acq_rel(&c->flags, ~HB_CF_CLAIMED);
+		hb_or_acq_rel(&c->flags, HB_CF_SHARED);
+	} else {
+		hb_log(HB_LOG_WARN, "fd %d: passed to another process inside a frame: the "
+			       "receiver may read frames", fd);
+	}
+	if (have_rx)
+		unlock(&c->rxlock);
 }

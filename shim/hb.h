@@ -52,6 +52,46 @@ struct hb_rule {
 	uint8_t addr[16]; /* network order, 4 or 16 bytes used */
 };
 
+/* ------------------------------------------------------------------ fault.c */
+
+/* HBSHIM_FAULTS: test-harness fault rules (grammar in fault.c, runtime in
+ * fault_io.c). */
+#define HB_MAX_FAULTS 16
+#define HB_FAULT_NAME 16
+enum { HB_FA_NONE = 0, HB_FA_LATENCY, HB_FA_BANDWIDTH, HB_FA_SLICER, HB_FA_HANG, HB_FA_RESET,
+       HB_FA_CLOSE, HB_FA_LIMIT, HB_FA_ERRNO, HB_FA_REFUSE, HB_FA_TIMEOUT, HB_FA_DELAY,
+       HB_FA_COUNT };
+#define HB_FDIR_IN  1u /* bytes toward the application (reads) */
+#define HB_FDIR_OUT 2u /* bytes from the application (writes) */
+enum { HB_FSIDE_ANY = 0, HB_FSIDE_CONNECT = 1, HB_FSIDE_ACCEPT = 2 };
+enum { HB_FCALL_ANY = 0, HB_FCALL_CONNECT = 1, HB_FCALL_READ = 2, HB_FCALL_WRITE = 3 };
+
+/* One rule; immutable after parsing. */
+struct hb_fault {
+	char name[HB_FAULT_NAME]; /* name=, default "f<position>" */
+	uint8_t action;           /* HB_FA_* */
+	uint8_t dir;              /* HB_FDIR_* bits; 0 for connect faults */
+	uint8_t side;             /* HB_FSIDE_* */
+	uint8_t call;             /* HB_FCALL_* (errno only) */
+	uint32_t arg;             /* ms (latency, delay), bytes/s, bytes, errno */
+	uint32_t jitter_ms;       /* latency +- this */
+	uint32_t after_ms;        /* trigger: this long after connect/accept */
+	uint32_t for_ms;          /* active this long after the trigger; 0 = ever */
+	uint32_t nth;             /* trigger: the Nth matching call; 0 = any */
+	uint32_t prob_ppm;        /* trigger: per call, in millionths (10^6 = always) */
+	uint64_t after_bytes;     /* trigger: after this many bytes in dir */
+	struct hb_rule peer;      /* which peers; "*" by default */
+};
+/* Parse a whole HBSHIM_FAULTS value into out[0..max): 0 and the count in
+ * *n, or -EINVAL / -E2BIG with *bad, *badlen delimiting the offending rule
+ * (for the error line). Pure; any thread. */
+int hb_fault_parse(const char *s, struct hb_fault *out, int max, int *n, const char **bad,
+		   size_t *badlen);
+/* One rule s[0..n) (no ';'); index names it when it has no name=. */
+int hb_fault_parse_one(const char *s, size_t n, struct hb_fault *f, int index);
+const char *hb_fault_action_name(int action);
+const char *hb_fault_errno_name(int err);
+
 /* The whole configuration, parsed once and then read-only. */
 struct hb_config {
 	int disabled;                /* HBSHIM_DISABLE=1 or an invalid value */
@@ -68,6 +108,11 @@ struct hb_config {
 	struct hb_rule rules[HB_MAX_RULES];
 	char only_cmds[HB_CMDS_MAX]; /* HBSHIM_ONLY_CMDS, "" = every program */
 	char skip_cmds[HB_CMDS_MAX]; /* HBSHIM_SKIP_CMDS, "" = none */
+	int nfaults;                 /* HBSHIM_FAULTS */
+	struct hb_fault faults[HB_MAX_FAULTS];
+	char control_path[HB_PATH_MAX]; /* HBSHIM_CONTROL, "" = off */
+	uint64_t seed;               /* HBSHIM_SEED */
+	int seed_set;                /* HBSHIM_SEED was given */
 };
 
 /* Parse a duration: "250ms", "5s", "1m", "2h" or a bare integer (seconds).
@@ -102,10 +147,11 @@ int hb_config_parse(struct hb_config *c, const char *(*get)(const char *name), c
 
 /* How a variable's value is parsed and stored (struct hb_option.kind). */
 enum { HB_OPT_BOOL, HB_OPT_DURATION, HB_OPT_TIMEOUT, HB_OPT_RULES, HB_OPT_ACCEPT, HB_OPT_LOG,
-       HB_OPT_PATH, HB_OPT_CMDS };
+       HB_OPT_PATH, HB_OPT_CMDS, HB_OPT_FAULTS, HB_OPT_SEED };
 /* HB_OPT_* flags for the wrapper. */
 #define HB_OPTF_FLAG       1u /* takes no value on the command line ("1") */
 #define HB_OPTF_REPEATABLE 2u /* repeated options are joined with ',' */
+#define HB_OPTF_SEMI       4u /* with HB_OPTF_REPEATABLE: joined with ';' instead */
 
 /* One row per variable: the only list of settings. hb_config_parse reads
  * it in order (HBSHIM_INTERVAL before HBSHIM_TIMEOUT); the wrapper's option
@@ -294,6 +340,11 @@ long hb_os_getrandom(void *buf, size_t n);
 long hb_os_fcntl(int fd, int cmd, long arg);
 long hb_os_epoll_ctl(int epfd, int op, int fd, void *ev);
 long hb_os_connect(int fd, const struct sockaddr *sa, socklen_t len);
+long hb_os_socket(int domain, int type, int protocol);
+long hb_os_bind(int fd, const struct sockaddr *sa, socklen_t len);
+long hb_os_listen(int fd, int backlog);
+long hb_os_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags);
+long hb_os_chmod(const char *path, int mode);
 /* epollset.c: remember an epoll set a framed socket was added to; take fd
  * (a framed socket about to be closed while the shim keeps a duplicate)
  * out of every such set: -1 when those sets are not all known. Any thread,
@@ -339,6 +390,7 @@ long hb_os_getpeername(int fd, struct sockaddr *sa, socklen_t *len);
 long hb_os_futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t timeout_ms);
 long hb_os_futex_wake(_Atomic uint32_t *addr);
 void *hb_os_mmap(size_t len);     /* zeroed anonymous memory or NULL */
+void *hb_os_mmap_shared(size_t len); /* the same, shared with forked children */
 uint64_t hb_os_now_ms(void);      /* CLOCK_MONOTONIC in milliseconds */
 uint64_t hb_os_now_ns(void);      /* CLOCK_MONOTONIC in nanoseconds */
 uint64_t hb_os_wall_ms(void);     /* CLOCK_REALTIME in milliseconds */
@@ -424,15 +476,21 @@ struct hb_conn {
 	uint8_t kind;          /* HB_KIND_* */
 	_Atomic uint8_t stolen_err; /* an error (ECONNRESET...) a call of the shim's own took from the socket */
 	_Atomic uint32_t sndtimeo_ms; /* app's SO_SNDTIMEO, 0 = none */
+	_Atomic uint32_t rcvtimeo_ms; /* app's SO_RCVTIMEO, 0 = none */
+	_Atomic(struct hb_fstate *) fault; /* fault rules bound at connect/accept
+					      (fault_io.c); NULL = none, the only
+					      load the I/O paths pay */
 	/* Links for the lock-free stacks (pool index + 1, 0 = end). */
 	uint32_t free_next;    /* pool free list */
 	uint32_t inbox_next;   /* app -> bg: schedule me */
 	uint32_t reap_next;    /* app -> bg: last fd closed */
+	uint32_t hb_sent_at;   /* bg: our last heartbeat (txlock); kept only once
+				  TCP_INFO came back short (hb_os_ti_short) */
 	/* Owned by the background thread only. */
 	struct hb_conn *wprev, *wnext; /* timer wheel list */
 	uint64_t wexpires;             /* due time, monotonic ms */
-	uint32_t forked_at;            /* parent of a fork: when HB_CF_FORKED was set (ms32) */
-	uint32_t sole_at;              /* bg: a reader's last look for other holders (ms32) */
+	uint32_t forked_at;            /* parent of a fork: when HB_CF_FORKED was set; without
+					  it, a reader's last look for other holders (ms32) */
 	uint32_t rx_bytes;             /* bg: tcpi_bytes_received (low bits) at the last drain */
 	uint64_t opened_ms;            /* monotonic ms at install */
 	uint64_t last_app_ms;          /* framed: last application byte either way */
@@ -440,7 +498,6 @@ struct hb_conn {
 					  its hello's interval, paced for our
 					  timeout when it paces (rx lock) */
 	uint32_t peer_timeout_ms;      /* its hello's timeout: we pace for it */
-	_Atomic uint32_t rcvtimeo_ms;  /* app's SO_RCVTIMEO, 0 = none */
 	/* Monotonic ms, low 32 bits (differences wrap correctly). */
 	uint32_t shut_rd_at;           /* when the app asked for SHUT_RD (HB_CF_SHUT_RD) */
 	uint32_t bg_partial_at;        /* bg: when it first saw only a magic prefix; 0 = not yet */
@@ -452,13 +509,18 @@ struct hb_conn {
 	_Atomic uint32_t ka_txw_at;    /* app: when it set HB_CF_TXW (keepalive mode) */
 	_Atomic uint32_t rx_seen;      /* the shim last took bytes from the socket; kept only
 					  once TCP_INFO came back short (hb_os_ti_short) */
-	uint32_t hb_sent_at;           /* bg: our last heartbeat (txlock); the same fallback */
 	/* Framed mode (frame.c). rxmode and rx change under rxlock, txmode and
 	 * tx under txlock; both are read without them by quick checks. */
 	_Atomic uint8_t rxmode;        /* HB_RX_* */
 	_Atomic uint8_t txmode;        /* HB_TX_* */
 	uint8_t client;                /* we connected: our hello goes first */
 	uint8_t hello_sent;            /* under txlock */
+	/* Downgrade to raw (PROTOCOL.md, Downgrade; frame.c). */
+	uint8_t peer_dg;               /* the peer's hello said it can downgrade (rx lock) */
+	uint8_t dg_sent;               /* our downgrade frame is in tx.pend or out (txlock) */
+	_Atomic uint8_t dg_want;       /* reason of a downgrade of our direction due at the
+					  next frame boundary, 0 = none */
+	uint8_t dg_left;               /* this process left framing (seccomp): handled once */
 	uint8_t lowat;                 /* SO_RCVLOWAT we set, 0 = kernel default (rxlock) */
 	uint8_t grace;                 /* bg: one recheck granted after a late wakeup */
 	uint8_t wlinked;               /* bg: on a wheel list */
@@ -746,6 +808,30 @@ void hb_frame_mark_shared(struct hb_conn *c, uint64_t now);
 /* Send a notice frame (reason HB_NR_*) if our direction is framed and at a
  * frame boundary; never blocks. Background thread. */
 void hb_frame_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t silent_ms);
+/* This process is about to stop framing c (reason HB_DR_*: a seccomp filter
+ * comes next). Sends our downgrade frame with the request flag when the
+ * peer can take it, and hands the peer's framed direction to the leaving
+ * reader (downgrade.c). Application thread, before the filter. */
+void hb_frame_leave(struct hb_conn *c, int fd, uint8_t reason);
+/* The application sends fd to another process (SCM_RIGHTS): leave framing
+ * both ways first (our downgrade frame with the request, then the peer's
+ * frames up to its answer, within HBSHIM_TIMEOUT), so that the receiver
+ * gets a raw stream. Application thread, before the real sendmsg. */
+void hb_frame_pass(struct hb_conn *c, int fd);
+
+/* ------------------------------------------------------------------ downgrade.c */
+
+/* The record of connections downgraded by a process of this fork family:
+ * a small shared mapping made at start-up, inherited by fork (not exec). */
+void hb_dg_init(void);
+void hb_dg_publish(uint64_t cookie);
+int hb_dg_published(uint64_t cookie);
+/* Decode fd's framed direction from state rx with read() alone until the
+ * peer's downgrade frame, then pass through: for a process that stepped
+ * aside (seccomp). 0 or -ENOSPC. */
+int hb_dg_leave_reader(int fd, const struct hb_rx *rx);
+/* The name of a downgrade reason for events and logs. */
+const char *hb_dg_reason_name(uint8_t reason);
 /* Keepalive settings used as a backstop on framed connections. */
 extern struct hb_ka hb_ka_frame_cfg;
 
@@ -767,7 +853,7 @@ int hb_inherit_import(const char *s);
 struct hb_inherit_ent {
 	int fd;
 	uint64_t cookie; /* never 0 */
-	uint8_t rxmode, txmode, client, hello_sent;
+	uint8_t rxmode, txmode, client, hello_sent, peer_dg;
 	struct hb_rx rx; /* remaining, hdr, hdr_len, halfclosed: hb_rx_state_valid */
 	struct hb_tx tx; /* remaining, pend, pend_len */
 	uint32_t peer_interval_ms, peer_timeout_ms;
@@ -888,7 +974,8 @@ enum {
 	HB_ST_LOG_DROP_WRITE, /* log lines dropped: not writable (full pipe, no reader, full disk) */
 	HB_ST_EV_DROP_RATE,   /* event lines dropped by the rate cap */
 	HB_ST_EV_DROP_WRITE,  /* event lines dropped: not writable */
-	HB_ST_COUNT
+	HB_ST_FAULTS,         /* injected faults: HB_FA_COUNT slots, by HB_FA_* action */
+	HB_ST_COUNT = HB_ST_FAULTS + HB_FA_COUNT
 };
 extern _Atomic uint64_t hb_stats[HB_ST_COUNT];
 static inline void hb_stat_add(int k, int64_t v) { hb_add_relaxed(&hb_stats[k], (uint64_t)v); }
@@ -897,6 +984,57 @@ void hb_stats_render(struct hb_buf *b);
 /* Write HBSHIM_STATS atomically (tmp + rename). Any thread. */
 void hb_stats_flush(void);
 extern _Atomic int hb_stats_adopted;
+
+/* ------------------------------------------------------------------ fault_io.c */
+
+/* Fault injection at run time (HBSHIM_FAULTS). Nothing here runs unless
+ * rules are configured: the interposers test c->fault (one atomic load).
+ * All functions: app threads, return 0 / count or -errno. */
+struct hb_fstate;
+/* Connect faults, before the real connect: 0 to go on (after a "delay"
+ * slept, or with *sa replaced by a private address that never answers for
+ * "timeout"), or -errno to fail the connect with (refuse, errno). */
+int hb_fault_connect(int fd, struct hb_conn *c, const struct sockaddr **sa, socklen_t *len);
+/* Bind the rules matching this connection (side, peer) to c. */
+void hb_fault_bind(int fd, struct hb_conn *c, const struct sockaddr *peer, socklen_t peerlen,
+		   int accepted);
+/* The undisturbed call below the faults (framed or raw), count or -errno. */
+typedef long (*hb_fault_next_fn)(struct hb_conn *c, int fd, struct msghdr *m, int flags);
+/* Application receive / send through the bound rules. *injected is set
+ * when the result is the fault's own (not the kernel's), so the caller
+ * does not take it for a dead peer. */
+long hb_fault_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags, hb_fault_next_fn next,
+		   int *injected);
+long hb_fault_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags,
+		   hb_fault_next_fn next, int *injected);
+/* poll/ppoll and select/pselect on a process with rules: a socket whose
+ * data is held back (latency, bandwidth, hang) is not reported readable
+ * until its release; the wait is cut at that time (and at a timed
+ * trigger) and made again. inner is the interposer's own call. */
+int hb_fault_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask,
+		   int (*inner)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *));
+int hb_fault_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *ts,
+		     const sigset_t *mask,
+		     int (*inner)(int, fd_set *, fd_set *, fd_set *, const struct timespec *,
+				  const sigset_t *));
+/* Live control (fault_ctl.c): rules switched off and triggered by name.
+ * Written by the control thread, read by the paths above. */
+extern _Atomic uint8_t hb_fault_off[HB_MAX_FAULTS];
+extern _Atomic uint32_t hb_fault_kick[HB_MAX_FAULTS];
+/* A hang rule holds c now: its heartbeats stop too. Background thread. */
+int hb_fault_hung(struct hb_conn *c);
+/* The names of the rules bound to a connection, comma-separated. */
+void hb_fault_rule_names(struct hb_fstate *st, struct hb_buf *out);
+/* Serve HBSHIM_CONTROL (a UNIX socket, mode 0600, same-user peers only) on
+ * a thread of its own. Constructor, after the configuration. */
+void hb_fault_ctl_start(void);
+/* One control command line into out; returns 0 (ok) or -EINVAL. Any
+ * thread (the control thread; unit tests). */
+int hb_fault_ctl_exec(const char *cmd, struct hb_buf *out);
+static inline struct hb_fstate *hb_fault_of(struct hb_conn *c)
+{
+	return hb_load_relaxed(&c->fault);
+}
 
 /* ------------------------------------------------------------------ init.c */
 

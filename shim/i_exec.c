@@ -357,8 +357,10 @@ HB_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_
  * background thread will look after the window of these connections any
  * more), and so is a receive low-water mark of ours; every fd is
  * forgotten and nothing new is tracked. From then on every call is the
- * application's own. Framed connections cannot continue in such a process
- * (README). PR_SET_NO_NEW_PRIVS alone restricts no system call (haproxy
+ * application's own. A framed connection leaves framing first: its
+ * downgrade frame goes out while the process may still send it, and the
+ * peer's frames in flight are decoded with read() alone until the peer's
+ * own downgrade frame (hb_frame_leave, downgrade.c). PR_SET_NO_NEW_PRIVS alone restricts no system call (haproxy
  * sets it at startup): nothing changes for it. seccomp(2) has no libc
  * wrapper; a filter installed with syscall(SYS_seccomp) (libseccomp on
  * recent kernels) is not seen.
@@ -370,6 +372,7 @@ static void give_back(int fd, struct hb_conn *c, void *arg)
 	(void)arg;
 	if ((fl & HB_CF_LOST) || !c->cookie || hb_os_cookie(fd) != c->cookie)
 		return;
+	hb_frame_leave(c, fd, HB_DR_SECCOMP);
 	if ((fl & HB_CF_TIMING) && !(fl & HB_APP_USERTIMEOUT))
 		hb_os_setsockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, 0);
 	/* A low-water mark of ours (an accepted connection still waiting for

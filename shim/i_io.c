@@ -206,6 +206,118 @@ static long frame_send1(struct hb_conn *c, int fd, const void *buf, size_t n, in
 #define REAL_SENDMSG(fd, m, fl) REAL(sendmsg, syscall(SYS_sendmsg, fd, m, fl), fd, m, fl)
 #define REAL_RECVMSG(fd, m, fl) REAL(recvmsg, syscall(SYS_recvmsg, fd, m, fl), fd, m, fl)
 
+/* fault_io.c's way down: the undisturbed receive or send of this
+ * connection (framed or raw), count or -errno. */
+static long plain_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
+{
+	long r;
+
+	if (IS_FRAME(c))
+		return hb_frame_recv(c, fd, m, flags);
+	r = REAL_RECVMSG(fd, m, flags);
+	return r < 0 ? -errno : r;
+}
+
+static long plain_send(struct hb_conn *c, int fd, struct msghdr *m, int flags)
+{
+	long r;
+
+	if (IS_FRAME(c))
+		return hb_frame_send(c, fd, m, flags);
+	hb_ka_note_tx(c);
+	r = REAL_SENDMSG(fd, m, flags | MSG_NOSIGNAL);
+	return r < 0 ? -errno : r;
+}
+
+/* A call on a connection with fault rules (HBSHIM_FAULTS): through
+ * fault_io.c; an error the fault injected is reported as is, anything else
+ * as the undisturbed path would. */
+static __attribute__((noinline)) ssize_t fault_rx(struct hb_conn *c, int fd, struct msghdr *m, int flags, size_t want)
+{
+	int injected;
+	long r = hb_fault_recv(c, fd, m, flags, plain_recv, &injected);
+
+	if (injected && r <= 0) {
+		if (r == 0)
+			return 0;
+		errno = (int)-r;
+		return -1;
+	}
+	return hb_io_frame_rx(c, fd, r, want);
+}
+
+static __attribute__((noinline)) ssize_t fault_tx(struct hb_conn *c, int fd, const struct msghdr *m, int flags)
+{
+	int injected;
+	long r = hb_fault_send(c, fd, m, flags, plain_send, &injected);
+
+	if (injected && r < 0) {
+		errno = (int)-r;
+		return -1;
+	}
+	return hb_io_frame_tx(c, fd, r, flags);
+}
+
+/* One buffer, or an iovec array, as a message for fault_rx / fault_tx. */
+static ssize_t fault_rx1(struct hb_conn *c, int fd, void *buf, size_t n, int flags,
+			 struct sockaddr *sa, socklen_t *sl)
+{
+	struct iovec v = { buf, n };
+	struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1 };
+	ssize_t r;
+
+	if (sa && sl) {
+		m.msg_name = sa;
+		m.msg_namelen = *sl;
+	}
+	r = fault_rx(c, fd, &m, flags, n);
+	if (sa && sl && r >= 0)
+		*sl = m.msg_namelen;
+	return r;
+}
+
+static ssize_t fault_tx1(struct hb_conn *c, int fd, const void *buf, size_t n, int flags)
+{
+	struct iovec v = { (void *)buf, n };
+	struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1 };
+
+	return fault_tx(c, fd, &m, flags);
+}
+
+static ssize_t fault_rxv(struct hb_conn *c, int fd, const struct iovec *iov, int n)
+{
+	struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
+	size_t want = 0;
+
+	if (n < 0 || n > IOV_MAX) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (int i = 0; i < n; i++)
+		want += iov[i].iov_len;
+	return fault_rx(c, fd, &m, 0, want);
+}
+
+static ssize_t fault_txv(struct hb_conn *c, int fd, const struct iovec *iov, int n)
+{
+	struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
+
+	if (n < 0 || n > IOV_MAX) {
+		errno = EINVAL;
+		return -1;
+	}
+	return fault_tx(c, fd, &m, 0);
+}
+
+static ssize_t fault_rxm(struct hb_conn *c, int fd, struct msghdr *m, int flags)
+{
+	size_t want = 0;
+
+	for (size_t i = 0; m->msg_iov && i < m->msg_iovlen && i < IOV_MAX; i++)
+		want += m->msg_iov[i].iov_len;
+	return fault_rx(c, fd, m, flags, want);
+}
+
 /*
  * Each exported call is a tiny fast path: one table load, one load of the
  * real function, a branch and a tail call, with no stack frame, for an fd
@@ -226,6 +338,8 @@ static SLOW ssize_t read_slow(struct hb_conn *c, int fd, void *buf, size_t n)
 	if (!c || !hb_conn_usable(c))
 		return REAL(read, syscall(SYS_read, fd, buf, n), fd, buf, n);
 	PRECHECK(c, fd);
+	if (HB_UNLIKELY(hb_fault_of(c)))
+		return fault_rx1(c, fd, buf, n, 0, NULL, NULL);
 	if (IS_FRAME(c))
 		return hb_io_frame_rx(c, fd, frame_recv1(c, fd, buf, n, 0, NULL, NULL), n);
 	return rx_done(c, fd, REAL(read, syscall(SYS_read, fd, buf, n), fd, buf, n), n);
@@ -253,6 +367,8 @@ static SLOW ssize_t recvfrom_slow(struct hb_conn *c, int fd, void *buf, size_t n
 	if (!c || !hb_conn_usable(c))
 		return REAL_RECVFROM(fd, buf, n, flags, sa, sl);
 	PRECHECK(c, fd);
+	if (HB_UNLIKELY(hb_fault_of(c)))
+		return fault_rx1(c, fd, buf, n, flags, sa, sl);
 	if (IS_FRAME(c))
 		return hb_io_frame_rx(c, fd, frame_recv1(c, fd, buf, n, flags, sa, sl), n);
 	return rx_done(c, fd, REAL_RECVFROM(fd, buf, n, flags, sa, sl), n);
@@ -313,6 +429,8 @@ static SLOW ssize_t recvmsg_slow(struct hb_conn *c, int fd, struct msghdr *m, in
 	if (!c || !hb_conn_usable(c))
 		return REAL_RECVMSG(fd, m, flags);
 	PRECHECK(c, fd);
+	if (HB_UNLIKELY(hb_fault_of(c)) && m)
+		return fault_rxm(c, fd, m, flags);
 	if (IS_FRAME(c) && m) {
 		r = hb_frame_recv(c, fd, m, flags);
 		return hb_io_frame_rx(c, fd, r, iov_len(r, m->msg_iov, m->msg_iovlen));
@@ -335,6 +453,8 @@ static SLOW ssize_t readv_slow(struct hb_conn *c, int fd, const struct iovec *io
 	if (!c || !hb_conn_usable(c))
 		return REAL(readv, syscall(SYS_readv, fd, iov, n), fd, iov, n);
 	PRECHECK(c, fd);
+	if (HB_UNLIKELY(hb_fault_of(c)))
+		return fault_rxv(c, fd, iov, n);
 	if (IS_FRAME(c) && (n < 0 || n > IOV_MAX)) {
 		errno = EINVAL; /* the kernel's answer (hb_frame_recv's is EMSGSIZE) */
 		return -1;
@@ -364,6 +484,8 @@ static SLOW ssize_t write_slow(struct hb_conn *c, int fd, const void *buf, size_
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL(write, syscall(SYS_write, fd, buf, n), fd, buf, n);
 	PRECHECK(c, fd);
+	if (HB_UNLIKELY(hb_fault_of(c)))
+		return fault_tx1(c, fd, buf, n, 0);
 	if (IS_FRAME(c))
 		return hb_io_frame_tx(c, fd, frame_send1(c, fd, buf, n, 0), 0);
 	hb_ka_note_tx(c);
@@ -392,6 +514,8 @@ static SLOW ssize_t sendto_slow(struct hb_conn *c, int fd, const void *buf, size
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL_SENDTO(fd, buf, n, flags, sa, sl);
 	PRECHECK(c, fd);
+	if (HB_UNLIKELY(hb_fault_of(c)))
+		return fault_tx1(c, fd, buf, n, flags);
 	if (IS_FRAME(c))
 		return hb_io_frame_tx(c, fd, frame_send1(c, fd, buf, n, flags), flags);
 	hb_ka_note_tx(c);
@@ -417,6 +541,8 @@ static SLOW ssize_t sendmsg_slow(struct hb_conn *c, int fd, const struct msghdr 
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL_SENDMSG(fd, m, flags);
 	PRECHECK(c, fd);
+	if (HB_UNLIKELY(hb_fault_of(c)) && m)
+		return fault_tx(c, fd, m, flags);
 	if (IS_FRAME(c) && m)
 		return hb_io_frame_tx(c, fd, hb_frame_send(c, fd, m, flags), flags);
 	hb_ka_note_tx(c);
@@ -437,6 +563,8 @@ static SLOW ssize_t writev_slow(struct hb_conn *c, int fd, const struct iovec *i
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL(writev, syscall(SYS_writev, fd, iov, n), fd, iov, n);
 	PRECHECK(c, fd);
+	if (HB_UNLIKELY(hb_fault_of(c)))
+		return fault_txv(c, fd, iov, n);
 	if (n < 0 || n > IOV_MAX) {
 		errno = EINVAL; /* the kernel's answer (hb_frame_send's is EMSGSIZE) */
 		return -1;

@@ -127,10 +127,19 @@ static int do_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout
 	}
 }
 
+/* HBSHIM_FAULTS (fault_io.c) waits through these. */
+static int fault_ppoll_cb(struct pollfd *fds, nfds_t n, const struct timespec *t,
+			  const sigset_t *mask)
+{
+	return do_ppoll(fds, n, t, mask, 0, 0);
+}
+
 HB_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
 	struct timespec t = ns_ts(timeout > 0 ? (uint64_t)timeout * 1000000ull : 0);
 
+	if (HB_UNLIKELY(hb_cfg.nfaults)) /* HBSHIM_FAULTS */
+		return hb_fault_ppoll(fds, n, timeout < 0 ? NULL : &t, NULL, fault_ppoll_cb);
 	return do_ppoll(fds, n, timeout < 0 ? NULL : &t, NULL, 1, timeout);
 }
 
@@ -144,6 +153,8 @@ HB_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdsle
 HB_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
 		    const sigset_t *mask)
 {
+	if (HB_UNLIKELY(hb_cfg.nfaults)) /* HBSHIM_FAULTS */
+		return hb_fault_ppoll(fds, n, timeout, mask, fault_ppoll_cb);
 	return do_ppoll(fds, n, timeout, mask, 0, 0);
 }
 
@@ -258,6 +269,12 @@ static int do_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct
 	return r;
 }
 
+static int fault_pselect_cb(int nfds, fd_set *rd, fd_set *wr, fd_set *ex,
+			    const struct timespec *t, const sigset_t *mask)
+{
+	return do_pselect(nfds, rd, wr, ex, t, mask, NULL);
+}
+
 HB_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
 {
 	struct timespec t;
@@ -269,12 +286,16 @@ HB_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeva
 		}
 		t = (struct timespec){ tv->tv_sec, tv->tv_usec * 1000 };
 	}
+	if (HB_UNLIKELY(hb_cfg.nfaults)) /* HBSHIM_FAULTS; tv keeps its value */
+		return hb_fault_pselect(nfds, rd, wr, ex, tv ? &t : NULL, NULL, fault_pselect_cb);
 	return do_pselect(nfds, rd, wr, ex, tv ? &t : NULL, NULL, tv);
 }
 
 HB_EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *timeout,
 		      const sigset_t *mask)
 {
+	if (HB_UNLIKELY(hb_cfg.nfaults)) /* HBSHIM_FAULTS */
+		return hb_fault_pselect(nfds, rd, wr, ex, timeout, mask, fault_pselect_cb);
 	return do_pselect(nfds, rd, wr, ex, timeout, mask, NULL);
 }
 

@@ -91,6 +91,8 @@ static void opened(int fd, struct hb_conn *c, int established, const char *ev,
 		    1);
 	if (hb_events_on())
 		hb_event_peer(ev, fd, c, peer, peerlen, NULL);
+	if (HB_UNLIKELY(hb_cfg.nfaults))
+		hb_fault_bind(fd, c, peer, peerlen, ev[0] == 'a'); /* HBSHIM_FAULTS */
 	hb_thread_schedule(c);
 }
 
@@ -204,6 +206,8 @@ HB_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_SOCKET || !sa ||
 	    sa->sa_family == AF_UNSPEC)
 		return real_connect(fd, sa, len);
+	if (HB_UNLIKELY(hb_cfg.nfaults) && (r = hb_fault_connect(fd, c, &sa, &len)) < 0)
+		return errno = -r, -1; /* HBSHIM_FAULTS: refuse, errno */
 	if (hb_cfg.connect_timeout_ms)
 		r = connect_deadline(fd, c, sa, len);
 	else

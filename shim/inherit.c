@@ -13,8 +13,9 @@
  *
  * Format: entries separated by ';', fields by ',':
  *   fd,cookie,rxmode,txmode,client,hello_sent,rx_remaining,rx_hdr,
- *   rx_halfclosed,tx_remaining,tx_pend,peer_interval_ms,peer_timeout_ms
- * numbers in hex, byte strings as hex digits ("-" when empty).
+ *   rx_flags,tx_remaining,tx_pend,peer_interval_ms,peer_timeout_ms
+ * numbers in hex, byte strings as hex digits ("-" when empty); rx_flags:
+ * bit 0 the peer half-closed, bit 1 the peer can downgrade (its hello).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -82,7 +83,7 @@ static void export1_as(int fd, struct hb_conn *c, struct exp_ctx *x)
 		   hb_load_relaxed(&c->rxmode), hb_load_relaxed(&c->txmode), c->client,
 		   c->hello_sent, c->rx.remaining);
 	put_hex_bytes(b, c->rx.hdr, c->rx.hdr_len);
-	hb_buf_fmt(b, ",%x,%x,", c->rx.halfclosed, c->tx.remaining);
+	hb_buf_fmt(b, ",%x,%x,", c->rx.halfclosed | (c->peer_dg ? 2u : 0u), c->tx.remaining);
 	put_hex_bytes(b, c->tx.pend, c->tx.pend_len);
 	hb_buf_fmt(b, ",%x,%x", c->peer_interval_ms, c->peer_timeout_ms);
 }
@@ -222,6 +223,7 @@ static int adopt(const struct hb_inherit_ent *e)
 	c->tx.pend_len = e->tx.pend_len;
 	c->peer_interval_ms = e->peer_interval_ms;
 	c->peer_timeout_ms = e->peer_timeout_ms;
+	c->peer_dg = e->peer_dg;
 	c->opened_ms = hb_os_now_ms();
 	c->last_app_ms = c->opened_ms;
 	hb_or_acq_rel(&c->flags, HB_CF_TIMING | HB_CF_KA_ARMED | HB_CF_SHARED);

@@ -71,7 +71,7 @@ static int consistent(const uint64_t f[13], const struct hb_inherit_ent *e)
 {
 	if (f[0] >= HB_FD_MAX || !f[1])
 		return 0;
-	if (f[2] > HB_RX_FAILED || f[3] > HB_TX_FRAMED || f[4] > 1 || f[5] > 1 || f[8] > 1)
+	if (f[2] > HB_RX_FAILED || f[3] > HB_TX_FRAMED || f[4] > 1 || f[5] > 1 || f[8] > 3)
 		return 0;
 	if (f[6] > HB_MAX_FRAME || f[9] > HB_MAX_FRAME || f[11] > UINT32_MAX || f[12] > UINT32_MAX)
 		return 0;
@@ -113,6 +113,7 @@ int hb_inherit_parse(const char *s, struct hb_inherit_ent *e, const char **next)
 	e->rx.hdr_len = (uint8_t)(rxn & 7); /* rxn <= HB_HDR_MAX < 8 */
 	e->rx.remaining = (uint32_t)(f[6] <= HB_MAX_FRAME ? f[6] : 0);
 	e->rx.halfclosed = (uint8_t)(f[8] & 1);
+	e->peer_dg = (uint8_t)(f[8] >> 1 & 1);
 	if (!consistent(f, e)) {
 		memset(e, 0, sizeof(*e));
 		return -EINVAL;

@@ -170,6 +170,10 @@ void hb_init(void)
 	hb_enabled = !hb_cfg.disabled && import_and_scope();
 	if (!hb_enabled)
 		hb_cfg.disabled = 1;
+	else
+		hb_dg_init();
+	if (hb_enabled && hb_cfg.control_path[0])
+		hb_fault_ctl_start(); /* HBSHIM_CONTROL */
 	hb_store_release(&init_state, 2);
 	hb_log(HB_LOG_DEBUG, "loaded: interval %u ms, timeout %u ms, keepalive %d/%d/%d, "
 			     "user timeout %u ms", hb_cfg.interval_ms, hb_cfg.timeout_ms,

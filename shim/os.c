@@ -234,6 +234,15 @@ long hb_os_munmap(void *addr, size_t len)
 	return RAW(SYS_munmap, addr, len);
 }
 
+void *hb_os_mmap_shared(size_t len)
+{
+	long r = RAW(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	if (r < 0 && r > -4096)
+		return NULL;
+	return (void *)r;
+}
+
 long hb_os_madvise(void *addr, size_t len, int advice)
 {
 	return RAW(SYS_madvise, addr, len, advice);
@@ -673,4 +682,30 @@ int hb_os_geteuid(void)
 long hb_os_getrandom(void *buf, size_t n)
 {
 	return RAW(SYS_getrandom, buf, n, 1 /* GRND_NONBLOCK */);
+}
+
+/* fault_io.c's private listener (the connect "timeout" fault). */
+long hb_os_socket(int domain, int type, int protocol)
+{
+	return RAW(SYS_socket, domain, type, protocol);
+}
+
+long hb_os_bind(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	return RAW(SYS_bind, fd, sa, len);
+}
+
+long hb_os_listen(int fd, int backlog)
+{
+	return RAW(SYS_listen, fd, backlog);
+}
+
+long hb_os_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
+{
+	return RAW(SYS_accept4, fd, sa, len, flags);
+}
+
+long hb_os_chmod(const char *path, int mode)
+{
+	return RAW(SYS_fchmodat, AT_FDCWD, path, mode, 0);
 }

@@ -75,6 +75,23 @@ void hb_stats_render(struct hb_buf *b)
 	counter(b, "hbshim_events_dropped_total",
 		"Event lines not written, by reason (rate cap, or the file or pipe took no more).",
 		"counter", drop_l, ev_k, 2);
+	if (hb_cfg.nfaults) {
+		/* Test harness (HBSHIM_FAULTS): faults injected, by action. */
+		const char *fl[HB_FA_COUNT];
+		int fk[HB_FA_COUNT], n = 0;
+		char lab[HB_FA_COUNT][32];
+
+		for (int a = HB_FA_NONE + 1; a < HB_FA_COUNT; a++) {
+			struct hb_buf lb;
+
+			hb_buf_init(&lb, lab[a], sizeof(lab[a]));
+			hb_buf_fmt(&lb, "action=\"%s\"", hb_fault_action_name(a));
+			fl[n] = hb_buf_str(&lb);
+			fk[n++] = HB_ST_FAULTS + a;
+		}
+		counter(b, "hbshim_faults_injected_total",
+			"Faults injected by HBSHIM_FAULTS rules, by action.", "counter", fl, fk, n);
+	}
 }
 
 /* HBSHIM_STATS with every "%p" replaced by the process id, so that each

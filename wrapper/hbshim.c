@@ -18,6 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "hbshim.h"
 #include "hb.h"
@@ -59,6 +61,7 @@ static void help(void)
 	int i, any;
 
 	printf("usage: hbshim [OPTIONS] [--] COMMAND [ARGS...]\n"
+	       "       hbshim ctl PATH list|add RULE|remove NAME|trigger NAME\n"
 	       "\n"
 	       "Run COMMAND with libhbshim preloaded: TCP connections get heartbeats (kernel\n"
 	       "keepalive, or heartbeat frames with peers that speak them) and deadlines, and\n"
@@ -81,7 +84,9 @@ static void help(void)
 			snprintf(left, sizeof(left), "%s %s", d->option, d->metavar);
 		printf("  %-28s %s\n", left, d->doc);
 		printf("  %-28s (default: %s; env %s%s)\n", "", d->deflt, d->env,
-		       d->flags & HB_OPTF_REPEATABLE ? "; repeatable, joined with ','" : "");
+		       !(d->flags & HB_OPTF_REPEATABLE) ? ""
+		       : d->flags & HB_OPTF_SEMI   ? "; repeatable, joined with ';'"
+						   : "; repeatable, joined with ','");
 	}
 	printf("  %-28s %s\n", "--help", "print this help and exit");
 	printf("  %-28s %s\n", "--version", "print the version and exit");
@@ -116,15 +121,15 @@ static const struct hb_option *find_option(const char *name, size_t len)
 	return NULL;
 }
 
-/* Append item to the ','-joined list *list (malloc'd, or NULL). */
-static void join(char **list, const char *item)
+/* Append item to the sep-joined list *list (malloc'd, or NULL). */
+static void join(char **list, const char *item, char sep)
 {
 	size_t old = *list ? strlen(*list) : 0, n = strlen(item);
 	char *p = xmalloc(old + n + 2);
 
 	if (old) {
 		memcpy(p, *list, old);
-		p[old++] = ',';
+		p[old++] = sep;
 	}
 	memcpy(p + old, item, n + 1);
 	free(*list);
@@ -183,7 +188,7 @@ static int parse_args(int argc, char **argv)
 			char **list = &joined[d - hb_options];
 
 			if (val[0])
-				join(list, val);
+				join(list, val, d->flags & HB_OPTF_SEMI ? ';' : ',');
 			else if (!*list)
 				*list = xstrdup(""); /* --frame= clears the variable */
 			continue;
@@ -573,12 +578,67 @@ static void warn_setid(const char *cmd)
 	free(path);
 }
 
+/*
+ * "hbshim ctl PATH CMD...": send CMD (its words joined by spaces) to the
+ * HBSHIM_CONTROL socket PATH of a running program and print the answer.
+ * Exit status 0 when it starts with "ok", 1 otherwise, 2 when PATH cannot
+ * be reached.
+ */
+static int ctl(int argc, char **argv)
+{
+	struct sockaddr_un un;
+	char buf[4096], line[1024];
+	size_t len = 0;
+	ssize_t r;
+	int fd, ok = -1;
+
+	if (argc < 4)
+		usage_error("usage: hbshim ctl PATH list|add RULE|remove NAME|trigger NAME", NULL);
+	for (int i = 3; i < argc; i++) {
+		size_t n = strlen(argv[i]);
+
+		if (len + n + 2 > sizeof(line))
+			usage_error("control command too long", NULL);
+		if (i > 3)
+			line[len++] = ' ';
+		memcpy(line + len, argv[i], n);
+		len += n;
+	}
+	line[len++] = '\n';
+	memset(&un, 0, sizeof(un));
+	un.sun_family = AF_UNIX;
+	if (strlen(argv[2]) >= sizeof(un.sun_path))
+		usage_error("control socket path too long", argv[2]);
+	strcpy(un.sun_path, argv[2]);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&un, sizeof(un)) < 0) {
+		fprintf(stderr, "hbshim: ctl: %s: %s\n", argv[2], strerror(errno));
+		return EXIT_USAGE;
+	}
+	/* A refusal may come (and the socket close) before the command is
+	 * sent: no SIGPIPE, read the answer anyway. */
+	if (send(fd, line, len, MSG_NOSIGNAL) != (ssize_t)len && errno != EPIPE &&
+	    errno != ECONNRESET) {
+		fprintf(stderr, "hbshim: ctl: %s: %s\n", argv[2], strerror(errno));
+		return EXIT_USAGE;
+	}
+	while ((r = read(fd, buf, sizeof(buf))) > 0) {
+		if (ok < 0)
+			ok = r >= 2 && buf[0] == 'o' && buf[1] == 'k';
+		fwrite(buf, 1, (size_t)r, stdout);
+	}
+	close(fd);
+	return ok == 1 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	struct hb_config cfg;
 	char err[512], *lib;
 	int cmd, err_no;
 
+	if (argc > 1 && !strcmp(argv[1], "ctl"))
+		return ctl(argc, argv);
 	cmd = parse_args(argc, argv);
 	if (cmd >= argc)
 		usage_error("missing command", NULL);

@@ -10,7 +10,8 @@
  * if there is one. Always: a chunk yields at most its own length, the
  * decoder keeps at most one partial header (fewer than 7 bytes between
  * calls, never together with owed payload), and never delivers more than
- * the input holds.
+ * the input holds. After a downgrade frame (00 04) the rest of the stream
+ * comes out untouched, in both decodings alike.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -49,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const uint8_t *s;
 	uint8_t *whole, *out;
 	struct hb_rx st1, st2;
-	struct hb_rx_info i1 = { 0, 0 }, i2 = { 0, 0 };
+	struct hb_rx_info i1 = { 0 }, i2 = { 0 };
 	ssize_t r1, r2 = 0;
 
 	if (size) {
@@ -117,7 +118,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (st1.remaining != st2.remaining || st1.hdr_len != st2.hdr_len ||
 		    memcmp(st1.hdr, st2.hdr, st1.hdr_len) != 0 || st1.halfclosed != st2.halfclosed ||
 		    st1.notice_reason != st2.notice_reason ||
-		    st1.notice_silent_ms != st2.notice_silent_ms)
+		    st1.notice_silent_ms != st2.notice_silent_ms || st1.raw != st2.raw)
+			abort();
+		if (i1.downgrade != i2.downgrade || i1.dg_reason != i2.dg_reason ||
+		    i1.dg_flags != i2.dg_flags)
+			abort();
+		/* After a downgrade frame the decoder holds nothing. */
+		if (st1.raw && !hb_rx_at_boundary(&st1))
 			abort();
 		if (hb_rx_at_boundary(&st1) != hb_rx_at_boundary(&st2))
 			abort();

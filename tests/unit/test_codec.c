@@ -64,6 +64,12 @@
 #define VEC_STREAM                                                              \
 	"e5 48 42 53 01 00 00 00 13 88 00 00 3a 98 01 00 00 00 02 68 69 00 01 " \
 	"00 01 01 00 00 00 05 68 65 6c 6c 6f 00 03 01 00 00 01 f8"
+/* A downgrade frame: reason 1 (seccomp), flag 01 (go raw too, please). */
+#define VEC_DOWNGRADE "00 04 01 01 00"
+/* Data "hi", the downgrade frame, then raw bytes that look like frames. */
+#define VEC_DOWNGRADE_STREAM "01 00 00 00 02 68 69 00 04 01 01 00 00 01 53 53 48"
+/* What libhbshim sends with the downgrade flag: paced (01) + can downgrade (02). */
+#define VEC_HELLO_DG "e5 48 42 53 01 03 00 00 13 88 00 00 3a 98"
 /* What the peer application reads from VEC_STREAM. */
 #define VEC_STREAM_APP "hihello"
 
@@ -477,6 +483,71 @@ static void test_vectors_decode(void **state)
 	}
 }
 
+/* The downgrade frame: encoded as documented; what follows it comes out
+ * untouched at every split point (frame-like bytes included); the reason
+ * and flags are reported once; the state is valid and holds nothing. */
+static void test_downgrade(void **state)
+{
+	static const uint8_t app[] = { 'h', 'i', 0x00, 0x01, 'S', 'S', 'H' };
+	uint8_t v[64], e[HB_DOWNGRADE_LEN];
+	struct hb_hello h;
+	struct dec d;
+	size_t n;
+
+	(void)state;
+	n = unhex(VEC_DOWNGRADE, v, sizeof(v));
+	assert_int_equal(hb_downgrade_encode(e, HB_DR_SECCOMP, HB_DF_REQUEST), HB_DOWNGRADE_LEN);
+	assert_int_equal(n, HB_DOWNGRADE_LEN);
+	assert_memory_equal(e, v, n);
+	n = unhex(VEC_HELLO_DG, v, sizeof(v));
+	assert_int_equal(hb_hello_classify(v, n, &h), 1);
+	assert_int_equal(h.flags, HB_HF_PACED | HB_HF_DOWNGRADE);
+
+	n = unhex(VEC_DOWNGRADE_STREAM, v, sizeof(v));
+	for (size_t cut = 0; cut <= n; cut++) {
+		for (size_t cut2 = cut; cut2 <= n; cut2++) {
+			dec_init(&d);
+			assert_true(dec_feed(&d, v, cut) >= 0);
+			assert_true(dec_feed(&d, v + cut, cut2 - cut) >= 0);
+			assert_true(dec_feed(&d, v + cut2, n - cut2) >= 0);
+			assert_int_equal(d.outlen, sizeof(app));
+			assert_memory_equal(d.out, app, sizeof(app));
+			assert_int_equal(d.st.raw, 1);
+			assert_int_equal(d.info.downgrade, 1);
+			assert_int_equal(d.info.dg_reason, HB_DR_SECCOMP);
+			assert_int_equal(d.info.dg_flags, HB_DF_REQUEST);
+			assert_int_equal(d.info.controls, 1);
+			assert_int_equal(d.info.heartbeats, 0);
+			assert_true(hb_rx_state_valid(&d.st));
+			assert_true(hb_rx_at_boundary(&d.st));
+			dec_free(&d);
+		}
+	}
+	/* Raw state: the fast path declines, everything passes through. */
+	{
+		struct hb_rx st;
+		uint8_t hdr[HB_DATA_HDR_LEN];
+		uint8_t b[] = { 0x02, 0xe5, 0x00, 0x00 };
+
+		memset(&st, 0, sizeof(st));
+		st.raw = 1;
+		hb_data_hdr(hdr, 3);
+		assert_int_equal(hb_rx_data_fast(&st, hdr, 3), 0);
+		assert_int_equal(hb_rx_decode(&st, b, sizeof(b), NULL), (ssize_t)sizeof(b));
+		st.hdr_len = 2;
+		assert_false(hb_rx_state_valid(&st));
+	}
+	/* After a half-close the direction is finished: a downgrade frame
+	 * there is a protocol error. */
+	{
+		uint8_t x[] = { 0x00, 0x02, 0x00, 0x04, 0x01, 0x00, 0x00, 'x' };
+
+		dec_init(&d);
+		assert_int_equal(dec_feed(&d, x, sizeof(x)), -EPROTO);
+		dec_free(&d);
+	}
+}
+
 /* The document must print exactly the vectors this file tests. Skipped
  * when docs/PROTOCOL.md cannot be found (a test binary moved elsewhere). */
 static void test_vectors_in_doc(void **state)
@@ -485,7 +556,8 @@ static void test_vectors_in_doc(void **state)
 					    VEC_HALFCLOSE, VEC_NOTICE,
 					    VEC_DATA,	   VEC_STREAM,
 					    VEC_HELLO_PACED, VEC_HELLO_BAD_INTERVAL,
-					    VEC_HELLO_ZERO_INTERVAL, VEC_HALFCLOSE_DATA };
+					    VEC_HELLO_ZERO_INTERVAL, VEC_HALFCLOSE_DATA,
+					    VEC_DOWNGRADE, VEC_DOWNGRADE_STREAM, VEC_HELLO_DG };
 	char path[1024];
 	const char *src = __FILE__, *tail = strstr(src, "tests/unit/test_codec.c");
 	FILE *f;
@@ -904,7 +976,8 @@ static void test_decode_errors(void **state)
 	}
 	/* Unknown control codes. */
 	for (unsigned cc = 0; cc < 256; cc++) {
-		if (cc == HB_CT_HEARTBEAT || cc == HB_CT_HALFCLOSE || cc == HB_CT_NOTICE)
+		if (cc == HB_CT_HEARTBEAT || cc == HB_CT_HALFCLOSE || cc == HB_CT_NOTICE ||
+		    cc == HB_CT_DOWNGRADE)
 			continue;
 		s[np] = HB_FT_CONTROL;
 		s[np + 1] = (uint8_t)cc;
@@ -951,7 +1024,7 @@ static void test_decode_max_frame(void **state)
 	size_t n = HB_DATA_HDR_LEN + HB_MAX_FRAME + 2 + HB_DATA_HDR_LEN + 1;
 	uint8_t *s = malloc(n);
 	struct hb_rx st;
-	struct hb_rx_info info = { 0, 0 };
+	struct hb_rx_info info = { 0 };
 	size_t at = 0, got = 0;
 
 	(void)state;
@@ -1455,6 +1528,7 @@ int main(void)
 		cmocka_unit_test(test_decode_random_splits),
 		cmocka_unit_test(test_decode_errors),
 		cmocka_unit_test(test_decode_max_frame),
+		cmocka_unit_test(test_downgrade),
 		cmocka_unit_test(test_data_fast_matches_decode),
 		cmocka_unit_test(test_tx_cases),
 		cmocka_unit_test(test_tx_random),

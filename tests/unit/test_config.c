@@ -766,6 +766,9 @@ static void test_option_docs(void **state)
 		{ "HBSHIM_ACCEPT", "--accept" },
 		{ "HBSHIM_ONLY_CMDS", "--only" },
 		{ "HBSHIM_SKIP_CMDS", "--skip" },
+		{ "HBSHIM_FAULTS", "--fault" },
+		{ "HBSHIM_CONTROL", "--control" },
+		{ "HBSHIM_SEED", "--seed" },
 	};
 	size_t i;
 	int j, found;

@@ -1,0 +1,785 @@
+/*
+ * fault_io.c - HBSHIM_FAULTS at run time: network faults injected into the
+ * application's own connections, from inside its process (a test harness
+ * for programs one cannot modify). The grammar is fault.c's.
+ *
+ * Rules are bound to a connection when it is established (connect or
+ * accept): those whose side and peer match get a slot in a per-connection
+ * state, reached through c->fault. A process with no rule never allocates
+ * one, so the I/O paths pay one atomic load. Connect faults (refuse,
+ * timeout, delay, errno with call=connect) act in connect() itself.
+ *
+ * Every application read or write on a connection with rules is planned
+ * against them: which rule's trigger is met (after a delay, after bytes,
+ * on the Nth call, with a probability), then the actions shape the call
+ * (at most N bytes, EOF, an errno, a wait) before the undisturbed call
+ * below (raw, or hb_frame_recv/hb_frame_send on a framed connection: the
+ * faults act on application bytes and never enter the frame codec). A
+ * wait is made here in short slices (a blocking caller), honouring the
+ * program's SO_RCVTIMEO/SO_SNDTIMEO (EAGAIN) and signals (EINTR); a
+ * non-blocking caller gets EAGAIN instead of a wait.
+ *
+ * Readiness (poll, select) is fault_poll.c's; both share fault_int.h.
+ *
+ * Random choices (prob, slicer sizes, jitter) come from a generator per
+ * connection seeded from HBSHIM_SEED and the connection's ordinal in the
+ * process, so a program that makes its connections in the same order sees
+ * the same faults with the same seed. Every injected fault is a "fault"
+ * event and counts in hbshim_faults_injected_total{action}.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <string.h>
+#include <netinet/in.h>
+
+#include "fault_int.h"
+
+#define FSTATE_MAX 16384   /* connections with rules per process (then none) */
+#define SLICE_MS 20        /* longest single sleep of a wait */
+#define IOV_CAP 64         /* iovec entries kept when a call is shortened */
+
+static struct hb_fstate *_Atomic pool;
+static _Atomic uint32_t pool_used;
+static _Atomic uint32_t ordinals;
+static _Atomic uint32_t connect_calls[HB_MAX_FAULTS];
+static _Atomic uint32_t connect_kick_seen[HB_MAX_FAULTS];
+static _Atomic uint64_t proc_rng;
+static _Atomic int seeded;
+
+/* ------------------------------------------------------------ helpers */
+
+static uint64_t splitmix(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static uint64_t seed(void)
+{
+	if (hb_load_acquire(&seeded))
+		return hb_cfg.seed_set ? hb_cfg.seed : hb_load_relaxed(&proc_rng);
+	if (!hb_cfg.seed_set) {
+		uint64_t s = 0;
+
+		if (hb_os_getrandom(&s, sizeof(s)) != (long)sizeof(s))
+			s = hb_os_now_ns() ^ ((uint64_t)hb_os_getpid() << 32);
+		hb_store_relaxed(&proc_rng, s);
+	}
+	hb_store_release(&seeded, 1);
+	return hb_cfg.seed_set ? hb_cfg.seed : hb_load_relaxed(&proc_rng);
+}
+
+/* Sleep ms (at most SLICE_MS at a time is the caller's business): 0, or
+ * -EINTR when a signal arrived. */
+static int nap(uint64_t ms)
+{
+	long r = hb_os_poll1(-1, 0, ms > INT_MAX ? INT_MAX : (int)ms, NULL);
+
+	return r == -EINTR ? -EINTR : 0;
+}
+
+/* A signal interrupted one of our waits inside the application's call:
+ * does that call fail EINTR? As in the kernel: always with a timeout of
+ * the program's own (SO_RCVTIMEO/SO_SNDTIMEO), else only when some
+ * installed handler lacks SA_RESTART (we cannot tell which one ran). */
+static int intr_fails(uint32_t tmo)
+{
+	if (tmo)
+		return 1;
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+
+		if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) < 0)
+			continue;
+		if (!(sa.sa_flags & SA_SIGINFO) &&
+		    (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN))
+			continue;
+		if (!(sa.sa_flags & SA_RESTART))
+			return 1;
+	}
+	return 0;
+}
+
+/* Record one injected fault. */
+void hb_fault_record(int fd, const struct hb_conn *c, const struct hb_fault *f, unsigned dir,
+		   int err, const struct sockaddr *peer, socklen_t peerlen)
+{
+	char extra[160];
+	struct hb_buf b;
+
+	hb_stat_add(HB_ST_FAULTS + f->action, 1);
+	if (!hb_events_on())
+		return;
+	hb_buf_init(&b, extra, sizeof(extra));
+	hb_buf_fmt(&b, ",\"rule\":\"%s\",\"action\":\"%s\"", f->name,
+		   hb_fault_action_name(f->action));
+	if (dir)
+		hb_buf_fmt(&b, ",\"dir\":\"%s\"", dir == HB_FDIR_IN ? "in" : "out");
+	if (err)
+		hb_buf_fmt(&b, ",\"errno\":\"%s\"", hb_fault_errno_name(err));
+	if (peer)
+		hb_event_peer("fault", fd, c, peer, peerlen, hb_buf_str(&b));
+	else
+		hb_event("fault", fd, c, hb_buf_str(&b));
+	hb_log(HB_LOG_INFO, "fd %d: fault %s (%s) injected", fd, f->name,
+	       hb_fault_action_name(f->action));
+}
+
+/* ------------------------------------------------------------ connect */
+
+/* A listener whose accept queue is full (backlog 0, one connection never
+ * accepted): the kernel drops further SYNs to it, so a connect there stays
+ * in SYN_SENT exactly as toward a host that never answers, and the
+ * program's own timeouts (blocking, SO_SNDTIMEO, poll) decide. */
+struct blackhole {
+	_Atomic int state; /* 0 none, 1 being made, 2 ready, 3 failed */
+	struct sockaddr_storage addr;
+	socklen_t len;
+};
+static struct blackhole holes[2]; /* AF_INET, AF_INET6 */
+
+static int make_hole(struct blackhole *h, int family)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+	long l, f;
+	short rev = 0;
+
+	memset(&ss, 0, sizeof(ss));
+	ss.ss_family = (sa_family_t)family;
+	if (family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_addr = in6addr_loopback;
+	l = hb_os_socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (l < 0)
+		return -1;
+	if (hb_os_bind((int)l, (struct sockaddr *)&ss, len) < 0 || hb_os_listen((int)l, 0) < 0 ||
+	    hb_os_getsockname((int)l, (struct sockaddr *)&h->addr, &len) < 0) {
+		hb_os_close((int)l);
+		return -1;
+	}
+	h->len = len;
+	f = hb_os_socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (f < 0) {
+		hb_os_close((int)l);
+		return -1;
+	}
+	hb_os_connect((int)f, (struct sockaddr *)&h->addr, len);
+	/* The filler's handshake completes at once on loopback; both fds
+	 * stay open for the life of the process. */
+	if (hb_os_poll1((int)f, POLLOUT, 1000, &rev) <= 0 || (rev & (POLLERR | POLLHUP))) {
+		hb_os_close((int)f);
+		hb_os_close((int)l);
+		return -1;
+	}
+	return 0;
+}
+
+static const struct blackhole *hole(int family)
+{
+	struct blackhole *h = &holes[family == AF_INET ? 0 : 1];
+	int s = hb_load_acquire(&h->state);
+
+	if (s == 0 && hb_cas_strong_acq_rel(&h->state, &s, 1)) {
+		hb_store_release(&h->state, make_hole(h, family) == 0 ? 2 : 3);
+	}
+	while ((s = hb_load_acquire(&h->state)) == 1)
+		hb_os_sleep_us(1000);
+	return s == 2 ? h : NULL;
+}
+
+static int is_connect_fault(const struct hb_fault *f)
+{
+	return f->action == HB_FA_REFUSE || f->action == HB_FA_TIMEOUT ||
+	       f->action == HB_FA_DELAY || (f->action == HB_FA_ERRNO && f->call == HB_FCALL_CONNECT);
+}
+
+/* Process-wide roll for connect faults (connections have no state yet). */
+static int roll(uint32_t ppm)
+{
+	uint64_t x, n;
+
+	if (ppm >= 1000000)
+		return 1;
+	seed();
+	x = hb_load_relaxed(&proc_rng);
+	do {
+		n = x;
+		splitmix(&n);
+	} while (!hb_cas_strong_acq_rel(&proc_rng, &x, n));
+	{
+		uint64_t y = x;
+
+		return splitmix(&y) % 1000000 < ppm;
+	}
+}
+
+int hb_fault_connect(int fd, struct hb_conn *c, const struct sockaddr **sa, socklen_t *len)
+{
+	if (!hb_cfg.seed_set || !hb_load_relaxed(&seeded))
+		seed();
+	if (hb_cfg.seed_set && !hb_load_relaxed(&proc_rng)) {
+		uint64_t z = 0, s = hb_cfg.seed ^ 0x5bd1e995ull;
+
+		hb_cas_strong_acq_rel(&proc_rng, &z, s);
+	}
+	for (int i = 0; i < hb_cfg.nfaults; i++) {
+		const struct hb_fault *f = &hb_cfg.faults[i];
+		uint32_t n;
+
+		uint32_t kick, seen;
+
+		if (!is_connect_fault(f) || hb_load_relaxed(&hb_fault_off[i]) ||
+		    !hb_rules_match(&f->peer, 1, *sa, *len))
+			continue;
+		n = hb_add_relaxed(&connect_calls[i], 1) + 1;
+		kick = hb_load_relaxed(&hb_fault_kick[i]);
+		seen = hb_load_relaxed(&connect_kick_seen[i]);
+		if (kick != seen && hb_cas_strong_acq_rel(&connect_kick_seen[i], &seen, kick)) {
+			/* "hbshim ctl trigger": this connect, whatever the trigger */
+		} else if ((f->nth && n != f->nth) || !roll(f->prob_ppm)) {
+			continue;
+		}
+		switch (f->action) {
+		case HB_FA_REFUSE:
+			hb_fault_record(fd, c, f, 0, ECONNREFUSED, *sa, *len);
+			return -ECONNREFUSED;
+		case HB_FA_ERRNO:
+			hb_fault_record(fd, c, f, 0, (int)f->arg, *sa, *len);
+			return -(int)f->arg;
+		case HB_FA_DELAY: {
+			uint64_t until = hb_os_now_ms() + f->arg, now;
+
+			hb_fault_record(fd, c, f, 0, 0, *sa, *len);
+			while ((now = hb_os_now_ms()) < until)
+				if (nap(until - now) == -EINTR)
+					return -EINTR;
+			break;
+		}
+		case HB_FA_TIMEOUT: {
+			const struct blackhole *h = hole((*sa)->sa_family == AF_INET ? AF_INET
+										: AF_INET6);
+
+			if (!h) {
+				hb_log(HB_LOG_WARN, "fd %d: fault %s: no private listener for "
+				       "a timeout; connect left alone", fd, f->name);
+				break;
+			}
+			hb_fault_record(fd, c, f, 0, 0, *sa, *len);
+			*sa = (const struct sockaddr *)&h->addr;
+			*len = h->len;
+			return 0;
+		}
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ binding */
+
+static struct hb_fstate *fstate_alloc(void)
+{
+	struct hb_fstate *p = hb_load_acquire(&pool);
+	uint32_t i;
+
+	if (!p) {
+		struct hb_fstate *n = hb_os_mmap(sizeof(struct hb_fstate) * FSTATE_MAX), *z = NULL;
+
+		if (!n)
+			return NULL;
+		if (!hb_cas_strong_acq_rel(&pool, &z, n)) {
+			hb_os_munmap(n, sizeof(struct hb_fstate) * FSTATE_MAX);
+			n = z;
+		}
+		p = n;
+	}
+	i = hb_add_relaxed(&pool_used, 1);
+	if (i >= FSTATE_MAX) {
+		if (i == FSTATE_MAX)
+			hb_log(HB_LOG_WARN, "fault rules: more than %d connections; later ones "
+			       "get no faults", FSTATE_MAX);
+		return NULL;
+	}
+	return &p[i];
+}
+
+void hb_fault_bind(int fd, struct hb_conn *c, const struct sockaddr *peer, socklen_t peerlen,
+		   int accepted)
+{
+	struct sockaddr_storage ss;
+	struct hb_fstate *st = NULL;
+	uint64_t x;
+
+	if (!peer) {
+		peerlen = sizeof(ss);
+		if (hb_os_getpeername(fd, (struct sockaddr *)&ss, &peerlen) < 0)
+			return;
+		peer = (struct sockaddr *)&ss;
+	}
+	for (int i = 0; i < hb_cfg.nfaults; i++) {
+		const struct hb_fault *f = &hb_cfg.faults[i];
+
+		if (is_connect_fault(f) ||
+		    (f->side == HB_FSIDE_CONNECT && accepted) ||
+		    (f->side == HB_FSIDE_ACCEPT && !accepted) ||
+		    !hb_rules_match(&f->peer, 1, peer, peerlen))
+			continue;
+		if (hb_load_relaxed(&hb_fault_off[i]))
+			continue;
+		if (!st && !(st = fstate_alloc()))
+			return;
+		st->r[st->nrules].kick_seen = hb_load_relaxed(&hb_fault_kick[i]);
+		st->r[st->nrules++].idx = (uint8_t)i;
+	}
+	if (!st)
+		return;
+	st->opened_ms = hb_os_now_ms();
+	st->ordinal = hb_add_relaxed(&ordinals, 1);
+	x = seed() ^ ((uint64_t)st->ordinal * 0xd1342543de82ef95ull);
+	splitmix(&x);
+	st->rng = x;
+	hb_store_release(&c->fault, st);
+}
+
+/* ------------------------------------------------------------ planning */
+
+/* What the rules ask of one call. */
+struct plan {
+	int err;             /* fail with this errno (injected) */
+	int eof;             /* reads: end of stream */
+	int hang;            /* nothing moves */
+	int reset;           /* send a reset now */
+	size_t cap;          /* at most this many bytes */
+	size_t slice_cap;    /* slicer's share of cap (rolled on the first pass) */
+	uint64_t wait_until; /* not before this time (bandwidth) */
+	uint32_t latency;    /* ms: reads wait this long after data came */
+	uint64_t next_trigger; /* earliest "after" trigger still ahead, 0 = none */
+	int lat_rule;        /* bound rule index for held_ms, or -1 */
+	/* Faults to record after the lock is dropped. */
+	int nrec;
+	struct { uint8_t idx; int err; } rec[HB_MAX_FAULTS];
+};
+
+static void note(struct plan *p, const struct frule *r, int err)
+{
+	p->rec[p->nrec].idx = r->idx;
+	p->rec[p->nrec].err = err;
+	p->nrec++;
+}
+
+/* Evaluate the bound rules for a call in dir (HB_FDIR_IN: a read). first:
+ * the call's first pass (counts calls, rolls dice); *skip carries the rules
+ * whose roll failed to later passes. Under st->lock. */
+static void plan_call(struct hb_fstate *st, unsigned dir, size_t want, uint64_t now, int first,
+		      uint32_t *skip, struct plan *p)
+{
+	int d = dir == HB_FDIR_IN ? 0 : 1;
+
+	memset(p, 0, sizeof(*p));
+	p->cap = want;
+	p->slice_cap = SIZE_MAX;
+	p->lat_rule = -1;
+	for (uint32_t k = 0; k < st->nrules; k++) {
+		struct frule *r = &st->r[k];
+		const struct hb_fault *f = &hb_cfg.faults[r->idx];
+		uint64_t moved_dir;
+		int newly = 0;
+
+		uint32_t kick = hb_load_relaxed(&hb_fault_kick[r->idx]);
+		int forced = 0;
+
+		if (hb_load_relaxed(&hb_fault_off[r->idx]) || !(f->dir & dir) ||
+		    (*skip & (1u << k)))
+			continue;
+		if (kick != r->kick_seen) {
+			/* "hbshim ctl trigger": act now, whatever the trigger. */
+			r->kick_seen = kick;
+			r->done = 0;
+			r->active = 1;
+			r->since_ms = now;
+			forced = newly = 1;
+		}
+		if (r->done)
+			continue;
+		if (first)
+			r->calls++;
+		if (!r->active) {
+			moved_dir = ((f->dir & HB_FDIR_IN) ? st->bytes[0] : 0) +
+				    ((f->dir & HB_FDIR_OUT) ? st->bytes[1] : 0);
+			if (now - st->opened_ms < f->after_ms) {
+				uint64_t at = st->opened_ms + f->after_ms;
+
+				if (!p->next_trigger || at < p->next_trigger)
+					p->next_trigger = at;
+				continue;
+			}
+			if (moved_dir < f->after_bytes || (f->nth && r->calls < f->nth))
+				continue;
+			r->active = 1;
+			r->since_ms = now;
+			newly = 1;
+		}
+		if (f->for_ms && now - r->since_ms >= f->for_ms) {
+			r->done = 1;
+			continue;
+		}
+		if (!forced && f->prob_ppm < 1000000 && first &&
+		    splitmix(&st->rng) % 1000000 >= f->prob_ppm) {
+			*skip |= 1u << k;
+			continue;
+		}
+		switch (f->action) {
+		case HB_FA_RESET:
+			p->reset = 1;
+			r->done = 1;
+			note(p, r, 0);
+			break;
+		case HB_FA_ERRNO:
+			if (!first && !forced)
+				break;
+			p->err = (int)f->arg;
+			if (f->nth)
+				r->done = 1;
+			note(p, r, (int)f->arg);
+			break;
+		case HB_FA_CLOSE:
+			if (dir == HB_FDIR_IN)
+				p->eof = 1;
+			else
+				p->err = EPIPE;
+			if (newly)
+				note(p, r, 0);
+			break;
+		case HB_FA_LIMIT:
+			if (r->moved[d] >= f->arg) {
+				if (dir == HB_FDIR_IN)
+					p->eof = 1;
+				else
+					p->err = EPIPE;
+				if (!r->hit) {
+					r->hit = 1;
+					note(p, r, 0);
+				}
+			} else if (f->arg - r->moved[d] < p->cap) {
+				p->cap = (size_t)(f->arg - r->moved[d]);
+			}
+			break;
+		case HB_FA_SLICER:
+			if (first) {
+				size_t n = 1 + (size_t)(splitmix(&st->rng) % f->arg);
+
+				if (n < p->slice_cap)
+					p->slice_cap = n;
+			}
+			if (newly)
+				note(p, r, 0);
+			break;
+		case HB_FA_HANG:
+			p->hang = 1;
+			if (newly)
+				note(p, r, 0);
+			break;
+		case HB_FA_LATENCY: {
+			uint32_t lat = f->arg;
+
+			if (f->jitter_ms && first) {
+				uint64_t span = 2ull * f->jitter_ms + 1;
+
+				lat = (uint32_t)(f->arg - f->jitter_ms + splitmix(&st->rng) % span);
+			}
+			if (lat > p->latency) {
+				p->latency = lat;
+				p->lat_rule = (int)k;
+			}
+			if (newly)
+				note(p, r, 0);
+			break;
+		}
+		case HB_FA_BANDWIDTH: {
+			uint64_t due = r->since_ms + r->moved[d] * 1000 / f->arg;
+			size_t chunk = f->arg / 20 ? f->arg / 20 : 1;
+
+			if (due > p->wait_until)
+				p->wait_until = due;
+			if (chunk < p->cap)
+				p->cap = chunk;
+			if (newly)
+				note(p, r, 0);
+			break;
+		}
+		default:
+			break;
+		}
+	}
+}
+
+static void account(struct hb_fstate *st, unsigned dir, size_t n)
+{
+	st->bytes[dir == HB_FDIR_IN ? 0 : 1] += n;
+	for (uint32_t k = 0; k < st->nrules; k++) {
+		struct frule *r = &st->r[k];
+
+		if (r->active && !r->done && (hb_cfg.faults[r->idx].dir & dir))
+			r->moved[dir == HB_FDIR_IN ? 0 : 1] += n;
+	}
+}
+
+/* Send a reset now and leave the socket unconnected (the application's
+ * fd stays open): SO_LINGER {1, 0} makes the disconnect abortive, and
+ * connect(AF_UNSPEC) disconnects a TCP socket on Linux, sending the RST. */
+void hb_fault_reset_now(int fd)
+{
+	struct linger lg = { 1, 0 };
+	struct sockaddr un;
+
+	memset(&un, 0, sizeof(un));
+	un.sa_family = AF_UNSPEC;
+	hb_os_setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	hb_os_connect(fd, &un, sizeof(un));
+}
+
+/* Shorten m to at most cap bytes into out (iov: IOV_CAP entries). */
+static void shorten(const struct msghdr *m, size_t cap, struct msghdr *out, struct iovec *iov)
+{
+	size_t i, left = cap;
+
+	*out = *m;
+	out->msg_iov = iov;
+	for (i = 0; i < m->msg_iovlen && i < IOV_CAP && left; i++) {
+		iov[i] = m->msg_iov[i];
+		if (iov[i].iov_len > left)
+			iov[i].iov_len = left;
+		left -= iov[i].iov_len;
+	}
+	out->msg_iovlen = i;
+}
+
+static size_t msg_len(const struct msghdr *m)
+{
+	size_t t = 0;
+
+	for (size_t i = 0; m->msg_iov && i < m->msg_iovlen && i < IOV_MAX; i++)
+		t += m->msg_iov[i].iov_len;
+	return t;
+}
+
+/* One read or write through the rules; see hb.h. */
+static long fault_io(struct hb_conn *c, int fd, struct msghdr *m, int flags, unsigned dir,
+		     hb_fault_next_fn next, int *injected)
+{
+	struct hb_fstate *st = hb_fault_of(c);
+	size_t want = msg_len(m);
+	int nb = (flags & MSG_DONTWAIT) || (hb_load_relaxed(&c->flags) & HB_CF_NONBLOCK);
+	uint32_t tmo = 0, skip = 0, lat0 = 0;
+	size_t slice0 = SIZE_MAX;
+	uint64_t start = hb_os_now_ms(), hang_out = 0;
+	struct plan p;
+	int first = 1;
+
+	*injected = 0;
+	if (dir == HB_FDIR_IN && (hb_load_relaxed(&c->flags) & HB_APP_RCVTIMEO))
+		tmo = hb_load_relaxed(&c->rcvtimeo_ms);
+	if (dir == HB_FDIR_OUT && (hb_load_relaxed(&c->flags) & HB_APP_SNDTIMEO))
+		tmo = hb_load_relaxed(&c->sndtimeo_ms);
+	for (;;) {
+		uint64_t now = hb_os_now_ms(), until = 0;
+		struct msghdr sm;
+		struct iovec iov[IOV_CAP];
+		long r;
+		int reset_state;
+
+		memset(&p, 0, sizeof(p));
+
+		lock(st);
+		reset_state = st->reset;
+		if (reset_state == 1)
+			st->reset = 2; /* a reset sent while the app waited in poll */
+		if (!reset_state) {
+			plan_call(st, dir, want, now, first, &skip, &p);
+			if (first) {
+				slice0 = p.slice_cap;
+				lat0 = p.latency;
+			} else if (p.latency) {
+				p.latency = lat0; /* the jitter rolled on the first pass */
+			}
+			if (slice0 < p.cap)
+				p.cap = slice0;
+			if (p.reset)
+				st->reset = 2;
+			if (p.latency && dir == HB_FDIR_IN && st->r[p.lat_rule].held_ms)
+				until = st->r[p.lat_rule].held_ms + p.latency;
+		}
+		unlock(st);
+		if (reset_state) {
+			/* As after a reset from the peer: the first call fails
+			 * ECONNRESET, then reads see EOF and writes EPIPE. */
+			*injected = 1;
+			if (reset_state == 1)
+				return -ECONNRESET;
+			return dir == HB_FDIR_IN ? 0 : -EPIPE;
+		}
+		for (int i = 0; i < p.nrec; i++)
+			hb_fault_record(fd, c, &hb_cfg.faults[p.rec[i].idx], dir, p.rec[i].err, NULL, 0);
+		first = 0;
+		*injected = 1;
+		if (p.reset) {
+			hb_fault_reset_now(fd);
+			return -ECONNRESET;
+		}
+		if (p.err)
+			return -p.err;
+		if (p.eof)
+			return 0;
+		if (p.hang && dir == HB_FDIR_OUT) {
+			/* Accepted and lost, as into a socket buffer that
+			 * never drains, up to one buffer's worth. */
+			int sndbuf = 0;
+			socklen_t sl = sizeof(sndbuf);
+
+			if (hb_os_getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &sl) < 0)
+				sndbuf = 0;
+			lock(st);
+			for (uint32_t k = 0; k < st->nrules; k++)
+				if (hb_cfg.faults[st->r[k].idx].action == HB_FA_HANG &&
+				    st->r[k].active)
+					hang_out = st->r[k].moved[1];
+			if (want && hang_out < (uint64_t)sndbuf) {
+				size_t n = want;
+
+				if (n > (uint64_t)sndbuf - hang_out)
+					n = (size_t)((uint64_t)sndbuf - hang_out);
+				account(st, dir, n);
+				unlock(st);
+				return (long)n;
+			}
+			unlock(st);
+		}
+		if (p.hang || (p.wait_until && p.wait_until > now) || (until && until > now) ||
+		    (p.latency && dir == HB_FDIR_IN && !until)) {
+			uint64_t wait_to = p.hang ? now + SLICE_MS : until > now ? until : p.wait_until;
+
+			if (p.latency && dir == HB_FDIR_IN && !until) {
+				/* Not yet seen data: is some there now? */
+				short rev = 0;
+
+				if (hb_os_poll1(fd, POLLIN, 0, &rev) > 0) {
+					lock(st);
+					if (p.lat_rule >= 0 && !st->r[p.lat_rule].held_ms)
+						st->r[p.lat_rule].held_ms = now;
+					unlock(st);
+					continue;
+				}
+				if (nb) {
+					*injected = 0;
+					return next(c, fd, m, flags);
+				}
+				/* Block until something comes, in slices. */
+				if (hb_os_poll1(fd, POLLIN, SLICE_MS, &rev) == -EINTR &&
+				    intr_fails(tmo))
+					return -EINTR;
+				if (tmo && hb_os_now_ms() - start >= tmo)
+					return -EAGAIN;
+				continue;
+			}
+			if (nb)
+				return -EAGAIN;
+			if (tmo && now - start >= tmo)
+				return -EAGAIN;
+			if (wait_to > now + SLICE_MS)
+				wait_to = now + SLICE_MS;
+			if (tmo && wait_to > start + tmo)
+				wait_to = start + tmo;
+			if (nap(wait_to > now ? wait_to - now : 0) == -EINTR && intr_fails(tmo))
+				return -EINTR;
+			continue;
+		}
+		if (p.latency && dir == HB_FDIR_OUT) {
+			/* Writes leave that much later: wait, then send. */
+			uint64_t to = start + p.latency;
+
+			while ((now = hb_os_now_ms()) < to)
+				if (nap(to - now > SLICE_MS ? SLICE_MS : to - now) == -EINTR &&
+				    intr_fails(tmo))
+					return -EINTR;
+		}
+		if ((p.next_trigger || hb_cfg.control_path[0]) && dir == HB_FDIR_IN && !nb) {
+			/* A blocking read while a timed trigger is ahead (or
+			 * live control may trigger one): wait for data only
+			 * until then, then plan again. */
+			uint64_t to = p.next_trigger ? p.next_trigger : UINT64_MAX;
+
+			if (hb_cfg.control_path[0] && to > now + CTL_SLICE_MS)
+				to = now + CTL_SLICE_MS;
+			short rev = 0;
+			long pr;
+
+			if (tmo && start + tmo < to)
+				to = start + tmo;
+			pr = hb_os_poll1(fd, POLLIN, to > now ? (int)(to - now < INT_MAX ? to - now : INT_MAX) : 0,
+					 &rev);
+			if (pr == -EINTR && intr_fails(tmo))
+				return -EINTR;
+			if (pr <= 0) {
+				if (tmo && hb_os_now_ms() - start >= tmo)
+					return -EAGAIN;
+				continue;
+			}
+		}
+		*injected = 0;
+		if (p.cap < want) {
+			shorten(m, p.cap, &sm, iov);
+			r = next(c, fd, &sm, flags);
+			if (dir == HB_FDIR_IN && r >= 0 && m->msg_name)
+				m->msg_namelen = sm.msg_namelen;
+			if (dir == HB_FDIR_IN && r >= 0) {
+				m->msg_flags = sm.msg_flags;
+				m->msg_controllen = sm.msg_controllen;
+			}
+		} else {
+			r = next(c, fd, m, flags);
+		}
+		if (r > 0 && !(flags & MSG_PEEK)) {
+			short rev = 0;
+			/* Bytes still waiting came no later than those just
+			 * delivered: they are due already. A drained socket
+			 * starts the next chunk's clock afresh. */
+			int drained = dir == HB_FDIR_IN && p.lat_rule >= 0 &&
+				      hb_os_poll1(fd, POLLIN, 0, &rev) == 0;
+
+			lock(st);
+			account(st, dir, (size_t)r);
+			if (drained)
+				st->r[p.lat_rule].held_ms = 0;
+			unlock(st);
+		}
+		return r;
+	}
+}
+
+long hb_fault_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags, hb_fault_next_fn next,
+		   int *injected)
+{
+	return fault_io(c, fd, m, flags, HB_FDIR_IN, next, injected);
+}
+
+long hb_fault_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags,
+		   hb_fault_next_fn next, int *injected)
+{
+	struct msghdr copy = *m;
+
+	return fault_io(c, fd, &copy, flags, HB_FDIR_OUT, next, injected);
+}
+
+void hb_fault_rule_names(struct hb_fstate *st, struct hb_buf *out)
+{
+	for (uint32_t k = 0; k < st->nrules; k++) {
+		if (k)
+			hb_buf_putc(out, ',');
+		hb_buf_puts(out, hb_cfg.faults[st->r[k].idx].name);
+	}
+}
