@@ -46,6 +46,7 @@ NEEDS=(
 	libcmocka-dev:arm64
 	openssh-server
 	openssh-client
+	rsync
 )
 
 (($# > 0)) && NEEDS=("$@")

@@ -204,14 +204,28 @@ static inline void rx_seen(struct hb_conn *c)
 		hb_store_relaxed(&c->rx_seen, ms32(hb_os_now_ms()));
 }
 
-/* Whether this process may act on the stream on its own (detect a hello,
- * drain control frames, linger, wait at exit): the connection is not
- * shared with another process (fork, exec), or the application used it
- * here since. A copy nobody here uses is left to the process that does:
- * bytes taken here would be taken from it. */
+/* Each side of a connection another process may hold too (fork, exec) is
+ * owned by the process whose application uses it: the one that reads owns
+ * the receive side, the one that writes the send side (rsync's receiver
+ * child reads while its generator parent writes). Neither process can see
+ * the other's use, so a side this process has not used since is left
+ * alone: its bytes and its decoder position are the other process's.
+ *
+ * owner(): this process may act on the receive side on its own (detect a
+ * hello, drain control frames, linger, look at it at exit): the
+ * connection is not shared, or the application read it here since. */
 static int owner(const struct hb_conn *c)
 {
 	return (hb_load_relaxed(&c->flags) & (HB_CF_SHARED | HB_CF_CLAIMED)) != HB_CF_SHARED;
+}
+
+/* This process may act on the send side on its own (heartbeats, notices,
+ * pending control bytes, the half-close frame, waiting at exit): not
+ * shared, or the application wrote here since (or the parent of a fork
+ * took it back after its pause: see hb_frame_tick). */
+static int tx_owner(const struct hb_conn *c)
+{
+	return (hb_load_relaxed(&c->flags) & (HB_CF_SHARED | HB_CF_TX_CLAIMED)) != HB_CF_SHARED;
 }
 
 /* How long the peer may stay silent: our own timeout, whatever its hello
@@ -421,6 +435,7 @@ static void set_lowat(struct hb_conn *c, int fd)
 
 static void drain(struct hb_conn *c, int fd);
 static int detect(struct hb_conn *c, int fd, int wait);
+static void claim(struct hb_conn *c, uint32_t side);
 
 /* ---------------------------------------------------------------- negotiation */
 
@@ -446,8 +461,11 @@ _Atomic int hb_frame_seen;
 /* For the poll family: may the application read now? Control frames at the
  * head are consumed first. 1 when application bytes (or the end of the
  * stream, or an error) are there, 0 when only control frames were. Any
- * doubt (another thread reading, a stream this process does not own) says
- * 1: a readiness report is never withheld wrongly. */
+ * doubt (another thread reading) says 1: a readiness report is never
+ * withheld wrongly. An application that waits here for the connection to
+ * become readable is its reader: it claims the receive side as its read
+ * would (a parent that forked a command and polls its connection again
+ * is not woken by heartbeats into a read that blocks). */
 int hb_frame_app_readable(struct hb_conn *c, int fd)
 {
 	uint8_t p[2];
@@ -455,6 +473,8 @@ int hb_frame_app_readable(struct hb_conn *c, int fd)
 	long r;
 
 	elsewhere(c, fd);
+	if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & HB_CF_SHARED))
+		claim(c, HB_CF_CLAIMED);
 	if (hb_load_acquire(&c->rxmode) == HB_RX_RAW || hb_load_relaxed(&c->dead) || !owner(c) ||
 	    !lock_unless_app(&c->rxlock))
 		return 1;
@@ -711,6 +731,11 @@ static void writer_decide(struct hb_conn *c, int fd)
 	struct hb_tcp_info x;
 	uint64_t wait_ms = SERVER_WAIT_MIN_MS, until;
 
+	/* The peer's hello is the receive side's first bytes: a server that
+	 * writes first takes them, and with them the receive side (the child
+	 * of a forking server greets its client before it reads). */
+	if (!owner(c))
+		claim(c, HB_CF_CLAIMED);
 	if (hb_os_tcp_info(fd, &x) == 0)
 		wait_ms += 2ull * x.ti.tcpi_rtt / 1000;
 	if (wait_ms > SERVER_WAIT_MAX_MS)
@@ -1164,14 +1189,6 @@ static uint64_t fork_pause(void)
 	return p;
 }
 
-/* Every connection that is or may become framed (an accepted one still
- * waiting for a hello included). */
-static void mark(int fd, struct hb_conn *c, void *arg)
-{
-	if (c->mode == HB_MODE_FRAME && c->kind == HB_KIND_CONNECTED)
-		hb_or_acq_rel(&c->flags, (uint32_t)(uintptr_t)arg);
-}
-
 /* The parent's pause starts at the first fork that finds the connection
  * settled: a process forking more often than the pause (a client running
  * a command every half second) would otherwise never send a heartbeat or
@@ -1180,7 +1197,7 @@ void hb_frame_mark_shared(struct hb_conn *c, uint64_t now)
 {
 	if (!(hb_load_acquire(&c->flags) & HB_CF_FORKED))
 		c->forked_at = ms32(now);
-	hb_and_acq_rel(&c->flags, ~HB_CF_CLAIMED);
+	hb_and_acq_rel(&c->flags, ~(HB_CF_CLAIMED | HB_CF_TX_CLAIMED));
 	hb_or_acq_rel(&c->flags, HB_CF_FORKED | HB_CF_SHARED);
 }
 
@@ -1197,26 +1214,54 @@ void hb_frame_atfork_prepare(void)
 	hb_fd_foreach(mark_parent, &now);
 }
 
+/* Every connection that is or may become framed (an accepted one still
+ * waiting for a hello included). The child starts owning neither side,
+ * whatever the parent's flags were when it forked (a thread of the parent
+ * may have used the connection after the prepare handler cleared them),
+ * and the parent's take-back of the send side (FORKED) is not its own. */
+static void mark_child(int fd, struct hb_conn *c, void *arg)
+{
+	(void)arg;
+	if (c->mode == HB_MODE_FRAME && c->kind == HB_KIND_CONNECTED) {
+		hb_and_acq_rel(&c->flags, ~(HB_CF_CLAIMED | HB_CF_TX_CLAIMED | HB_CF_FORKED));
+		hb_or_acq_rel(&c->flags, HB_CF_INHERITED | HB_CF_SHARED);
+	}
+}
+
 void hb_frame_atfork_child(void)
 {
 	cached_tid = 0;
-	hb_fd_foreach(mark, (void *)(uintptr_t)(HB_CF_INHERITED | HB_CF_SHARED));
+	hb_fd_foreach(mark_child, NULL);
 }
 
-/* This process uses the connection: heartbeats are its job from now on. */
-static void claim(struct hb_conn *c)
+/* This process uses one side of the connection (side: HB_CF_CLAIMED for
+ * the receive side, HB_CF_TX_CLAIMED for the send side): that side's
+ * background work is its job from now on. A side claimed after a fork
+ * starts from the decoder or encoder state the fork copied, which is
+ * where the stream is: the other process has not used that side since,
+ * or it would own it. Both processes reading, or both writing, is a
+ * race of the application's that the frames do not survive (README). */
+static void claim(struct hb_conn *c, uint32_t side)
 {
+	uint32_t fl;
+
 	/* Adopted across exec: timers start with the first use. */
 	if (HB_UNLIKELY(!(hb_load_relaxed(&c->flags) & HB_CF_SCHEDULED)))
 		hb_thread_schedule(c);
-	if (HB_UNLIKELY((hb_load_relaxed(&c->flags) & (HB_CF_FORKED | HB_CF_INHERITED |
-							 HB_CF_SHARED | HB_CF_CLAIMED)) &&
-			(hb_load_relaxed(&c->flags) & (HB_CF_CLAIMED | HB_CF_FORKED | HB_CF_INHERITED)) !=
-				HB_CF_CLAIMED)) {
-		hb_and_acq_rel(&c->flags, ~(HB_CF_FORKED | HB_CF_INHERITED));
-		if (hb_load_relaxed(&c->flags) & HB_CF_SHARED)
-			hb_or_acq_rel(&c->flags, HB_CF_CLAIMED);
-		hb_thread_ensure();
+	fl = hb_load_relaxed(&c->flags);
+	if (HB_UNLIKELY(fl & (HB_CF_FORKED | HB_CF_INHERITED | HB_CF_SHARED))) {
+		/* FORKED is the parent's pending take-back of the send side
+		 * (hb_frame_tick): only a write settles it. */
+		uint32_t clear = HB_CF_INHERITED | (side == HB_CF_TX_CLAIMED ? HB_CF_FORKED : 0);
+		uint32_t set = (fl & HB_CF_SHARED) ? side : 0;
+
+		if ((fl & clear) || (set & ~fl)) {
+			if (fl & clear)
+				hb_and_acq_rel(&c->flags, ~clear);
+			if (set & ~fl)
+				hb_or_acq_rel(&c->flags, set);
+			hb_thread_ensure();
+		}
 	}
 }
 
@@ -1249,6 +1294,31 @@ static long iov_check(const struct msghdr *m)
 	return 0;
 }
 
+/* A call on a connection another process holds too ended with the end of
+ * the stream (r == 0) or a broken pipe, while the peer has sent nothing
+ * for our timeout and no FIN of its own (the socket is in FIN_WAIT: our
+ * side was shut, here or in the other process): the other process's
+ * background thread found the peer dead and shut the socket down, which
+ * only its own memory records. Each process holds its own view of the
+ * connection: report the same verdict here, never a clean end. */
+static __attribute__((noinline, cold)) long other_verdict(struct hb_conn *c, int fd, long r)
+{
+	struct hb_tcp_info x;
+	uint32_t fl = hb_load_relaxed(&c->flags);
+
+	/* A writer that never read here may not have seen the peer's hello
+	 * (the reader did): undecided counts, a raw peer never heartbeats. */
+	if (HB_LIKELY(!(fl & HB_CF_SHARED)) || (fl & (HB_CF_SHUT_RD | HB_CF_RD_DOWN)) ||
+	    hb_load_acquire(&c->rxmode) == HB_RX_RAW || hb_load_acquire(&c->rxmode) == HB_RX_FAILED ||
+	    hb_load_relaxed(&c->dead) || hb_os_tcp_info(fd, &x) < 0)
+		return r;
+	if ((x.ti.tcpi_state != TCP_FIN_WAIT1 && x.ti.tcpi_state != TCP_FIN_WAIT2) ||
+	    !HB_TI_HAS(&x, ti.tcpi_last_data_recv) || x.ti.tcpi_last_data_recv < rx_limit(c))
+		return r;
+	hb_conn_declare_dead(c, fd, ETIMEDOUT, "heartbeat", x.ti.tcpi_last_data_recv);
+	return -(long)hb_load_acquire(&c->dead);
+}
+
 /* The entry points hold a use count so that the background thread never
  * recycles a connection another thread still works on (a close racing a
  * blocked read in another thread). */
@@ -1260,7 +1330,7 @@ long hb_frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 		return r;
 	hb_add_acq_rel(&c->users, 1);
 	elsewhere(c, fd);
-	claim(c);
+	claim(c, HB_CF_CLAIMED);
 	if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & HB_CF_SHUT_RD)) {
 		/* Read side shut down, the kernel's not yet: what is queued,
 		 * then the end of the stream, never a wait. */
@@ -1272,6 +1342,14 @@ long hb_frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 	}
 	if (HB_UNLIKELY(r == -ECONNRESET) && (hb_load_relaxed(&c->flags) & HB_CF_RD_DOWN))
 		r = 0; /* a heartbeat after our SHUT_RD (hb_frame_shutdown) */
+	if (HB_UNLIKELY(r == 0) && m->msg_iovlen) {
+		size_t want = 0;
+
+		for (size_t i = 0; i < m->msg_iovlen; i++)
+			want += m->msg_iov[i].iov_len;
+		if (want)
+			r = other_verdict(c, fd, r);
+	}
 	hb_sub_acq_rel(&c->users, 1);
 	return r;
 }
@@ -1284,8 +1362,10 @@ long hb_frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags)
 		return r;
 	hb_add_acq_rel(&c->users, 1);
 	elsewhere(c, fd);
-	claim(c);
+	claim(c, HB_CF_TX_CLAIMED);
 	r = frame_send(c, fd, m, flags);
+	if (HB_UNLIKELY(r == -EPIPE))
+		r = other_verdict(c, fd, r);
 	hb_sub_acq_rel(&c->users, 1);
 	return r;
 }
@@ -1686,6 +1766,9 @@ int hb_frame_shutdown(struct hb_conn *c, int fd, int how)
 	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
 		return how; /* EINVAL from the kernel */
 	elsewhere(c, fd);
+	/* Ending our direction is a use of the send side. */
+	if (how != SHUT_RD)
+		claim(c, HB_CF_TX_CLAIMED);
 	/* Pending control bytes go before our FIN; a half-close frame tells
 	 * the peer we still read: not for SHUT_RDWR, where a plain FIN also
 	 * stops the peer's heartbeats sooner. Never behind a writer in
@@ -1728,13 +1811,15 @@ int hb_frame_inq(struct hb_conn *c, int fd, int *out)
 	long r;
 	long app;
 
-	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT && trylock(&c->rxlock)) {
+	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT && owner(c) && trylock(&c->rxlock)) {
 		detect(c, fd, 0);
 		unlock(&c->rxlock);
 	}
 	if (hb_os_ioctl(fd, SIOCINQ, &inq) < 0)
 		return -1;
-	if (hb_load_acquire(&c->rxmode) != HB_RX_FRAMED) {
+	/* Another process reads it: our decoder's position is stale there,
+	 * the kernel's count (headers included) is all we know. */
+	if (hb_load_acquire(&c->rxmode) != HB_RX_FRAMED || !owner(c)) {
 		*out = inq;
 		return 0;
 	}
@@ -1822,7 +1907,7 @@ static void send_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t sile
 {
 	uint8_t n[HB_NOTICE_LEN];
 
-	if (hb_load_acquire(&c->txmode) != HB_TX_FRAMED || !trylock(&c->txlock))
+	if (hb_load_acquire(&c->txmode) != HB_TX_FRAMED || !tx_owner(c) || !trylock(&c->txlock))
 		return;
 	if (hb_tx_at_boundary(&c->tx)) {
 		hb_notice_encode(n, reason, silent);
@@ -1877,21 +1962,44 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	{
 		uint32_t fl = hb_load_acquire(&c->flags);
 
-		/* After a fork only one process may act on the stream: a child
-		 * stays passive until the application uses the connection
-		 * there (the wheel looks again later); the parent pauses
-		 * briefly, long enough for a forking server to close its copy,
-		 * and is the owner again after that if it did not. */
+		/* After a fork each side is acted on by the process that
+		 * uses it (owner, tx_owner): a child stays passive until the
+		 * application uses the connection there (the wheel looks
+		 * again later); the parent pauses briefly, long enough for a
+		 * forking server to close its copy, and then takes the send
+		 * side back if it still holds it unused: a parent that forked
+		 * a command and waits for its peer must go on sending
+		 * heartbeats. The receive side only ever goes to a process
+		 * that reads: the child may be reading it (rsync). */
 		if (fl & HB_CF_INHERITED)
 			return now + (interval > 100 ? interval : 100);
 		if (fl & HB_CF_FORKED) {
 			uint32_t since = (uint32_t)now - c->forked_at;
 
-			if (since < fork_pause())
+			if (since >= fork_pause()) {
+				hb_and_acq_rel(&c->flags, ~HB_CF_FORKED);
+				if (fl & HB_CF_SHARED)
+					hb_or_acq_rel(&c->flags, HB_CF_TX_CLAIMED);
+			} else if (!owner(c)) {
 				return now + (fork_pause() - since);
-			hb_and_acq_rel(&c->flags, ~HB_CF_FORKED);
-			if (fl & HB_CF_SHARED)
-				hb_or_acq_rel(&c->flags, HB_CF_CLAIMED);
+			} else if (now + (fork_pause() - since) < next) {
+				/* Reading here already: the receive side's work
+				 * goes on; the send side's waits for the pause. */
+				next = now + (fork_pause() - since);
+			}
+		}
+		if (!owner(c) && !tx_owner(c))
+			return now + (interval > 100 ? interval : 100);
+		/* A reader that does not write here: once no other process
+		 * holds the socket (a parent that exited after the fork), the
+		 * send side is nobody else's and its heartbeats are this
+		 * process's job, or the peer finds it dead. Looked at once per
+		 * pause (reading /proc); "cannot tell" leaves it alone. */
+		if ((fl & HB_CF_SHARED) && !(fl & HB_CF_FORKED) && owner(c) && !tx_owner(c) &&
+		    (uint32_t)now - c->forked_at >= fork_pause()) {
+			c->forked_at = ms32(now);
+			if (hb_os_sock_shared(fd) == 0)
+				hb_or_acq_rel(&c->flags, HB_CF_TX_CLAIMED);
 		}
 	}
 	elsewhere(c, fd);
@@ -1941,12 +2049,12 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	 * expects our heartbeats; without one it closed the connection, and a
 	 * heartbeat would only draw a reset that destroys what it has still
 	 * to send us. */
-	if (ti->tcpi_state == TCP_CLOSE_WAIT && !c->rx.halfclosed &&
+	if (ti->tcpi_state == TCP_CLOSE_WAIT && !c->rx.halfclosed && owner(c) &&
 	    hb_load_acquire(&c->rxmode) == HB_RX_FRAMED && trylock(&c->rxlock)) {
 		drain(c, fd);
 		unlock(&c->rxlock);
 	}
-	if (hb_load_acquire(&c->txmode) == HB_TX_FRAMED &&
+	if (hb_load_acquire(&c->txmode) == HB_TX_FRAMED && tx_owner(c) &&
 	    ti->tcpi_state != TCP_FIN_WAIT1 && ti->tcpi_state != TCP_FIN_WAIT2 &&
 	    !(ti->tcpi_state == TCP_CLOSE_WAIT && !c->rx.halfclosed) &&
 	    !(HB_UNLIKELY(hb_fault_of(c)) && hb_fault_hung(c)) && /* HBSHIM_FAULTS hang */
@@ -1967,7 +2075,14 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 			quiet = c->hb_sent_at ? (uint32_t)now - c->hb_sent_at : due;
 		flush_pend(c, fd);
 		if (hb_tx_at_boundary(&c->tx) && !c->dg_sent) {
-			if (quiet + slack >= due) {
+			if (quiet + slack >= due && (hb_load_relaxed(&c->flags) & HB_CF_SHARED) &&
+			    HB_TI_HAS(&x, notsent_bytes) && x.notsent_bytes) {
+				/* Bytes still queued: the peer hears from us when its
+				 * window opens. Another process writing this
+				 * connection may be inside a frame then, which our
+				 * encoder cannot see: no heartbeat into it. */
+				next = now + due;
+			} else if (quiet + slack >= due) {
 				long r = sh_send(c, fd, hb, 2, MSG_DONTWAIT | MSG_NOSIGNAL);
 
 				if (r == 1) {
@@ -1988,9 +2103,15 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		unlock(&c->txlock);
 	}
 	/* The peer's direction: any data byte (tcpi_last_data_recv counts also
-	 * what the application has not read yet) is life. */
+	 * what the application has not read yet) is life. The socket's
+	 * figures are the same in every process holding it: one that only
+	 * writes judges the silence too (it reads no byte for that), so a
+	 * writer whose reader is gone still learns of a dead peer. (Not with
+	 * a short TCP_INFO: the shim's own stamp of the peer's last bytes is
+	 * the reading process's.) */
 	open_rx = hb_load_acquire(&c->rxmode) == HB_RX_FRAMED && !c->rx.halfclosed &&
-		  ti->tcpi_state != TCP_CLOSE_WAIT;
+		  ti->tcpi_state != TCP_CLOSE_WAIT &&
+		  (owner(c) || HB_TI_HAS(&x, ti.tcpi_last_data_recv));
 	if (open_rx) {
 		uint32_t limit = rx_limit(c), silent = ti->tcpi_last_data_recv;
 		int inq = 0;
@@ -2037,7 +2158,8 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 			return 0;
 		}
 		/* Drain only when something arrived since the last drain. */
-		if ((!c->drained_at || ti->tcpi_last_data_recv <= (uint32_t)now - c->drained_at) &&
+		if (owner(c) &&
+		    (!c->drained_at || ti->tcpi_last_data_recv <= (uint32_t)now - c->drained_at) &&
 		    trylock(&c->rxlock)) {
 			/* An idle peer's heartbeats, 2 bytes each. At peer
 			 * intervals of a second or more the first one waits for
@@ -2120,7 +2242,7 @@ long hb_frame_xfer_out(struct hb_conn *c, int fd, size_t len, size_t avail, int 
 	if (!len)
 		return xfer(ctx, 0);
 	hb_add_acq_rel(&c->users, 1);
-	claim(c);
+	claim(c, HB_CF_TX_CLAIMED);
 	if ((r = lock_fd(c, fd, &c->txlock, nb)) < 0) {
 		hb_sub_acq_rel(&c->users, 1);
 		return r;
@@ -2195,7 +2317,7 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 	long r;
 
 	hb_add_acq_rel(&c->users, 1);
-	claim(c);
+	claim(c, HB_CF_CLAIMED);
 	if ((r = lock_fd(c, fd, &c->rxlock, nb)) < 0) {
 		hb_sub_acq_rel(&c->users, 1);
 		return r;
@@ -2335,7 +2457,7 @@ int hb_frame_linger(struct hb_conn *c, int fd)
 	 * bytes are txlock's (the background thread may be sending a
 	 * heartbeat); an application writer that started after the check
 	 * above is inside a frame: they cannot go then. */
-	if (lock_unless_app(&c->txlock)) {
+	if (tx_owner(c) && lock_unless_app(&c->txlock)) {
 		flush_pend(c, fd);
 		unlock(&c->txlock);
 	}
@@ -2466,13 +2588,16 @@ static void exit_visit(int fd, struct hb_conn *c, void *arg)
 	int outq = 0;
 
 	elsewhere(c, fd);
-	if (c->mode != HB_MODE_FRAME || (hb_load_relaxed(&c->flags) & HB_CF_LOST) || !owner(c) ||
+	if (c->mode != HB_MODE_FRAME || (hb_load_relaxed(&c->flags) & HB_CF_LOST) ||
+	    (!owner(c) && !tx_owner(c)) ||
 	    (c->kind != HB_KIND_CONNECTED && c->kind != HB_KIND_LINGER) ||
 	    hb_load_relaxed(&c->dead))
 		return;
-	if (hb_os_ioctl(fd, SIOCOUTQ, &outq) < 0)
-		return;
-	if (hb_load_relaxed(&c->rxmode) == HB_RX_FRAMED && trylock(&c->rxlock)) {
+	/* Data of ours still queued is what the wait is for: only the process
+	 * that writes waits; only the one that reads drains. */
+	if (!tx_owner(c) || hb_os_ioctl(fd, SIOCOUTQ, &outq) < 0)
+		outq = 0;
+	if (hb_load_relaxed(&c->rxmode) == HB_RX_FRAMED && owner(c) && trylock(&c->rxlock)) {
 		drain(c, fd);
 		unlock(&c->rxlock);
 	}

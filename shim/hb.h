@@ -437,6 +437,7 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2, HB_KIND_
 #define HB_APP_LINGER      (1u << 8)
 #define HB_APP_MASK        0x1ffu
 /* State flags (same word). */
+#define HB_CF_TX_CLAIMED   (1u << 13) /* shared, but this process wrote it since: it sends on it */
 #define HB_CF_RD_DOWN      (1u << 15) /* the app's SHUT_RD reached the kernel early (frame.c) */
 #define HB_CF_POKE         (1u << 14) /* on the inbox (hb_thread_schedule/_poke) until bg takes it */
 #define HB_CF_NONBLOCK     (1u << 16) /* O_NONBLOCK on the open file description */
@@ -448,7 +449,7 @@ enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2, HB_KIND_
 #define HB_CF_FORKED       (1u << 22) /* parent side of a fork: heartbeats pause briefly */
 #define HB_CF_INHERITED    (1u << 23) /* child side of a fork: no heartbeats until used here */
 #define HB_CF_SHARED       (1u << 24) /* another process may hold it (fork, exec): sticky */
-#define HB_CF_CLAIMED      (1u << 25) /* shared, but this process used it since: it reads it */
+#define HB_CF_CLAIMED      (1u << 25) /* shared, but this process read it since: it decodes it */
 #define HB_CF_SHUT_RD      (1u << 26) /* app shut reading down; the kernel's SHUT_RD waits (frame.c) */
 #define HB_CF_UTO_OFF      (1u << 27) /* our TCP_USER_TIMEOUT switched off: data waits (keepalive.c) */
 #define HB_CF_TXW          (1u << 28) /* the application wrote since the last window check */
@@ -488,7 +489,8 @@ struct hb_conn {
 	/* Owned by the background thread only. */
 	struct hb_conn *wprev, *wnext; /* timer wheel list */
 	uint64_t wexpires;             /* due time, monotonic ms */
-	uint32_t forked_at;            /* parent of a fork: when HB_CF_FORKED was set (ms32) */
+	uint32_t forked_at;            /* parent of a fork: when HB_CF_FORKED was set; without
+					  it, a reader's last look for other holders (ms32) */
 	uint32_t rx_bytes;             /* bg: tcpi_bytes_received (low bits) at the last drain */
 	uint64_t opened_ms;            /* monotonic ms at install */
 	uint64_t last_app_ms;          /* framed: last application byte either way */

@@ -403,13 +403,13 @@ static void forget(int fd)
 		 * kernel's own, which only drops this process's reference;
 		 * our drain and shutdown would act on the stream of both.
 		 * When that cannot be told (no /proc), it is shared. A copy
-		 * this process never used since (not CLAIMED) is left alone
-		 * by both anyway: no need to ask. */
+		 * this process never used since (neither side claimed) is
+		 * left alone by both anyway: no need to ask. */
 		uint32_t fl = hb_load_relaxed(&c->flags);
 
 		if (c->mode == HB_MODE_FRAME &&
 		    (!(fl & HB_CF_SHARED) ||
-		     ((fl & HB_CF_CLAIMED) && hb_os_sock_shared(fd) == 0))) {
+		     ((fl & (HB_CF_CLAIMED | HB_CF_TX_CLAIMED)) && hb_os_sock_shared(fd) == 0))) {
 			hb_frame_close(c, fd);
 			hb_frame_linger(c, fd);
 		}
