@@ -1468,7 +1468,7 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 			break;
 		}
 		if (flags & MSG_PEEK)
-			got = peek_framed(c, fd, buf, n, flags);
+			got = peek_framed(c, fd, buf, n, flags | (masked ? MSG_DONTWAIT : 0));
 		else
 			got = read_once(c, fd, buf + total, n - total,
 					flags | ((total && !wait_all) || (deadline && !nb) || masked
@@ -1532,7 +1532,7 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 				got = -EAGAIN;
 				break;
 			}
-			if (++ctl_reads % FLOOD_READS == 0 && !(flags & MSG_PEEK)) {
+			if (++ctl_reads % FLOOD_READS == 0) {
 				if ((r = flood_signals(&fs, 1, deadline != 0)) < 0) {
 					got = r;
 					break;

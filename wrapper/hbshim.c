@@ -444,7 +444,7 @@ static void elf_info(const char *path, struct elf_info *e)
 			type = p.p_type, off = p.p_offset, vaddr = p.p_vaddr, filesz = p.p_filesz;
 		}
 		if (type == PT_INTERP) {
-			rd_str(fd, off, e->name, filesz + 1 < sizeof(e->name) ? filesz + 1 : sizeof(e->name));
+			rd_str(fd, off, e->name, filesz < sizeof(e->name) ? filesz + 1 : sizeof(e->name));
 			e->libc = libc_of(e->name);
 			goto out;
 		}
