@@ -118,7 +118,9 @@ assert l[1] - l[0] < b[1] - b[0] + 0.35, (b, l)' "$base" "$lat"
 		run shim HBSHIM_FAULTS='reset,bytes=500,dir=in' "$PY" "$FA" get 127.0.0.1 "$PORT" 100000 "$m" 5
 		echo "$m: $output"
 		assert_status 0
-		[[ $output == *"err ECONNRESET after 65536"* ]]
+		# Whatever the first read got (up to 64 KiB, less on a loaded
+		# machine) crossed the trigger; the next call fails.
+		[[ $output =~ "err ECONNRESET after "[1-9][0-9]* ]] || fail "$m: $output"
 		n=$((n + 1))
 		wait_count "$T/srv.out" '^end ' "$n" 5
 	done
@@ -151,7 +153,7 @@ assert l[1] - l[0] < b[1] - b[0] + 0.35, (b, l)' "$base" "$lat"
 		[[ ${lines[1]} == "eof after 1000" ]]
 		run shim HBSHIM_FAULTS='close,bytes=1' "$PY" "$FA" get 127.0.0.1 "$PORT" 100000 "$m" 5
 		echo "$m: $output"
-		[[ ${lines[1]} == "eof after 65536" ]]
+		[[ ${lines[1]} =~ ^"eof after "[1-9][0-9]*$ ]] || fail "$m: $output"
 	done
 	start_http
 	run shim HBSHIM_FAULTS='limit_data=1000' curl -sS -o "$T/b.bin" "http://127.0.0.1:$HPORT/body.bin"
@@ -167,7 +169,7 @@ assert l[1] - l[0] < b[1] - b[0] + 0.35, (b, l)' "$base" "$lat"
 	for m in rcvtimeo poll select settimeout; do
 		timed shim HBSHIM_FAULTS='hang,bytes=500,dir=in' "$PY" "$FA" get 127.0.0.1 "$PORT" 100000 "$m" 1 >"$T/out"
 		echo "$m: $(cat "$T/out") in $ELAPSED s"
-		grep -qx 'timeout after 65536' "$T/out"
+		grep -qEx 'timeout after [1-9][0-9]*' "$T/out" || fail "$m: $(cat "$T/out")"
 		echo "$ELAPSED >= 0.9 && $ELAPSED < 3" | bc | grep -qx 1
 	done
 }
@@ -205,7 +207,10 @@ EOF
 		run shim HBSHIM_EVENTS="$T/ev.$m" HBSHIM_FAULTS='name=abort2,errno=ECONNABORTED,call=read,nth=2' \
 			"$PY" "$FA" get 127.0.0.1 "$PORT" 100000 "$m" 5
 		echo "$m: $output"
-		[[ ${lines[1]} == "err ECONNABORTED after 65536" ]]
+		# The first read got what had arrived (up to 64 KiB); the second fails.
+		[[ ${lines[0]} =~ ^sizes\ ([0-9]+)$ ]] || fail "$m: $output"
+		((BASH_REMATCH[1] > 0 && BASH_REMATCH[1] <= 65536)) || fail "$m: $output"
+		[[ ${lines[1]} == "err ECONNABORTED after ${BASH_REMATCH[1]}" ]] || fail "$m: $output"
 		[ "$(fault_seq "$T/ev.$m")" = "abort2 errno in ECONNABORTED" ]
 	done
 }
@@ -325,7 +330,7 @@ EOF
 		[ "$m" != blocking ] || continue # its hang is the SO_RCVTIMEO test above
 		run shim HBSHIM_FAULTS='hang,bytes=500,dir=in' "$PY" "$FA" get 127.0.0.1 "$PORT" 100000 "$m" 1
 		echo "$m hang: $output"
-		[[ ${lines[1]} == "timeout after 65536" ]]
+		[[ ${lines[1]} =~ ^"timeout after "[1-9][0-9]*$ ]] || fail "$m hang: $output"
 		[ "${lines[2]#eagain }" -le 2 ]
 	done
 }
