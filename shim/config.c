@@ -241,6 +241,37 @@ static int is_blank(char ch)
 	return ch == ' ' || ch == '\t';
 }
 
+int hb_list_blank(const char *s)
+{
+	if (!s)
+		return 1;
+	while (is_blank(*s))
+		s++;
+	return *s == 0;
+}
+
+int hb_list_item(const char **p, char sep, const char **start, size_t *len)
+{
+	const char *q = *p, *a, *b;
+
+	while (is_blank(*q))
+		q++;
+	a = q;
+	while (*q && *q != sep)
+		q++;
+	b = q;
+	while (b > a && is_blank(b[-1]))
+		b--;
+	*start = a;
+	*len = (size_t)(b - a);
+	if (*q == 0) {
+		*p = q;
+		return 0;
+	}
+	*p = q + 1; /* the separator; an item must follow it */
+	return 1;
+}
+
 /*
  * hb_parse_rules, also telling where it stopped: on failure *bad and
  * *badlen delimit the offending item (for the error line).
@@ -252,35 +283,22 @@ static int parse_list(const char *s, struct hb_rule *out, int max, int *n, const
 	int count = 0;
 
 	*n = 0;
-	if (!s)
-		return 0;
-	while (is_blank(*p))
-		p++;
-	if (*p == 0)
+	if (hb_list_blank(s))
 		return 0; /* an empty list: no rules */
-	for (;;) {
-		const char *start, *end;
+	for (int more = 1; more;) {
+		const char *start;
+		size_t len;
 		int ret;
 
-		while (is_blank(*p))
-			p++;
-		start = p;
-		while (*p && *p != ',')
-			p++;
-		end = p;
-		while (end > start && is_blank(end[-1]))
-			end--;
+		more = hb_list_item(&p, ',', &start, &len);
 		*bad = start;
-		*badlen = (size_t)(end - start);
+		*badlen = len;
 		if (count >= max)
 			return -E2BIG;
-		ret = parse_rule(start, (size_t)(end - start), &out[count]);
+		ret = parse_rule(start, len, &out[count]);
 		if (ret < 0)
 			return ret;
 		count++;
-		if (*p == 0)
-			break;
-		p++; /* the comma; an item must follow it */
 	}
 	*n = count;
 	return 0;
@@ -358,26 +376,16 @@ static int parse_cmds(const char *s, char *out, const char **bad, size_t *badlen
 	int count = 0;
 
 	out[0] = 0;
-	while (is_blank(*p))
-		p++;
-	if (*p == 0)
+	if (hb_list_blank(s))
 		return 0;
-	for (;;) {
-		const char *start, *end;
+	for (int more = 1; more;) {
+		const char *start;
 
-		while (is_blank(*p))
-			p++;
-		start = p;
-		while (*p && *p != ',')
-			p++;
-		end = p;
-		while (end > start && is_blank(end[-1]))
-			end--;
+		more = hb_list_item(&p, ',', &start, badlen);
 		*bad = start;
-		*badlen = (size_t)(end - start);
 		if (count >= HB_MAX_CMDS)
 			return -E2BIG;
-		if (end == start || end - start > HB_CMD_NAME_MAX || memchr(start, '/', *badlen))
+		if (*badlen == 0 || *badlen > HB_CMD_NAME_MAX || memchr(start, '/', *badlen))
 			return -EINVAL;
 		if (len + *badlen + 2 > HB_CMDS_MAX)
 			return -E2BIG;
@@ -387,10 +395,8 @@ static int parse_cmds(const char *s, char *out, const char **bad, size_t *badlen
 		len += *badlen;
 		out[len] = 0;
 		count++;
-		if (*p == 0)
-			return 0;
-		p++; /* the comma; a name must follow it */
 	}
+	return 0;
 }
 
 /* 1 when name is one of the names of a stored list ("a,b,c"). */

@@ -424,40 +424,27 @@ int hb_fault_parse(const char *s, struct hb_fault *out, int max, int *n, const c
 	*n = 0;
 	*bad = NULL;
 	*badlen = 0;
-	if (!s)
+	if (hb_list_blank(s))
 		return 0;
-	while (is_blank(*p))
-		p++;
-	if (*p == 0)
-		return 0;
-	for (;;) {
-		const char *start, *stop;
+	for (int more = 1; more;) {
+		const char *start;
+		size_t len;
 		int ret;
 
-		while (is_blank(*p))
-			p++;
-		start = p;
-		while (*p && *p != ';')
-			p++;
-		stop = p;
-		while (stop > start && is_blank(stop[-1]))
-			stop--;
+		more = hb_list_item(&p, ';', &start, &len);
 		*bad = start;
-		*badlen = (size_t)(stop - start);
+		*badlen = len;
 		if (count >= max)
 			return -E2BIG;
-		if (stop == start)
+		if (len == 0)
 			return -EINVAL;
-		ret = hb_fault_parse_one(start, (size_t)(stop - start), &out[count], count);
+		ret = hb_fault_parse_one(start, len, &out[count], count);
 		if (ret < 0)
 			return ret;
 		for (int i = 0; i < count; i++)
 			if (strcmp(out[i].name, out[count].name) == 0)
 				return -EINVAL; /* names address rules: unique */
 		count++;
-		if (*p == 0)
-			break;
-		p++;
 	}
 	*n = count;
 	*bad = NULL;

@@ -125,6 +125,14 @@ int hb_parse_duration(const char *s, uint32_t *out_ms);
  * Returns 0 and the count in *n, or -EINVAL / -E2BIG. Pure; any thread. */
 int hb_parse_rules(const char *s, struct hb_rule *out, int max, int *n);
 
+/* Lists in variables (peer rules, fault rules, program names): 1 when s is
+ * NULL or only blanks (no item). hb_list_item takes the item at *p up to
+ * sep, blanks around it dropped, into [*start, *start + *len) and moves *p
+ * past the separator; it returns 1 when a separator followed (another
+ * item, maybe empty, must come) and 0 after the last item. Pure. */
+int hb_list_blank(const char *s);
+int hb_list_item(const char **p, char sep, const char **start, size_t *len);
+
 /* 1 when addr matches one of the rules, else 0. Pure; async-signal-safe. */
 int hb_rules_match(const struct hb_rule *rules, int n, const struct sockaddr *sa,
 		   socklen_t len);
