@@ -58,7 +58,6 @@
 #define LINGER_READS 16
 #define FLOOD_READS 8
 
-struct hb_ka hb_ka_frame_cfg;
 
 static void send_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t silent);
 static void rx_downgraded(struct hb_conn *c, int fd, const struct hb_rx_info *info);
@@ -2944,3 +2943,12 @@ void hb_frame_pass(struct hb_conn *c, int fd)
 	if (have_rx)
 		unlock(&c->rxlock);
 }
+
+const struct hb_frame_ops hb_frame_ops = {
+	.tick = hb_frame_tick,
+	.linger_tick = hb_frame_linger_tick,
+	.notice = hb_frame_notice,
+	.atfork_prepare = hb_frame_atfork_prepare,
+	.atfork_child = hb_frame_atfork_child,
+	.linger_drop_all = hb_frame_linger_drop_all,
+};

@@ -726,6 +726,10 @@ struct hb_ka {
 /* Pure derivation; see DESIGN.md "Keepalive mode". */
 void hb_ka_derive(uint32_t interval_ms, uint32_t timeout_ms, struct hb_ka *out);
 extern struct hb_ka hb_ka_cfg; /* derived once at init */
+/* Derive hb_ka_cfg, and hb_ka_frame_cfg for framed connections (whose kernel
+ * keepalive is only a backstop and must never fire before the heartbeat
+ * timeout: 2 x timeout), from the configuration. Constructor only. */
+void hb_ka_init(uint32_t interval_ms, uint32_t timeout_ms);
 /* Apply the timing options (not SO_KEEPALIVE itself) to fd, skipping what
  * the application set. App thread right after connect/accept. */
 void hb_ka_apply(int fd, struct hb_conn *c);
@@ -840,8 +844,11 @@ int hb_dg_published(uint64_t cookie);
 int hb_dg_leave_reader(int fd, const struct hb_rx *rx);
 /* The name of a downgrade reason for events and logs. */
 const char *hb_dg_reason_name(uint8_t reason);
-/* Keepalive settings used as a backstop on framed connections. */
+/* Keepalive settings used as a backstop on framed connections
+ * (keepalive.c, filled by hb_ka_init). */
 extern struct hb_ka hb_ka_frame_cfg;
+/* frame.c's entry points for the background thread (hb_thread_set_frame_ops). */
+extern const struct hb_frame_ops hb_frame_ops;
 
 /* ------------------------------------------------------------------ inherit.c */
 
@@ -893,6 +900,20 @@ void hb_fdopen_flush(void);
 
 /* ------------------------------------------------------------------ thread.c */
 
+/* What the background thread calls for framed connections. frame.c fills
+ * hb_frame_ops and init.c registers it once, before any connection exists,
+ * so thread.c names no protocol file (the dependency points down). Each
+ * member has the contract of the frame.c function it names. Until one is
+ * registered the thread treats framed connections as settled (no tick). */
+struct hb_frame_ops {
+	uint64_t (*tick)(struct hb_conn *c, int fd, uint64_t now, uint64_t late);
+	uint64_t (*linger_tick)(struct hb_conn *c, int fd, uint64_t now);
+	void (*notice)(struct hb_conn *c, int fd, uint8_t reason, uint32_t silent_ms);
+	void (*atfork_prepare)(void);
+	void (*atfork_child)(void);
+	void (*linger_drop_all)(void);
+};
+void hb_thread_set_frame_ops(const struct hb_frame_ops *ops);
 /* Hand c to the background thread (starting it on first use). Any app
  * thread; c must be installed. Never blocks. */
 void hb_thread_schedule(struct hb_conn *c);

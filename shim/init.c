@@ -144,6 +144,7 @@ void hb_init(void)
 	pthread_atfork(hb_out_atfork_prepare, hb_out_atfork_parent, hb_out_atfork_child);
 	hb_real_bind();
 	hb_conn_on_reap(hb_thread_wake);
+	hb_thread_set_frame_ops(&hb_frame_ops);
 	if (getauxval(AT_SECURE)) {
 		/* setuid/setgid: the environment is not to be trusted (it names
 		 * files we would write as the new user). Stay out of the way. */
@@ -163,10 +164,7 @@ void hb_init(void)
 		return;
 	}
 	hb_log_level = hb_cfg.log_level;
-	hb_ka_derive(hb_cfg.interval_ms, hb_cfg.timeout_ms, &hb_ka_cfg);
-	/* Framed connections: the kernel's keepalive is only a backstop and
-	 * must never fire before the heartbeat timeout (2 x timeout). */
-	hb_ka_derive(hb_cfg.interval_ms, hb_cfg.timeout_ms * 2, &hb_ka_frame_cfg);
+	hb_ka_init(hb_cfg.interval_ms, hb_cfg.timeout_ms);
 	hb_enabled = !hb_cfg.disabled && import_and_scope();
 	if (!hb_enabled)
 		hb_cfg.disabled = 1;

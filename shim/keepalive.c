@@ -35,6 +35,13 @@
 #include "hb.h"
 
 struct hb_ka hb_ka_cfg;
+struct hb_ka hb_ka_frame_cfg;
+
+void hb_ka_init(uint32_t interval_ms, uint32_t timeout_ms)
+{
+	hb_ka_derive(interval_ms, timeout_ms, &hb_ka_cfg);
+	hb_ka_derive(interval_ms, timeout_ms * 2, &hb_ka_frame_cfg);
+}
 
 static uint32_t ceil_div(uint32_t a, uint32_t b)
 {

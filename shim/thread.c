@@ -47,6 +47,36 @@ static uint32_t rand32(void)
 	return (uint32_t)((rng * 2685821657736338717ull) >> 32);
 }
 
+/* Until frame.c's entry points are registered (init.c does it before any
+ * connection exists): nothing framed to tick. */
+static uint64_t no_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
+{
+	return 0;
+}
+
+static uint64_t no_linger_tick(struct hb_conn *c, int fd, uint64_t now)
+{
+	return 0;
+}
+
+static void no_notice(struct hb_conn *c, int fd, uint8_t reason, uint32_t silent_ms)
+{
+}
+
+static void no_hook(void)
+{
+}
+
+static const struct hb_frame_ops no_ops = { no_tick, no_linger_tick, no_notice,
+					    no_hook, no_hook, no_hook };
+static const struct hb_frame_ops *_Atomic fops_ptr = &no_ops;
+#define fops (hb_load_acquire(&fops_ptr))
+
+void hb_thread_set_frame_ops(const struct hb_frame_ops *ops)
+{
+	hb_store_release(&fops_ptr, ops);
+}
+
 void hb_thread_wake(void)
 {
 	/* Bump even while the thread is starting: its futex_wait compares the
@@ -93,7 +123,7 @@ static void idle_fire(struct hb_conn *c, int fd, uint64_t idle)
 	hb_buf_fmt(&b, ",\"kind\":\"idle\",\"silent_ms\":%llu", (unsigned long long)idle);
 	hb_event("deadline", fd, c, hb_buf_str(&b));
 	if (c->mode == HB_MODE_FRAME)
-		hb_frame_notice(c, fd, HB_NR_IDLE, (uint32_t)idle);
+		fops->notice(c, fd, HB_NR_IDLE, (uint32_t)idle);
 	hb_conn_declare_dead(c, fd, ETIMEDOUT, "idle", idle);
 }
 
@@ -169,7 +199,7 @@ static void fire(struct hb_conn *c, void *arg)
 	if (fd < 0)
 		return;
 	if (c->kind == HB_KIND_LINGER) {
-		uint64_t next = hb_frame_linger_tick(c, fd, now);
+		uint64_t next = fops->linger_tick(c, fd, now);
 
 		hb_fd_unpin(ent);
 		if (next)
@@ -183,7 +213,7 @@ static void fire(struct hb_conn *c, void *arg)
 
 		if (!(hb_load_relaxed(&c->flags) & HB_CF_KA_ARMED))
 			hb_ka_arm(fd, c); /* the backstop */
-		next = hb_frame_tick(c, fd, now,
+		next = fops->tick(c, fd, now,
 				     now > c->wexpires ? now - c->wexpires : 0);
 		if (next && hb_cfg.idle_timeout_ms && !hb_load_acquire(&c->dead)) {
 			uint64_t last = c->last_app_ms > c->opened_ms ? c->last_app_ms : c->opened_ms;
@@ -252,7 +282,7 @@ static void first_timer(struct hb_conn *c, uint64_t now)
 	c->phase = PH_ARM;
 	if (c->mode == HB_MODE_FRAME) {
 		/* Now: an accepted connection's hello may be waiting (and its
-		 * window is short, hb_frame_tick looks every millisecond), a
+		 * window is short, the framed tick looks every millisecond), a
 		 * client's may still be queued behind a non-blocking connect.
 		 * Heartbeats are spread by a per-connection offset there. */
 		hb_wheel_add(&wheel, c, now + 1);
@@ -434,7 +464,7 @@ static void *thread_main(void *arg)
 
 static void atfork_prepare(void)
 {
-	hb_frame_atfork_prepare();
+	fops->atfork_prepare();
 }
 
 static void atfork_child(void)
@@ -443,8 +473,8 @@ static void atfork_child(void)
 	 * thread is not here to unpin it, and dropping a lingering entry
 	 * waits for its pin. */
 	hb_fd_after_fork_child();
-	hb_frame_atfork_child();
-	hb_frame_linger_drop_all();
+	fops->atfork_child();
+	fops->linger_drop_all();
 	/* No background thread here until one is needed. */
 	hb_store_release(&tstate, TS_NONE);
 	hb_store_release(&wake_word, 0);
@@ -464,12 +494,12 @@ static void forget_linger(int fd, struct hb_conn *c, void *arg)
 void hb_thread_after_clone(int own_files)
 {
 	if (!hb_load_acquire(&atfork_done)) {
-		hb_frame_atfork_child();
+		fops->atfork_child();
 	} else if (own_files) {
 		atfork_child();
 	} else {
 		hb_fd_after_fork_child();
-		hb_frame_atfork_child();
+		fops->atfork_child();
 		hb_fd_foreach(forget_linger, NULL);
 		hb_store_release(&tstate, TS_NONE);
 		hb_store_release(&wake_word, 0);
