@@ -65,17 +65,29 @@ hb_setup() {
 }
 
 hb_teardown() {
-	local pid ns
-	# Processes first (TERM, then KILL what is left), then namespaces
-	# (killing whatever still runs inside them).
+	local pid ns i
+	# Processes first, then namespaces (killing whatever still runs inside
+	# them). A background job started through shim/plain is a timeout(1)
+	# process, which leads its own process group: the signal goes to the
+	# group, so the command's own children (an rsync daemon's per-connection
+	# processes, say) stop too. Teardown waits until every group is empty
+	# before bats removes the test's directory: a process still writing its
+	# log or events there makes that removal fail.
 	if [ -s "$T/.pids" ]; then
 		while read -r pid; do
-			kill -TERM "$pid" 2>/dev/null || true
+			kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
 		done <"$T/.pids"
-		sleep 0.1
+		for ((i = 0; i < 40; i++)); do
+			bg_any_alive || break
+			sleep 0.05
+		done
 		while read -r pid; do
-			kill -KILL "$pid" 2>/dev/null || true
+			kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
 		done <"$T/.pids"
+		for ((i = 0; i < 40; i++)); do
+			bg_any_alive || break
+			sleep 0.05
+		done
 	fi
 	if [ -s "$T/.netns" ]; then
 		while read -r ns; do
@@ -85,6 +97,29 @@ hb_teardown() {
 			ip netns del "$ns" 2>/dev/null || true
 		done <"$T/.netns"
 	fi
+}
+
+# Is any process of a background job (its group, or the pid alone) alive?
+bg_any_alive() {
+	local pid
+	while read -r pid; do
+		kill -0 -- "-$pid" 2>/dev/null && return 0
+		kill -0 "$pid" 2>/dev/null && return 0
+	done <"$T/.pids"
+	return 1
+}
+
+# bg_stop PID: stop a background job and everything in its process group,
+# and wait until they are gone (at most 2 s after SIGTERM, then SIGKILL).
+bg_stop() {
+	local pid=$1 i
+	kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 40; i++)); do
+		kill -0 -- "-$pid" 2>/dev/null || kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	kill -KILL -- "-$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
 }
 
 setup() { hb_setup; }

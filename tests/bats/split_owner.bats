@@ -124,7 +124,7 @@ EOF
 			diff -r "$TREE" "$R/mod/run$i"
 		fi
 	done
-	kill "$dpid" 2>/dev/null || true
+	bg_stop "$dpid"
 	[ "$(grep -c '"event":"framed"' "$R/client.ev")" -eq "$runs" ]
 	[ "$(grep -c '"event":"framed"' "$R/daemon.ev")" -eq "$runs" ]
 	! grep -q protocol_error "$R/client.ev" "$R/daemon.ev" || fail "protocol error: $(grep -h protocol_error "$R/client.ev" "$R/daemon.ev")"
