@@ -62,9 +62,9 @@ CORE_OBJS := $(CORE_SRCS:shim/%.c=$(B)/obj/%.o)
 LIB_OBJS  := $(LIB_SRCS:shim/%.c=$(B)/obj/%.o)
 WRAP_OBJS := $(B)/obj/wrapper.o $(B)/obj/config.o $(B)/obj/fault.o $(B)/obj/fmt.o
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
-UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)
 HELPER_SRCS := $(wildcard tests/helpers/*.c)
-HELPER_BINS := $(HELPER_SRCS:tests/helpers/%.c=$(B)/tests/%)
+HELPER_BINS := $(HELPER_SRCS:tests/helpers/%.c=$(B)/helpers/%)
 
 .PHONY: all check unit integration demo install uninstall clean bench fuzz deps man deb check-deb \
 	musl arm64 check-cross
@@ -122,21 +122,23 @@ $(B)/libhbcore.a: $(CORE_OBJS)
 $(B)/hbshim: $(WRAP_OBJS)
 	$(CC) $(CFLAGS) $(SAN_LD) $(HARDEN_LD) -o $@ $^
 
-$(B)/tests/%: tests/unit/%.c $(B)/libhbcore.a | $(B)/tests
+# Unit-test binaries in $(B)/unit/, the programs the bats tests drive
+# (tests/helpers, tests/cross) in $(B)/helpers/.
+$(B)/unit/%: tests/unit/%.c $(B)/libhbcore.a | $(B)/unit
 	$(CC) $(CFLAGS) $(SAN_LD) -fPIE -o $@ $< $(B)/libhbcore.a -lcmocka $(LIBS)
-$(B)/tests/%: tests/helpers/%.c | $(B)/tests
+$(B)/helpers/%: tests/helpers/%.c | $(B)/helpers
 	$(CC) $(CFLAGS) -o $@ $< $(LIBS)
-$(B)/tests/%: tests/cross/%.c | $(B)/tests $(KINC)
+$(B)/helpers/%: tests/cross/%.c | $(B)/helpers $(KINC)
 	$(CC) $(CFLAGS) -o $@ $< $(LIBS)
 
-$(B)/obj $(B)/tests:
+$(B)/obj $(B)/unit $(B)/helpers:
 	mkdir -p $@
 
 deps:
 	@scripts/install-test-deps.sh
 
 # UNIT_ONLY="test_fdtable test_wheel" runs a subset.
-UNIT_RUN := $(if $(UNIT_ONLY),$(addprefix $(B)/tests/,$(UNIT_ONLY)),$(UNIT_BINS))
+UNIT_RUN := $(if $(UNIT_ONLY),$(addprefix $(B)/unit/,$(UNIT_ONLY)),$(UNIT_BINS))
 unit: $(UNIT_RUN)
 	@scripts/run-unit.sh $(UNIT_RUN)
 
@@ -167,9 +169,9 @@ fuzz:
 	@B=$(B) scripts/fuzz.sh
 
 musl:
-	@$(MAKE) --no-print-directory B=build/musl CC=musl-gcc all build/musl/tests/xpair
+	@$(MAKE) --no-print-directory B=build/musl CC=musl-gcc all build/musl/helpers/xpair
 arm64:
-	@$(MAKE) --no-print-directory B=build/arm64 CC=aarch64-linux-gnu-gcc all build/arm64/tests/xpair
+	@$(MAKE) --no-print-directory B=build/arm64 CC=aarch64-linux-gnu-gcc all build/arm64/helpers/xpair
 check-cross: all musl arm64
 	@scripts/check-cross.sh
 

@@ -19,7 +19,7 @@ if ! command -v qemu-aarch64-static >/dev/null; then
 	echo "check-cross: qemu-aarch64-static missing (Debian qemu-user-static)" >&2
 	exit 1
 fi
-units=$(ls tests/unit/test_*.c | sed 's|tests/unit/\(.*\)\.c|build/arm64/tests/\1|')
+units=$(ls tests/unit/test_*.c | sed 's|tests/unit/\(.*\)\.c|build/arm64/unit/\1|')
 if make --no-print-directory B=build/arm64 CC=aarch64-linux-gnu-gcc $units >/dev/null; then
 	for t in $units; do
 		if timeout -s KILL 300 "${QEMU[@]}" "$t" >"$t.log" 2>&1; then

@@ -15,16 +15,12 @@ FRAMED=(HBSHIM_FRAME='127.0.0.1:*' HBSHIM_INTERVAL=1ms HBSHIM_TIMEOUT=20s)
 # (closed under a blocked call) sees nothing in 600 ms, as without the shim.
 FRAMED_SLOW=(HBSHIM_FRAME='127.0.0.1:*' HBSHIM_INTERVAL=1s HBSHIM_TIMEOUT=20s)
 
-need_helper() {
-	[ -x "$HB_ROOT/build/tests/$1" ] || skip "build/tests/$1 not built (make integration builds it)"
-}
-
 # abortcall WHO MODE [ENV...]: run the helper plain or under the shim; the
 # line in $line, its fields in $op_ms $woke_ms.
 abortcall() {
 	local who=$1 mode=$2
 	shift 2
-	run $who "$@" "$HB_ROOT/build/tests/abortcall" "$mode"
+	run $who "$@" "$HB_HELPERS/abortcall" "$mode"
 	echo "$who $mode $*: $output"
 	assert_status 0
 	line=$(grep '^op_ms=' <<<"$output")

@@ -66,7 +66,7 @@ fetch_with() {
 }
 
 @test "seccomp: a client that sandboxes itself after connecting (sshd style) is not killed; bytes exact" {
-	[ -x "$HB_ROOT/build/tests/sandboxed" ] || skip "build/tests/sandboxed not built"
+	need_helper sandboxed
 	local port
 	port=$(free_port)
 	bg srv plain "$PY" -c 'import socket, sys
@@ -78,7 +78,7 @@ l = f.readline(); s.sendall(b"pong:" + l); s.close()' "$port"
 	wait_line "$T/srv.out" LISTENING
 	# The filter kills the process (SIGSYS, status 159) on sendto, sendmsg,
 	# getsockopt, setsockopt or a new thread.
-	run shim HBSHIM_INTERVAL=200ms HBSHIM_TIMEOUT=1s HBSHIM_LOG=info "$HB_ROOT/build/tests/sandboxed" "$port"
+	run shim HBSHIM_INTERVAL=200ms HBSHIM_TIMEOUT=1s HBSHIM_LOG=info "$HB_HELPERS/sandboxed" "$port"
 	assert_status 0
 	[ "$(line_with pong)" = "pong:ping" ] || fail "client printed: $output"
 	bg_wait "$srv" 5

@@ -168,7 +168,7 @@ CLIENT_ENV=()
 # server's hello (whether it can downgrade), downgrades, and the client's
 # plain write and read then carry raw bytes.
 @test "a client that sandboxes itself right after connecting, framed at both ends: bytes exact, not killed" {
-	[ -x "$HB_ROOT/build/tests/sandboxed" ] || skip "build/tests/sandboxed not built"
+	need_helper sandboxed
 	bg srv shim HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/server.events" "$PY" -c 'import socket
 ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(1)
 print(ls.getsockname()[1], flush=True)
@@ -177,7 +177,7 @@ l = f.readline(); s.sendall(b"pong:" + l); s.recv(1)'
 	wait_line "$T/srv.out" '^[0-9]+$' 10
 	PORT=$(head -1 "$T/srv.out")
 	run shim HBSHIM_FRAME="127.0.0.1:$PORT" HBSHIM_EVENTS="$T/client.events" \
-		"$HB_ROOT/build/tests/sandboxed" "$PORT"
+		"$HB_HELPERS/sandboxed" "$PORT"
 	assert_status 0
 	[ "$(line_with pong)" = "pong:ping" ] || fail "client printed: $output"
 	grep -q '"event":"downgraded".*"by":"local","reason":"seccomp"' "$T/client.events" ||

@@ -2,18 +2,18 @@
 # epoll readiness on framed connections: epoll_wait, epoll_pwait and
 # epoll_pwait2 withdraw a report with no application byte behind it (only
 # heartbeats queued because the shim's thread was starved), as poll and
-# select do. build/tests/epollclient runs both ends; it peeks (non-blocking)
+# select do. build/helpers/epollclient runs both ends; it peeks (non-blocking)
 # after every report: "empty" counts reports with nothing for the
 # application, "eagain" non-blocking reads that failed right after EPOLLIN,
 # "recv over 50 ms" blocking reads that waited.
 
 load helpers
 
-EC="$HB_ROOT/build/tests/epollclient"
+EC="$HB_HELPERS/epollclient"
 FRAMED=(HBSHIM_FRAME='127.0.0.1:*' HBSHIM_INTERVAL=10ms HBSHIM_TIMEOUT=20s)
 
 need_ec() {
-	[ -x "$EC" ] || skip "build/tests/epollclient not built (make integration builds it)"
+	need_helper epollclient
 }
 
 # Two busy loops (one per CPU of the CI machine) for the rest of the test;

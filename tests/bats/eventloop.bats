@@ -5,11 +5,11 @@
 
 load helpers
 
-PR="$HB_ROOT/build/tests/pollread"
+PR="$HB_HELPERS/pollread"
 FRAMED=(HBSHIM_FRAME='127.0.0.1:*' HBSHIM_INTERVAL=10ms HBSHIM_TIMEOUT=20s)
 
 need_pollread() {
-	[ -x "$PR" ] || skip "build/tests/pollread not built (make integration builds it)"
+	need_helper pollread
 }
 
 @test "eventloop: poll on a blocking fd, then a blocking read: no stall behind 10 ms heartbeats" {

@@ -5,13 +5,9 @@ load helpers
 
 FRAMED=(HBSHIM_FRAME='127.0.0.1:*' HBSHIM_INTERVAL=1ms HBSHIM_TIMEOUT=20s)
 
-need_helper() {
-	[ -x "$HB_ROOT/build/tests/$1" ] || skip "build/tests/$1 not built (make integration builds it)"
-}
-
 @test "faults: close/heartbeat race, freed numbers reused by pipes and files at once: no stray byte" {
 	need_helper closerace
-	run shim "${FRAMED[@]}" TMPDIR="$T" "$HB_ROOT/build/tests/closerace" 4 600
+	run shim "${FRAMED[@]}" TMPDIR="$T" "$HB_HELPERS/closerace" 4 600
 	echo "$output"
 	assert_status 0
 	[[ $output == *" 0 stray bytes"* ]]
@@ -19,7 +15,7 @@ need_helper() {
 
 @test "faults: signal storm every 100 us with SA_RESTART: bytes exact, no EINTR reaches the app" {
 	need_helper sigstorm
-	run shim "${FRAMED[@]}" "$HB_ROOT/build/tests/sigstorm" restart 20
+	run shim "${FRAMED[@]}" "$HB_HELPERS/sigstorm" restart 20
 	echo "$output"
 	assert_status 0
 	[[ $output == *"0 mismatches, 0 EINTR"* ]]
@@ -27,7 +23,7 @@ need_helper() {
 
 @test "faults: signal storm every 100 us without SA_RESTART: bytes exact, EINTR retried" {
 	need_helper sigstorm
-	run shim "${FRAMED[@]}" "$HB_ROOT/build/tests/sigstorm" norestart 20
+	run shim "${FRAMED[@]}" "$HB_HELPERS/sigstorm" norestart 20
 	echo "$output"
 	assert_status 0
 	[[ $output == *"0 mismatches"* ]]
@@ -38,7 +34,7 @@ need_helper() {
 	# thread had consumed the hello, took the first data frame for a raw
 	# stream and delivered frame headers to the application.
 	need_helper acceptrace
-	run shim "${FRAMED[@]}" "$HB_ROOT/build/tests/acceptrace" 1000
+	run shim "${FRAMED[@]}" "$HB_HELPERS/acceptrace" 1000
 	echo "$output"
 	assert_status 0
 	[[ $output == *"1000 connections, 0 bad"* ]]
@@ -167,7 +163,7 @@ PY
 
 @test "faults: fork storm (exit, hold, exec) during a framed echo stream at 1 ms heartbeats: bytes exact" {
 	need_helper forkstorm
-	run shim "${FRAMED[@]}" HBSHIM_EVENTS="$T/ev" "$HB_ROOT/build/tests/forkstorm" storm 120
+	run shim "${FRAMED[@]}" HBSHIM_EVENTS="$T/ev" "$HB_HELPERS/forkstorm" storm 120
 	echo "$output"
 	assert_status 0
 	[[ $output == *"storm: 120 forks (0 failed) during the stream"*"echoed exactly"* ]]
@@ -304,7 +300,7 @@ c.close()' "$port"
 
 @test "faults: a thread closes an fd another thread is blocked reading; the number is reused by a pipe at once" {
 	need_helper forkstorm
-	run shim "${FRAMED[@]}" "$HB_ROOT/build/tests/forkstorm" closeblocked
+	run shim "${FRAMED[@]}" "$HB_HELPERS/forkstorm" closeblocked
 	echo "$output"
 	assert_status 0
 	[[ $output == *"0 stray bytes"*"with 0 non-application bytes"* ]]
@@ -312,7 +308,7 @@ c.close()' "$port"
 
 @test "faults: wrapped calls from a signal handler (every 200 us) and from a constructor: bytes exact, no deadlock" {
 	need_helper forkstorm
-	run shim "${FRAMED[@]}" "$HB_ROOT/build/tests/forkstorm" sighandler
+	run shim "${FRAMED[@]}" "$HB_HELPERS/forkstorm" sighandler
 	echo "$output"
 	assert_status 0
 	[[ $output == *"(0 bad), constructor ok"*"echoed exactly"* ]]

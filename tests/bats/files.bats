@@ -310,10 +310,9 @@ PY
 }
 
 @test "files: an events fd is never left open in a child forked by another thread" {
-	[ -x "$HB_ROOT/build/tests/forkfiles" ] ||
-		skip "build/tests/forkfiles not built (make integration builds it)"
+	need_helper forkfiles
 	: >"$T/ev"
-	run shim HBSHIM_EVENTS="$T/ev" "$HB_ROOT/build/tests/forkfiles" "$T/ev" 300
+	run shim HBSHIM_EVENTS="$T/ev" "$HB_HELPERS/forkfiles" "$T/ev" 300
 	assert_status 0
 	[[ $output =~ ^FORKS\ 300\ LEAKED\ 0\ CONNS\ [0-9]+$ ]] || fail "$output"
 	[ -s "$T/ev" ] || fail "no events written meanwhile"

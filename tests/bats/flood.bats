@@ -7,15 +7,15 @@
 # while it absorbs a flood on a lingering close), and a blocking read still
 # ends at SO_RCVTIMEO. A client that sends only the start of the magic and
 # waits costs no more than an idle one. The peers are hand-written
-# (build/tests/flooder), the server is a plain Python epoll loop.
+# (build/helpers/flooder), the server is a plain Python epoll loop.
 
 load helpers
 
-FLOODER="$HB_ROOT/build/tests/flooder"
+FLOODER="$HB_HELPERS/flooder"
 
 setup() {
 	hb_setup
-	[ -x "$FLOODER" ] || skip "build/tests/flooder missing: make build/tests/flooder"
+	need_helper flooder
 	SRV="$T/srv.py"
 	cat >"$SRV" <<'PY'
 import resource, select, socket, struct, sys, time

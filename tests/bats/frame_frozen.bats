@@ -168,9 +168,9 @@ control_blocked() {
 }
 
 @test "frozen server: a C client blocked in read() gets ETIMEDOUT within the bound, then on read() and write() again" {
-	local bin="$HB_ROOT/build/tests/frame_client"
-	[ -x "$bin" ] || make -s -C "$HB_ROOT" build/tests/frame_client >&2 ||
-		skip "build/tests/frame_client could not be built (make integration builds it)"
+	local bin="$HB_HELPERS/frame_client"
+	[ -x "$bin" ] || make -s -C "$HB_ROOT" build/helpers/frame_client >&2 ||
+		skip "build/helpers/frame_client could not be built (make integration builds it)"
 	local port spid
 	port=$(free_port)
 	bg srv shim "${FENV[@]}" "$PY" "$FAPP" server "$port" 100000 stop

@@ -5,10 +5,10 @@
 
 load helpers
 
-HELPERS="$HB_ROOT/build/tests"
+HELPERS="$HB_HELPERS"
 
 @test "iovec: wrapping, oversized lengths and too many entries get the kernel's errno on every vectored call" {
-	[ -x "$HELPERS/iovec_overflow" ] || fail "build/tests/iovec_overflow missing: make build/tests/iovec_overflow"
+	[ -x "$HELPERS/iovec_overflow" ] || fail "build/helpers/iovec_overflow missing: make build/helpers/iovec_overflow"
 	run shim HBSHIM_FRAME='*' "$HELPERS/iovec_overflow"
 	[ "$(line_with MODE)" = "MODE 2" ] || fail "connection not framed: $output"
 	assert_status 0
@@ -42,7 +42,7 @@ spawned_ok() {
 }
 
 @test "stack: posix_spawn from a thread with a 64 KiB stack, a framed connection open" {
-	[ -x "$HELPERS/smallstack_exec" ] || fail "build/tests/smallstack_exec missing"
+	[ -x "$HELPERS/smallstack_exec" ] || fail "build/helpers/smallstack_exec missing"
 	spawned_ok spawn
 }
 

@@ -2,6 +2,8 @@
 #
 # Every .bats file does `load helpers`. What this gives a test:
 #   $HB_LIB $HB_NOOP $HB_WRAP   the build products (absolute paths)
+#   $HB_HELPERS                 build/helpers: the programs built from
+#                               tests/helpers/*.c (make integration builds them)
 #   $PY                         Debian's /usr/bin/python3 (never pyenv's)
 #   $APP                        tests/app/hbapp.py, a small plain-socket Python
 #                               program used as the "unmodified application"
@@ -18,6 +20,7 @@
 #   netns_new                   create a private network namespace with lo up,
 #                               name in $NS; deleted in teardown
 #   need_root / need_cmd CMD... skip with a reason
+#   need_helper NAME...         skip unless build/helpers/NAME is built
 #   free_port                   an unused TCP port on 127.0.0.1
 #   wait_listen PORT [NS]       wait until something listens on PORT
 #   wait_line FILE REGEX [SECS] wait until a line of FILE matches REGEX
@@ -28,6 +31,7 @@ HB_ROOT="$(cd "$BATS_TEST_DIRNAME/../.." && pwd)"
 HB_LIB="${HB_LIB:-$HB_ROOT/build/libhbshim.so}"
 HB_NOOP="$HB_ROOT/build/libhbshim-noop.so"
 HB_WRAP="$HB_ROOT/build/hbshim"
+HB_HELPERS="$HB_ROOT/build/helpers"
 PY=/usr/bin/python3
 # Upper bound for any single command a test runs (seconds).
 HB_CMD_TIMEOUT=${HB_CMD_TIMEOUT:-30}
@@ -177,6 +181,13 @@ need_cmd() {
 	local c
 	for c in "$@"; do
 		command -v "$c" >/dev/null 2>&1 || skip "needs $c (not installed)"
+	done
+}
+
+need_helper() {
+	local h
+	for h in "$@"; do
+		[ -x "$HB_HELPERS/$h" ] || skip "build/helpers/$h not built (make integration builds it)"
 	done
 }
 

@@ -4,11 +4,11 @@
 
 load helpers
 
-FLOODER="$HB_ROOT/build/tests/flooder"
+FLOODER="$HB_HELPERS/flooder"
 
 setup() {
 	hb_setup
-	[ -x "$FLOODER" ] || skip "build/tests/flooder missing: make build/tests/flooder"
+	need_helper flooder
 	SRV="$T/peek.py"
 	cat >"$SRV" <<'PY'
 import signal, socket, sys, time

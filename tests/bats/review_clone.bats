@@ -8,13 +8,9 @@ load helpers
 setup() { hb_setup; }
 teardown() { hb_teardown; }
 
-need_helper() {
-	[ -x "$HB_ROOT/build/tests/$1" ] || skip "build/tests/$1 not built (make integration builds it)"
-}
-
 @test "review_clone: a CLONE_FILES child leaves the parent's lingering duplicate open" {
 	need_helper clonefiles
-	run shim HBSHIM_FRAME='*' "$HB_ROOT/build/tests/clonefiles" files
+	run shim HBSHIM_FRAME='*' "$HB_HELPERS/clonefiles" files
 	assert_status 0
 	[[ ${lines[0]} =~ ^LINGER\ fd=[0-9]+$ ]] || fail "$output"
 	# Shared table: the child sees the parent's duplicate and leaves it.
@@ -24,7 +20,7 @@ need_helper() {
 
 @test "review_clone: without CLONE_FILES the child still closes its own copy of the duplicate" {
 	need_helper clonefiles
-	run shim HBSHIM_FRAME='*' "$HB_ROOT/build/tests/clonefiles" own
+	run shim HBSHIM_FRAME='*' "$HB_HELPERS/clonefiles" own
 	assert_status 0
 	[[ ${lines[0]} =~ ^LINGER\ fd=[0-9]+$ ]] || fail "$output"
 	[ "${lines[1]}" = "CHILD closed" ] || fail "$output"
@@ -34,7 +30,7 @@ need_helper() {
 @test "review_clone: where kcmp is refused a CLONE_FILES child still leaves the parent's duplicate open" {
 	need_helper clonefiles
 	need_helper nokcmp
-	run shim HBSHIM_FRAME='*' "$HB_ROOT/build/tests/nokcmp" "$HB_ROOT/build/tests/clonefiles" files
+	run shim HBSHIM_FRAME='*' "$HB_HELPERS/nokcmp" "$HB_HELPERS/clonefiles" files
 	[ "$status" -ne 2 ] || skip "seccomp filter not installed: $output"
 	assert_status 0
 	[ "${lines[1]}" = "CHILD open" ] || fail "$output"

@@ -15,10 +15,6 @@ teardown() {
 	hb_teardown
 }
 
-need_helper() {
-	[ -x "$HB_ROOT/build/tests/$1" ] || skip "build/tests/$1 not built (make integration builds it)"
-}
-
 @test "review_files: HBSHIM_EVENTS swapped between another user's file and link in /tmp: the link's target is never written" {
 	need_root "another user to plant the link"
 	need_cmd setpriv
@@ -40,7 +36,7 @@ need_helper() {
 	# the path names whenever the shim looks in between).
 	bg swap setpriv --reuid=65534 --regid=65534 --clear-groups bash -c \
 		'ln -s "$2" "$1/events" && : >"$1/alt" && chmod 666 "$1/alt" &&
-		 exec "$3" "$1/events" "$1/alt" 4' _ "$d" "$s/target" "$HB_ROOT/build/tests/swapname"
+		 exec "$3" "$1/events" "$1/alt" 4' _ "$d" "$s/target" "$HB_HELPERS/swapname"
 	sleep 0.3
 	# Up to 1000 event lines a second, each one open of the path.
 	run shim HBSHIM_EVENTS="$d/events" "$PY" -c 'import socket, time

@@ -9,11 +9,11 @@
 
 load helpers
 
-SPLITRW="$HB_ROOT/build/tests/splitrw"
+SPLITRW="$HB_HELPERS/splitrw"
 
 setup() {
 	hb_setup
-	[ -x "$SPLITRW" ] || skip "build/tests/splitrw missing: run make"
+	need_helper splitrw
 }
 
 # pid_of NAME: the pid on the "PID n" line of $T/NAME.out, recorded for

@@ -11,8 +11,8 @@ load helpers
 
 setup() {
 	hb_setup
-	CLIENT="$HB_ROOT/build/tests/fdopen_client"
-	[ -x "$CLIENT" ] || skip "build/tests/fdopen_client is missing: make build/tests/fdopen_client"
+	CLIENT="$HB_HELPERS/fdopen_client"
+	need_helper fdopen_client
 	SRV="$BATS_FILE_TMPDIR/stdio_srv.py"
 	[ -f "$SRV" ] || write_server "$SRV"
 }

@@ -8,10 +8,6 @@
 
 load helpers
 
-need_helper() {
-	[ -x "$HB_ROOT/build/tests/$1" ] || skip "build/tests/$1 not built (make integration builds it)"
-}
-
 # A shimmed echo server on PORT (framed when its client frames), started
 # with bg as "srv"; returns once it listens.
 echo_server() { # PORT
@@ -34,7 +30,7 @@ raw_clone_child_pipe() { # NOKCMP-ARGS...
 	port=$(free_port)
 	echo_server "$port"
 	local srv=$BG_PID
-	run shim HBSHIM_INTERVAL=100ms "HBSHIM_FRAME=127.0.0.1:$port" "$HB_ROOT/build/tests/nokcmp" "$@" \
+	run shim HBSHIM_INTERVAL=100ms "HBSHIM_FRAME=127.0.0.1:$port" "$HB_HELPERS/nokcmp" "$@" \
 		"$PY" -c 'import ctypes, os, signal, socket, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
 assert libc.syscall(312, os.getpid(), os.getpid(), 0, 0, 0) == -1 and ctypes.get_errno() == 1  # kcmp: EPERM
@@ -78,7 +74,7 @@ os.write(fd, b"after"); print("parent got", os.read(fd, 10), flush=True)' "$port
 	port=$(free_port)
 	echo_server "$port"
 	local srv=$BG_PID
-	run shim HBSHIM_INTERVAL=100ms "HBSHIM_FRAME=127.0.0.1:$port" "$HB_ROOT/build/tests/vforkreuse" "$port"
+	run shim HBSHIM_INTERVAL=100ms "HBSHIM_FRAME=127.0.0.1:$port" "$HB_HELPERS/vforkreuse" "$port"
 	echo "$output"
 	assert_status 0
 	[ "$output" = "mode 2
@@ -94,7 +90,7 @@ parent got after" ] || fail "output: $output"
 	port=$(free_port)
 	echo_server "$port"
 	local srv=$BG_PID
-	run shim HBSHIM_INTERVAL=100ms "HBSHIM_FRAME=127.0.0.1:$port" "$HB_ROOT/build/tests/nokcmp" "$PY" -c 'import ctypes, socket, subprocess, sys
+	run shim HBSHIM_INTERVAL=100ms "HBSHIM_FRAME=127.0.0.1:$port" "$HB_HELPERS/nokcmp" "$PY" -c 'import ctypes, socket, subprocess, sys
 lib = ctypes.CDLL(None)
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 for i in range(3):

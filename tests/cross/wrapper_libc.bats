@@ -12,7 +12,7 @@ MB="$ROOT/build/musl"
 GB="$ROOT/build"
 
 setup() {
-	[ -x "$MB/hbshim" ] && [ -x "$MB/tests/xpair" ] || skip "build/musl not built (make musl)"
+	[ -x "$MB/hbshim" ] && [ -x "$MB/helpers/xpair" ] || skip "build/musl not built (make musl)"
 	[ -x "$GB/hbshim" ] || skip "build/hbshim not built (make)"
 	T=$(mktemp -d)
 }
@@ -37,7 +37,7 @@ teardown() {
 }
 
 @test "musl program, glibc library: refused with 126" {
-	run env HBSHIM_LIBRARY="$GB/libhbshim.so" "$GB/hbshim" "$MB/tests/xpair" server
+	run env HBSHIM_LIBRARY="$GB/libhbshim.so" "$GB/hbshim" "$MB/helpers/xpair" server
 	echo "$output"
 	[ "$status" -eq 126 ]
 	[[ $output == *"xpair is a musl program (/lib/ld-musl-"*") but $GB/libhbshim.so is built for glibc"* ]]
@@ -58,7 +58,7 @@ teardown() {
 }
 
 @test "matching libcs run as before, the shim active" {
-	run "$MB/hbshim" --log debug "$MB/tests/xpair" bogus
+	run "$MB/hbshim" --log debug "$MB/helpers/xpair" bogus
 	echo "$output"
 	[ "$status" -eq 2 ] # xpair's usage error: it ran
 	[[ $output == *"hbshim["*"]: debug: loaded"* ]]
@@ -68,8 +68,8 @@ teardown() {
 }
 
 @test "another architecture: refused with 126" {
-	[ -x "$ROOT/build/arm64/tests/xpair" ] || skip "build/arm64 not built (make arm64)"
-	run "$GB/hbshim" "$ROOT/build/arm64/tests/xpair" server
+	[ -x "$ROOT/build/arm64/helpers/xpair" ] || skip "build/arm64 not built (make arm64)"
+	run "$GB/hbshim" "$ROOT/build/arm64/helpers/xpair" server
 	echo "$output"
 	[ "$status" -eq 126 ]
 	[[ $output == *"xpair is built for another architecture (ELF machine 183) than $GB/libhbshim.so"* ]]

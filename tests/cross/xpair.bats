@@ -22,7 +22,7 @@ N=300000
 
 setup() {
 	T=$(mktemp -d)
-	[ -x "$XB/tests/xpair" ] || skip "$XB/tests/xpair not built (make $XTARGET)"
+	[ -x "$XB/helpers/xpair" ] || skip "$XB/helpers/xpair not built (make $XTARGET)"
 	if [ "$XTARGET" = arm64 ]; then
 		command -v qemu-aarch64-static >/dev/null || skip "qemu-aarch64-static missing (qemu-user-static)"
 	fi
@@ -59,7 +59,7 @@ xrun() {
 
 # server ENV...: start a server, set $PORT and $SPID.
 server() {
-	xrun "$@" -- "$XB/tests/xpair" server >"$T/server.out" 2>"$T/server.err" &
+	xrun "$@" -- "$XB/helpers/xpair" server >"$T/server.out" 2>"$T/server.err" &
 	local i
 	for ((i = 0; i < 200; i++)); do
 		grep -q '^PID ' "$T/server.out" 2>/dev/null && break
@@ -77,7 +77,7 @@ server() {
 @test "$XTARGET: keepalive mode: kernel options set, $N bytes each way byte-exact" {
 	local ENV=(HBSHIM_INTERVAL=1s HBSHIM_TIMEOUT=4s)
 	server "${ENV[@]}"
-	run xrun "${ENV[@]}" -- "$XB/tests/xpair" client "$PORT" "$N"
+	run xrun "${ENV[@]}" -- "$XB/helpers/xpair" client "$PORT" "$N"
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ $output == *"MODE 1"* ]]
@@ -89,7 +89,7 @@ server() {
 @test "$XTARGET: framed mode: $N bytes each way byte-exact" {
 	local ENV=(HBSHIM_INTERVAL=300ms HBSHIM_TIMEOUT=3s "HBSHIM_FRAME=127.0.0.1:*")
 	server "${ENV[@]}"
-	run xrun "${ENV[@]}" -- "$XB/tests/xpair" client "$PORT" "$N"
+	run xrun "${ENV[@]}" -- "$XB/helpers/xpair" client "$PORT" "$N"
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ $output == *"MODE 2"* ]]
@@ -99,7 +99,7 @@ server() {
 @test "$XTARGET: framed mode: an idle live peer (3.5 s, timeout 1.5 s) is kept by heartbeats" {
 	local ENV=(HBSHIM_INTERVAL=300ms HBSHIM_TIMEOUT=1500ms "HBSHIM_FRAME=127.0.0.1:*")
 	server "${ENV[@]}"
-	run xrun "${ENV[@]}" -- "$XB/tests/xpair" client "$PORT" 20000 idle
+	run xrun "${ENV[@]}" -- "$XB/helpers/xpair" client "$PORT" 20000 idle
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ $output == *"MODE 2"* ]]
@@ -109,7 +109,7 @@ server() {
 @test "$XTARGET: framed mode: a frozen peer is detected within the timeout + 10 %" {
 	local ENV=(HBSHIM_INTERVAL=300ms HBSHIM_TIMEOUT=1500ms "HBSHIM_FRAME=127.0.0.1:*")
 	server "${ENV[@]}"
-	run xrun "${ENV[@]}" -- "$XB/tests/xpair" client "$PORT" 20000 freeze
+	run xrun "${ENV[@]}" -- "$XB/helpers/xpair" client "$PORT" 20000 freeze
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ $output == *"MODE 2"* ]]
