@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""faultapp.py - plain-socket programs for tests/bats/faults_inject.bats.
+"""faultapp.py - plain-socket programs for tests/bats/faults.bats.
 
   server HOST PORT
       For each connection (one at a time): read a line "N", send N bytes of

@@ -8,7 +8,7 @@
 # answered nothing at all for T while owed an answer. Peers that answer are never cut
 # off, however slowly they read: a reader at 50 KB/s whose kernel drops what
 # overflows its small buffer (and re-ACKs), checked here; the reader pausing
-# 4 timeouts is slowreader.bats'.
+# 4 timeouts is slow_reader.bats'.
 
 load helpers
 

@@ -28,7 +28,7 @@ need_pollread() {
 	[[ $output == *"select: 20 messages, 0 stalls"* ]]
 }
 
-# epoll reports are filtered like poll's (epoll.bats), except a nested set's
+# epoll reports are filtered like poll's (epoll_readiness.bats), except a nested set's
 # report of its inner set (an epoll fd, not a socket): when the background
 # thread is starved for more than two peer intervals (here 20 ms; on a
 # loaded CI machine that happens), three undrained heartbeats reach the mark,

@@ -44,7 +44,7 @@ for line in open(sys.argv[1]):
         print(e["rule"], e["action"], e.get("dir", "-"), e.get("errno", "-"))' "$1"
 }
 
-@test "faults_inject: curl under latency=400ms,dir=in: the reply comes 400 ms later, total time grows by about that, body exact" {
+@test "faults: curl under latency=400ms,dir=in: the reply comes 400 ms later, total time grows by about that, body exact" {
 	start_http
 	local base lat
 	base=$(plain curl -sS -w '%{time_starttransfer} %{time_total}' -o "$T/a.bin" \
@@ -66,7 +66,7 @@ assert l[1] - l[0] < b[1] - b[0] + 0.35, (b, l)' "$base" "$lat"
 	[ "$(fault_seq "$T/ev")" = "f1 latency in -" ]
 }
 
-@test "faults_inject: curl under bandwidth=100k,dir=in: 200000 bytes take 2 s within 20 %, body exact" {
+@test "faults: curl under bandwidth=100k,dir=in: 200000 bytes take 2 s within 20 %, body exact" {
 	start_http
 	timed shim HBSHIM_FAULTS='bandwidth=100k,dir=in' \
 		curl -sS -o "$T/b.bin" "http://127.0.0.1:$HPORT/body.bin"
@@ -76,7 +76,7 @@ assert l[1] - l[0] < b[1] - b[0] + 0.35, (b, l)' "$base" "$lat"
 	echo "$ELAPSED >= 1.6 && $ELAPSED <= 2.4" | bc | grep -qx 1
 }
 
-@test "faults_inject: redis-cli under slicer=1 (one byte per call): replies exact; reset: the connection error" {
+@test "faults: redis-cli under slicer=1 (one byte per call): replies exact; reset: the connection error" {
 	need_cmd redis-server redis-cli
 	local port val
 	port=$(free_port)
@@ -99,7 +99,7 @@ assert l[1] - l[0] < b[1] - b[0] + 0.35, (b, l)' "$base" "$lat"
 	[[ $output == *"Connection reset by peer"* ]]
 }
 
-@test "faults_inject: slicer=100 with blocking, poll, select and SO_RCVTIMEO readers: every read at most 100 bytes, bytes exact" {
+@test "faults: slicer=100 with blocking, poll, select and SO_RCVTIMEO readers: every read at most 100 bytes, bytes exact" {
 	start_server
 	local m
 	for m in blocking poll select rcvtimeo; do
@@ -111,7 +111,7 @@ assert l[1] - l[0] < b[1] - b[0] + 0.35, (b, l)' "$base" "$lat"
 	done
 }
 
-@test "faults_inject: reset after 500 bytes in: the client fails ECONNRESET (blocking, poll, select) and the server sees a reset" {
+@test "faults: reset after 500 bytes in: the client fails ECONNRESET (blocking, poll, select) and the server sees a reset" {
 	start_server
 	local m n=0
 	for m in blocking poll select; do
@@ -132,7 +132,7 @@ assert l[1] - l[0] < b[1] - b[0] + 0.35, (b, l)' "$base" "$lat"
 	[ "$(tail -1 "$T/srv.out")" = "end EOF" ]
 }
 
-@test "faults_inject: reset,after=500ms while the client is blocked in recv: it fails ECONNRESET at 0.5 s, the server sees the reset" {
+@test "faults: reset,after=500ms while the client is blocked in recv: it fails ECONNRESET at 0.5 s, the server sees the reset" {
 	start_server
 	timed shim HBSHIM_FAULTS='reset,after=500ms' "$PY" "$APP" client-idle 127.0.0.1 "$PORT" >"$T/out"
 	cat "$T/out"
@@ -144,7 +144,7 @@ assert l[1] - l[0] < b[1] - b[0] + 0.35, (b, l)' "$base" "$lat"
 	wait_line "$T/srv.out" '^end ECONNRESET' 5
 }
 
-@test "faults_inject: close and limit_data=1000: the reader sees EOF (exactly 1000 bytes with the limit), all callers; curl reports the short body" {
+@test "faults: close and limit_data=1000: the reader sees EOF (exactly 1000 bytes with the limit), all callers; curl reports the short body" {
 	start_server
 	local m
 	for m in blocking poll select; do
@@ -163,7 +163,7 @@ assert l[1] - l[0] < b[1] - b[0] + 0.35, (b, l)' "$base" "$lat"
 	cmp -n "$(stat -c %s "$T/b.bin")" "$T/b.bin" "$T/www/body.bin"
 }
 
-@test "faults_inject: hang after 500 bytes: the reader gets its own timeout (SO_RCVTIMEO, poll, select, Python's settimeout) after 1 s" {
+@test "faults: hang after 500 bytes: the reader gets its own timeout (SO_RCVTIMEO, poll, select, Python's settimeout) after 1 s" {
 	start_server
 	local m
 	for m in rcvtimeo poll select settimeout; do
@@ -174,7 +174,7 @@ assert l[1] - l[0] < b[1] - b[0] + 0.35, (b, l)' "$base" "$lat"
 	done
 }
 
-@test "faults_inject: hang: a blocked read returns EINTR on a signal" {
+@test "faults: hang: a blocked read returns EINTR on a signal" {
 	start_server
 	cat >"$T/sig.py" <<'EOF'
 import os, signal, socket, sys
@@ -200,7 +200,7 @@ EOF
 	echo "$ELAPSED < 3" | bc | grep -qx 1
 }
 
-@test "faults_inject: errno=ECONNABORTED on the 2nd read: that call fails with it (blocking, poll, select)" {
+@test "faults: errno=ECONNABORTED on the 2nd read: that call fails with it (blocking, poll, select)" {
 	start_server
 	local m
 	for m in blocking poll select; do
@@ -215,7 +215,7 @@ EOF
 	done
 }
 
-@test "faults_inject: connect refuse and timeout against a reachable server (blocking and non-blocking); delay" {
+@test "faults: connect refuse and timeout against a reachable server (blocking and non-blocking); delay" {
 	start_server
 	local m
 	for m in blocking poll; do
@@ -239,7 +239,7 @@ EOF
 	[ "$RC" -eq 28 ] # CURLE_OPERATION_TIMEDOUT
 }
 
-@test "faults_inject: the same HBSHIM_SEED twice gives the same fault sequence and read sizes; another seed differs" {
+@test "faults: the same HBSHIM_SEED twice gives the same fault sequence and read sizes; another seed differs" {
 	start_server
 	local rules='slicer=300;name=flaky,errno=EINTR,call=read,prob=0.2'
 	run1() {
@@ -259,7 +259,7 @@ EOF
 	! cmp -s "$T/out.a" "$T/out.c"
 }
 
-@test "faults_inject: a framed connection under slicer and latency: bytes exact, still framed" {
+@test "faults: a framed connection under slicer and latency: bytes exact, still framed" {
 	PORT=$(free_port)
 	bg srv shim HBSHIM_EVENTS="$T/srv.ev" "$PY" "$FA" server 127.0.0.1 "$PORT"
 	wait_listen "$PORT"
@@ -271,7 +271,7 @@ EOF
 	! grep -q protocol_error "$T/cli.ev" "$T/srv.ev"
 }
 
-@test "faults_inject: invalid rules: the wrapper exits 2 with one line; the variable alone leaves the library passive" {
+@test "faults: invalid rules: the wrapper exits 2 with one line; the variable alone leaves the library passive" {
 	run stderr_to "$T/err" "$HB_WRAP" --fault 'reset,peer=nowhere' true
 	[ "$status" -eq 2 ]
 	[ "$(wc -l <"$T/err")" -eq 1 ]
@@ -287,7 +287,7 @@ EOF
 	"$PY" -c 'import sys; s=[int(x) for x in sys.argv[1].split()[1].split(",")]; assert max(s) <= 10, s' "${lines[0]}"
 }
 
-@test "faults_inject: examples/fault-harness.sh reports each scenario's status and faults" {
+@test "faults: examples/fault-harness.sh reports each scenario's status and faults" {
 	start_server
 	printf '%s\n' '# two scenarios and the baseline' '' 'limit_data=10' 'refuse' >"$T/sc"
 	# the library under test (HB_LIB), not whatever sits beside the wrapper
@@ -299,7 +299,7 @@ EOF
 	[[ ${lines[3]} =~ ^refuse\ +1\ +[0-9.]+\ 1$ ]]
 }
 
-@test "faults_inject: rules on the accepting side (side=accept): a server's writes sliced and limited; side=connect rules leave it alone" {
+@test "faults: rules on the accepting side (side=accept): a server's writes sliced and limited; side=connect rules leave it alone" {
 	PORT=$(free_port)
 	bg srv shim HBSHIM_EVENTS="$T/ev" \
 		HBSHIM_FAULTS='slicer=10,side=accept;limit_data=3000,dir=out,side=accept;reset,side=connect' \
@@ -315,7 +315,7 @@ EOF
 	[ "$(cat "$T/seq")" = "$(printf 'f1 slicer in -\nf2 limit_data out -')" ]
 }
 
-@test "faults_inject: latency and bandwidth for blocking, poll and select readers; poll and select do not report data held back (no busy loop of EAGAIN reads)" {
+@test "faults: latency and bandwidth for blocking, poll and select readers; poll and select do not report data held back (no busy loop of EAGAIN reads)" {
 	start_server
 	local m f
 	for m in blocking poll select; do
@@ -335,7 +335,7 @@ EOF
 	done
 }
 
-@test "faults_inject: reset,after=500ms reaches a client idle in poll: poll wakes at 0.5 s, the read fails ECONNRESET" {
+@test "faults: reset,after=500ms reaches a client idle in poll: poll wakes at 0.5 s, the read fails ECONNRESET" {
 	start_server
 	cat >"$T/idle.py" <<'EOF2'
 import select, socket, sys, time
@@ -359,7 +359,7 @@ EOF2
 	wait_line "$T/srv.out" '^end ECONNRESET' 5
 }
 
-@test "faults_inject: live control: hbshim ctl lists the connection, triggers a reset now (the blocked recv fails at once), refuses bad commands; socket 0600, removed at exit" {
+@test "faults: live control: hbshim ctl lists the connection, triggers a reset now (the blocked recv fails at once), refuses bad commands; socket 0600, removed at exit" {
 	start_server
 	bg cli shim HBSHIM_CONTROL="$T/ctl.%p" HBSHIM_FAULTS='name=r,reset,after=1h' \
 		"$PY" "$APP" client-idle 127.0.0.1 "$PORT"
@@ -407,7 +407,7 @@ EOF2
 	fi
 }
 
-@test "faults_inject: hang on a framed connection stops our heartbeats too: the framed peer declares us dead" {
+@test "faults: hang on a framed connection stops our heartbeats too: the framed peer declares us dead" {
 	local -a fr=(HBSHIM_INTERVAL=100ms HBSHIM_TIMEOUT=600ms)
 	PORT=$(free_port)
 	bg srv shim "${fr[@]}" HBSHIM_EVENTS="$T/srv.ev" "$PY" "$FA" server 127.0.0.1 "$PORT"

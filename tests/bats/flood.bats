@@ -4,8 +4,9 @@
 # one connection must not take the process's other connections down with
 # it: a single-threaded event loop keeps answering its other clients, the
 # background thread keeps sending heartbeats on the other connections (also
-# while it absorbs a flood on a lingering close), and a blocking read still
-# ends at SO_RCVTIMEO. A client that sends only the start of the magic and
+# while it absorbs a flood on a lingering close), and a blocking read or
+# recv(MSG_PEEK) still ends at SO_RCVTIMEO or at a signal, as the kernel's
+# sleeping reader would. A client that sends only the start of the magic and
 # waits costs no more than an idle one. The peers are hand-written
 # (build/helpers/flooder), the server is a plain Python epoll loop.
 
@@ -25,31 +26,33 @@ import resource, select, socket, struct, sys, time
 # connection, then blocking reads of 16 bytes (slower than a flood comes in)
 # with SO_RCVTIMEO 1 s, reporting each. block-sig: the same without a
 # timeout, ended by a signal (block-sig-restart: whose handler has
-# SA_RESTART, which goes on reading).
+# SA_RESTART, which goes on reading). peek-sig, peek-sig-restart: the same
+# with one blocking recv(16, MSG_PEEK), reported once.
 port, how = int(sys.argv[1]), sys.argv[2]
 l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 l.bind(("127.0.0.1", port)); l.listen(256)
 print("LISTENING", flush=True)
-if how.startswith("block-sig"):
+peek = how.startswith("peek-sig")
+if how.startswith(("block-sig", "peek-sig")):
     # A blocking read without a timeout; SIGALRM after 1 s, whose handler
     # (no SA_RESTART) raises: the read must end then.
     import signal
     class Alarm(Exception):
         pass
     def on_alarm(sig, frame):
-        if how == "block-sig":
+        if how in ("block-sig", "peek-sig"):
             raise Alarm()
     signal.signal(signal.SIGALRM, on_alarm)
-    if how == "block-sig-restart":
+    if how.endswith("-restart"):
         signal.siginterrupt(signal.SIGALRM, False) # SA_RESTART, no raise
     c, _ = l.accept()
     t0 = time.monotonic()
     signal.setitimer(signal.ITIMER_REAL, 1.0)
     try:
         while True:
-            d = c.recv(16)
+            d = c.recv(16, socket.MSG_PEEK if peek else 0)
             print("DATA %d %.2f" % (len(d), time.monotonic() - t0), flush=True)
-            if not d:
+            if not d or peek:
                 break
     except Alarm:
         print("SIGNAL %.2f" % (time.monotonic() - t0), flush=True)
@@ -102,7 +105,7 @@ while True:
 PY
 }
 
-# start_server lt|et|block|block-sig|block-sig-restart: the shimmed server, heartbeats every 200 ms; $PORT.
+# start_server lt|et|block|block-sig|block-sig-restart|peek-sig|peek-sig-restart: the shimmed server, heartbeats every 200 ms; $PORT.
 start_server() {
 	PORT=$(free_port)
 	bg srv shim HBSHIM_INTERVAL=200ms HBSHIM_TIMEOUT=2s "$PY" "$SRV" "$PORT" "$1"
@@ -213,6 +216,34 @@ print(s.makefile().readline().strip())' "$PORT"
 	[[ $first == "DATA 0 "* || $first == "ERR 104 "* ]] || fail "the read ended with: $first"
 	local secs=${first##* }
 	awk -v s="$secs" 'BEGIN { exit !(s >= 2.4) }' || fail "the read ended after $secs s: $first"
+}
+
+@test "a blocking recv(MSG_PEEK) flooded with heartbeats is still ended by a signal whose handler lacks SA_RESTART" {
+	start_server peek-sig
+	run "$FLOODER" flood 127.0.0.1 "$PORT" 3.5
+	assert_status 0
+	wait_line "$T/srv.out" '^(ERR|DATA|SIGNAL)' 5
+	echo "# $(head -3 "$T/srv.out" | tr '\n' ' ')" >&3
+	local first
+	first=$(grep -m1 -E '^(ERR|DATA|SIGNAL)' "$T/srv.out")
+	[[ $first == "SIGNAL "* ]] || fail "the peek ended with: $first"
+	local secs=${first##* }
+	awk -v s="$secs" 'BEGIN { exit !(s >= 0.9 && s < 1.8) }' || fail "signal at 1 s seen after $secs s"
+}
+
+@test "a blocking recv(MSG_PEEK) flooded with heartbeats goes on after a signal whose handler has SA_RESTART" {
+	start_server peek-sig-restart
+	run "$FLOODER" flood 127.0.0.1 "$PORT" 2.5
+	assert_status 0
+	wait_line "$T/srv.out" '^(ERR|DATA|SIGNAL)' 5
+	echo "# $(head -3 "$T/srv.out" | tr '\n' ' ')" >&3
+	# As the kernel restarts such a call: it goes on until the flood ends
+	# with the flooder's close (a reset: it left our heartbeats unread).
+	local first
+	first=$(grep -m1 -E '^(ERR|DATA|SIGNAL)' "$T/srv.out")
+	[[ $first == "DATA 0 "* || $first == "ERR 104 "* ]] || fail "the peek ended with: $first"
+	local secs=${first##* }
+	awk -v s="$secs" 'BEGIN { exit !(s >= 2.4) }' || fail "the peek ended after $secs s: $first"
 }
 
 @test "100 clients that send only the start of the magic cost no more than 100 idle ones" {

@@ -24,6 +24,7 @@
 #   free_port                   an unused TCP port on 127.0.0.1
 #   wait_listen PORT [NS]       wait until something listens on PORT
 #   wait_line FILE REGEX [SECS] wait until a line of FILE matches REGEX
+#   same_file WANT GOT          fail unless the two files are byte-identical
 #
 # Cleanup runs in teardown even when a test fails or times out.
 
@@ -269,6 +270,10 @@ fail() {
 }
 
 # Value of key=value in a line of words: kv "keepalive=1 idle=1" idle -> 1
+same_file() {
+	cmp "$1" "$2" >&2 || fail "$2 differs from $1 ($(stat -c %s "$1") vs $(stat -c %s "$2") bytes)"
+}
+
 kv() {
 	local w
 	for w in $1; do

@@ -7,7 +7,7 @@
 
 load helpers
 
-@test "linger: a framed client that closes before the server accepts: the server still reads every byte, then EOF (no reset)" {
+@test "lingering close: a framed client that closes before the server accepts: the server still reads every byte, then EOF (no reset)" {
 	PORT=$(free_port)
 	bg srv env "${SHIM_ENV[@]}" HBSHIM_INTERVAL=5ms "$PY" -c 'import socket, sys, time
 l = socket.socket()

@@ -1,5 +1,6 @@
 #!/usr/bin/env bats
-# Framed mode next to peers that do not speak it, and peers that speak it
+# Negotiation: whether a connection is framed, decided by the hello
+# exchange, next to peers that do not speak it and peers that speak it
 # badly:
 #   - an unshimmed client of a shimmed server, and a shimmed client without
 #     a matching HBSHIM_FRAME rule, see raw bytes only (raw captures by
@@ -8,7 +9,9 @@
 #     clients and its banner is not held back;
 #   - a "peer" that sends a hello and then garbage, or a hello of an unknown
 #     version, fails the connection with EPROTO (a protocol_error event), and
-#     a raw stream that merely starts like the magic is delivered unchanged.
+#     a raw stream that merely starts like the magic is delivered unchanged
+#     (by a framed and by a keepalive-mode server);
+#   - the hello exchange leaves neither socket delaying ACKs.
 
 load helpers
 
@@ -16,10 +19,6 @@ setup() {
 	hb_setup
 	CAPP="$BATS_FILE_TMPDIR/compat.py"
 	[ -f "$CAPP" ] || write_compat_app "$CAPP"
-}
-
-same_file() {
-	cmp "$1" "$2" >&2 || fail "$2 differs from $1 ($(stat -c %s "$1") vs $(stat -c %s "$2") bytes)"
 }
 
 sha_of() { sha256sum <"$1" | cut -d' ' -f1; }
@@ -75,31 +74,6 @@ sha_of() { sha256sum <"$1" | cut -d' ' -f1; }
 	same_file "$T/sent" "$T/got"
 	grep -q '"mode":"keepalive"' "$T/cli.ev" || fail "expected keepalive mode: $(cat "$T/cli.ev")"
 	! grep -q '"mode":"frame"' "$T/cli.ev" || fail "framed without a matching rule: $(cat "$T/cli.ev")"
-}
-
-@test "socat -u -> socat, both shimmed and framed at 10 ms heartbeats: 20 MB byte-exact (the sender ends with shutdown(SHUT_RDWR))" {
-	# Regression: socat shuts its socket down for reading and writing at
-	# the end; a heartbeat from the peer arriving after that made the
-	# kernel reset the connection and throw away the last unacknowledged
-	# 60 KB (3 of 3 runs before the fix).
-	need_cmd socat
-	local port i
-	head -c 20000000 /dev/urandom >"$T/in"
-	for i in 1 2 3; do
-		port=$(free_port)
-		rm -f "$T/got"
-		bg srv shim HBSHIM_INTERVAL=10ms HBSHIM_EVENTS="$T/srv.ev" \
-			socat -u "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" "CREATE:$T/got"
-		local srv=$BG_PID
-		wait_listen "$port"
-		run shim HBSHIM_INTERVAL=10ms "HBSHIM_FRAME=127.0.0.1:*" HBSHIM_EVENTS="$T/cli.ev" \
-			socat -u "OPEN:$T/in" "TCP:127.0.0.1:$port"
-		assert_status 0
-		bg_wait "$srv" 20
-		[ "$BG_STATUS" -eq 0 ] || fail "socat server status $BG_STATUS: $(cat "$T/srv.err")"
-		same_file "$T/in" "$T/got"
-	done
-	grep -q '"event":"framed"' "$T/srv.ev" || fail "not framed: $(cat "$T/srv.ev")"
 }
 
 # ------------------------------------------------------------------ server first
@@ -329,21 +303,16 @@ write_compat_app() {
 """
 import errno, hashlib, os, random, signal, socket, sys, time
 
-
 class Alarm(Exception):
     pass
-
 
 def on_alarm(sig, frame):
     raise Alarm()
 
-
 signal.signal(signal.SIGALRM, on_alarm)
-
 
 def say(*w):
     print(*w, flush=True)
-
 
 def listener(port):
     l = socket.socket()
@@ -353,12 +322,10 @@ def listener(port):
     say("LISTENING")
     return l
 
-
 def connect(port):
     s = socket.socket()
     s.connect(("127.0.0.1", int(port)))
     return s
-
 
 def read_all(s):
     got = bytearray()
@@ -368,14 +335,12 @@ def read_all(s):
             return bytes(got)
         got += d
 
-
 def send_random_chunks(s, data):
     rng, off = random.Random(), 0
     while off < len(data):
         k = rng.randint(1, 20000)
         s.sendall(data[off:off + k])
         off += k
-
 
 def reply_server(port, count, prefix):
     l = listener(port)
@@ -389,7 +354,6 @@ def reply_server(port, count, prefix):
         send_random_chunks(c, reply)
         c.close()
 
-
 def raw_client(port, inp, out):
     s = connect(port)
     with open(inp, "rb") as f:
@@ -398,7 +362,6 @@ def raw_client(port, inp, out):
     with open(out, "wb") as f:
         f.write(read_all(s))
 
-
 def send_chunks(port, n, out):
     data = os.urandom(int(n))
     with open(out, "wb") as f:
@@ -406,7 +369,6 @@ def send_chunks(port, n, out):
     s = connect(port)
     send_random_chunks(s, data)
     s.close()
-
 
 def banner_server(port, count):
     l = listener(port)
@@ -421,7 +383,6 @@ def banner_server(port, count):
                 break
             c.sendall(d)
         c.close()
-
 
 def banner_client(port, out, mode):
     s = socket.socket()
@@ -445,7 +406,6 @@ def banner_client(port, out, mode):
         f.write(got)
     say("BANNER banner_s=%.3f total=%d" % (banner_s, len(got)))
 
-
 def command_server(port):
     """SMTP style: a banner, then wait for QUIT (anything else is ignored)."""
     l = listener(port)
@@ -459,7 +419,6 @@ def command_server(port):
         got += d
     c.sendall(b"221 bye\r\n")
     c.close()
-
 
 def command_client(port, out, mode):
     s = socket.socket()
@@ -486,7 +445,6 @@ def command_client(port, out, mode):
         f.write(got)
     say("COMMAND banner_s=%.3f total=%d" % (banner_s, len(got)))
 
-
 def raw_server(port, *chunks):
     l = listener(port)
     c, _ = l.accept()
@@ -501,7 +459,6 @@ def raw_server(port, *chunks):
     except OSError:
         pass
     c.close()
-
 
 def probe(port, mode):
     s = socket.socket()
@@ -538,167 +495,12 @@ def probe(port, mode):
         say("AFTER ERR %d %s" % (e.errno, errno.errorcode.get(e.errno, "?")))
     s.close()
 
-
 cmds = {"reply-server": reply_server, "raw-client": raw_client, "send-chunks": send_chunks,
         "banner-server": banner_server, "banner-client": banner_client,
         "command-server": command_server, "command-client": command_client,
         "raw-server": raw_server, "probe": probe}
 sys.exit(cmds[sys.argv[1]](*sys.argv[2:]) or 0)
 PY
-}
-
-# ------------------------------------------------------------------ vectored calls
-
-@test "framed sendmsg/recvmsg/recv_into with random small iovecs and buffers: bytes exact both ways" {
-	local port app="$T/vec.py"
-	cat >"$app" <<'PY'
-import hashlib, random, socket, sys
-mode, port = sys.argv[1], int(sys.argv[2])
-rnd = random.Random(7)
-def send_all_vec(s, data):
-    i = 0
-    while i < len(data):
-        n = min(len(data) - i, rnd.randint(1, 700))
-        chunk = data[i:i + n]
-        cuts = sorted(rnd.sample(range(1, n), min(n - 1, rnd.randint(0, 4)))) if n > 1 else []
-        parts, p = [], 0
-        for c in cuts + [n]:
-            parts.append(chunk[p:c]); p = c
-        i += s.sendmsg(parts)
-def recv_some(s, k):
-    how = rnd.randint(0, 2)
-    if how == 0:
-        return s.recv(k)
-    if how == 1:
-        b = bytearray(k); n = s.recv_into(b, k); return bytes(b[:n])
-    sizes = [rnd.randint(1, max(1, k // 2)) for _ in range(rnd.randint(1, 3))]
-    bufs = [bytearray(x) for x in sizes]
-    n = s.recvmsg_into(bufs)[0]
-    out = b"".join(bytes(b) for b in bufs)
-    return out[:n]
-def recv_to_eof(s, each=None):
-    got = bytearray()
-    while True:
-        d = recv_some(s, rnd.randint(1, 300))
-        if not d:
-            return got
-        got += d
-        if each:
-            each(d)
-if mode == "server":
-    ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", port)); ls.listen(1); print("LISTENING", flush=True)
-    s, _ = ls.accept()
-    got = recv_to_eof(s, lambda d: send_all_vec(s, d))
-    print("GOT", hashlib.sha256(got).hexdigest(), len(got), flush=True)
-    s.close()
-else:
-    data = random.Random(11).randbytes(150000)
-    s = socket.create_connection(("127.0.0.1", port))
-    send_all_vec(s, data)
-    s.shutdown(socket.SHUT_WR)
-    back = recv_to_eof(s)
-    print("SENT", hashlib.sha256(data).hexdigest(), len(data), flush=True)
-    print("BACK", hashlib.sha256(back).hexdigest(), len(back), flush=True)
-PY
-	port=$(free_port)
-	bg srv shim HBSHIM_INTERVAL=20ms HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/srv.ev" "$PY" "$app" server "$port"
-	local srv=$BG_PID
-	wait_line "$T/srv.out" LISTENING
-	run shim HBSHIM_INTERVAL=20ms "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_EVENTS="$T/cli.ev" \
-		"$PY" "$app" client "$port"
-	assert_status 0
-	bg_wait "$srv" 30
-	[ "$BG_STATUS" -eq 0 ] || fail "server status $BG_STATUS: $(cat "$T/srv.out" "$T/srv.err")"
-	local sent back got
-	sent=$(line_with SENT | cut -d' ' -f2-)
-	back=$(line_with BACK | cut -d' ' -f2-)
-	output=$(cat "$T/srv.out")
-	got=$(line_with GOT | cut -d' ' -f2-)
-	[[ $sent == *" 150000" ]] || fail "client: '$sent'"
-	[ "$sent" = "$got" ] || fail "server got '$got', client sent '$sent'"
-	[ "$sent" = "$back" ] || fail "client got back '$back', sent '$sent'"
-	grep -q '"event":"framed"' "$T/cli.ev" || fail "not framed: $(cat "$T/cli.ev")"
-}
-
-@test "framed bulk reads with room for many frames: runs of equal sizes, size changes, 1 ms heartbeats between: bytes exact" {
-	local port app="$T/bulk.py"
-	cat >"$app" <<'PY'
-import hashlib, random, socket, sys, time
-mode, port = sys.argv[1], int(sys.argv[2])
-if mode == "server":
-    # Reads with big and odd buffers: several predicted frames per read,
-    # mispredicted ones whenever the size changes or a heartbeat is between.
-    ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", port)); ls.listen(1); print("LISTENING", flush=True)
-    s, _ = ls.accept()
-    rnd = random.Random(5)
-    h, n, buf = hashlib.sha256(), 0, bytearray(1 << 20)
-    while True:
-        k = rnd.choice([1 << 20, 262144, 100000, 65541, 7, 4096])
-        r = s.recv_into(memoryview(buf)[:k])
-        if not r:
-            break
-        h.update(memoryview(buf)[:r]); n += r
-        if rnd.random() < 0.02:
-            time.sleep(0.003)   # let frames and heartbeats queue up
-    print("GOT", h.hexdigest(), n, flush=True)
-else:
-    rnd = random.Random(9)
-    s = socket.create_connection(("127.0.0.1", port))
-    h, n = hashlib.sha256(), 0
-    for run in range(300):
-        size = rnd.choice([1024, 1500, 4096, 4097, 16384, 65536, 70000, 1 << 20])
-        for _ in range(rnd.randint(1, 12)):
-            d = rnd.randbytes(size)
-            s.sendall(d); h.update(d); n += size
-        if rnd.random() < 0.2:
-            time.sleep(0.004)   # heartbeats go out meanwhile
-    s.shutdown(socket.SHUT_WR)
-    print("SENT", h.hexdigest(), n, flush=True)
-    s.recv(1)
-PY
-	port=$(free_port)
-	bg srv shim HBSHIM_INTERVAL=1ms HBSHIM_TIMEOUT=2s HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/srv.ev" \
-		"$PY" "$app" server "$port"
-	local srv=$BG_PID
-	wait_line "$T/srv.out" LISTENING
-	run shim HBSHIM_INTERVAL=1ms HBSHIM_TIMEOUT=2s "HBSHIM_FRAME=127.0.0.1:$port" \
-		HBSHIM_STATS="$T/cli.stats" "$PY" "$app" client "$port"
-	assert_status 0
-	bg_wait "$srv" 60
-	[ "$BG_STATUS" -eq 0 ] || fail "server status $BG_STATUS: $(cat "$T/srv.out" "$T/srv.err")"
-	local sent got
-	sent=$(line_with SENT | cut -d' ' -f2-)
-	output=$(cat "$T/srv.out")
-	got=$(line_with GOT | cut -d' ' -f2-)
-	[ -n "$sent" ] && [ "$sent" = "$got" ] || fail "server got '$got', client sent '$sent'"
-	grep -q '"event":"framed"' "$T/srv.ev" || fail "not framed: $(cat "$T/srv.ev")"
-}
-
-@test "framed: a peer that resets right after sending: the application's next read fails ECONNRESET, not a clean EOF" {
-	local port
-	port=$(free_port)
-	bg srv shim HBSHIM_ACCEPT=auto HBSHIM_INTERVAL=100ms HBSHIM_TIMEOUT=1s "$PY" -c 'import socket, sys, time
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
-s, _ = l.accept()
-print("recv1", s.recv(100), flush=True)
-time.sleep(1.0)   # the shim sends its hello and heartbeats meanwhile
-try:
-    print("recv2", s.recv(100), flush=True)
-except OSError as e:
-    print("recv2 error", e.errno, flush=True)' "$port"
-	local srv=$BG_PID
-	wait_line "$T/srv.out" LISTENING
-	run shim "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_INTERVAL=100ms HBSHIM_TIMEOUT=1s "$PY" -c 'import socket, struct, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); s.sendall(b"data")
-s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); s.close()' "$port"
-	assert_status 0
-	bg_wait "$srv" 10
-	output=$(cat "$T/srv.out")
-	[ "$(line_with recv1)" = "recv1 b'data'" ] || fail "server: $output"
-	[ "$(line_with recv2)" = "recv2 error 104" ] || fail "server: $output (expected ECONNRESET, 104)"
 }
 
 @test "framed: the hello exchange leaves neither socket delaying ACKs (small writes without TCP_NODELAY are not held back by Nagle)" {
@@ -748,200 +550,37 @@ for i in range(5):
 	[ "$n" -eq 5 ] || fail "server: $(cat "$T/srv.out")"
 }
 
-@test "framed at 1 s: an application that reads nothing for 5 s: the receive queue never holds more than two heartbeats, then its data arrives exact" {
-	# The background thread drains heartbeats the application does not
-	# read; at intervals of 1 s or more it lets one wait for the next and
-	# takes both with one read. The queue (ss's Recv-Q) must stay below
-	# the low-water mark of 6, or an epoll loop would wake for nothing.
-	need_cmd ss
-	local port q max=0 i
-	port=$(free_port)
-	bg srv shim HBSHIM_ACCEPT=auto HBSHIM_INTERVAL=1s HBSHIM_STATS="$T/srv.%p.prom" "$PY" -c 'import socket, sys, time
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
-s, _ = l.accept(); print("ACCEPTED", flush=True)
-time.sleep(5.5)
-d = b""
-while len(d) < 100000:
-    x = s.recv(65536)
-    if not x: break
-    d += x
-print("got", len(d), d == bytes(range(256)) * 390 + bytes(range(160)), flush=True)
-s.sendall(b"done"); s.close()' "$port"
-	local srv=$BG_PID
-	wait_line "$T/srv.out" LISTENING
-	bg cli shim HBSHIM_INTERVAL=1s "HBSHIM_FRAME=127.0.0.1:$port" "$PY" -c 'import socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); time.sleep(5)
-s.sendall(bytes(range(256)) * 390 + bytes(range(160)))
-print("answer", s.recv(10), flush=True)' "$port"
-	local cli=$BG_PID
-	wait_line "$T/srv.out" ACCEPTED
-	# Idle until the client sends, 5 s after connecting: look for 3.5 s.
-	local end=$((${EPOCHREALTIME/./} + 3500000)) n=0
-	while [ "${EPOCHREALTIME/./}" -lt "$end" ]; do
-		q=$(ss -Htn state established "( sport = :$port )" | awk '{print $1}' | head -1)
-		[ "${q:-0}" -gt "$max" ] && max=$q
-		n=$((n + 1))
-		sleep 0.1
-	done
-	bg_wait "$cli" 15
-	bg_wait "$srv" 15
-	output=$(cat "$T/srv.out")
-	[ "$(line_with got)" = "got 100000 True" ] || fail "server: $(cat "$T/srv.out" "$T/srv.err")"
-	output=$(cat "$T/cli.out")
-	[ "$(line_with answer)" = "answer b'done'" ] || fail "client: $(cat "$T/cli.out" "$T/cli.err")"
-	echo "# largest receive queue while idle: $max bytes ($n looks)" >&3
-	[ "$max" -le 4 ] || fail "the idle receive queue held $max bytes"
-	# Heartbeats did arrive meanwhile (about 4 in 5 s).
-	local hb
-	hb=$(cat "$T"/srv.*.prom | awk '/^hbshim_heartbeats_received_total/ { s += $2 } END { print s + 0 }')
-	[ "$hb" -ge 3 ] || fail "the server received $hb heartbeats"
-}
+# ------------------------------------------------------------------ raw clients that look like the magic (keepalive-mode server)
 
-@test "framed: recv with MSG_TRUNC (lighttpd's drain) and MSG_PEEK|MSG_TRUNC count the application's bytes as the kernel does, then the stream goes on exact" {
-	# The kernel drops (or, with MSG_PEEK, counts) the bytes without
-	# copying them; passed down, the flag left the decoder parsing header
-	# bytes that were never written: EPROTO and a dead connection.
+@test "raw client whose bytes start like the hbshim magic: echoed at once, unchanged" {
 	local port
 	port=$(free_port)
-	bg srv shim HBSHIM_ACCEPT=auto HBSHIM_INTERVAL=50ms HBSHIM_EVENTS="$T/srv.ev" "$PY" -c 'import socket, sys, time
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
-c, _ = l.accept()
-print("first", c.recv(5), flush=True)
-time.sleep(0.5)  # "tail" and heartbeats arrived meanwhile
-print("peek", len(c.recv(100, socket.MSG_PEEK | socket.MSG_TRUNC)), flush=True)
-print("trunc", len(c.recv(100, socket.MSG_TRUNC | socket.MSG_DONTWAIT)), flush=True)
-print("big", len(c.recv(10000, socket.MSG_TRUNC | socket.MSG_WAITALL)), flush=True)
-print("next", c.recv(100), flush=True)' "$port"
-	local srv=$BG_PID
+	bg srv shim HBSHIM_INTERVAL=1s "$PY" "$APP" echo-server 127.0.0.1 "$port"
 	wait_line "$T/srv.out" LISTENING
-	run shim "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_INTERVAL=50ms "$PY" -c 'import socket, sys, time
-c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-c.sendall(b"hello"); time.sleep(0.2); c.sendall(b"tail"); time.sleep(0.6)
-for i in range(10): c.sendall(bytes(1000)); time.sleep(0.01)
-time.sleep(0.3); c.sendall(b"more"); time.sleep(0.3); c.close()' "$port"
+	# A strict prefix of the magic alone, then the rest of it, then a
+	# heartbeat-looking pair and a data-frame-looking header.
+	run plain "$PY" "$APP" echo-chunks 127.0.0.1 "$port" e5 48 4253 0001 0100000005 68656c6c6f
 	assert_status 0
-	bg_wait "$srv" 10
-	output=$(cat "$T/srv.out")
-	[ "$(line_with first)" = "first b'hello'" ] || fail "server: $output $(cat "$T/srv.err")"
-	[ "$(line_with peek)" = "peek 4" ] || fail "server: $output"
-	[ "$(line_with trunc)" = "trunc 4" ] || fail "server: $output"
-	[ "$(line_with big)" = "big 10000" ] || fail "server: $output"
-	[ "$(line_with next)" = "next b'more'" ] || fail "server: $output"
-	! grep -q protocol_error "$T/srv.ev" || fail "events: $(cat "$T/srv.ev")"
+	set -- $output
+	[ "$1 $2 $3" = "ECHO OK 6" ] || fail "$output"
+	# A lone strict prefix of the magic may be held back briefly while the
+	# server waits for more bytes (~0.5 s seen); forever would be a TIMEOUT.
+	in_range "$4" 0 2.0 || fail "an echo took $4 s"
 }
 
-@test "framed: a blocking recv with MSG_WAITALL returns all it asked for, across writes that arrive 10 ms apart, heartbeats between" {
-	local port
+@test "raw client sending a full magic with a bogus version: protocol_error; HBSHIM_ACCEPT=raw echoes it" {
+	local port hello=e5484253ff00000003e800000bb8
 	port=$(free_port)
-	bg srv shim HBSHIM_ACCEPT=auto HBSHIM_INTERVAL=5ms "$PY" -c 'import socket, sys, hashlib
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
-c, _ = l.accept()
-for i in range(3):
-    d = c.recv(10000, socket.MSG_WAITALL)
-    print("got", len(d), hashlib.sha256(d).hexdigest()[:16], flush=True)
-print("eof", c.recv(10000, socket.MSG_WAITALL), flush=True)' "$port"
-	local srv=$BG_PID
+	bg srv shim HBSHIM_INTERVAL=1s HBSHIM_EVENTS="$T/events" "$PY" "$APP" echo-server 127.0.0.1 "$port"
 	wait_line "$T/srv.out" LISTENING
-	run shim "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_INTERVAL=5ms "$PY" -c 'import socket, sys, time, hashlib
-c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-blob = bytes(range(256)) * 40
-for i in range(3):
-    chunk = blob[:10000]
-    for k in range(0, 10000, 700):
-        c.sendall(chunk[k:k + 700]); time.sleep(0.01)
-print(hashlib.sha256(blob[:10000]).hexdigest()[:16]); c.close()' "$port"
-	assert_status 0
-	local want=$output
-	bg_wait "$srv" 10
-	output=$(cat "$T/srv.out")
-	[ "$(grep -c "^got 10000 $want\$" "$T/srv.out")" -eq 3 ] || fail "server: $output (want $want) $(cat "$T/srv.err")"
-	[ "$(line_with eof)" = "eof b''" ] || fail "server: $output"
-}
+	run plain "$PY" "$APP" echo-chunks 127.0.0.1 "$port" "$hello" 0a
+	wait_line "$T/events" '"event": *"protocol_error"' 3
 
-@test "framed inetd style: a server execs sed with the connection as stdin and stdout: sed's stdio output reaches the framed client exact" {
-	# glibc's stdio writes with its internal write, which no preload can
-	# see: a handler answering with fwrite/printf put raw bytes inside a
-	# framed direction (git daemon's upload-pack: every framed request
-	# failed with EPROTO). A handler started with a framed connection on
-	# fd 0/1/2 gets stdio streams that go through the shim.
-	need_cmd sed
-	local port
+	# With auto-detection off, the same bytes are just data.
 	port=$(free_port)
-	seq 1 20000 | sed 's/^/line a /' >"$T/in"
-	sed 's/a/aa/' "$T/in" >"$T/want"
-	# The server reads the request line itself (as git daemon does), then
-	# execs the handler, which changes the length of every line, and
-	# closes its own copy (two processes acting on one framed stream is
-	# not supported: DESIGN.md, fork).
-	bg srv shim HBSHIM_ACCEPT=auto HBSHIM_INTERVAL=200ms HBSHIM_EVENTS="$T/srv.ev" "$PY" -c 'import socket, subprocess, sys
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
-c, _ = l.accept()
-print("request", c.recv(8), flush=True)
-p = subprocess.Popen(["sed", "s/a/aa/"], stdin=c, stdout=c)
-c.close()  # as inetd-style servers do: the handler alone holds the connection
-print("sed", p.wait(), flush=True)' "$port"
-	local srv=$BG_PID
-	wait_line "$T/srv.out" LISTENING
-	run shim "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_INTERVAL=200ms HBSHIM_EVENTS="$T/cli.ev" "$PY" -c 'import socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-s.sendall(b"request\n"); time.sleep(0.2)
-data = open(sys.argv[2], "rb").read()
-for k in range(0, len(data), 7000):
-    s.sendall(data[k:k + 7000]); time.sleep(0.002)
-s.shutdown(socket.SHUT_WR); d = b""
-while True:
-    x = s.recv(65536)
-    if not x: break
-    d += x
-open(sys.argv[3], "wb").write(d)' "$port" "$T/in" "$T/got"
+	bg srv2 shim HBSHIM_INTERVAL=1s HBSHIM_ACCEPT=raw "$PY" "$APP" echo-server 127.0.0.1 "$port"
+	wait_line "$T/srv2.out" LISTENING
+	run plain "$PY" "$APP" echo-chunks 127.0.0.1 "$port" "$hello" 0a
 	assert_status 0
-	bg_wait "$srv" 10
-	output=$(cat "$T/srv.out")
-	[ "$(line_with request)" = "request b'request\\n'" ] || fail "server: $output $(cat "$T/srv.err")"
-	[ "$(line_with sed)" = "sed 0" ] || fail "server: $output $(cat "$T/srv.err")"
-	same_file "$T/want" "$T/got"
-	grep -q '"event":"framed"' "$T/cli.ev" || fail "the server's direction was not framed: $(cat "$T/cli.ev")"
-}
-
-@test "framed inetd style through posix_spawn (subprocess with close_fds=False, os.posix_spawn): the handler gets the connection as stdin/stdout, bytes exact" {
-	# glibc's posix_spawn makes the file actions' dup2 calls in its own
-	# child, unseen; the shim reads them from the file-actions object.
-	need_cmd cat
-	local port how
-	head -c 120000 /dev/urandom >"$T/in"
-	for how in popen spawn; do
-		port=$(free_port)
-		bg srv shim HBSHIM_ACCEPT=auto HBSHIM_INTERVAL=200ms "$PY" -c 'import os, socket, subprocess, sys
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(5); print("LISTENING", flush=True)
-c, _ = l.accept()
-c.recv(8)
-cat = "/bin/cat" if os.path.exists("/bin/cat") else "/usr/bin/cat"
-if sys.argv[2] == "popen":
-    p = subprocess.Popen([cat], stdin=c, stdout=c, close_fds=False); c.close(); st = p.wait()
-else:
-    pid = os.posix_spawn(cat, [cat], os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, c.fileno(), 0), (os.POSIX_SPAWN_DUP2, c.fileno(), 1)])
-    c.close(); st = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-print("handler", st, flush=True)' "$port" "$how"
-		local srv=$BG_PID
-		wait_line "$T/srv.out" LISTENING
-		run shim "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_INTERVAL=200ms "$PY" -c 'import socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); s.sendall(b"request\n"); time.sleep(0.3)
-data = open(sys.argv[2], "rb").read(); s.sendall(data); s.shutdown(socket.SHUT_WR); d = b""
-while True:
-    x = s.recv(65536)
-    if not x: break
-    d += x
-open(sys.argv[3], "wb").write(d)' "$port" "$T/in" "$T/got.$how"
-		assert_status 0
-		bg_wait "$srv" 10
-		output=$(cat "$T/srv.out")
-		[ "$(line_with handler)" = "handler 0" ] || fail "$how: server: $output $(cat "$T/srv.err")"
-		same_file "$T/in" "$T/got.$how"
-		rm -f "$T/srv.out"
-	done
+	[ "${output% *}" = "ECHO OK 2" ] || fail "$output"
 }

@@ -485,7 +485,7 @@ socketserver_test() {
 
 write_servers_app() {
 	cat >"$1" <<'PY'
-"""Servers and clients for servers.bats. Plain sockets, no knowledge of hbshim.
+"""Servers and clients for real_servers.bats. Plain sockets, no knowledge of hbshim.
 Each connection's bytes are digested (sha256) on both sides: a client prints
 SENT sha=<digest of what it sent> and checks the echo itself; a server prints
 GOT sha=<digest of what it received>."""

@@ -1,6 +1,6 @@
 /*
  * frame_client.c - a blocking TCP client on plain libc calls, for the
- * framed-mode tests (tests/bats/frame_frozen.bats). It moves its bytes with
+ * framed-mode tests (tests/bats/frozen_peer.bats). It moves its bytes with
  * read() and write(), not recv() and send(), so that the shim's read/write
  * interposers are exercised by a C program as well as Python's recv/send.
  *
