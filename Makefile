@@ -126,7 +126,7 @@ $(B)/hbshim: $(WRAP_OBJS)
 # (tests/helpers, tests/cross) in $(B)/helpers/.
 $(B)/unit/%: tests/unit/%.c $(B)/libhbcore.a | $(B)/unit
 	$(CC) $(CFLAGS) $(SAN_LD) -fPIE -o $@ $< $(B)/libhbcore.a -lcmocka $(LIBS)
-$(B)/helpers/%: tests/helpers/%.c | $(B)/helpers
+$(B)/helpers/%: tests/helpers/%.c tests/helpers/loopback.h | $(B)/helpers
 	$(CC) $(CFLAGS) -o $@ $< $(LIBS)
 $(B)/helpers/%: tests/cross/%.c | $(B)/helpers $(KINC)
 	$(CC) $(CFLAGS) -o $@ $< $(LIBS)

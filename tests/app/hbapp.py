@@ -51,11 +51,11 @@ def addr(host, port):
 def fam(host):
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
-def listener(host, port):
+def listener(host, port, backlog=16):
     l = socket.socket(fam(host), socket.SOCK_STREAM)
     l.setsockopt(S, socket.SO_REUSEADDR, 1)
     l.bind(addr(host, port))
-    l.listen(16)
+    l.listen(backlog)
     return l
 
 def recv_result(s, t0):
@@ -101,6 +101,26 @@ def echo_server(host, port):
         n += len(d)
     c.close()
     say("ECHOED", n)
+
+def count_reader(host, port, count, delay="0", backlog="16"):
+    """Accept COUNT connections one after the other, the first after DELAY
+    seconds, and read each to its end: "EOF bytes" or "ERR errno bytes"."""
+    l = listener(host, port, int(backlog))
+    say("LISTENING")
+    time.sleep(float(delay))
+    for _ in range(int(count)):
+        c, _ = l.accept()
+        n = 0
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                n += len(d)
+            say("EOF", n)
+        except OSError as e:
+            say("ERR", e.errno, n)
+        c.close()
 
 def banner_server(host, port, text):
     """Server-first protocol (SMTP, SSH style): greet at once, then echo."""
@@ -321,6 +341,7 @@ def others(secs="2"):
 
 COMMANDS = {
     "serve": serve, "serve-opts": serve_opts, "echo-server": echo_server,
+    "count-reader": count_reader,
     "client-recv": client_recv, "client-idle": client_idle,
     "client-opts": client_opts, "banner-server": banner_server,
     "banner-client": banner_client, "echo-chunks": echo_chunks,

@@ -46,88 +46,52 @@ prompt() {
 	((woke_ms < 400)) || return 1
 }
 
+# same_as_kernel MODE WANT WAKE FRAMED-ENV...: MODE run plain ends with
+# WANT (the fields outcome prints), and so does it under the shim in
+# keepalive mode (KA) and in framed mode (FRAMED-ENV); each time the
+# shutdown or close is prompt, and with WAKE "woke" the blocked call too.
+same_as_kernel() {
+	local mode=$1 want=$2 wake=$3 who
+	shift 3
+	for who in plain ka framed; do
+		case $who in
+		plain) abortcall plain "$mode" ;;
+		ka) abortcall shim "$mode" "${KA[@]}" ;;
+		framed) abortcall shim "$mode" "$@" ;;
+		esac
+		prompt ${wake:+"$wake"} || fail "$who $mode: not prompt ($wake): $line"
+		[ "$(outcome)" = "$want" ] || fail "$who $mode: $(outcome), want $want"
+	done
+}
+
 @test "abort: shutdown(SHUT_RDWR) from another thread ends a send blocked on a peer that never reads: at once, EPIPE, no SIGPIPE with MSG_NOSIGNAL" {
 	need_helper abortcall
-	abortcall plain send-shutdown
-	prompt woke
-	want=$(outcome)
-	[ "$want" = "blocked_after=1 result=-1 errno=EPIPE sigpipe=0 reused=ok" ]
-	abortcall shim send-shutdown "${KA[@]}"
-	prompt woke
-	[ "$(outcome)" = "$want" ]
-	abortcall shim send-shutdown "${FRAMED[@]}"
-	prompt woke
-	[ "$(outcome)" = "$want" ]
+	same_as_kernel send-shutdown "blocked_after=1 result=-1 errno=EPIPE sigpipe=0 reused=ok" woke "${FRAMED[@]}"
 }
 
 @test "abort: the same without MSG_NOSIGNAL: one SIGPIPE, the kernel's, none of the shim's own" {
 	need_helper abortcall
-	abortcall plain sendsig-shutdown
-	prompt woke
-	want=$(outcome)
-	[ "$want" = "blocked_after=1 result=-1 errno=EPIPE sigpipe=1 reused=ok" ]
-	abortcall shim sendsig-shutdown "${KA[@]}"
-	prompt woke
-	[ "$(outcome)" = "$want" ]
-	abortcall shim sendsig-shutdown "${FRAMED[@]}"
-	prompt woke
-	[ "$(outcome)" = "$want" ]
+	same_as_kernel sendsig-shutdown "blocked_after=1 result=-1 errno=EPIPE sigpipe=1 reused=ok" woke "${FRAMED[@]}"
 }
 
 @test "abort: shutdown(SHUT_WR) from another thread ends a blocked send the same way (no half-close frame inside the writer's frame)" {
 	need_helper abortcall
-	abortcall plain send-shutwr
-	prompt woke
-	want=$(outcome)
-	[ "$want" = "blocked_after=1 result=-1 errno=EPIPE sigpipe=0 reused=ok" ]
-	abortcall shim send-shutwr "${KA[@]}"
-	prompt woke
-	[ "$(outcome)" = "$want" ]
-	abortcall shim send-shutwr "${FRAMED[@]}"
-	prompt woke
-	[ "$(outcome)" = "$want" ]
+	same_as_kernel send-shutwr "blocked_after=1 result=-1 errno=EPIPE sigpipe=0 reused=ok" woke "${FRAMED[@]}"
 }
 
 @test "abort: shutdown(SHUT_RDWR) from another thread ends a blocked recv at once with end of stream" {
 	need_helper abortcall
-	abortcall plain recv-shutdown
-	prompt woke
-	want=$(outcome)
-	[ "$want" = "blocked_after=1 result=0 errno=none sigpipe=0 reused=ok" ]
-	abortcall shim recv-shutdown "${KA[@]}"
-	prompt woke
-	[ "$(outcome)" = "$want" ]
-	abortcall shim recv-shutdown "${FRAMED[@]}"
-	prompt woke
-	[ "$(outcome)" = "$want" ]
+	same_as_kernel recv-shutdown "blocked_after=1 result=0 errno=none sigpipe=0 reused=ok" woke "${FRAMED[@]}"
 }
 
 @test "abort: close() from another thread returns at once; a send blocked in the kernel stays blocked until the peer acts, as without the shim" {
 	need_helper abortcall
-	abortcall plain send-close
-	prompt
-	want=$(outcome)
-	[ "$want" = "blocked_after=1 result=count errno=none sigpipe=0 reused=ok" ]
-	abortcall shim send-close "${KA[@]}"
-	prompt
-	[ "$(outcome)" = "$want" ]
-	abortcall shim send-close "${FRAMED_SLOW[@]}"
-	prompt
-	[ "$(outcome)" = "$want" ]
+	same_as_kernel send-close "blocked_after=1 result=count errno=none sigpipe=0 reused=ok" "" "${FRAMED_SLOW[@]}"
 }
 
 @test "abort: close() from another thread returns at once; a blocked recv then gets the peer's byte, as without the shim" {
 	need_helper abortcall
-	abortcall plain recv-close
-	prompt
-	want=$(outcome)
-	[ "$want" = "blocked_after=1 result=1 data=x sigpipe=0 reused=ok" ]
-	abortcall shim recv-close "${KA[@]}"
-	prompt
-	[ "$(outcome)" = "$want" ]
-	abortcall shim recv-close "${FRAMED_SLOW[@]}"
-	prompt
-	[ "$(outcome)" = "$want" ]
+	same_as_kernel recv-close "blocked_after=1 result=1 data=x sigpipe=0 reused=ok" "" "${FRAMED_SLOW[@]}"
 }
 
 @test "abort: a framed recv woken by heartbeats after another thread closed its fd never touches the socket that took the number" {

@@ -120,6 +120,19 @@ s.sendall(b"stats")
 print(s.makefile().readline().strip())' "$PORT"
 }
 
+# flooded_read MODE SECS: the shimmed server in MODE (a blocking read or
+# peek) under a heartbeat flood of SECS seconds; the first line its read
+# reported in $first, the seconds it took in $secs.
+flooded_read() {
+	start_server "$1"
+	run "$FLOODER" flood 127.0.0.1 "$PORT" "$2"
+	assert_status 0
+	wait_line "$T/srv.out" '^(ERR|DATA|SIGNAL)' 5
+	echo "# $(head -3 "$T/srv.out" | tr '\n' ' ')" >&3
+	first=$(grep -m1 -E '^(ERR|DATA|SIGNAL)' "$T/srv.out")
+	secs=${first##* }
+}
+
 @test "a heartbeat flood on one connection: a single-threaded epoll server still answers another client at once" {
 	start_server lt
 	bg echo "$FLOODER" echo 127.0.0.1 "$PORT" 4
@@ -173,76 +186,41 @@ print(s.makefile().readline().strip())' "$PORT"
 }
 
 @test "a blocking read flooded with heartbeats still ends at SO_RCVTIMEO" {
-	start_server block
-	run "$FLOODER" flood 127.0.0.1 "$PORT" 3.5
-	assert_status 0
-	sleep 0.3
-	echo "# $(head -3 "$T/srv.out" | tr '\n' ' ')" >&3
+	flooded_read block 3.5
 	# The first read: EAGAIN after 1 s (as the kernel's with nothing to
 	# read), not when the flood stops.
-	local first
-	first=$(grep -m1 -E '^(ERR|DATA)' "$T/srv.out")
 	[[ $first == "ERR 11 "* ]] || fail "first read: $first"
-	local secs=${first##* }
 	awk -v s="$secs" 'BEGIN { exit !(s >= 0.9 && s < 1.8) }' || fail "SO_RCVTIMEO of 1 s ended after $secs s"
 }
 
 @test "a blocking read flooded with heartbeats is still ended by a signal whose handler lacks SA_RESTART" {
-	start_server block-sig
-	run "$FLOODER" flood 127.0.0.1 "$PORT" 3.5
-	assert_status 0
-	sleep 0.3
-	echo "# $(head -3 "$T/srv.out" | tr '\n' ' ')" >&3
+	flooded_read block-sig 3.5
 	# The handler runs (Python raises from it) when the signal comes, 1 s
 	# in, not when the flood stops.
-	local first
-	first=$(grep -m1 -E '^(ERR|DATA|SIGNAL)' "$T/srv.out")
 	[[ $first == "SIGNAL "* ]] || fail "the read ended with: $first"
-	local secs=${first##* }
 	awk -v s="$secs" 'BEGIN { exit !(s >= 0.9 && s < 1.8) }' || fail "signal at 1 s seen after $secs s"
 }
 
 @test "a blocking read flooded with heartbeats goes on after a signal whose handler has SA_RESTART" {
-	start_server block-sig-restart
-	run "$FLOODER" flood 127.0.0.1 "$PORT" 2.5
-	assert_status 0
-	wait_line "$T/srv.out" '^(ERR|DATA|SIGNAL)' 5
-	echo "# $(head -3 "$T/srv.out" | tr '\n' ' ')" >&3
+	flooded_read block-sig-restart 2.5
 	# As the kernel restarts such a read: no EINTR (Python would retry
 	# after one anyway, but only once the shim returned), the read goes on
 	# until the flood ends with the flooder's close.
-	local first
-	first=$(grep -m1 -E '^(ERR|DATA|SIGNAL)' "$T/srv.out")
 	[[ $first == "DATA 0 "* || $first == "ERR 104 "* ]] || fail "the read ended with: $first"
-	local secs=${first##* }
 	awk -v s="$secs" 'BEGIN { exit !(s >= 2.4) }' || fail "the read ended after $secs s: $first"
 }
 
 @test "a blocking recv(MSG_PEEK) flooded with heartbeats is still ended by a signal whose handler lacks SA_RESTART" {
-	start_server peek-sig
-	run "$FLOODER" flood 127.0.0.1 "$PORT" 3.5
-	assert_status 0
-	wait_line "$T/srv.out" '^(ERR|DATA|SIGNAL)' 5
-	echo "# $(head -3 "$T/srv.out" | tr '\n' ' ')" >&3
-	local first
-	first=$(grep -m1 -E '^(ERR|DATA|SIGNAL)' "$T/srv.out")
+	flooded_read peek-sig 3.5
 	[[ $first == "SIGNAL "* ]] || fail "the peek ended with: $first"
-	local secs=${first##* }
 	awk -v s="$secs" 'BEGIN { exit !(s >= 0.9 && s < 1.8) }' || fail "signal at 1 s seen after $secs s"
 }
 
 @test "a blocking recv(MSG_PEEK) flooded with heartbeats goes on after a signal whose handler has SA_RESTART" {
-	start_server peek-sig-restart
-	run "$FLOODER" flood 127.0.0.1 "$PORT" 2.5
-	assert_status 0
-	wait_line "$T/srv.out" '^(ERR|DATA|SIGNAL)' 5
-	echo "# $(head -3 "$T/srv.out" | tr '\n' ' ')" >&3
+	flooded_read peek-sig-restart 2.5
 	# As the kernel restarts such a call: it goes on until the flood ends
 	# with the flooder's close (a reset: it left our heartbeats unread).
-	local first
-	first=$(grep -m1 -E '^(ERR|DATA|SIGNAL)' "$T/srv.out")
 	[[ $first == "DATA 0 "* || $first == "ERR 104 "* ]] || fail "the peek ended with: $first"
-	local secs=${first##* }
 	awk -v s="$secs" 'BEGIN { exit !(s >= 2.4) }' || fail "the peek ended after $secs s: $first"
 }
 

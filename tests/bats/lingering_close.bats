@@ -9,26 +9,8 @@ load helpers
 
 @test "lingering close: a framed client that closes before the server accepts: the server still reads every byte, then EOF (no reset)" {
 	PORT=$(free_port)
-	bg srv env "${SHIM_ENV[@]}" HBSHIM_INTERVAL=5ms "$PY" -c 'import socket, sys, time
-l = socket.socket()
-l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("127.0.0.1", int(sys.argv[1])))
-l.listen(8)
-print("LISTENING", flush=True)
-time.sleep(0.5)  # busy elsewhere: the client has closed by now
-for i in range(3):
-    c, _ = l.accept()
-    n = 0
-    try:
-        while True:
-            d = c.recv(65536)
-            if not d:
-                break
-            n += len(d)
-        print("EOF", n, flush=True)
-    except OSError as e:
-        print("ERR", e.errno, n, flush=True)
-    c.close()' "$PORT"
+	# busy elsewhere for 0.5 s before its first accept: the client has closed by now
+	bg srv env "${SHIM_ENV[@]}" HBSHIM_INTERVAL=5ms "$PY" "$APP" count-reader 127.0.0.1 "$PORT" 3 0.5 8
 	local srv=$BG_PID
 	wait_line "$T/srv.out" LISTENING
 	run shim "HBSHIM_FRAME=127.0.0.1:$PORT" HBSHIM_INTERVAL=5ms HBSHIM_TIMEOUT=2s "$PY" -c 'import socket, sys, time

@@ -297,25 +297,7 @@ ECHOED 3" ] || fail "server: $(cat "$T/srv.out" "$T/srv.err")"
 	# slipped in between our half-close frame and our FIN would make it
 	# fail with EPROTO.
 	PORT=$(free_port)
-	bg srv env "${SHIM_ENV[@]}" HBSHIM_EVENTS="$T/srv.ev" "$PY" -c 'import socket, sys
-l = socket.socket()
-l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("127.0.0.1", int(sys.argv[1])))
-l.listen(64)
-print("LISTENING", flush=True)
-for i in range(200):
-    c, _ = l.accept()
-    n = 0
-    try:
-        while True:
-            d = c.recv(65536)
-            if not d:
-                break
-            n += len(d)
-        print("EOF", n, flush=True)
-    except OSError as e:
-        print("ERR", e.errno, n, flush=True)
-    c.close()' "$PORT"
+	bg srv env "${SHIM_ENV[@]}" HBSHIM_EVENTS="$T/srv.ev" "$PY" "$APP" count-reader 127.0.0.1 "$PORT" 200 0 64
 	local srv=$BG_PID
 	wait_line "$T/srv.out" LISTENING
 	run shim "HBSHIM_FRAME=127.0.0.1:$PORT" HBSHIM_INTERVAL=1ms HBSHIM_TIMEOUT=20s "$PY" -c 'import socket, sys, threading, time

@@ -81,50 +81,36 @@ assert_framed_with_heartbeats() {
 	echo "# heartbeats received: client $hc, server $hs" >&3
 }
 
-@test "fdopen(sock, \"r+\") on a framed connection: fprintf/fgets both ways byte-exact (short lines, a line flushed in two parts, a 20000-byte line), fclose gives the peer a clean EOF" {
+# echo_framed MODE SENT END: the framed client in MODE against a shimmed
+# echo server: it sent SENT bytes and checked the echo (OK), the server
+# reports END for the connection, and heartbeats flowed both ways.
+echo_framed() {
 	start_server 1 echo
-	run_client rw
+	run_client "$1"
 	assert_status 0
-	[ "$(line_with sent)" = "sent 20174" ] || fail "client: $output"
+	[ "$(line_with sent)" = "sent $2" ] || fail "client: $output"
 	[ "$(line_with OK)" = OK ] || fail "client: $output"
 	server_report
+	[ "$output" = "$3" ] || fail "server: $output $(cat "$T/srv.err")"
+	assert_framed_with_heartbeats
+}
+
+@test "fdopen(sock, \"r+\") on a framed connection: fprintf/fgets both ways byte-exact (short lines, a line flushed in two parts, a 20000-byte line), fclose gives the peer a clean EOF" {
 	# Every byte the client wrote, then an end of stream (no reset, no
 	# EPROTO), although the server's heartbeats still arrived after fclose.
-	[ "$output" = "end eof 20174 qrstuvwxyzabcdef|last|" ] || fail "server: $output $(cat "$T/srv.err")"
-	assert_framed_with_heartbeats
+	echo_framed rw 20174 "end eof 20174 qrstuvwxyzabcdef|last|"
 }
 
 @test "fdopen: in = fdopen(s, \"r\"), out = fdopen(dup(s), \"w\"): both streams framed; fclose of both closes cleanly" {
-	start_server 1 echo
-	run_client two-dup
-	assert_status 0
-	[ "$(line_with sent)" = "sent 20174" ] || fail "client: $output"
-	[ "$(line_with OK)" = OK ] || fail "client: $output"
-	server_report
-	[ "$output" = "end eof 20174 qrstuvwxyzabcdef|last|" ] || fail "server: $output $(cat "$T/srv.err")"
-	assert_framed_with_heartbeats
+	echo_framed two-dup 20174 "end eof 20174 qrstuvwxyzabcdef|last|"
 }
 
 @test "fdopen: two streams on one fd (\"r\" and \"w\"): both framed; the first fclose closes it, the second answers EBADF as without the shim" {
-	start_server 1 echo
-	run_client two-same
-	assert_status 0
-	[ "$(line_with sent)" = "sent 20174" ] || fail "client: $output"
-	[ "$(line_with OK)" = OK ] || fail "client: $output"
-	server_report
-	[ "$output" = "end eof 20174 qrstuvwxyzabcdef|last|" ] || fail "server: $output $(cat "$T/srv.err")"
-	assert_framed_with_heartbeats
+	echo_framed two-same 20174 "end eof 20174 qrstuvwxyzabcdef|last|"
 }
 
 @test "fdopen: fileno(f) is the socket; poll on it wakes for the echoed line, not for heartbeats" {
-	start_server 1 echo
-	run_client poll
-	assert_status 0
-	[ "$(line_with sent)" = "sent 140" ] || fail "client: $output"
-	[ "$(line_with OK)" = OK ] || fail "client: $output"
-	server_report
-	[ "$output" = "end eof 140  of the legacy client|" ] || fail "server: $output $(cat "$T/srv.err")"
-	assert_framed_with_heartbeats
+	echo_framed poll 140 "end eof 140  of the legacy client|"
 }
 
 @test "fdopen: output left in the stream at exit (no fflush, no fclose) reaches the peer framed, then EOF" {

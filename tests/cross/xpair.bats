@@ -74,46 +74,37 @@ server() {
 	echo "$SPID" >>"$T/.pids"
 }
 
-@test "$XTARGET: keepalive mode: kernel options set, $N bytes each way byte-exact" {
-	local ENV=(HBSHIM_INTERVAL=1s HBSHIM_TIMEOUT=4s)
-	server "${ENV[@]}"
-	run xrun "${ENV[@]}" -- "$XB/helpers/xpair" client "$PORT" "$N"
+# pair MODE BYTES HOW ENV...: a server and a client under ENV; the client
+# echoes BYTES each way (HOW: "" straight, idle or freeze, see xpair.c). Its
+# output in $output; fails unless it exited 0 in shim mode MODE (1 keepalive,
+# 2 framed) with every byte echoed.
+pair() {
+	local mode=$1 n=$2 how=$3
+	shift 3
+	server "$@"
+	run xrun "$@" -- "$XB/helpers/xpair" client "$PORT" "$n" ${how:+"$how"}
 	echo "$output"
 	[ "$status" -eq 0 ]
-	[[ $output == *"MODE 1"* ]]
+	[[ $output == *"MODE $mode"* ]]
+	[[ $output == *"ECHO OK $n"* ]]
+}
+
+@test "$XTARGET: keepalive mode: kernel options set, $N bytes each way byte-exact" {
+	pair 1 "$N" "" HBSHIM_INTERVAL=1s HBSHIM_TIMEOUT=4s
 	# keepalive on, TCP_USER_TIMEOUT from the 4 s timeout (hbshim(7)).
 	grep -Eq '^KEEPALIVE 1 UTO [1-9][0-9]*$' <<<"$output"
-	[[ $output == *"ECHO OK $N"* ]]
 }
 
 @test "$XTARGET: framed mode: $N bytes each way byte-exact" {
-	local ENV=(HBSHIM_INTERVAL=300ms HBSHIM_TIMEOUT=3s "HBSHIM_FRAME=127.0.0.1:*")
-	server "${ENV[@]}"
-	run xrun "${ENV[@]}" -- "$XB/helpers/xpair" client "$PORT" "$N"
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[[ $output == *"MODE 2"* ]]
-	[[ $output == *"ECHO OK $N"* ]]
+	pair 2 "$N" "" HBSHIM_INTERVAL=300ms HBSHIM_TIMEOUT=3s "HBSHIM_FRAME=127.0.0.1:*"
 }
 
 @test "$XTARGET: framed mode: an idle live peer (3.5 s, timeout 1.5 s) is kept by heartbeats" {
-	local ENV=(HBSHIM_INTERVAL=300ms HBSHIM_TIMEOUT=1500ms "HBSHIM_FRAME=127.0.0.1:*")
-	server "${ENV[@]}"
-	run xrun "${ENV[@]}" -- "$XB/helpers/xpair" client "$PORT" 20000 idle
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[[ $output == *"MODE 2"* ]]
-	[[ $output == *"ECHO OK 20000"* ]]
+	pair 2 20000 idle HBSHIM_INTERVAL=300ms HBSHIM_TIMEOUT=1500ms "HBSHIM_FRAME=127.0.0.1:*"
 }
 
 @test "$XTARGET: framed mode: a frozen peer is detected within the timeout + 10 %" {
-	local ENV=(HBSHIM_INTERVAL=300ms HBSHIM_TIMEOUT=1500ms "HBSHIM_FRAME=127.0.0.1:*")
-	server "${ENV[@]}"
-	run xrun "${ENV[@]}" -- "$XB/helpers/xpair" client "$PORT" 20000 freeze
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[[ $output == *"MODE 2"* ]]
-	[[ $output == *"ECHO OK 20000"* ]]
+	pair 2 20000 freeze HBSHIM_INTERVAL=300ms HBSHIM_TIMEOUT=1500ms "HBSHIM_FRAME=127.0.0.1:*"
 	# The server really is stopped (it stopped itself after its "Z").
 	[ "$(ps -o stat= -p "$SPID" | cut -c1)" = T ]
 	local l dt

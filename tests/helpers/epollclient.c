@@ -44,50 +44,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loopback.h"
+
 #define SLOW_MS 50.0
 
 static int empty, eagain, slow, total, eintr;
 static double worst;
-
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static void die(const char *what)
-{
-	fprintf(stderr, "%s: %s\n", what, strerror(errno));
-	exit(2);
-}
-
-static int listener(int *port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int one = 1, l = socket(AF_INET, SOCK_STREAM, 0);
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 16) ||
-	    getsockname(l, (struct sockaddr *)&a, &len))
-		die("listen");
-	*port = ntohs(a.sin_port);
-	return l;
-}
-
-static int dial(int port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	int s = socket(AF_INET, SOCK_STREAM, 0);
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(s, (struct sockaddr *)&a, sizeof(a)))
-		die("connect");
-	return s;
-}
 
 static void msleep(double ms)
 {
@@ -214,15 +176,31 @@ static void pipe_writer(int l, int wr, int n, int gap, int stop, pid_t client)
 	exit(0);
 }
 
+/* The end of a client run: the byte that lets the peer child exit, then
+ * its exit status. 1 when either failed. */
+static int finish(int s, int ep, pid_t peer)
+{
+	int st, rc = 0;
+
+	if (write(s, "k", 1) != 1)
+		rc = 1;
+	close(s);
+	close(ep);
+	waitpid(peer, &st, 0);
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		rc = 1;
+	return rc;
+}
+
 static int pipe_run(const char *mode, int n, int gap, int stop)
 {
-	int port, l, s, ep, st, rc = 0, p[2], got_bytes = 0;
+	int port, l, s, ep, rc = 0, p[2], got_bytes = 0;
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = 0 };
 	pid_t pid, me = getpid();
 
 	if (pipe2(p, O_NONBLOCK))
 		die("pipe");
-	l = listener(&port);
+	l = listener(16, &port);
 	pid = fork();
 	if (pid == 0)
 		pipe_writer(l, p[1], n, gap, stop, me);
@@ -250,15 +228,8 @@ static int pipe_run(const char *mode, int n, int gap, int stop)
 			got_bytes += (int)r;
 	}
 	total += got_bytes;
-	if (write(s, "k", 1) != 1)
-		rc = 1;
-	close(s);
-	close(ep);
 	close(p[0]);
-	waitpid(pid, &st, 0);
-	if (!WIFEXITED(st) || WEXITSTATUS(st))
-		rc = 1;
-	return rc;
+	return finish(s, ep, pid) | rc;
 }
 
 /* timeout: the server sends nothing and stops the client in each gap;
@@ -281,11 +252,11 @@ static void silent_server(int l, int n, int gap, int stop, pid_t client)
 
 static int timeout_run(int n, int gap, int stop)
 {
-	int port, l, s, ep, st, rc = 0;
+	int port, l, s, ep, rc = 0;
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 42 };
 	pid_t pid, me = getpid();
 
-	l = listener(&port);
+	l = listener(16, &port);
 	pid = fork();
 	if (pid == 0)
 		silent_server(l, n, gap, stop, me);
@@ -314,19 +285,12 @@ static int timeout_run(int n, int gap, int stop)
 			rc = 1;
 		}
 	}
-	if (write(s, "k", 1) != 1)
-		rc = 1;
-	close(s);
-	close(ep);
-	waitpid(pid, &st, 0);
-	if (!WIFEXITED(st) || WEXITSTATUS(st))
-		rc = 1;
-	return rc;
+	return finish(s, ep, pid) | rc;
 }
 
 static int client_run(const char *mode, int n, int gap, int stop)
 {
-	int nb = !strcmp(mode, "nb"), port, l, s, ep, st, rc = 0, next = 0;
+	int nb = !strcmp(mode, "nb"), port, l, s, ep, rc = 0, next = 0;
 
 	if (!strncmp(mode, "pipe-", 5))
 		return pipe_run(mode, n, gap, stop);
@@ -335,7 +299,7 @@ static int client_run(const char *mode, int n, int gap, int stop)
 	struct epoll_event ev = { .events = EPOLLIN };
 	pid_t pid, me = getpid();
 
-	l = listener(&port);
+	l = listener(16, &port);
 	pid = fork();
 	if (pid == 0)
 		serve_one(l, n, gap, stop, me);
@@ -391,14 +355,7 @@ static int client_run(const char *mode, int n, int gap, int stop)
 			die("epoll_ctl MOD");
 	}
 out:
-	if (write(s, "k", 1) != 1)
-		rc = 1;
-	close(s);
-	close(ep);
-	waitpid(pid, &st, 0);
-	if (!WIFEXITED(st) || WEXITSTATUS(st))
-		rc = 1;
-	return rc;
+	return finish(s, ep, pid) | rc;
 }
 
 /* ---- the single-threaded server */
@@ -424,7 +381,7 @@ static void client_proc(int port, int n, int gap, int stop, pid_t server)
 
 static int server_run(int clients, int n, int gap, int stop)
 {
-	int port, l = listener(&port), ep = epoll_create1(0), open_ = 0, done = 0, rc = 0, st;
+	int port, l = listener(16, &port), ep = epoll_create1(0), open_ = 0, done = 0, rc = 0, st;
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 	pid_t me = getpid();
 

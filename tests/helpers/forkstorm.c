@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loopback.h"
+
 static int ctor_ok;
 
 /* Wrapped calls before main(), from the application's own constructor. */
@@ -59,37 +61,6 @@ static void sleep_ms(int ms)
 
 	while (nanosleep(&t, &t) && errno == EINTR)
 		;
-}
-
-static int listener(int *port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t al = sizeof(a);
-	int one = 1, l = socket(AF_INET, SOCK_STREAM, 0);
-
-	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 8) ||
-	    getsockname(l, (struct sockaddr *)&a, &al)) {
-		perror("listener");
-		exit(2);
-	}
-	*port = ntohs(a.sin_port);
-	return l;
-}
-
-static int dial(int port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int s = socket(AF_INET, SOCK_STREAM, 0);
-
-	while (connect(s, (struct sockaddr *)&a, sizeof(a))) {
-		if (errno != EINTR) {
-			perror("connect");
-			exit(2);
-		}
-	}
-	return s;
 }
 
 /* The echo server: one connection; "delay" mode waits 300 ms, then sends
@@ -360,7 +331,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	l = listener(&port);
+	l = listener(8, &port);
 	srv = fork();
 	if (srv == 0)
 		serve(l, !strcmp(argv[1], "closeblocked"));

@@ -30,30 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int listener(int *port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int one = 1, l = socket(AF_INET, SOCK_STREAM, 0);
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 4) ||
-	    getsockname(l, (struct sockaddr *)&a, &len)) {
-		perror("listen");
-		exit(2);
-	}
-	*port = ntohs(a.sin_port);
-	return l;
-}
+#include "loopback.h"
 
 static void serve(int l, int n, int gap)
 {
@@ -78,19 +55,6 @@ static void serve(int l, int n, int gap)
 		exit(2);
 	close(c);
 	exit(0);
-}
-
-static int dial(int port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	int s = socket(AF_INET, SOCK_STREAM, 0);
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(s, (struct sockaddr *)&a, sizeof(a))) {
-		perror("connect");
-		exit(2);
-	}
-	return s;
 }
 
 /* After a readiness report: an application byte must be there at once (a
@@ -231,7 +195,7 @@ int main(int argc, char **argv)
 	}
 	n = atoi(argv[2]);
 	gap = atoi(argv[3]);
-	l = listener(&port);
+	l = listener(4, &port);
 	pid = fork();
 	if (pid == 0)
 		serve(l, n, gap);
