@@ -70,19 +70,19 @@ PY
 
 # ------------------------------------------------------------------ two processes, one connection
 
-@test "sharing: no /proc (cannot tell who holds the socket): the parent's close of a connection its child still uses leaves the stream alone" {
-	need_root "a mount namespace with /proc hidden"
-	need_cmd unshare mount
-	unshare -m sh -c 'mount -t tmpfs none /proc' 2>/dev/null ||
-		skip "cannot mount over /proc in a private mount namespace here"
-	local port
+# shared_close NFILL RUNNER...: the echo server, and client.py (NFILL
+# filler children first) run framed through RUNNER (a command that takes
+# NAME=VALUE words and a program, as shim does); the parent's and then the
+# child's exchange each get their echo, and the client was framed.
+shared_close() {
+	local nfill=$1 port srv
+	shift
 	port=$(free_port)
 	echo_server "$port" HBSHIM_INTERVAL=100ms
-	local srv=$BG_PID
+	srv=$BG_PID
 	cat_client
-	run timeout 30 unshare -m sh -c 'mount -t tmpfs none /proc && exec "$@"' sh \
-		env "${SHIM_ENV[@]}" HBSHIM_INTERVAL=100ms "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_EVENTS="$T/cli.ev" \
-		"$PY" "$T/client.py" "$port" 0
+	run "$@" HBSHIM_INTERVAL=100ms "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_EVENTS="$T/cli.ev" \
+		"$PY" "$T/client.py" "$port" "$nfill"
 	echo "$output"
 	assert_status 0
 	[ "$(line_with parent)" = "parent got b'parent'" ] || fail "parent: $output"
@@ -91,22 +91,19 @@ PY
 	bg_wait "$srv" 10
 }
 
+@test "sharing: no /proc (cannot tell who holds the socket): the parent's close of a connection its child still uses leaves the stream alone" {
+	need_root "a mount namespace with /proc hidden"
+	need_cmd unshare mount
+	unshare -m sh -c 'mount -t tmpfs none /proc' 2>/dev/null ||
+		skip "cannot mount over /proc in a private mount namespace here"
+	shared_close 0 timeout 30 unshare -m sh -c 'mount -t tmpfs none /proc && exec "$@"' sh \
+		env "${SHIM_ENV[@]}"
+}
+
 @test "sharing: the child holding the socket comes after 200 others in the children list: the parent's close leaves the stream alone" {
 	# The list was read into 512 bytes: a child past the first ~100 pids
 	# was not seen, and the parent's close shut the socket down under it.
-	local port
-	port=$(free_port)
-	echo_server "$port" HBSHIM_INTERVAL=100ms
-	local srv=$BG_PID
-	cat_client
-	run shim HBSHIM_INTERVAL=100ms "HBSHIM_FRAME=127.0.0.1:$port" HBSHIM_EVENTS="$T/cli.ev" \
-		"$PY" "$T/client.py" "$port" 200
-	echo "$output"
-	assert_status 0
-	[ "$(line_with parent)" = "parent got b'parent'" ] || fail "parent: $output"
-	[ "$(line_with child)" = "child got b'child'" ] || fail "child: $output"
-	grep -q '"event":"framed"' "$T/cli.ev" || fail "not framed: $(cat "$T/cli.ev")"
-	bg_wait "$srv" 10
+	shared_close 200 shim
 }
 
 # ------------------------------------------------------------------ fork and vfork

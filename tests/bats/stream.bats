@@ -8,35 +8,37 @@ make_input() {
 	head -c "${2:-5242880}" /dev/urandom >"$1"
 }
 
-@test "bytes: shimmed socat client -> unshimmed socat server, 5 MB exact" {
+# plain_sink: $T/in (5 MB of random bytes) and an unshimmed socat server
+# that writes what it receives to $T/out; its port in $PORT, pid in $SINK.
+plain_sink() {
 	need_cmd socat
-	local port
 	make_input "$T/in"
-	port=$(free_port)
-	bg srv plain socat -u "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" "CREATE:$T/out"
-	local srv=$BG_PID
-	wait_listen "$port"
-	run shim HBSHIM_INTERVAL=1s socat -u "OPEN:$T/in" "TCP:127.0.0.1:$port"
-	assert_status 0
-	bg_wait "$srv" 10
+	PORT=$(free_port)
+	bg srv plain socat -u "TCP-LISTEN:$PORT,bind=127.0.0.1,reuseaddr" "CREATE:$T/out"
+	SINK=$BG_PID
+	wait_listen "$PORT"
+}
+
+# sink_got_input: the sink exited 0 with exactly $T/in in $T/out.
+sink_got_input() {
+	bg_wait "$SINK" 10
 	[ "$BG_STATUS" -eq 0 ] || fail "socat server status $BG_STATUS: $(cat "$T/srv.err")"
 	same_file "$T/in" "$T/out"
 }
 
+@test "bytes: shimmed socat client -> unshimmed socat server, 5 MB exact" {
+	plain_sink
+	run shim HBSHIM_INTERVAL=1s socat -u "OPEN:$T/in" "TCP:127.0.0.1:$PORT"
+	assert_status 0
+	sink_got_input
+}
+
 @test "bytes: shimmed python3 client -> unshimmed socat server, 5 MB exact" {
-	need_cmd socat
-	local port
-	make_input "$T/in"
-	port=$(free_port)
-	bg srv plain socat -u "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" "CREATE:$T/out"
-	local srv=$BG_PID
-	wait_listen "$port"
-	run shim HBSHIM_INTERVAL=1s "$PY" "$APP" send-file 127.0.0.1 "$port" "$T/in"
+	plain_sink
+	run shim HBSHIM_INTERVAL=1s "$PY" "$APP" send-file 127.0.0.1 "$PORT" "$T/in"
 	assert_status 0
 	[ "$output" = "SENT 5242880" ] || fail "client: $output"
-	bg_wait "$srv" 10
-	[ "$BG_STATUS" -eq 0 ] || fail "socat server status $BG_STATUS: $(cat "$T/srv.err")"
-	same_file "$T/in" "$T/out"
+	sink_got_input
 }
 
 @test "bytes: shimmed socat server -> unshimmed socat client, 5 MB exact" {

@@ -26,6 +26,8 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include "loopback.h"
+
 static void say(const char *s)
 {
 	if (write(1, s, strlen(s)) < 0)
@@ -49,22 +51,13 @@ static int read_n(int fd, char *buf, size_t n)
 int main(int argc, char **argv)
 {
 	int (*mode)(int) = (int (*)(int))dlsym(RTLD_DEFAULT, "hbshim_fd_mode");
-	struct sockaddr_in a;
 	char buf[64];
 	int fd, st;
 	pid_t pid;
 
 	if (argc < 2)
 		return 2;
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_port = htons((unsigned short)atoi(argv[1]));
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		perror("connect");
-		return 2;
-	}
+	fd = dial(atoi(argv[1]));
 	if (write(fd, "hi", 2) != 2 || read_n(fd, buf, 2) < 0) {
 		perror("first echo");
 		return 3;
