@@ -94,6 +94,7 @@ shared_close() {
 @test "sharing: no /proc (cannot tell who holds the socket): the parent's close of a connection its child still uses leaves the stream alone" {
 	need_root "a mount namespace with /proc hidden"
 	need_cmd unshare mount
+	need_nosan "the sanitizer runtime cannot run without /proc (LeakSanitizer's fatal error at exit)"
 	unshare -m sh -c 'mount -t tmpfs none /proc' 2>/dev/null ||
 		skip "cannot mount over /proc in a private mount namespace here"
 	shared_close 0 timeout 30 unshare -m sh -c 'mount -t tmpfs none /proc && exec "$@"' sh \
