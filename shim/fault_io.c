@@ -686,8 +686,11 @@ static long fault_io(struct hb_conn *c, int fd, struct msghdr *m, int flags, uns
 					return -EAGAIN;
 				continue;
 			}
-			if (nb)
+			if (nb) {
+				if (dir == HB_FDIR_IN)
+					hb_fault_park_reads(c, fd);
 				return -EAGAIN;
+			}
 			if (tmo && now - start >= tmo)
 				return -EAGAIN;
 			if (wait_to > now + SLICE_MS)
