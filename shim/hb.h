@@ -1021,8 +1021,11 @@ extern _Atomic int hb_stats_adopted;
  * All functions: app threads, return 0 / count or -errno. */
 struct hb_fstate;
 /* Connect faults, before the real connect: 0 to go on (after a "delay"
- * slept, or with *sa replaced by a private address that never answers for
- * "timeout"), or -errno to fail the connect with (refuse, errno). */
+ * slept, or with *sa replaced by a private loopback address: one that never
+ * answers for "timeout", a closed port for "refuse"), 1 to go on and report
+ * a connect that completes at once as EINPROGRESS (a non-blocking connect
+ * under "delay": in progress until the delay is over), or -errno to fail
+ * the connect with (errno, EALREADY while a delay is on). */
 int hb_fault_connect(int fd, struct hb_conn *c, const struct sockaddr **sa, socklen_t *len);
 /* Bind the rules matching this connection (side, peer) to c. */
 void hb_fault_bind(int fd, struct hb_conn *c, const struct sockaddr *peer, socklen_t peerlen,

@@ -17,8 +17,8 @@ one-shot), poll or select, against faultapp.py's server.
   connect HOST PORT WAIT SECS [SYNCNT]
       A non-blocking connect (TCP_SYNCNT first when given), then one wait
       for writability with WAIT (epoll, poll, select) of at most SECS.
-      Prints "connect ERRNAME" (what connect returned: EINPROGRESS, 0 as
-      OK, or an error), then "ready EVENTS S" (the events reported, sorted
+      Prints "connect ERRNAME S" (what connect returned: EINPROGRESS, 0 as
+      OK, or an error, and the seconds the call took), then "ready EVENTS S" (the events reported, sorted
       names, and the seconds since the connect) or "timeout S", then
       "so_error ERRNAME" (getsockopt SO_ERROR after the wait; OK for 0).
   idle HOST PORT WAIT SECS
@@ -165,7 +165,7 @@ def connect(host, port, wait, secs, syncnt=None):
     s.setblocking(False)
     t0 = time.monotonic()
     r = s.connect_ex((host, int(port)))
-    print("connect", ename(r))
+    print("connect %s %.2f" % (ename(r), time.monotonic() - t0))
     if r in (0, errno.EINPROGRESS):
         ev = Waiter(s, wait, "out")(secs)
         if ev is None:
