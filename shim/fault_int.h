@@ -30,6 +30,9 @@ struct hb_fstate {
 	int reset;             /* 1: reset sent (from a poll wait), 2: ECONNRESET reported */
 	uint64_t connect_until; /* non-blocking connect under "delay": in progress
 				   for the application until then (0: none) */
+	_Atomic uint32_t held_eagains; /* non-blocking reads that found their data
+					  held (fault_poll.c re-arms the edge-
+					  triggered registrations of the fd) */
 	uint64_t opened_ms;
 	uint64_t rng;
 	uint64_t bytes[2];     /* application bytes in, out */
@@ -57,9 +60,6 @@ static inline void unlock(struct hb_fstate *st)
 /* Record one injected fault (event, counter, log). Any app thread. */
 void hb_fault_record(int fd, const struct hb_conn *c, const struct hb_fault *f, unsigned dir,
 		     int err, const struct sockaddr *peer, socklen_t peerlen);
-/* A non-blocking read found data held back: its edge-triggered epoll
- * registrations are re-armed at the release (fault_poll.c). */
-void hb_fault_park_reads(struct hb_conn *c, int fd);
 /* Send a reset now; the socket is left unconnected, fd open. */
 void hb_fault_reset_now(int fd);
 

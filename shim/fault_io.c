@@ -770,7 +770,7 @@ static long fault_io(struct hb_conn *c, int fd, struct msghdr *m, int flags, uns
 			}
 			if (nb) {
 				if (dir == HB_FDIR_IN)
-					hb_fault_park_reads(c, fd);
+					hb_add_relaxed(&st->held_eagains, 1);
 				return -EAGAIN;
 			}
 			if (tmo && now - start >= tmo)

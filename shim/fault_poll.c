@@ -385,8 +385,10 @@ struct reg {
 	int fd;
 	uint64_t data;
 	uint32_t events, self, gen;
+	uint32_t eagains_seen; /* the connection's held_eagains acted on */
 };
 static struct reg regs[REG_MAX];
+static _Atomic int regs_et; /* an edge-triggered registration was recorded */
 static _Atomic int regs_off; /* the lock was not to be had: regs unknown */
 
 int hb_fault_epoll_ctl_begin(int epfd, int fd)
@@ -422,11 +424,17 @@ void hb_fault_epoll_ctl_end(int locked, int ok, struct hb_conn *c, int epfd, int
 		}
 	}
 	if (ok && op != EPOLL_CTL_DEL && ev && c) {
-		if (slot >= 0)
+		struct hb_fstate *st = hb_fault_of(c);
+
+		if (slot >= 0) {
 			regs[slot] = (struct reg){ .epfd1 = epfd + 1, .fd = fd, .data = ev->data.u64,
 						   .events = ev->events, .self = c->self,
 						   .gen = hb_load_acquire(&c->gen) };
-		else
+			if (st)
+				regs[slot].eagains_seen = hb_load_relaxed(&st->held_eagains);
+			if (ev->events & EPOLLET)
+				hb_store_relaxed(&regs_et, 1);
+		} else
 			hb_store_relaxed(&regs_off, 1); /* full: unknown from now on */
 	}
 	park_unlock();
@@ -466,22 +474,26 @@ static int park(int epfd, int fd, uint64_t data, uint32_t events, uint32_t self,
 	return 1;
 }
 
-void hb_fault_park_reads(struct hb_conn *c, int fd)
+/* A non-blocking read that found its data held (fault_io.c counts them in
+ * held_eagains) leaves an edge-triggered registration waiting for an edge
+ * the kernel will not raise again for that data: park it, so that the
+ * release re-arms it. Under park_lk. */
+static void park_held_reads(int epfd)
 {
-	uint32_t gen = hb_load_acquire(&c->gen);
+	for (int i = 0; hb_load_relaxed(&regs_et) && i < REG_MAX; i++) {
+		struct reg *g = &regs[i];
+		struct hb_conn *c;
+		struct hb_fstate *st;
+		uint32_t n;
 
-	/* A non-blocking read found its data held: an edge-triggered
-	 * registration would not hear of that data again by itself. */
-	if (hb_load_relaxed(&regs_off) || !park_lock())
-		return;
-	for (int i = 0; i < REG_MAX; i++) {
-		const struct reg *g = &regs[i];
-
-		if (g->epfd1 && g->fd == fd && g->self == c->self && g->gen == gen &&
-		    (g->events & EPOLLET) && (g->events & EP_IN))
-			park(g->epfd1 - 1, fd, g->data, g->events, g->self, g->gen, EP_IN, HELD_IN);
+		if (g->epfd1 != epfd + 1 || !(g->events & EPOLLET) || !(g->events & EP_IN) ||
+		    !(c = hb_fd_conn(g->fd)) || c->self != g->self ||
+		    hb_load_acquire(&c->gen) != g->gen || !(st = hb_fault_of(c)) ||
+		    (n = hb_load_relaxed(&st->held_eagains)) == g->eagains_seen)
+			continue;
+		g->eagains_seen = n;
+		park(epfd, g->fd, g->data, g->events, g->self, g->gen, EP_IN, HELD_IN);
 	}
-	park_unlock();
 }
 
 /* Restore the registrations of set epfd whose hold is over; returns the
@@ -490,8 +502,12 @@ static uint64_t unpark(int epfd, uint64_t now)
 {
 	uint64_t wake = UINT64_MAX;
 
-	if (!hb_load_relaxed(&parked_n) || !park_lock())
+	if (!hb_load_relaxed(&parked_n) && !hb_load_relaxed(&regs_et))
 		return wake;
+	if (!park_lock())
+		return wake;
+	if (!hb_load_relaxed(&regs_off))
+		park_held_reads(epfd);
 	for (int i = 0; i < PARK_MAX; i++) {
 		struct parked *p = &parks[i];
 		struct hb_conn *c;
