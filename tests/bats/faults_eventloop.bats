@@ -209,7 +209,7 @@ EOF
 	[ "${lines[1]}" = "read 10" ]
 }
 
-@test "faults_eventloop: timeout with a non-blocking connect: nothing until the kernel gives up (TCP_SYNCNT=1: about 3 s), then ETIMEDOUT, as toward a listener that drops SYNs" {
+@test "faults_eventloop: timeout with a non-blocking connect: nothing until the kernel gives up (TCP_SYNCNT=1: about 3 s), then ETIMEDOUT, as toward a listener that drops SYNs; a shorter wait of the program (epoll, selectors, select) ends first" {
 	start_server
 	local w kernel shimmed
 	# A listener whose accept queue is full drops SYNs: the kernel's own
@@ -232,6 +232,15 @@ EOF
 		[ "$(sed -n 3p <<<"$shimmed")" = "so_error ETIMEDOUT" ]
 		[[ $(sed -n 2p <<<"$shimmed") =~ ^"ready ERR,HUP,OUT "([0-9.]+)$ ]]
 		ok "${BASH_REMATCH[1]} >= 2.5 && ${BASH_REMATCH[1]} < 4.5"
+	done
+	# The program's own shorter wait decides first: nothing reported, the
+	# connect still pending (SO_ERROR 0), with every kind of wait.
+	for w in epoll-et epoll-oneshot selectors select; do
+		run shim HBSHIM_FAULTS='timeout' "$PY" "$FL" connect 127.0.0.1 "$PORT" "$w" 0.5
+		echo "$w: $output"
+		[[ ${lines[0]} == "connect EINPROGRESS "* ]]
+		[[ ${lines[1]} =~ ^"timeout "0\.[5-9] ]] || fail "$w: ${lines[1]}"
+		[ "${lines[2]}" = "so_error OK" ]
 	done
 }
 
