@@ -337,6 +337,7 @@ struct parked {
 	uint32_t events;
 	uint32_t self, gen; /* the connection's identity (fd reuse) */
 	uint32_t held;    /* HELD_* bits withdrawn */
+	uint32_t ver;     /* bumped on every change of the slot */
 };
 
 static struct parked parks[PARK_MAX];
@@ -345,7 +346,8 @@ static _Atomic int parked_n; /* entries in use (fast "none" test) */
 
 /* 1 with the lock held; 0 when it stays taken (a signal handler that
  * interrupted the holder): the caller goes on without parking. The lock
- * is held over one epoll_ctl at most, a call that never blocks. */
+ * is held over epoll_ctl calls only (the application's, or ours on the
+ * same set and fd), which never block. */
 static int park_lock(void)
 {
 	for (int i = 0; i < 4000; i++) {
@@ -378,7 +380,7 @@ static struct hb_conn *park_conn(const struct parked *p)
 }
 
 /* The epoll registrations of connections, as the application made them
- * (epoll_ctl), for hb_fault_park_reads. Under park_lk. */
+ * (epoll_ctl), for park_held_reads. Under park_lk. */
 #define REG_MAX 1024
 struct reg {
 	int epfd1; /* epfd + 1; 0 = free */
@@ -401,6 +403,7 @@ int hb_fault_epoll_ctl_begin(int epfd, int fd)
 	for (int i = 0; hb_load_relaxed(&parked_n) && i < PARK_MAX; i++) {
 		if (parks[i].epfd1 == epfd + 1 && parks[i].fd == fd) {
 			parks[i].epfd1 = 0;
+			parks[i].ver++;
 			hb_add_relaxed(&parked_n, -1);
 		}
 	}
@@ -467,7 +470,8 @@ static int park(int epfd, int fd, uint64_t data, uint32_t events, uint32_t self,
 				return 0; /* EPOLLEXCLUSIVE cannot be modified */
 		}
 		parks[slot] = (struct parked){ .epfd1 = epfd + 1, .fd = fd, .data = data,
-					       .events = events, .self = self, .gen = gen };
+					       .events = events, .self = self, .gen = gen,
+					       .ver = parks[slot].ver + 1 };
 		hb_add_relaxed(&parked_n, 1);
 	}
 	parks[slot].held |= (uint32_t)held;
@@ -508,29 +512,43 @@ static uint64_t unpark(int epfd, uint64_t now)
 		return wake;
 	if (!hb_load_relaxed(&regs_off))
 		park_held_reads(epfd);
-	for (int i = 0; i < PARK_MAX; i++) {
-		struct parked *p = &parks[i];
+	park_unlock();
+	for (int i = 0; hb_load_relaxed(&parked_n) && i < PARK_MAX; i++) {
+		struct parked p;
 		struct hb_conn *c;
 		uint64_t rel;
 		int held;
 
-		if (p->epfd1 != epfd + 1)
+		/* Judged outside the lock (in_held may record an event or
+		 * send a reset); acted on only if the entry is unchanged. */
+		if (!park_lock())
+			break;
+		p = parks[i];
+		park_unlock();
+		if (p.epfd1 != epfd + 1)
 			continue;
-		if ((c = park_conn(p)) && ((held = in_held(c, p->fd, now, &rel, (p->events & EP_IN) != 0)) & p->held)) {
+		c = park_conn(&p);
+		if (c && ((held = in_held(c, p.fd, now, &rel, (p.events & EP_IN) != 0)) &
+			  (int)p.held)) {
 			if (rel < wake)
 				wake = rel;
 			continue;
 		}
-		if (c) {
-			struct epoll_event ev = { .events = p->events };
+		if (!park_lock())
+			break;
+		if (parks[i].epfd1 == p.epfd1 && parks[i].ver == p.ver) {
+			if (c) {
+				struct epoll_event ev = { .events = p.events };
 
-			ev.data.u64 = p->data;
-			(void)hb_os_epoll_ctl(epfd, EPOLL_CTL_MOD, p->fd, &ev);
+				ev.data.u64 = p.data;
+				(void)hb_os_epoll_ctl(epfd, EPOLL_CTL_MOD, p.fd, &ev);
+			}
+			parks[i].epfd1 = 0;
+			parks[i].ver++;
+			hb_add_relaxed(&parked_n, -1);
 		}
-		p->epfd1 = 0;
-		hb_add_relaxed(&parked_n, -1);
+		park_unlock();
 	}
-	park_unlock();
 	if (hb_cfg.control_path[0] && wake > now + CTL_SLICE_MS)
 		wake = now + CTL_SLICE_MS; /* a rule removed live releases it */
 	return wake;

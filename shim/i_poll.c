@@ -307,9 +307,7 @@ HB_EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct
 static __attribute__((noinline)) int epoll_ctl_slow(struct hb_conn *c, int epfd, int op, int fd,
 						    struct epoll_event *ev)
 {
-	int r;
-
-	int parked = 0;
+	int r, parked = 0;
 
 	if (c && op == EPOLL_CTL_ADD && c->mode == HB_MODE_FRAME && hb_conn_usable(c))
 		hb_epoll_note(epfd);

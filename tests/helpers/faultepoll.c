@@ -4,10 +4,10 @@
  *
  *   faultepoll PORT N CALL SECS
  *     Connect to faultapp.py's server on 127.0.0.1:PORT, ask for N bytes
- *     ("N\n"), and read them with non-blocking reads (MSG_DONTWAIT) of a socket registered
- *     level-triggered for EPOLLIN, waiting with CALL (wait | pwait |
- *     pwait2) for at most what is left of SECS (milliseconds; a timespec
- *     for pwait2). Prints "ok N", "eof after K", "err ERRNO after K" or
+ *     ("N\n"), and read them with non-blocking reads (MSG_DONTWAIT) of a
+ *     socket registered level-triggered for EPOLLIN, waiting with CALL
+ *     (wait | pwait | pwait2) for at most what is left of SECS
+ *     (milliseconds; a timespec for pwait2). Prints "ok N", "eof after K", "err ERRNO after K" or
  *     "timeout after K", then "eagain K" (reads that found nothing after a
  *     report), "first MS" (milliseconds from the request to the first byte,
  *     -1 for none) and "empty K" (waits that returned 0 events before the
