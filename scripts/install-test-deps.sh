@@ -29,6 +29,7 @@ NEEDS=(
 	procps
 	redis-server
 	redis-tools
+	postgresql
 	"nginx-light|nginx"
 	wrk
 	groff-base

@@ -217,9 +217,10 @@ void hb_epmap_ctl(struct hb_conn *c, int epfd, int op, int fd, const struct epol
 		return;
 	/* Only what is or may become framed is recorded: not a listener, not
 	 * a keepalive-mode socket, not a socket before connect without a
-	 * framing rule. */
-	if (c && (c->kind == HB_KIND_LISTENER || !hb_enabled || c->mode == HB_MODE_KEEPALIVE ||
-		  (c->mode == HB_MODE_NONE && !hb_cfg.nrules)))
+	 * framing rule; with fault rules, every connection (fault_poll.c). */
+	if (c && (c->kind == HB_KIND_LISTENER || !hb_enabled ||
+		  (!hb_cfg.nfaults && (c->mode == HB_MODE_KEEPALIVE ||
+				       (c->mode == HB_MODE_NONE && !hb_cfg.nrules)))))
 		c = NULL;
 	if (!(m = get_map(c && op != EPOLL_CTL_DEL)))
 		return;

@@ -28,6 +28,11 @@ struct hb_fstate {
 	uint32_t nrules;
 	uint32_t ordinal;      /* connection number in this process (seeding) */
 	int reset;             /* 1: reset sent (from a poll wait), 2: ECONNRESET reported */
+	uint64_t connect_until; /* non-blocking connect under "delay": in progress
+				   for the application until then (0: none) */
+	_Atomic uint32_t held_eagains; /* non-blocking reads that found their data
+					  held (fault_poll.c re-arms the edge-
+					  triggered registrations of the fd) */
 	uint64_t opened_ms;
 	uint64_t rng;
 	uint64_t bytes[2];     /* application bytes in, out */

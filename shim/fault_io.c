@@ -142,6 +142,37 @@ struct blackhole {
 };
 static struct blackhole holes[2]; /* AF_INET, AF_INET6 */
 
+/* A loopback port bound and never listened on: the kernel answers a
+ * connect there with a reset, so a refused connect (blocking: ECONNREFUSED;
+ * non-blocking: EINPROGRESS, then POLLOUT|POLLERR|POLLHUP and SO_ERROR
+ * ECONNREFUSED) is the kernel's own, for every kind of caller. The socket
+ * stays open (and the port reserved) for the life of the process. */
+static struct blackhole refusers[2];
+
+static int make_refuser(struct blackhole *h, int family)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+	long b;
+
+	memset(&ss, 0, sizeof(ss));
+	ss.ss_family = (sa_family_t)family;
+	if (family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_addr = in6addr_loopback;
+	b = hb_os_socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (b < 0)
+		return -1;
+	if (hb_os_bind((int)b, (struct sockaddr *)&ss, len) < 0 ||
+	    hb_os_getsockname((int)b, (struct sockaddr *)&h->addr, &len) < 0) {
+		hb_os_close((int)b);
+		return -1;
+	}
+	h->len = len;
+	return 0;
+}
+
 static int make_hole(struct blackhole *h, int family)
 {
 	struct sockaddr_storage ss;
@@ -180,13 +211,17 @@ static int make_hole(struct blackhole *h, int family)
 	return 0;
 }
 
-static const struct blackhole *hole(int family)
+/* The private address of a kind (holes or refusers) for a family, made on
+ * first use; NULL when it cannot be. */
+static const struct blackhole *hole(struct blackhole *kind, int family)
 {
-	struct blackhole *h = &holes[family == AF_INET ? 0 : 1];
+	struct blackhole *h = &kind[family == AF_INET ? 0 : 1];
 	int s = hb_load_acquire(&h->state);
 
 	if (s == 0 && hb_cas_strong_acq_rel(&h->state, &s, 1)) {
-		hb_store_release(&h->state, make_hole(h, family) == 0 ? 2 : 3);
+		int ok = kind == holes ? make_hole(h, family) : make_refuser(h, family);
+
+		hb_store_release(&h->state, ok == 0 ? 2 : 3);
 	}
 	while ((s = hb_load_acquire(&h->state)) == 1)
 		hb_os_sleep_us(1000);
@@ -219,8 +254,20 @@ static int roll(uint32_t ppm)
 	}
 }
 
+static struct hb_fstate *fstate_alloc(void);
+
 int hb_fault_connect(int fd, struct hb_conn *c, const struct sockaddr **sa, socklen_t *len)
 {
+	struct hb_fstate *st = hb_fault_of(c);
+
+	if (st && st->connect_until) {
+		/* Asked again during a delayed non-blocking connect: as the
+		 * kernel answers while the handshake is on; after it, the
+		 * real connect answers (EISCONN). */
+		if (hb_os_now_ms() < st->connect_until)
+			return -EALREADY;
+		return 0;
+	}
 	if (!hb_cfg.seed_set || !hb_load_relaxed(&seeded))
 		seed();
 	if (hb_cfg.seed_set && !hb_load_relaxed(&proc_rng)) {
@@ -246,9 +293,16 @@ int hb_fault_connect(int fd, struct hb_conn *c, const struct sockaddr **sa, sock
 			continue;
 		}
 		switch (f->action) {
-		case HB_FA_REFUSE:
+		case HB_FA_REFUSE: {
+			const struct blackhole *h = hole(refusers, (*sa)->sa_family);
+
 			hb_fault_record(fd, c, f, 0, ECONNREFUSED, *sa, *len);
-			return -ECONNREFUSED;
+			if (!h)
+				return -ECONNREFUSED; /* no private port: at once */
+			*sa = (const struct sockaddr *)&h->addr;
+			*len = h->len;
+			return 0;
+		}
 		case HB_FA_ERRNO:
 			hb_fault_record(fd, c, f, 0, (int)f->arg, *sa, *len);
 			return -(int)f->arg;
@@ -256,14 +310,23 @@ int hb_fault_connect(int fd, struct hb_conn *c, const struct sockaddr **sa, sock
 			uint64_t until = hb_os_now_ms() + f->arg, now;
 
 			hb_fault_record(fd, c, f, 0, 0, *sa, *len);
+			if ((hb_load_relaxed(&c->flags) & HB_CF_NONBLOCK) &&
+			    (st = st ? st : fstate_alloc())) {
+				/* Non-blocking: the connect is made now and is
+				 * in progress for the application until then
+				 * (reads and writes EAGAIN, not readable or
+				 * writable to poll, select, epoll). */
+				st->connect_until = until;
+				hb_store_release(&c->fault, st);
+				return 1;
+			}
 			while ((now = hb_os_now_ms()) < until)
 				if (nap(until - now) == -EINTR)
 					return -EINTR;
 			break;
 		}
 		case HB_FA_TIMEOUT: {
-			const struct blackhole *h = hole((*sa)->sa_family == AF_INET ? AF_INET
-										: AF_INET6);
+			const struct blackhole *h = hole(holes, (*sa)->sa_family);
 
 			if (!h) {
 				hb_log(HB_LOG_WARN, "fd %d: fault %s: no private listener for "
@@ -312,9 +375,13 @@ void hb_fault_bind(int fd, struct hb_conn *c, const struct sockaddr *peer, sockl
 		   int accepted)
 {
 	struct sockaddr_storage ss;
-	struct hb_fstate *st = NULL;
+	struct hb_fstate *st = hb_fault_of(c);
 	uint64_t x;
 
+	/* A state made by a delayed connect takes the rules; one that has
+	 * them already (a second connect call) keeps them. */
+	if (st && st->nrules)
+		return;
 	if (!peer) {
 		peerlen = sizeof(ss);
 		if (hb_os_getpeername(fd, (struct sockaddr *)&ss, &peerlen) < 0)
@@ -333,8 +400,11 @@ void hb_fault_bind(int fd, struct hb_conn *c, const struct sockaddr *peer, sockl
 			continue;
 		if (!st && !(st = fstate_alloc()))
 			return;
+		lock(st);
 		st->r[st->nrules].kick_seen = hb_load_relaxed(&hb_fault_kick[i]);
-		st->r[st->nrules++].idx = (uint8_t)i;
+		st->r[st->nrules].idx = (uint8_t)i;
+		st->nrules++;
+		unlock(st);
 	}
 	if (!st)
 		return;
@@ -595,6 +665,18 @@ static long fault_io(struct hb_conn *c, int fd, struct msghdr *m, int flags, uns
 
 		memset(&p, 0, sizeof(p));
 
+		if (st->connect_until && now < st->connect_until) {
+			/* A delayed non-blocking connect is still on. */
+			*injected = 1;
+			if (nb)
+				return -EAGAIN;
+			if (nap(st->connect_until - now > SLICE_MS ? SLICE_MS
+								   : st->connect_until - now) ==
+				    -EINTR &&
+			    intr_fails(tmo))
+				return -EINTR;
+			continue;
+		}
 		lock(st);
 		reset_state = st->reset;
 		if (reset_state == 1)
@@ -686,8 +768,11 @@ static long fault_io(struct hb_conn *c, int fd, struct msghdr *m, int flags, uns
 					return -EAGAIN;
 				continue;
 			}
-			if (nb)
+			if (nb) {
+				if (dir == HB_FDIR_IN)
+					hb_add_relaxed(&st->held_eagains, 1);
 				return -EAGAIN;
+			}
 			if (tmo && now - start >= tmo)
 				return -EAGAIN;
 			if (wait_to > now + SLICE_MS)

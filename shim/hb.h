@@ -1021,8 +1021,11 @@ extern _Atomic int hb_stats_adopted;
  * All functions: app threads, return 0 / count or -errno. */
 struct hb_fstate;
 /* Connect faults, before the real connect: 0 to go on (after a "delay"
- * slept, or with *sa replaced by a private address that never answers for
- * "timeout"), or -errno to fail the connect with (refuse, errno). */
+ * slept, or with *sa replaced by a private loopback address: one that never
+ * answers for "timeout", a closed port for "refuse"), 1 to go on and report
+ * a connect that completes at once as EINPROGRESS (a non-blocking connect
+ * under "delay": in progress until the delay is over), or -errno to fail
+ * the connect with (errno, EALREADY while a delay is on). */
 int hb_fault_connect(int fd, struct hb_conn *c, const struct sockaddr **sa, socklen_t *len);
 /* Bind the rules matching this connection (side, peer) to c. */
 void hb_fault_bind(int fd, struct hb_conn *c, const struct sockaddr *peer, socklen_t peerlen,
@@ -1046,6 +1049,17 @@ int hb_fault_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct 
 		     const sigset_t *mask,
 		     int (*inner)(int, fd_set *, fd_set *, fd_set *, const struct timespec *,
 				  const sigset_t *));
+/* epoll_wait and kin on a process with rules: reports of what is held
+ * back are withdrawn and their registrations parked until the release
+ * (fault_poll.c). inner waits at most ns (-1: no timeout). */
+int hb_fault_epoll(int epfd, struct epoll_event *evs, int max, int64_t timeout_ns,
+		   int (*inner)(int, struct epoll_event *, int, int64_t, void *), void *arg);
+/* Around the application's epoll_ctl in a process with rules: its
+ * registration of (epfd, fd) replaces a parked one, and is recorded (ok:
+ * the call succeeded). begin returns what end takes as locked. */
+int hb_fault_epoll_ctl_begin(int epfd, int fd);
+void hb_fault_epoll_ctl_end(int locked, int ok, struct hb_conn *c, int epfd, int op, int fd,
+			    const struct epoll_event *ev);
 /* Live control (fault_ctl.c): rules switched off and triggered by name.
  * Written by the control thread, read by the paths above. */
 extern _Atomic uint8_t hb_fault_off[HB_MAX_FAULTS];

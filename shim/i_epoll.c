@@ -27,9 +27,12 @@
  * map cannot confirm, is left alone (epollmap.c).
  *
  * Errors, EINTR, signal masks and reports of other fds are the real call's.
- * A process without a framed connection pays one atomic load.
+ * A process without a framed connection pays one atomic load. In a process
+ * with fault rules (HBSHIM_FAULTS), fault_poll.c wraps these waits to hold
+ * back reports of data a fault holds back.
  */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/epoll.h>
 
@@ -163,19 +166,61 @@ static int do_epoll(int kind, int epfd, struct epoll_event *evs, int max, int ms
 	}
 }
 
+/* HBSHIM_FAULTS (fault_poll.c) waits through do_epoll, with a timeout in
+ * ns (-1: none) that it converts back to the call's own form. */
+struct fault_wait {
+	int kind;
+	const sigset_t *mask;
+};
+
+static int fault_wait_cb(int epfd, struct epoll_event *evs, int max, int64_t ns, void *arg)
+{
+	const struct fault_wait *w = arg;
+	struct timespec ts = { (time_t)(ns / 1000000000), (long)(ns % 1000000000) };
+	int64_t ms64 = ns < 0 ? -1 : (ns + 999999) / 1000000;
+	int ms = ms64 > INT_MAX ? INT_MAX : (int)ms64;
+
+	return do_epoll(w->kind, epfd, evs, max, ms, ns < 0 ? NULL : &ts, w->mask);
+}
+
+static int fault_epoll(int kind, int epfd, struct epoll_event *evs, int max, int ms,
+		       const struct timespec *ts, const sigset_t *mask)
+{
+	struct fault_wait w = { kind, mask };
+	int64_t ns;
+
+	if (kind != K_PWAIT2)
+		ns = ms < 0 ? -1 : (int64_t)ms * 1000000;
+	else if (!ts || ts->tv_sec > (time_t)3600 * 24 * 366 * 100)
+		ns = -1;
+	else if (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000)
+		return do_epoll(kind, epfd, evs, max, ms, ts, mask); /* the kernel's EINVAL */
+	else
+		ns = (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+	if (max <= 0 || !evs)
+		return do_epoll(kind, epfd, evs, max, ms, ts, mask);
+	return hb_fault_epoll(epfd, evs, max, ns, fault_wait_cb, &w);
+}
+
 HB_EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)
 {
+	if (HB_UNLIKELY(hb_cfg.nfaults)) /* HBSHIM_FAULTS */
+		return fault_epoll(K_WAIT, epfd, evs, max, timeout, NULL, NULL);
 	return do_epoll(K_WAIT, epfd, evs, max, timeout, NULL, NULL);
 }
 
 HB_EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int timeout,
 			  const sigset_t *mask)
 {
+	if (HB_UNLIKELY(hb_cfg.nfaults)) /* HBSHIM_FAULTS */
+		return fault_epoll(K_PWAIT, epfd, evs, max, timeout, NULL, mask);
 	return do_epoll(K_PWAIT, epfd, evs, max, timeout, NULL, mask);
 }
 
 HB_EXPORT int epoll_pwait2(int epfd, struct epoll_event *evs, int max, const struct timespec *ts,
 			   const sigset_t *mask)
 {
+	if (HB_UNLIKELY(hb_cfg.nfaults)) /* HBSHIM_FAULTS */
+		return fault_epoll(K_PWAIT2, epfd, evs, max, -1, ts, mask);
 	return do_epoll(K_PWAIT2, epfd, evs, max, -1, ts, mask);
 }

@@ -307,11 +307,15 @@ HB_EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct
 static __attribute__((noinline)) int epoll_ctl_slow(struct hb_conn *c, int epfd, int op, int fd,
 						    struct epoll_event *ev)
 {
-	int r;
+	int r, parked = 0;
 
 	if (c && op == EPOLL_CTL_ADD && c->mode == HB_MODE_FRAME && hb_conn_usable(c))
 		hb_epoll_note(epfd);
+	if (HB_UNLIKELY(hb_cfg.nfaults) && c) /* HBSHIM_FAULTS: parked registrations */
+		parked = hb_fault_epoll_ctl_begin(epfd, fd);
 	r = REAL(epoll_ctl, (int)syscall(SYS_epoll_ctl, epfd, op, fd, ev), epfd, op, fd, ev);
+	if (parked)
+		hb_fault_epoll_ctl_end(parked, r == 0, c, epfd, op, fd, ev);
 	if (r == 0) {
 		int err = errno;
 

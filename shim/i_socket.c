@@ -201,27 +201,33 @@ static int connect_deadline(int fd, struct hb_conn *c, const struct sockaddr *sa
 HB_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
 	struct hb_conn *c = hb_fd_conn(fd);
-	int r, err;
+	const struct sockaddr *asked = sa; /* the application's (events) */
+	socklen_t asked_len = len;
+	int r, err, fault = 0;
 
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_SOCKET || !sa ||
 	    sa->sa_family == AF_UNSPEC)
 		return real_connect(fd, sa, len);
-	if (HB_UNLIKELY(hb_cfg.nfaults) && (r = hb_fault_connect(fd, c, &sa, &len)) < 0)
-		return errno = -r, -1; /* HBSHIM_FAULTS: refuse, errno */
+	if (HB_UNLIKELY(hb_cfg.nfaults) && (fault = hb_fault_connect(fd, c, &sa, &len)) < 0)
+		return errno = -fault, -1; /* HBSHIM_FAULTS: errno, EALREADY */
 	if (hb_cfg.connect_timeout_ms)
 		r = connect_deadline(fd, c, sa, len);
 	else
 		r = real_connect(fd, sa, len);
 	err = errno;
+	if (fault > 0 && r == 0) {
+		r = -1; /* a delayed non-blocking connect (HBSHIM_FAULTS) */
+		err = EINPROGRESS;
+	}
 	if ((r == 0 || err == EINPROGRESS) && hb_cfg.nrules &&
 	    hb_rules_match(hb_cfg.rules, hb_cfg.nrules, sa, len)) {
 		hb_frame_client(fd, c, r == 0);
 		hb_or_acq_rel(&c->flags, HB_CF_TIMING);
 	}
 	if (r == 0)
-		opened(fd, c, 1, "connect", sa, len);
+		opened(fd, c, 1, "connect", asked, asked_len);
 	else if (err == EINPROGRESS)
-		opened(fd, c, 0, "connect", sa, len);
+		opened(fd, c, 0, "connect", asked, asked_len);
 	hb_stat_add(HB_ST_CONNECTED, r == 0 || err == EINPROGRESS);
 	errno = err;
 	return r;
