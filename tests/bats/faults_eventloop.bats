@@ -9,7 +9,7 @@ load helpers
 
 FA="$HB_ROOT/tests/app/faultapp.py"
 FL="$HB_ROOT/tests/app/faultloop.py"
-FE="$HB_ROOT/build/tests/faultepoll"
+FE="$HB_HELPERS/faultepoll"
 
 teardown() {
 	hb_teardown
@@ -38,9 +38,7 @@ ok() {
 	echo "$1" | bc | grep -qx 1 || fail "not true: $1"
 }
 
-need_fe() {
-	[ -x "$FE" ] || skip "$FE not built (make integration builds it)"
-}
+need_fe() { need_helper faultepoll; }
 
 @test "faults_eventloop: latency=400ms with epoll (level, edge, one-shot, selectors), poll and select: the first byte no sooner than 0.4 s, bytes exact, no read without data" {
 	start_server
