@@ -60,7 +60,7 @@ CORE_SRCS := $(filter-out shim/i_%.c shim/init.c,$(wildcard shim/*.c))
 LIB_SRCS  := $(wildcard shim/*.c)
 CORE_OBJS := $(CORE_SRCS:shim/%.c=$(B)/obj/%.o)
 LIB_OBJS  := $(LIB_SRCS:shim/%.c=$(B)/obj/%.o)
-WRAP_OBJS := $(B)/obj/wrapper.o $(B)/obj/config.o $(B)/obj/fault.o $(B)/obj/fmt.o
+WRAP_OBJS := $(B)/obj/wrapper.o $(B)/obj/config.o $(B)/obj/parse.o $(B)/obj/fault.o $(B)/obj/fmt.o
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 HELPER_SRCS := $(wildcard tests/helpers/*.c)
@@ -84,9 +84,10 @@ man: $(MAN_PAGES)
 # A build-time tool: compiled for the build machine (HOSTCC), so cross and
 # musl builds can run it.
 HOSTCC ?= cc
-$(B)/genman: man/genman.c shim/config.c shim/fault.c shim/fmt.c shim/hb.h include/hbshim.h | $(B)/obj
+$(B)/genman: man/genman.c shim/config.c shim/parse.c shim/fault.c shim/fmt.c shim/hb.h \
+	    include/hbshim.h | $(B)/obj
 	$(HOSTCC) -std=gnu11 -D_GNU_SOURCE -O1 -Iinclude -Ishim -o $@ man/genman.c shim/config.c \
-	    shim/fault.c shim/fmt.c
+	    shim/parse.c shim/fault.c shim/fmt.c
 $(B)/man/%: man/%.in $(B)/genman
 	@mkdir -p $(B)/man
 	$(B)/genman <$< >$@.tmp && mv $@.tmp $@

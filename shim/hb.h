@@ -52,6 +52,38 @@ struct hb_rule {
 	uint8_t addr[16]; /* network order, 4 or 16 bytes used */
 };
 
+/* ------------------------------------------------------------------ parse.c */
+
+#define HB_MS_PER_S 1000u
+#define HB_MS_PER_M 60000u
+#define HB_MS_PER_H 3600000u
+
+/* Parse a duration: "250ms", "5s", "1m", "2h" or a bare integer (seconds).
+ * Returns 0 and stores milliseconds, -EINVAL on bad syntax, -ERANGE when the
+ * value does not fit 32-bit milliseconds. Pure; any thread. */
+int hb_parse_duration(const char *s, uint32_t *out_ms);
+
+/* Parse a comma-separated list of peer rules (ADDR:PORT, ADDR/PREFIX:PORT,
+ * "*", "*:PORT", IPv6 in brackets: "[::1]:80", "[fd00::/8]:*", port "*").
+ * Returns 0 and the count in *n, or -EINVAL / -E2BIG. Pure; any thread. */
+int hb_parse_rules(const char *s, struct hb_rule *out, int max, int *n);
+/* The same, also telling where it stopped: on failure *bad and *badlen
+ * delimit the offending item (for the error line). */
+int hb_parse_rule_list(const char *s, struct hb_rule *out, int max, int *n, const char **bad,
+		       size_t *badlen);
+
+/* Lists in variables (peer rules, fault rules, program names): 1 when s is
+ * NULL or only blanks (no item). hb_list_item takes the item at *p up to
+ * sep, blanks around it dropped, into [*start, *start + *len) and moves *p
+ * past the separator; it returns 1 when a separator followed (another
+ * item, maybe empty, must come) and 0 after the last item. Pure. */
+int hb_list_blank(const char *s);
+int hb_list_item(const char **p, char sep, const char **start, size_t *len);
+
+/* 1 when addr matches one of the rules, else 0. Pure; async-signal-safe. */
+int hb_rules_match(const struct hb_rule *rules, int n, const struct sockaddr *sa,
+		   socklen_t len);
+
 /* ------------------------------------------------------------------ fault.c */
 
 /* HBSHIM_FAULTS: test-harness fault rules (grammar in fault.c, runtime in
@@ -114,28 +146,6 @@ struct hb_config {
 	uint64_t seed;               /* HBSHIM_SEED */
 	int seed_set;                /* HBSHIM_SEED was given */
 };
-
-/* Parse a duration: "250ms", "5s", "1m", "2h" or a bare integer (seconds).
- * Returns 0 and stores milliseconds, -EINVAL on bad syntax, -ERANGE when the
- * value does not fit 32-bit milliseconds. Pure; any thread. */
-int hb_parse_duration(const char *s, uint32_t *out_ms);
-
-/* Parse a comma-separated list of peer rules (ADDR:PORT, ADDR/PREFIX:PORT,
- * "*", "*:PORT", IPv6 in brackets: "[::1]:80", "[fd00::/8]:*", port "*").
- * Returns 0 and the count in *n, or -EINVAL / -E2BIG. Pure; any thread. */
-int hb_parse_rules(const char *s, struct hb_rule *out, int max, int *n);
-
-/* Lists in variables (peer rules, fault rules, program names): 1 when s is
- * NULL or only blanks (no item). hb_list_item takes the item at *p up to
- * sep, blanks around it dropped, into [*start, *start + *len) and moves *p
- * past the separator; it returns 1 when a separator followed (another
- * item, maybe empty, must come) and 0 after the last item. Pure. */
-int hb_list_blank(const char *s);
-int hb_list_item(const char **p, char sep, const char **start, size_t *len);
-
-/* 1 when addr matches one of the rules, else 0. Pure; async-signal-safe. */
-int hb_rules_match(const struct hb_rule *rules, int n, const struct sockaddr *sa,
-		   socklen_t len);
 
 /*
  * 1 when the configuration lets the program called name act (name: the
