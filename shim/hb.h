@@ -223,8 +223,8 @@ const char *hb_buf_str(struct hb_buf *b);
 
 /* Pointers to the next definition of every interposed function, bound with
  * dlsym(RTLD_NEXT) once (constructor, or the first interposed call that is
- * not close-like). NULL until bound: the hb_sys_* wrappers in os.c then fall
- * back to raw syscalls. */
+ * not close-like). NULL until bound: the callers then fall back to os.c's
+ * raw system calls. */
 #ifdef __GLIBC__
 typedef unsigned long hb_ioctl_req_t;
 typedef int hb_mmsg_flags_t;
@@ -294,6 +294,13 @@ extern struct hb_real hb_real;
  * syscalls). Aborts with a clear message if dlsym returns our own symbol.
  * Never call it from close-like paths. */
 void hb_real_bind(void);
+/* recvmsg, sendmsg, recvfrom and sendto (no address) through the next
+ * definition, os.c's raw call until bound: the result or -errno, errno
+ * preserved. Any thread. */
+long hb_next_recvmsg(int fd, struct msghdr *m, int flags);
+long hb_next_sendmsg(int fd, const struct msghdr *m, int flags);
+long hb_next_recv(int fd, void *buf, size_t n, int flags);
+long hb_next_send(int fd, const void *buf, size_t n, int flags);
 
 /* ------------------------------------------------------------------ os.c */
 
@@ -344,6 +351,8 @@ long hb_os_close(int fd);
 long hb_os_write(int fd, const void *buf, size_t n);
 long hb_os_send(int fd, const void *buf, size_t n, int flags);
 long hb_os_recv(int fd, void *buf, size_t n, int flags);
+long hb_os_recvmsg(int fd, struct msghdr *m, int flags);
+long hb_os_sendmsg(int fd, const struct msghdr *m, int flags);
 long hb_os_read(int fd, void *buf, size_t n);
 long hb_os_open(const char *path, int flags, int mode);
 long hb_os_rename(const char *from, const char *to);
@@ -419,11 +428,6 @@ void hb_os_sleep_us(unsigned us);
 uint64_t hb_os_cookie(int fd);
 /* Raise SIGPIPE on the calling thread, as the kernel would on EPIPE. */
 void hb_os_raise_sigpipe(void);
-/* recvmsg/sendmsg through the next definition (see os.c). */
-long hb_next_recvmsg(int fd, struct msghdr *m, int flags);
-long hb_next_sendmsg(int fd, const struct msghdr *m, int flags);
-long hb_next_recv(int fd, void *buf, size_t n, int flags);
-long hb_next_send(int fd, const void *buf, size_t n, int flags);
 
 /* ------------------------------------------------------------------ log.c */
 

@@ -321,75 +321,14 @@ void hb_os_raise_sigpipe(void)
 	RAW(SYS_tgkill, hb_os_getpid(), hb_os_gettid(), SIGPIPE);
 }
 
-/* The next definitions (libc, or a library preloaded after us) for the
- * application's own bytes in framed mode, so that tools which intercept
- * them (sanitizers, other shims) still see them; raw syscalls until bound.
- * Return the result or -errno; errno preserved. */
-long hb_next_recvmsg(int fd, struct msghdr *m, int flags)
+long hb_os_recvmsg(int fd, struct msghdr *m, int flags)
 {
-	ssize_t (*fn)(int, struct msghdr *, int) =
-		__atomic_load_n(&hb_real.recvmsg, __ATOMIC_ACQUIRE);
-	int saved = errno;
-	long r;
-
-	if (!fn)
-		return RAW(SYS_recvmsg, fd, m, flags);
-	r = fn(fd, m, flags);
-	if (r < 0)
-		r = -errno;
-	errno = saved;
-	return r;
+	return RAW(SYS_recvmsg, fd, m, flags);
 }
 
-long hb_next_sendmsg(int fd, const struct msghdr *m, int flags)
+long hb_os_sendmsg(int fd, const struct msghdr *m, int flags)
 {
-	ssize_t (*fn)(int, const struct msghdr *, int) =
-		__atomic_load_n(&hb_real.sendmsg, __ATOMIC_ACQUIRE);
-	int saved = errno;
-	long r;
-
-	if (!fn)
-		return RAW(SYS_sendmsg, fd, m, flags);
-	r = fn(fd, m, flags);
-	if (r < 0)
-		r = -errno;
-	errno = saved;
-	return r;
-}
-
-/* The same for one contiguous buffer: the framed paths copy a small frame
- * into one buffer, which the kernel imports more cheaply than an iovec
- * array (sendto/recvfrom against sendmsg/recvmsg). */
-long hb_next_recv(int fd, void *buf, size_t n, int flags)
-{
-	ssize_t (*fn)(int, void *, size_t, int, struct sockaddr *, socklen_t *) =
-		__atomic_load_n(&hb_real.recvfrom, __ATOMIC_ACQUIRE);
-	int saved = errno;
-	long r;
-
-	if (!fn)
-		return RAW(SYS_recvfrom, fd, buf, n, flags, NULL, NULL);
-	r = fn(fd, buf, n, flags, NULL, NULL);
-	if (r < 0)
-		r = -errno;
-	errno = saved;
-	return r;
-}
-
-long hb_next_send(int fd, const void *buf, size_t n, int flags)
-{
-	ssize_t (*fn)(int, const void *, size_t, int, const struct sockaddr *, socklen_t) =
-		__atomic_load_n(&hb_real.sendto, __ATOMIC_ACQUIRE);
-	int saved = errno;
-	long r;
-
-	if (!fn)
-		return RAW(SYS_sendto, fd, buf, n, flags, NULL, 0);
-	r = fn(fd, buf, n, flags, NULL, 0);
-	if (r < 0)
-		r = -errno;
-	errno = saved;
-	return r;
+	return RAW(SYS_sendmsg, fd, m, flags);
 }
 
 _Static_assert(sizeof(struct hb_ti) == 104 && offsetof(struct hb_ti, tcpi_last_data_recv) == 52 &&
