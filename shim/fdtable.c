@@ -27,11 +27,6 @@
 
 _Atomic(struct hb_fdent *) hb_fd_chunks[HB_FD_MAX >> HB_FD_CHUNK_SHIFT];
 
-/* The process that owns the table (set at load, by the fork handler, and
- * by a raw clone's child that finds it has memory of its own: init.c). */
-int hb_self_pid;
-__thread int hb_vfork_mark __attribute__((tls_model("initial-exec")));
-
 struct hb_conn *hb_fd_conn_marked(int fd, struct hb_conn *c)
 {
 	if (hb_os_getpid() == hb_self_pid) {

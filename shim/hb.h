@@ -429,6 +429,48 @@ uint64_t hb_os_cookie(int fd);
 /* Raise SIGPIPE on the calling thread, as the kernel would on EPIPE. */
 void hb_os_raise_sigpipe(void);
 
+/* ------------------------------------------------------------------ proc.c */
+
+/* 1 when the shim is configured and enabled. Set once by the constructor;
+ * read on every tracked path. */
+extern int hb_enabled;
+/* This process's pid, set at load and in every fork child. A call that
+ * finds another pid runs in a vfork child (python's subprocess), which
+ * shares our memory: it must not change the shim's state, which is the
+ * parent's (a child's close_range wiped the parent's fd table). Or in a
+ * child of a raw clone (vsftpd), which has memory of its own: the probe
+ * page or kcmp tells the two apart. */
+extern int hb_self_pid;
+/* Set, in the thread it runs on, by a process that runs in the memory of
+ * the table's owner (a vfork child) or cannot tell whether it does, when it
+ * left the table unchanged (hb_vfork_check): its pid. Its closes are not
+ * recorded, so an entry may name a file that is no longer the socket:
+ * hb_fd_conn then checks the socket's cookie. Thread-local: a vfork child
+ * runs on the thread that called vfork; no other thread pays. Cleared when
+ * the owner sees it again (the child exec'd or exited). */
+extern __thread int hb_vfork_mark __attribute__((tls_model("initial-exec")));
+/* Constructor, first: record our pid and map the probe page. on_clone runs
+ * when a raw clone's child finds it has memory of its own (own_files: it
+ * has its own fd table too); it must make the shim's state the child's, as
+ * a fork handler would. */
+void hb_proc_init(void (*on_clone)(int own_files));
+/* The fork child handler (pthread_atfork, registered by the constructor). */
+void hb_proc_after_fork(void);
+/* pid (the caller's, not hb_self_pid): 1 when this process runs in our
+ * memory (a vfork child, or cannot tell; sets hb_vfork_mark), 0 when it
+ * has its own (takes pid as its own and runs the on_clone hook). */
+int hb_vfork_check(int pid);
+/* 1 in a process that must not change the shim's state (a vfork child). */
+static inline int hb_vforked(void)
+{
+	int pid;
+
+	if (!hb_self_pid)
+		return 0;
+	pid = hb_os_getpid();
+	return HB_UNLIKELY(pid != hb_self_pid) && hb_vfork_check(pid);
+}
+
 /* ------------------------------------------------------------------ log.c */
 
 extern int hb_log_level; /* copy of hb_cfg.log_level, read without locks */
@@ -632,14 +674,6 @@ static inline struct hb_conn *hb_fd_conn_raw(int fd)
 	return hb_load_acquire(&ch[(unsigned)fd & (HB_FD_CHUNK - 1)].conn);
 }
 
-/* Set, in the thread it runs on, by a process that runs in the memory of
- * the table's owner (a vfork child) or cannot tell whether it does, when it
- * left the table unchanged (init.c, hb_vfork_check): its pid. Its closes
- * are not recorded, so an entry may name a file that is no longer the
- * socket: hb_fd_conn then checks the socket's cookie. Thread-local: a
- * vfork child runs on the thread that called vfork; no other thread pays.
- * Cleared when the owner sees it again (the child exec'd or exited). */
-extern __thread int hb_vfork_mark __attribute__((tls_model("initial-exec")));
 struct hb_conn *hb_fd_conn_marked(int fd, struct hb_conn *c) __attribute__((cold));
 
 /* c, the raw entry for fd, or NULL when fd is provably not its socket in
@@ -1081,25 +1115,6 @@ static inline struct hb_fstate *hb_fault_of(struct hb_conn *c)
 
 /* ------------------------------------------------------------------ init.c */
 
-/* 1 when the shim is configured and enabled. Read on every tracked path. */
-extern int hb_enabled;
-/* This process's pid, set at load and in every fork child. A call that
- * finds another pid runs in a vfork child (python's subprocess), which
- * shares our memory: it must not change the shim's state, which is the
- * parent's (a child's close_range wiped the parent's fd table). Or in a
- * child of a raw clone (vsftpd), which has memory of its own: kcmp tells
- * the two apart (init.c). */
-extern int hb_self_pid; /* fdtable.c */
-int hb_vfork_check(int pid);
-static inline int hb_vforked(void)
-{
-	int pid;
-
-	if (!hb_self_pid)
-		return 0;
-	pid = hb_os_getpid();
-	return HB_UNLIKELY(pid != hb_self_pid) && hb_vfork_check(pid);
-}
 /* Idempotent lazy init (binds symbols, parses config). */
 void hb_init(void);
 
