@@ -939,9 +939,6 @@ void hb_stdio_flush(void);
 
 /* ------------------------------------------------------------------ i_fdopen.c */
 
-/* fclose(fp), before the real one: 1 if fp is a stream of our fdopen (its
- * fd is closed through close()), else 0. Any thread. */
-int hb_fdopen_release(void *fp);
 /* Flush our fdopen output streams no other thread holds (exit, before the
  * framed exit wait). */
 void hb_fdopen_flush(void);

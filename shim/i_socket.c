@@ -1,7 +1,7 @@
 /*
  * i_socket.c - interposers for the socket lifecycle: socket, connect,
  * accept, accept4, listen, setsockopt, shutdown, close, dup, dup2, dup3,
- * fcntl, fcntl64, ioctl, close_range, closefrom, fclose.
+ * fcntl, fcntl64, ioctl, close_range, closefrom (fclose: i_fdopen.c).
  *
  * Each keeps the libc name, does its bookkeeping around the real call and
  * preserves errno exactly as the real call left it. Anything the shim cannot
@@ -13,7 +13,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -388,8 +387,7 @@ HB_EXPORT int shutdown(int fd, int how)
 	return REAL(shutdown, (int)syscall(SYS_shutdown, fd, how), fd, how);
 }
 
-/* Bookkeeping before a tracked fd goes away; errno preserved. */
-static void forget(int fd)
+void hb_sock_forget(int fd)
 {
 	struct hb_conn *c = hb_fd_conn(fd);
 
@@ -421,7 +419,7 @@ static void forget(int fd)
 
 HB_EXPORT int close(int fd)
 {
-	forget(fd);
+	hb_sock_forget(fd);
 	return REAL_NOBIND(close, (int)syscall(SYS_close, fd), fd);
 }
 
@@ -581,28 +579,4 @@ HB_EXPORT void closefrom(int lowfd)
 		fn(lowfd);
 	else
 		syscall(SYS_close_range, (unsigned)lowfd, ~0u, 0);
-}
-
-HB_EXPORT int fclose(FILE *fp)
-{
-	int (*fn)(void *) = REAL_PTR(fclose);
-
-	/* A stream of i_stdio.c or i_fdopen.c closes its fd through our
-	 * close (framed close semantics); any other stream's fd is closed
-	 * inside libc. */
-	if (fp && !hb_stdio_release(fp) && !hb_fdopen_release(fp)) {
-		int fd = fileno(fp);
-
-		if (fd >= 0)
-			forget(fd);
-	}
-	if (!fn) {
-		hb_real_bind();
-		fn = REAL_PTR(fclose);
-	}
-	if (!fn) {
-		errno = ENOSYS;
-		return EOF;
-	}
-	return fn(fp);
 }

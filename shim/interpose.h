@@ -52,6 +52,11 @@ static inline int hb_conn_usable(const struct hb_conn *c)
 	return !(hb_load_relaxed(&c->flags) & HB_CF_LOST);
 }
 
+/* i_socket.c: the bookkeeping before a tracked fd goes away (the framed
+ * close and linger, the close event, the table entry), nothing in a vfork
+ * child; errno preserved. App threads (close, fclose). */
+void hb_sock_forget(int fd);
+
 /* i_io.c: framed results to libc's convention, and the dead check. */
 ssize_t hb_io_frame_rx(struct hb_conn *c, int fd, long r, size_t want);
 ssize_t hb_io_frame_tx(struct hb_conn *c, int fd, long r, int app_flags);
