@@ -362,6 +362,7 @@ long hb_os_unlink(const char *path);
 struct stat;
 long hb_os_stat(const char *path, struct stat *st, int nofollow);
 long hb_os_fstat(int fd, struct stat *st);
+long hb_os_lseek(int fd, long off, int whence);
 int hb_os_geteuid(void);
 long hb_os_getrandom(void *buf, size_t n);
 long hb_os_fcntl(int fd, int cmd, long arg);

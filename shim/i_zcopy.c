@@ -77,8 +77,8 @@ static ssize_t do_sendfile(int is64, int out, int in, off_t *off, size_t n)
 		return r < 0 ? hb_io_frame_tx(c, out, r, MSG_NOSIGNAL) : r;
 	}
 	/* Bound the frame by what the file still holds. */
-	if (fstat(in, &st) == 0 && S_ISREG(st.st_mode)) {
-		off_t pos = off ? *off : lseek(in, 0, SEEK_CUR);
+	if (hb_os_fstat(in, &st) == 0 && S_ISREG(st.st_mode)) {
+		off_t pos = off ? *off : (off_t)hb_os_lseek(in, 0, SEEK_CUR);
 
 		avail = pos >= 0 && st.st_size > pos ? (size_t)(st.st_size - pos) : 0;
 	}
@@ -141,12 +141,14 @@ HB_EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size_
 		/* What the source holds bounds the frame; a source fstat
 		 * cannot see (a bad fd) fails as the real splice would,
 		 * before a header promises bytes (a zero length is 0 first). */
-		if (fstat(in, &st) != 0 && n)
+		if ((r = hb_os_fstat(in, &st)) != 0 && n) {
+			errno = (int)-r;
 			return -1;
-		if (S_ISFIFO(st.st_mode) && ioctl(in, FIONREAD, &q) == 0)
+		}
+		if (S_ISFIFO(st.st_mode) && hb_os_ioctl(in, FIONREAD, &q) == 0)
 			avail = (size_t)q;
 		else if (S_ISREG(st.st_mode)) {
-			off_t pos = off_in ? *off_in : lseek(in, 0, SEEK_CUR);
+			off_t pos = off_in ? *off_in : (off_t)hb_os_lseek(in, 0, SEEK_CUR);
 
 			avail = pos >= 0 && st.st_size > pos ? (size_t)(st.st_size - pos) : 0;
 		}
@@ -155,7 +157,7 @@ HB_EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size_
 			short rev;
 
 			hb_os_poll1(in, POLLIN, -1, &rev);
-			if (ioctl(in, FIONREAD, &q) == 0)
+			if (hb_os_ioctl(in, FIONREAD, &q) == 0)
 				avail = (size_t)q;
 		}
 		r = hb_frame_xfer_out(co, out, n, avail, nb || nb_of(co), sp_xfer, &x);

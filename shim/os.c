@@ -611,6 +611,11 @@ long hb_os_fstat(int fd, struct stat *st)
 	return RAW(SYS_fstat, fd, st);
 }
 
+long hb_os_lseek(int fd, long off, int whence)
+{
+	return RAW(SYS_lseek, fd, off, whence);
+}
+
 int hb_os_geteuid(void)
 {
 	return (int)RAW(SYS_geteuid);
