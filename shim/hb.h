@@ -1092,8 +1092,8 @@ int hb_fault_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct 
 		     const sigset_t *mask,
 		     int (*inner)(int, fd_set *, fd_set *, fd_set *, const struct timespec *,
 				  const sigset_t *));
-/* Live control (fault_ctl.c): rules switched off and triggered by name.
- * Written by the control thread, read by the paths above. */
+/* Live control: rules switched off and triggered by name. Defined here,
+ * written by fault_ctl.c's control thread, read by the paths above. */
 extern _Atomic uint8_t hb_fault_off[HB_MAX_FAULTS];
 extern _Atomic uint32_t hb_fault_kick[HB_MAX_FAULTS];
 /* A hang rule holds c now: its heartbeats stop too. Background thread. */
