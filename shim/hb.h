@@ -472,6 +472,37 @@ static inline int hb_vforked(void)
 	return HB_UNLIKELY(pid != hb_self_pid) && hb_vfork_check(pid);
 }
 
+/* --------------------------------------------------------------- counters.c */
+
+enum {
+	HB_ST_CONN_KEEPALIVE, /* gauge: tracked connections in keepalive mode */
+	HB_ST_CONN_FRAME,     /* gauge: tracked connections in frame mode */
+	HB_ST_DEAD_KEEPALIVE, /* dead peers detected by the kernel keepalive / user timeout */
+	HB_ST_DEAD_IDLE,      /* idle deadline fired */
+	HB_ST_DEAD_HEARTBEAT, /* heartbeat timeout (frame mode) */
+	HB_ST_DEAD_WRITE,     /* data sent, nothing answered for the timeout (keepalive.c) */
+	HB_ST_DEADLINE_CONNECT, /* connect deadline fired */
+	HB_ST_DEADLINE_IDLE,  /* idle deadline fired */
+	HB_ST_HB_SENT,        /* heartbeats sent */
+	HB_ST_HB_RECV,        /* heartbeats received */
+	HB_ST_PROTO_ERR,      /* protocol errors */
+	HB_ST_ACCEPTED,       /* connections accepted */
+	HB_ST_CONNECTED,      /* connections made */
+	HB_ST_UNTRACKED,      /* sockets passed through (table or pool full) */
+	HB_ST_LOG_DROP_RATE,  /* log lines dropped by the rate cap */
+	HB_ST_LOG_DROP_WRITE, /* log lines dropped: not writable (full pipe, no reader, full disk) */
+	HB_ST_EV_DROP_RATE,   /* event lines dropped by the rate cap */
+	HB_ST_EV_DROP_WRITE,  /* event lines dropped: not writable */
+	HB_ST_FAULTS,         /* injected faults: HB_FA_COUNT slots, by HB_FA_* action */
+	HB_ST_COUNT = HB_ST_FAULTS + HB_FA_COUNT
+};
+/* The counters, relaxed atomics bumped on the paths that observe the
+ * event (any thread, async-signal-safe); stats.c renders them. */
+extern _Atomic uint64_t hb_stats[HB_ST_COUNT];
+static inline void hb_stat_add(int k, int64_t v) { hb_add_relaxed(&hb_stats[k], (uint64_t)v); }
+/* Connections adopted across exec (inherit.c): such a process tracked
+ * connections too. */
+extern _Atomic int hb_stats_adopted;
 /* ------------------------------------------------------------------ log.c */
 
 extern int hb_log_level; /* copy of hb_cfg.log_level, read without locks */
@@ -484,6 +515,9 @@ void hb_log_write(int level, const char *fmt, ...) __attribute__((format(printf,
 	} while (0)
 /* Print one line to stderr unconditionally (configuration errors). */
 void hb_log_stderr(const char *line);
+/* After outfile.c refused path (kind HB_OUT_*): its one warning, if not
+ * written yet; on stderr for the log file itself, else as a warn line. */
+void hb_log_refused(int kind, const char *path);
 
 /* ------------------------------------------------------------------ conn.c */
 
@@ -1014,9 +1048,12 @@ int hb_out_append(int kind, const char *path, const char *s, size_t n);
 /* Write s to fd 2: 0 written, 1 not written by design (fd 2 is a TCP/IP
  * socket: the peer's stream), -errno dropped. */
 int hb_out_stderr(const char *s, size_t n);
-/* 1 (after one warning per kind) when path is a symlink planted in a
- * sticky world-writable directory, which the shim does not follow. */
+/* 1 when path is a symlink planted in a sticky world-writable directory,
+ * which the shim does not follow (hb_out_append then fails with -EACCES). */
 int hb_out_refused(int kind, const char *path);
+/* After a refusal: 1, once per kind, with the warning line (no newline)
+ * for path in b, which the caller writes; else 0. */
+int hb_out_take_warning(int kind, const char *path, struct hb_buf *b);
 /* Create "PATH.tmp.RANDOM" exclusively in tmp[cap], mode 0600: the fd and
  * *slot, or -errno. Close it with hb_out_close_tmp. */
 long hb_out_create_tmp(const char *path, char *tmp, size_t cap, int *slot);
@@ -1030,35 +1067,10 @@ void hb_out_atfork_child(void);
 
 /* ------------------------------------------------------------------ stats.c */
 
-enum {
-	HB_ST_CONN_KEEPALIVE, /* gauge: tracked connections in keepalive mode */
-	HB_ST_CONN_FRAME,     /* gauge: tracked connections in frame mode */
-	HB_ST_DEAD_KEEPALIVE, /* dead peers detected by the kernel keepalive / user timeout */
-	HB_ST_DEAD_IDLE,      /* idle deadline fired */
-	HB_ST_DEAD_HEARTBEAT, /* heartbeat timeout (frame mode) */
-	HB_ST_DEAD_WRITE,     /* data sent, nothing answered for the timeout (keepalive.c) */
-	HB_ST_DEADLINE_CONNECT, /* connect deadline fired */
-	HB_ST_DEADLINE_IDLE,  /* idle deadline fired */
-	HB_ST_HB_SENT,        /* heartbeats sent */
-	HB_ST_HB_RECV,        /* heartbeats received */
-	HB_ST_PROTO_ERR,      /* protocol errors */
-	HB_ST_ACCEPTED,       /* connections accepted */
-	HB_ST_CONNECTED,      /* connections made */
-	HB_ST_UNTRACKED,      /* sockets passed through (table or pool full) */
-	HB_ST_LOG_DROP_RATE,  /* log lines dropped by the rate cap */
-	HB_ST_LOG_DROP_WRITE, /* log lines dropped: not writable (full pipe, no reader, full disk) */
-	HB_ST_EV_DROP_RATE,   /* event lines dropped by the rate cap */
-	HB_ST_EV_DROP_WRITE,  /* event lines dropped: not writable */
-	HB_ST_FAULTS,         /* injected faults: HB_FA_COUNT slots, by HB_FA_* action */
-	HB_ST_COUNT = HB_ST_FAULTS + HB_FA_COUNT
-};
-extern _Atomic uint64_t hb_stats[HB_ST_COUNT];
-static inline void hb_stat_add(int k, int64_t v) { hb_add_relaxed(&hb_stats[k], (uint64_t)v); }
 /* Render the Prometheus text exposition into b. */
 void hb_stats_render(struct hb_buf *b);
 /* Write HBSHIM_STATS atomically (tmp + rename). Any thread. */
 void hb_stats_flush(void);
-extern _Atomic int hb_stats_adopted;
 
 /* ------------------------------------------------------------------ fault_io.c */
 
