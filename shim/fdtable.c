@@ -20,7 +20,6 @@
  */
 #include <errno.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "hb.h"
@@ -61,7 +60,7 @@ struct hb_fdent *hb_fd_entry(int fd, int create)
 		if (!ch)
 			return NULL;
 		if (!hb_cas_strong_acq_rel(&hb_fd_chunks[idx], &expect, ch)) {
-			syscall(SYS_munmap, ch, bytes);
+			(void)hb_os_munmap(ch, bytes);
 			ch = expect;
 		}
 	}

@@ -407,6 +407,33 @@ long hb_os_poll1(int fd, short events, int timeout_ms, short *revents);
 long hb_os_poll(struct pollfd *fds, unsigned long n, int timeout_ms);
 long hb_os_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv);
 long hb_os_dup2(int oldfd, int newfd);
+/* The rest of the application's calls, for the interposers' fallbacks
+ * before binding: the one system call every architecture has for each
+ * (epoll_wait is epoll_pwait; ppoll and pselect copy the timeout, which
+ * stays the caller's, as libc's do). Result or -errno. */
+long hb_os_readv(int fd, const struct iovec *iov, int n);
+long hb_os_writev(int fd, const struct iovec *iov, int n);
+long hb_os_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *sa, socklen_t *len);
+long hb_os_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *sa,
+		  socklen_t len);
+long hb_os_ppoll(struct pollfd *fds, unsigned long n, const struct timespec *ts,
+		 const sigset_t *mask);
+long hb_os_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *ts,
+		   const sigset_t *mask);
+long hb_os_epoll_pwait(int epfd, void *evs, int max, int ms, const sigset_t *mask);
+long hb_os_epoll_pwait2(int epfd, void *evs, int max, const struct timespec *ts,
+			const sigset_t *mask);
+long hb_os_execve(const char *path, char *const argv[], char *const env[]);
+long hb_os_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
+		 unsigned long a5);
+long hb_os_dup(int fd);
+long hb_os_dup3(int oldfd, int newfd, int flags);
+long hb_os_close_range(unsigned first, unsigned last, int flags);
+long hb_os_sendfile(int out, int in, off_t *off, size_t n);
+long hb_os_splice(int in, loff_t *off_in, int out, loff_t *off_out, size_t n, unsigned flags);
+struct mmsghdr;
+long hb_os_sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags);
+long hb_os_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *timeout);
 /* The kernel's 64-bit signal mask: rt_sigprocmask, rt_sigpending, and a
  * zero-timeout ppoll under *mask that runs the handlers of pending signals
  * it unblocks (-EINTR when one ran). */

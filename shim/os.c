@@ -26,6 +26,9 @@
 #ifndef SO_COOKIE
 #define SO_COOKIE 57
 #endif
+#ifndef SYS_epoll_pwait2
+#define SYS_epoll_pwait2 441 /* the same number on every architecture */
+#endif
 
 /* syscall() reports failure through errno; convert and restore. */
 #define RAW(...)                                   \
@@ -178,6 +181,115 @@ long hb_os_dup2(int oldfd, int newfd)
 	/* dup3 refuses equal numbers; dup2 returns the number if it is open. */
 	r = RAW(SYS_fcntl, oldfd, F_GETFD, 0);
 	return r < 0 ? r : newfd;
+}
+
+/* The rest of the application's calls, for the interposers' fallbacks
+ * before binding (REAL in interpose.h): each the one system call every
+ * architecture has, with the libc function's arguments. */
+long hb_os_readv(int fd, const struct iovec *iov, int n)
+{
+	return RAW(SYS_readv, fd, iov, n);
+}
+
+long hb_os_writev(int fd, const struct iovec *iov, int n)
+{
+	return RAW(SYS_writev, fd, iov, n);
+}
+
+long hb_os_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *sa, socklen_t *len)
+{
+	return RAW(SYS_recvfrom, fd, buf, n, flags, sa, len);
+}
+
+long hb_os_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *sa,
+		  socklen_t len)
+{
+	return RAW(SYS_sendto, fd, buf, n, flags, sa, len);
+}
+
+/* ppoll and pselect as libc's: the timeout is the caller's to keep (the
+ * system calls write the time left into it). */
+long hb_os_ppoll(struct pollfd *fds, unsigned long n, const struct timespec *ts,
+		 const sigset_t *mask)
+{
+	struct timespec t;
+
+	if (ts)
+		t = *ts;
+	return RAW(SYS_ppoll, fds, n, ts ? &t : NULL, mask, _NSIG / 8);
+}
+
+long hb_os_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *ts,
+		   const sigset_t *mask)
+{
+	/* the system call takes {sigset, size} */
+	struct {
+		const sigset_t *s;
+		size_t n;
+	} sm = { mask, _NSIG / 8 };
+	struct timespec t;
+
+	if (ts)
+		t = *ts;
+	return RAW(SYS_pselect6, nfds, rd, wr, ex, ts ? &t : NULL, mask ? &sm : NULL);
+}
+
+/* epoll_wait is epoll_pwait with no mask: arm64's table has no epoll_wait. */
+long hb_os_epoll_pwait(int epfd, void *evs, int max, int ms, const sigset_t *mask)
+{
+	return RAW(SYS_epoll_pwait, epfd, evs, max, ms, mask, _NSIG / 8);
+}
+
+long hb_os_epoll_pwait2(int epfd, void *evs, int max, const struct timespec *ts,
+			const sigset_t *mask)
+{
+	return RAW(SYS_epoll_pwait2, epfd, evs, max, ts, mask, _NSIG / 8);
+}
+
+long hb_os_execve(const char *path, char *const argv[], char *const env[])
+{
+	return RAW(SYS_execve, path, argv, env);
+}
+
+long hb_os_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
+		 unsigned long a5)
+{
+	return RAW(SYS_prctl, option, a2, a3, a4, a5);
+}
+
+long hb_os_dup(int fd)
+{
+	return RAW(SYS_dup, fd);
+}
+
+long hb_os_dup3(int oldfd, int newfd, int flags)
+{
+	return RAW(SYS_dup3, oldfd, newfd, flags);
+}
+
+long hb_os_close_range(unsigned first, unsigned last, int flags)
+{
+	return RAW(SYS_close_range, first, last, flags);
+}
+
+long hb_os_sendfile(int out, int in, off_t *off, size_t n)
+{
+	return RAW(SYS_sendfile, out, in, off, n);
+}
+
+long hb_os_splice(int in, loff_t *off_in, int out, loff_t *off_out, size_t n, unsigned flags)
+{
+	return RAW(SYS_splice, in, off_in, out, off_out, n, flags);
+}
+
+long hb_os_sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
+{
+	return RAW(SYS_sendmmsg, fd, v, n, flags);
+}
+
+long hb_os_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *timeout)
+{
+	return RAW(SYS_recvmmsg, fd, v, n, flags, timeout);
 }
 
 long hb_os_sigmask(int how, const uint64_t *set, uint64_t *old)
