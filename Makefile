@@ -3,6 +3,9 @@
 #   make                 build/libhbshim.so, build/libhbshim-noop.so, build/hbshim
 #   make check           unit tests (cmocka) + integration tests (bats); installs
 #                        missing Debian test packages first when run as root
+#   make unit            the cmocka unit tests, then scripts/layers.py (no
+#                        dependency circle between shim/ files, none over
+#                        800 lines)
 #   make deps            only that install (make unit / make integration never
 #                        install anything)
 #   make check SAN=address|undefined|thread
@@ -136,10 +139,16 @@ $(B)/obj $(B)/tests:
 deps:
 	@scripts/install-test-deps.sh
 
-# UNIT_ONLY="test_fdtable test_wheel" runs a subset.
+# UNIT_ONLY="test_fdtable test_wheel" runs a subset. Then scripts/layers.py:
+# no dependency circle between the library's files, no source over 800 lines.
+# LAYERS_ALLOW is TEMPORARY (issue 14): frame.c is being split, and its
+# circles (downgrade.c <-> frame.c) and length are tolerated until then;
+# delete it (and the flag below) once the split is merged.
+LAYERS_ALLOW := frame.c,downgrade.c
 UNIT_RUN := $(if $(UNIT_ONLY),$(addprefix $(B)/tests/,$(UNIT_ONLY)),$(UNIT_BINS))
-unit: $(UNIT_RUN)
+unit: $(UNIT_RUN) $(LIB_OBJS)
 	@scripts/run-unit.sh $(UNIT_RUN)
+	@python3 scripts/layers.py --temporarily-allow=$(LAYERS_ALLOW) $(B)/obj
 
 # BATS="tests/bats/a.bats tests/bats/b.bats" runs a subset.
 integration: all $(HELPER_BINS)
