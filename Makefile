@@ -3,11 +3,11 @@
 #   make                 build/libhbshim.so, build/libhbshim-noop.so, build/hbshim
 #   make check           unit tests (cmocka) + integration tests (bats); installs
 #                        missing Debian test packages first when run as root
+#   make deps            only that install (make unit / make integration never
+#                        install anything)
 #   make unit            the cmocka unit tests, then scripts/layers.py (no
 #                        dependency circle between shim/ files, none over
 #                        800 lines)
-#   make deps            only that install (make unit / make integration never
-#                        install anything)
 #   make check SAN=address|undefined|thread
 #   make demo            the dead-peer demo (README)
 #   make deb             Debian packages in build/deb (dpkg-buildpackage, lintian)

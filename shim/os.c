@@ -2,11 +2,15 @@
  * os.c - the shim's own system calls.
  *
  * Everything the shim does for itself (bookkeeping getsockopt, heartbeat
- * sends, shutdown of a dead connection, writing logs and events) goes through
- * this file. Each call is a raw syscall: it cannot re-enter an interposer of
- * ours or of another preloaded library, it does not depend on symbol binding,
- * and it is async-signal-safe. Results are returned as the value or -errno;
- * the caller's errno is preserved.
+ * sends, shutdown of a dead connection, writing logs and events), and every
+ * interposer's fallback before binding, goes through this file: no other
+ * file makes a system call. Each call is a raw syscall, one that every
+ * architecture has (arm64's generic table has no poll, select, dup2 or
+ * epoll_wait): it cannot re-enter an interposer of ours or of another
+ * preloaded library, it does not depend on symbol binding, and it is
+ * async-signal-safe. Results are returned as the value or -errno; the
+ * caller's errno is preserved. The bottom of the library: it calls no other
+ * file.
  */
 #include <errno.h>
 #include <fcntl.h>
