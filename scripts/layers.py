@@ -120,7 +120,8 @@ def main():
     bad = circles(strict)
     for comp in circles(graph):
         if not any(set(comp) >= set(b) for b in bad):
-            show(graph, comp, "tolerated circle (--temporarily-allow %s)" % ",".join(sorted(allowed)))
+            show(graph, comp,
+                 "tolerated circle (--temporarily-allow %s)" % ",".join(sorted(allowed)))
     for comp in bad:
         show(strict, comp, "circle")
     long_files, tolerated = [], 0
@@ -132,7 +133,8 @@ def main():
         if n > MAX_LINES:
             if name in allowed:
                 tolerated += 1
-                print("tolerated: %s has %d lines (over %d; --temporarily-allow)" % (name, n, MAX_LINES))
+                print("tolerated: %s has %d lines (over %d; --temporarily-allow)" %
+                      (name, n, MAX_LINES))
             else:
                 long_files.append(name)
                 print("too long: %s has %d lines (at most %d)" % (name, n, MAX_LINES))

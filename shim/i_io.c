@@ -495,7 +495,8 @@ static SLOW ssize_t write_slow(struct hb_conn *c, int fd, const void *buf, size_
 		 * application's own call, which a seccomp filter (sshd's
 		 * sandbox) may allow where sendto is not; the kernel raises
 		 * SIGPIPE itself where it is due. */
-		return tx_done(c, fd, REAL(write, LIBC_RET_SSIZE(hb_os_write(fd, buf, n)), fd, buf, n),
+		return tx_done(c, fd,
+			       REAL(write, LIBC_RET_SSIZE(hb_os_write(fd, buf, n)), fd, buf, n),
 			       MSG_NOSIGNAL);
 	/* write(2) on a TCP socket is send(2) with no flags. */
 	return tx_done(c, fd, REAL_SENDTO(fd, buf, n, MSG_NOSIGNAL, NULL, 0), 0);
@@ -576,7 +577,8 @@ static SLOW ssize_t writev_slow(struct hb_conn *c, int fd, const struct iovec *i
 		return hb_io_frame_tx(c, fd, hb_frame_send(c, fd, &m, 0), 0);
 	hb_ka_note_tx(c);
 	if (!hb_cfg.idle_timeout_ms) /* as in write() */
-		return tx_done(c, fd, REAL(writev, LIBC_RET_SSIZE(hb_os_writev(fd, iov, n)), fd, iov, n),
+		return tx_done(c, fd,
+			       REAL(writev, LIBC_RET_SSIZE(hb_os_writev(fd, iov, n)), fd, iov, n),
 			       MSG_NOSIGNAL);
 	return tx_done(c, fd, REAL_SENDMSG(fd, &m, MSG_NOSIGNAL), 0);
 }

@@ -42,11 +42,11 @@ static long sf_xfer(void *p, size_t n)
 	ssize_t r;
 
 	if (x->is64)
-		r = REAL(sendfile64, LIBC_RET_SSIZE(hb_os_sendfile(x->out, x->in, x->off, n)), x->out, x->in,
-			 x->off, n);
+		r = REAL(sendfile64, LIBC_RET_SSIZE(hb_os_sendfile(x->out, x->in, x->off, n)),
+			 x->out, x->in, x->off, n);
 	else
-		r = REAL(sendfile, LIBC_RET_SSIZE(hb_os_sendfile(x->out, x->in, x->off, n)), x->out, x->in,
-			 x->off, n);
+		r = REAL(sendfile, LIBC_RET_SSIZE(hb_os_sendfile(x->out, x->in, x->off, n)),
+			 x->out, x->in, x->off, n);
 	return r < 0 ? -errno : r;
 }
 
@@ -107,7 +107,9 @@ struct sp_ctx {
 static long sp_xfer(void *p, size_t n)
 {
 	struct sp_ctx *x = p;
-	ssize_t r = REAL(splice, LIBC_RET_SSIZE(hb_os_splice(x->in, x->off_in, x->out, x->off_out, n, x->flags)),
+	ssize_t r = REAL(splice,
+			 LIBC_RET_SSIZE(hb_os_splice(x->in, x->off_in, x->out, x->off_out, n,
+						     x->flags)),
 			 x->in, x->off_in, x->out, x->off_out, n, x->flags);
 
 	return r < 0 ? -errno : r;
@@ -179,7 +181,8 @@ HB_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, hb_mmsg_flags_
 	unsigned i;
 
 	if (!c || c->mode != HB_MODE_FRAME || !v)
-		return REAL(sendmmsg, LIBC_RET(hb_os_sendmmsg(fd, v, n, (int)flags)), fd, v, n, flags);
+		return REAL(sendmmsg, LIBC_RET(hb_os_sendmmsg(fd, v, n, (int)flags)), fd, v, n,
+			    flags);
 	for (i = 0; i < n; i++) {
 		size_t want = 0;
 		long r;
@@ -210,8 +213,8 @@ HB_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, hb_mmsg_flags_
 	unsigned i;
 
 	if (!c || c->mode != HB_MODE_FRAME || !v)
-		return REAL(recvmmsg, LIBC_RET(hb_os_recvmmsg(fd, v, n, (int)flags, timeout)), fd, v, n,
-			    flags, timeout);
+		return REAL(recvmmsg, LIBC_RET(hb_os_recvmmsg(fd, v, n, (int)flags, timeout)), fd,
+			    v, n, flags, timeout);
 	for (i = 0; i < n; i++) {
 		int fl = flags & ~MSG_WAITFORONE;
 		long r;

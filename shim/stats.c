@@ -2,11 +2,12 @@
  * stats.c - the HBSHIM_STATS Prometheus text file.
  *
  * The counters (counters.c) are relaxed atomics bumped on the paths that
- * observe the event; this file renders them. The file is rewritten by the background thread every STATS_PERIOD and by
- * the library destructor at exit: the text goes to "FILE.tmp.RANDOM",
- * created exclusively with mode 0600 (outfile.c: never through a planted
- * link, never blocking, no SIGXFSZ), and is renamed over FILE, so a scraper
- * never reads half a file. "%p" in the path stands for the process id.
+ * observe the event; this file renders them. The file is rewritten by the
+ * background thread every STATS_PERIOD and by the library destructor at
+ * exit: the text goes to "FILE.tmp.RANDOM", created exclusively with mode
+ * 0600 (outfile.c: never through a planted link, never blocking, no
+ * SIGXFSZ), and is renamed over FILE, so a scraper never reads half a file.
+ * "%p" in the path stands for the process id.
  */
 #include <errno.h>
 

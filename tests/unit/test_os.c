@@ -259,7 +259,8 @@ static void test_epoll_prctl_execve(void **state)
 		assert_true(r == 1 || r == -ENOSYS);
 	}
 	assert_int_equal(hb_os_epoll_pwait(ep, got, 0, 0, NULL), -EINVAL);
-	assert_int_equal(hb_os_prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
+	assert_int_equal(hb_os_prctl(PR_GET_DUMPABLE, 0, 0, 0, 0),
+			 prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
 	assert_int_equal(hb_os_prctl(-1, 0, 0, 0, 0), -EINVAL);
 	errno = 1234;
 	assert_int_equal(hb_os_execve("/nonexistent/hb_test_os", argv, argv + 1), -ENOENT);
