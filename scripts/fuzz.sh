@@ -32,7 +32,7 @@ TARGET_CFLAGS=(-g -O1 -std=gnu11 -D_GNU_SOURCE -fno-omit-frame-pointer
 sources() {
 	case $1 in
 	fuzz_decode | fuzz_hello) echo shim/codec.c ;;
-	fuzz_config | fuzz_faults) echo shim/config.c shim/fault.c shim/fmt.c ;;
+	fuzz_config | fuzz_faults) echo shim/config.c shim/parse.c shim/fault.c shim/fmt.c ;;
 	fuzz_inherit) echo shim/inherit_parse.c shim/codec.c ;;
 	*) echo "fuzz: no source list for $1 (edit sources() in $0)" >&2; return 1 ;;
 	esac

@@ -19,7 +19,6 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "hb.h"
@@ -89,7 +88,7 @@ static struct hb_conn *grow(void)
 		mem[i].self = n * CONN_CHUNK + i + 1;
 	if (!hb_cas_strong_acq_rel(&chunks[n], &expect, mem)) {
 		/* Another thread grew chunk n first: give ours back, use theirs. */
-		syscall(SYS_munmap, mem, bytes);
+		(void)hb_os_munmap(mem, bytes);
 		return NULL;
 	}
 	hb_store_release(&nchunks, n + 1);

@@ -12,6 +12,7 @@
  * raising a signal. Lines dropped by the cap or by the write are counted
  * in the stats.
  */
+#include <errno.h>
 #include <netinet/in.h>
 
 #include "hb.h"
@@ -51,16 +52,19 @@ void hb_event(const char *name, int fd, const struct hb_conn *c, const char *ext
 	hb_event_peer(name, fd, c, NULL, 0, extra);
 }
 
-void hb_event_peer(const char *name, int fd, const struct hb_conn *c,
-		   const struct sockaddr *peer, socklen_t peerlen, const char *extra)
+/* Format and append one line: hb_out_append's result, or 0 when there is
+ * no whole line to write. Its frame (the line) is gone before the caller
+ * logs a refusal. */
+static __attribute__((noinline)) int write_line(const char *name, int fd,
+						 const struct hb_conn *c,
+						 const struct sockaddr *peer, socklen_t peerlen,
+						 const char *extra)
 {
 	char line[768];
 	struct sockaddr_storage ss;
 	socklen_t len;
 	struct hb_buf b;
 
-	if (!hb_events_on() || !admit())
-		return;
 	hb_buf_init(&b, line, sizeof(line));
 	hb_buf_fmt(&b, "{\"time\":%llu,\"event\":\"%s\",\"pid\":%d,\"fd\":%d",
 		   (unsigned long long)hb_os_wall_ms(), name, hb_os_getpid(), fd);
@@ -85,8 +89,21 @@ void hb_event_peer(const char *name, int fd, const struct hb_conn *c,
 	if (extra)
 		hb_buf_puts(&b, extra);
 	if (b.len >= b.cap - 2)
-		return; /* never write a truncated, unparseable line */
+		return 0; /* never write a truncated, unparseable line */
 	hb_buf_puts(&b, "}\n");
-	if (hb_out_append(HB_OUT_EVENTS, hb_cfg.events_file, b.p, b.len) < 0)
+	return hb_out_append(HB_OUT_EVENTS, hb_cfg.events_file, b.p, b.len);
+}
+
+void hb_event_peer(const char *name, int fd, const struct hb_conn *c,
+		   const struct sockaddr *peer, socklen_t peerlen, const char *extra)
+{
+	int r;
+
+	if (!hb_events_on() || !admit())
+		return;
+	r = write_line(name, fd, c, peer, peerlen, extra);
+	if (r == -EACCES)
+		hb_log_refused(HB_OUT_EVENTS, hb_cfg.events_file);
+	if (r < 0)
 		hb_stat_add(HB_ST_EV_DROP_WRITE, 1);
 }

@@ -16,7 +16,7 @@
  *   KEY    = name | peer | side | dir | call | jitter | after | bytes
  *          | nth | prob | for
  *
- * ';' and ',' never occur in a peer rule (config.c's single-rule syntax:
+ * ';' and ',' never occur in a peer rule (parse.c's single-rule syntax:
  * "*", "*:PORT", "ADDR[/PREFIX]:PORT", "[V6ADDR[/PREFIX]]:PORT") nor in any
  * other value, so the split is unambiguous; '=' separates a key from its
  * value only at its first occurrence.

@@ -26,9 +26,6 @@
 
 #include "hb.h"
 
-_Atomic uint8_t hb_fault_off[HB_MAX_FAULTS];
-_Atomic uint32_t hb_fault_kick[HB_MAX_FAULTS];
-
 static char sock_path[HB_PATH_MAX + 32];
 static int owner_pid;
 

@@ -20,17 +20,11 @@
  */
 #include <errno.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "hb.h"
 
 _Atomic(struct hb_fdent *) hb_fd_chunks[HB_FD_MAX >> HB_FD_CHUNK_SHIFT];
-
-/* The process that owns the table (set at load, by the fork handler, and
- * by a raw clone's child that finds it has memory of its own: init.c). */
-int hb_self_pid;
-__thread int hb_vfork_mark __attribute__((tls_model("initial-exec")));
 
 struct hb_conn *hb_fd_conn_marked(int fd, struct hb_conn *c)
 {
@@ -66,7 +60,7 @@ struct hb_fdent *hb_fd_entry(int fd, int create)
 		if (!ch)
 			return NULL;
 		if (!hb_cas_strong_acq_rel(&hb_fd_chunks[idx], &expect, ch)) {
-			syscall(SYS_munmap, ch, bytes);
+			(void)hb_os_munmap(ch, bytes);
 			ch = expect;
 		}
 	}

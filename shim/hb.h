@@ -52,6 +52,38 @@ struct hb_rule {
 	uint8_t addr[16]; /* network order, 4 or 16 bytes used */
 };
 
+/* ------------------------------------------------------------------ parse.c */
+
+#define HB_MS_PER_S 1000u
+#define HB_MS_PER_M 60000u
+#define HB_MS_PER_H 3600000u
+
+/* Parse a duration: "250ms", "5s", "1m", "2h" or a bare integer (seconds).
+ * Returns 0 and stores milliseconds, -EINVAL on bad syntax, -ERANGE when the
+ * value does not fit 32-bit milliseconds. Pure; any thread. */
+int hb_parse_duration(const char *s, uint32_t *out_ms);
+
+/* Parse a comma-separated list of peer rules (ADDR:PORT, ADDR/PREFIX:PORT,
+ * "*", "*:PORT", IPv6 in brackets: "[::1]:80", "[fd00::/8]:*", port "*").
+ * Returns 0 and the count in *n, or -EINVAL / -E2BIG. Pure; any thread. */
+int hb_parse_rules(const char *s, struct hb_rule *out, int max, int *n);
+/* The same, also telling where it stopped: on failure *bad and *badlen
+ * delimit the offending item (for the error line). */
+int hb_parse_rule_list(const char *s, struct hb_rule *out, int max, int *n, const char **bad,
+		       size_t *badlen);
+
+/* Lists in variables (peer rules, fault rules, program names): 1 when s is
+ * NULL or only blanks (no item). hb_list_item takes the item at *p up to
+ * sep, blanks around it dropped, into [*start, *start + *len) and moves *p
+ * past the separator; it returns 1 when a separator followed (another
+ * item, maybe empty, must come) and 0 after the last item. Pure. */
+int hb_list_blank(const char *s);
+int hb_list_item(const char **p, char sep, const char **start, size_t *len);
+
+/* 1 when addr matches one of the rules, else 0. Pure; async-signal-safe. */
+int hb_rules_match(const struct hb_rule *rules, int n, const struct sockaddr *sa,
+		   socklen_t len);
+
 /* ------------------------------------------------------------------ fault.c */
 
 /* HBSHIM_FAULTS: test-harness fault rules (grammar in fault.c, runtime in
@@ -114,28 +146,6 @@ struct hb_config {
 	uint64_t seed;               /* HBSHIM_SEED */
 	int seed_set;                /* HBSHIM_SEED was given */
 };
-
-/* Parse a duration: "250ms", "5s", "1m", "2h" or a bare integer (seconds).
- * Returns 0 and stores milliseconds, -EINVAL on bad syntax, -ERANGE when the
- * value does not fit 32-bit milliseconds. Pure; any thread. */
-int hb_parse_duration(const char *s, uint32_t *out_ms);
-
-/* Parse a comma-separated list of peer rules (ADDR:PORT, ADDR/PREFIX:PORT,
- * "*", "*:PORT", IPv6 in brackets: "[::1]:80", "[fd00::/8]:*", port "*").
- * Returns 0 and the count in *n, or -EINVAL / -E2BIG. Pure; any thread. */
-int hb_parse_rules(const char *s, struct hb_rule *out, int max, int *n);
-
-/* Lists in variables (peer rules, fault rules, program names): 1 when s is
- * NULL or only blanks (no item). hb_list_item takes the item at *p up to
- * sep, blanks around it dropped, into [*start, *start + *len) and moves *p
- * past the separator; it returns 1 when a separator followed (another
- * item, maybe empty, must come) and 0 after the last item. Pure. */
-int hb_list_blank(const char *s);
-int hb_list_item(const char **p, char sep, const char **start, size_t *len);
-
-/* 1 when addr matches one of the rules, else 0. Pure; async-signal-safe. */
-int hb_rules_match(const struct hb_rule *rules, int n, const struct sockaddr *sa,
-		   socklen_t len);
 
 /*
  * 1 when the configuration lets the program called name act (name: the
@@ -213,8 +223,8 @@ const char *hb_buf_str(struct hb_buf *b);
 
 /* Pointers to the next definition of every interposed function, bound with
  * dlsym(RTLD_NEXT) once (constructor, or the first interposed call that is
- * not close-like). NULL until bound: the hb_sys_* wrappers in os.c then fall
- * back to raw syscalls. */
+ * not close-like). NULL until bound: the callers then fall back to os.c's
+ * raw system calls. */
 #ifdef __GLIBC__
 typedef unsigned long hb_ioctl_req_t;
 typedef int hb_mmsg_flags_t;
@@ -284,6 +294,13 @@ extern struct hb_real hb_real;
  * syscalls). Aborts with a clear message if dlsym returns our own symbol.
  * Never call it from close-like paths. */
 void hb_real_bind(void);
+/* recvmsg, sendmsg, recvfrom and sendto (no address) through the next
+ * definition, os.c's raw call until bound: the result or -errno, errno
+ * preserved. Any thread. */
+long hb_next_recvmsg(int fd, struct msghdr *m, int flags);
+long hb_next_sendmsg(int fd, const struct msghdr *m, int flags);
+long hb_next_recv(int fd, void *buf, size_t n, int flags);
+long hb_next_send(int fd, const void *buf, size_t n, int flags);
 
 /* ------------------------------------------------------------------ os.c */
 
@@ -334,6 +351,8 @@ long hb_os_close(int fd);
 long hb_os_write(int fd, const void *buf, size_t n);
 long hb_os_send(int fd, const void *buf, size_t n, int flags);
 long hb_os_recv(int fd, void *buf, size_t n, int flags);
+long hb_os_recvmsg(int fd, struct msghdr *m, int flags);
+long hb_os_sendmsg(int fd, const struct msghdr *m, int flags);
 long hb_os_read(int fd, void *buf, size_t n);
 long hb_os_open(const char *path, int flags, int mode);
 long hb_os_rename(const char *from, const char *to);
@@ -343,6 +362,7 @@ long hb_os_unlink(const char *path);
 struct stat;
 long hb_os_stat(const char *path, struct stat *st, int nofollow);
 long hb_os_fstat(int fd, struct stat *st);
+long hb_os_lseek(int fd, long off, int whence);
 int hb_os_geteuid(void);
 long hb_os_getrandom(void *buf, size_t n);
 long hb_os_fcntl(int fd, int cmd, long arg);
@@ -387,6 +407,33 @@ long hb_os_poll1(int fd, short events, int timeout_ms, short *revents);
 long hb_os_poll(struct pollfd *fds, unsigned long n, int timeout_ms);
 long hb_os_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv);
 long hb_os_dup2(int oldfd, int newfd);
+/* The rest of the application's calls, for the interposers' fallbacks
+ * before binding: the one system call every architecture has for each
+ * (epoll_wait is epoll_pwait; ppoll and pselect copy the timeout, which
+ * stays the caller's, as libc's do). Result or -errno. */
+long hb_os_readv(int fd, const struct iovec *iov, int n);
+long hb_os_writev(int fd, const struct iovec *iov, int n);
+long hb_os_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *sa, socklen_t *len);
+long hb_os_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *sa,
+		  socklen_t len);
+long hb_os_ppoll(struct pollfd *fds, unsigned long n, const struct timespec *ts,
+		 const sigset_t *mask);
+long hb_os_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *ts,
+		   const sigset_t *mask);
+long hb_os_epoll_pwait(int epfd, void *evs, int max, int ms, const sigset_t *mask);
+long hb_os_epoll_pwait2(int epfd, void *evs, int max, const struct timespec *ts,
+			const sigset_t *mask);
+long hb_os_execve(const char *path, char *const argv[], char *const env[]);
+long hb_os_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
+		 unsigned long a5);
+long hb_os_dup(int fd);
+long hb_os_dup3(int oldfd, int newfd, int flags);
+long hb_os_close_range(unsigned first, unsigned last, int flags);
+long hb_os_sendfile(int out, int in, off_t *off, size_t n);
+long hb_os_splice(int in, loff_t *off_in, int out, loff_t *off_out, size_t n, unsigned flags);
+struct mmsghdr;
+long hb_os_sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags);
+long hb_os_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *timeout);
 /* The kernel's 64-bit signal mask: rt_sigprocmask, rt_sigpending, and a
  * zero-timeout ppoll under *mask that runs the handlers of pending signals
  * it unblocks (-EINTR when one ran). */
@@ -409,12 +456,80 @@ void hb_os_sleep_us(unsigned us);
 uint64_t hb_os_cookie(int fd);
 /* Raise SIGPIPE on the calling thread, as the kernel would on EPIPE. */
 void hb_os_raise_sigpipe(void);
-/* recvmsg/sendmsg through the next definition (see os.c). */
-long hb_next_recvmsg(int fd, struct msghdr *m, int flags);
-long hb_next_sendmsg(int fd, const struct msghdr *m, int flags);
-long hb_next_recv(int fd, void *buf, size_t n, int flags);
-long hb_next_send(int fd, const void *buf, size_t n, int flags);
 
+/* ------------------------------------------------------------------ proc.c */
+
+/* 1 when the shim is configured and enabled. Set once by the constructor;
+ * read on every tracked path. */
+extern int hb_enabled;
+/* This process's pid, set at load and in every fork child. A call that
+ * finds another pid runs in a vfork child (python's subprocess), which
+ * shares our memory: it must not change the shim's state, which is the
+ * parent's (a child's close_range wiped the parent's fd table). Or in a
+ * child of a raw clone (vsftpd), which has memory of its own: the probe
+ * page or kcmp tells the two apart. */
+extern int hb_self_pid;
+/* Set, in the thread it runs on, by a process that runs in the memory of
+ * the table's owner (a vfork child) or cannot tell whether it does, when it
+ * left the table unchanged (hb_vfork_check): its pid. Its closes are not
+ * recorded, so an entry may name a file that is no longer the socket:
+ * hb_fd_conn then checks the socket's cookie. Thread-local: a vfork child
+ * runs on the thread that called vfork; no other thread pays. Cleared when
+ * the owner sees it again (the child exec'd or exited). */
+extern __thread int hb_vfork_mark __attribute__((tls_model("initial-exec")));
+/* Constructor, first: record our pid and map the probe page. on_clone runs
+ * when a raw clone's child finds it has memory of its own (own_files: it
+ * has its own fd table too); it must make the shim's state the child's, as
+ * a fork handler would. */
+void hb_proc_init(void (*on_clone)(int own_files));
+/* The fork child handler (pthread_atfork, registered by the constructor). */
+void hb_proc_after_fork(void);
+/* pid (the caller's, not hb_self_pid): 1 when this process runs in our
+ * memory (a vfork child, or cannot tell; sets hb_vfork_mark), 0 when it
+ * has its own (takes pid as its own and runs the on_clone hook). */
+int hb_vfork_check(int pid);
+/* 1 in a process that must not change the shim's state (a vfork child). */
+static inline int hb_vforked(void)
+{
+	int pid;
+
+	if (!hb_self_pid)
+		return 0;
+	pid = hb_os_getpid();
+	return HB_UNLIKELY(pid != hb_self_pid) && hb_vfork_check(pid);
+}
+
+/* --------------------------------------------------------------- counters.c */
+
+enum {
+	HB_ST_CONN_KEEPALIVE, /* gauge: tracked connections in keepalive mode */
+	HB_ST_CONN_FRAME,     /* gauge: tracked connections in frame mode */
+	HB_ST_DEAD_KEEPALIVE, /* dead peers detected by the kernel keepalive / user timeout */
+	HB_ST_DEAD_IDLE,      /* idle deadline fired */
+	HB_ST_DEAD_HEARTBEAT, /* heartbeat timeout (frame mode) */
+	HB_ST_DEAD_WRITE,     /* data sent, nothing answered for the timeout (keepalive.c) */
+	HB_ST_DEADLINE_CONNECT, /* connect deadline fired */
+	HB_ST_DEADLINE_IDLE,  /* idle deadline fired */
+	HB_ST_HB_SENT,        /* heartbeats sent */
+	HB_ST_HB_RECV,        /* heartbeats received */
+	HB_ST_PROTO_ERR,      /* protocol errors */
+	HB_ST_ACCEPTED,       /* connections accepted */
+	HB_ST_CONNECTED,      /* connections made */
+	HB_ST_UNTRACKED,      /* sockets passed through (table or pool full) */
+	HB_ST_LOG_DROP_RATE,  /* log lines dropped by the rate cap */
+	HB_ST_LOG_DROP_WRITE, /* log lines dropped: not writable (full pipe, no reader, full disk) */
+	HB_ST_EV_DROP_RATE,   /* event lines dropped by the rate cap */
+	HB_ST_EV_DROP_WRITE,  /* event lines dropped: not writable */
+	HB_ST_FAULTS,         /* injected faults: HB_FA_COUNT slots, by HB_FA_* action */
+	HB_ST_COUNT = HB_ST_FAULTS + HB_FA_COUNT
+};
+/* The counters, relaxed atomics bumped on the paths that observe the
+ * event (any thread, async-signal-safe); stats.c renders them. */
+extern _Atomic uint64_t hb_stats[HB_ST_COUNT];
+static inline void hb_stat_add(int k, int64_t v) { hb_add_relaxed(&hb_stats[k], (uint64_t)v); }
+/* Connections adopted across exec (inherit.c): such a process tracked
+ * connections too. */
+extern _Atomic int hb_stats_adopted;
 /* ------------------------------------------------------------------ log.c */
 
 extern int hb_log_level; /* copy of hb_cfg.log_level, read without locks */
@@ -427,6 +542,9 @@ void hb_log_write(int level, const char *fmt, ...) __attribute__((format(printf,
 	} while (0)
 /* Print one line to stderr unconditionally (configuration errors). */
 void hb_log_stderr(const char *line);
+/* After outfile.c refused path (kind HB_OUT_*): its one warning, if not
+ * written yet; on stderr for the log file itself, else as a warn line. */
+void hb_log_refused(int kind, const char *path);
 
 /* ------------------------------------------------------------------ conn.c */
 
@@ -618,14 +736,6 @@ static inline struct hb_conn *hb_fd_conn_raw(int fd)
 	return hb_load_acquire(&ch[(unsigned)fd & (HB_FD_CHUNK - 1)].conn);
 }
 
-/* Set, in the thread it runs on, by a process that runs in the memory of
- * the table's owner (a vfork child) or cannot tell whether it does, when it
- * left the table unchanged (init.c, hb_vfork_check): its pid. Its closes
- * are not recorded, so an entry may name a file that is no longer the
- * socket: hb_fd_conn then checks the socket's cookie. Thread-local: a
- * vfork child runs on the thread that called vfork; no other thread pays.
- * Cleared when the owner sees it again (the child exec'd or exited). */
-extern __thread int hb_vfork_mark __attribute__((tls_model("initial-exec")));
 struct hb_conn *hb_fd_conn_marked(int fd, struct hb_conn *c) __attribute__((cold));
 
 /* c, the raw entry for fd, or NULL when fd is provably not its socket in
@@ -891,9 +1001,6 @@ void hb_stdio_flush(void);
 
 /* ------------------------------------------------------------------ i_fdopen.c */
 
-/* fclose(fp), before the real one: 1 if fp is a stream of our fdopen (its
- * fd is closed through close()), else 0. Any thread. */
-int hb_fdopen_release(void *fp);
 /* Flush our fdopen output streams no other thread holds (exit, before the
  * framed exit wait). */
 void hb_fdopen_flush(void);
@@ -968,9 +1075,12 @@ int hb_out_append(int kind, const char *path, const char *s, size_t n);
 /* Write s to fd 2: 0 written, 1 not written by design (fd 2 is a TCP/IP
  * socket: the peer's stream), -errno dropped. */
 int hb_out_stderr(const char *s, size_t n);
-/* 1 (after one warning per kind) when path is a symlink planted in a
- * sticky world-writable directory, which the shim does not follow. */
+/* 1 when path is a symlink planted in a sticky world-writable directory,
+ * which the shim does not follow (hb_out_append then fails with -EACCES). */
 int hb_out_refused(int kind, const char *path);
+/* After a refusal: 1, once per kind, with the warning line (no newline)
+ * for path in b, which the caller writes; else 0. */
+int hb_out_take_warning(int kind, const char *path, struct hb_buf *b);
 /* Create "PATH.tmp.RANDOM" exclusively in tmp[cap], mode 0600: the fd and
  * *slot, or -errno. Close it with hb_out_close_tmp. */
 long hb_out_create_tmp(const char *path, char *tmp, size_t cap, int *slot);
@@ -984,35 +1094,10 @@ void hb_out_atfork_child(void);
 
 /* ------------------------------------------------------------------ stats.c */
 
-enum {
-	HB_ST_CONN_KEEPALIVE, /* gauge: tracked connections in keepalive mode */
-	HB_ST_CONN_FRAME,     /* gauge: tracked connections in frame mode */
-	HB_ST_DEAD_KEEPALIVE, /* dead peers detected by the kernel keepalive / user timeout */
-	HB_ST_DEAD_IDLE,      /* idle deadline fired */
-	HB_ST_DEAD_HEARTBEAT, /* heartbeat timeout (frame mode) */
-	HB_ST_DEAD_WRITE,     /* data sent, nothing answered for the timeout (keepalive.c) */
-	HB_ST_DEADLINE_CONNECT, /* connect deadline fired */
-	HB_ST_DEADLINE_IDLE,  /* idle deadline fired */
-	HB_ST_HB_SENT,        /* heartbeats sent */
-	HB_ST_HB_RECV,        /* heartbeats received */
-	HB_ST_PROTO_ERR,      /* protocol errors */
-	HB_ST_ACCEPTED,       /* connections accepted */
-	HB_ST_CONNECTED,      /* connections made */
-	HB_ST_UNTRACKED,      /* sockets passed through (table or pool full) */
-	HB_ST_LOG_DROP_RATE,  /* log lines dropped by the rate cap */
-	HB_ST_LOG_DROP_WRITE, /* log lines dropped: not writable (full pipe, no reader, full disk) */
-	HB_ST_EV_DROP_RATE,   /* event lines dropped by the rate cap */
-	HB_ST_EV_DROP_WRITE,  /* event lines dropped: not writable */
-	HB_ST_FAULTS,         /* injected faults: HB_FA_COUNT slots, by HB_FA_* action */
-	HB_ST_COUNT = HB_ST_FAULTS + HB_FA_COUNT
-};
-extern _Atomic uint64_t hb_stats[HB_ST_COUNT];
-static inline void hb_stat_add(int k, int64_t v) { hb_add_relaxed(&hb_stats[k], (uint64_t)v); }
 /* Render the Prometheus text exposition into b. */
 void hb_stats_render(struct hb_buf *b);
 /* Write HBSHIM_STATS atomically (tmp + rename). Any thread. */
 void hb_stats_flush(void);
-extern _Atomic int hb_stats_adopted;
 
 /* ------------------------------------------------------------------ fault_io.c */
 
@@ -1060,8 +1145,8 @@ int hb_fault_epoll(int epfd, struct epoll_event *evs, int max, int64_t timeout_n
 int hb_fault_epoll_ctl_begin(int epfd, int fd);
 void hb_fault_epoll_ctl_end(int locked, int ok, struct hb_conn *c, int epfd, int op, int fd,
 			    const struct epoll_event *ev);
-/* Live control (fault_ctl.c): rules switched off and triggered by name.
- * Written by the control thread, read by the paths above. */
+/* Live control: rules switched off and triggered by name. Defined here,
+ * written by fault_ctl.c's control thread, read by the paths above. */
 extern _Atomic uint8_t hb_fault_off[HB_MAX_FAULTS];
 extern _Atomic uint32_t hb_fault_kick[HB_MAX_FAULTS];
 /* A hang rule holds c now: its heartbeats stop too. Background thread. */
@@ -1081,25 +1166,6 @@ static inline struct hb_fstate *hb_fault_of(struct hb_conn *c)
 
 /* ------------------------------------------------------------------ init.c */
 
-/* 1 when the shim is configured and enabled. Read on every tracked path. */
-extern int hb_enabled;
-/* This process's pid, set at load and in every fork child. A call that
- * finds another pid runs in a vfork child (python's subprocess), which
- * shares our memory: it must not change the shim's state, which is the
- * parent's (a child's close_range wiped the parent's fd table). Or in a
- * child of a raw clone (vsftpd), which has memory of its own: kcmp tells
- * the two apart (init.c). */
-extern int hb_self_pid; /* fdtable.c */
-int hb_vfork_check(int pid);
-static inline int hb_vforked(void)
-{
-	int pid;
-
-	if (!hb_self_pid)
-		return 0;
-	pid = hb_os_getpid();
-	return HB_UNLIKELY(pid != hb_self_pid) && hb_vfork_check(pid);
-}
 /* Idempotent lazy init (binds symbols, parses config). */
 void hb_init(void);
 

@@ -38,10 +38,6 @@
 
 #include "interpose.h"
 
-#ifndef SYS_epoll_pwait2
-#define SYS_epoll_pwait2 441
-#endif
-
 /* Rounds of "everything reported was control frames" before the reports
  * are passed on as they are (i_poll.c's bound). */
 #define MAX_ROUNDS 64
@@ -108,15 +104,15 @@ static int real_wait(int kind, int epfd, struct epoll_event *evs, int max, int m
 	case K_WAIT:
 		/* epoll_pwait with no mask: arm64's table has no epoll_wait. */
 		return REAL(epoll_wait,
-			    (int)syscall(SYS_epoll_pwait, epfd, evs, max, ms, NULL, _NSIG / 8), epfd,
+			    LIBC_RET(hb_os_epoll_pwait(epfd, evs, max, ms, NULL)), epfd,
 			    evs, max, ms);
 	case K_PWAIT:
 		return REAL(epoll_pwait,
-			    (int)syscall(SYS_epoll_pwait, epfd, evs, max, ms, mask, _NSIG / 8), epfd,
+			    LIBC_RET(hb_os_epoll_pwait(epfd, evs, max, ms, mask)), epfd,
 			    evs, max, ms, mask);
 	default:
 		return REAL(epoll_pwait2,
-			    (int)syscall(SYS_epoll_pwait2, epfd, evs, max, ts, mask, _NSIG / 8), epfd,
+			    LIBC_RET(hb_os_epoll_pwait2(epfd, evs, max, ts, mask)), epfd,
 			    evs, max, ts, mask);
 	}
 }

@@ -131,7 +131,7 @@ HB_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 	int r;
 
 	if (!fn)
-		r = (int)syscall(SYS_execve, path, argv, env);
+		r = LIBC_RET(hb_os_execve(path, argv, env));
 	else
 		r = fn(path, argv, env);
 	scratch_put(&s);
@@ -402,6 +402,6 @@ HB_EXPORT int prctl(int option, ...)
 	va_end(ap);
 	if (option == PR_SET_SECCOMP)
 		step_aside("prctl(PR_SET_SECCOMP)");
-	return REAL(prctl, (int)syscall(SYS_prctl, option, a[0], a[1], a[2], a[3]), option, a[0],
+	return REAL(prctl, LIBC_RET(hb_os_prctl(option, a[0], a[1], a[2], a[3])), option, a[0],
 		    a[1], a[2], a[3]);
 }

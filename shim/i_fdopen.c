@@ -29,6 +29,10 @@
  * closes the fd through the cookie's close and makes the stream glibc's
  * own file stream again; fclose then treats it as any other.
  *
+ * fclose, of any stream, is interposed here: a stream of this file or of
+ * i_stdio.c closes its fd through our close (the cookie's close), any
+ * other's fd is forgotten by the table before libc closes it.
+ *
  * fileno and the fclose recognition use glibc's struct _IO_FILE layout
  * (the public _fileno, and the jump-table word after the public struct,
  * checked on two probe streams first). Elsewhere, or if the check fails,
@@ -234,7 +238,9 @@ static FILE *cookie_stream(int fd, const char *mode)
 	return f;
 }
 
-int hb_fdopen_release(void *fp)
+/* fclose(fp), before the real one: 1 if fp is a stream of our fdopen (its
+ * fd is closed through close()), else 0. Any thread. */
+static int fdopen_release(void *fp)
 {
 	FILE *f = fp;
 	int ours;
@@ -284,7 +290,7 @@ static FILE *cookie_stream(int fd, const char *mode)
 	return NULL;
 }
 
-int hb_fdopen_release(void *fp)
+static int fdopen_release(void *fp)
 {
 	(void)fp;
 	return 0;
@@ -323,4 +329,28 @@ HB_EXPORT FILE *fdopen(int fd, const char *mode)
 	if (HB_LIKELY(!c && fn))
 		return fn(fd, mode);
 	return fdopen_slow(c, fd, mode);
+}
+
+HB_EXPORT int fclose(FILE *fp)
+{
+	int (*fn)(void *) = REAL_PTR(fclose);
+
+	/* A stream of i_stdio.c or of this file closes its fd through our
+	 * close (framed close semantics); any other stream's fd is closed
+	 * inside libc, after the table forgot it. */
+	if (fp && !hb_stdio_release(fp) && !fdopen_release(fp)) {
+		int fd = fileno(fp);
+
+		if (fd >= 0)
+			hb_sock_forget(fd);
+	}
+	if (!fn) {
+		hb_real_bind();
+		fn = REAL_PTR(fclose);
+	}
+	if (!fn) {
+		errno = ENOSYS;
+		return EOF;
+	}
+	return fn(fp);
 }

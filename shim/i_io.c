@@ -200,11 +200,11 @@ static long frame_send1(struct hb_conn *c, int fd, const void *buf, size_t n, in
 #define IS_FRAME(c) ((c)->mode == HB_MODE_FRAME)
 
 #define REAL_RECVFROM(fd, b, n, fl, sa, sl) \
-	REAL(recvfrom, syscall(SYS_recvfrom, fd, b, n, fl, sa, sl), fd, b, n, fl, sa, sl)
+	REAL(recvfrom, LIBC_RET_SSIZE(hb_os_recvfrom(fd, b, n, fl, sa, sl)), fd, b, n, fl, sa, sl)
 #define REAL_SENDTO(fd, b, n, fl, sa, sl) \
-	REAL(sendto, syscall(SYS_sendto, fd, b, n, fl, sa, sl), fd, b, n, fl, sa, sl)
-#define REAL_SENDMSG(fd, m, fl) REAL(sendmsg, syscall(SYS_sendmsg, fd, m, fl), fd, m, fl)
-#define REAL_RECVMSG(fd, m, fl) REAL(recvmsg, syscall(SYS_recvmsg, fd, m, fl), fd, m, fl)
+	REAL(sendto, LIBC_RET_SSIZE(hb_os_sendto(fd, b, n, fl, sa, sl)), fd, b, n, fl, sa, sl)
+#define REAL_SENDMSG(fd, m, fl) REAL(sendmsg, LIBC_RET_SSIZE(hb_os_sendmsg(fd, m, fl)), fd, m, fl)
+#define REAL_RECVMSG(fd, m, fl) REAL(recvmsg, LIBC_RET_SSIZE(hb_os_recvmsg(fd, m, fl)), fd, m, fl)
 
 /* fault_io.c's way down: the undisturbed receive or send of this
  * connection (framed or raw), count or -errno. */
@@ -336,13 +336,13 @@ static SLOW ssize_t read_slow(struct hb_conn *c, int fd, void *buf, size_t n)
 {
 	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c))
-		return REAL(read, syscall(SYS_read, fd, buf, n), fd, buf, n);
+		return REAL(read, LIBC_RET_SSIZE(hb_os_read(fd, buf, n)), fd, buf, n);
 	PRECHECK(c, fd);
 	if (HB_UNLIKELY(hb_fault_of(c)))
 		return fault_rx1(c, fd, buf, n, 0, NULL, NULL);
 	if (IS_FRAME(c))
 		return hb_io_frame_rx(c, fd, frame_recv1(c, fd, buf, n, 0, NULL, NULL), n);
-	return rx_done(c, fd, REAL(read, syscall(SYS_read, fd, buf, n), fd, buf, n), n);
+	return rx_done(c, fd, REAL(read, LIBC_RET_SSIZE(hb_os_read(fd, buf, n)), fd, buf, n), n);
 }
 
 HB_EXPORT ssize_t read(int fd, void *buf, size_t n)
@@ -451,7 +451,7 @@ static SLOW ssize_t readv_slow(struct hb_conn *c, int fd, const struct iovec *io
 
 	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c))
-		return REAL(readv, syscall(SYS_readv, fd, iov, n), fd, iov, n);
+		return REAL(readv, LIBC_RET_SSIZE(hb_os_readv(fd, iov, n)), fd, iov, n);
 	PRECHECK(c, fd);
 	if (HB_UNLIKELY(hb_fault_of(c)))
 		return fault_rxv(c, fd, iov, n);
@@ -468,7 +468,7 @@ static SLOW ssize_t readv_slow(struct hb_conn *c, int fd, const struct iovec *io
 		r = hb_frame_recv(c, fd, &m, 0);
 		return hb_io_frame_rx(c, fd, r, iov_len(r, iov, (size_t)n));
 	}
-	r = REAL(readv, syscall(SYS_readv, fd, iov, n), fd, iov, n);
+	r = REAL(readv, LIBC_RET_SSIZE(hb_os_readv(fd, iov, n)), fd, iov, n);
 	return rx_done(c, fd, r, n > 0 ? iov_len(r, iov, (size_t)n) : 0);
 }
 
@@ -482,7 +482,7 @@ static SLOW ssize_t write_slow(struct hb_conn *c, int fd, const void *buf, size_
 {
 	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
-		return REAL(write, syscall(SYS_write, fd, buf, n), fd, buf, n);
+		return REAL(write, LIBC_RET_SSIZE(hb_os_write(fd, buf, n)), fd, buf, n);
 	PRECHECK(c, fd);
 	if (HB_UNLIKELY(hb_fault_of(c)))
 		return fault_tx1(c, fd, buf, n, 0);
@@ -495,7 +495,8 @@ static SLOW ssize_t write_slow(struct hb_conn *c, int fd, const void *buf, size_
 		 * application's own call, which a seccomp filter (sshd's
 		 * sandbox) may allow where sendto is not; the kernel raises
 		 * SIGPIPE itself where it is due. */
-		return tx_done(c, fd, REAL(write, syscall(SYS_write, fd, buf, n), fd, buf, n),
+		return tx_done(c, fd,
+			       REAL(write, LIBC_RET_SSIZE(hb_os_write(fd, buf, n)), fd, buf, n),
 			       MSG_NOSIGNAL);
 	/* write(2) on a TCP socket is send(2) with no flags. */
 	return tx_done(c, fd, REAL_SENDTO(fd, buf, n, MSG_NOSIGNAL, NULL, 0), 0);
@@ -561,7 +562,7 @@ static SLOW ssize_t writev_slow(struct hb_conn *c, int fd, const struct iovec *i
 	struct msghdr m;
 
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
-		return REAL(writev, syscall(SYS_writev, fd, iov, n), fd, iov, n);
+		return REAL(writev, LIBC_RET_SSIZE(hb_os_writev(fd, iov, n)), fd, iov, n);
 	PRECHECK(c, fd);
 	if (HB_UNLIKELY(hb_fault_of(c)))
 		return fault_txv(c, fd, iov, n);
@@ -576,7 +577,8 @@ static SLOW ssize_t writev_slow(struct hb_conn *c, int fd, const struct iovec *i
 		return hb_io_frame_tx(c, fd, hb_frame_send(c, fd, &m, 0), 0);
 	hb_ka_note_tx(c);
 	if (!hb_cfg.idle_timeout_ms) /* as in write() */
-		return tx_done(c, fd, REAL(writev, syscall(SYS_writev, fd, iov, n), fd, iov, n),
+		return tx_done(c, fd,
+			       REAL(writev, LIBC_RET_SSIZE(hb_os_writev(fd, iov, n)), fd, iov, n),
 			       MSG_NOSIGNAL);
 	return tx_done(c, fd, REAL_SENDMSG(fd, &m, MSG_NOSIGNAL), 0);
 }

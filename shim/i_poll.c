@@ -84,7 +84,7 @@ static int do_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout
 	if (!hb_load_relaxed(&hb_frame_seen) || !hb_enabled) {
 		if (as_poll)
 			return REAL(poll, LIBC_RET(hb_os_poll(fds, n, poll_ms)), fds, n, poll_ms);
-		return REAL(ppoll, (int)syscall(SYS_ppoll, fds, n, timeout, mask, _NSIG / 8), fds, n,
+		return REAL(ppoll, LIBC_RET(hb_os_ppoll(fds, n, timeout, mask)), fds, n,
 			    timeout, mask);
 	}
 	if (timeout)
@@ -109,7 +109,7 @@ static int do_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout
 			}
 			r = REAL(poll, LIBC_RET(hb_os_poll(fds, n, ms)), fds, n, ms);
 		} else {
-			r = REAL(ppoll, (int)syscall(SYS_ppoll, fds, n, tp, mask, _NSIG / 8), fds, n, tp,
+			r = REAL(ppoll, LIBC_RET(hb_os_ppoll(fds, n, tp, mask)), fds, n, tp,
 				 mask);
 		}
 		if (r <= 0 || round >= MAX_ROUNDS)
@@ -192,17 +192,8 @@ static int do_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct
 		if (tv)
 			return REAL(select, LIBC_RET(hb_os_select(nfds, rd, wr, ex, tv)), nfds, rd, wr,
 				    ex, tv);
-		{
-			/* the raw pselect6 takes {sigset, size} */
-			struct {
-				const sigset_t *s;
-				size_t n;
-			} sm = { mask, _NSIG / 8 };
-
-			return REAL(pselect,
-				    (int)syscall(SYS_pselect6, nfds, rd, wr, ex, timeout, mask ? &sm : NULL),
-				    nfds, rd, wr, ex, timeout, mask);
-		}
+		return REAL(pselect, LIBC_RET(hb_os_pselect(nfds, rd, wr, ex, timeout, mask)), nfds,
+			    rd, wr, ex, timeout, mask);
 	}
 	srd = *rd;
 	if (wr)
@@ -229,16 +220,8 @@ static int do_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct
 			tp = &left;
 		}
 		/* pselect for select too (the timeout is ours to keep) */
-		{
-			struct {
-				const sigset_t *s;
-				size_t n;
-			} sm = { mask, _NSIG / 8 };
-
-			r = REAL(pselect,
-				 (int)syscall(SYS_pselect6, nfds, rd, wr, ex, tp, mask ? &sm : NULL), nfds,
-				 rd, wr, ex, tp, mask);
-		}
+		r = REAL(pselect, LIBC_RET(hb_os_pselect(nfds, rd, wr, ex, tp, mask)), nfds, rd, wr,
+			 ex, tp, mask);
 		if (r > 0 && round < MAX_ROUNDS) {
 			int err = errno, k = filter_fdset(nfds, rd, r);
 
@@ -313,7 +296,7 @@ static __attribute__((noinline)) int epoll_ctl_slow(struct hb_conn *c, int epfd,
 		hb_epoll_note(epfd);
 	if (HB_UNLIKELY(hb_cfg.nfaults) && c) /* HBSHIM_FAULTS: parked registrations */
 		parked = hb_fault_epoll_ctl_begin(epfd, fd);
-	r = REAL(epoll_ctl, (int)syscall(SYS_epoll_ctl, epfd, op, fd, ev), epfd, op, fd, ev);
+	r = REAL(epoll_ctl, LIBC_RET(hb_os_epoll_ctl(epfd, op, fd, ev)), epfd, op, fd, ev);
 	if (parked)
 		hb_fault_epoll_ctl_end(parked, r == 0, c, epfd, op, fd, ev);
 	if (r == 0) {

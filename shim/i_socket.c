@@ -1,7 +1,7 @@
 /*
  * i_socket.c - interposers for the socket lifecycle: socket, connect,
  * accept, accept4, listen, setsockopt, shutdown, close, dup, dup2, dup3,
- * fcntl, fcntl64, ioctl, close_range, closefrom, fclose.
+ * fcntl, fcntl64, ioctl, close_range, closefrom (fclose: i_fdopen.c).
  *
  * Each keeps the libc name, does its bookkeeping around the real call and
  * preserves errno exactly as the real call left it. Anything the shim cannot
@@ -13,7 +13,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -65,7 +64,7 @@ static int is_tcp(int domain, int type, int protocol)
 
 HB_EXPORT int socket(int domain, int type, int protocol)
 {
-	int fd = REAL(socket, (int)syscall(SYS_socket, domain, type, protocol), domain, type,
+	int fd = REAL(socket, LIBC_RET(hb_os_socket(domain, type, protocol)), domain, type,
 		      protocol);
 
 	if (fd < 0 || !hb_enabled)
@@ -117,7 +116,7 @@ static int restart_ok(void)
 
 static int real_connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
-	return REAL(connect, (int)syscall(SYS_connect, fd, sa, len), fd, sa, len);
+	return REAL(connect, LIBC_RET(hb_os_connect(fd, sa, len)), fd, sa, len);
 }
 
 /* A blocking connect bounded by HBSHIM_CONNECT_TIMEOUT: done as a
@@ -270,14 +269,14 @@ static int after_accept(int lfd, int fd, int flags)
 
 HB_EXPORT int accept(int fd, struct sockaddr *sa, socklen_t *len)
 {
-	int r = REAL(accept, (int)syscall(SYS_accept4, fd, sa, len, 0), fd, sa, len);
+	int r = REAL(accept, LIBC_RET(hb_os_accept4(fd, sa, len, 0)), fd, sa, len);
 
 	return after_accept(fd, r, 0);
 }
 
 HB_EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
 {
-	int r = REAL(accept4, (int)syscall(SYS_accept4, fd, sa, len, flags), fd, sa, len, flags);
+	int r = REAL(accept4, LIBC_RET(hb_os_accept4(fd, sa, len, flags)), fd, sa, len, flags);
 
 	return after_accept(fd, r, flags);
 }
@@ -285,7 +284,7 @@ HB_EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
 HB_EXPORT int listen(int fd, int backlog)
 {
 	struct hb_conn *c = hb_fd_conn(fd);
-	int r = REAL(listen, (int)syscall(SYS_listen, fd, backlog), fd, backlog);
+	int r = REAL(listen, LIBC_RET(hb_os_listen(fd, backlog)), fd, backlog);
 
 	if (r == 0 && c && c->kind == HB_KIND_SOCKET)
 		c->kind = HB_KIND_LISTENER;
@@ -297,7 +296,7 @@ HB_EXPORT int listen(int fd, int backlog)
  * millisecond or so, but a server that writes first waits only briefly). */
 HB_EXPORT int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 {
-	int r = REAL(getsockopt, (int)syscall(SYS_getsockopt, fd, level, opt, val, len), fd,
+	int r = REAL(getsockopt, LIBC_RET(hb_os_getsockopt(fd, level, opt, val, len)), fd,
 		     level, opt, val, len);
 	struct hb_conn *c;
 
@@ -336,7 +335,7 @@ static uint32_t timeo_ms(const struct timeval *tv)
 
 HB_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 {
-	int r = REAL(setsockopt, (int)syscall(SYS_setsockopt, fd, level, opt, val, len), fd,
+	int r = REAL(setsockopt, LIBC_RET(hb_os_setsockopt(fd, level, opt, val, len)), fd,
 		     level, opt, val, len);
 	struct hb_conn *c;
 	uint32_t bit = 0;
@@ -391,11 +390,10 @@ HB_EXPORT int shutdown(int fd, int how)
 		if (how < 0)
 			return 0;
 	}
-	return REAL(shutdown, (int)syscall(SYS_shutdown, fd, how), fd, how);
+	return REAL(shutdown, LIBC_RET(hb_os_shutdown(fd, how)), fd, how);
 }
 
-/* Bookkeeping before a tracked fd goes away; errno preserved. */
-static void forget(int fd)
+void hb_sock_forget(int fd)
 {
 	struct hb_conn *c = hb_fd_conn(fd);
 
@@ -427,8 +425,8 @@ static void forget(int fd)
 
 HB_EXPORT int close(int fd)
 {
-	forget(fd);
-	return REAL_NOBIND(close, (int)syscall(SYS_close, fd), fd);
+	hb_sock_forget(fd);
+	return REAL_NOBIND(close, LIBC_RET(hb_os_close(fd)), fd);
 }
 
 static int dup_done(int oldfd, int newfd)
@@ -452,7 +450,7 @@ static int dup_done(int oldfd, int newfd)
 
 HB_EXPORT int dup(int fd)
 {
-	return dup_done(fd, REAL(dup, (int)syscall(SYS_dup, fd), fd));
+	return dup_done(fd, REAL(dup, LIBC_RET(hb_os_dup(fd)), fd));
 }
 
 HB_EXPORT int dup2(int oldfd, int newfd)
@@ -475,9 +473,9 @@ HB_EXPORT int dup3(int oldfd, int newfd, int flags)
 	int begun, r, err;
 
 	if (oldfd == newfd)
-		return REAL(dup3, (int)syscall(SYS_dup3, oldfd, newfd, flags), oldfd, newfd, flags);
+		return REAL(dup3, LIBC_RET(hb_os_dup3(oldfd, newfd, flags)), oldfd, newfd, flags);
 	begun = hb_fd_conn_raw(newfd) && hb_vforked() ? 0 : hb_fd_forget_begin(newfd);
-	r = REAL(dup3, (int)syscall(SYS_dup3, oldfd, newfd, flags), oldfd, newfd, flags);
+	r = REAL(dup3, LIBC_RET(hb_os_dup3(oldfd, newfd, flags)), oldfd, newfd, flags);
 	err = errno;
 	if (begun)
 		hb_fd_forget_end(newfd, r >= 0);
@@ -519,9 +517,9 @@ HB_EXPORT int fcntl(int fd, int cmd, ...)
 	arg = va_arg(ap, void *);
 	va_end(ap);
 	if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC || cmd == F_SETFL)
-		r = REAL(fcntl, (int)syscall(SYS_fcntl, fd, cmd, arg), fd, cmd, arg);
+		r = REAL(fcntl, LIBC_RET(hb_os_fcntl(fd, cmd, (long)arg)), fd, cmd, arg);
 	else
-		return REAL_NOBIND(fcntl, (int)syscall(SYS_fcntl, fd, cmd, arg), fd, cmd, arg);
+		return REAL_NOBIND(fcntl, LIBC_RET(hb_os_fcntl(fd, cmd, (long)arg)), fd, cmd, arg);
 	return fcntl_done(fd, cmd, arg, r);
 }
 
@@ -534,7 +532,7 @@ HB_EXPORT int fcntl64(int fd, int cmd, ...)
 	va_start(ap, cmd);
 	arg = va_arg(ap, void *);
 	va_end(ap);
-	r = REAL(fcntl64, (int)syscall(SYS_fcntl, fd, cmd, arg), fd, cmd, arg);
+	r = REAL(fcntl64, LIBC_RET(hb_os_fcntl(fd, cmd, (long)arg)), fd, cmd, arg);
 	return fcntl_done(fd, cmd, arg, r);
 }
 
@@ -557,7 +555,7 @@ HB_EXPORT int ioctl(int fd, hb_ioctl_req_t req, ...)
 			return 0;
 		}
 	}
-	r = REAL(ioctl, (int)syscall(SYS_ioctl, fd, req, arg), fd, req, arg);
+	r = REAL(ioctl, LIBC_RET(hb_os_ioctl(fd, (unsigned long)req, arg)), fd, req, arg);
 	if (r == 0 && req == FIONBIO && arg && (c = hb_fd_conn(fd))) {
 		if (*(int *)arg)
 			hb_or_acq_rel(&c->flags, HB_CF_NONBLOCK);
@@ -573,7 +571,7 @@ HB_EXPORT int close_range(unsigned first, unsigned last, int flags)
 	if (first <= last && !(flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)) &&
 	    !(flags & CLOSE_RANGE_CLOEXEC) && !hb_vforked())
 		hb_fd_forget_range(first, last);
-	return REAL_NOBIND(close_range, (int)syscall(SYS_close_range, first, last, flags), first,
+	return REAL_NOBIND(close_range, LIBC_RET(hb_os_close_range(first, last, flags)), first,
 			   last, flags);
 }
 
@@ -586,29 +584,5 @@ HB_EXPORT void closefrom(int lowfd)
 	if (fn)
 		fn(lowfd);
 	else
-		syscall(SYS_close_range, (unsigned)lowfd, ~0u, 0);
-}
-
-HB_EXPORT int fclose(FILE *fp)
-{
-	int (*fn)(void *) = REAL_PTR(fclose);
-
-	/* A stream of i_stdio.c or i_fdopen.c closes its fd through our
-	 * close (framed close semantics); any other stream's fd is closed
-	 * inside libc. */
-	if (fp && !hb_stdio_release(fp) && !hb_fdopen_release(fp)) {
-		int fd = fileno(fp);
-
-		if (fd >= 0)
-			forget(fd);
-	}
-	if (!fn) {
-		hb_real_bind();
-		fn = REAL_PTR(fclose);
-	}
-	if (!fn) {
-		errno = ENOSYS;
-		return EOF;
-	}
-	return fn(fp);
+		(void)hb_os_close_range((unsigned)lowfd, ~0u, 0);
 }

@@ -42,11 +42,11 @@ static long sf_xfer(void *p, size_t n)
 	ssize_t r;
 
 	if (x->is64)
-		r = REAL(sendfile64, syscall(SYS_sendfile, x->out, x->in, x->off, n), x->out, x->in,
-			 x->off, n);
+		r = REAL(sendfile64, LIBC_RET_SSIZE(hb_os_sendfile(x->out, x->in, x->off, n)),
+			 x->out, x->in, x->off, n);
 	else
-		r = REAL(sendfile, syscall(SYS_sendfile, x->out, x->in, x->off, n), x->out, x->in,
-			 x->off, n);
+		r = REAL(sendfile, LIBC_RET_SSIZE(hb_os_sendfile(x->out, x->in, x->off, n)),
+			 x->out, x->in, x->off, n);
 	return r < 0 ? -errno : r;
 }
 
@@ -77,8 +77,8 @@ static ssize_t do_sendfile(int is64, int out, int in, off_t *off, size_t n)
 		return r < 0 ? hb_io_frame_tx(c, out, r, MSG_NOSIGNAL) : r;
 	}
 	/* Bound the frame by what the file still holds. */
-	if (fstat(in, &st) == 0 && S_ISREG(st.st_mode)) {
-		off_t pos = off ? *off : lseek(in, 0, SEEK_CUR);
+	if (hb_os_fstat(in, &st) == 0 && S_ISREG(st.st_mode)) {
+		off_t pos = off ? *off : (off_t)hb_os_lseek(in, 0, SEEK_CUR);
 
 		avail = pos >= 0 && st.st_size > pos ? (size_t)(st.st_size - pos) : 0;
 	}
@@ -107,7 +107,9 @@ struct sp_ctx {
 static long sp_xfer(void *p, size_t n)
 {
 	struct sp_ctx *x = p;
-	ssize_t r = REAL(splice, syscall(SYS_splice, x->in, x->off_in, x->out, x->off_out, n, x->flags),
+	ssize_t r = REAL(splice,
+			 LIBC_RET_SSIZE(hb_os_splice(x->in, x->off_in, x->out, x->off_out, n,
+						     x->flags)),
 			 x->in, x->off_in, x->out, x->off_out, n, x->flags);
 
 	return r < 0 ? -errno : r;
@@ -141,12 +143,14 @@ HB_EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size_
 		/* What the source holds bounds the frame; a source fstat
 		 * cannot see (a bad fd) fails as the real splice would,
 		 * before a header promises bytes (a zero length is 0 first). */
-		if (fstat(in, &st) != 0 && n)
+		if ((r = hb_os_fstat(in, &st)) != 0 && n) {
+			errno = (int)-r;
 			return -1;
-		if (S_ISFIFO(st.st_mode) && ioctl(in, FIONREAD, &q) == 0)
+		}
+		if (S_ISFIFO(st.st_mode) && hb_os_ioctl(in, FIONREAD, &q) == 0)
 			avail = (size_t)q;
 		else if (S_ISREG(st.st_mode)) {
-			off_t pos = off_in ? *off_in : lseek(in, 0, SEEK_CUR);
+			off_t pos = off_in ? *off_in : (off_t)hb_os_lseek(in, 0, SEEK_CUR);
 
 			avail = pos >= 0 && st.st_size > pos ? (size_t)(st.st_size - pos) : 0;
 		}
@@ -155,7 +159,7 @@ HB_EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size_
 			short rev;
 
 			hb_os_poll1(in, POLLIN, -1, &rev);
-			if (ioctl(in, FIONREAD, &q) == 0)
+			if (hb_os_ioctl(in, FIONREAD, &q) == 0)
 				avail = (size_t)q;
 		}
 		r = hb_frame_xfer_out(co, out, n, avail, nb || nb_of(co), sp_xfer, &x);
@@ -177,7 +181,8 @@ HB_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, hb_mmsg_flags_
 	unsigned i;
 
 	if (!c || c->mode != HB_MODE_FRAME || !v)
-		return REAL(sendmmsg, (int)syscall(SYS_sendmmsg, fd, v, n, flags), fd, v, n, flags);
+		return REAL(sendmmsg, LIBC_RET(hb_os_sendmmsg(fd, v, n, (int)flags)), fd, v, n,
+			    flags);
 	for (i = 0; i < n; i++) {
 		size_t want = 0;
 		long r;
@@ -208,8 +213,8 @@ HB_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, hb_mmsg_flags_
 	unsigned i;
 
 	if (!c || c->mode != HB_MODE_FRAME || !v)
-		return REAL(recvmmsg, (int)syscall(SYS_recvmmsg, fd, v, n, flags, timeout), fd, v, n,
-			    flags, timeout);
+		return REAL(recvmmsg, LIBC_RET(hb_os_recvmmsg(fd, v, n, (int)flags, timeout)), fd,
+			    v, n, flags, timeout);
 	for (i = 0; i < n; i++) {
 		int fl = flags & ~MSG_WAITFORONE;
 		long r;

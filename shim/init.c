@@ -12,79 +12,10 @@
 #include <sys/auxv.h>
 
 #include <pthread.h>
-#include <sys/syscall.h>
 #include <unistd.h>
-#include <linux/kcmp.h>
-#include <sys/mman.h>
 
 #include "hb.h"
 #include "hbshim.h"
-
-int hb_enabled;
-
-/* One page mapped with MADV_WIPEONFORK, holding VM_TOKEN: a process with
- * memory of its own (fork, or clone without CLONE_VM) sees it zeroed, a
- * process that runs in ours (vfork, CLONE_VM) sees the token. This tells
- * the two apart with one load and no system call, where kcmp may be
- * refused (Docker's default seccomp profile, without CAP_SYS_PTRACE) or
- * missing. NULL when the kernel has no MADV_WIPEONFORK (before 4.14). */
-#define VM_TOKEN 0x6862736869766d31ull /* "hbshivm1" */
-static volatile uint64_t *vm_probe;
-
-static void vm_probe_init(void)
-{
-	uint64_t *p = hb_os_mmap(4096);
-
-	if (!p)
-		return;
-	if (hb_os_madvise(p, 4096, MADV_WIPEONFORK) < 0) {
-		hb_os_munmap(p, 4096);
-		return;
-	}
-	*p = VM_TOKEN;
-	vm_probe = p;
-}
-
-static void pid_after_fork(void)
-{
-	hb_self_pid = hb_os_getpid();
-	hb_vfork_mark = 0;
-	if (vm_probe)
-		*vm_probe = VM_TOKEN; /* wiped in this child */
-}
-
-/* pid is not the pid we recorded: 1 if this process shares our memory
- * with the recorded one (a vfork child, which must change nothing), 0 if
- * it has its own (a raw clone's child, no fork handler ran: it takes the
- * pid as its own). The probe page answers; without it, kcmp(KCMP_VM).
- * Unknown (neither): 1, change nothing, and the mark makes hb_fd_conn
- * check a connection's socket before this process uses it. */
-int hb_vfork_check(int pid)
-{
-	long r;
-
-	if (vm_probe)
-		r = *vm_probe == VM_TOKEN ? 0 : 3;
-	else
-		r = hb_os_kcmp(pid, hb_self_pid, KCMP_VM, 0, 0);
-	if (r > 0) {
-		/* A clone with CLONE_FILES shares the parent's fd table: the
-		 * fds are then the parent's, not ours to close. Only kcmp
-		 * tells; when it cannot (refused, the parent gone), they are
-		 * taken as shared. */
-		int own_files = hb_os_kcmp(pid, hb_self_pid, KCMP_FILES, 0, 0) > 0;
-
-		hb_self_pid = pid;
-		hb_vfork_mark = 0;
-		if (vm_probe)
-			*vm_probe = VM_TOKEN; /* our own page now */
-		/* The parent may still hold every connection: as after fork. */
-		hb_thread_after_clone(own_files);
-		return 0;
-	}
-	hb_vfork_mark = pid;
-	return 1;
-}
 
 /*
  * Take over the framed connections handed over by exec (HBSHIM_INHERIT) and
@@ -137,10 +68,9 @@ void hb_init(void)
 
 	if (!hb_cas_strong_acq_rel(&init_state, &expect, 1))
 		return;
-	hb_self_pid = hb_os_getpid();
+	hb_proc_init(hb_thread_after_clone);
 	hb_out_init();
-	vm_probe_init();
-	pthread_atfork(NULL, NULL, pid_after_fork);
+	pthread_atfork(NULL, NULL, hb_proc_after_fork);
 	pthread_atfork(hb_out_atfork_prepare, hb_out_atfork_parent, hb_out_atfork_child);
 	hb_real_bind();
 	hb_conn_on_reap(hb_thread_wake);

@@ -49,16 +49,33 @@ static int admit(void)
 	return 0;
 }
 
+__attribute__((noinline, cold)) void hb_log_refused(int kind, const char *path)
+{
+	char line[HB_PATH_MAX + 200];
+	struct hb_buf b;
+
+	hb_buf_init(&b, line, sizeof(line));
+	if (!hb_out_take_warning(kind, path, &b))
+		return;
+	if (kind == HB_OUT_LOG)
+		hb_log_stderr(hb_buf_str(&b)); /* the log file is the refused path */
+	else
+		hb_log(HB_LOG_WARN, "%s", hb_buf_str(&b));
+}
+
 /* One line to HBSHIM_LOG_FILE or standard error (outfile.c: never blocks,
  * no signal); a line that could not be written is counted. */
 static void emit(const char *s, size_t n)
 {
 	int r;
 
-	if (hb_cfg.log_file[0])
+	if (hb_cfg.log_file[0]) {
 		r = hb_out_append(HB_OUT_LOG, hb_cfg.log_file, s, n);
-	else
+		if (r == -EACCES)
+			hb_log_refused(HB_OUT_LOG, hb_cfg.log_file);
+	} else {
 		r = hb_out_stderr(s, n);
+	}
 	if (r < 0)
 		hb_stat_add(HB_ST_LOG_DROP_WRITE, 1);
 }

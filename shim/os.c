@@ -2,11 +2,15 @@
  * os.c - the shim's own system calls.
  *
  * Everything the shim does for itself (bookkeeping getsockopt, heartbeat
- * sends, shutdown of a dead connection, writing logs and events) goes through
- * this file. Each call is a raw syscall: it cannot re-enter an interposer of
- * ours or of another preloaded library, it does not depend on symbol binding,
- * and it is async-signal-safe. Results are returned as the value or -errno;
- * the caller's errno is preserved.
+ * sends, shutdown of a dead connection, writing logs and events), and every
+ * interposer's fallback before binding, goes through this file: no other
+ * file makes a system call. Each call is a raw syscall, one that every
+ * architecture has (arm64's generic table has no poll, select, dup2 or
+ * epoll_wait): it cannot re-enter an interposer of ours or of another
+ * preloaded library, it does not depend on symbol binding, and it is
+ * async-signal-safe. Results are returned as the value or -errno; the
+ * caller's errno is preserved. The bottom of the library: it calls no other
+ * file.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +29,9 @@
 
 #ifndef SO_COOKIE
 #define SO_COOKIE 57
+#endif
+#ifndef SYS_epoll_pwait2
+#define SYS_epoll_pwait2 441 /* the same number on every architecture */
 #endif
 
 /* syscall() reports failure through errno; convert and restore. */
@@ -180,6 +187,115 @@ long hb_os_dup2(int oldfd, int newfd)
 	return r < 0 ? r : newfd;
 }
 
+/* The rest of the application's calls, for the interposers' fallbacks
+ * before binding (REAL in interpose.h): each the one system call every
+ * architecture has, with the libc function's arguments. */
+long hb_os_readv(int fd, const struct iovec *iov, int n)
+{
+	return RAW(SYS_readv, fd, iov, n);
+}
+
+long hb_os_writev(int fd, const struct iovec *iov, int n)
+{
+	return RAW(SYS_writev, fd, iov, n);
+}
+
+long hb_os_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *sa, socklen_t *len)
+{
+	return RAW(SYS_recvfrom, fd, buf, n, flags, sa, len);
+}
+
+long hb_os_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *sa,
+		  socklen_t len)
+{
+	return RAW(SYS_sendto, fd, buf, n, flags, sa, len);
+}
+
+/* ppoll and pselect as libc's: the timeout is the caller's to keep (the
+ * system calls write the time left into it). */
+long hb_os_ppoll(struct pollfd *fds, unsigned long n, const struct timespec *ts,
+		 const sigset_t *mask)
+{
+	struct timespec t;
+
+	if (ts)
+		t = *ts;
+	return RAW(SYS_ppoll, fds, n, ts ? &t : NULL, mask, _NSIG / 8);
+}
+
+long hb_os_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *ts,
+		   const sigset_t *mask)
+{
+	/* the system call takes {sigset, size} */
+	struct {
+		const sigset_t *s;
+		size_t n;
+	} sm = { mask, _NSIG / 8 };
+	struct timespec t;
+
+	if (ts)
+		t = *ts;
+	return RAW(SYS_pselect6, nfds, rd, wr, ex, ts ? &t : NULL, mask ? &sm : NULL);
+}
+
+/* epoll_wait is epoll_pwait with no mask: arm64's table has no epoll_wait. */
+long hb_os_epoll_pwait(int epfd, void *evs, int max, int ms, const sigset_t *mask)
+{
+	return RAW(SYS_epoll_pwait, epfd, evs, max, ms, mask, _NSIG / 8);
+}
+
+long hb_os_epoll_pwait2(int epfd, void *evs, int max, const struct timespec *ts,
+			const sigset_t *mask)
+{
+	return RAW(SYS_epoll_pwait2, epfd, evs, max, ts, mask, _NSIG / 8);
+}
+
+long hb_os_execve(const char *path, char *const argv[], char *const env[])
+{
+	return RAW(SYS_execve, path, argv, env);
+}
+
+long hb_os_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
+		 unsigned long a5)
+{
+	return RAW(SYS_prctl, option, a2, a3, a4, a5);
+}
+
+long hb_os_dup(int fd)
+{
+	return RAW(SYS_dup, fd);
+}
+
+long hb_os_dup3(int oldfd, int newfd, int flags)
+{
+	return RAW(SYS_dup3, oldfd, newfd, flags);
+}
+
+long hb_os_close_range(unsigned first, unsigned last, int flags)
+{
+	return RAW(SYS_close_range, first, last, flags);
+}
+
+long hb_os_sendfile(int out, int in, off_t *off, size_t n)
+{
+	return RAW(SYS_sendfile, out, in, off, n);
+}
+
+long hb_os_splice(int in, loff_t *off_in, int out, loff_t *off_out, size_t n, unsigned flags)
+{
+	return RAW(SYS_splice, in, off_in, out, off_out, n, flags);
+}
+
+long hb_os_sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
+{
+	return RAW(SYS_sendmmsg, fd, v, n, flags);
+}
+
+long hb_os_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *timeout)
+{
+	return RAW(SYS_recvmmsg, fd, v, n, flags, timeout);
+}
+
 long hb_os_sigmask(int how, const uint64_t *set, uint64_t *old)
 {
 	return RAW(SYS_rt_sigprocmask, how, set, old, sizeof(*set));
@@ -321,75 +437,14 @@ void hb_os_raise_sigpipe(void)
 	RAW(SYS_tgkill, hb_os_getpid(), hb_os_gettid(), SIGPIPE);
 }
 
-/* The next definitions (libc, or a library preloaded after us) for the
- * application's own bytes in framed mode, so that tools which intercept
- * them (sanitizers, other shims) still see them; raw syscalls until bound.
- * Return the result or -errno; errno preserved. */
-long hb_next_recvmsg(int fd, struct msghdr *m, int flags)
+long hb_os_recvmsg(int fd, struct msghdr *m, int flags)
 {
-	ssize_t (*fn)(int, struct msghdr *, int) =
-		__atomic_load_n(&hb_real.recvmsg, __ATOMIC_ACQUIRE);
-	int saved = errno;
-	long r;
-
-	if (!fn)
-		return RAW(SYS_recvmsg, fd, m, flags);
-	r = fn(fd, m, flags);
-	if (r < 0)
-		r = -errno;
-	errno = saved;
-	return r;
+	return RAW(SYS_recvmsg, fd, m, flags);
 }
 
-long hb_next_sendmsg(int fd, const struct msghdr *m, int flags)
+long hb_os_sendmsg(int fd, const struct msghdr *m, int flags)
 {
-	ssize_t (*fn)(int, const struct msghdr *, int) =
-		__atomic_load_n(&hb_real.sendmsg, __ATOMIC_ACQUIRE);
-	int saved = errno;
-	long r;
-
-	if (!fn)
-		return RAW(SYS_sendmsg, fd, m, flags);
-	r = fn(fd, m, flags);
-	if (r < 0)
-		r = -errno;
-	errno = saved;
-	return r;
-}
-
-/* The same for one contiguous buffer: the framed paths copy a small frame
- * into one buffer, which the kernel imports more cheaply than an iovec
- * array (sendto/recvfrom against sendmsg/recvmsg). */
-long hb_next_recv(int fd, void *buf, size_t n, int flags)
-{
-	ssize_t (*fn)(int, void *, size_t, int, struct sockaddr *, socklen_t *) =
-		__atomic_load_n(&hb_real.recvfrom, __ATOMIC_ACQUIRE);
-	int saved = errno;
-	long r;
-
-	if (!fn)
-		return RAW(SYS_recvfrom, fd, buf, n, flags, NULL, NULL);
-	r = fn(fd, buf, n, flags, NULL, NULL);
-	if (r < 0)
-		r = -errno;
-	errno = saved;
-	return r;
-}
-
-long hb_next_send(int fd, const void *buf, size_t n, int flags)
-{
-	ssize_t (*fn)(int, const void *, size_t, int, const struct sockaddr *, socklen_t) =
-		__atomic_load_n(&hb_real.sendto, __ATOMIC_ACQUIRE);
-	int saved = errno;
-	long r;
-
-	if (!fn)
-		return RAW(SYS_sendto, fd, buf, n, flags, NULL, 0);
-	r = fn(fd, buf, n, flags, NULL, 0);
-	if (r < 0)
-		r = -errno;
-	errno = saved;
-	return r;
+	return RAW(SYS_sendmsg, fd, m, flags);
 }
 
 _Static_assert(sizeof(struct hb_ti) == 104 && offsetof(struct hb_ti, tcpi_last_data_recv) == 52 &&
@@ -670,6 +725,11 @@ long hb_os_stat(const char *path, struct stat *st, int nofollow)
 long hb_os_fstat(int fd, struct stat *st)
 {
 	return RAW(SYS_fstat, fd, st);
+}
+
+long hb_os_lseek(int fd, long off, int whence)
+{
+	return RAW(SYS_lseek, fd, off, whence);
 }
 
 int hb_os_geteuid(void)

@@ -17,6 +17,9 @@
  *    where that sysctl is off. One warning line per kind, then nothing.
  *    Only the last path component is checked (the kernel checks them all
  *    when the sysctl is on).
+ *  - it logs nothing itself: it is the sink log.c writes through. A line it
+ *    could not write is an error returned to the caller, and the warning of
+ *    a refused path is the caller's to write (hb_out_take_warning).
  *  - an fd it holds open is not left open in a child forked meanwhile by
  *    another thread: the fork's prepare handler waits (at most FORK_WAIT_US)
  *    for lines in flight to finish and new lines are dropped until the fork
@@ -46,7 +49,8 @@ static _Atomic int forking;
 /* The slots this thread holds (a fork from a signal handler that interrupted
  * one of our lines must neither wait for it nor close its fd). */
 static __thread uint32_t my_slots __attribute__((tls_model("initial-exec")));
-/* Which kinds already warned about a refused symlink. */
+/* Per kind, a refused symlink: 0 none yet, 1 refused and its warning not
+ * taken, 2 warned. */
 static _Atomic int warned[3];
 
 static int claim(void)
@@ -163,24 +167,15 @@ static int link_refused(const char *path, int *link)
 
 static const char *const kind_var[] = { "HBSHIM_LOG_FILE", "HBSHIM_EVENTS", "HBSHIM_STATS" };
 
-/* hb_out_refused, and *link as link_refused sets it. */
+/* hb_out_refused, and *link as link_refused sets it. The first refusal of
+ * a kind leaves its warning to be taken (hb_out_take_warning). */
 static int refused(int kind, const char *path, int *link)
 {
-	char line[HB_PATH_MAX + 200];
-	struct hb_buf b;
+	int expect = 0;
 
 	if (!link_refused(path, link))
 		return 0;
-	if (hb_xchg_acq_rel(&warned[kind], 1))
-		return 1;
-	hb_buf_init(&b, line, sizeof(line));
-	hb_buf_fmt(&b, "%s=%s is a symlink in a sticky world-writable directory, owned by "
-		       "neither this user nor the directory's owner: not followed, nothing "
-		       "written there", kind_var[kind], path);
-	if (kind == HB_OUT_LOG)
-		hb_log_stderr(hb_buf_str(&b)); /* the log file is the refused path */
-	else
-		hb_log(HB_LOG_WARN, "%s", hb_buf_str(&b));
+	hb_cas_strong_acq_rel(&warned[kind], &expect, 1);
 	return 1;
 }
 
@@ -189,6 +184,19 @@ int hb_out_refused(int kind, const char *path)
 	int link;
 
 	return refused(kind, path, &link);
+}
+
+int hb_out_take_warning(int kind, const char *path, struct hb_buf *b)
+{
+	int expect = 1;
+
+	if (hb_load_relaxed(&warned[kind]) != 1 ||
+	    !hb_cas_strong_acq_rel(&warned[kind], &expect, 2))
+		return 0;
+	hb_buf_fmt(b, "%s=%s is a symlink in a sticky world-writable directory, owned by "
+		      "neither this user nor the directory's owner: not followed, nothing "
+		      "written there", kind_var[kind], path);
+	return 1;
 }
 
 /* fd can take n bytes now without blocking (a tty, or a pipe when /proc is

@@ -1,21 +1,25 @@
 /*
  * real.c - binding the next definition of every interposed function.
  *
+ * With os.c it is the OS layer, the bottom of the library: it calls only
+ * os.c (its raw system calls) and fmt.c, never a file above, and no file
+ * of the OS layer calls an interposer. os.c is below it and knows nothing
+ * of binding.
+ *
  * Pointers are resolved once with dlsym(RTLD_NEXT) from the library
  * constructor (or from the first interposed call that runs before it, e.g.
  * from another library's constructor). Resolution can recurse: dlsym may
  * call malloc, and an allocator such as jemalloc or ASan may call read or
  * open while initialising. A recursive or concurrent caller never waits: it
- * finds the pointer still NULL and the os.c wrappers fall back to a raw
- * syscall. close-like paths never bind (proxychains-ng learnt that
+ * finds the pointer still NULL and falls back to os.c's raw system call.
+ * close-like paths never bind (proxychains-ng learnt that
  * close -> dlsym -> malloc -> close deadlocks), they only read the pointer.
+ * A next definition that lies in this very library (dladdr says so) is
+ * fatal: the interposer would call itself.
  */
 #include <dlfcn.h>
-#include <string.h>
-#include <unistd.h>
-#include <sys/epoll.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
+#include <errno.h>
+#include <stdlib.h>
 
 #include "hb.h"
 
@@ -24,8 +28,16 @@ struct hb_real hb_real;
 /* 0 = not started, 1 = binding (by some thread), 2 = done. */
 static _Atomic int bind_state;
 
-#include <stdio.h>
-#include <stdlib.h>
+/* The load address of this library, which every definition of ours
+ * shares: dladdr of a function of this file. */
+static void *own_base(void)
+{
+	Dl_info me;
+
+	if (!dladdr((void *)own_base, &me))
+		return NULL;
+	return me.dli_fbase;
+}
 
 static void die_self(const char *name)
 {
@@ -35,75 +47,38 @@ static void die_self(const char *name)
 	hb_buf_init(&b, line, sizeof(line));
 	hb_buf_fmt(&b, "hbshim[%d]: fatal: dlsym(RTLD_NEXT, \"%s\") returned hbshim's own "
 		   "definition; is libhbshim.so loaded twice?\n", hb_os_getpid(), name);
-	syscall(SYS_write, 2, line, b.len);
+	hb_os_write(2, line, b.len);
 	abort();
 }
 
+/* The next definition of name; our own (a definition in the object that
+ * loaded at self) is fatal: calling it would recurse into us forever. */
 static void *bind1(const char *name, void *self)
 {
 	void *p = dlsym(RTLD_NEXT, name);
+	Dl_info at;
 
-	if (p && p == self)
+	if (p && self && dladdr(p, &at) && at.dli_fbase == self)
 		die_self(name);
 	return p;
 }
 
-/* The addresses of our own interposers (defined in i_*.c). */
-extern int socket(int, int, int);
-extern int connect(int, const struct sockaddr *, socklen_t);
-extern int accept(int, struct sockaddr *, socklen_t *);
-extern int accept4(int, struct sockaddr *, socklen_t *, int);
-extern int listen(int, int);
-extern int setsockopt(int, int, int, const void *, socklen_t);
-extern int getsockopt(int, int, int, void *, socklen_t *);
-extern int close(int);
-extern int shutdown(int, int);
-extern int dup(int);
-extern int dup2(int, int);
-extern int dup3(int, int, int);
-extern int fcntl(int, int, ...);
-extern int fcntl64(int, int, ...);
-extern int ioctl(int, hb_ioctl_req_t, ...);
-extern int close_range(unsigned, unsigned, int);
-extern void closefrom(int);
-extern int fclose(FILE *);
-extern ssize_t sendfile(int, int, off_t *, size_t);
-#ifdef __GLIBC__
-extern ssize_t sendfile64(int, int, off_t *, size_t);
-#endif
-extern ssize_t splice(int, loff_t *, int, loff_t *, size_t, unsigned int);
-extern int sendmmsg(int, struct mmsghdr *, unsigned int, hb_mmsg_flags_t);
-extern int recvmmsg(int, struct mmsghdr *, unsigned int, hb_mmsg_flags_t, struct timespec *);
-extern int execve(const char *, char *const[], char *const[]);
-extern int execvpe(const char *, char *const[], char *const[]);
-extern int fexecve(int, char *const[], char *const[]);
-extern int posix_spawn(pid_t *, const char *, const void *, const void *, char *const[],
-		       char *const[]);
-extern int posix_spawnp(pid_t *, const char *, const void *, const void *, char *const[],
-			char *const[]);
-
-#ifndef __GLIBC__
-/* Defined by i_epoll.c; musl 1.2.3's headers do not declare it (the next
- * definition is then absent and the interposer makes the system call). */
-struct epoll_event;
-extern int epoll_pwait2(int, struct epoll_event *, int, const struct timespec *,
-			const sigset_t *);
-#endif
-
 #define BIND(field, sym) \
 	do { \
-		void *p_ = bind1(#sym, (void *)&sym); \
+		void *p_ = bind1(#sym, self); \
 		__atomic_store_n((void **)&hb_real.field, p_, __ATOMIC_RELEASE); \
 	} while (0)
 
 void hb_real_bind(void)
 {
+	void *self;
 	int expect = 0;
 
 	if (hb_load_acquire(&bind_state) == 2)
 		return;
 	if (!hb_cas_strong_acq_rel(&bind_state, &expect, 1))
 		return; /* someone (maybe this thread, recursively) is binding */
+	self = own_base();
 	BIND(socket, socket);
 	BIND(connect, connect);
 	BIND(accept, accept);
@@ -156,4 +131,76 @@ void hb_real_bind(void)
 	/* close last: once it is set, close-like paths stop using raw syscalls. */
 	BIND(close, close);
 	hb_store_release(&bind_state, 2);
+}
+
+/* The next definitions (libc, or a library preloaded after us) for the
+ * application's own bytes in framed mode, so that tools which intercept
+ * them (sanitizers, other shims) still see them; os.c's raw system calls
+ * until bound.
+ * Return the result or -errno; errno preserved. */
+long hb_next_recvmsg(int fd, struct msghdr *m, int flags)
+{
+	ssize_t (*fn)(int, struct msghdr *, int) =
+		__atomic_load_n(&hb_real.recvmsg, __ATOMIC_ACQUIRE);
+	int saved = errno;
+	long r;
+
+	if (!fn)
+		return hb_os_recvmsg(fd, m, flags);
+	r = fn(fd, m, flags);
+	if (r < 0)
+		r = -errno;
+	errno = saved;
+	return r;
+}
+
+long hb_next_sendmsg(int fd, const struct msghdr *m, int flags)
+{
+	ssize_t (*fn)(int, const struct msghdr *, int) =
+		__atomic_load_n(&hb_real.sendmsg, __ATOMIC_ACQUIRE);
+	int saved = errno;
+	long r;
+
+	if (!fn)
+		return hb_os_sendmsg(fd, m, flags);
+	r = fn(fd, m, flags);
+	if (r < 0)
+		r = -errno;
+	errno = saved;
+	return r;
+}
+
+/* The same for one contiguous buffer: the framed paths copy a small frame
+ * into one buffer, which the kernel imports more cheaply than an iovec
+ * array (sendto/recvfrom against sendmsg/recvmsg). */
+long hb_next_recv(int fd, void *buf, size_t n, int flags)
+{
+	ssize_t (*fn)(int, void *, size_t, int, struct sockaddr *, socklen_t *) =
+		__atomic_load_n(&hb_real.recvfrom, __ATOMIC_ACQUIRE);
+	int saved = errno;
+	long r;
+
+	if (!fn)
+		return hb_os_recv(fd, buf, n, flags);
+	r = fn(fd, buf, n, flags, NULL, NULL);
+	if (r < 0)
+		r = -errno;
+	errno = saved;
+	return r;
+}
+
+long hb_next_send(int fd, const void *buf, size_t n, int flags)
+{
+	ssize_t (*fn)(int, const void *, size_t, int, const struct sockaddr *, socklen_t) =
+		__atomic_load_n(&hb_real.sendto, __ATOMIC_ACQUIRE);
+	int saved = errno;
+	long r;
+
+	if (!fn)
+		return hb_os_send(fd, buf, n, flags);
+	r = fn(fd, buf, n, flags, NULL, 0);
+	if (r < 0)
+		r = -errno;
+	errno = saved;
+	return r;
 }

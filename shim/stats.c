@@ -1,18 +1,17 @@
 /*
- * stats.c - counters and the HBSHIM_STATS Prometheus text file.
+ * stats.c - the HBSHIM_STATS Prometheus text file.
  *
- * Counters are relaxed atomics bumped on the paths that observe the event.
- * The file is rewritten by the background thread every STATS_PERIOD and by
- * the library destructor at exit: the text goes to "FILE.tmp.RANDOM",
- * created exclusively with mode 0600 (outfile.c: never through a planted
- * link, never blocking, no SIGXFSZ), and is renamed over FILE, so a scraper
- * never reads half a file. "%p" in the path stands for the process id.
+ * The counters (counters.c) are relaxed atomics bumped on the paths that
+ * observe the event; this file renders them. The file is rewritten by the
+ * background thread every STATS_PERIOD and by the library destructor at
+ * exit: the text goes to "FILE.tmp.RANDOM", created exclusively with mode
+ * 0600 (outfile.c: never through a planted link, never blocking, no
+ * SIGXFSZ), and is renamed over FILE, so a scraper never reads half a file.
+ * "%p" in the path stands for the process id.
  */
 #include <errno.h>
 
 #include "hb.h"
-
-_Atomic uint64_t hb_stats[HB_ST_COUNT];
 
 static void counter(struct hb_buf *b, const char *name, const char *help, const char *type,
 		    const char *labels[], const int keys[], int n)
@@ -110,10 +109,6 @@ static int stats_path(struct hb_buf *b, int pid)
 	return b->len >= b->cap - 1 ? -ENAMETOOLONG : 0;
 }
 
-/* Connections adopted across exec (inherit.c): such a process tracked
- * connections too. */
-_Atomic int hb_stats_adopted;
-
 static _Atomic int warned_long;
 
 void hb_stats_flush(void)
@@ -140,8 +135,10 @@ void hb_stats_flush(void)
 		return;
 	}
 	hb_buf_str(&pb);
-	if (hb_out_refused(HB_OUT_STATS, path))
+	if (hb_out_refused(HB_OUT_STATS, path)) {
+		hb_log_refused(HB_OUT_STATS, path);
 		return;
+	}
 	hb_buf_init(&b, text, sizeof(text));
 	hb_stats_render(&b);
 	fd = hb_out_create_tmp(path, tmp, sizeof(tmp), &slot);

@@ -65,3 +65,36 @@ print(l.hbshim_version().decode(), l.hbshim_active(), l.hbshim_fd_mode(0))'
 	assert_status 0
 	[ "$output" = "0.1.0 1 0" ] || fail "library said: $output"
 }
+
+@test "layers.py: a circle between two files and a source over 800 lines fail; --temporarily-allow tolerates only the files it names" {
+	need_cmd nm
+	need_cmd cc
+	mkdir -p "$T/obj" "$T/src"
+	printf 'int b(int);\nint a(int x) { return x ? b(x - 1) : 0; }\n' >"$T/a.c"
+	printf 'int a(int);\nint b(int x) { return x ? a(x - 1) : 1; }\n' >"$T/b.c"
+	printf 'int a(int);\nint c(int x) { return a(x); }\n' >"$T/c.c"
+	for f in a b c; do cc -c -o "$T/obj/$f.o" "$T/$f.c" || fail "cc $f.c"; done
+	printf 'int x;\n' >"$T/src/a.c"
+
+	run "$PY" "$HB_ROOT/scripts/layers.py" --src "$T/src" "$T/obj"
+	[ "$status" -eq 1 ] || fail "a circle passed: $output"
+	grep -qx "circle: a.c b.c" <<<"$output" || fail "$output"
+	grep -qx "  a.c -> b.c: b" <<<"$output" || fail "$output"
+	run "$PY" "$HB_ROOT/scripts/layers.py" --src "$T/src" --temporarily-allow b.c "$T/obj"
+	assert_status 0
+	grep -q "^tolerated circle .*: a.c b.c" <<<"$output" || fail "$output"
+	# c.c -> a.c is no circle.
+	run "$PY" "$HB_ROOT/scripts/layers.py" --src "$T/src" "$T/obj" b.o
+	assert_status 0
+	[ "${lines[-1]}" = "layers: 2 files, no circle, no file over 800 lines" ] || fail "$output"
+
+	for i in $(seq 801); do echo "/* $i */"; done >"$T/src/long.c"
+	run "$PY" "$HB_ROOT/scripts/layers.py" --src "$T/src" "$T/obj" b.o
+	[ "$status" -eq 1 ] || fail "an 801-line file passed: $output"
+	grep -qx "too long: long.c has 801 lines (at most 800)" <<<"$output" || fail "$output"
+	run "$PY" "$HB_ROOT/scripts/layers.py" --src "$T/src" --temporarily-allow long.c "$T/obj" b.o
+	assert_status 0
+	sed -i '$d' "$T/src/long.c"
+	run "$PY" "$HB_ROOT/scripts/layers.py" --src "$T/src" "$T/obj" b.o
+	assert_status 0
+}

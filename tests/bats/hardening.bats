@@ -117,6 +117,21 @@ if sys.argv[1] == "rcvtimeo":
         print("GOT", d.decode(), time.monotonic() - t >= 1.4)
     except OSError as e:
         print("ERR", errno.errorcode[e.errno], round(time.monotonic() - t, 1))
+elif sys.argv[1] == "sources":
+    # A frame promises what the source holds: a pipe's queued bytes (an
+    # empty pipe is waited for), a regular file's bytes past the offset.
+    r, w = os.pipe()
+    os.write(w, b"0123456789")
+    print("PIPE", os.splice(r, c.fileno(), 64), s.recv(64).decode(), flush=True)
+    threading.Timer(0.3, lambda: os.write(w, b"late")).start()
+    print("PIPE", os.splice(r, c.fileno(), 64), s.recv(64).decode(), flush=True)
+    path = sys.argv[2]
+    with open(path, "wb") as f:
+        f.write(b"abcdefgh")
+    fd = os.open(path, os.O_RDONLY)
+    os.lseek(fd, 2, os.SEEK_SET)
+    print("SENDFILE", os.sendfile(c.fileno(), fd, None, 64), s.recv(64).decode(), flush=True)
+    print("SENDFILE", os.sendfile(c.fileno(), fd, 1, 64), s.recv(64).decode(), flush=True)
 else:
     fd = os.open("/dev/null", os.O_RDONLY); os.close(fd)
     for n in (16, 0):
@@ -131,7 +146,7 @@ else:
     except OSError as e:
         print("ERR", errno.errorcode[e.errno])
 PY
-	run shim HBSHIM_FRAME='*' HBSHIM_INTERVAL=100ms "$PY" "$T/case.py" "$1"
+	run shim HBSHIM_FRAME='*' HBSHIM_INTERVAL=100ms "$PY" "$T/case.py" "$1" "$T/src"
 	assert_status 0
 	[ "${lines[0]}" = "MODE 2 2" ] || fail "not framed: $output"
 }
@@ -139,6 +154,14 @@ PY
 @test "sockopt: an SO_RCVTIMEO of 4294968 s does not wrap to 0.7 s on a framed connection" {
 	framed_case rcvtimeo
 	[ "${lines[1]}" = "GOT late True" ] || fail "$output"
+}
+
+@test "splice, sendfile: a pipe's queued bytes (an empty pipe waited for) and a file's bytes past its offset reach the peer framed" {
+	framed_case sources
+	[ "${lines[1]}" = "PIPE 10 0123456789" ] || fail "$output"
+	[ "${lines[2]}" = "PIPE 4 late" ] || fail "$output"
+	[ "${lines[3]}" = "SENDFILE 6 cdefgh" ] || fail "$output"
+	[ "${lines[4]}" = "SENDFILE 7 bcdefgh" ] || fail "$output"
 }
 
 @test "splice: from a bad fd onto a framed connection: EBADF (0 for a zero length), heartbeats go on" {

@@ -252,7 +252,8 @@ PY
 	echo precious >"$T/target"
 	ln -s "$T/target" "$T/pub/ev"
 	ln -s "$T/target" "$T/pub/log"
-	chown -h nobody "$T/pub/ev" "$T/pub/log"
+	ln -s "$T/target" "$T/pub/st"
+	chown -h nobody "$T/pub/ev" "$T/pub/log" "$T/pub/st"
 	run stderr_to "$T/err" shim HBSHIM_EVENTS="$T/pub/ev" "$PY" "$APP" loopback
 	assert_status 0
 	[ "$(cat "$T/target")" = precious ] || fail "written through the link: $(cat "$T/target")"
@@ -263,6 +264,12 @@ PY
 	assert_status 0
 	[ "$(cat "$T/target")" = precious ] || fail "written through the link: $(cat "$T/target")"
 	[ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "HBSHIM_LOG_FILE=$T/pub/log is a symlink in a sticky" "$T/err" ||
+		fail "stderr: $(cat "$T/err")"
+
+	run stderr_to "$T/err" shim HBSHIM_STATS="$T/pub/st" "$PY" "$APP" loopback
+	assert_status 0
+	[ "$(cat "$T/target")" = precious ] || fail "written through the link: $(cat "$T/target")"
+	[ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "HBSHIM_STATS=$T/pub/st is a symlink in a sticky" "$T/err" ||
 		fail "stderr: $(cat "$T/err")"
 
 	# A link of ours (the directory's owner's) there is followed.

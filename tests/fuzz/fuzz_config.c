@@ -1,7 +1,7 @@
 /*
  * fuzz_config.c - libFuzzer target for the configuration parser
- * (shim/config.c, pure): hb_parse_duration, hb_parse_rules, hb_rules_match
- * and hb_config_parse.
+ * (shim/config.c and shim/parse.c, pure): hb_parse_duration,
+ * hb_parse_rules, hb_rules_match and hb_config_parse.
  *
  * Input: byte 0 is the size of the error buffer (0 = none, NULL), byte 1
  * picks the rule capacity (1..HB_MAX_RULES), the rest is split at '\n' into

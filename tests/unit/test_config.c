@@ -1,6 +1,7 @@
 /*
- * test_config.c - HBSHIM_* parsing (shim/config.c): durations, peer rules,
- * rule matching, the whole configuration and its error lines, the doc table.
+ * test_config.c - HBSHIM_* parsing (shim/config.c, shim/parse.c): durations,
+ * peer rules, rule matching, the whole configuration and its error lines,
+ * the doc table.
  */
 #include <errno.h>
 #include <limits.h>

@@ -15,15 +15,6 @@
 
 #include "hb.h"
 
-/* init.c's globals (not in libhbcore.a): the control code links the
- * connection table, which names them. */
-int hb_enabled;
-int hb_vfork_check(int pid)
-{
-	(void)pid;
-	return 0;
-}
-
 static struct hb_fault F[HB_MAX_FAULTS + 1];
 
 static int parse(const char *s)
