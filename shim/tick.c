@@ -1,0 +1,391 @@
+/*
+ * tick.c - the background step of a framed connection.
+ *
+ * Called by the background thread through struct hb_frame_ops (registered
+ * by init.c; thread.c names no framed file). Each tick: the TCP-state gate,
+ * a held-back SHUT_RD, the parent's pause after a fork, negotiation still
+ * pending, the keepalive window check, our heartbeat after an interval of
+ * silence, the peer's liveness, draining its heartbeats, and the time the
+ * next tick is due.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
+
+#include "hb.h"
+#include "frame_int.h"
+
+/* How long an accepted connection with no byte yet ticks at the pacing
+ * floor, ready for a hello that arrives late. */
+#define LATE_HELLO_MS 10000
+
+/* Our heartbeat interval on this connection: ours, shortened for a peer that
+ * tolerates less silence (its hello's timeout), within the pacing floor.
+ * The peer's values are read only once the framed rxmode (stored with
+ * release after them) says they are there. */
+static uint32_t tx_interval(const struct hb_conn *c)
+{
+	uint32_t pt = hb_load_acquire(&c->rxmode) == HB_RX_FRAMED ? c->peer_timeout_ms : 0;
+
+	return hb_pace_interval(hb_cfg.interval_ms, pt);
+}
+
+/* How long the parent of a fork leaves its framed connections alone: one
+ * interval, at least 500 ms (a forking server closes its copy at once, but
+ * a loaded machine may take a while), at most a third of the timeout. */
+static uint64_t fork_pause(void)
+{
+	uint64_t p = hb_cfg.interval_ms > 500 ? hb_cfg.interval_ms : 500;
+
+	if (p > hb_cfg.timeout_ms / 3)
+		p = hb_cfg.timeout_ms / 3;
+	return p;
+}
+
+/* The heartbeat tick's drain when at most 4 bytes arrived since the last
+ * drain, which on an idle connection is the peer's heartbeat or two: one
+ * read of that many bytes instead of a peek and a read. Taking up to 4
+ * bytes at a frame boundary is always safe, whatever they are: no frame's
+ * payload starts before its 5th byte, and the decoder keeps a partial
+ * header (the next read completes it). rxlock held. */
+static void drain_few(struct hb_conn *c, int fd, size_t n)
+{
+	uint8_t p[4];
+	long r;
+
+	if (!hb_may_act_on_rx(c) || !hb_rx_at_boundary(&c->rx) || n > sizeof(p))
+		return;
+	r = hb_frame_own_recv(c, fd, p, n, MSG_DONTWAIT);
+	if (r > 0 && hb_frame_decode_arrived(c, fd, NULL, 0, p, (size_t)r, 0, (size_t)r) < 0)
+		return;
+	c->drained_at = hb_ms32(hb_os_now_ms());
+	hb_frame_set_lowat(c, fd);
+}
+
+/* A stable pseudo-random number per connection. */
+static uint32_t conn_jitter(const struct hb_conn *c)
+{
+	uint64_t x = (c->cookie ^ ((uint64_t)c->self << 32)) * 0x9e3779b97f4a7c15ull;
+
+	return (uint32_t)(x >> 40);
+}
+
+uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
+{
+	static const uint8_t hb[2] = { HB_FT_CONTROL, HB_CT_HEARTBEAT };
+	uint32_t interval = tx_interval(c), jitter = interval / 10;
+	uint64_t next = now + interval;
+	struct hb_tcp_info x;
+	const struct hb_ti *ti = &x.ti;
+	int open_rx;
+
+	if (hb_os_tcp_info(fd, &x) < 0)
+		return 0;
+	if (ti->tcpi_state != TCP_ESTABLISHED && ti->tcpi_state != TCP_CLOSE_WAIT &&
+	    ti->tcpi_state != TCP_FIN_WAIT1 && ti->tcpi_state != TCP_FIN_WAIT2) {
+		if (ti->tcpi_state == TCP_SYN_SENT || ti->tcpi_state == TCP_SYN_RECV) {
+			/* A non-blocking connect: our hello must leave as soon as
+			 * the connection is up (a server that writes first waits
+			 * for it only briefly). Look every millisecond for 3 s. */
+			if (ti->tcpi_state == TCP_SYN_SENT && hb_connect_expired(c, fd, now))
+				return 0;
+			return now + (now - c->opened_ms < 3000 ? 1 : 50);
+		}
+		return 0;
+	}
+	if (HB_UNLIKELY(hb_load_acquire(&c->flags) & HB_CF_SHUT_RD)) {
+		/* The application's SHUT_RD, held back until our data is
+		 * acknowledged (hb_frame_shutdown). */
+		int outq = 1;
+
+		if ((ti->tcpi_state == TCP_FIN_WAIT2 && hb_os_ioctl(fd, SIOCOUTQ, &outq) == 0 &&
+		     outq == 0) ||
+		    (ti->tcpi_state == TCP_FIN_WAIT1 && (uint32_t)now - c->shut_rd_at >= hb_cfg.timeout_ms)) {
+			hb_os_shutdown(fd, SHUT_RD);
+			hb_and_acq_rel(&c->flags, ~HB_CF_SHUT_RD);
+		}
+	}
+	{
+		uint32_t fl = hb_load_acquire(&c->flags);
+
+		/* After a fork each side is acted on by the process that
+		 * uses it (hb_may_act_on_rx, hb_may_act_on_tx): a child stays passive until the
+		 * application uses the connection there (the wheel looks
+		 * again later); the parent pauses briefly, long enough for a
+		 * forking server to close its copy, and then takes the send
+		 * side back if it still holds it unused: a parent that forked
+		 * a command and waits for its peer must go on sending
+		 * heartbeats. The receive side only ever goes to a process
+		 * that reads: the child may be reading it (rsync). */
+		if (fl & HB_CF_INHERITED)
+			return now + (interval > 100 ? interval : 100);
+		if (fl & HB_CF_FORKED) {
+			uint32_t since = (uint32_t)now - c->forked_at;
+
+			if (since >= fork_pause()) {
+				hb_and_acq_rel(&c->flags, ~HB_CF_FORKED);
+				if (fl & HB_CF_SHARED)
+					hb_or_acq_rel(&c->flags, HB_CF_TX_CLAIMED);
+			} else if (!hb_may_act_on_rx(c)) {
+				return now + (fork_pause() - since);
+			} else if (now + (fork_pause() - since) < next) {
+				/* Reading here already: the receive side's work
+				 * goes on; the send side's waits for the pause. */
+				next = now + (fork_pause() - since);
+			}
+		}
+		if (!hb_may_act_on_rx(c) && !hb_may_act_on_tx(c))
+			return now + (interval > 100 ? interval : 100);
+		/* A reader that does not write here: once no other process
+		 * holds the socket (a parent that exited after the fork), the
+		 * send side is nobody else's and its heartbeats are this
+		 * process's job, or the peer finds it dead. Looked at once per
+		 * pause (reading /proc); "cannot tell" leaves it alone. */
+		if ((fl & HB_CF_SHARED) && !(fl & HB_CF_FORKED) && hb_may_act_on_rx(c) && !hb_may_act_on_tx(c) &&
+		    (uint32_t)now - c->forked_at >= fork_pause()) {
+			c->forked_at = hb_ms32(now);
+			if (hb_os_sock_shared(fd) == 0)
+				hb_or_acq_rel(&c->flags, HB_CF_TX_CLAIMED);
+		}
+	}
+	hb_dg_follow_family(c, fd);
+	if (HB_UNLIKELY(hb_load_relaxed(&c->dg_want)) &&
+	    hb_load_acquire(&c->txmode) == HB_TX_FRAMED && hb_trylock(&c->txlock)) {
+		hb_dg_tx_downgrade(c, fd, 0);
+		hb_unlock(&c->txlock);
+	}
+	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT && hb_may_act_on_rx(c)) {
+		if (hb_trylock(&c->rxlock)) {
+			if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
+				hb_frame_detect(c, fd, 0);
+			hb_frame_set_lowat(c, fd);
+			hb_unlock(&c->rxlock);
+		} else if (c->lowat > 1) {
+			/* The application is blocked inside hb_frame_detect(), and the
+			 * kernel wakes a reader only once SO_RCVLOWAT bytes are
+			 * there. Bytes that are no hello (or a magic prefix that
+			 * stayed one too long) get the mark lowered, which wakes
+			 * it; the reader then decides under its lock. */
+			uint8_t p[HB_HELLO_LEN];
+			long r = hb_frame_own_recv(c, fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
+			int cls = r > 0 ? hb_hello_classify(p, (size_t)r, NULL) : 1;
+
+			if (cls == 0 && !c->bg_partial_at)
+				c->bg_partial_at = hb_ms32(now);
+			if (cls == -1 || cls <= -2 || r == 0 ||
+			    (cls == 0 && (uint32_t)now - c->bg_partial_at >= PARTIAL_WAIT_MS) ||
+			    (!c->client && now >= c->opened_ms + ACCEPT_HELLO_WAIT_MS))
+				hb_os_setsockopt_int(fd, SOL_SOCKET, SO_RCVLOWAT, 1);
+		}
+	}
+	if (c->mode != HB_MODE_FRAME)
+		return 0; /* settled as plain keepalive */
+	/* The peer's hello may have just arrived: pace for it from now on. */
+	interval = tx_interval(c);
+	jitter = interval / 10;
+	if (now + interval < next)
+		next = now + interval;
+	if (hb_ka_window(c, fd, &x, hb_ka_frame_cfg.user_timeout_ms, now, 0) < 0) {
+		hb_conn_declare_dead(c, fd, ETIMEDOUT, "write", ti->tcpi_last_ack_recv);
+		return 0;
+	}
+	/* Our direction: hello, then a heartbeat after an interval of silence.
+	 * The jitter spreads connections opened together. */
+	/* The peer sent its FIN. After a half-close frame it still reads and
+	 * expects our heartbeats; without one it closed the connection, and a
+	 * heartbeat would only draw a reset that destroys what it has still
+	 * to send us. */
+	if (ti->tcpi_state == TCP_CLOSE_WAIT && !c->rx.halfclosed && hb_may_act_on_rx(c) &&
+	    hb_load_acquire(&c->rxmode) == HB_RX_FRAMED && hb_trylock(&c->rxlock)) {
+		hb_frame_drain(c, fd);
+		hb_unlock(&c->rxlock);
+	}
+	if (hb_load_acquire(&c->txmode) == HB_TX_FRAMED && hb_may_act_on_tx(c) &&
+	    ti->tcpi_state != TCP_FIN_WAIT1 && ti->tcpi_state != TCP_FIN_WAIT2 &&
+	    !(ti->tcpi_state == TCP_CLOSE_WAIT && !c->rx.halfclosed) &&
+	    !(HB_UNLIKELY(hb_fault_of(c)) && hb_fault_hung(c)) && /* HBSHIM_FAULTS hang */
+	    hb_trylock(&c->txlock)) {
+		uint32_t quiet = ti->tcpi_last_data_sent;
+		/* A fixed offset per connection: a fresh random one per tick
+		 * would push the heartbeat past the tick that was due for it
+		 * and cost a second wake-up. tcpi_last_data_sent counts in
+		 * jiffies (up to 4 ms), and the tick's time is read once per
+		 * batch (a busy or starved batch sends a little after it): up
+		 * to 8 ms early is on time (one wake-up, not two). */
+		uint32_t due = interval - (jitter ? conn_jitter(c) % jitter : 0);
+		uint32_t slack = interval / 20 < 8 ? interval / 20 : 8;
+
+		/* A short TCP_INFO has no tcpi_last_data_sent: a heartbeat
+		 * every interval, data or not (2 bytes an interval more). */
+		if (!HB_TI_HAS(&x, ti.tcpi_last_data_sent))
+			quiet = c->hb_sent_at ? (uint32_t)now - c->hb_sent_at : due;
+		hb_frame_flush_pend(c, fd);
+		if (hb_tx_at_boundary(&c->tx) && !c->dg_sent) {
+			if (quiet + slack >= due && (hb_load_relaxed(&c->flags) & HB_CF_SHARED) &&
+			    HB_TI_HAS(&x, notsent_bytes) && x.notsent_bytes) {
+				/* Bytes still queued: the peer hears from us when its
+				 * window opens. Another process writing this
+				 * connection may be inside a frame then, which our
+				 * encoder cannot see: no heartbeat into it. */
+				next = now + due;
+			} else if (quiet + slack >= due) {
+				long r = hb_frame_own_send(c, fd, hb, 2, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+				if (r == 1) {
+					c->tx.pend[0] = hb[1];
+					c->tx.pend_len = 1;
+				}
+				if (r > 0) {
+					hb_stat_add(HB_ST_HB_SENT, 1);
+					c->hb_sent_at = hb_ms32(now);
+				}
+				next = now + due;
+			} else {
+				next = now + (due - quiet);
+			}
+		} else {
+			next = now + (interval < 10 ? interval : 10);
+		}
+		hb_unlock(&c->txlock);
+	}
+	/* The peer's direction: any data byte (tcpi_last_data_recv counts also
+	 * what the application has not read yet) is life. The socket's
+	 * figures are the same in every process holding it: one that only
+	 * writes judges the silence too (it reads no byte for that), so a
+	 * writer whose reader is gone still learns of a dead peer. (Not with
+	 * a short TCP_INFO: the shim's own stamp of the peer's last bytes is
+	 * the reading process's.) */
+	open_rx = hb_load_acquire(&c->rxmode) == HB_RX_FRAMED && !c->rx.halfclosed &&
+		  ti->tcpi_state != TCP_CLOSE_WAIT &&
+		  (hb_may_act_on_rx(c) || HB_TI_HAS(&x, ti.tcpi_last_data_recv));
+	if (open_rx) {
+		uint32_t limit = hb_rx_limit(c), silent = ti->tcpi_last_data_recv;
+		int inq = 0;
+
+		if (!HB_TI_HAS(&x, ti.tcpi_last_data_recv)) {
+			/* A short TCP_INFO: the time since the shim last took
+			 * bytes (its reads, and the drain below for an idle
+			 * application), counted from the first tick. */
+			uint32_t seen = hb_load_relaxed(&c->rx_seen);
+
+			if (!seen)
+				hb_store_relaxed(&c->rx_seen, seen = hb_ms32(now));
+			if ((uint32_t)now - seen >= limit && hb_trylock(&c->rxlock)) {
+				/* Heartbeats that wait unread (this process
+				 * was itself stopped, or late) are life. */
+				hb_frame_drain(c, fd);
+				hb_unlock(&c->rxlock);
+				seen = hb_load_relaxed(&c->rx_seen);
+			}
+			silent = (uint32_t)now - seen;
+		}
+
+		/* Bytes the application has not read yet: the peer was alive to
+		 * send them, and with our receive window filling up it may not
+		 * be able to send anything else, heartbeats included. Silence
+		 * only counts once the application caught up. Fewer bytes than
+		 * the low-water mark are no such thing: a heartbeat or two
+		 * that a reader blocked below the mark cannot take, and that
+		 * must not keep a dead peer alive. */
+		if (silent >= limit && hb_os_ioctl(fd, SIOCINQ, &inq) == 0 && inq >= FRAME_LOWAT)
+			silent = 0;
+		if (silent >= limit && late > 20 && late > interval / 4 && !c->grace) {
+			/* This thread itself woke up late: the machine is starved,
+			 * and the peer's heartbeat thread likely was too. Look
+			 * once more shortly before calling the peer dead. */
+			c->grace = 1;
+			return now + (interval < 100 ? interval : 100);
+		}
+		if (silent < limit)
+			c->grace = 0;
+		if (silent >= limit) {
+			hb_frame_notice(c, fd, HB_NR_HEARTBEAT, silent);
+			hb_conn_declare_dead(c, fd, ETIMEDOUT, "heartbeat", silent);
+			return 0;
+		}
+		/* Drain only when something arrived since the last drain. */
+		if (hb_may_act_on_rx(c) &&
+		    (!c->drained_at || ti->tcpi_last_data_recv <= (uint32_t)now - c->drained_at) &&
+		    hb_trylock(&c->rxlock)) {
+			/* An idle peer's heartbeats, 2 bytes each. At peer
+			 * intervals of a second or more the first one waits for
+			 * the second: below the low-water mark it wakes nobody,
+			 * and then one read of 4 bytes takes both (a system call
+			 * per two heartbeats). Shorter intervals drain each one:
+			 * a thread starved for one peer interval would let
+			 * three reach the mark (epoll cannot be corrected after
+			 * the fact). At most 4 new bytes: one read of them.
+			 * Anything else: peek, then read the control frames.
+			 * Bytes the application read first make the read come
+			 * back short or EAGAIN. */
+			uint32_t fresh = (uint32_t)x.bytes_received - c->rx_bytes;
+
+			if (!c->drained_at || !x.bytes_received || fresh > 4) {
+				hb_frame_drain(c, fd);
+				c->rx_bytes = (uint32_t)x.bytes_received;
+			} else if (fresh != 2 || c->peer_interval_ms < 1000 ||
+				   c->lowat != FRAME_LOWAT || !hb_rx_at_boundary(&c->rx)) {
+				drain_few(c, fd, fresh);
+				c->rx_bytes = (uint32_t)x.bytes_received;
+			}
+			hb_unlock(&c->rxlock);
+		}
+		if (now + (limit - silent) < next)
+			next = now + (limit - silent);
+	}
+	if (!c->client && hb_load_acquire(&c->rxmode) == HB_RX_DETECT &&
+	    now < c->opened_ms + ACCEPT_HELLO_WAIT_MS + 1) {
+		/* Accepted, nothing decisive yet: look every millisecond until
+		 * the hello's window closes (the mark drops to 1 then). */
+		if (now + 1 < next)
+			next = now + 1;
+	} else if (!c->client && hb_load_acquire(&c->rxmode) == HB_RX_DETECT &&
+		   now < c->opened_ms + LATE_HELLO_MS && now + HB_PACE_FLOOR_MS < next) {
+		/* A hello that comes later may be read by the application, and
+		 * ask for heartbeats sooner than our own interval: the tick
+		 * that paces them is never further than the floor away. Only
+		 * for a while: a shimmed client sends its hello at connect,
+		 * and a peer that sends nothing must not cost 10 ticks a
+		 * second for ever. */
+		next = now + HB_PACE_FLOOR_MS;
+	}
+	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT && c->partial_at) {
+		/* A prefix of the magic: decide when its wait ends. */
+		uint32_t since = (uint32_t)now - c->partial_at;
+		uint64_t at = now + (since < PARTIAL_WAIT_MS ? PARTIAL_WAIT_MS - since : 1);
+
+		if (at < next)
+			next = at;
+	}
+	if (c->client && hb_load_acquire(&c->rxmode) == HB_RX_DETECT) {
+		/* The server's first bytes are due: look often (1 ms for the
+		 * first 2 s, then every 100 ms at most), so that a short raw
+		 * answer held back by the low-water mark is released at once. */
+		uint64_t step = now - c->opened_ms < 2000 ? 1 : 100;
+
+		if (now + step < next)
+			next = now + step;
+	}
+	if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & HB_CF_SHUT_RD) && now + 5 < next &&
+	    (ti->tcpi_state == TCP_FIN_WAIT1 || ti->tcpi_state == TCP_FIN_WAIT2))
+		next = now + 5; /* a held-back SHUT_RD: look again soon */
+	return next;
+}
+
+const struct hb_frame_ops hb_frame_ops = {
+	.tick = hb_frame_tick,
+	.linger_tick = hb_frame_linger_tick,
+	.notice = hb_frame_notice,
+	.atfork_prepare = hb_frame_atfork_prepare,
+	.atfork_child = hb_frame_atfork_child,
+	.linger_drop_all = hb_frame_linger_drop_all,
+};
