@@ -38,9 +38,8 @@
  * client sends its hello right behind the handshake's last ACK). */
 #define ACCEPT_HELLO_WAIT_MS 20
 
-/* glibc's struct tcp_info stops at tcpi_total_retrans; the kernel's goes on
- * (Linux 4.1+ for bytes_received). The heartbeat tick reads the count of
- * bytes received to know when exactly one heartbeat's worth arrived. */
+/* Whether an application call must not block: MSG_DONTWAIT, or the file
+ * is O_NONBLOCK. */
 static inline int hb_nonblocking(const struct hb_conn *c, int flags)
 {
 	return (flags & MSG_DONTWAIT) || (hb_load_relaxed(&c->flags) & HB_CF_NONBLOCK);

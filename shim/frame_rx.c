@@ -90,7 +90,7 @@ bad:
  * Bulk reads. A reader with room for several frames, while the sender keeps
  * writing one size, would get one frame per recvmsg: each read stops at the
  * next header, which must not land in the application's buffer. So the
- * next frames are predicted to be data frames of the last length P: one
+ * next frames are predicted to be data frames of the last length (plen): one
  * recvmsg scatters their headers into slots and their payloads back to back
  * into buf (the layout never exceeds n bytes in all). A header that is what
  * was predicted costs nothing more. At the first one that is not (a
@@ -108,7 +108,7 @@ static long read_predicted(struct hb_conn *c, int fd, uint8_t *buf, size_t n, in
 	uint8_t slot[PRED_MAX][HB_DATA_HDR_LEN];
 	struct iovec v[2 * PRED_MAX + 1];
 	struct msghdr m;
-	size_t rem = c->rx.remaining, P = c->rx.last_len, tot = 0, pos[PRED_MAX];
+	size_t rem = c->rx.remaining, plen = c->rx.last_len, tot = 0, pos[PRED_MAX];
 	size_t app = 0, left;
 	int k = 0, ns = 0, j;
 	long got;
@@ -117,11 +117,11 @@ static long read_predicted(struct hb_conn *c, int fd, uint8_t *buf, size_t n, in
 		v[k++] = (struct iovec){ buf, rem };
 		tot = rem;
 	}
-	while (ns < PRED_MAX && tot + HB_DATA_HDR_LEN + P <= n) {
-		pos[ns] = rem + (size_t)ns * P; /* where slot ns's payload goes */
+	while (ns < PRED_MAX && tot + HB_DATA_HDR_LEN + plen <= n) {
+		pos[ns] = rem + (size_t)ns * plen; /* where slot ns's payload goes */
 		v[k++] = (struct iovec){ slot[ns], HB_DATA_HDR_LEN };
-		v[k++] = (struct iovec){ buf + pos[ns], P };
-		tot += HB_DATA_HDR_LEN + P;
+		v[k++] = (struct iovec){ buf + pos[ns], plen };
+		tot += HB_DATA_HDR_LEN + plen;
 		ns++;
 	}
 	memset(&m, 0, sizeof(m));
@@ -146,7 +146,7 @@ static long read_predicted(struct hb_conn *c, int fd, uint8_t *buf, size_t n, in
 
 		if (left < HB_DATA_HDR_LEN)
 			break;
-		r = left - HB_DATA_HDR_LEN < P ? left - HB_DATA_HDR_LEN : P;
+		r = left - HB_DATA_HDR_LEN < plen ? left - HB_DATA_HDR_LEN : plen;
 		if (!hb_rx_data_fast(&c->rx, slot[j], r))
 			break;
 		left -= HB_DATA_HDR_LEN + r;
@@ -171,21 +171,21 @@ static long read_predicted(struct hb_conn *c, int fd, uint8_t *buf, size_t n, in
 
 			seglen[nseg++] = h;
 			rest -= h;
-			p = rest < P ? rest : P;
+			p = rest < plen ? rest : plen;
 			seglen[nseg++] = p;
 			rest -= p;
 		}
-		for (int s2 = nseg - 1; s2 >= 0; s2--) {
-			int i = j + s2 / 2;
+		for (int sg = nseg - 1; sg >= 0; sg--) {
+			int i = j + sg / 2;
 			size_t d = dst;
 
-			for (int q = 0; q < s2; q++)
+			for (int q = 0; q < sg; q++)
 				d += seglen[q];
-			if (s2 & 1) {
-				if (seglen[s2] && d != pos[i])
-					memmove(buf + d, buf + pos[i], seglen[s2]);
+			if (sg & 1) {
+				if (seglen[sg] && d != pos[i])
+					memmove(buf + d, buf + pos[i], seglen[sg]);
 			} else {
-				memcpy(buf + d, slot[i], seglen[s2]);
+				memcpy(buf + d, slot[i], seglen[sg]);
 			}
 		}
 		got = hb_frame_decode_arrived(c, fd, buf + app, 0, NULL, 0, 0, left);

@@ -22,16 +22,13 @@
 
 #include "hb.h"
 #include "frame_int.h"
-#include <sys/resource.h>
-#include <sys/syscall.h>
-
 /* Reads per lingering-close tick (of 2 KiB each): a peer that sends control
  * frames as fast as it can must not hold the background thread here. */
 #define LINGER_READS 16
 
 int hb_frame_linger(struct hb_conn *c, int fd)
 {
-	struct rlimit rl;
+	unsigned long nofile;
 	struct hb_conn *l;
 	long nfd, base = 256;
 
@@ -75,8 +72,8 @@ int hb_frame_linger(struct hb_conn *c, int fd)
 		return 0;
 	/* A number far from the low ones the application expects to get
 	 * back from its next open() or socket(). */
-	if (syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &rl) == 0 && rl.rlim_cur > 512)
-		base = (long)(rl.rlim_cur / 2);
+	if (hb_os_nofile_limit(&nofile) == 0 && nofile > 512)
+		base = (long)(nofile / 2);
 	nfd = hb_os_fcntl(fd, F_DUPFD_CLOEXEC, base);
 	if (nfd < 0)
 		return 0;

@@ -33,7 +33,7 @@
 #define SERVER_WAIT_MIN_MS 2
 
 /* Both directions raw: the connection is plain keepalive mode after all. */
-static void settle(struct hb_conn *c)
+static void keepalive_if_both_raw(struct hb_conn *c)
 {
 	if (c->mode == HB_MODE_FRAME && hb_load_relaxed(&c->rxmode) == HB_RX_RAW &&
 	    hb_load_relaxed(&c->txmode) == HB_TX_RAW) {
@@ -179,7 +179,7 @@ int hb_frame_detect(struct hb_conn *c, int fd, int wait)
 		if (r == 0) {
 			hb_store_release(&c->rxmode, HB_RX_RAW);
 			decide_tx(c, fd, 0);
-			settle(c);
+			keepalive_if_both_raw(c);
 			hb_frame_set_lowat(c, fd);
 			return 0;
 		}
@@ -254,7 +254,7 @@ int hb_frame_detect(struct hb_conn *c, int fd, int wait)
 		if (cls == -1) {
 			hb_store_release(&c->rxmode, HB_RX_RAW);
 			decide_tx(c, fd, 0);
-			settle(c);
+			keepalive_if_both_raw(c);
 			hb_frame_set_lowat(c, fd);
 			return 0;
 		}
@@ -271,7 +271,7 @@ int hb_frame_detect(struct hb_conn *c, int fd, int wait)
 		if ((uint32_t)hb_os_now_ms() - c->partial_at >= PARTIAL_WAIT_MS) {
 			hb_store_release(&c->rxmode, HB_RX_RAW);
 			decide_tx(c, fd, 0);
-			settle(c);
+			keepalive_if_both_raw(c);
 			hb_frame_set_lowat(c, fd);
 			return 0;
 		}
@@ -330,5 +330,5 @@ void hb_frame_writer_decide(struct hb_conn *c, int fd)
 			hb_store_release(&c->txmode, HB_TX_RAW);
 		hb_unlock(&c->txlock);
 	}
-	settle(c);
+	keepalive_if_both_raw(c);
 }

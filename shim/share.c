@@ -38,7 +38,7 @@ void hb_frame_mark_shared(struct hb_conn *c, uint64_t now)
 	hb_or_acq_rel(&c->flags, HB_CF_FORKED | HB_CF_SHARED);
 }
 
-static void mark_parent(int fd, struct hb_conn *c, void *arg)
+static void mark_shared_in_parent(int fd, struct hb_conn *c, void *arg)
 {
 	if (c->mode == HB_MODE_FRAME && c->kind == HB_KIND_CONNECTED)
 		hb_frame_mark_shared(c, *(uint64_t *)arg);
@@ -48,7 +48,7 @@ void hb_frame_atfork_prepare(void)
 {
 	uint64_t now = hb_os_now_ms();
 
-	hb_fd_foreach(mark_parent, &now);
+	hb_fd_foreach(mark_shared_in_parent, &now);
 }
 
 /* Every connection that is or may become framed (an accepted one still
@@ -56,7 +56,7 @@ void hb_frame_atfork_prepare(void)
  * whatever the parent's flags were when it forked (a thread of the parent
  * may have used the connection after the prepare handler cleared them),
  * and the parent's take-back of the send side (FORKED) is not its own. */
-static void mark_child(int fd, struct hb_conn *c, void *arg)
+static void mark_inherited_in_child(int fd, struct hb_conn *c, void *arg)
 {
 	(void)arg;
 	if (c->mode == HB_MODE_FRAME && c->kind == HB_KIND_CONNECTED) {
@@ -68,7 +68,7 @@ static void mark_child(int fd, struct hb_conn *c, void *arg)
 void hb_frame_atfork_child(void)
 {
 	hb_lock_forget_tid();
-	hb_fd_foreach(mark_child, NULL);
+	hb_fd_foreach(mark_inherited_in_child, NULL);
 }
 
 /* This process uses one side of the connection (side: HB_CF_CLAIMED for
