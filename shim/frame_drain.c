@@ -47,7 +47,7 @@ int hb_frame_app_readable(struct hb_conn *c, int fd)
 		/* The peer's hello (and heartbeats behind it) may be all there
 		 * is: decide now. Still undecided = nothing, or a prefix of
 		 * the magic that the background thread resolves in time. */
-		if (hb_frame_detect(c, fd, 0) == -EAGAIN) {
+		if (hb_negotiate(c, fd, HB_NEG_RX) == -EAGAIN) {
 			hb_unlock(&c->rxlock);
 			return 0;
 		}
@@ -106,7 +106,7 @@ void hb_frame_close(struct hb_conn *c, int fd)
 	if (hb_load_acquire(&c->rxmode) == HB_RX_RAW || !hb_may_act_on_rx(c) || !hb_lock_unless_app(&c->rxlock))
 		return;
 	if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
-		hb_frame_detect(c, fd, 0);
+		hb_negotiate(c, fd, HB_NEG_RX);
 	if (hb_load_relaxed(&c->rxmode) == HB_RX_FRAMED)
 		hb_frame_drain(c, fd);
 	hb_unlock(&c->rxlock);
@@ -121,7 +121,7 @@ int hb_frame_inq(struct hb_conn *c, int fd, int *out)
 	long app;
 
 	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT && hb_may_act_on_rx(c) && hb_trylock(&c->rxlock)) {
-		hb_frame_detect(c, fd, 0);
+		hb_negotiate(c, fd, HB_NEG_RX);
 		hb_unlock(&c->rxlock);
 	}
 	if (hb_os_ioctl(fd, SIOCINQ, &inq) < 0)

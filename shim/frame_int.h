@@ -186,12 +186,18 @@ void hb_take_side(struct hb_conn *c, uint32_t side);
 
 /* ---------------------------------------------------------------- negotiate.c */
 
-/* Look at the peer's first bytes (wait: block for the first byte): 0 when
- * decided, -EAGAIN when not yet, or -errno from the socket. rxlock held. */
-int hb_frame_detect(struct hb_conn *c, int fd, int wait);
-/* A server about to write before the client's direction is known: give
- * its hello a short chance, then decide our direction. App, no lock held. */
-void hb_frame_writer_decide(struct hb_conn *c, int fd);
+/* What a framed path needs decided before it goes on (hb_negotiate). */
+enum hb_neg_need {
+	HB_NEG_RX,         /* the peer's direction, without waiting; rxlock held */
+	HB_NEG_RX_WAIT,    /* the same, blocking for the peer's first byte */
+	HB_NEG_TX,         /* our direction, before a write; no lock held */
+	HB_NEG_BACKGROUND, /* the peer's direction, bg thread; no lock held */
+};
+/* Negotiation's one entry point: 0 when the direction is decided (read
+ * rxmode or txmode for how), -EAGAIN while pending, or another -errno from
+ * the socket (HB_NEG_RX*, left for the caller's call to report). Deciding
+ * may send our hello and report the "framed" event: only here. */
+int hb_negotiate(struct hb_conn *c, int fd, enum hb_neg_need need);
 
 /* ---------------------------------------------------------------- frame_rx.c */
 

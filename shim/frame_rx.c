@@ -528,16 +528,9 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 	}
 	if ((r = hb_lock_fd(c, fd, &c->rxlock, nb)) < 0)
 		return r;
-	while (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT) {
-		r = hb_frame_detect(c, fd, !nb);
-		if (r == -EAGAIN && nb) {
-			hb_unlock(&c->rxlock);
-			return -EAGAIN;
-		}
-		if (r < 0 && r != -EAGAIN) {
-			hb_unlock(&c->rxlock);
-			return r;
-		}
+	if ((r = hb_negotiate(c, fd, nb ? HB_NEG_RX : HB_NEG_RX_WAIT)) < 0) {
+		hb_unlock(&c->rxlock);
+		return r;
 	}
 	switch (hb_load_relaxed(&c->rxmode)) {
 	case HB_RX_RAW:

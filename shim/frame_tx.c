@@ -54,8 +54,7 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 	int nb = hb_nonblocking(c, flags), closed = 0, again = 0;
 	long r;
 
-	if (hb_load_acquire(&c->txmode) == HB_TX_UNDECIDED)
-		hb_frame_writer_decide(c, fd);
+	hb_negotiate(c, fd, HB_NEG_TX);
 	if (hb_load_acquire(&c->txmode) != HB_TX_FRAMED)
 		return hb_next_sendmsg(fd, m, flags | MSG_NOSIGNAL);
 	for (size_t i = 0; m->msg_iov && i < (size_t)m->msg_iovlen; i++)

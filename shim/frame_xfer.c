@@ -30,8 +30,7 @@ long hb_frame_xfer_out(struct hb_conn *c, int fd, size_t len, size_t avail, int 
 	long r, s;
 	int sflags = MSG_NOSIGNAL | (nb ? MSG_DONTWAIT : 0);
 
-	if (hb_load_acquire(&c->txmode) == HB_TX_UNDECIDED)
-		hb_frame_writer_decide(c, fd);
+	hb_negotiate(c, fd, HB_NEG_TX);
 	if (hb_load_acquire(&c->txmode) != HB_TX_FRAMED)
 		return xfer(ctx, len);
 	if (!len)
@@ -117,11 +116,8 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 		hb_sub_acq_rel(&c->users, 1);
 		return r;
 	}
-	while (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT) {
-		r = hb_frame_detect(c, fd, !nb);
-		if (r < 0 && (r != -EAGAIN || nb))
-			goto out;
-	}
+	if ((r = hb_negotiate(c, fd, nb ? HB_NEG_RX : HB_NEG_RX_WAIT)) < 0)
+		goto out;
 	if (hb_load_relaxed(&c->rxmode) == HB_RX_RAW) {
 		r = xfer(ctx, len);
 		goto out;

@@ -86,7 +86,7 @@ static void await_hello(struct hb_conn *c, int fd)
 		uint64_t now = hb_os_now_ms();
 		short rev = 0;
 
-		if (hb_frame_detect(c, fd, 0) != -EAGAIN || hb_load_relaxed(&c->rxmode) != HB_RX_DETECT ||
+		if (hb_negotiate(c, fd, HB_NEG_RX) != -EAGAIN || hb_load_relaxed(&c->rxmode) != HB_RX_DETECT ||
 		    now >= until)
 			break;
 		/* The mark keeps a lone hello from making the fd readable:

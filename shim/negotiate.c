@@ -105,12 +105,14 @@ void hb_frame_server(int fd, struct hb_conn *c)
 	hb_store_relaxed(&hb_frame_seen, 1);
 }
 
+static int detect(struct hb_conn *c, int fd, int wait);
+
 void hb_frame_accepted(int fd, struct hb_conn *c)
 {
 	/* A shimmed client's hello is usually there already: decide now, so
 	 * that it never wakes the application on its own. */
 	if (hb_lock(&c->rxlock) == 0) {
-		hb_frame_detect(c, fd, 0);
+		detect(c, fd, 0);
 		hb_frame_set_lowat(c, fd);
 		hb_unlock(&c->rxlock);
 	}
@@ -142,7 +144,7 @@ static _Atomic int slow_peer_warned, strict_peer_warned;
  * wait: block for the first byte. Returns 0 when decided (rxmode is RAW,
  * FRAMED or FAILED), -EAGAIN when nothing decisive arrived, or another
  * -errno from the socket (left for the real call to report). */
-int hb_frame_detect(struct hb_conn *c, int fd, int wait)
+static int detect(struct hb_conn *c, int fd, int wait)
 {
 	uint8_t p[HB_HELLO_LEN];
 	struct hb_hello h;
@@ -285,7 +287,7 @@ int hb_frame_detect(struct hb_conn *c, int fd, int wait)
 
 /* A server about to write before the client's direction is known: give a
  * shimmed client's hello (sent at connect) a short, RTT-scaled chance. */
-void hb_frame_writer_decide(struct hb_conn *c, int fd)
+static void writer_decide(struct hb_conn *c, int fd)
 {
 	struct hb_tcp_info x;
 	uint64_t wait_ms = SERVER_WAIT_MIN_MS, until;
@@ -308,7 +310,7 @@ void hb_frame_writer_decide(struct hb_conn *c, int fd)
 			break;
 		if (hb_trylock(&c->rxlock)) {
 			if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
-				hb_frame_detect(c, fd, 0);
+				detect(c, fd, 0);
 			hb_unlock(&c->rxlock);
 			if (hb_load_acquire(&c->rxmode) != HB_RX_DETECT)
 				break;
@@ -331,4 +333,60 @@ void hb_frame_writer_decide(struct hb_conn *c, int fd)
 		hb_unlock(&c->txlock);
 	}
 	keepalive_if_both_raw(c);
+}
+
+/* The background thread's look at a peer's direction still undecided
+ * (hb_negotiate's HB_NEG_BACKGROUND): decide it when rxlock is free. When
+ * an application thread holds it, that thread is blocked in detect(), and
+ * the kernel wakes a reader only once SO_RCVLOWAT bytes are there: bytes
+ * that are no hello (or a magic prefix that stayed one too long) get the
+ * mark lowered, which wakes it; the reader then decides under its lock. */
+static int look_in_background(struct hb_conn *c, int fd)
+{
+	uint64_t now = hb_os_now_ms();
+	uint8_t p[HB_HELLO_LEN];
+	long r;
+	int cls;
+
+	if (hb_load_acquire(&c->rxmode) != HB_RX_DETECT || !hb_may_act_on_rx(c))
+		return hb_load_acquire(&c->rxmode) == HB_RX_DETECT ? -EAGAIN : 0;
+	if (hb_trylock(&c->rxlock)) {
+		if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
+			detect(c, fd, 0);
+		hb_frame_set_lowat(c, fd);
+		hb_unlock(&c->rxlock);
+	} else if (c->lowat > 1) {
+		r = hb_frame_own_recv(c, fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
+		cls = r > 0 ? hb_hello_classify(p, (size_t)r, NULL) : 1;
+		if (cls == 0 && !c->bg_partial_at)
+			c->bg_partial_at = hb_ms32(now);
+		if (cls == -1 || cls <= -2 || r == 0 ||
+		    (cls == 0 && (uint32_t)now - c->bg_partial_at >= PARTIAL_WAIT_MS) ||
+		    (!c->client && now >= c->opened_ms + ACCEPT_HELLO_WAIT_MS))
+			hb_os_setsockopt_int(fd, SOL_SOCKET, SO_RCVLOWAT, 1);
+	}
+	return hb_load_acquire(&c->rxmode) == HB_RX_DETECT ? -EAGAIN : 0;
+}
+
+int hb_negotiate(struct hb_conn *c, int fd, enum hb_neg_need need)
+{
+	int r;
+
+	switch (need) {
+	case HB_NEG_TX:
+		if (hb_load_acquire(&c->txmode) == HB_TX_UNDECIDED)
+			writer_decide(c, fd);
+		return hb_load_acquire(&c->txmode) == HB_TX_UNDECIDED ? -EAGAIN : 0;
+	case HB_NEG_BACKGROUND:
+		return look_in_background(c, fd);
+	case HB_NEG_RX_WAIT:
+		/* A blocking read waits until decided; an EAGAIN (its
+		 * SO_RCVTIMEO) looks again. */
+		while ((r = detect(c, fd, 1)) == -EAGAIN)
+			;
+		return r;
+	case HB_NEG_RX:
+	default:
+		return detect(c, fd, 0);
+	}
 }

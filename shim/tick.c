@@ -163,30 +163,8 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 		hb_dg_tx_downgrade(c, fd, 0);
 		hb_unlock(&c->txlock);
 	}
-	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT && hb_may_act_on_rx(c)) {
-		if (hb_trylock(&c->rxlock)) {
-			if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
-				hb_frame_detect(c, fd, 0);
-			hb_frame_set_lowat(c, fd);
-			hb_unlock(&c->rxlock);
-		} else if (c->lowat > 1) {
-			/* The application is blocked inside hb_frame_detect(), and the
-			 * kernel wakes a reader only once SO_RCVLOWAT bytes are
-			 * there. Bytes that are no hello (or a magic prefix that
-			 * stayed one too long) get the mark lowered, which wakes
-			 * it; the reader then decides under its lock. */
-			uint8_t p[HB_HELLO_LEN];
-			long r = hb_frame_own_recv(c, fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
-			int cls = r > 0 ? hb_hello_classify(p, (size_t)r, NULL) : 1;
-
-			if (cls == 0 && !c->bg_partial_at)
-				c->bg_partial_at = hb_ms32(now);
-			if (cls == -1 || cls <= -2 || r == 0 ||
-			    (cls == 0 && (uint32_t)now - c->bg_partial_at >= PARTIAL_WAIT_MS) ||
-			    (!c->client && now >= c->opened_ms + ACCEPT_HELLO_WAIT_MS))
-				hb_os_setsockopt_int(fd, SOL_SOCKET, SO_RCVLOWAT, 1);
-		}
-	}
+	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT)
+		hb_negotiate(c, fd, HB_NEG_BACKGROUND);
 	if (c->mode != HB_MODE_FRAME)
 		return 0; /* settled as plain keepalive */
 	/* The peer's hello may have just arrived: pace for it from now on. */
