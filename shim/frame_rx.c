@@ -503,14 +503,120 @@ static long frame_discard(struct hb_conn *c, int fd, size_t n, int flags)
 	return (long)total;
 }
 
+/* One application read on a framed direction, across its rounds. */
+struct rx_call {
+	uint8_t *buf;      /* the first non-empty iovec: where bytes go */
+	size_t n, total;   /* its length; application bytes read so far */
+	uint64_t deadline; /* the application's SO_RCVTIMEO as a time, or 0 */
+	int flags, nb, wait_all;
+	int ctl_reads;     /* reads that returned control frames only */
+	int masked;        /* fs.masked when this round's read began */
+	struct flood_sig fs;
+};
+
+/* The rounds of one read: a read of frames, then what its result asks for
+ * (the end of the stream, a wait within SO_RCVTIMEO, another read behind
+ * control frames, the flood budget and its signals, MSG_WAITALL's rest).
+ * Returns the last round's result (rc->total has what came). rxlock held. */
+static long read_rounds(struct hb_conn *c, int fd, struct msghdr *m, struct rx_call *rc)
+{
+	long got;
+	int r;
+
+	for (int again = 0;; again = 1) {
+		if (again && !hb_fd_is(c, fd)) {
+			got = -EBADF;
+			break;
+		}
+		if (rc->flags & MSG_PEEK)
+			got = peek_framed(c, fd, rc->buf, rc->n,
+					  rc->flags | (rc->masked ? MSG_DONTWAIT : 0));
+		else
+			got = read_once(c, fd, rc->buf + rc->total, rc->n - rc->total,
+					rc->flags | ((rc->total && !rc->wait_all) ||
+							     (rc->deadline && !rc->nb) || rc->masked
+						     ? MSG_DONTWAIT : 0),
+					m);
+		if (rc->masked && got != 0) {
+			/* The flood ended (data, the end, an error or nothing
+			 * queued): the application's mask again. Nothing
+			 * queued is where the kernel's reader would sleep. */
+			r = flood_signals(&rc->fs, 0, rc->deadline != 0);
+			if (got == -EAGAIN && r < 0) {
+				got = r;
+				break;
+			}
+			if (got == -EAGAIN && !rc->deadline && (!rc->total || rc->wait_all)) {
+				rc->masked = rc->fs.masked;
+				continue; /* a read we made non-blocking: now it waits */
+			}
+		}
+		rc->masked = rc->fs.masked;
+		if (got == -ENODATA) {
+			got = 0;
+			break; /* end of stream (also inside a frame: bytes so far stand) */
+		}
+		if (got == -EAGAIN && !rc->nb && rc->deadline && (!rc->total || rc->wait_all)) {
+			r = wait_readable(fd, rc->deadline);
+			if (r < 0) {
+				got = r;
+				break;
+			}
+			continue;
+		}
+		if (got < 0)
+			break;
+		rc->total += (size_t)got;
+		if ((rc->flags & MSG_PEEK) && got)
+			break;
+		if (rc->total == rc->n)
+			break;
+		if (got > 0 && !(rc->flags & MSG_WAITALL))
+			break;
+		if (got == 0 && rc->nb && !rc->total) {
+			/* Only control frames: maybe more is queued behind them,
+			 * but a peer may send them faster than we decode. Each
+			 * read takes at most what the receive buffer holds, so
+			 * counting reads bounds the work (counting the length
+			 * asked for would give up after one read of a large
+			 * buffer, with data queued behind a heartbeat). */
+			if (++rc->ctl_reads < FLOOD_READS)
+				continue;
+			hb_frame_rearm(c, fd);
+			got = -EAGAIN;
+			break;
+		}
+		if (got > 0 && (rc->flags & MSG_WAITALL) && !rc->nb)
+			continue;
+		if (got == 0 && !rc->nb) {
+			/* A heartbeat is not end of stream: keep waiting, within
+			 * SO_RCVTIMEO even while control frames keep coming. */
+			if (rc->deadline && hb_os_now_ms() >= rc->deadline) {
+				got = -EAGAIN;
+				break;
+			}
+			if (++rc->ctl_reads % FLOOD_READS == 0) {
+				if ((r = flood_signals(&rc->fs, 1, rc->deadline != 0)) < 0) {
+					got = r;
+					break;
+				}
+				flood_mask(&rc->fs);
+				rc->masked = rc->fs.masked;
+			}
+			continue;
+		}
+		break;
+	}
+	return got;
+}
+
 static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 {
 	uint8_t *buf = NULL;
-	size_t n = 0, total = 0;
+	size_t n = 0;
 	uint64_t deadline = 0;
-	int nb = hb_nonblocking(c, flags), r, wait_all, ctl_reads = 0;
-	struct flood_sig fs = { 0, 0 };
-	int masked = 0; /* fs.masked when this round's read began */
+	int nb = hb_nonblocking(c, flags), r;
+	struct rx_call rc;
 	long got;
 
 	if (HB_UNLIKELY(flags & MSG_TRUNC)) {
@@ -556,101 +662,21 @@ static long frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 	/* A blocking MSG_WAITALL waits for all n bytes, as the kernel's does
 	 * (a signal, the end of the stream, an error or SO_RCVTIMEO end it
 	 * early with what came); any other read returns what one call got. */
-	wait_all = (flags & MSG_WAITALL) && !nb && !(flags & MSG_PEEK);
-	for (int again = 0;; again = 1) {
-		if (again && !hb_fd_is(c, fd)) {
-			got = -EBADF;
-			break;
-		}
-		if (flags & MSG_PEEK)
-			got = peek_framed(c, fd, buf, n, flags | (masked ? MSG_DONTWAIT : 0));
-		else
-			got = read_once(c, fd, buf + total, n - total,
-					flags | ((total && !wait_all) || (deadline && !nb) || masked
-							 ? MSG_DONTWAIT : 0),
-					m);
-		if (masked && got != 0) {
-			/* The flood ended (data, the end, an error or nothing
-			 * queued): the application's mask again. Nothing
-			 * queued is where the kernel's reader would sleep. */
-			r = flood_signals(&fs, 0, deadline != 0);
-			if (got == -EAGAIN && r < 0) {
-				got = r;
-				break;
-			}
-			if (got == -EAGAIN && !deadline && (!total || wait_all)) {
-				masked = fs.masked;
-				continue; /* a read we made non-blocking: now it waits */
-			}
-		}
-		masked = fs.masked;
-		if (got == -ENODATA) {
-			got = 0;
-			break; /* end of stream (also inside a frame: bytes so far stand) */
-		}
-		if (got == -EAGAIN && !nb && deadline && (!total || wait_all)) {
-			r = wait_readable(fd, deadline);
-			if (r < 0) {
-				got = r;
-				break;
-			}
-			continue;
-		}
-		if (got < 0)
-			break;
-		total += (size_t)got;
-		if ((flags & MSG_PEEK) && got)
-			break;
-		if (total == n)
-			break;
-		if (got > 0 && !(flags & MSG_WAITALL))
-			break;
-		if (got == 0 && nb && !total) {
-			/* Only control frames: maybe more is queued behind them,
-			 * but a peer may send them faster than we decode. Each
-			 * read takes at most what the receive buffer holds, so
-			 * counting reads bounds the work (counting the length
-			 * asked for would give up after one read of a large
-			 * buffer, with data queued behind a heartbeat). */
-			if (++ctl_reads < FLOOD_READS)
-				continue;
-			hb_frame_rearm(c, fd);
-			got = -EAGAIN;
-			break;
-		}
-		if (got > 0 && (flags & MSG_WAITALL) && !nb)
-			continue;
-		if (got == 0 && !nb) {
-			/* A heartbeat is not end of stream: keep waiting, within
-			 * SO_RCVTIMEO even while control frames keep coming. */
-			if (deadline && hb_os_now_ms() >= deadline) {
-				got = -EAGAIN;
-				break;
-			}
-			if (++ctl_reads % FLOOD_READS == 0) {
-				if ((r = flood_signals(&fs, 1, deadline != 0)) < 0) {
-					got = r;
-					break;
-				}
-				flood_mask(&fs);
-				masked = fs.masked;
-			}
-			continue;
-		}
-		break;
-	}
-	flood_signals(&fs, 0, 0);
+	rc = (struct rx_call){ .buf = buf, .n = n, .deadline = deadline, .flags = flags, .nb = nb,
+			       .wait_all = (flags & MSG_WAITALL) && !nb && !(flags & MSG_PEEK) };
+	got = read_rounds(c, fd, m, &rc);
+	flood_signals(&rc.fs, 0, 0);
 	if (hb_fd_is(c, fd))
 		hb_frame_set_lowat(c, fd);
 	hb_unlock(&c->rxlock);
-	if (total) {
+	if (rc.total) {
 		/* The application received data: its own sends answer it now,
 		 * and the kernel's mode is theirs to set. */
 		if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & HB_CF_QUICKACK))
 			hb_and_acq_rel(&c->flags, ~HB_CF_QUICKACK);
 		if (hb_cfg.idle_timeout_ms) /* only the idle deadline reads it */
 			c->last_app_ms = hb_os_now_ms();
-		return (long)total;
+		return (long)rc.total;
 	}
 	return got;
 }

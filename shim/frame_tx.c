@@ -48,6 +48,125 @@ static int map_iov(struct iovec *out, int k, int max, const struct iovec *iov, s
 
 #define TX_IOV_MAX 64
 
+/* The common case, one whole frame of n bytes (encoder between frames, no
+ * pending bytes): its header and the application's iovecs in one call, no
+ * plan. What a short count leaves (a partial header, owed payload) is the
+ * encoder's state as after any other send. Returns the application bytes
+ * that went, or -errno. txlock held. */
+static long send_one_frame(struct hb_conn *c, int fd, const struct msghdr *m, size_t n, int flags)
+{
+	uint8_t hdr[HB_DATA_HDR_LEN];
+	struct iovec out[TX_IOV_MAX];
+	struct hb_tx_seg seg[4] = { { hdr, 0, HB_DATA_HDR_LEN }, { NULL, 0, n } };
+	struct msghdr om;
+	long r;
+
+	hb_data_hdr(hdr, (uint32_t)n);
+	if (n <= SMALL_FRAME && !m->msg_name && !m->msg_controllen) {
+		/* Small: header and payload copied into one buffer. */
+		uint8_t one[HB_DATA_HDR_LEN + SMALL_FRAME];
+		size_t at = HB_DATA_HDR_LEN;
+
+		memcpy(one, hdr, HB_DATA_HDR_LEN);
+		for (size_t i = 0; i < (size_t)m->msg_iovlen; i++) {
+			memcpy(one + at, m->msg_iov[i].iov_base, m->msg_iov[i].iov_len);
+			at += m->msg_iov[i].iov_len;
+		}
+		r = hb_next_send(fd, one, at, flags | MSG_NOSIGNAL);
+	} else {
+		out[0] = (struct iovec){ hdr, HB_DATA_HDR_LEN };
+		for (size_t i = 0; i < (size_t)m->msg_iovlen; i++)
+			out[i + 1] = m->msg_iov[i];
+		om = *m;
+		om.msg_iov = out;
+		om.msg_iovlen = m->msg_iovlen + 1;
+		om.msg_flags = 0;
+		r = hb_next_sendmsg(fd, &om, flags | MSG_NOSIGNAL);
+	}
+	if (r < 0)
+		return r;
+	return (long)((size_t)r == n + HB_DATA_HDR_LEN ? n : hb_tx_commit(&c->tx, seg, 2, (size_t)r));
+}
+
+/* One round's iovecs for the encoder's plan: its own segments (headers,
+ * pending bytes) and the application's bytes from offset total on, at most
+ * TX_IOV_MAX entries (a plan cut short there is accounted as a short
+ * count). Returns the plan's segment count; *k, *planned and *app_planned
+ * get the iovec count, the bytes and the application bytes planned. */
+static int plan_round(struct hb_conn *c, const struct msghdr *m, size_t n, size_t total,
+		      uint8_t *hdr, struct hb_tx_seg *seg, struct iovec *out, int *k,
+		      size_t *planned, size_t *app_planned)
+{
+	int ns = hb_tx_plan(&c->tx, n - total, hdr, seg);
+
+	*k = 0;
+	*planned = *app_planned = 0;
+	for (int i = 0; i < ns && *k < TX_IOV_MAX; i++) {
+		if (seg[i].base) {
+			out[(*k)++] = (struct iovec){ (void *)seg[i].base, seg[i].len };
+			*planned += seg[i].len;
+		} else {
+			int k0 = *k;
+			size_t mapped = 0;
+
+			*k = map_iov(out, *k, TX_IOV_MAX, m->msg_iov, m->msg_iovlen,
+				     total + seg[i].off, seg[i].len);
+			for (int j = k0; j < *k; j++)
+				mapped += out[j].iov_len;
+			if (mapped < seg[i].len) {
+				/* Too many iovecs: send what fits; the plan's
+				 * accounting handles a short count. */
+				seg[i].len = mapped;
+				ns = i + 1;
+			}
+			*planned += mapped;
+			*app_planned += mapped;
+		}
+	}
+	return ns;
+}
+
+/* The general case: rounds of the encoder's plan (pending control bytes,
+ * the rest of a frame, new frames) until the n bytes and the pending bytes
+ * went, or a short count. *total: application bytes sent (updated). again:
+ * a send on fd was made already in this call. Returns 0, 1 when fd was
+ * closed between rounds, or the -errno of a send that failed before any
+ * application byte went. txlock held. */
+static long send_planned(struct hb_conn *c, int fd, const struct msghdr *m, size_t n, int flags,
+			 int nb, int again, size_t *total)
+{
+	for (; *total < n || c->tx.pend_len; again = 1) {
+		struct hb_tx_seg seg[4];
+		uint8_t hdr[HB_DATA_HDR_LEN];
+		struct iovec out[TX_IOV_MAX];
+		struct msghdr om;
+		size_t planned, app_planned;
+		int ns, k;
+		long r;
+
+		if (again && !hb_fd_is(c, fd))
+			return 1;
+		ns = plan_round(c, m, n, *total, hdr, seg, out, &k, &planned, &app_planned);
+		memset(&om, 0, sizeof(om));
+		om.msg_iov = out;
+		om.msg_iovlen = (size_t)k;
+		om.msg_name = m->msg_name;
+		om.msg_namelen = m->msg_namelen;
+		om.msg_control = *total ? NULL : m->msg_control;
+		om.msg_controllen = *total ? 0 : m->msg_controllen;
+		r = hb_next_sendmsg(fd, &om, (flags | MSG_NOSIGNAL) |
+						     (*total && nb ? MSG_DONTWAIT : 0));
+		if (r < 0)
+			return *total ? 0 : r;
+		*total += hb_tx_commit(&c->tx, seg, ns, (size_t)r);
+		if ((size_t)r < planned && (*total || nb || !app_planned))
+			break; /* short: buffer full or a signal; report what went */
+		if (!app_planned && !c->tx.pend_len && *total == n)
+			break;
+	}
+	return 0;
+}
+
 static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags)
 {
 	size_t n = 0, total = 0;
@@ -74,104 +193,23 @@ static long frame_send(struct hb_conn *c, int fd, const struct msghdr *m, int fl
 	}
 	if (HB_LIKELY(!c->tx.pend_len && !c->tx.remaining && n && n <= HB_MAX_FRAME &&
 		      m->msg_iovlen < TX_IOV_MAX)) {
-		/* The common case, one whole frame: its header and the
-		 * application's iovecs in one call, no plan. What a short
-		 * count leaves (a partial header, owed payload) is the
-		 * encoder's state as after any other send. */
-		uint8_t hdr[HB_DATA_HDR_LEN];
-		struct iovec out[TX_IOV_MAX];
-		struct hb_tx_seg seg[4] = { { hdr, 0, HB_DATA_HDR_LEN }, { NULL, 0, n } };
-		struct msghdr om;
-
-		hb_data_hdr(hdr, (uint32_t)n);
-		if (n <= SMALL_FRAME && !m->msg_name && !m->msg_controllen) {
-			/* Small: header and payload copied into one buffer. */
-			uint8_t one[HB_DATA_HDR_LEN + SMALL_FRAME];
-			size_t at = HB_DATA_HDR_LEN;
-
-			memcpy(one, hdr, HB_DATA_HDR_LEN);
-			for (size_t i = 0; i < (size_t)m->msg_iovlen; i++) {
-				memcpy(one + at, m->msg_iov[i].iov_base, m->msg_iov[i].iov_len);
-				at += m->msg_iov[i].iov_len;
-			}
-			r = hb_next_send(fd, one, at, flags | MSG_NOSIGNAL);
-		} else {
-			out[0] = (struct iovec){ hdr, HB_DATA_HDR_LEN };
-			for (size_t i = 0; i < (size_t)m->msg_iovlen; i++)
-				out[i + 1] = m->msg_iov[i];
-			om = *m;
-			om.msg_iov = out;
-			om.msg_iovlen = m->msg_iovlen + 1;
-			om.msg_flags = 0;
-			r = hb_next_sendmsg(fd, &om, flags | MSG_NOSIGNAL);
-		}
+		r = send_one_frame(c, fd, m, n, flags);
 		if (r < 0) {
 			hb_unlock(&c->txlock);
 			return r;
 		}
 		again = 1;
-		total = (size_t)r == n + HB_DATA_HDR_LEN ? n : hb_tx_commit(&c->tx, seg, 2, (size_t)r);
+		total = (size_t)r;
 		if (total || nb)
 			goto sent; /* whole, or short: report what went */
 		/* Blocking, and only header bytes went (a signal): go on. */
 	}
-	for (; total < n || c->tx.pend_len; again = 1) {
-		struct hb_tx_seg seg[4];
-		uint8_t hdr[HB_DATA_HDR_LEN];
-		struct iovec out[TX_IOV_MAX];
-		struct msghdr om;
-		size_t planned = 0, app_planned = 0;
-		int ns, k = 0;
-
-		if (again && !hb_fd_is(c, fd)) {
-			closed = 1;
-			break;
-		}
-		ns = hb_tx_plan(&c->tx, n - total, hdr, seg);
-		for (int i = 0; i < ns && k < TX_IOV_MAX; i++) {
-			if (seg[i].base) {
-				out[k++] = (struct iovec){ (void *)seg[i].base, seg[i].len };
-				planned += seg[i].len;
-			} else {
-				int k0 = k;
-				size_t mapped = 0;
-
-				k = map_iov(out, k, TX_IOV_MAX, m->msg_iov, m->msg_iovlen,
-					    total + seg[i].off, seg[i].len);
-				for (int j = k0; j < k; j++)
-					mapped += out[j].iov_len;
-				if (mapped < seg[i].len) {
-					/* Too many iovecs: send what fits; the plan's
-					 * accounting handles a short count. */
-					seg[i].len = mapped;
-					ns = i + 1;
-				}
-				planned += mapped;
-				app_planned += mapped;
-			}
-		}
-		memset(&om, 0, sizeof(om));
-		om.msg_iov = out;
-		om.msg_iovlen = (size_t)k;
-		om.msg_name = m->msg_name;
-		om.msg_namelen = m->msg_namelen;
-		om.msg_control = total ? NULL : m->msg_control;
-		om.msg_controllen = total ? 0 : m->msg_controllen;
-		r = hb_next_sendmsg(fd, &om, (flags | MSG_NOSIGNAL) |
-						     (total && nb ? MSG_DONTWAIT : 0));
-		if (r < 0) {
-			if (total)
-				break;
-			hb_unlock(&c->txlock);
-			return r;
-		}
-		total += hb_tx_commit(&c->tx, seg, ns, (size_t)r);
-		if ((size_t)r < planned && (total || nb || !app_planned))
-			break; /* short: buffer full or a signal; report what went */
-		if (!app_planned && !c->tx.pend_len && total == n)
-			break;
-		(void)app_planned;
+	r = send_planned(c, fd, m, n, flags, nb, again, &total);
+	if (r < 0) {
+		hb_unlock(&c->txlock);
+		return r;
 	}
+	closed = r == 1;
 sent:
 	if (HB_UNLIKELY(hb_load_relaxed(&c->dg_want)) && !c->dg_sent)
 		hb_dg_tx_downgrade(c, fd, 0);

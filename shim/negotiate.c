@@ -138,7 +138,82 @@ static void decide_tx(struct hb_conn *c, int fd, int framed)
 	hb_unlock(&c->txlock);
 }
 
+/* The peer's direction is raw (rxlock held). */
+static int peer_raw(struct hb_conn *c, int fd)
+{
+	hb_store_release(&c->rxmode, HB_RX_RAW);
+	decide_tx(c, fd, 0);
+	keepalive_if_both_raw(c);
+	hb_frame_set_lowat(c, fd);
+	return 0;
+}
+
 static _Atomic int slow_peer_warned, strict_peer_warned;
+
+/* Settings that cannot keep an idle connection alive: said once per process
+ * (a server may accept thousands of connections from the same peer). */
+static void warn_mismatch(struct hb_conn *c, int fd, const struct hb_hello *h)
+{
+	if (2ull * c->peer_interval_ms > hb_cfg.timeout_ms && !hb_xchg_acq_rel(&slow_peer_warned, 1))
+		hb_log(HB_LOG_WARN,
+		       "fd %d: the peer heartbeats every %u ms%s, our timeout is %u ms: "
+		       "an idle peer may be declared dead",
+		       fd, c->peer_interval_ms,
+		       (h->flags & HB_HF_PACED) ? "" : " (an hbshim that does not pace)",
+		       hb_cfg.timeout_ms);
+	if ((uint64_t)HB_PACE_DIV * hb_pace_interval(hb_cfg.interval_ms, h->timeout_ms) >
+	    h->timeout_ms && !hb_xchg_acq_rel(&strict_peer_warned, 1))
+		hb_log(HB_LOG_WARN,
+		       "fd %d: the peer's timeout is %u ms, we heartbeat every %u ms: "
+		       "it may declare us dead when idle",
+		       fd, h->timeout_ms, hb_pace_interval(hb_cfg.interval_ms, h->timeout_ms));
+}
+
+/* A complete hello h is at the head of the queue: take it, and the peer's
+ * direction is framed; ours follows (server side). rxlock held; 0. */
+static int peer_framed(struct hb_conn *c, int fd, const struct hb_hello *h)
+{
+	uint8_t p[HB_HELLO_LEN];
+
+	if (hb_frame_own_recv(c, fd, p, HB_HELLO_LEN, MSG_DONTWAIT) != HB_HELLO_LEN) {
+		hb_frame_protocol_error(c, fd, ECONNRESET, "hello");
+		return 0;
+	}
+	/* peer_interval_ms: how often the peer heartbeats toward us. A pacing
+	 * peer shortens its interval for our timeout exactly as we do for
+	 * its; an older one keeps its own, and our timeout applies all the
+	 * same. */
+	c->peer_interval_ms = (h->flags & HB_HF_PACED)
+				      ? hb_pace_interval(h->interval_ms, hb_cfg.timeout_ms)
+				      : h->interval_ms;
+	c->peer_timeout_ms = h->timeout_ms;
+	c->peer_dg = !!(h->flags & HB_HF_DOWNGRADE);
+	memset(&c->rx, 0, sizeof(c->rx));
+	if (hb_conn_public_mode(c) != HB_MODE_FRAME) {
+		hb_stat_add(HB_ST_CONN_KEEPALIVE, -1);
+		hb_stat_add(HB_ST_CONN_FRAME, 1);
+	}
+	hb_or_acq_rel(&c->flags, HB_CF_QUICKACK);
+	hb_store_release(&c->rxmode, HB_RX_FRAMED);
+	hb_store_relaxed(&hb_frame_seen, 1);
+	hb_frame_set_lowat(c, fd);
+	if (!c->client)
+		apply_frame_keepalive(fd, c);
+	decide_tx(c, fd, 1);
+	hb_log(HB_LOG_DEBUG, "fd %d: peer speaks hbshim v%u (interval %u ms)", fd, h->version,
+	       h->interval_ms);
+	warn_mismatch(c, fd, h);
+	if (hb_events_on()) {
+		char extra[96];
+		struct hb_buf b;
+
+		hb_buf_init(&b, extra, sizeof(extra));
+		hb_buf_fmt(&b, ",\"peer_interval_ms\":%u,\"peer_timeout_ms\":%u", h->interval_ms,
+			   h->timeout_ms);
+		hb_event("framed", fd, c, hb_buf_str(&b));
+	}
+	return 0;
+}
 
 /* Look at the first bytes of the peer's direction (rxlock held).
  * wait: block for the first byte. Returns 0 when decided (rxmode is RAW,
@@ -178,73 +253,13 @@ static int detect(struct hb_conn *c, int fd, int wait)
 		}
 		r = hb_frame_own_recv(c, fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
 
-		if (r == 0) {
-			hb_store_release(&c->rxmode, HB_RX_RAW);
-			decide_tx(c, fd, 0);
-			keepalive_if_both_raw(c);
-			hb_frame_set_lowat(c, fd);
-			return 0;
-		}
+		if (r == 0)
+			return peer_raw(c, fd);
 		if (r < 0)
 			return (int)r;
 		cls = hb_hello_classify(p, (size_t)r, &h);
-		if (cls == 1) {
-			r = hb_frame_own_recv(c, fd, p, HB_HELLO_LEN, MSG_DONTWAIT);
-			if (r != HB_HELLO_LEN) {
-				hb_frame_protocol_error(c, fd, ECONNRESET, "hello");
-				return 0;
-			}
-			/* peer_interval_ms: how often the peer heartbeats toward
-			 * us. A pacing peer shortens its interval for our
-			 * timeout exactly as we do for its; an older one keeps
-			 * its own, and our timeout applies all the same. */
-			c->peer_interval_ms = (h.flags & HB_HF_PACED)
-						      ? hb_pace_interval(h.interval_ms, hb_cfg.timeout_ms)
-						      : h.interval_ms;
-			c->peer_timeout_ms = h.timeout_ms;
-			c->peer_dg = !!(h.flags & HB_HF_DOWNGRADE);
-			memset(&c->rx, 0, sizeof(c->rx));
-			if (hb_conn_public_mode(c) != HB_MODE_FRAME) {
-				hb_stat_add(HB_ST_CONN_KEEPALIVE, -1);
-				hb_stat_add(HB_ST_CONN_FRAME, 1);
-			}
-			hb_or_acq_rel(&c->flags, HB_CF_QUICKACK);
-			hb_store_release(&c->rxmode, HB_RX_FRAMED);
-			hb_store_relaxed(&hb_frame_seen, 1);
-			hb_frame_set_lowat(c, fd);
-			if (!c->client)
-				apply_frame_keepalive(fd, c);
-			decide_tx(c, fd, 1);
-			hb_log(HB_LOG_DEBUG, "fd %d: peer speaks hbshim v%u (interval %u ms)", fd,
-			       h.version, h.interval_ms);
-			/* Settings that cannot keep an idle connection alive:
-			 * said once per process (a server may accept thousands
-			 * of connections from the same peer). */
-			if (2ull * c->peer_interval_ms > hb_cfg.timeout_ms &&
-			    !hb_xchg_acq_rel(&slow_peer_warned, 1))
-				hb_log(HB_LOG_WARN,
-				       "fd %d: the peer heartbeats every %u ms%s, our timeout is %u ms: "
-				       "an idle peer may be declared dead",
-				       fd, c->peer_interval_ms,
-				       (h.flags & HB_HF_PACED) ? "" : " (an hbshim that does not pace)",
-				       hb_cfg.timeout_ms);
-			if ((uint64_t)HB_PACE_DIV * hb_pace_interval(hb_cfg.interval_ms, h.timeout_ms) >
-			    h.timeout_ms && !hb_xchg_acq_rel(&strict_peer_warned, 1))
-				hb_log(HB_LOG_WARN,
-				       "fd %d: the peer's timeout is %u ms, we heartbeat every %u ms: "
-				       "it may declare us dead when idle",
-				       fd, h.timeout_ms, hb_pace_interval(hb_cfg.interval_ms, h.timeout_ms));
-			if (hb_events_on()) {
-				char extra[96];
-				struct hb_buf b;
-
-				hb_buf_init(&b, extra, sizeof(extra));
-				hb_buf_fmt(&b, ",\"peer_interval_ms\":%u,\"peer_timeout_ms\":%u",
-					   h.interval_ms, h.timeout_ms);
-				hb_event("framed", fd, c, hb_buf_str(&b));
-			}
-			return 0;
-		}
+		if (cls == 1)
+			return peer_framed(c, fd, &h);
 		if (cls == -2) {
 			hb_frame_protocol_error(c, fd, EPROTO, "version");
 			return 0;
@@ -253,13 +268,8 @@ static int detect(struct hb_conn *c, int fd, int wait)
 			hb_frame_protocol_error(c, fd, EPROTO, "hello");
 			return 0;
 		}
-		if (cls == -1) {
-			hb_store_release(&c->rxmode, HB_RX_RAW);
-			decide_tx(c, fd, 0);
-			keepalive_if_both_raw(c);
-			hb_frame_set_lowat(c, fd);
-			return 0;
-		}
+		if (cls == -1)
+			return peer_raw(c, fd);
 		/* A prefix of our magic: wait a little for the rest (the
 		 * deadline lives in the connection: the background thread looks
 		 * again on later ticks). */
@@ -270,13 +280,8 @@ static int detect(struct hb_conn *c, int fd, int wait)
 			if (hb_self_tid() != hb_load_relaxed(&hb_thread_tid))
 				hb_thread_poke(c);
 		}
-		if ((uint32_t)hb_os_now_ms() - c->partial_at >= PARTIAL_WAIT_MS) {
-			hb_store_release(&c->rxmode, HB_RX_RAW);
-			decide_tx(c, fd, 0);
-			keepalive_if_both_raw(c);
-			hb_frame_set_lowat(c, fd);
-			return 0;
-		}
+		if ((uint32_t)hb_os_now_ms() - c->partial_at >= PARTIAL_WAIT_MS)
+			return peer_raw(c, fd);
 		if (!wait) {
 			hb_frame_set_lowat(c, fd);
 			return -EAGAIN;
