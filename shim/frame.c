@@ -12,13 +12,9 @@
  * framed file but flock.c (frame_int.h lists the layers).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
-#include <signal.h>
-#include <stddef.h>
 #include <string.h>
-#include <unistd.h>
+#include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>

@@ -12,17 +12,10 @@
  * sleep would). Negotiation is asked (negotiate.c), never done here.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <stddef.h>
 #include <string.h>
-#include <unistd.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/ioctl.h>
-#include <linux/sockios.h>
+#include <sys/socket.h>
 
 #include "hb.h"
 #include "frame_int.h"
@@ -463,7 +456,7 @@ long hb_frame_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
 	if (HB_UNLIKELY(r == 0) && m->msg_iovlen) {
 		size_t want = 0;
 
-		for (size_t i = 0; i < m->msg_iovlen; i++)
+		for (size_t i = 0; i < (size_t)m->msg_iovlen; i++)
 			want += m->msg_iov[i].iov_len;
 		if (want)
 			r = hb_frame_other_verdict(c, fd, r);

@@ -8,18 +8,9 @@
  * is raw both ways for whoever reads it next (PROTOCOL.md, Downgrade).
  */
 #include <errno.h>
-#include <sys/socket.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <poll.h>
-#include <signal.h>
-#include <stddef.h>
 #include <string.h>
-#include <unistd.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/ioctl.h>
-#include <linux/sockios.h>
+#include <sys/socket.h>
 
 #include "hb.h"
 #include "frame_int.h"

@@ -7,21 +7,16 @@
  * stopped (hb_frame_linger_tick). A process that exits with data still
  * queued waits, bounded, until it is acknowledged (hb_frame_at_exit).
  */
-#include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <poll.h>
-#include <signal.h>
-#include <stddef.h>
 #include <string.h>
-#include <unistd.h>
-#include <netinet/in.h>
+#include <sys/socket.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <linux/sockios.h>
 
 #include "hb.h"
 #include "frame_int.h"
+
 /* Reads per lingering-close tick (of 2 KiB each): a peer that sends control
  * frames as fast as it can must not hold the background thread here. */
 #define LINGER_READS 16

@@ -13,17 +13,11 @@
  * TCP_QUICKACK and report the "framed" event: that is this file's job.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <poll.h>
-#include <signal.h>
-#include <stddef.h>
 #include <string.h>
-#include <unistd.h>
+#include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sys/ioctl.h>
-#include <linux/sockios.h>
 
 #include "hb.h"
 #include "frame_int.h"

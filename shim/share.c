@@ -10,18 +10,6 @@
  * connections at fork and records which side this process took over; the
  * tick (tick.c) applies the parent's pause and take-back.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <poll.h>
-#include <signal.h>
-#include <stddef.h>
-#include <string.h>
-#include <unistd.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/ioctl.h>
-#include <linux/sockios.h>
 
 #include "hb.h"
 #include "frame_int.h"

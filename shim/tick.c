@@ -9,14 +9,7 @@
  * next tick is due.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <poll.h>
-#include <signal.h>
-#include <stddef.h>
-#include <string.h>
-#include <unistd.h>
-#include <netinet/in.h>
+#include <sys/socket.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <linux/sockios.h>
