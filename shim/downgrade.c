@@ -2,8 +2,10 @@
  * downgrade.c - what outlives framing when a process leaves it
  * (docs/PROTOCOL.md, Downgrade).
  *
- * Two pieces, both for a connection whose frames one process can no longer
- * write or read:
+ * Three pieces, for a connection whose frames one process can no longer
+ * write or read (the entry points that start a downgrade, hb_frame_leave and
+ * hb_frame_pass, are in leave.c, above the framed paths that call this
+ * file):
  *
  *  - The leaving reader. A process that installs a seccomp filter (sshd's
  *    pre-authentication child) sent its downgrade frame before the filter;
@@ -23,7 +25,12 @@
  *    stream went raw behind them. A page shared across fork lists the
  *    cookies (unique per boot) of connections a process of the family
  *    downgraded; a copy that finds its cookie there is raw too, before it
- *    sends a heartbeat or decodes a byte (frame.c).
+ *    sends a heartbeat or decodes a byte (hb_dg_follow_family).
+ *
+ *  - The downgrade frames in the stream: ours, sent at our direction's next
+ *    frame boundary (hb_dg_tx_downgrade, called by the send path and the
+ *    tick), and the peer's, decoded by the receive path
+ *    (hb_dg_rx_downgraded).
  */
 #include <errno.h>
 #include <poll.h>
@@ -31,6 +38,7 @@
 #include <sys/socket.h>
 
 #include "hb.h"
+#include "frame_int.h"
 
 /* ---------------------------------------------------------------- shared record */
 
@@ -41,52 +49,10 @@ struct dg_shared {
 };
 static struct dg_shared *shared;
 
-static ssize_t (*next_sendmsg)(int, const struct msghdr *, int);
-
-/* sendmsg with SCM_RIGHTS: a framed connection among the fds leaves
- * framing before it leaves the process (hb_frame_pass). The real sendmsg
- * pointer is swapped for this one at start-up (the AF_UNIX socket that
- * carries the fds is not tracked, so its call never reaches the
- * interposer's slow path); every other sendmsg pays one test of
- * msg_controllen. */
-static void pass_fds(const struct msghdr *m)
-{
-	for (struct cmsghdr *h = CMSG_FIRSTHDR(m); h; h = CMSG_NXTHDR((struct msghdr *)m, h)) {
-		size_t n;
-
-		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS ||
-		    h->cmsg_len < CMSG_LEN(0))
-			continue;
-		n = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < n; i++) {
-			int x;
-			struct hb_conn *c;
-
-			memcpy(&x, CMSG_DATA(h) + i * sizeof(int), sizeof(x));
-			c = hb_fd_conn(x);
-			if (c)
-				hb_frame_pass(c, x);
-		}
-	}
-}
-
-static ssize_t dg_sendmsg(int fd, const struct msghdr *m, int flags)
-{
-	if (HB_UNLIKELY(m && m->msg_control && m->msg_controllen >= sizeof(struct cmsghdr) &&
-			hb_load_relaxed(&hb_frame_seen)))
-		pass_fds(m);
-	return next_sendmsg(fd, m, flags);
-}
-
-void hb_dg_init(void)
+void hb_dg_record_init(void)
 {
 	if (!shared)
 		shared = hb_os_mmap_shared(sizeof(*shared));
-	if (!next_sendmsg) {
-		next_sendmsg = __atomic_load_n(&hb_real.sendmsg, __ATOMIC_ACQUIRE);
-		if (next_sendmsg)
-			__atomic_store_n(&hb_real.sendmsg, dg_sendmsg, __ATOMIC_RELEASE);
-	}
 }
 
 /* A ring: the oldest entry goes when it is full (a family that downgraded
@@ -251,4 +217,121 @@ int hb_dg_leave_reader(int fd, const struct hb_rx *rx)
 	__atomic_store_n(&hb_real.recvfrom, dg_recvfrom, __ATOMIC_RELEASE);
 	__atomic_store_n(&hb_real.close, dg_close, __ATOMIC_RELEASE);
 	return 0;
+}
+
+/* ---------------------------------------------------------------- in the stream */
+
+/* The downgraded event and log line (by: "local", "peer" or "family", a
+ * process of this fork family that left framing). */
+void hb_dg_event(struct hb_conn *c, int fd, const char *by, uint8_t reason)
+{
+	hb_log(HB_LOG_INFO, "fd %d: downgraded to raw (%s, %s): no heartbeats from here", fd, by,
+	       hb_dg_reason_name(reason));
+	if (hb_events_on()) {
+		char extra[96];
+		struct hb_buf b;
+
+		hb_buf_init(&b, extra, sizeof(extra));
+		hb_buf_fmt(&b, ",\"by\":\"%s\",\"reason\":\"%s\",\"code\":%u", by,
+			   hb_dg_reason_name(reason), reason);
+		hb_event("downgraded", fd, c, hb_buf_str(&b));
+	}
+}
+
+/* The peer's downgrade frame was decoded (rxlock held): its direction is
+ * raw from the next byte on, and heartbeats are no longer expected in it.
+ * Asked to, ours follows at its next frame boundary: now if the writer is
+ * free and between frames, else from the next write or tick. */
+void hb_dg_rx_downgraded(struct hb_conn *c, int fd, const struct hb_rx_info *info)
+{
+	hb_store_release(&c->rxmode, HB_RX_RAW);
+	/* Our low-water mark of 6 would hold a short raw answer back from a
+	 * read that goes on right after this frame. */
+	if (hb_fd_is(c, fd))
+		hb_frame_set_lowat(c, fd);
+	hb_dg_event(c, fd, "peer", info->dg_reason);
+	if ((info->dg_flags & HB_DF_REQUEST) && hb_load_acquire(&c->txmode) == HB_TX_FRAMED) {
+		hb_store_release(&c->dg_want, HB_DR_ANSWER);
+		if (hb_trylock(&c->txlock)) {
+			hb_dg_tx_downgrade(c, fd, 0);
+			hb_unlock(&c->txlock);
+		}
+	}
+}
+
+/* Our direction's downgrade (txlock held). Due (dg_want) and at a frame
+ * boundary, the frame goes into tx.pend; tx.pend is then sent, waiting up
+ * to wait_ms for room (-1: as long as the kernel's own blocking write
+ * would; 0: never). Returns 1 when our direction is raw now, 0 when not
+ * yet (nothing due, inside a frame, or the frame still pending), or the
+ * -errno of a failed send. */
+int hb_dg_tx_downgrade(struct hb_conn *c, int fd, int wait_ms)
+{
+	uint8_t want = hb_load_acquire(&c->dg_want);
+
+	if (hb_load_relaxed(&c->txmode) != HB_TX_FRAMED)
+		return hb_load_relaxed(&c->txmode) == HB_TX_RAW;
+	if (!c->dg_sent) {
+		hb_frame_flush_pend(c, fd);
+		if (!want || !hb_tx_at_boundary(&c->tx))
+			return 0;
+		/* A heartbeat first: 7 bytes reach the receiver's low-water
+		 * mark of 6 (hb_frame_set_lowat), so a reader blocked in the kernel
+		 * wakes and answers at once. */
+		c->tx.pend[0] = HB_FT_CONTROL;
+		c->tx.pend[1] = HB_CT_HEARTBEAT;
+		hb_downgrade_encode(c->tx.pend + 2, want, want == HB_DR_ANSWER ? 0 : HB_DF_REQUEST);
+		c->tx.pend_len = 2 + HB_DOWNGRADE_LEN;
+		c->dg_sent = 1;
+		if (want == HB_DR_ANSWER)
+			hb_log(HB_LOG_DEBUG, "fd %d: our direction follows the peer's to raw", fd);
+	}
+	while (c->tx.pend_len) {
+		long r = hb_frame_own_send(c, fd, c->tx.pend, c->tx.pend_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		short rev = 0;
+
+		if (r > 0) {
+			memmove(c->tx.pend, c->tx.pend + r, c->tx.pend_len - (size_t)r);
+			c->tx.pend_len = (uint8_t)(c->tx.pend_len - r);
+			continue;
+		}
+		if (r != -EAGAIN)
+			return r < 0 ? (int)r : 0;
+		if (!wait_ms)
+			return 0;
+		r = hb_os_poll1(fd, POLLOUT, wait_ms < 0 ? 1000 : wait_ms, &rev);
+		if (r < 0 && r != -EINTR)
+			return (int)r;
+		if (wait_ms > 0 && r == 0)
+			return 0;
+	}
+	hb_store_release(&c->txmode, HB_TX_RAW);
+	return 1;
+}
+
+/* Another process of this fork family downgraded the connection (sshd's
+ * pre-authentication child, seen from the monitor and the children it forks
+ * later): this copy's framed state is stale, the stream is raw both ways.
+ * Only shared connections can be in that record. Taken only with both locks
+ * free (a thread of ours inside a framed call would be a reader here, which
+ * the leaving process excluded); looked at again at the next call. */
+void hb_dg_follow_family(struct hb_conn *c, int fd)
+{
+	if (HB_LIKELY(!(hb_load_relaxed(&c->flags) & HB_CF_SHARED)) || c->mode != HB_MODE_FRAME ||
+	    (hb_load_relaxed(&c->rxmode) == HB_RX_RAW && hb_load_relaxed(&c->txmode) == HB_TX_RAW) ||
+	    !hb_dg_published(c->cookie))
+		return;
+	if (!hb_trylock(&c->rxlock))
+		return;
+	if (hb_trylock(&c->txlock)) {
+		hb_store_release(&c->rxmode, HB_RX_RAW);
+		hb_store_release(&c->txmode, HB_TX_RAW);
+		c->tx.pend_len = 0;
+		c->tx.remaining = 0;
+		hb_unlock(&c->txlock);
+		if (hb_fd_is(c, fd))
+			hb_frame_set_lowat(c, fd);
+		hb_dg_event(c, fd, "family", 0);
+	}
+	hb_unlock(&c->rxlock);
 }

@@ -401,6 +401,8 @@ void hb_epmap_ctl(struct hb_conn *c, int epfd, int op, int fd, const struct epol
 int hb_epmap_find(int epfd, uint64_t data, struct hb_epreg *out);
 int hb_epmap_check_set(int epfd);
 long hb_os_ioctl(int fd, unsigned long req, void *arg);
+/* The soft limit on open files (RLIMIT_NOFILE) into *soft: 0 or -errno. */
+long hb_os_nofile_limit(unsigned long *soft);
 long hb_os_poll1(int fd, short events, int timeout_ms, short *revents);
 /* poll, select and dup2 as the application called them, from ppoll,
  * pselect6 and dup3 (arm64 has no others): result or -errno. */

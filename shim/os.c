@@ -13,6 +13,7 @@
  * file.
  */
 #include <errno.h>
+#include <sys/resource.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -118,6 +119,16 @@ long hb_os_fcntl(int fd, int cmd, long arg)
 long hb_os_ioctl(int fd, unsigned long req, void *arg)
 {
 	return RAW(SYS_ioctl, fd, req, arg);
+}
+
+long hb_os_nofile_limit(unsigned long *soft)
+{
+	struct rlimit rl;
+	long r = RAW(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &rl);
+
+	if (r == 0)
+		*soft = (unsigned long)rl.rlim_cur;
+	return r;
 }
 
 long hb_os_poll1(int fd, short events, int timeout_ms, short *revents)

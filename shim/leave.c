@@ -1,0 +1,247 @@
+/*
+ * leave.c - a process leaving framing on a connection it keeps or hands on.
+ *
+ * Before a seccomp filter (hb_frame_leave) or before the fd goes to another
+ * process over SCM_RIGHTS (hb_frame_pass, from the sendmsg hook installed by
+ * hb_dg_init), our direction sends its downgrade frame with the request
+ * flag and the peer's frames are read up to its answer, so that the stream
+ * is raw both ways for whoever reads it next (PROTOCOL.md, Downgrade).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "hb.h"
+#include "frame_int.h"
+
+static ssize_t (*next_sendmsg)(int, const struct msghdr *, int);
+
+/* sendmsg with SCM_RIGHTS: a framed connection among the fds leaves
+ * framing before it leaves the process (hb_frame_pass). The real sendmsg
+ * pointer is swapped for this one at start-up (the AF_UNIX socket that
+ * carries the fds is not tracked, so its call never reaches the
+ * interposer's slow path); every other sendmsg pays one test of
+ * msg_controllen. */
+static void pass_fds(const struct msghdr *m)
+{
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(m); h; h = CMSG_NXTHDR((struct msghdr *)m, h)) {
+		size_t n;
+
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS ||
+		    h->cmsg_len < CMSG_LEN(0))
+			continue;
+		n = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int x;
+			struct hb_conn *c;
+
+			memcpy(&x, CMSG_DATA(h) + i * sizeof(int), sizeof(x));
+			c = hb_fd_conn(x);
+			if (c)
+				hb_frame_pass(c, x);
+		}
+	}
+}
+
+static ssize_t dg_sendmsg(int fd, const struct msghdr *m, int flags)
+{
+	if (HB_UNLIKELY(m && m->msg_control && m->msg_controllen >= sizeof(struct cmsghdr) &&
+			hb_load_relaxed(&hb_frame_seen)))
+		pass_fds(m);
+	return next_sendmsg(fd, m, flags);
+}
+
+void hb_dg_init(void)
+{
+	hb_dg_record_init();
+	if (!next_sendmsg) {
+		next_sendmsg = __atomic_load_n(&hb_real.sendmsg, __ATOMIC_ACQUIRE);
+		if (next_sendmsg)
+			__atomic_store_n(&hb_real.sendmsg, dg_sendmsg, __ATOMIC_RELEASE);
+	}
+}
+
+
+/* A client leaving framing before the server's hello arrived (a program
+ * that sandboxes itself right after connect): whether the server can
+ * downgrade is in that hello, which a shimmed server sends as soon as ours
+ * arrived. Wait for it, at most a second (HBSHIM_TIMEOUT if shorter). */
+static void await_hello(struct hb_conn *c, int fd)
+{
+	uint64_t until = hb_os_now_ms() + (hb_cfg.timeout_ms < 1000 ? hb_cfg.timeout_ms : 1000);
+
+	if (!hb_lock_unless_app(&c->rxlock))
+		return;
+	for (;;) {
+		uint64_t now = hb_os_now_ms();
+		short rev = 0;
+
+		if (hb_negotiate(c, fd, HB_NEG_RX) != -EAGAIN || hb_load_relaxed(&c->rxmode) != HB_RX_DETECT ||
+		    now >= until)
+			break;
+		/* The mark keeps a lone hello from making the fd readable:
+		 * look every millisecond. */
+		hb_os_poll1(fd, POLLIN, 1, &rev);
+	}
+	hb_unlock(&c->rxlock);
+}
+
+void hb_frame_leave(struct hb_conn *c, int fd, uint8_t reason)
+{
+	uint8_t rx, tx;
+	struct hb_rx copy;
+	int r = 0;
+
+	if (c->mode != HB_MODE_FRAME || c->kind != HB_KIND_CONNECTED || c->dg_left ||
+	    hb_load_relaxed(&c->dead))
+		return;
+	c->dg_left = 1;
+	hb_dg_follow_family(c, fd);
+	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT &&
+	    hb_load_acquire(&c->txmode) == HB_TX_FRAMED)
+		await_hello(c, fd);
+	rx = hb_load_acquire(&c->rxmode);
+	tx = hb_load_acquire(&c->txmode);
+	if (rx != HB_RX_FRAMED && tx != HB_TX_FRAMED)
+		return;
+	if (tx == HB_TX_FRAMED) {
+		if (!c->peer_dg || !hb_lock_unless_app(&c->txlock)) {
+			/* A peer without the downgrade frame (an older hbshim;
+			 * or its direction never framed, so we cannot know), or
+			 * a writer of ours blocked inside a frame: no clean way
+			 * out; the stream breaks once this process writes raw. */
+			hb_log(HB_LOG_WARN,
+			       "fd %d: %s: cannot downgrade (%s): the framed connection will break", fd,
+			       hb_dg_reason_name(reason),
+			       c->peer_dg ? "a write in progress" : "the peer cannot downgrade");
+			return;
+		}
+		/* The family's record first: no other copy may send a frame
+		 * behind ours. */
+		hb_dg_publish(c->cookie);
+		hb_store_release(&c->dg_want, reason);
+		r = hb_dg_tx_downgrade(c, fd, 1000);
+		hb_unlock(&c->txlock);
+		if (r != 1) {
+			hb_log(HB_LOG_WARN, "fd %d: %s: the downgrade frame could not be sent (%d)", fd,
+			       hb_dg_reason_name(reason), r);
+			return;
+		}
+	} else {
+		hb_dg_publish(c->cookie);
+	}
+	hb_dg_event(c, fd, "local", reason);
+	if (rx == HB_RX_FRAMED && hb_lock_unless_app(&c->rxlock)) {
+		/* The peer's frames still in flight, up to its downgrade frame
+		 * (or all of them, when we could not ask for it): read() and
+		 * the decoder only, in downgrade.c. */
+		copy = c->rx;
+		hb_store_release(&c->rxmode, HB_RX_RAW);
+		hb_unlock(&c->rxlock);
+		if (hb_dg_leave_reader(fd, &copy) < 0)
+			hb_log(HB_LOG_WARN, "fd %d: too many connections leaving framing at once", fd);
+	}
+}
+
+/* Consume the peer's frames up to and including its downgrade frame, no
+ * further: what follows is raw and belongs to the process the fd goes to.
+ * Waits up to wait_ms. Application bytes that arrive before the peer's
+ * downgrade frame have no reader left (the application handed the stream
+ * over): they are counted and dropped. rxlock held. */
+static void rx_until_raw(struct hb_conn *c, int fd, int wait_ms)
+{
+	uint64_t until = hb_os_now_ms() + (uint64_t)wait_ms;
+	size_t dropped = 0;
+
+	while (hb_load_relaxed(&c->rxmode) == HB_RX_FRAMED && hb_fd_is(c, fd)) {
+		uint8_t p[512], q[512];
+		struct hb_rx copy = c->rx;
+		long r = hb_frame_own_recv(c, fd, p, sizeof(p), MSG_PEEK | MSG_DONTWAIT);
+		size_t take = 0;
+		uint64_t now;
+		short rev = 0;
+
+		if (r == 0 || (r < 0 && r != -EAGAIN))
+			break; /* end of stream, or an error the application will see */
+		/* How many of the peeked bytes end with the downgrade frame. */
+		while (r > 0 && take < (size_t)r && !copy.raw) {
+			q[0] = p[take++];
+			if (hb_rx_decode(&copy, q, 1, NULL) < 0)
+				break;
+		}
+		if (take) {
+			long got = hb_frame_own_recv(c, fd, q, take, MSG_DONTWAIT);
+			long app = got > 0 ? hb_frame_decode_arrived(c, fd, NULL, 0, q, (size_t)got, 0, (size_t)got) : 0;
+
+			if (app < 0)
+				break; /* protocol error: failed */
+			(void)app;
+		}
+		if (take && !copy.raw)
+			dropped += (size_t)(take); /* frames (maybe data) before the answer */
+		if (hb_load_relaxed(&c->rxmode) != HB_RX_FRAMED)
+			break;
+		now = hb_os_now_ms();
+		if (now >= until)
+			break;
+		hb_os_poll1(fd, POLLIN, (int)(until - now), &rev);
+	}
+	if (hb_load_relaxed(&c->rxmode) == HB_RX_FRAMED)
+		hb_log(HB_LOG_WARN, "fd %d: the peer did not answer the downgrade in %d ms: the "
+			       "process it goes to may read frames", fd, wait_ms);
+	(void)dropped;
+}
+
+void hb_frame_pass(struct hb_conn *c, int fd)
+{
+	uint8_t rx, tx;
+	int r, have_rx;
+
+	if (c->mode != HB_MODE_FRAME || c->kind != HB_KIND_CONNECTED || hb_load_relaxed(&c->dead))
+		return;
+	hb_dg_follow_family(c, fd);
+	rx = hb_load_acquire(&c->rxmode);
+	tx = hb_load_acquire(&c->txmode);
+	if (tx != HB_TX_FRAMED && rx != HB_RX_FRAMED)
+		return;
+	if (tx != HB_TX_FRAMED || !c->peer_dg) {
+		hb_log(HB_LOG_WARN, "fd %d: a framed connection passed to another process that %s: "
+			       "the receiver may read frames", fd,
+		       c->peer_dg ? "cannot be asked to go raw (our direction is raw)"
+				  : "the peer cannot downgrade");
+		return;
+	}
+	/* Never behind a call of ours blocked in the kernel: a reader of
+	 * this process decodes the peer's answer itself (hb_dg_rx_downgraded); a
+	 * writer blocked inside a frame leaves no clean way out. */
+	have_rx = hb_lock_unless_app(&c->rxlock);
+	if (!hb_lock_unless_app(&c->txlock)) {
+		hb_log(HB_LOG_WARN, "fd %d: passed to another process while a write is in "
+			       "progress: the receiver may read frames", fd);
+		if (have_rx)
+			hb_unlock(&c->rxlock);
+		return;
+	}
+	hb_dg_publish(c->cookie);
+	hb_store_release(&c->dg_want, HB_DR_FDPASS);
+	r = hb_dg_tx_downgrade(c, fd, (int)hb_cfg.timeout_ms);
+	hb_unlock(&c->txlock);
+	if (r == 1) {
+		hb_dg_event(c, fd, "local", HB_DR_FDPASS);
+		if (have_rx) {
+			rx_until_raw(c, fd, (int)hb_cfg.timeout_ms);
+			if (hb_fd_is(c, fd))
+				hb_frame_set_lowat(c, fd);
+		}
+		/* Another process holds it now: nothing of ours on its stream
+		 * (no drain, no linger) unless this one uses it again. */
+		hb_and_acq_rel(&c->flags, ~HB_CF_CLAIMED);
+		hb_or_acq_rel(&c->flags, HB_CF_SHARED);
+	} else {
+		hb_log(HB_LOG_WARN, "fd %d: passed to another process inside a frame: the "
+			       "receiver may read frames", fd);
+	}
+	if (have_rx)
+		hb_unlock(&c->rxlock);
+}
