@@ -143,14 +143,10 @@ deps:
 
 # UNIT_ONLY="test_fdtable test_wheel" runs a subset. Then scripts/layers.py:
 # no dependency circle between the library's files, no source over 800 lines.
-# LAYERS_ALLOW is TEMPORARY (issue 14): frame.c is being split, and its
-# circles (downgrade.c <-> frame.c) and length are tolerated until then;
-# delete it (and the flag below) once the split is merged.
-LAYERS_ALLOW := frame.c,downgrade.c
 UNIT_RUN := $(if $(UNIT_ONLY),$(addprefix $(B)/unit/,$(UNIT_ONLY)),$(UNIT_BINS))
 unit: $(UNIT_RUN) $(LIB_OBJS)
 	@scripts/run-unit.sh $(UNIT_RUN)
-	@python3 scripts/layers.py --temporarily-allow=$(LAYERS_ALLOW) $(B)/obj
+	@python3 scripts/layers.py $(B)/obj
 
 # BATS="tests/bats/a.bats tests/bats/b.bats" runs a subset.
 integration: all $(HELPER_BINS)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""layers.py [--temporarily-allow F,...] OBJDIR [SKIP.o ...]: the library's
-link-level dependency graph, its circles, and its files' lengths.
+"""layers.py [--floors] OBJDIR [SKIP.o ...]: the library's link-level
+dependency graph, its circles, and its files' lengths.
 
 A file depends on another when its object file refers to a symbol that the
 other object alone defines (calls and data, inline header code included, as
@@ -12,11 +12,10 @@ Exits 1 when there is a circle or when a source file (shim/*.c, next to this
 script) is longer than MAX_LINES lines, so that `make unit` keeps both from
 coming back.
 
---temporarily-allow F,...: TEMPORARY, while frame.c is being split (issue
-14). Edges from or to these files are left out when looking for circles (a
-circle they close is printed as tolerated), and these files may be longer
-than MAX_LINES. The Makefile passes frame.c,downgrade.c; delete the argument
-there once the split is merged.
+--floors: also print the files by floor, from the top down: a file's floor
+is one above the highest floor of what it uses (a file that uses no other
+is on floor 1), so every file uses only files on floors below its own.
+docs/DESIGN.md's layer picture is this output.
 """
 import argparse
 import os
@@ -82,17 +81,30 @@ def show(graph, comp, label):
                 print("  %s -> %s: %s" % (f, g, ", ".join(sorted(syms)[:6])))
 
 
+def floors(graph):
+    """Each file's floor: 1 + the highest floor of what it uses (no circle)."""
+    floor = {}
+
+    def of(f):
+        if f not in floor:
+            floor[f] = 0  # a circle never reaches here: checked first
+            floor[f] = 1 + max((of(g) for g in graph[f]), default=0)
+        return floor[f]
+
+    for f in graph:
+        of(f)
+    return floor
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("objdir", nargs="?", default="build/obj")
     ap.add_argument("skip", nargs="*", help="object files to leave out")
-    ap.add_argument("--temporarily-allow", default="", metavar="F,...",
-                    help="files whose circles and length are tolerated (frame.c split)")
+    ap.add_argument("--floors", action="store_true", help="print the files by floor")
     ap.add_argument("--src", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                   "..", "shim"),
                     help="the sources whose length is checked (default: shim/)")
     args = ap.parse_args()
-    allowed = set(f for f in args.temporarily_allow.split(",") if f)
     skip = set(args.skip)
     objs = sorted(o for o in os.listdir(args.objdir)
                   if o.endswith(".o") and o not in ("wrapper.o", "noop.o") and o not in skip)
@@ -115,33 +127,25 @@ def main():
     if os.environ.get("LAYERS_VERBOSE"):
         for f in sorted(graph):
             print(f + " -> " + ", ".join(sorted(graph[f])))
-    strict = {f: {g: s for g, s in deps.items() if f not in allowed and g not in allowed}
-              for f, deps in graph.items()}
-    bad = circles(strict)
-    for comp in circles(graph):
-        if not any(set(comp) >= set(b) for b in bad):
-            show(graph, comp,
-                 "tolerated circle (--temporarily-allow %s)" % ",".join(sorted(allowed)))
+    bad = circles(graph)
     for comp in bad:
-        show(strict, comp, "circle")
-    long_files, tolerated = [], 0
+        show(graph, comp, "circle")
+    long_files = []
     for name in sorted(os.listdir(args.src)):
         if not name.endswith(".c"):
             continue
         with open(os.path.join(args.src, name), "rb") as fh:
             n = sum(1 for _ in fh)
         if n > MAX_LINES:
-            if name in allowed:
-                tolerated += 1
-                print("tolerated: %s has %d lines (over %d; --temporarily-allow)" %
-                      (name, n, MAX_LINES))
-            else:
-                long_files.append(name)
-                print("too long: %s has %d lines (at most %d)" % (name, n, MAX_LINES))
+            long_files.append(name)
+            print("too long: %s has %d lines (at most %d)" % (name, n, MAX_LINES))
     if bad or long_files:
         return 1
-    print("layers: %d files, no circle, no file over %d lines%s" %
-          (len(graph), MAX_LINES, " but %d tolerated" % tolerated if tolerated else ""))
+    if args.floors:
+        floor = floors(graph)
+        for k in range(max(floor.values(), default=0), 0, -1):
+            print("floor %2d: %s" % (k, ", ".join(sorted(f for f in floor if floor[f] == k))))
+    print("layers: %d files, no circle, no file over %d lines" % (len(graph), MAX_LINES))
     return 0
 
 

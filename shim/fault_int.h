@@ -57,6 +57,25 @@ static inline void unlock(struct hb_fstate *st)
 	hb_store_release(&st->lock, 0);
 }
 
+/* splitmix64: the generator of every random choice (advances *x). */
+static inline uint64_t hb_fault_splitmix(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* Sleep ms (the caller keeps each sleep short): 0, or -EINTR when a signal
+ * arrived. Any app thread (fault_io.c). */
+int hb_fault_nap(uint64_t ms);
+
+/* A signal interrupted one of our waits inside the application's call
+ * whose own timeout is tmo ms (0: none): does that call fail EINTR?
+ * (fault_io.c) */
+int hb_fault_intr_fails(uint32_t tmo);
+
 /* Record one injected fault (event, counter, log). Any app thread. */
 void hb_fault_record(int fd, const struct hb_conn *c, const struct hb_fault *f, unsigned dir,
 		     int err, const struct sockaddr *peer, socklen_t peerlen);
