@@ -6,7 +6,8 @@
  * and processes (client and server sharing one file) never interleave, and
  * the shim keeps no fd open that the application might close or reuse.
  * Fields: time (Unix ms), event, pid, fd, local, peer, mode, then the
- * event's own fields (reason, silent_ms, ...). At most EVENT_BURST lines a
+ * event's own fields (reason, silent_ms, ...), given to hb_event_conn as a
+ * list of typed fields so no caller writes JSON by hand. At most EVENT_BURST lines a
  * second per process are written (a peer that connects and disconnects in
  * a loop must not fill the disk); outfile.c writes them without blocking or
  * raising a signal. Lines dropped by the cap or by the write are counted
@@ -46,47 +47,79 @@ static const char *mode_name(const struct hb_conn *c)
 	}
 }
 
-void hb_event(const char *name, int fd, const struct hb_conn *c, const char *extra)
+/* The line's common head: time, event, pid, fd, local, peer, mode. */
+static void head(struct hb_buf *b, const char *name, int fd, const struct hb_conn *c,
+		 const struct sockaddr *peer, socklen_t peerlen)
 {
-	hb_event_peer(name, fd, c, NULL, 0, extra);
-}
-
-void hb_event_peer(const char *name, int fd, const struct hb_conn *c,
-		   const struct sockaddr *peer, socklen_t peerlen, const char *extra)
-{
-	char line[768];
 	struct sockaddr_storage ss;
 	socklen_t len;
+
+	hb_buf_fmt(b, "{\"time\":%llu,\"event\":\"%s\",\"pid\":%d,\"fd\":%d",
+		   (unsigned long long)hb_os_wall_ms(), name, hb_os_getpid(), fd);
+	if (fd >= 0) {
+		len = sizeof(ss);
+		hb_buf_puts(b, ",\"local\":\"");
+		if (hb_os_getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+			hb_buf_addr(b, (struct sockaddr *)&ss, len);
+		else
+			hb_buf_puts(b, "?");
+		len = sizeof(ss);
+		hb_buf_puts(b, "\",\"peer\":\"");
+		if (peer)
+			hb_buf_addr(b, peer, peerlen);
+		else if (hb_os_getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+			hb_buf_addr(b, (struct sockaddr *)&ss, len);
+		else
+			hb_buf_puts(b, "?");
+		hb_buf_putc(b, '"');
+	}
+	hb_buf_fmt(b, ",\"mode\":\"%s\"", mode_name(c));
+}
+
+/* Close the line and append it; a line that did not fit is dropped whole. */
+static void emit(struct hb_buf *b)
+{
+	if (b->len >= b->cap - 2)
+		return; /* never write a truncated, unparseable line */
+	hb_buf_puts(b, "}\n");
+	if (hb_out_append(HB_OUT_EVENTS, hb_cfg.events_file, b->p, b->len) < 0)
+		hb_stat_add(HB_ST_EV_DROP_WRITE, 1);
+}
+
+void hb_event_conn(const char *name, int fd, const struct hb_conn *c,
+		   const struct sockaddr *peer, socklen_t peerlen, const struct hb_ev_field *f,
+		   int n)
+{
+	char line[768];
 	struct hb_buf b;
 
 	if (!hb_events_on() || !admit())
 		return;
 	hb_buf_init(&b, line, sizeof(line));
-	hb_buf_fmt(&b, "{\"time\":%llu,\"event\":\"%s\",\"pid\":%d,\"fd\":%d",
-		   (unsigned long long)hb_os_wall_ms(), name, hb_os_getpid(), fd);
-	if (fd >= 0) {
-		len = sizeof(ss);
-		hb_buf_puts(&b, ",\"local\":\"");
-		if (hb_os_getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-			hb_buf_addr(&b, (struct sockaddr *)&ss, len);
-		else
-			hb_buf_puts(&b, "?");
-		len = sizeof(ss);
-		hb_buf_puts(&b, "\",\"peer\":\"");
-		if (peer)
-			hb_buf_addr(&b, peer, peerlen);
-		else if (hb_os_getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
-			hb_buf_addr(&b, (struct sockaddr *)&ss, len);
-		else
-			hb_buf_puts(&b, "?");
-		hb_buf_putc(&b, '"');
+	head(&b, name, fd, c, peer, peerlen);
+	for (int i = 0; i < n; i++) {
+		hb_buf_fmt(&b, ",\"%s\":", f[i].key);
+		if (f[i].str) {
+			hb_buf_putc(&b, '"');
+			hb_buf_json_str(&b, f[i].str);
+			hb_buf_putc(&b, '"');
+		} else {
+			hb_buf_putu(&b, f[i].num);
+		}
 	}
-	hb_buf_fmt(&b, ",\"mode\":\"%s\"", mode_name(c));
+	emit(&b);
+}
+
+void hb_event(const char *name, int fd, const struct hb_conn *c, const char *extra)
+{
+	char line[768];
+	struct hb_buf b;
+
+	if (!hb_events_on() || !admit())
+		return;
+	hb_buf_init(&b, line, sizeof(line));
+	head(&b, name, fd, c, NULL, 0);
 	if (extra)
 		hb_buf_puts(&b, extra);
-	if (b.len >= b.cap - 2)
-		return; /* never write a truncated, unparseable line */
-	hb_buf_puts(&b, "}\n");
-	if (hb_out_append(HB_OUT_EVENTS, hb_cfg.events_file, b.p, b.len) < 0)
-		hb_stat_add(HB_ST_EV_DROP_WRITE, 1);
+	emit(&b);
 }

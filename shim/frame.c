@@ -1314,7 +1314,7 @@ static __attribute__((noinline, cold)) long other_verdict(struct hb_conn *c, int
 	if ((x.ti.tcpi_state != TCP_FIN_WAIT1 && x.ti.tcpi_state != TCP_FIN_WAIT2) ||
 	    !HB_TI_HAS(&x, ti.tcpi_last_data_recv) || x.ti.tcpi_last_data_recv < rx_limit(c))
 		return r;
-	hb_conn_declare_dead(c, fd, ETIMEDOUT, "heartbeat", x.ti.tcpi_last_data_recv);
+	hb_conn_declare_dead(c, fd, HB_DEAD_HEARTBEAT, x.ti.tcpi_last_data_recv);
 	return -(long)hb_load_acquire(&c->dead);
 }
 
@@ -2039,7 +2039,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	if (now + interval < next)
 		next = now + interval;
 	if (hb_ka_window(c, fd, &x, hb_ka_frame_cfg.user_timeout_ms, now, 0) < 0) {
-		hb_conn_declare_dead(c, fd, ETIMEDOUT, "write", ti->tcpi_last_ack_recv);
+		hb_conn_declare_dead(c, fd, HB_DEAD_WRITE, ti->tcpi_last_ack_recv);
 		return 0;
 	}
 	/* Our direction: hello, then a heartbeat after an interval of silence.
@@ -2153,7 +2153,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 			c->grace = 0;
 		if (silent >= limit) {
 			send_notice(c, fd, HB_NR_HEARTBEAT, silent);
-			hb_conn_declare_dead(c, fd, ETIMEDOUT, "heartbeat", silent);
+			hb_conn_declare_dead(c, fd, HB_DEAD_HEARTBEAT, silent);
 			return 0;
 		}
 		/* Drain only when something arrived since the last drain. */
