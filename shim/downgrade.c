@@ -227,15 +227,9 @@ void hb_dg_event(struct hb_conn *c, int fd, const char *by, uint8_t reason)
 {
 	hb_log(HB_LOG_INFO, "fd %d: downgraded to raw (%s, %s): no heartbeats from here", fd, by,
 	       hb_dg_reason_name(reason));
-	if (hb_events_on()) {
-		char extra[96];
-		struct hb_buf b;
-
-		hb_buf_init(&b, extra, sizeof(extra));
-		hb_buf_fmt(&b, ",\"by\":\"%s\",\"reason\":\"%s\",\"code\":%u", by,
-			   hb_dg_reason_name(reason), reason);
-		hb_event("downgraded", fd, c, hb_buf_str(&b));
-	}
+	hb_event_conn("downgraded", fd, c, NULL, 0,
+		      HB_EV_FIELDS(HB_EV_STR("by", by), HB_EV_STR("reason", hb_dg_reason_name(reason)),
+				   HB_EV_NUM("code", reason)));
 }
 
 /* The peer's downgrade frame was decoded (rxlock held): its direction is

@@ -6,7 +6,8 @@
  * and processes (client and server sharing one file) never interleave, and
  * the shim keeps no fd open that the application might close or reuse.
  * Fields: time (Unix ms), event, pid, fd, local, peer, mode, then the
- * event's own fields (reason, silent_ms, ...). At most EVENT_BURST lines a
+ * event's own fields (reason, silent_ms, ...), given to hb_event_conn as a
+ * list of typed fields so no caller writes JSON by hand. At most EVENT_BURST lines a
  * second per process are written (a peer that connects and disconnects in
  * a loop must not fill the disk); outfile.c writes them without blocking or
  * raising a signal. Lines dropped by the cap or by the write are counted
@@ -47,18 +48,14 @@ static const char *mode_name(const struct hb_conn *c)
 	}
 }
 
-void hb_event(const char *name, int fd, const struct hb_conn *c, const char *extra)
-{
-	hb_event_peer(name, fd, c, NULL, 0, extra);
-}
-
-/* Format and append one line: hb_out_append's result, or 0 when there is
- * no whole line to write. Its frame (the line) is gone before the caller
- * logs a refusal. */
+/* Format one line (the common head, then the fields) and
+ * append it: hb_out_append's result, or 0 when the line did not fit (it is
+ * dropped whole: never a truncated, unparseable line). Out of line so that
+ * its 768-byte frame is gone before the caller logs a refusal. */
 static __attribute__((noinline)) int write_line(const char *name, int fd,
 						 const struct hb_conn *c,
 						 const struct sockaddr *peer, socklen_t peerlen,
-						 const char *extra)
+						 const struct hb_ev_field *f, int n)
 {
 	char line[768];
 	struct sockaddr_storage ss;
@@ -86,22 +83,31 @@ static __attribute__((noinline)) int write_line(const char *name, int fd,
 		hb_buf_putc(&b, '"');
 	}
 	hb_buf_fmt(&b, ",\"mode\":\"%s\"", mode_name(c));
-	if (extra)
-		hb_buf_puts(&b, extra);
+	for (int i = 0; i < n; i++) {
+		hb_buf_fmt(&b, ",\"%s\":", f[i].key);
+		if (f[i].str) {
+			hb_buf_putc(&b, '"');
+			hb_buf_json_str(&b, f[i].str);
+			hb_buf_putc(&b, '"');
+		} else {
+			hb_buf_putu(&b, f[i].num);
+		}
+	}
 	if (b.len >= b.cap - 2)
-		return 0; /* never write a truncated, unparseable line */
+		return 0;
 	hb_buf_puts(&b, "}\n");
 	return hb_out_append(HB_OUT_EVENTS, hb_cfg.events_file, b.p, b.len);
 }
 
-void hb_event_peer(const char *name, int fd, const struct hb_conn *c,
-		   const struct sockaddr *peer, socklen_t peerlen, const char *extra)
+void hb_event_conn(const char *name, int fd, const struct hb_conn *c,
+		   const struct sockaddr *peer, socklen_t peerlen, const struct hb_ev_field *f,
+		   int n)
 {
 	int r;
 
 	if (!hb_events_on() || !admit())
 		return;
-	r = write_line(name, fd, c, peer, peerlen, extra);
+	r = write_line(name, fd, c, peer, peerlen, f, n);
 	if (r == -EACCES)
 		hb_log_refused(HB_OUT_EVENTS, hb_cfg.events_file);
 	if (r < 0)

@@ -81,23 +81,19 @@ int hb_fault_intr_fails(uint32_t tmo)
 void hb_fault_record(int fd, const struct hb_conn *c, const struct hb_fault *f, unsigned dir,
 		   int err, const struct sockaddr *peer, socklen_t peerlen)
 {
-	char extra[160];
-	struct hb_buf b;
+	struct hb_ev_field ev[4];
+	int n = 0;
 
 	hb_stat_add(HB_ST_FAULTS + f->action, 1);
 	if (!hb_events_on())
 		return;
-	hb_buf_init(&b, extra, sizeof(extra));
-	hb_buf_fmt(&b, ",\"rule\":\"%s\",\"action\":\"%s\"", f->name,
-		   hb_fault_action_name(f->action));
+	ev[n++] = HB_EV_STR("rule", f->name);
+	ev[n++] = HB_EV_STR("action", hb_fault_action_name(f->action));
 	if (dir)
-		hb_buf_fmt(&b, ",\"dir\":\"%s\"", dir == HB_FDIR_IN ? "in" : "out");
+		ev[n++] = HB_EV_STR("dir", dir == HB_FDIR_IN ? "in" : "out");
 	if (err)
-		hb_buf_fmt(&b, ",\"errno\":\"%s\"", hb_fault_errno_name(err));
-	if (peer)
-		hb_event_peer("fault", fd, c, peer, peerlen, hb_buf_str(&b));
-	else
-		hb_event("fault", fd, c, hb_buf_str(&b));
+		ev[n++] = HB_EV_STR("errno", hb_fault_errno_name(err));
+	hb_event_conn("fault", fd, c, peer, peerlen, ev, n);
 	hb_log(HB_LOG_INFO, "fd %d: fault %s (%s) injected", fd, f->name,
 	       hb_fault_action_name(f->action));
 }

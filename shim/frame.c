@@ -27,8 +27,6 @@
 void hb_frame_protocol_error(struct hb_conn *c, int fd, int err, const char *what)
 {
 	int expect = 0;
-	char extra[160];
-	struct hb_buf b;
 
 	hb_store_relaxed(&c->rxmode, HB_RX_FAILED);
 	if (!hb_cas_strong_acq_rel(&c->dead, &expect, err))
@@ -36,9 +34,7 @@ void hb_frame_protocol_error(struct hb_conn *c, int fd, int err, const char *wha
 	hb_frame_notice(c, fd, HB_NR_PROTOCOL, 0);
 	hb_os_shutdown(fd, SHUT_RDWR);
 	hb_stat_add(HB_ST_PROTO_ERR, 1);
-	hb_buf_init(&b, extra, sizeof(extra));
-	hb_buf_fmt(&b, ",\"reason\":\"%s\"", what);
-	hb_event("protocol_error", fd, c, hb_buf_str(&b));
+	hb_event_conn("protocol_error", fd, c, NULL, 0, HB_EV_FIELDS(HB_EV_STR("reason", what)));
 	hb_log(HB_LOG_WARN, "fd %d: protocol error from peer (%s): connection failed", fd, what);
 }
 
@@ -205,7 +201,7 @@ __attribute__((noinline, cold)) long hb_frame_other_verdict(struct hb_conn *c, i
 	if ((x.ti.tcpi_state != TCP_FIN_WAIT1 && x.ti.tcpi_state != TCP_FIN_WAIT2) ||
 	    !HB_TI_HAS(&x, ti.tcpi_last_data_recv) || x.ti.tcpi_last_data_recv < hb_rx_limit(c))
 		return r;
-	hb_conn_declare_dead(c, fd, ETIMEDOUT, "heartbeat", x.ti.tcpi_last_data_recv);
+	hb_conn_declare_dead(c, fd, HB_DEAD_HEARTBEAT, x.ti.tcpi_last_data_recv);
 	return -(long)hb_load_acquire(&c->dead);
 }
 

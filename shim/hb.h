@@ -1037,32 +1037,100 @@ void hb_thread_ensure(void);
  * are its copies to close; else they leave its table unclosed.
  * Single-threaded. */
 void hb_thread_after_clone(int own_files);
-/* HBSHIM_CONNECT_TIMEOUT for a non-blocking connect still in SYN_SENT:
- * when expired, dissolve the attempt (the application's poll wakes; its
- * SO_ERROR reads ETIMEDOUT) and return 1. Background thread, fd pinned. */
-int hb_connect_expired(struct hb_conn *c, int fd, uint64_t now);
-/* The connect deadline fired on fd (blocking or not): stat, event, log. */
-void hb_connect_deadline_fired(struct hb_conn *c, int fd, const struct sockaddr *sa,
-			       socklen_t len);
 extern _Atomic uint32_t hb_thread_tid;
 /* Wake the background thread (reap pressure). Async-signal-safe. */
 void hb_thread_wake(void);
-/* Declare c dead with errno err, reason text and silence; shuts the fd down
- * (never closes it) so blocked calls return. Background thread, c pinned
- * on fd. */
-void hb_conn_declare_dead(struct hb_conn *c, int fd, int err, const char *reason,
+
+/* ------------------------------------------------------------------ deadline.c */
+
+/* Why a peer was declared dead. */
+enum hb_dead_reason {
+	HB_DEAD_KEEPALIVE, /* a call failed ETIMEDOUT: the kernel's keepalive or user timeout */
+	HB_DEAD_IDLE,      /* HBSHIM_IDLE_TIMEOUT: no application data either way */
+	HB_DEAD_HEARTBEAT, /* framed: the peer silent for longer than our timeout */
+	HB_DEAD_WRITE,     /* data in flight, nothing acknowledged for the user timeout */
+	HB_DEAD_NREASONS
+};
+/* What declaring dead does for a reason. */
+struct hb_dead_policy {
+	const char *name; /* the event's and the counter's "reason" */
+	int stat;         /* HB_ST_DEAD_*: the counter */
+	int err;          /* the errno the application's calls answer from now on */
+	int by_kernel;    /* the kernel ended the connection: no shutdown of ours */
+};
+/* The policy of why, NULL when why is no reason. Pure. */
+const struct hb_dead_policy *hb_dead_policy(enum hb_dead_reason why);
+/* Declare c dead for why after silent_ms of silence: the one path. Once per
+ * connection (later calls return at once): sets c->dead to the reason's
+ * errno, shuts fd down (never closes it) so blocked calls return, unless
+ * the kernel ended it; counts, writes the "dead" event and logs. Any thread,
+ * with c pinned on fd (the background thread) or fd the caller's own
+ * (an application call on it). */
+void hb_conn_declare_dead(struct hb_conn *c, int fd, enum hb_dead_reason why,
 			  uint64_t silent_ms);
+/* A call on fd failed ETIMEDOUT: the kernel gave up on the peer. Declares
+ * it dead (HB_DEAD_KEEPALIVE, the silence TCP_INFO reports). App thread. */
+void hb_conn_kernel_timed_out(struct hb_conn *c, int fd);
+
+/* next, or c's connect deadline when HBSHIM_CONNECT_TIMEOUT is set and it
+ * comes first. Pure (reads c->opened_ms and the config). */
+uint64_t hb_connect_due(const struct hb_conn *c, uint64_t next);
+/* HBSHIM_CONNECT_TIMEOUT for a non-blocking connect still in SYN_SENT:
+ * when expired, dissolve the attempt (the application's poll wakes; its
+ * SO_ERROR reads ETIMEDOUT through HB_CF_CONN_EXPIRED), write the deadline
+ * event and return 1. Background thread, fd pinned. */
+int hb_connect_expired(struct hb_conn *c, int fd, uint64_t now);
+/* The application's connect, the next definition of connect(2). */
+typedef int hb_connect_fn(int fd, const struct sockaddr *sa, socklen_t len);
+/* A blocking connect bounded by HBSHIM_CONNECT_TIMEOUT: next_connect made
+ * non-blocking, a poll, the blocking flag restored; at the deadline the
+ * attempt is dissolved, the event written and ETIMEDOUT returned. A
+ * non-blocking socket goes straight to next_connect. Returns like connect().
+ * App thread, inside the connect interposer. */
+int hb_connect_bounded(int fd, struct hb_conn *c, const struct sockaddr *sa, socklen_t len,
+		       hb_connect_fn *next_connect);
+
+/* How a framed connection tells its peer why it dies (hb_frame_ops.notice). */
+typedef void hb_notice_fn(struct hb_conn *c, int fd, uint8_t reason, uint32_t silent_ms);
+/* The silence the idle deadline measures from TCP_INFO: the last data either
+ * way, at most since opened_ms. Pure. */
+uint64_t hb_idle_silence(const struct hb_ti *ti, uint64_t now, uint64_t opened_ms);
+/* The idle deadline of a keepalive-mode connection (HBSHIM_IDLE_TIMEOUT
+ * set): fires it when due (event, notice, dead) and returns 0, returns 0
+ * when the connection is closing, else when to look again. Background
+ * thread, fd pinned. */
+uint64_t hb_idle_check(struct hb_conn *c, int fd, uint64_t now, hb_notice_fn *notice);
+/* The idle deadline of a framed connection whose tick asked to run again at
+ * next (0: not again): next, the idle deadline when it comes first, or 0
+ * after firing it (from the last application byte). Background thread, fd
+ * pinned. */
+uint64_t hb_idle_frame(struct hb_conn *c, int fd, uint64_t now, uint64_t next,
+		       hb_notice_fn *notice);
 
 /* ------------------------------------------------------------------ events.c */
 
-/* Append one JSON line to HBSHIM_EVENTS. extra is a pre-formatted JSON
- * fragment (",\"k\":v...") or NULL. No-op when events are off. Any thread,
- * async-signal-safe. */
-void hb_event(const char *name, int fd, const struct hb_conn *c, const char *extra);
-/* Same, with the peer address given (a connect still in progress has no
- * getpeername yet). */
-void hb_event_peer(const char *name, int fd, const struct hb_conn *c,
-		   const struct sockaddr *peer, socklen_t peerlen, const char *extra);
+/* One field of an event line: key and a string value (JSON-escaped), or,
+ * str NULL, an unsigned number. */
+struct hb_ev_field {
+	const char *key;
+	const char *str;
+	uint64_t num;
+};
+#define HB_EV_STR(k, v) ((struct hb_ev_field){ .key = (k), .str = (v) })
+#define HB_EV_NUM(k, v) ((struct hb_ev_field){ .key = (k), .num = (uint64_t)(v) })
+/* hb_event_conn's last two arguments from a list of HB_EV_STR/HB_EV_NUM. */
+#define HB_EV_FIELDS(...)                                                      \
+	(const struct hb_ev_field[]){ __VA_ARGS__ },                           \
+		(int)(sizeof((const struct hb_ev_field[]){ __VA_ARGS__ }) /    \
+		      sizeof(struct hb_ev_field))
+/* The event builder: append one JSON line to HBSHIM_EVENTS, the common
+ * fields (time, event name, pid, fd, local, peer, mode) then f[0..n) in
+ * order. peer, when given, is the peer address (a connect still in
+ * progress has no getpeername yet); NULL asks the socket. No-op when events
+ * are off. Any thread, async-signal-safe. */
+void hb_event_conn(const char *name, int fd, const struct hb_conn *c,
+		   const struct sockaddr *peer, socklen_t peerlen, const struct hb_ev_field *f,
+		   int n);
 static inline int hb_events_on(void) { return hb_cfg.events_file[0] != 0; }
 
 /* ------------------------------------------------------------------ outfile.c */

@@ -15,7 +15,6 @@
 #include <limits.h>
 #include <signal.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <string.h>
 
 #include "interpose.h"
@@ -43,27 +42,6 @@ static int dead_errno(struct hb_conn *c, int fd)
 		return 0;
 	}
 	return d;
-}
-
-/* A real call failed with ETIMEDOUT: the kernel's keepalive or user
- * timeout gave up on the peer. Record it once. */
-static void kernel_dead(struct hb_conn *c, int fd)
-{
-	int expect = 0;
-	struct hb_tcp_info x;
-	char extra[96];
-	struct hb_buf b;
-	uint64_t silent = 0;
-
-	if (!hb_cas_strong_acq_rel(&c->dead, &expect, ETIMEDOUT))
-		return;
-	if (hb_os_tcp_info(fd, &x) == 0)
-		silent = x.ti.tcpi_last_data_recv;
-	hb_stat_add(HB_ST_DEAD_KEEPALIVE, 1);
-	hb_buf_init(&b, extra, sizeof(extra));
-	hb_buf_fmt(&b, ",\"reason\":\"keepalive\",\"silent_ms\":%llu", (unsigned long long)silent);
-	hb_event("dead", fd, c, hb_buf_str(&b));
-	hb_log(HB_LOG_INFO, "fd %d: peer declared dead by the kernel (keepalive/user timeout)", fd);
 }
 
 /* The first error after our connect deadline dissolved a non-blocking
@@ -98,7 +76,7 @@ static ssize_t rx_done(struct hb_conn *c, int fd, ssize_t r, size_t want)
 	}
 
 	if (r < 0 && err == ETIMEDOUT) {
-		kernel_dead(c, fd);
+		hb_conn_kernel_timed_out(c, fd);
 		errno = ETIMEDOUT;
 		return r;
 	}
@@ -119,7 +97,7 @@ static ssize_t tx_done(struct hb_conn *c, int fd, ssize_t r, int app_flags)
 		return r;
 	err = conn_expired_errno(c, err);
 	if (err == ETIMEDOUT) {
-		kernel_dead(c, fd);
+		hb_conn_kernel_timed_out(c, fd);
 		errno = ETIMEDOUT;
 		return r;
 	}

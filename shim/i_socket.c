@@ -10,8 +10,6 @@
  */
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <string.h>
 #include <netinet/in.h>
@@ -88,113 +86,15 @@ static void opened(int fd, struct hb_conn *c, int established, const char *ev,
 	}
 	hb_stat_add(hb_conn_public_mode(c) == HB_MODE_FRAME ? HB_ST_CONN_FRAME : HB_ST_CONN_KEEPALIVE,
 		    1);
-	if (hb_events_on())
-		hb_event_peer(ev, fd, c, peer, peerlen, NULL);
+	hb_event_conn(ev, fd, c, peer, peerlen, NULL, 0);
 	if (HB_UNLIKELY(hb_cfg.nfaults))
 		hb_fault_bind(fd, c, peer, peerlen, ev[0] == 'a'); /* HBSHIM_FAULTS */
 	hb_thread_schedule(c);
 }
 
-/* May an interrupted blocking connect be restarted? The kernel restarts it
- * when the handler had SA_RESTART; we cannot tell which signal interrupted
- * poll, so restart only if no installed handler lacks SA_RESTART. */
-static int restart_ok(void)
-{
-	for (int sig = 1; sig < NSIG; sig++) {
-		struct sigaction sa;
-
-		if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) < 0)
-			continue;
-		if (!(sa.sa_flags & SA_SIGINFO) &&
-		    (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN))
-			continue;
-		if (!(sa.sa_flags & SA_RESTART))
-			return 0;
-	}
-	return 1;
-}
-
 static int real_connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
 	return REAL(connect, LIBC_RET(hb_os_connect(fd, sa, len)), fd, sa, len);
-}
-
-/* A blocking connect bounded by HBSHIM_CONNECT_TIMEOUT: done as a
- * non-blocking connect plus poll, then the blocking flag is restored.
- * Returns like connect(). */
-static int connect_deadline(int fd, struct hb_conn *c, const struct sockaddr *sa, socklen_t len)
-{
-	long fl = hb_os_fcntl(fd, F_GETFL, 0);
-	uint64_t start = hb_os_now_ms(), limit = hb_cfg.connect_timeout_ms, app_limit = 0;
-	int r, err;
-
-	if (fl < 0 || (fl & O_NONBLOCK))
-		return real_connect(fd, sa, len);
-	if (hb_load_relaxed(&c->flags) & HB_APP_SNDTIMEO)
-		app_limit = hb_load_relaxed(&c->sndtimeo_ms);
-	hb_os_fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-	r = real_connect(fd, sa, len);
-	if (r == 0 || (errno != EINPROGRESS && errno != EALREADY)) {
-		err = errno;
-		hb_os_fcntl(fd, F_SETFL, fl);
-		errno = err;
-		return r;
-	}
-	for (;;) {
-		uint64_t now = hb_os_now_ms(), until = start + limit;
-		short rev = 0;
-		long pr;
-
-		if (app_limit && start + app_limit < until)
-			until = start + app_limit;
-		/* A wait past INT_MAX ms is made in steps: poll would read
-		 * its negative int as "forever". */
-		pr = hb_os_poll1(fd, POLLOUT,
-				 now >= until ? 0 : until - now > INT_MAX ? INT_MAX : (int)(until - now),
-				 &rev);
-		if (pr > 0) {
-			socklen_t el = sizeof(err);
-
-			err = 0;
-			hb_os_getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
-			hb_os_fcntl(fd, F_SETFL, fl);
-			if (err) {
-				errno = err;
-				return -1;
-			}
-			return 0;
-		}
-		if (pr == -EINTR) {
-			if (restart_ok())
-				continue;
-			hb_os_fcntl(fd, F_SETFL, fl);
-			errno = EINTR;
-			return -1;
-		}
-		if (pr < 0 && pr != -EAGAIN) {
-			hb_os_fcntl(fd, F_SETFL, fl);
-			errno = (int)-pr;
-			return -1;
-		}
-		if (hb_os_now_ms() < until)
-			continue;
-		hb_os_fcntl(fd, F_SETFL, fl);
-		if (app_limit && app_limit < limit) {
-			/* The application's own SO_SNDTIMEO expired first: the
-			 * kernel answers EINPROGRESS in that case. */
-			errno = EINPROGRESS;
-			return -1;
-		}
-		/* Our deadline: abandon the attempt (AF_UNSPEC dissolves it). */
-		{
-			struct sockaddr un = { .sa_family = AF_UNSPEC };
-
-			real_connect(fd, &un, sizeof(un));
-			hb_connect_deadline_fired(c, fd, sa, len);
-		}
-		errno = ETIMEDOUT;
-		return -1;
-	}
 }
 
 HB_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
@@ -210,7 +110,7 @@ HB_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	if (HB_UNLIKELY(hb_cfg.nfaults) && (fault = hb_fault_connect(fd, c, &sa, &len)) < 0)
 		return errno = -fault, -1; /* HBSHIM_FAULTS: errno, EALREADY */
 	if (hb_cfg.connect_timeout_ms)
-		r = connect_deadline(fd, c, sa, len);
+		r = hb_connect_bounded(fd, c, sa, len, real_connect);
 	else
 		r = real_connect(fd, sa, len);
 	err = errno;
@@ -417,8 +317,7 @@ void hb_sock_forget(int fd)
 			hb_frame_close(c, fd);
 			hb_frame_linger(c, fd);
 		}
-		if (hb_events_on())
-			hb_event("close", fd, c, NULL);
+		hb_event_conn("close", fd, c, NULL, 0, NULL, 0);
 	}
 	hb_fd_forget(fd);
 }

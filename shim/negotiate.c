@@ -197,15 +197,9 @@ static int peer_framed(struct hb_conn *c, int fd, const struct hb_hello *h)
 	hb_log(HB_LOG_DEBUG, "fd %d: peer speaks hbshim v%u (interval %u ms)", fd, h->version,
 	       h->interval_ms);
 	warn_mismatch(c, fd, h);
-	if (hb_events_on()) {
-		char extra[96];
-		struct hb_buf b;
-
-		hb_buf_init(&b, extra, sizeof(extra));
-		hb_buf_fmt(&b, ",\"peer_interval_ms\":%u,\"peer_timeout_ms\":%u", h->interval_ms,
-			   h->timeout_ms);
-		hb_event("framed", fd, c, hb_buf_str(&b));
-	}
+	hb_event_conn("framed", fd, c, NULL, 0,
+		      HB_EV_FIELDS(HB_EV_NUM("peer_interval_ms", h->interval_ms),
+				   HB_EV_NUM("peer_timeout_ms", h->timeout_ms)));
 	return 0;
 }
 

@@ -18,7 +18,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -85,105 +84,15 @@ void hb_thread_wake(void)
 	hb_os_futex_wake(&wake_word);
 }
 
-void hb_conn_declare_dead(struct hb_conn *c, int fd, int err, const char *reason,
-			  uint64_t silent_ms)
-{
-	int expect = 0;
-	char extra[128];
-	struct hb_buf b;
-
-	if (!hb_cas_strong_acq_rel(&c->dead, &expect, err))
-		return;
-	/* shutdown, never close: the number stays the application's, and its
-	 * blocked calls return now. */
-	hb_os_shutdown(fd, SHUT_RDWR);
-	if (!strcmp(reason, "idle"))
-		hb_stat_add(HB_ST_DEAD_IDLE, 1);
-	else if (!strcmp(reason, "heartbeat"))
-		hb_stat_add(HB_ST_DEAD_HEARTBEAT, 1);
-	else if (!strcmp(reason, "write"))
-		hb_stat_add(HB_ST_DEAD_WRITE, 1);
-	else
-		hb_stat_add(HB_ST_DEAD_KEEPALIVE, 1);
-	hb_buf_init(&b, extra, sizeof(extra));
-	hb_buf_fmt(&b, ",\"reason\":\"%s\",\"silent_ms\":%llu", reason,
-		   (unsigned long long)silent_ms);
-	hb_event("dead", fd, c, hb_buf_str(&b));
-	hb_log(HB_LOG_INFO, "fd %d: peer declared dead (%s, silent %llu ms)", fd, reason,
-	       (unsigned long long)silent_ms);
-}
-
-static void idle_fire(struct hb_conn *c, int fd, uint64_t idle)
-{
-	char extra[96];
-	struct hb_buf b;
-
-	hb_stat_add(HB_ST_DEADLINE_IDLE, 1);
-	hb_buf_init(&b, extra, sizeof(extra));
-	hb_buf_fmt(&b, ",\"kind\":\"idle\",\"silent_ms\":%llu", (unsigned long long)idle);
-	hb_event("deadline", fd, c, hb_buf_str(&b));
-	if (c->mode == HB_MODE_FRAME)
-		fops->notice(c, fd, HB_NR_IDLE, (uint32_t)idle);
-	hb_conn_declare_dead(c, fd, ETIMEDOUT, "idle", idle);
-}
-
-/* The idle deadline: no data either way for idle_timeout_ms. */
+/* The idle deadline of a keepalive-mode connection: look again when due. */
 static void idle_check(struct hb_conn *c, int fd, uint64_t now)
 {
-	struct hb_tcp_info x;
-	const struct hb_ti *ti = &x.ti;
-	uint64_t idle, limit = hb_cfg.idle_timeout_ms;
+	uint64_t next = hb_idle_check(c, fd, now, fops->notice);
 
-	if (hb_os_tcp_info(fd, &x) < 0) {
+	if (next)
+		hb_wheel_add(&wheel, c, next);
+	else
 		c->phase = PH_DONE;
-		return;
-	}
-	if (ti->tcpi_state != TCP_ESTABLISHED && ti->tcpi_state != TCP_CLOSE_WAIT) {
-		c->phase = PH_DONE; /* closing or closed: nothing left to guard */
-		return;
-	}
-	idle = ti->tcpi_last_data_recv < ti->tcpi_last_data_sent ? ti->tcpi_last_data_recv
-								 : ti->tcpi_last_data_sent;
-	if (now - c->opened_ms < idle)
-		idle = now - c->opened_ms;
-	if (idle >= limit) {
-		idle_fire(c, fd, idle);
-		c->phase = PH_DONE;
-		return;
-	}
-	hb_wheel_add(&wheel, c, now + (limit - idle));
-}
-
-void hb_connect_deadline_fired(struct hb_conn *c, int fd, const struct sockaddr *sa,
-			       socklen_t len)
-{
-	char extra[96];
-	struct hb_buf b;
-
-	hb_stat_add(HB_ST_DEADLINE_CONNECT, 1);
-	hb_buf_init(&b, extra, sizeof(extra));
-	hb_buf_fmt(&b, ",\"kind\":\"connect\",\"timeout_ms\":%llu",
-		   (unsigned long long)hb_cfg.connect_timeout_ms);
-	hb_event_peer("deadline", fd, c, sa, len, hb_buf_str(&b));
-	hb_log(HB_LOG_INFO, "fd %d: connect deadline (%llu ms) fired", fd,
-	       (unsigned long long)hb_cfg.connect_timeout_ms);
-}
-
-int hb_connect_expired(struct hb_conn *c, int fd, uint64_t now)
-{
-	struct sockaddr un = { .sa_family = AF_UNSPEC };
-
-	if (!hb_cfg.connect_timeout_ms || now < c->opened_ms + hb_cfg.connect_timeout_ms)
-		return 0;
-	/* As the blocking path does: AF_UNSPEC dissolves the attempt. The
-	 * kernel reports ECONNRESET for it; the interposers say ETIMEDOUT. */
-	hb_or_acq_rel(&c->flags, HB_CF_CONN_EXPIRED);
-	if (hb_os_connect(fd, &un, sizeof(un)) < 0) {
-		hb_and_acq_rel(&c->flags, ~HB_CF_CONN_EXPIRED);
-		return 0;
-	}
-	hb_connect_deadline_fired(c, fd, NULL, 0);
-	return 1;
 }
 
 static void fire(struct hb_conn *c, void *arg)
@@ -214,18 +123,8 @@ static void fire(struct hb_conn *c, void *arg)
 		if (!(hb_load_relaxed(&c->flags) & HB_CF_KA_ARMED))
 			hb_ka_arm(fd, c); /* the backstop */
 		next = fops->tick(c, fd, now,
-				     now > c->wexpires ? now - c->wexpires : 0);
-		if (next && hb_cfg.idle_timeout_ms && !hb_load_acquire(&c->dead)) {
-			uint64_t last = c->last_app_ms > c->opened_ms ? c->last_app_ms : c->opened_ms;
-			uint64_t idle = now > last ? now - last : 0;
-
-			if (idle >= hb_cfg.idle_timeout_ms) {
-				idle_fire(c, fd, idle);
-				next = 0;
-			} else if (last + hb_cfg.idle_timeout_ms < next) {
-				next = last + hb_cfg.idle_timeout_ms;
-			}
-		}
+				  now > c->wexpires ? now - c->wexpires : 0);
+		next = hb_idle_frame(c, fd, now, next, fops->notice);
 		if (next) {
 			hb_wheel_add(&wheel, c, next > now ? next : now + 1);
 		} else if (c->mode == HB_MODE_KEEPALIVE && !hb_load_acquire(&c->dead)) {
@@ -243,15 +142,11 @@ static void fire(struct hb_conn *c, void *arg)
 			struct hb_tcp_info x;
 
 			if (hb_os_tcp_info(fd, &x) == 0 && x.ti.tcpi_state == TCP_SYN_SENT) {
-				uint64_t next = now + 50, dl = c->opened_ms + hb_cfg.connect_timeout_ms;
-
 				if (hb_connect_expired(c, fd, now)) {
 					c->phase = PH_DONE;
 					break;
 				}
-				if (hb_cfg.connect_timeout_ms && dl < next)
-					next = dl;
-				hb_wheel_add(&wheel, c, next);
+				hb_wheel_add(&wheel, c, hb_connect_due(c, now + 50));
 				break;
 			}
 			hb_ka_apply(fd, c);
@@ -290,8 +185,7 @@ static void first_timer(struct hb_conn *c, uint64_t now)
 	}
 	due = c->opened_ms + (hb_ka_cfg.jitter_ms ? rand32() % hb_ka_cfg.jitter_ms : 0);
 	/* A connect deadline shorter than that spread: look when it is due. */
-	if (hb_cfg.connect_timeout_ms && c->opened_ms + hb_cfg.connect_timeout_ms < due)
-		due = c->opened_ms + hb_cfg.connect_timeout_ms;
+	due = hb_connect_due(c, due);
 	hb_wheel_add(&wheel, c, due > now ? due : now);
 }
 
@@ -384,7 +278,7 @@ static void sweep_one(int fd, struct hb_conn *c, void *arg)
 		if (r > 0)
 			hb_or_acq_rel(&c->flags, HB_CF_TXW);
 		else if (r < 0)
-			hb_conn_declare_dead(c, fd, ETIMEDOUT, "write", x.ti.tcpi_last_ack_recv);
+			hb_conn_declare_dead(c, fd, HB_DEAD_WRITE, x.ti.tcpi_last_ack_recv);
 	}
 	hb_fd_unpin(ent);
 }

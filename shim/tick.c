@@ -320,7 +320,7 @@ static int liveness(struct hb_conn *c, int fd, struct tick *t, uint64_t *due)
 		c->grace = 0;
 	if (silent >= limit) {
 		hb_frame_notice(c, fd, HB_NR_HEARTBEAT, silent);
-		hb_conn_declare_dead(c, fd, ETIMEDOUT, "heartbeat", silent);
+		hb_conn_declare_dead(c, fd, HB_DEAD_HEARTBEAT, silent);
 		*due = 0;
 		return 1;
 	}
@@ -410,7 +410,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late)
 	if (now + t.interval < t.next)
 		t.next = now + t.interval;
 	if (hb_ka_window(c, fd, &t.x, hb_ka_frame_cfg.user_timeout_ms, now, 0) < 0) {
-		hb_conn_declare_dead(c, fd, ETIMEDOUT, "write", t.ti->tcpi_last_ack_recv);
+		hb_conn_declare_dead(c, fd, HB_DEAD_WRITE, t.ti->tcpi_last_ack_recv);
 		return 0;
 	}
 	/* The peer sent its FIN. After a half-close frame it still reads and
