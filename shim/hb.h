@@ -227,7 +227,7 @@ static inline struct hb_conn *hb_fd_conn_raw(int fd)
 	return hb_load_acquire(&ch[(unsigned)fd & (HB_FD_CHUNK - 1)].conn);
 }
 
-struct hb_conn *hb_fd_conn_marked(int fd, struct hb_conn *c) __attribute__((cold));
+struct hb_conn *hb_fd_conn_vet_vforked(int fd, struct hb_conn *c) __attribute__((cold));
 
 /* c, the raw entry for fd, or NULL when fd is provably not its socket in
  * a vfork child (the fast paths of i_io.c look up raw and vet in their
@@ -235,7 +235,7 @@ struct hb_conn *hb_fd_conn_marked(int fd, struct hb_conn *c) __attribute__((cold
 static inline struct hb_conn *hb_fd_conn_vet(int fd, struct hb_conn *c)
 {
 	if (HB_UNLIKELY(c && hb_vfork_mark))
-		return hb_fd_conn_marked(fd, c);
+		return hb_fd_conn_vet_vforked(fd, c);
 	return c;
 }
 
