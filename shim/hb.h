@@ -26,8 +26,7 @@
 #include "hb_types.h"
 #include "hb_os.h"
 
-
-/* ----------------------------------------------------------- parse.c */
+/* ------------------------------------------------------------------ parse.c */
 
 #define HB_MS_PER_S 1000u
 #define HB_MS_PER_M 60000u
@@ -59,7 +58,26 @@ int hb_list_item(const char **p, char sep, const char **start, size_t *len);
 int hb_rules_match(const struct hb_rule *rules, int n, const struct sockaddr *sa,
 		   socklen_t len);
 
-/* ----------------------------------------------------------- fault.c */
+/* ------------------------------------------------------------------ wheel.c */
+
+/* Hierarchical timer wheel with cascading, 1 ms ticks, intrusive doubly
+ * linked lists through hb_conn.wprev/wnext: O(1) add, O(1) delete, per-tick
+ * cost independent of the number of pending timers. Single-threaded: owned
+ * by the background thread (and by unit tests). */
+void hb_wheel_init(struct hb_wheel *w, uint64_t now_ms);
+/* Link c to fire at expires (ms); a past time fires at the next advance.
+ * c must not be linked. */
+void hb_wheel_add(struct hb_wheel *w, struct hb_conn *c, uint64_t expires);
+void hb_wheel_del(struct hb_wheel *w, struct hb_conn *c);
+/* Process ticks up to now, calling fire(c) for every due timer (c is
+ * unlinked before the call and may be re-added from inside it). */
+void hb_wheel_advance(struct hb_wheel *w, uint64_t now_ms,
+		      void (*fire)(struct hb_conn *c, void *arg), void *arg);
+/* Earliest tick at which something may fire, or UINT64_MAX when empty.
+ * May be early (never late) for timers on the higher levels. */
+uint64_t hb_wheel_next(const struct hb_wheel *w);
+
+/* ------------------------------------------------------------------ fault.c */
 
 /* Parse a whole HBSHIM_FAULTS value into out[0..max): 0 and the count in
  * *n, or -EINVAL / -E2BIG with *bad, *badlen delimiting the offending rule
@@ -73,30 +91,7 @@ int hb_fault_parse_one(const char *s, size_t n, struct hb_fault *f, int index);
 const char *hb_fault_action_name(int action);
 const char *hb_fault_errno_name(int err);
 
-/* ---------------------------------------------------------- config.c */
-
-/*
- * 1 when the configuration lets the program called name act (name: the
- * basename of its argv[0]): name is in c->only_cmds (or that list is empty)
- * and not in c->skip_cmds. Names compare exactly, byte for byte; an empty
- * name is in no list. Pure; any thread.
- */
-int hb_scope_admits(const struct hb_config *c, const char *name);
-
-/* Fill *c from the variables returned by get(name) (getenv in the library,
- * the wrapper's own table in tests). Unset variables take defaults. On an
- * invalid value returns -EINVAL and writes one line naming the variable and
- * the accepted forms into err (no trailing newline); *c is then unusable.
- * Pure except for get(); no allocation. */
-int hb_config_parse(struct hb_config *c, const char *(*get)(const char *name), char *err,
-		    size_t errlen);
-extern const struct hb_option hb_options[];
-extern const int hb_noptions;
-
-/* The process-wide configuration (valid after hb_init()). */
-extern struct hb_config hb_cfg;
-
-/* --------------------------------------------------------- outfile.c */
+/* ------------------------------------------------------------------ outfile.c */
 
 /* The shim's own output files and standard error: never block, never raise
  * a signal, create 0600, never follow a planted symlink, never leave an fd
@@ -125,23 +120,7 @@ void hb_out_atfork_prepare(void);
 void hb_out_atfork_parent(void);
 void hb_out_atfork_child(void);
 
-/* ------------------------------------------------------------- log.c */
-
-extern int hb_log_level; /* copy of hb_cfg.log_level, read without locks */
-void hb_log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* The level test happens before the arguments are evaluated. */
-#define hb_log(level, ...)                                    \
-	do {                                                  \
-		if (HB_UNLIKELY((level) <= hb_log_level))     \
-			hb_log_write((level), __VA_ARGS__);   \
-	} while (0)
-/* Print one line to stderr unconditionally (configuration errors). */
-void hb_log_stderr(const char *line);
-/* After outfile.c refused path (kind HB_OUT_*): its one warning, if not
- * written yet; on stderr for the log file itself, else as a warn line. */
-void hb_log_refused(int kind, const char *path);
-
-/* -------------------------------------------------------- epollset.c */
+/* ------------------------------------------------------------------ epollset.c */
 
 /* Remember an epoll set a framed socket was added to (note); take fd (a
  * framed socket about to be closed while the shim keeps a duplicate) out of
@@ -150,26 +129,7 @@ void hb_log_refused(int kind, const char *path);
 void hb_epoll_note(int epfd);
 int hb_epoll_detach(int fd);
 
-/* -------------------------------------------------------- epollmap.c */
-
-/* (epfd, epoll_data) -> fd for the epoll_wait filter. ctl
- * records a successful epoll_ctl (c: the tracked connection behind fd, or
- * NULL for an fd the shim does not track, reported once hb_epmap_used is
- * set). find fills *out and returns 1 when exactly one recorded registration
- * has that data in that set and nothing marked it ambiguous; out->verified
- * says whether the kernel's list of the set confirmed it. check_set reads
- * that list (/proc/self/fdinfo/EPFD) and settles every unconfirmed entry of
- * the set: 0, or -EAGAIN when another reading runs or paused the readings
- * (in proportion to its size), -E2BIG for a list too long to read, -errno. App threads; no call holds a
- * lock across a system call. */
-struct epoll_event;
-struct hb_conn;
-extern _Atomic int hb_epmap_used;
-void hb_epmap_ctl(struct hb_conn *c, int epfd, int op, int fd, const struct epoll_event *ev);
-int hb_epmap_find(int epfd, uint64_t data, struct hb_epreg *out);
-int hb_epmap_check_set(int epfd);
-
-/* ------------------------------------------------------------ conn.c */
+/* ------------------------------------------------------------------ conn.c */
 
 /* The mode as users see it (events, stats, hbshim_fd_mode): c->mode is
  * HB_MODE_FRAME also while an accepted connection still waits to learn
@@ -211,7 +171,38 @@ struct hb_conn *hb_conn_take_reap(void);
 /* Number of connections in use (stats). */
 uint32_t hb_conn_in_use(void);
 
-/* --------------------------------------------------------- fdtable.c */
+/* ------------------------------------------------------------------ inherit_parse.c */
+
+/* Parse the entry at s (up to ';' or the end) into *e: 0, or -EINVAL when
+ * it is malformed or holds a value no connection of ours can have (e is
+ * then zeroed). *next is set in both cases to the next entry (past the
+ * ';') or to the terminating NUL. */
+int hb_inherit_parse(const char *s, struct hb_inherit_ent *e, const char **next);
+
+/* ------------------------------------------------------------------ config.c */
+
+/*
+ * 1 when the configuration lets the program called name act (name: the
+ * basename of its argv[0]): name is in c->only_cmds (or that list is empty)
+ * and not in c->skip_cmds. Names compare exactly, byte for byte; an empty
+ * name is in no list. Pure; any thread.
+ */
+int hb_scope_admits(const struct hb_config *c, const char *name);
+
+/* Fill *c from the variables returned by get(name) (getenv in the library,
+ * the wrapper's own table in tests). Unset variables take defaults. On an
+ * invalid value returns -EINVAL and writes one line naming the variable and
+ * the accepted forms into err (no trailing newline); *c is then unusable.
+ * Pure except for get(); no allocation. */
+int hb_config_parse(struct hb_config *c, const char *(*get)(const char *name), char *err,
+		    size_t errlen);
+extern const struct hb_option hb_options[];
+extern const int hb_noptions;
+
+/* The process-wide configuration (valid after hb_init()). */
+extern struct hb_config hb_cfg;
+
+/* ------------------------------------------------------------------ fdtable.c */
 
 extern _Atomic(struct hb_fdent *) hb_fd_chunks[HB_FD_MAX >> HB_FD_CHUNK_SHIFT];
 
@@ -286,26 +277,42 @@ void hb_fd_after_fork_child(void);
 /* Visit every ACTIVE entry (fork rebuild, stats). */
 void hb_fd_foreach(void (*fn)(int fd, struct hb_conn *c, void *arg), void *arg);
 
-/* ----------------------------------------------------------- wheel.c */
+/* ------------------------------------------------------------------ log.c */
 
-/* Hierarchical timer wheel with cascading, 1 ms ticks, intrusive doubly
- * linked lists through hb_conn.wprev/wnext: O(1) add, O(1) delete, per-tick
- * cost independent of the number of pending timers. Single-threaded: owned
- * by the background thread (and by unit tests). */
-void hb_wheel_init(struct hb_wheel *w, uint64_t now_ms);
-/* Link c to fire at expires (ms); a past time fires at the next advance.
- * c must not be linked. */
-void hb_wheel_add(struct hb_wheel *w, struct hb_conn *c, uint64_t expires);
-void hb_wheel_del(struct hb_wheel *w, struct hb_conn *c);
-/* Process ticks up to now, calling fire(c) for every due timer (c is
- * unlinked before the call and may be re-added from inside it). */
-void hb_wheel_advance(struct hb_wheel *w, uint64_t now_ms,
-		      void (*fire)(struct hb_conn *c, void *arg), void *arg);
-/* Earliest tick at which something may fire, or UINT64_MAX when empty.
- * May be early (never late) for timers on the higher levels. */
-uint64_t hb_wheel_next(const struct hb_wheel *w);
+extern int hb_log_level; /* copy of hb_cfg.log_level, read without locks */
+void hb_log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The level test happens before the arguments are evaluated. */
+#define hb_log(level, ...)                                    \
+	do {                                                  \
+		if (HB_UNLIKELY((level) <= hb_log_level))     \
+			hb_log_write((level), __VA_ARGS__);   \
+	} while (0)
+/* Print one line to stderr unconditionally (configuration errors). */
+void hb_log_stderr(const char *line);
+/* After outfile.c refused path (kind HB_OUT_*): its one warning, if not
+ * written yet; on stderr for the log file itself, else as a warn line. */
+void hb_log_refused(int kind, const char *path);
 
-/* ---------------------------------------------------------- events.c */
+/* ------------------------------------------------------------------ epollmap.c */
+
+/* (epfd, epoll_data) -> fd for the epoll_wait filter. ctl
+ * records a successful epoll_ctl (c: the tracked connection behind fd, or
+ * NULL for an fd the shim does not track, reported once hb_epmap_used is
+ * set). find fills *out and returns 1 when exactly one recorded registration
+ * has that data in that set and nothing marked it ambiguous; out->verified
+ * says whether the kernel's list of the set confirmed it. check_set reads
+ * that list (/proc/self/fdinfo/EPFD) and settles every unconfirmed entry of
+ * the set: 0, or -EAGAIN when another reading runs or paused the readings
+ * (in proportion to its size), -E2BIG for a list too long to read, -errno. App threads; no call holds a
+ * lock across a system call. */
+struct epoll_event;
+struct hb_conn;
+extern _Atomic int hb_epmap_used;
+void hb_epmap_ctl(struct hb_conn *c, int epfd, int op, int fd, const struct epoll_event *ev);
+int hb_epmap_find(int epfd, uint64_t data, struct hb_epreg *out);
+int hb_epmap_check_set(int epfd);
+
+/* ------------------------------------------------------------------ events.c */
 
 #define HB_EV_STR(k, v) ((struct hb_ev_field){ .key = (k), .str = (v) })
 #define HB_EV_NUM(k, v) ((struct hb_ev_field){ .key = (k), .num = (uint64_t)(v) })
@@ -324,7 +331,7 @@ void hb_event_conn(const char *name, int fd, const struct hb_conn *c,
 		   int n);
 static inline int hb_events_on(void) { return hb_cfg.events_file[0] != 0; }
 
-/* ------------------------------------------------------- keepalive.c */
+/* ------------------------------------------------------------------ keepalive.c */
 
 /* Pure derivation; see DESIGN.md "Keepalive mode". */
 void hb_ka_derive(uint32_t interval_ms, uint32_t timeout_ms, struct hb_ka *out);
@@ -361,14 +368,14 @@ static inline void hb_ka_note_tx(struct hb_conn *c)
 	}
 }
 
-/* ----------------------------------------------------------- stats.c */
+/* ------------------------------------------------------------------ stats.c */
 
 /* Render the Prometheus text exposition into b. */
 void hb_stats_render(struct hb_buf *b);
 /* Write HBSHIM_STATS atomically (tmp + rename). Any thread. */
 void hb_stats_flush(void);
 
-/* -------------------------------------------------------- deadline.c */
+/* ------------------------------------------------------------------ deadline.c */
 
 /* The policy of why, NULL when why is no reason. Pure. */
 const struct hb_dead_policy *hb_dead_policy(enum hb_dead_reason why);
@@ -414,7 +421,7 @@ uint64_t hb_idle_check(struct hb_conn *c, int fd, uint64_t now, hb_notice_fn *no
 uint64_t hb_idle_frame(struct hb_conn *c, int fd, uint64_t now, uint64_t next,
 		       hb_notice_fn *notice);
 
-/* -------------------------------------------------------- fault_io.c */
+/* ------------------------------------------------------------------ fault_io.c */
 
 /* Fault injection at run time (HBSHIM_FAULTS). Nothing here runs unless
  * rules are configured: the interposers test c->fault (one atomic load).
@@ -442,7 +449,7 @@ static inline struct hb_fstate *hb_fault_of(struct hb_conn *c)
 	return hb_load_relaxed(&c->fault);
 }
 
-/* --------------------------------------------------- fault_connect.c */
+/* ------------------------------------------------------------------ fault_connect.c */
 
 /* Connect faults, before the real connect: 0 to go on (after a "delay"
  * slept, or with *sa replaced by a private loopback address: one that never
@@ -455,7 +462,7 @@ int hb_fault_connect(int fd, struct hb_conn *c, const struct sockaddr **sa, sock
 void hb_fault_bind(int fd, struct hb_conn *c, const struct sockaddr *peer, socklen_t peerlen,
 		   int accepted);
 
-/* ------------------------------------------------------ fault_poll.c */
+/* ------------------------------------------------------------------ fault_poll.c */
 
 /* poll/ppoll and select/pselect on a process with rules: a socket whose
  * data is held back (latency, bandwidth, hang) is not reported readable
@@ -481,7 +488,7 @@ void hb_fault_epoll_ctl_end(int locked, int ok, struct hb_conn *c, int epfd, int
 /* A hang rule holds c now: its heartbeats stop too. Background thread. */
 int hb_fault_hung(struct hb_conn *c);
 
-/* ------------------------------------------------------- fault_ctl.c */
+/* ------------------------------------------------------------------ fault_ctl.c */
 
 /* Serve HBSHIM_CONTROL (a UNIX socket, mode 0600, same-user peers only) on
  * a thread of its own. Constructor, after the configuration. */
@@ -490,7 +497,7 @@ void hb_fault_ctl_start(void);
  * thread (the control thread; unit tests). */
 int hb_fault_ctl_exec(const char *cmd, struct hb_buf *out);
 
-/* ---------------------------------------------------------- thread.c */
+/* ------------------------------------------------------------------ thread.c */
 
 void hb_thread_set_frame_ops(const struct hb_frame_ops *ops);
 /* Hand c to the background thread (starting it on first use). Any app
@@ -566,6 +573,20 @@ int hb_dg_published(uint64_t cookie);
 int hb_dg_leave_reader(int fd, const struct hb_rx *rx);
 /* The name of a downgrade reason (HB_DR_*) for events and logs. Pure. */
 const char *hb_dg_reason_name(uint8_t reason);
+
+/* ------------------------------------------------------------------ inherit.c */
+
+/* Write "HBSHIM_INHERIT=..." describing every framed fd that survives exec
+ * into out; returns its length, or 0 when there is none (or it does not
+ * fit). posix_spawn passes its file actions' dup2 {fd, newfd} pairs in
+ * dups (the connections handed over are marked shared); exec passes NULL.
+ * Any thread; no allocation. */
+size_t hb_inherit_export(char *out, size_t cap, const int (*dups)[2], int ndups);
+/* Adopt the connections described by the value of HBSHIM_INHERIT; returns
+ * how many. An entry that is malformed, inconsistent or does not name a
+ * TCP socket of that cookie here is ignored with a warning. Constructor
+ * only. */
+int hb_inherit_import(const char *s);
 
 /* ------------------------------------------------------------------ frame_rx.c */
 
@@ -657,29 +678,7 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late);
  * init.c with hb_thread_set_frame_ops. */
 extern const struct hb_frame_ops hb_frame_ops;
 
-/* --------------------------------------------------- inherit_parse.c */
-
-/* Parse the entry at s (up to ';' or the end) into *e: 0, or -EINVAL when
- * it is malformed or holds a value no connection of ours can have (e is
- * then zeroed). *next is set in both cases to the next entry (past the
- * ';') or to the terminating NUL. */
-int hb_inherit_parse(const char *s, struct hb_inherit_ent *e, const char **next);
-
-/* --------------------------------------------------------- inherit.c */
-
-/* Write "HBSHIM_INHERIT=..." describing every framed fd that survives exec
- * into out; returns its length, or 0 when there is none (or it does not
- * fit). posix_spawn passes its file actions' dup2 {fd, newfd} pairs in
- * dups (the connections handed over are marked shared); exec passes NULL.
- * Any thread; no allocation. */
-size_t hb_inherit_export(char *out, size_t cap, const int (*dups)[2], int ndups);
-/* Adopt the connections described by the value of HBSHIM_INHERIT; returns
- * how many. An entry that is malformed, inconsistent or does not name a
- * TCP socket of that cookie here is ignored with a warning. Constructor
- * only. */
-int hb_inherit_import(const char *s);
-
-/* --------------------------------------------------------- i_stdio.c */
+/* ------------------------------------------------------------------ i_stdio.c */
 
 /* After the import: stdin/stdout/stderr on an inherited framed fd go
  * through our read and write. */
@@ -689,13 +688,13 @@ int hb_stdio_release(void *fp);
 /* Flush the adopted output streams (exit, before the framed exit wait). */
 void hb_stdio_flush(void);
 
-/* -------------------------------------------------------- i_fdopen.c */
+/* ------------------------------------------------------------------ i_fdopen.c */
 
 /* Flush our fdopen output streams no other thread holds (exit, before the
  * framed exit wait). */
 void hb_fdopen_flush(void);
 
-/* ------------------------------------------------------------ init.c */
+/* ------------------------------------------------------------------ init.c */
 
 /* Idempotent lazy init (binds symbols, parses config). */
 void hb_init(void);

@@ -178,7 +178,7 @@ void hb_buf_fmt(struct hb_buf *b, const char *fmt, ...)
 /* NUL-terminate (within cap) and return the string. */
 const char *hb_buf_str(struct hb_buf *b);
 
-/* --------------------------------------------------------------- counters.c */
+/* ------------------------------------------------------------------ counters.c */
 
 enum {
 	HB_ST_CONN_KEEPALIVE, /* gauge: tracked connections in keepalive mode */

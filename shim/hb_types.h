@@ -31,7 +31,7 @@
 #define HB_LIKELY(x) __builtin_expect(!!(x), 1)
 #define HB_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-/* ------------------------------------------------- config.c, parse.c */
+/* ------------------------------------------------------------------ config.c, parse.c */
 
 #define HB_MAX_RULES 32
 #define HB_PATH_MAX 512
@@ -52,7 +52,7 @@ struct hb_rule {
 	uint8_t addr[16]; /* network order, 4 or 16 bytes used */
 };
 
-/* ----------------------------------------------------------- fault.c */
+/* ------------------------------------------------------------------ fault.c */
 
 /* HBSHIM_FAULTS: test-harness fault rules (grammar in fault.c, runtime in
  * fault_io.c). */
@@ -83,7 +83,7 @@ struct hb_fault {
 	struct hb_rule peer;      /* which peers; "*" by default */
 };
 
-/* ---------------------------------------------------------- config.c */
+/* ------------------------------------------------------------------ config.c */
 
 /* The whole configuration, parsed once and then read-only. */
 struct hb_config {
@@ -134,7 +134,7 @@ struct hb_option {
 	const char *expect;  /* what the error line offers instead of a bad value */
 };
 
-/* ------------------------------------------------------------- fmt.c */
+/* ------------------------------------------------------------------ fmt.c */
 
 /* A bounded string builder over caller memory; never allocates, never
  * overflows (output is truncated), async-signal-safe. */
@@ -143,7 +143,7 @@ struct hb_buf {
 	size_t len, cap;
 };
 
-/* ------------------------------------------------------------ real.c */
+/* ------------------------------------------------------------------ real.c */
 
 /* Pointers to the next definition of every interposed function, bound with
  * dlsym(RTLD_NEXT) once (constructor, or the first interposed call that is
@@ -212,7 +212,7 @@ struct hb_real {
 			    char *const[]);
 };
 
-/* -------------------------------------------------------------- os.c */
+/* ------------------------------------------------------------------ os.c */
 
 /* The kernel's struct tcp_info up to tcpi_total_retrans, declared here
  * because the libcs disagree (glibc stops there, musl declares it all):
@@ -239,7 +239,7 @@ struct hb_tcp_info {
 };
 #define HB_TI_HAS(x, field) ((x)->len >= offsetof(struct hb_tcp_info, field) + sizeof((x)->field))
 
-/* -------------------------------------------------------- epollmap.c */
+/* ------------------------------------------------------------------ epollmap.c */
 
 /* One recorded epoll registration (hb_epmap_find's answer): the fd behind
  * (epfd, data), whether the kernel's list confirmed it, and the connection
@@ -250,7 +250,7 @@ struct hb_epreg {
 	uint32_t events, self, gen, ver;
 };
 
-/* ------------------------------------------------------------ conn.c */
+/* ------------------------------------------------------------------ conn.c */
 
 enum { HB_MODE_NONE = 0, HB_MODE_KEEPALIVE = 1, HB_MODE_FRAME = 2 };
 enum { HB_KIND_SOCKET = 0, HB_KIND_LISTENER = 1, HB_KIND_CONNECTED = 2, HB_KIND_LINGER = 3 };
@@ -418,7 +418,7 @@ struct hb_conn {
 enum { HB_RX_RAW = 0, HB_RX_DETECT = 1, HB_RX_FRAMED = 2, HB_RX_FAILED = 3 };
 enum { HB_TX_RAW = 0, HB_TX_UNDECIDED = 1, HB_TX_FRAMED = 2 };
 
-/* --------------------------------------------------------- fdtable.c */
+/* ------------------------------------------------------------------ fdtable.c */
 
 /* Entry word layout: state (2 bits) | busy count (16 bits) | generation (32). */
 #define HB_FD_EMPTY   0ull
@@ -439,7 +439,7 @@ struct hb_fdent {
 	_Atomic(struct hb_conn *) conn;   /* set before ACTIVE, cleared in CLOSING */
 };
 
-/* ----------------------------------------------------------- wheel.c */
+/* ------------------------------------------------------------------ wheel.c */
 
 /* The timer wheel (hb_wheel_*, hb.h); owned by the background thread. */
 #define HB_WHEEL_L0_BITS 8
@@ -452,7 +452,7 @@ struct hb_wheel {
 	struct hb_conn *ln[HB_WHEEL_LEVELS - 1][1u << HB_WHEEL_LN_BITS];
 };
 
-/* ------------------------------------------------------- keepalive.c */
+/* ------------------------------------------------------------------ keepalive.c */
 
 /* Kernel keepalive settings derived from interval and timeout. */
 struct hb_ka {
@@ -463,7 +463,7 @@ struct hb_ka {
 	unsigned jitter_ms;   /* spread of the SO_KEEPALIVE switch-on time */
 };
 
-/* --------------------------------------------------- inherit_parse.c */
+/* ------------------------------------------------------------------ inherit_parse.c */
 
 /* One entry of HBSHIM_INHERIT (hb_inherit_parse). */
 struct hb_inherit_ent {
@@ -475,7 +475,7 @@ struct hb_inherit_ent {
 	uint32_t peer_interval_ms, peer_timeout_ms;
 };
 
-/* ---------------------------------------------------------- thread.c */
+/* ------------------------------------------------------------------ thread.c */
 
 /* What the background thread calls for framed connections. tick.c fills
  * hb_frame_ops and init.c registers it once, before any connection exists,
@@ -492,7 +492,7 @@ struct hb_frame_ops {
 	void (*linger_drop_all)(void);
 };
 
-/* -------------------------------------------------------- deadline.c */
+/* ------------------------------------------------------------------ deadline.c */
 
 /* Why a peer was declared dead. */
 enum hb_dead_reason {
@@ -514,7 +514,7 @@ typedef int hb_connect_fn(int fd, const struct sockaddr *sa, socklen_t len);
 /* How a framed connection tells its peer why it dies (hb_frame_ops.notice). */
 typedef void hb_notice_fn(struct hb_conn *c, int fd, uint8_t reason, uint32_t silent_ms);
 
-/* ---------------------------------------------------------- events.c */
+/* ------------------------------------------------------------------ events.c */
 
 /* One field of an event line: key and a string value (JSON-escaped), or,
  * str NULL, an unsigned number. */
@@ -524,7 +524,7 @@ struct hb_ev_field {
 	uint64_t num;
 };
 
-/* -------------------------------------------------------- fault_io.c */
+/* ------------------------------------------------------------------ fault_io.c */
 
 /* The fault rules bound to one connection (private to the fault files). */
 struct hb_fstate;
