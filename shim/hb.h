@@ -42,7 +42,7 @@ int hb_parse_duration(const char *s, uint32_t *out_ms);
  * Returns 0 and the count in *n, or -EINVAL / -E2BIG. Pure; any thread. */
 int hb_parse_rules(const char *s, struct hb_rule *out, int max, int *n);
 /* The same, also telling where it stopped: on failure *bad and *badlen
- * delimit the offending item (for the error line). */
+ * delimit the offending item (for the error line). Pure; any thread. */
 int hb_parse_rule_list(const char *s, struct hb_rule *out, int max, int *n, const char **bad,
 		       size_t *badlen);
 
@@ -68,6 +68,7 @@ void hb_wheel_init(struct hb_wheel *w, uint64_t now_ms);
 /* Link c to fire at expires (ms); a past time fires at the next advance.
  * c must not be linked. */
 void hb_wheel_add(struct hb_wheel *w, struct hb_conn *c, uint64_t expires);
+/* Unlink c; c must be linked (c->wlinked). */
 void hb_wheel_del(struct hb_wheel *w, struct hb_conn *c);
 /* Process ticks up to now, calling fire(c) for every due timer (c is
  * unlinked before the call and may be re-added from inside it). */
@@ -84,7 +85,8 @@ uint64_t hb_wheel_next(const struct hb_wheel *w);
  * (for the error line). Pure; any thread. */
 int hb_fault_parse(const char *s, struct hb_fault *out, int max, int *n, const char **bad,
 		   size_t *badlen);
-/* One rule s[0..n) (no ';'); index names it when it has no name=. */
+/* One rule s[0..n) (no ';') into *f: 0 or -EINVAL; index names it when it
+ * has no name=. Pure; any thread (the control thread too). */
 int hb_fault_parse_one(const char *s, size_t n, struct hb_fault *f, int index);
 /* The name of an HB_FA_* action, and of an errno value the errno fault
  * accepts ("ECONNRESET"), or NULL. Pure. */
@@ -113,7 +115,7 @@ int hb_out_take_warning(int kind, const char *path, struct hb_buf *b);
  * *slot, or -errno. Close it with hb_out_close_tmp. */
 long hb_out_create_tmp(const char *path, char *tmp, size_t cap, int *slot);
 void hb_out_close_tmp(int slot, long fd);
-/* Note what fd 2 is at load (init.c, before anything is logged). */
+/* Note what fd 2 is at load. Constructor, before anything is logged. */
 void hb_out_init(void);
 /* pthread_atfork handlers (registered by init.c). */
 void hb_out_atfork_prepare(void);
@@ -150,7 +152,9 @@ struct hb_conn *hb_conn_alloc(void);
 /* Return a connection to the pool. Background thread only (the single
  * reclaimer), or any thread for a connection never published. */
 void hb_conn_free(struct hb_conn *c);
-/* Pool index + 1 <-> pointer. */
+/* The connection at pool index + 1 (c->self), or NULL for 0 or an index
+ * never allocated. Any thread; the slot may be free or reused: compare
+ * gen. */
 struct hb_conn *hb_conn_at(uint32_t idx1);
 /* Push onto the inbox / reap stacks (any thread, lock-free) and take the
  * whole stack (background thread). */
@@ -168,7 +172,7 @@ void hb_conn_on_reap(void (*fn)(void));
 void hb_conn_retry_reap(struct hb_conn *c);
 struct hb_conn *hb_conn_take_inbox(void);
 struct hb_conn *hb_conn_take_reap(void);
-/* Number of connections in use (stats). */
+/* Number of connections in use (stats). Any thread; a relaxed snapshot. */
 uint32_t hb_conn_in_use(void);
 
 /* ------------------------------------------------------------------ inherit_parse.c */
@@ -176,7 +180,7 @@ uint32_t hb_conn_in_use(void);
 /* Parse the entry at s (up to ';' or the end) into *e: 0, or -EINVAL when
  * it is malformed or holds a value no connection of ours can have (e is
  * then zeroed). *next is set in both cases to the next entry (past the
- * ';') or to the terminating NUL. */
+ * ';') or to the terminating NUL. Pure; any thread. */
 int hb_inherit_parse(const char *s, struct hb_inherit_ent *e, const char **next);
 
 /* ------------------------------------------------------------------ config.c */
@@ -218,6 +222,9 @@ static inline struct hb_conn *hb_fd_conn_raw(int fd)
 	return hb_load_acquire(&ch[(unsigned)fd & (HB_FD_CHUNK - 1)].conn);
 }
 
+/* hb_fd_conn_vet's slow half, with hb_vfork_mark set: c when this is the
+ * owner again (the mark is cleared) or fd still is c's socket (same
+ * cookie), else NULL. Any thread. */
 struct hb_conn *hb_fd_conn_vet_vforked(int fd, struct hb_conn *c) __attribute__((cold));
 
 /* c, the raw entry for fd, or NULL when fd is provably not its socket in
@@ -256,11 +263,12 @@ int hb_fd_forget(int fd);
 /* Split form of hb_fd_forget for dup2/dup3, whose real call may fail and
  * then must leave the target fd as it was: begin marks CLOSING and waits;
  * end(ok=1) clears, end(ok=0) restores ACTIVE. begin returns 1 when fd was
- * tracked (end must then be called) and 0 otherwise. */
+ * tracked (end must then be called) and 0 otherwise. App thread. */
 int hb_fd_forget_begin(int fd);
 void hb_fd_forget_end(int fd, int ok);
 
-/* Forget every tracked fd in [lo, hi] (close_range, closefrom). */
+/* Forget every tracked fd in [lo, hi] (close_range, closefrom), as
+ * hb_fd_forget does one. App thread. */
 void hb_fd_forget_range(unsigned lo, unsigned hi);
 
 /* Background thread: pin the fd of conn for a shim-originated operation.
@@ -274,12 +282,17 @@ void hb_fd_unpin(struct hb_fdent *ent);
  * thread (which does not exist in the child). */
 void hb_fd_after_fork_child(void);
 
-/* Visit every ACTIVE entry (fork rebuild, stats). */
+/* Call fn for every ACTIVE entry, in fd order. Nothing is pinned: an entry
+ * may be forgotten while fn runs (fn checks what it relies on), and entries
+ * added meanwhile may be missed. Any thread; fork handlers. */
 void hb_fd_foreach(void (*fn)(int fd, struct hb_conn *c, void *arg), void *arg);
 
 /* ------------------------------------------------------------------ log.c */
 
 extern int hb_log_level; /* copy of hb_cfg.log_level, read without locks */
+/* Format one line (hb_buf_fmt's subset) with the level and pid, and append
+ * it to HBSHIM_LOG_FILE or stderr, rate-capped; a line logged from inside
+ * logging is dropped. Any thread, async-signal-safe. Use hb_log. */
 void hb_log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The level test happens before the arguments are evaluated. */
 #define hb_log(level, ...)                                    \
@@ -287,26 +300,28 @@ void hb_log_write(int level, const char *fmt, ...) __attribute__((format(printf,
 		if (HB_UNLIKELY((level) <= hb_log_level))     \
 			hb_log_write((level), __VA_ARGS__);   \
 	} while (0)
-/* Print one line to stderr unconditionally (configuration errors). */
+/* Print one line to stderr whatever the level (configuration errors),
+ * through hb_out_stderr. Any thread. */
 void hb_log_stderr(const char *line);
 /* After outfile.c refused path (kind HB_OUT_*): its one warning, if not
- * written yet; on stderr for the log file itself, else as a warn line. */
+ * written yet; on stderr for the log file itself, else as a warn line.
+ * Any thread. */
 void hb_log_refused(int kind, const char *path);
 
 /* ------------------------------------------------------------------ epollmap.c */
 
-/* (epfd, epoll_data) -> fd for the epoll_wait filter. ctl
- * records a successful epoll_ctl (c: the tracked connection behind fd, or
- * NULL for an fd the shim does not track, reported once hb_epmap_used is
- * set). find fills *out and returns 1 when exactly one recorded registration
- * has that data in that set and nothing marked it ambiguous; out->verified
- * says whether the kernel's list of the set confirmed it. check_set reads
- * that list (/proc/self/fdinfo/EPFD) and settles every unconfirmed entry of
- * the set: 0, or -EAGAIN when another reading runs or paused the readings
- * (in proportion to its size), -E2BIG for a list too long to read, -errno. App threads; no call holds a
- * lock across a system call. */
+/* (epfd, epoll_data) -> fd for the epoll_wait filter. ctl records a
+ * successful epoll_ctl (c: the tracked connection behind fd, or NULL for an
+ * fd the shim does not track, reported once hb_epmap_used is set). find
+ * fills *out and returns 1 when exactly one recorded registration has that
+ * data in that set and nothing marked it ambiguous; out->verified says
+ * whether the kernel's list of the set confirmed it. check_set reads that
+ * list (/proc/self/fdinfo/EPFD) and confirms every unconfirmed entry of
+ * the set or marks it ambiguous: 0, or -EAGAIN when another reading runs
+ * or paused the readings (in proportion to its size), -E2BIG for a list
+ * too long to read, -errno. App threads; no call holds a lock across a
+ * system call. */
 struct epoll_event;
-struct hb_conn;
 extern _Atomic int hb_epmap_used;
 void hb_epmap_ctl(struct hb_conn *c, int epfd, int op, int fd, const struct epoll_event *ev);
 int hb_epmap_find(int epfd, uint64_t data, struct hb_epreg *out);
@@ -370,7 +385,8 @@ static inline void hb_ka_note_tx(struct hb_conn *c)
 
 /* ------------------------------------------------------------------ stats.c */
 
-/* Render the Prometheus text exposition into b. */
+/* Render the Prometheus text exposition of the counters into b. Any
+ * thread; no allocation. */
 void hb_stats_render(struct hb_buf *b);
 /* Write HBSHIM_STATS atomically (tmp + rename). Any thread. */
 void hb_stats_flush(void);
@@ -440,10 +456,10 @@ long hb_fault_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags,
  * written by fault_ctl.c's control thread, read by the paths above. */
 extern _Atomic uint8_t hb_fault_off[HB_MAX_FAULTS];
 extern _Atomic uint32_t hb_fault_kick[HB_MAX_FAULTS];
-/* A hang rule holds c now: its heartbeats stop too. Background thread. */
-int hb_fault_hung(struct hb_conn *c);
-/* The names of the rules bound to a connection, comma-separated. */
+/* The names of the rules bound to a connection (st: hb_fault_of(c), not
+ * NULL), comma-separated, into out. Any thread (the control thread). */
 void hb_fault_rule_names(struct hb_fstate *st, struct hb_buf *out);
+/* The fault rules bound to c, NULL when none (the usual case). Any thread. */
 static inline struct hb_fstate *hb_fault_of(struct hb_conn *c)
 {
 	return hb_load_relaxed(&c->fault);
@@ -456,9 +472,11 @@ static inline struct hb_fstate *hb_fault_of(struct hb_conn *c)
  * answers for "timeout", a closed port for "refuse"), 1 to go on and report
  * a connect that completes at once as EINPROGRESS (a non-blocking connect
  * under "delay": in progress until the delay is over), or -errno to fail
- * the connect with (errno, EALREADY while a delay is on). */
+ * the connect with (errno, EALREADY while a delay is on). App thread,
+ * inside connect. */
 int hb_fault_connect(int fd, struct hb_conn *c, const struct sockaddr **sa, socklen_t *len);
-/* Bind the rules matching this connection (side, peer) to c. */
+/* Bind the rules matching this connection (side, peer) to c (c->fault,
+ * once). App thread, at connect or accept, before c is used for I/O. */
 void hb_fault_bind(int fd, struct hb_conn *c, const struct sockaddr *peer, socklen_t peerlen,
 		   int accepted);
 
@@ -467,7 +485,8 @@ void hb_fault_bind(int fd, struct hb_conn *c, const struct sockaddr *peer, sockl
 /* poll/ppoll and select/pselect on a process with rules: a socket whose
  * data is held back (latency, bandwidth, hang) is not reported readable
  * until its release; the wait is cut at that time (and at a timed
- * trigger) and made again. inner is the interposer's own call. */
+ * trigger) and made again. inner is the interposer's own call; the result
+ * is in inner's convention. App thread. */
 int hb_fault_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask,
 		   int (*inner)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *));
 int hb_fault_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *ts,
@@ -476,12 +495,13 @@ int hb_fault_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct 
 				  const sigset_t *));
 /* epoll_wait and kin on a process with rules: reports of what is held
  * back are withdrawn and their registrations parked until the release
- * (fault_poll.c). inner waits at most ns (-1: no timeout). */
+ * (fault_poll.c). inner waits at most ns (-1: no timeout). App thread. */
 int hb_fault_epoll(int epfd, struct epoll_event *evs, int max, int64_t timeout_ns,
 		   int (*inner)(int, struct epoll_event *, int, int64_t, void *), void *arg);
 /* Around the application's epoll_ctl in a process with rules: its
  * registration of (epfd, fd) replaces a parked one, and is recorded (ok:
- * the call succeeded). begin returns what end takes as locked. */
+ * the call succeeded). begin returns what end takes as locked. App thread,
+ * inside epoll_ctl. */
 int hb_fault_epoll_ctl_begin(int epfd, int fd);
 void hb_fault_epoll_ctl_end(int locked, int ok, struct hb_conn *c, int epfd, int op, int fd,
 			    const struct epoll_event *ev);
@@ -499,6 +519,8 @@ int hb_fault_ctl_exec(const char *cmd, struct hb_buf *out);
 
 /* ------------------------------------------------------------------ thread.c */
 
+/* Register the framed files' steps (struct hb_frame_ops, hb_types.h); ops
+ * must live for ever. Constructor, before any connection is scheduled. */
 void hb_thread_set_frame_ops(const struct hb_frame_ops *ops);
 /* Hand c to the background thread (starting it on first use). Any app
  * thread; c must be installed. Never blocks. */
@@ -506,6 +528,9 @@ void hb_thread_schedule(struct hb_conn *c);
 /* A scheduled connection's next step is due now (a deadline the background
  * thread did not know of when it last scheduled it). Any thread. */
 void hb_thread_poke(struct hb_conn *c);
+/* Start the background thread if this process has none yet (a fork child
+ * that uses an inherited connection; the thread then rebuilds its wheel
+ * from the fd table). App thread. */
 void hb_thread_ensure(void);
 /* In the child of a raw clone (no fork handlers ran) that found it has
  * memory of its own: what the fork child handlers do (connections marked
@@ -514,6 +539,8 @@ void hb_thread_ensure(void);
  * are its copies to close; else they leave its table unclosed.
  * Single-threaded. */
 void hb_thread_after_clone(int own_files);
+/* The background thread's tid once it runs, else 0: the locks and the
+ * negotiation tell their own thread from it. Relaxed; any thread. */
 extern _Atomic uint32_t hb_thread_tid;
 /* Wake the background thread (reap pressure). Async-signal-safe. */
 void hb_thread_wake(void);
@@ -664,7 +691,8 @@ uint64_t hb_frame_linger_tick(struct hb_conn *c, int fd, uint64_t now);
 /* Library destructor: wait (bounded by the timeout) until framed
  * connections have their queued data acknowledged. Exiting thread. */
 void hb_frame_at_exit(void);
-/* Close every lingering private fd (fork child, through hb_frame_ops). */
+/* Close every lingering private fd: the fork child's copies (through
+ * hb_frame_ops.linger_drop_all). Single-threaded fork child. */
 void hb_frame_linger_drop_all(void);
 
 /* ------------------------------------------------------------------ tick.c */
@@ -681,22 +709,25 @@ extern const struct hb_frame_ops hb_frame_ops;
 /* ------------------------------------------------------------------ i_stdio.c */
 
 /* After the import: stdin/stdout/stderr on an inherited framed fd go
- * through our read and write. */
+ * through our read and write. Constructor. */
 void hb_stdio_adopt(void);
-/* fclose(fp): 1 if fp was adopted (now released), else 0. */
+/* fclose(fp): 1 if fp was adopted (now released), else 0. App thread,
+ * inside fclose. */
 int hb_stdio_release(void *fp);
-/* Flush the adopted output streams (exit, before the framed exit wait). */
+/* Flush the adopted output streams. Destructor, before the framed exit
+ * wait. */
 void hb_stdio_flush(void);
 
 /* ------------------------------------------------------------------ i_fdopen.c */
 
-/* Flush our fdopen output streams no other thread holds (exit, before the
- * framed exit wait). */
+/* Flush our fdopen output streams no other thread holds. Destructor,
+ * before the framed exit wait. */
 void hb_fdopen_flush(void);
 
 /* ------------------------------------------------------------------ init.c */
 
-/* Idempotent lazy init (binds symbols, parses config). */
+/* Idempotent lazy init (binds symbols, parses config). Any thread: the
+ * constructor, or the first interposed call that runs before it. */
 void hb_init(void);
 
 #endif
