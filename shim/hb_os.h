@@ -100,8 +100,9 @@ void hb_os_sleep_us(unsigned us);
  * 4.12) the socket's inode number with the top bit set; 0 when fd is not a
  * socket. Never 0 for a socket. */
 uint64_t hb_os_cookie(int fd);
-/* Raise SIGPIPE on the calling thread, as the kernel would on EPIPE: only
- * for an application call that the shim answers EPIPE itself. */
+/* Raise SIGPIPE on the calling thread, as the kernel would on EPIPE: for
+ * an application send without MSG_NOSIGNAL that failed EPIPE on a call of
+ * the shim's own, made with MSG_NOSIGNAL. */
 void hb_os_raise_sigpipe(void);
 
 /* TCP_INFO of fd into *x (zeroed past what the kernel filled; x->len says
