@@ -88,7 +88,7 @@ man: $(MAN_PAGES)
 # musl builds can run it.
 HOSTCC ?= cc
 $(B)/genman: man/genman.c shim/config.c shim/parse.c shim/fault.c shim/fmt.c shim/hb.h \
-	    include/hbshim.h | $(B)/obj
+	    shim/hb_types.h shim/hb_os.h include/hbshim.h | $(B)/obj
 	$(HOSTCC) -std=gnu11 -D_GNU_SOURCE -O1 -Iinclude -Ishim -o $@ man/genman.c shim/config.c \
 	    shim/parse.c shim/fault.c shim/fmt.c
 $(B)/man/%: man/%.in $(B)/genman

@@ -26,7 +26,7 @@
 
 _Atomic(struct hb_fdent *) hb_fd_chunks[HB_FD_MAX >> HB_FD_CHUNK_SHIFT];
 
-struct hb_conn *hb_fd_conn_marked(int fd, struct hb_conn *c)
+struct hb_conn *hb_fd_conn_vet_vforked(int fd, struct hb_conn *c)
 {
 	if (hb_os_getpid() == hb_self_pid) {
 		/* The owner again: the child that set the mark on this

@@ -12,12 +12,34 @@
  * One entry, fields separated by ',', numbers in lowercase hex (at most 16
  * digits), byte strings as pairs of hex digits ("-" when empty):
  *   fd,cookie,rxmode,txmode,client,hello_sent,rx_remaining,rx_hdr,
- *   rx_halfclosed,tx_remaining,tx_pend,peer_interval_ms,peer_timeout_ms
+ *   rx_flags,tx_remaining,tx_pend,peer_interval_ms,peer_timeout_ms
+ * rx_flags: bit 0 rx.halfclosed, bit 1 peer_dg.
  */
 #include <errno.h>
 #include <string.h>
 
 #include "hb.h"
+
+/* The fields of an entry, in order. RX_HDR and TX_PEND are byte strings,
+ * the others numbers. */
+enum {
+	F_FD,
+	F_COOKIE,
+	F_RXMODE,
+	F_TXMODE,
+	F_CLIENT,
+	F_HELLO_SENT,
+	F_RX_REMAINING,
+	F_RX_HDR,
+	F_RX_FLAGS,
+	F_TX_REMAINING,
+	F_TX_PEND,
+	F_PEER_INTERVAL,
+	F_PEER_TIMEOUT,
+	F_COUNT
+};
+#define RX_FLAG_HALFCLOSED 1u
+#define RX_FLAG_PEER_DG    2u
 
 static int hexval(char ch)
 {
@@ -67,13 +89,15 @@ static const char *get_bytes(const char *s, uint8_t *p, size_t max, size_t *n)
 }
 
 /* The values one entry may hold: what a connection of ours can be in. */
-static int consistent(const uint64_t f[13], const struct hb_inherit_ent *e)
+static int consistent(const uint64_t f[F_COUNT], const struct hb_inherit_ent *e)
 {
-	if (f[0] >= HB_FD_MAX || !f[1])
+	if (f[F_FD] >= HB_FD_MAX || !f[F_COOKIE])
 		return 0;
-	if (f[2] > HB_RX_FAILED || f[3] > HB_TX_FRAMED || f[4] > 1 || f[5] > 1 || f[8] > 3)
+	if (f[F_RXMODE] > HB_RX_FAILED || f[F_TXMODE] > HB_TX_FRAMED || f[F_CLIENT] > 1 ||
+	    f[F_HELLO_SENT] > 1 || f[F_RX_FLAGS] > (RX_FLAG_HALFCLOSED | RX_FLAG_PEER_DG))
 		return 0;
-	if (f[6] > HB_MAX_FRAME || f[9] > HB_MAX_FRAME || f[11] > UINT32_MAX || f[12] > UINT32_MAX)
+	if (f[F_RX_REMAINING] > HB_MAX_FRAME || f[F_TX_REMAINING] > HB_MAX_FRAME ||
+	    f[F_PEER_INTERVAL] > UINT32_MAX || f[F_PEER_TIMEOUT] > UINT32_MAX)
 		return 0;
 	/* The decoder's own invariants (codec.c). */
 	return hb_rx_state_valid(&e->rx);
@@ -82,20 +106,20 @@ static int consistent(const uint64_t f[13], const struct hb_inherit_ent *e)
 int hb_inherit_parse(const char *s, struct hb_inherit_ent *e, const char **next)
 {
 	const char *p = s;
-	uint64_t f[13];
+	uint64_t f[F_COUNT]; /* the numbers; byte strings go straight into *e */
 	size_t rxn = 0, txn = 0;
 	int i;
 
 	memset(e, 0, sizeof(*e));
 	memset(f, 0, sizeof(f));
-	for (i = 0; i < 13 && p; i++) {
+	for (i = 0; i < F_COUNT && p; i++) {
 		if (i && *p++ != ',') {
 			p = NULL;
 			break;
 		}
-		if (i == 7)
+		if (i == F_RX_HDR)
 			p = get_bytes(p, e->rx.hdr, sizeof(e->rx.hdr), &rxn);
-		else if (i == 10)
+		else if (i == F_TX_PEND)
 			p = get_bytes(p, e->tx.pend, sizeof(e->tx.pend), &txn);
 		else
 			p = get_num(p, &f[i]);
@@ -111,22 +135,22 @@ int hb_inherit_parse(const char *s, struct hb_inherit_ent *e, const char **next)
 		return -EINVAL;
 	}
 	e->rx.hdr_len = (uint8_t)(rxn & 7); /* rxn <= HB_HDR_MAX < 8 */
-	e->rx.remaining = (uint32_t)(f[6] <= HB_MAX_FRAME ? f[6] : 0);
-	e->rx.halfclosed = (uint8_t)(f[8] & 1);
-	e->peer_dg = (uint8_t)(f[8] >> 1 & 1);
+	e->rx.remaining = (uint32_t)(f[F_RX_REMAINING] <= HB_MAX_FRAME ? f[F_RX_REMAINING] : 0);
+	e->rx.halfclosed = !!(f[F_RX_FLAGS] & RX_FLAG_HALFCLOSED);
+	e->peer_dg = !!(f[F_RX_FLAGS] & RX_FLAG_PEER_DG);
 	if (!consistent(f, e)) {
 		memset(e, 0, sizeof(*e));
 		return -EINVAL;
 	}
-	e->fd = (int)f[0];
-	e->cookie = f[1];
-	e->rxmode = (uint8_t)f[2];
-	e->txmode = (uint8_t)f[3];
-	e->client = (uint8_t)f[4];
-	e->hello_sent = (uint8_t)f[5];
-	e->tx.remaining = (uint32_t)f[9];
+	e->fd = (int)f[F_FD];
+	e->cookie = f[F_COOKIE];
+	e->rxmode = (uint8_t)f[F_RXMODE];
+	e->txmode = (uint8_t)f[F_TXMODE];
+	e->client = (uint8_t)f[F_CLIENT];
+	e->hello_sent = (uint8_t)f[F_HELLO_SENT];
+	e->tx.remaining = (uint32_t)f[F_TX_REMAINING];
 	e->tx.pend_len = (uint8_t)txn;
-	e->peer_interval_ms = (uint32_t)f[11];
-	e->peer_timeout_ms = (uint32_t)f[12];
+	e->peer_interval_ms = (uint32_t)f[F_PEER_INTERVAL];
+	e->peer_timeout_ms = (uint32_t)f[F_PEER_TIMEOUT];
 	return 0;
 }

@@ -128,16 +128,17 @@ void hb_ka_arm(int fd, struct hb_conn *c)
 }
 
 /*
- * A peer that stops reading shuts its receive window, and the kernel then
- * sends window probes, which a live peer answers. Since Linux 5.11 the
- * kernel nevertheless aborts such a connection once the window stayed shut
- * for TCP_USER_TIMEOUT: set to about T, it killed every consumer that
- * paused reading for T (a pager, a pipe into a slow program). RFC 1122
- * 4.2.2.17 wants the connection kept open as long as the probes are
- * answered, and a peer that answers is not dead. So while data is in
- * flight, our user timeout is off, until all data is acknowledged (a slow
- * reader opens the window only a little at a time, and its kernel drops
- * what overflows: the stall shows as a shut window or as retransmissions).
+ * The rule: while data of ours waits to be sent or acknowledged, our
+ * TCP_USER_TIMEOUT is off; it is on again once all is acknowledged. The
+ * reason: a peer that stops reading shuts its receive window and answers
+ * the kernel's window probes, yet since Linux 5.11 the kernel aborts a
+ * connection whose window stayed shut for TCP_USER_TIMEOUT. With ours at
+ * about T, any consumer pausing its reading for T (a pager, a pipe into a
+ * slow program) would lose the connection, where RFC 1122 4.2.2.17 keeps it
+ * open as long as the probes are answered: a peer that answers is not
+ * dead. Any stall counts as waiting, not only a shut window: a slow reader
+ * opens its window a little at a time and its kernel drops what overflows,
+ * so its stall shows as retransmissions as often.
  *
  * The verdict on the peer is ours meanwhile: it is dead when something we
  * sent after its last acknowledgement of any kind (data, a retransmission,

@@ -39,9 +39,9 @@
 #define OUT_SLOTS 32
 #define FORK_WAIT_US 20000
 
-/* Slot i: 0 free; -1 claimed by a line in flight holding no fd; fd + 1 while
- * that line holds fd open. Written by the claiming thread, read by the fork
- * handlers. */
+/* Slot i: 0 free; -1 taken by a line in flight holding no fd; fd + 1 while
+ * that line holds fd open. Written by the thread that took it, read by the
+ * fork handlers. */
 static _Atomic int slot_fd[OUT_SLOTS];
 /* Forks between their prepare and parent handlers; lines are dropped while
  * it is not 0. Written by forking threads, read by every line. */
@@ -53,7 +53,9 @@ static __thread uint32_t my_slots __attribute__((tls_model("initial-exec")));
  * taken, 2 warned. */
 static _Atomic int warned[3];
 
-static int claim(void)
+/* Take a free slot for a line in flight: its index, or -1 when none is
+ * free or a fork is in progress (the caller then drops its line). */
+static int take_slot(void)
 {
 	for (int i = 0; i < OUT_SLOTS; i++) {
 		int expect = 0;
@@ -284,7 +286,7 @@ static int out_fd(int fd, const char *s, size_t n)
 		 * descriptor keeps its flags. */
 		if (!open_for_write(fd))
 			return -EBADF; /* what a write on fd answers */
-		slot = claim();
+		slot = take_slot();
 		if (slot < 0)
 			return -EAGAIN;
 		hb_buf_init(&pb, self, sizeof(self));
@@ -363,7 +365,7 @@ int hb_out_append(int kind, const char *path, const char *s, size_t n)
 	 * at a standard error that was closed at load. */
 	if (pfd >= 0 && (!open_for_write(pfd) || (pfd == 2 && stderr_closed)))
 		return -EBADF;
-	slot = claim();
+	slot = take_slot();
 	if (slot < 0)
 		return -EAGAIN;
 	fd = hb_os_open(path, flags | O_NOFOLLOW, 0600);
@@ -416,7 +418,7 @@ long hb_out_create_tmp(const char *path, char *tmp, size_t cap, int *slot)
 	struct hb_buf b;
 	long fd = -EEXIST;
 
-	*slot = claim();
+	*slot = take_slot();
 	if (*slot < 0)
 		return -EAGAIN;
 	for (int tries = 0; tries < 4 && fd == -EEXIST; tries++) {

@@ -12,8 +12,8 @@
  * call malloc, and an allocator such as jemalloc or ASan may call read or
  * open while initialising. A recursive or concurrent caller never waits: it
  * finds the pointer still NULL and falls back to os.c's raw system call.
- * close-like paths never bind (proxychains-ng learnt that
- * close -> dlsym -> malloc -> close deadlocks), they only read the pointer.
+ * close-like paths never bind, they only read the pointer: binding from
+ * close could run close -> dlsym -> malloc -> close, a deadlock.
  * A next definition that lies in this very library (dladdr says so) is
  * fatal: the interposer would call itself.
  */
