@@ -133,18 +133,6 @@ int hb_epoll_detach(int fd);
 
 /* ------------------------------------------------------------------ conn.c */
 
-/* The mode as users see it (events, stats, hbshim_fd_mode): c->mode is
- * HB_MODE_FRAME also while an accepted connection still waits to learn
- * whether its client speaks hbshim; until a direction is framed it is
- * keepalive mode. */
-static inline int hb_conn_public_mode(const struct hb_conn *c)
-{
-	if (c->mode == HB_MODE_FRAME && hb_load_relaxed(&c->rxmode) != HB_RX_FRAMED &&
-	    hb_load_relaxed(&c->txmode) != HB_TX_FRAMED)
-		return HB_MODE_KEEPALIVE;
-	return c->mode;
-}
-
 /* Allocate a zeroed connection with refs = 0 and no fds, or NULL (pool
  * exhausted or mmap failed: the caller passes through untracked).
  * Any thread; lock-free. */

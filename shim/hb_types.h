@@ -418,6 +418,19 @@ struct hb_conn {
 enum { HB_RX_RAW = 0, HB_RX_DETECT = 1, HB_RX_FRAMED = 2, HB_RX_FAILED = 3 };
 enum { HB_TX_RAW = 0, HB_TX_UNDECIDED = 1, HB_TX_FRAMED = 2 };
 
+/* The mode as users see it (events, stats, hbshim_fd_mode): c->mode is
+ * HB_MODE_FRAME also while an accepted connection still waits to learn
+ * whether its client speaks hbshim; until a direction is framed it is
+ * keepalive mode. A pure accessor, kept with the layout so that the fd
+ * table (which counts connections by mode) needs nothing from hb.h. */
+static inline int hb_conn_public_mode(const struct hb_conn *c)
+{
+	if (c->mode == HB_MODE_FRAME && hb_load_relaxed(&c->rxmode) != HB_RX_FRAMED &&
+	    hb_load_relaxed(&c->txmode) != HB_TX_FRAMED)
+		return HB_MODE_KEEPALIVE;
+	return c->mode;
+}
+
 /* ------------------------------------------------------------------ fdtable.c */
 
 /* Entry word layout: state (2 bits) | busy count (16 bits) | generation (32). */
