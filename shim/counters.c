@@ -6,7 +6,7 @@
  * below all of those: counting an event never depends on the code that
  * writes it out.
  */
-#include "hb.h"
+#include "hb_os.h"
 
 _Atomic uint64_t hb_stats[HB_ST_COUNT];
 _Atomic int hb_stats_adopted;

@@ -12,7 +12,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#include "hb.h"
+#include "hb_os.h"
 
 static const char hexdig[] = "0123456789abcdef";
 

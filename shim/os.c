@@ -26,7 +26,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
-#include "hb.h"
+#include "hb_os.h"
 
 #ifndef SO_COOKIE
 #define SO_COOKIE 57

@@ -10,7 +10,7 @@
 #include <linux/kcmp.h>
 #include <sys/mman.h>
 
-#include "hb.h"
+#include "hb_os.h"
 
 int hb_enabled;
 int hb_self_pid;

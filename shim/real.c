@@ -21,7 +21,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "hb.h"
+#include "hb_os.h"
 
 struct hb_real hb_real;
 
