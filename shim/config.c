@@ -244,7 +244,7 @@ struct why {
 };
 
 /* Write the error line for value v of variable i; returns -EINVAL. */
-static int fail(char *err, size_t errlen, int i, const char *v, const struct why *why)
+static int reject_value(char *err, size_t errlen, int i, const char *v, const struct why *why)
 {
 	int rules = hb_options[i].kind == HB_OPT_RULES || hb_options[i].kind == HB_OPT_FAULTS;
 	int list = rules || hb_options[i].kind == HB_OPT_CMDS;
@@ -381,7 +381,7 @@ int hb_config_parse(struct hb_config *c, const char *(*get)(const char *name), c
 
 		/* The table's defaults go through the same parser as values. */
 		if (hb_options[i].init && parse_one(c, i, hb_options[i].init, &why) < 0)
-			return fail(err, errlen, i, hb_options[i].init, &why);
+			return reject_value(err, errlen, i, hb_options[i].init, &why);
 	}
 	for (i = 0; i < hb_noptions; i++) {
 		const char *v = get ? get(hb_options[i].env) : NULL;
@@ -393,7 +393,7 @@ int hb_config_parse(struct hb_config *c, const char *(*get)(const char *name), c
 		if (parse_one(c, i, v, &why) < 0) {
 			memset(c, 0, sizeof(*c));
 			c->disabled = 1;
-			return fail(err, errlen, i, v, &why);
+			return reject_value(err, errlen, i, v, &why);
 		}
 		if (hb_options[i].kind == HB_OPT_TIMEOUT)
 			timeout_set = 1;

@@ -368,10 +368,10 @@ static void tally(struct map *m, struct reading *rd)
 	rd->n = 0;
 }
 
-/* Settle the set's new entries recorded before the reading began: the only
+/* Resolve the set's new entries recorded before the reading began: the only
  * line with its data, under its fd, or ambiguous (absent from the list
  * too: that number is another set now, or the registration is gone). */
-static void settle(struct map *m, int epfd, uint32_t pass, uint32_t seq, int readable)
+static void resolve_new_entries(struct map *m, int epfd, uint32_t pass, uint32_t seq, int readable)
 {
 	if (!lock_map())
 		return;
@@ -407,7 +407,7 @@ static long read_set(struct map *m, int epfd, size_t *total)
 	hb_buf_fmt(&pb, "/proc/self/fdinfo/%d", epfd);
 	f = (int)hb_os_open(hb_buf_str(&pb), O_RDONLY | O_CLOEXEC, 0);
 	if (f < 0) {
-		settle(m, epfd, rd.pass, seq, 0);
+		resolve_new_entries(m, epfd, rd.pass, seq, 0);
 		return f;
 	}
 	while ((r = hb_os_read(f, buf, sizeof(buf))) > 0 && (*total += (size_t)r) <= CHECK_MAX) {
@@ -428,7 +428,7 @@ static long read_set(struct map *m, int epfd, size_t *total)
 	if (fdinfo_line(line, ll, &rd.fds[rd.n], &rd.datas[rd.n]))
 		rd.n++;
 	tally(m, &rd);
-	settle(m, epfd, rd.pass, seq, 1);
+	resolve_new_entries(m, epfd, rd.pass, seq, 1);
 	return 0;
 }
 
