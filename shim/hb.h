@@ -275,6 +275,7 @@ struct hb_real {
 	int (*sendmmsg)(int, struct mmsghdr *, unsigned int, hb_mmsg_flags_t);
 	int (*recvmmsg)(int, struct mmsghdr *, unsigned int, hb_mmsg_flags_t, struct timespec *);
 	int (*prctl)(int, unsigned long, unsigned long, unsigned long, unsigned long);
+	long (*syscall)(long, ...);
 	int (*epoll_ctl)(int, int, int, void *);
 	int (*epoll_wait)(int, void *, int, int);
 	int (*epoll_pwait)(int, void *, int, int, const sigset_t *);
@@ -428,6 +429,8 @@ long hb_os_epoll_pwait2(int epfd, void *evs, int max, const struct timespec *ts,
 long hb_os_execve(const char *path, char *const argv[], char *const env[]);
 long hb_os_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
 		 unsigned long a5);
+/* Any system call: the syscall interposer's fallback before binding. */
+long hb_os_syscall6(long n, long a, long b, long c, long d, long e, long f);
 long hb_os_dup(int fd);
 long hb_os_dup3(int oldfd, int newfd, int flags);
 long hb_os_close_range(unsigned first, unsigned last, int flags);
