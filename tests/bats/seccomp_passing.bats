@@ -64,3 +64,29 @@ sandbox_through() {
 	! grep -q '"event":"downgraded"' "$T/client.events" "$T/server.events"
 	! grep -q protocol_error "$T/server.events" "$T/client.events"
 }
+
+# A framed connection handed over in the second message of one sendmmsg
+# (the first carries no fd): the sender downgrades it before the call, so
+# the receiving process, which never saw a frame, writes and reads the raw
+# stream toward the framed echo server.
+@test "a framed socket passed with sendmmsg (SCM_RIGHTS in its 2nd message): the receiver talks raw, 64 KiB echoed exact" {
+	need_helper fdpass_mmsg
+	start_echo
+	bg receiver shim "$HB_HELPERS/fdpass_mmsg" recv "$T/unix.sock"
+	local rpid=$BG_PID
+	wait_line "$T/receiver.out" '^ready$' 10
+	run stderr_to "$T/sender.err" shim HBSHIM_FRAME="127.0.0.1:$PORT" \
+		HBSHIM_EVENTS="$T/client.events" "$HB_HELPERS/fdpass_mmsg" send "$PORT" "$T/unix.sock"
+	[ "$status" -eq 0 ] || fail "sender: $status $(cat "$T/sender.err")"
+	wait_line "$T/receiver.out" '^exact ' 10 ||
+		fail "receiver: $(cat "$T/receiver.out" "$T/receiver.err")"
+	bg_wait "$rpid" 10
+	[ "$BG_STATUS" -eq 0 ] || fail "receiver status $BG_STATUS: $(cat "$T/receiver.err")"
+	grep -qx "exact 65536" "$T/receiver.out" || fail "receiver: $(cat "$T/receiver.out")"
+	grep -q '"event":"framed"' "$T/client.events" || fail "never framed: $(cat "$T/client.events")"
+	grep -q '"event":"downgraded".*"by":"local","reason":"fd_passed"' "$T/client.events" ||
+		fail "sender events: $(cat "$T/client.events")"
+	grep -q '"event":"downgraded".*"by":"peer","reason":"fd_passed"' "$T/server.events" ||
+		fail "server events: $(cat "$T/server.events")"
+	! grep -q protocol_error "$T/server.events"
+}
