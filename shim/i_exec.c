@@ -416,10 +416,14 @@ HB_EXPORT int prctl(int option, ...)
 
 #ifdef HB_RAW_SYSCALL
 /*
- * syscall(): only the calls that install a seccomp filter or enter strict
- * mode (SYS_seccomp's SECCOMP_SET_MODE_FILTER and _STRICT, SYS_prctl's
- * PR_SET_SECCOMP) make the shim step aside first, as for prctl; seccomp's
- * queries (SECCOMP_GET_ACTION_AVAIL, _GET_NOTIF_SIZES) install nothing.
+ * syscall(): only the calls that may install a seccomp filter or enter
+ * strict mode (SYS_seccomp's SECCOMP_SET_MODE_FILTER with a program,
+ * _STRICT with no flags and no argument; SYS_prctl's PR_SET_SECCOMP, strict
+ * or with a program) make the shim step aside first, as for prctl.
+ * seccomp's queries (SECCOMP_GET_ACTION_AVAIL, _GET_NOTIF_SIZES) install
+ * nothing, and neither do the probes the kernel refuses before looking at
+ * a program (libseccomp's seccomp(STRICT, 1, NULL) for EINVAL and
+ * seccomp(FILTER, flag, NULL) for EFAULT, asked before any filter).
  * Every call goes on to the next definition with the same six arguments
  * (read as long, as libc's own syscall reads them, whatever the number
  * takes), and its result and errno are the caller's: for any other number
@@ -437,9 +441,11 @@ HB_EXPORT long syscall(long number, ...)
 	va_end(ap);
 	if (HB_UNLIKELY(number == SYS_seccomp || number == SYS_prctl)) {
 		if (number == SYS_seccomp &&
-		    (a[0] == SECCOMP_SET_MODE_FILTER || a[0] == SECCOMP_SET_MODE_STRICT))
+		    ((a[0] == SECCOMP_SET_MODE_FILTER && a[2]) ||
+		     (a[0] == SECCOMP_SET_MODE_STRICT && !a[1] && !a[2])))
 			step_aside("syscall(SYS_seccomp)");
-		else if (number == SYS_prctl && a[0] == PR_SET_SECCOMP)
+		else if (number == SYS_prctl && a[0] == PR_SET_SECCOMP &&
+			 (a[1] == SECCOMP_MODE_STRICT || (a[1] == SECCOMP_MODE_FILTER && a[2])))
 			step_aside("syscall(SYS_prctl, PR_SET_SECCOMP)");
 	}
 	return REAL(syscall, LIBC_RET_SSIZE(hb_os_syscall6(number, a[0], a[1], a[2], a[3], a[4], a[5])),

@@ -10,8 +10,10 @@
  * echo server) and sends "first\n" and reads it back. Then, by HOW:
  *   seccomp  syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)
  *   prctl    syscall(SYS_prctl, PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)
- *   query    syscall(SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0, &action)
- *            only: no filter
+ *   probe    no filter: libseccomp's probes, which the kernel refuses
+ *            (seccomp(STRICT, 1, NULL): EINVAL; seccomp(FILTER, TSYNC,
+ *            NULL) and prctl(PR_SET_SECCOMP, FILTER, NULL), both through
+ *            syscall(): EFAULT), and seccomp(SECCOMP_GET_ACTION_AVAIL)
  * The filter kills the process on sendto, sendmsg, recvfrom, recvmsg,
  * getsockopt, setsockopt, clone and clone3. Then 65536 bytes (every byte
  * value, frame-header look-alikes included) go out with write(2) and come
@@ -120,9 +122,20 @@ int main(int argc, char **argv)
 		r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
 	else if (!strcmp(how, "prctl"))
 		r = syscall(SYS_prctl, PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
-	else if (!strcmp(how, "query"))
+	else if (!strcmp(how, "probe")) {
+		errno = 0;
+		if (syscall(SYS_seccomp, SECCOMP_SET_MODE_STRICT, 1, NULL) != -1 || errno != EINVAL)
+			die("seccomp(STRICT, 1, NULL) did not fail with EINVAL");
+		errno = 0;
+		if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, NULL) != -1 ||
+		    errno != EFAULT)
+			die("seccomp(FILTER, TSYNC, NULL) did not fail with EFAULT");
+		errno = 0;
+		if (syscall(SYS_prctl, PR_SET_SECCOMP, SECCOMP_MODE_FILTER, NULL, 0, 0) != -1 ||
+		    errno != EFAULT)
+			die("prctl(PR_SET_SECCOMP, FILTER, NULL) did not fail with EFAULT");
 		r = syscall(SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0, &action);
-	else
+	} else
 		return 2;
 	if (r < 0)
 		die(how);
