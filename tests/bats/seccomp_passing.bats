@@ -50,6 +50,13 @@ sandbox_through() {
 	sandbox_through prctl
 }
 
+# libseccomp 2.5 itself (dlopen'd by the helper): seccomp_load probes the
+# kernel, then installs the filter with syscall(SYS_seccomp).
+@test "a filter loaded by libseccomp on a framed connection: downgrade first, 64 KiB echoed exact, not killed" {
+	[ -n "$(ldconfig -p | grep libseccomp.so.2)" ] || skip "needs libseccomp.so.2 (Debian package libseccomp2)"
+	sandbox_through libseccomp
+}
+
 # libseccomp's probes (refused by the kernel before any program is looked
 # at) and a seccomp query install nothing: the connection stays framed.
 # syscall()'s pass-through (value, errno, six arguments) is checked by the

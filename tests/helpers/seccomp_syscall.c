@@ -10,6 +10,10 @@
  * echo server) and sends "first\n" and reads it back. Then, by HOW:
  *   seccomp  syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)
  *   prctl    syscall(SYS_prctl, PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)
+ *   libseccomp  the same filter built and loaded by libseccomp.so.2
+ *            (dlopen'd: no headers needed; exit 77 when it is missing),
+ *            whose seccomp_load goes through syscall(SYS_seccomp) after its
+ *            own probes
  *   probe    no filter: libseccomp's probes, which the kernel refuses
  *            (seccomp(STRICT, 1, NULL): EINVAL; seccomp(FILTER, TSYNC,
  *            NULL) and prctl(PR_SET_SECCOMP, FILTER, NULL), both through
@@ -34,7 +38,42 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
+#include <dlfcn.h>
+
 #include "loopback.h"
+
+/* libseccomp's actions (seccomp.h): allow, kill the process. */
+#define SCMP_ACT_ALLOW 0x7fff0000U
+#define SCMP_ACT_KILL_PROCESS 0x80000000U
+
+/* The filter of main's, built and loaded by libseccomp: 0 or -errno. */
+static long load_with_libseccomp(void)
+{
+	static const int killed[] = { SYS_sendto, SYS_sendmsg, SYS_recvfrom, SYS_recvmsg,
+				      SYS_getsockopt, SYS_setsockopt, SYS_clone, SYS_clone3 };
+	void *lib = dlopen("libseccomp.so.2", RTLD_NOW);
+	void *(*init)(uint32_t);
+	int (*add)(void *, uint32_t, int, unsigned int, ...);
+	int (*load)(void *);
+	void *ctx;
+
+	if (!lib) {
+		fprintf(stderr, "no libseccomp.so.2: %s\n", dlerror());
+		exit(77);
+	}
+	init = (void *(*)(uint32_t))dlsym(lib, "seccomp_init");
+	add = (int (*)(void *, uint32_t, int, unsigned int, ...))dlsym(lib, "seccomp_rule_add");
+	load = (int (*)(void *))dlsym(lib, "seccomp_load");
+	if (!init || !add || !load)
+		die("libseccomp symbols");
+	ctx = init(SCMP_ACT_ALLOW);
+	if (!ctx)
+		die("seccomp_init");
+	for (size_t i = 0; i < sizeof(killed) / sizeof(killed[0]); i++)
+		if (add(ctx, SCMP_ACT_KILL_PROCESS, killed[i], 0) < 0)
+			die("seccomp_rule_add");
+	return load(ctx);
+}
 
 #define KILL(nr) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), \
 		 BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS)
@@ -122,6 +161,8 @@ int main(int argc, char **argv)
 		r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
 	else if (!strcmp(how, "prctl"))
 		r = syscall(SYS_prctl, PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
+	else if (!strcmp(how, "libseccomp"))
+		r = load_with_libseccomp();
 	else if (!strcmp(how, "probe")) {
 		errno = 0;
 		if (syscall(SYS_seccomp, SECCOMP_SET_MODE_STRICT, 1, NULL) != -1 || errno != EINVAL)
@@ -137,8 +178,11 @@ int main(int argc, char **argv)
 		r = syscall(SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0, &action);
 	} else
 		return 2;
-	if (r < 0)
+	if (r < 0) {
+		if (r != -1)
+			errno = (int)-r; /* libseccomp's -errno */
 		die(how);
+	}
 	/* Data frame and downgrade frame look-alikes, then every byte value. */
 	memcpy(out, "\x00\x01\x00\x00\x00\x05hello\x00\x04\x01\xff\x00", 16);
 	for (size_t i = 16; i < PAYLOAD; i++)
