@@ -3,9 +3,10 @@
  *
  * Before a seccomp filter (hb_frame_leave) or before the fd goes to another
  * process over SCM_RIGHTS (hb_frame_pass, from the sendmsg and sendmmsg
- * hooks installed by hb_dg_init), our direction sends its downgrade frame with the request
- * flag and the peer's frames are read up to its answer, so that the stream
- * is raw both ways for whoever reads it next (PROTOCOL.md, Downgrade).
+ * hooks installed by hb_dg_init), our direction sends its downgrade frame
+ * with the request flag and the peer's frames are read up to its answer,
+ * so that the stream is raw both ways for whoever reads it next
+ * (PROTOCOL.md, Downgrade).
  */
 #include <errno.h>
 #include <poll.h>

@@ -9,9 +9,9 @@
  * epoll_wait): it cannot re-enter an interposer of ours or of another
  * preloaded library, it does not depend on symbol binding, and it is
  * async-signal-safe (the system call instruction itself, os_raw.h, where
- * the architecture is known). Results are returned as the value or -errno; the
- * caller's errno is preserved. The bottom of the library: it calls no other
- * file.
+ * the architecture is known). Results are returned as the value or
+ * -errno; the caller's errno is preserved. The bottom of the library: it
+ * calls no other file.
  */
 #include <errno.h>
 #include <sys/resource.h>
