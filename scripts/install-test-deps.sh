@@ -48,6 +48,7 @@ NEEDS=(
 	openssh-server
 	openssh-client
 	rsync
+	libseccomp2
 )
 
 (($# > 0)) && NEEDS=("$@")

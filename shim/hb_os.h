@@ -141,6 +141,8 @@ long hb_os_epoll_pwait2(int epfd, void *evs, int max, const struct timespec *ts,
 long hb_os_execve(const char *path, char *const argv[], char *const env[]);
 long hb_os_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
 		 unsigned long a5);
+/* Any system call: the syscall interposer's fallback before binding. */
+long hb_os_syscall6(long n, long a, long b, long c, long d, long e, long f);
 long hb_os_dup(int fd);
 long hb_os_dup3(int oldfd, int newfd, int flags);
 long hb_os_close_range(unsigned first, unsigned last, int flags);

@@ -199,6 +199,7 @@ struct hb_real {
 	int (*sendmmsg)(int, struct mmsghdr *, unsigned int, hb_mmsg_flags_t);
 	int (*recvmmsg)(int, struct mmsghdr *, unsigned int, hb_mmsg_flags_t, struct timespec *);
 	int (*prctl)(int, unsigned long, unsigned long, unsigned long, unsigned long);
+	long (*syscall)(long, ...);
 	int (*epoll_ctl)(int, int, int, void *);
 	int (*epoll_wait)(int, void *, int, int);
 	int (*epoll_pwait)(int, void *, int, int, const sigset_t *);

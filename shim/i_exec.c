@@ -7,6 +7,9 @@
  * cannot see, so each of them is interposed and routed through one place.
  * Nothing is changed in the calling process: if exec fails, it fails as it
  * would have.
+ *
+ * Also here: a process that sandboxes itself with seccomp (prctl, and
+ * syscall() for SYS_seccomp), before which the shim steps aside.
  */
 #include <limits.h>
 #include <spawn.h>
@@ -15,8 +18,11 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <linux/seccomp.h>
 
 #include "interpose.h"
+#include "os_raw.h"
 
 #define INHERIT_MAX 8192 /* 64 entries of at most ~120 characters */
 #define ARGV_STACK 64    /* execl* arguments kept on the stack; more: scratch */
@@ -360,10 +366,12 @@ HB_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_
  * application's own. A framed connection leaves framing first: its
  * downgrade frame goes out while the process may still send it, and the
  * peer's frames in flight are decoded with read() alone until the peer's
- * own downgrade frame (hb_frame_leave, downgrade.c). PR_SET_NO_NEW_PRIVS alone restricts no system call (haproxy
- * sets it at startup): nothing changes for it. seccomp(2) has no libc
- * wrapper; a filter installed with syscall(SYS_seccomp) (libseccomp on
- * recent kernels) is not seen.
+ * own downgrade frame (hb_frame_leave, downgrade.c). PR_SET_NO_NEW_PRIVS
+ * alone restricts no system call (haproxy sets it at startup): nothing
+ * changes for it. seccomp(2) has no wrapper in glibc or musl: a filter
+ * installed with syscall(SYS_seccomp) (libseccomp on recent kernels) or
+ * syscall(SYS_prctl, PR_SET_SECCOMP) is seen by the syscall interposer
+ * below.
  */
 static void give_back(int fd, struct hb_conn *c, void *arg)
 {
@@ -405,3 +413,42 @@ HB_EXPORT int prctl(int option, ...)
 	return REAL(prctl, LIBC_RET(hb_os_prctl(option, a[0], a[1], a[2], a[3])), option, a[0],
 		    a[1], a[2], a[3]);
 }
+
+#ifdef HB_RAW_SYSCALL
+/*
+ * syscall(): only the calls that may install a seccomp filter or enter
+ * strict mode (SYS_seccomp's SECCOMP_SET_MODE_FILTER with a program,
+ * _STRICT with no flags and no argument; SYS_prctl's PR_SET_SECCOMP, strict
+ * or with a program) make the shim step aside first, as for prctl.
+ * seccomp's queries (SECCOMP_GET_ACTION_AVAIL, _GET_NOTIF_SIZES) install
+ * nothing, and neither do the probes the kernel refuses before looking at
+ * a program (libseccomp's seccomp(STRICT, 1, NULL) for EINVAL and
+ * seccomp(FILTER, flag, NULL) for EFAULT, asked before any filter).
+ * Every call goes on to the next definition with the same six arguments
+ * (read as long, as libc's own syscall reads them, whatever the number
+ * takes), and its result and errno are the caller's: for any other number
+ * the cost is two compares. Built only where os.c makes its own system
+ * calls without syscall() (os_raw.h): ours never come back here.
+ */
+HB_EXPORT long syscall(long number, ...)
+{
+	long a[6];
+	va_list ap;
+
+	va_start(ap, number);
+	for (int i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	if (HB_UNLIKELY(number == SYS_seccomp || number == SYS_prctl)) {
+		if (number == SYS_seccomp &&
+		    ((a[0] == SECCOMP_SET_MODE_FILTER && a[2]) ||
+		     (a[0] == SECCOMP_SET_MODE_STRICT && !a[1] && !a[2])))
+			step_aside("syscall(SYS_seccomp)");
+		else if (number == SYS_prctl && a[0] == PR_SET_SECCOMP &&
+			 (a[1] == SECCOMP_MODE_STRICT || (a[1] == SECCOMP_MODE_FILTER && a[2])))
+			step_aside("syscall(SYS_prctl, PR_SET_SECCOMP)");
+	}
+	return REAL(syscall, LIBC_RET_SSIZE(hb_os_syscall6(number, a[0], a[1], a[2], a[3], a[4], a[5])),
+		    number, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+#endif

@@ -2,10 +2,11 @@
  * leave.c - a process leaving framing on a connection it keeps or hands on.
  *
  * Before a seccomp filter (hb_frame_leave) or before the fd goes to another
- * process over SCM_RIGHTS (hb_frame_pass, from the sendmsg hook installed by
- * hb_dg_init), our direction sends its downgrade frame with the request
- * flag and the peer's frames are read up to its answer, so that the stream
- * is raw both ways for whoever reads it next (PROTOCOL.md, Downgrade).
+ * process over SCM_RIGHTS (hb_frame_pass, from the sendmsg and sendmmsg
+ * hooks installed by hb_dg_init), our direction sends its downgrade frame
+ * with the request flag and the peer's frames are read up to its answer,
+ * so that the stream is raw both ways for whoever reads it next
+ * (PROTOCOL.md, Downgrade).
  */
 #include <errno.h>
 #include <poll.h>
@@ -16,13 +17,14 @@
 #include "frame_int.h"
 
 static ssize_t (*next_sendmsg)(int, const struct msghdr *, int);
+static int (*next_sendmmsg)(int, struct mmsghdr *, unsigned int, hb_mmsg_flags_t);
 
-/* sendmsg with SCM_RIGHTS: a framed connection among the fds leaves
- * framing before it leaves the process (hb_frame_pass). The real sendmsg
- * pointer is swapped for this one at start-up (the AF_UNIX socket that
- * carries the fds is not tracked, so its call never reaches the
- * interposer's slow path); every other sendmsg pays one test of
- * msg_controllen. */
+/* sendmsg or sendmmsg with SCM_RIGHTS: a framed connection among the fds
+ * leaves framing before it leaves the process (hb_frame_pass). The real
+ * sendmsg and sendmmsg pointers are swapped for these at start-up (the
+ * AF_UNIX socket that carries the fds is not tracked, so its call never
+ * reaches the interposer's slow path); every other sendmsg pays one test
+ * of msg_controllen, and sendmmsg one per message. */
 static void pass_fds(const struct msghdr *m)
 {
 	for (struct cmsghdr *h = CMSG_FIRSTHDR(m); h; h = CMSG_NXTHDR((struct msghdr *)m, h)) {
@@ -52,6 +54,23 @@ static ssize_t dg_sendmsg(int fd, const struct msghdr *m, int flags)
 	return next_sendmsg(fd, m, flags);
 }
 
+/* Every message's fds leave before the first message goes: a framed
+ * connection is downgraded even when the kernel then sends fewer messages
+ * than asked (it would be sent by the call that follows). */
+static int dg_sendmmsg(int fd, struct mmsghdr *v, unsigned int n, hb_mmsg_flags_t flags)
+{
+	if (v && hb_load_relaxed(&hb_frame_seen)) {
+		for (unsigned int i = 0; i < n; i++) {
+			const struct msghdr *m = &v[i].msg_hdr;
+
+			if (HB_UNLIKELY(m->msg_control &&
+					m->msg_controllen >= sizeof(struct cmsghdr)))
+				pass_fds(m);
+		}
+	}
+	return next_sendmmsg(fd, v, n, flags);
+}
+
 void hb_dg_init(void)
 {
 	hb_dg_record_init();
@@ -59,6 +78,11 @@ void hb_dg_init(void)
 		next_sendmsg = __atomic_load_n(&hb_real.sendmsg, __ATOMIC_ACQUIRE);
 		if (next_sendmsg)
 			__atomic_store_n(&hb_real.sendmsg, dg_sendmsg, __ATOMIC_RELEASE);
+	}
+	if (!next_sendmmsg) {
+		next_sendmmsg = __atomic_load_n(&hb_real.sendmmsg, __ATOMIC_ACQUIRE);
+		if (next_sendmmsg)
+			__atomic_store_n(&hb_real.sendmmsg, dg_sendmmsg, __ATOMIC_RELEASE);
 	}
 }
 

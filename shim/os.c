@@ -8,9 +8,10 @@
  * architecture has (arm64's generic table has no poll, select, dup2 or
  * epoll_wait): it cannot re-enter an interposer of ours or of another
  * preloaded library, it does not depend on symbol binding, and it is
- * async-signal-safe. Results are returned as the value or -errno; the
- * caller's errno is preserved. The bottom of the library: it calls no other
- * file.
+ * async-signal-safe (the system call instruction itself, os_raw.h, where
+ * the architecture is known). Results are returned as the value or
+ * -errno; the caller's errno is preserved. The bottom of the library: it
+ * calls no other file.
  */
 #include <errno.h>
 #include <sys/resource.h>
@@ -27,6 +28,7 @@
 #include <sys/syscall.h>
 
 #include "hb_os.h"
+#include "os_raw.h"
 
 #ifndef SO_COOKIE
 #define SO_COOKIE 57
@@ -35,6 +37,13 @@
 #define SYS_epoll_pwait2 441 /* the same number on every architecture */
 #endif
 
+#ifdef HB_RAW_SYSCALL
+/* The kernel's answer as it is: the value or -errno (os_raw.h). Every
+ * argument widened to long, missing ones zero. */
+#define RAW_ARGS(n, a, b, c, d, e, f, ...)                                             \
+	hb_raw6((long)(n), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
+#define RAW(...) RAW_ARGS(__VA_ARGS__, 0, 0, 0, 0, 0, 0, 0)
+#else
 /* syscall() reports failure through errno; convert and restore. */
 #define RAW(...)                                   \
 	({                                         \
@@ -45,6 +54,7 @@
 		errno = saved_;                    \
 		r_;                                \
 	})
+#endif
 
 long hb_os_getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 {
@@ -270,6 +280,11 @@ long hb_os_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a
 		 unsigned long a5)
 {
 	return RAW(SYS_prctl, option, a2, a3, a4, a5);
+}
+
+long hb_os_syscall6(long n, long a, long b, long c, long d, long e, long f)
+{
+	return RAW(n, a, b, c, d, e, f);
 }
 
 long hb_os_dup(int fd)

@@ -119,6 +119,7 @@ void hb_real_bind(void)
 	BIND(sendmmsg, sendmmsg);
 	BIND(recvmmsg, recvmmsg);
 	BIND(prctl, prctl);
+	BIND(syscall, syscall);
 	BIND(epoll_ctl, epoll_ctl);
 	BIND(epoll_wait, epoll_wait);
 	BIND(epoll_pwait, epoll_pwait);
