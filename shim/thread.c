@@ -2,7 +2,8 @@
  * thread.c - the single background thread.
  *
  * Started lazily by the first connection that needs timers (never from the
- * constructor: creating threads there deadlocked tcmalloc programs), with
+ * constructor: creating threads there deadlocked tcmalloc programs; only
+ * HBSHIM_CONTROL, served from load on, has init.c start it there), with
  * every signal blocked so no application handler ever runs on it. It sleeps
  * on a futex until the timer wheel's next due tick or a wake-up, then:
  *   1. takes the reap stack, then the inbox (in that order: a connection is

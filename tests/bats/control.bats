@@ -122,3 +122,27 @@ PY
 	within "$gap" 0 0.22 || fail "a heartbeat came $gap s after the previous one (interval 0.2 s)"
 	echo "answer after ${ans##* after } s, silent client dropped after $(set -- $silent; echo "$5") s, $n heartbeats, largest gap $gap s" >&3
 }
+
+@test "control: a forked child does not serve its parent's control socket (every answer is the parent's, even while the child runs its own background thread)" {
+	PORT=$(free_port)
+	bg srv plain "$PY" "$APP" serve 127.0.0.1 "$PORT"
+	wait_line "$T/srv.out" LISTENING
+	# The child connects (a connection with rule r: its own background
+	# thread starts and its list would show it); the parent has none.
+	bg app shim HBSHIM_CONTROL="$T/ctl" HBSHIM_FAULTS='name=r,reset,after=1h' "$PY" -c '
+import os, socket, sys, time
+if os.fork() == 0:
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    print("CHILD CONNECTED", flush=True)
+    time.sleep(30)
+    os._exit(0)
+time.sleep(30)' "$PORT"
+	wait_line "$T/app.out" "CHILD CONNECTED" 5
+	local i
+	for i in $(seq 10); do
+		run "$HB_WRAP" ctl "$T/ctl" list
+		assert_status 0
+		[ "$output" = "ok
+rule r reset on" ] || fail "answer $i: $output (a conn line is the child's)"
+	done
+}
