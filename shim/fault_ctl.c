@@ -2,7 +2,10 @@
  * fault_ctl.c - HBSHIM_CONTROL: live control of the fault rules.
  *
  * A UNIX stream socket at the configured path ("%p" = the process id),
- * mode 0600, served by a thread of its own with every signal blocked. Each
+ * mode 0600, made by the constructor and served by the background thread:
+ * init.c registers hb_fault_ctl_step as its periodic step, which never
+ * waits (a non-blocking listener and clients, a bounded amount of work per
+ * step), so a slow or silent client cannot delay a heartbeat. Each
  * connection carries one command line and gets the answer, then is closed:
  *
  *   list           the rules (name, action, on/off) and the connections
@@ -17,8 +20,6 @@
  * CMD..." is the client.
  */
 #include <errno.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -120,49 +121,165 @@ int hb_fault_ctl_exec(const char *cmd, struct hb_buf *out)
 	return -EINVAL;
 }
 
-static void serve(int fd)
+/*
+ * The clients being served: at most CLIENTS at a time, each with its command
+ * line as read so far and its answer as written so far. Background thread
+ * only (the step below); nothing here ever waits on a client.
+ */
+#define CLIENTS 4
+#define CLIENT_SILENCE_MS 2000 /* a client that makes no progress this long is dropped */
+#define ACCEPTS_PER_STEP 4
+
+struct client {
+	int fd;           /* -1: slot free */
+	dev_t dev;        /* the accepted socket's identity: never touch a */
+	ino_t ino;        /* number the application may have reused */
+	uint64_t last_ms; /* last progress (accept, bytes read or written) */
+	size_t got;       /* command bytes read */
+	size_t sent;      /* answer bytes written; the answer is complete when answering */
+	int answering;
+	struct hb_buf out;
+	char line[1024];
+	char reply[8192];
+};
+
+static struct client clients[CLIENTS];
+static int listen_fd = -1;
+static dev_t listen_dev;
+static ino_t listen_ino;
+
+static int still_ours(int fd, dev_t dev, ino_t ino)
 {
-	struct ucred cr;
-	socklen_t cl = sizeof(cr);
-	char line[1024], reply[8192];
-	struct hb_buf b;
-	size_t got = 0;
-	struct timeval tv = { 2, 0 };
+	struct stat st;
 
-	hb_buf_init(&b, reply, sizeof(reply));
-	if (hb_os_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 ||
-	    (cr.uid != 0 && (int)cr.uid != hb_os_geteuid())) {
-		hb_buf_puts(&b, "error: permission denied\n");
-		hb_os_send(fd, b.p, b.len, MSG_NOSIGNAL);
-		return;
-	}
-	hb_os_setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	while (got < sizeof(line) - 1) {
-		long r = hb_os_recv(fd, line + got, sizeof(line) - 1 - got, 0);
+	return hb_os_fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
 
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-		if (memchr(line, '\n', got))
-			break;
-	}
-	line[got] = 0;
-	if (memchr(line, 0, got)) {
-		hb_buf_puts(&b, "error: NUL in the command\n");
+static void drop(struct client *cl)
+{
+	if (still_ours(cl->fd, cl->dev, cl->ino))
+		hb_os_close(cl->fd);
+	cl->fd = -1;
+}
+
+/* The command line is complete (a newline, EOF or a full buffer): run it. */
+static void answer(struct client *cl)
+{
+	cl->line[cl->got] = 0;
+	if (memchr(cl->line, 0, cl->got)) {
+		hb_buf_puts(&cl->out, "error: NUL in the command\n");
 	} else {
-		char *nl = strchr(line, '\n');
+		char *nl = strchr(cl->line, '\n');
 
 		if (nl)
 			*nl = 0;
-		hb_fault_ctl_exec(line, &b);
+		hb_fault_ctl_exec(cl->line, &cl->out);
 	}
-	hb_os_setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	for (size_t off = 0; off < b.len;) {
-		long w = hb_os_send(fd, b.p + off, b.len - off, MSG_NOSIGNAL);
+	cl->answering = 1;
+}
 
+/* Read what is there and write what fits, without waiting. */
+static void progress(struct client *cl, uint64_t now)
+{
+	if (!still_ours(cl->fd, cl->dev, cl->ino)) {
+		cl->fd = -1; /* closed under us (close_range): the number is not ours */
+		return;
+	}
+	while (!cl->answering) {
+		long r = hb_os_recv(cl->fd, cl->line + cl->got, sizeof(cl->line) - 1 - cl->got,
+				    MSG_DONTWAIT);
+
+		if (r == -EINTR)
+			continue;
+		if (r == -EAGAIN) {
+			if (now - cl->last_ms >= CLIENT_SILENCE_MS)
+				drop(cl);
+			return;
+		}
+		if (r > 0) {
+			cl->got += (size_t)r;
+			cl->last_ms = now;
+		}
+		if (r <= 0 || memchr(cl->line, '\n', cl->got) || cl->got == sizeof(cl->line) - 1)
+			answer(cl);
+	}
+	while (cl->sent < cl->out.len) {
+		long w = hb_os_send(cl->fd, cl->out.p + cl->sent, cl->out.len - cl->sent,
+				    MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w == -EINTR)
+			continue;
+		if (w == -EAGAIN) {
+			if (now - cl->last_ms >= CLIENT_SILENCE_MS)
+				drop(cl); /* not reading its answer: it has what was sent */
+			return;
+		}
 		if (w <= 0)
 			break;
-		off += (size_t)w;
+		cl->sent += (size_t)w;
+		cl->last_ms = now;
+	}
+	drop(cl);
+}
+
+static void admit(int fd, uint64_t now)
+{
+	struct client *cl = NULL;
+	struct ucred cr;
+	socklen_t crl = sizeof(cr);
+	struct stat st;
+
+	for (int i = 0; i < CLIENTS && !cl; i++)
+		if (clients[i].fd < 0)
+			cl = &clients[i];
+	if (!cl || hb_os_fstat(fd, &st) < 0) {
+		hb_os_close(fd);
+		return;
+	}
+	cl->fd = fd;
+	cl->dev = st.st_dev;
+	cl->ino = st.st_ino;
+	cl->last_ms = now;
+	cl->got = cl->sent = 0;
+	cl->answering = 0;
+	hb_buf_init(&cl->out, cl->reply, sizeof(cl->reply));
+	if (hb_os_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crl) < 0 ||
+	    (cr.uid != 0 && (int)cr.uid != hb_os_geteuid())) {
+		hb_buf_puts(&cl->out, "error: permission denied\n");
+		cl->answering = 1;
+	}
+	progress(cl, now);
+}
+
+void hb_fault_ctl_step(uint64_t now)
+{
+	int busy = 0;
+
+	/* A forked child: the socket is its parent's to serve (and this
+	 * process writes nothing here: it may share the parent's memory). */
+	if (listen_fd < 0 || hb_os_getpid() != owner_pid)
+		return;
+	if (!still_ours(listen_fd, listen_dev, listen_ino)) {
+		listen_fd = -1; /* the application closed our descriptor: serve no more */
+		return;
+	}
+	for (int i = 0; i < CLIENTS; i++)
+		if (clients[i].fd >= 0)
+			progress(&clients[i], now);
+	for (int i = 0; i < CLIENTS; i++)
+		busy += clients[i].fd >= 0;
+	/* New clients only while a slot is free: the rest wait in the backlog. */
+	for (int n = 0; n < ACCEPTS_PER_STEP && busy < CLIENTS; n++) {
+		long fd = hb_os_accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+		if (fd == -EINTR || fd == -ECONNABORTED)
+			continue;
+		if (fd < 0)
+			break;
+		admit((int)fd, now);
+		busy = 0;
+		for (int i = 0; i < CLIENTS; i++)
+			busy += clients[i].fd >= 0;
 	}
 }
 
@@ -184,40 +301,18 @@ static int stale(const struct sockaddr_un *un)
 	return r == -ECONNREFUSED;
 }
 
-static void *ctl_main(void *arg)
-{
-	int lfd = (int)(intptr_t)arg;
-
-	for (;;) {
-		long fd = hb_os_accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-
-		if (fd < 0) {
-			if (fd == -EINTR || fd == -ECONNABORTED)
-				continue;
-			hb_os_sleep_us(100000);
-			continue;
-		}
-		serve((int)fd);
-		hb_os_close((int)fd);
-	}
-	return NULL;
-}
-
 static void cleanup(void)
 {
 	if (hb_os_getpid() == owner_pid)
 		hb_os_unlink(sock_path);
 }
 
-void hb_fault_ctl_start(void)
+int hb_fault_ctl_start(void)
 {
 	struct sockaddr_un un;
 	struct hb_buf b;
-	sigset_t all, old;
-	pthread_attr_t attr;
-	pthread_t tid;
+	struct stat st;
 	long fd;
-	int rc;
 
 	/* "%p" is the process id (several processes of one test). */
 	hb_buf_init(&b, sock_path, sizeof(sock_path));
@@ -233,39 +328,33 @@ void hb_fault_ctl_start(void)
 	if (b.len >= sizeof(un.sun_path)) {
 		hb_log(HB_LOG_WARN, "HBSHIM_CONTROL: path longer than %zu bytes: no control",
 		       sizeof(un.sun_path) - 1);
-		return;
+		return -1;
 	}
 	memset(&un, 0, sizeof(un));
 	un.sun_family = AF_UNIX;
 	memcpy(un.sun_path, sock_path, b.len);
-	fd = hb_os_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = hb_os_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
-		return;
+		return -1;
 	if (stale(&un))
 		hb_os_unlink(sock_path); /* left by an earlier image of this pid (exec) */
 	if (hb_os_bind((int)fd, (struct sockaddr *)&un, sizeof(un)) < 0) {
 		hb_log(HB_LOG_WARN, "HBSHIM_CONTROL: cannot bind %s: no control", sock_path);
 		hb_os_close((int)fd);
-		return;
+		return -1;
 	}
-	/* The peer check below holds while the mode is still the umask's. */
+	/* admit()'s peer check holds while the mode is still the umask's. */
 	hb_os_chmod(sock_path, 0600);
 	owner_pid = hb_os_getpid();
 	atexit(cleanup);
-	if (hb_os_listen((int)fd, 8) < 0) {
+	if (hb_os_listen((int)fd, 8) < 0 || hb_os_fstat((int)fd, &st) < 0) {
 		hb_os_close((int)fd);
-		return;
+		return -1;
 	}
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 128 * 1024);
-	rc = pthread_create(&tid, &attr, ctl_main, (void *)(intptr_t)fd);
-	pthread_attr_destroy(&attr);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc) {
-		hb_log(HB_LOG_WARN, "HBSHIM_CONTROL: cannot start its thread: no control");
-		hb_os_close((int)fd);
-	}
+	for (int i = 0; i < CLIENTS; i++)
+		clients[i].fd = -1;
+	listen_dev = st.st_dev;
+	listen_ino = st.st_ino;
+	listen_fd = (int)fd;
+	return 0;
 }

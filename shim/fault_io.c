@@ -38,7 +38,7 @@
 #define SLICE_MS 20        /* longest single sleep of a wait */
 #define IOV_CAP 64         /* iovec entries kept when a call is shortened */
 
-/* The rules' live switches: fault_ctl.c's control thread writes them, the
+/* The rules' live switches: fault_ctl.c's control step writes them, the
  * I/O paths here and in fault_poll.c read them. */
 _Atomic uint8_t hb_fault_off[HB_MAX_FAULTS];
 _Atomic uint32_t hb_fault_kick[HB_MAX_FAULTS];

@@ -86,7 +86,7 @@ uint64_t hb_wheel_next(const struct hb_wheel *w);
 int hb_fault_parse(const char *s, struct hb_fault *out, int max, int *n, const char **bad,
 		   size_t *badlen);
 /* One rule s[0..n) (no ';') into *f: 0 or -EINVAL; index names it when it
- * has no name=. Pure; any thread (the control thread too). */
+ * has no name=. Pure; any thread (the background thread's control step too). */
 int hb_fault_parse_one(const char *s, size_t n, struct hb_fault *f, int index);
 /* The name of an HB_FA_* action, and of an errno value the errno fault
  * accepts ("ECONNRESET"), or NULL. Pure. */
@@ -441,11 +441,12 @@ long hb_fault_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags, hb_fa
 long hb_fault_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags,
 		   hb_fault_next_fn next, int *injected);
 /* Live control: rules switched off and triggered by name. Defined here,
- * written by fault_ctl.c's control thread, read by the paths above. */
+ * written by fault_ctl.c's control step (background thread), read by the
+ * paths above. */
 extern _Atomic uint8_t hb_fault_off[HB_MAX_FAULTS];
 extern _Atomic uint32_t hb_fault_kick[HB_MAX_FAULTS];
 /* The names of the rules bound to a connection (st: hb_fault_of(c), not
- * NULL), comma-separated, into out. Any thread (the control thread). */
+ * NULL), comma-separated, into out. Any thread (the control step). */
 void hb_fault_rule_names(struct hb_fstate *st, struct hb_buf *out);
 /* The fault rules bound to c, NULL when none (the usual case). Any thread. */
 static inline struct hb_fstate *hb_fault_of(struct hb_conn *c)
@@ -498,11 +499,16 @@ int hb_fault_hung(struct hb_conn *c);
 
 /* ------------------------------------------------------------------ fault_ctl.c */
 
-/* Serve HBSHIM_CONTROL (a UNIX socket, mode 0600, same-user peers only) on
- * a thread of its own. Constructor, after the configuration. */
-void hb_fault_ctl_start(void);
+/* Make the HBSHIM_CONTROL listener (a UNIX socket, mode 0600, same-user
+ * peers only; no thread): 0, or -1 with a warning when there is none.
+ * Constructor, after the configuration. */
+int hb_fault_ctl_start(void);
+/* Serve the listener a bounded step: accept, read, answer what is ready,
+ * never waiting; nothing in a forked child of the process that made it.
+ * Background thread (registered with hb_thread_set_periodic_step). */
+void hb_fault_ctl_step(uint64_t now);
 /* One control command line into out; returns 0 (ok) or -EINVAL. Any
- * thread (the control thread; unit tests). */
+ * thread (the background thread; unit tests). */
 int hb_fault_ctl_exec(const char *cmd, struct hb_buf *out);
 
 /* ------------------------------------------------------------------ thread.c */
@@ -510,6 +516,10 @@ int hb_fault_ctl_exec(const char *cmd, struct hb_buf *out);
 /* Register the framed files' steps (struct hb_frame_ops, hb_types.h); ops
  * must live for ever. Constructor, before any connection is scheduled. */
 void hb_thread_set_frame_ops(const struct hb_frame_ops *ops);
+/* Have the background thread call step(now) every every_ms (its sleep is
+ * capped to that); step must never block. One step per process; start the thread with hb_thread_ensure for
+ * it to run before the first connection. Constructor. */
+void hb_thread_set_periodic_step(void (*step)(uint64_t now), uint32_t every_ms);
 /* Hand c to the background thread (starting it on first use). Any app
  * thread; c must be installed. Never blocks. */
 void hb_thread_schedule(struct hb_conn *c);

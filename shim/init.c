@@ -3,7 +3,8 @@
  *
  * The constructor binds the real symbols and parses the configuration once
  * (programs such as nginx clear their environment before forking workers,
- * which must keep it). It creates no thread and allocates nothing. Until it
+ * which must keep it). It allocates nothing and creates no thread, except
+ * the background thread when HBSHIM_CONTROL asks for a control socket. Until it
  * has run (calls from other libraries' constructors), every interposer
  * passes straight through.
  */
@@ -54,6 +55,10 @@ static int import_and_scope(void)
 	return 0;
 }
 
+/* How often the background thread looks at the HBSHIM_CONTROL socket: the
+ * longest a control command waits for its answer. */
+#define CONTROL_STEP_MS 100
+
 static _Atomic int init_state; /* 0 none, 1 running, 2 done */
 
 static const char *env_get(const char *name)
@@ -100,9 +105,15 @@ void hb_init(void)
 		hb_cfg.disabled = 1;
 	else
 		hb_dg_init();
-	if (hb_enabled && hb_cfg.control_path[0])
-		hb_fault_ctl_start(); /* HBSHIM_CONTROL */
 	hb_store_release(&init_state, 2);
+	if (hb_enabled && hb_cfg.control_path[0] && hb_fault_ctl_start() == 0) {
+		/* HBSHIM_CONTROL: the background thread serves the listener,
+		 * started now so that a program that has not made a connection
+		 * yet answers too (the one thread this constructor may start,
+		 * and only when control is asked for). */
+		hb_thread_set_periodic_step(hb_fault_ctl_step, CONTROL_STEP_MS);
+		hb_thread_ensure();
+	}
 	hb_log(HB_LOG_DEBUG, "loaded: interval %u ms, timeout %u ms, keepalive %d/%d/%d, "
 			     "user timeout %u ms", hb_cfg.interval_ms, hb_cfg.timeout_ms,
 	       hb_ka_cfg.idle_s, hb_ka_cfg.intvl_s, hb_ka_cfg.cnt, hb_ka_cfg.user_timeout_ms);

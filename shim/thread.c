@@ -2,7 +2,8 @@
  * thread.c - the single background thread.
  *
  * Started lazily by the first connection that needs timers (never from the
- * constructor: creating threads there deadlocked tcmalloc programs), with
+ * constructor: creating threads there deadlocked tcmalloc programs; only
+ * HBSHIM_CONTROL, served from load on, has init.c start it there), with
  * every signal blocked so no application handler ever runs on it. It sleeps
  * on a futex until the timer wheel's next due tick or a wake-up, then:
  *   1. takes the reap stack, then the inbox (in that order: a connection is
@@ -11,7 +12,9 @@
  *   2. links new connections into the wheel;
  *   3. unlinks and frees reaped ones;
  *   4. advances the wheel, running each due connection's next step;
- *   5. rewrites HBSHIM_STATS every STATS_PERIOD_MS.
+ *   5. rewrites HBSHIM_STATS every STATS_PERIOD_MS;
+ *   6. every period of the step registered from above (HBSHIM_CONTROL's
+ *      server), runs it; its sleep never outlasts that period.
  * It holds no lock at any time; application threads talk to it through the
  * lock-free stacks of conn.c and the fd table's busy count.
  */
@@ -74,6 +77,16 @@ static const struct hb_frame_ops *_Atomic fops_ptr = &no_ops;
 void hb_thread_set_frame_ops(const struct hb_frame_ops *ops)
 {
 	hb_store_release(&fops_ptr, ops);
+}
+
+/* Set once by the constructor, before the thread that reads them exists. */
+static void (*periodic_step)(uint64_t now);
+static uint32_t periodic_ms;
+
+void hb_thread_set_periodic_step(void (*step)(uint64_t now), uint32_t every_ms)
+{
+	periodic_ms = every_ms ? every_ms : 1;
+	periodic_step = step;
 }
 
 void hb_thread_wake(void)
@@ -295,7 +308,7 @@ static uint64_t sweep_period(void)
 static void *thread_main(void *arg)
 {
 	uint64_t now = hb_os_now_ms(), next_stats = now + STATS_PERIOD_MS;
-	uint64_t next_sweep = now + sweep_period();
+	uint64_t next_sweep = now + sweep_period(), next_step = now;
 
 	hb_store_relaxed(&hb_thread_tid, (uint32_t)hb_os_gettid());
 	rng = hb_os_now_ns() ^ ((uint64_t)hb_os_getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
@@ -343,11 +356,17 @@ static void *thread_main(void *arg)
 				hb_fd_foreach(sweep_one, NULL);
 			next_sweep = now + sweep_period();
 		}
+		if (periodic_step && now >= next_step) {
+			periodic_step(now);
+			next_step = now + periodic_ms;
+		}
 		due = hb_wheel_next(&wheel);
 		if (hb_cfg.stats_file[0] && due > next_stats)
 			due = next_stats;
 		if (hb_conn_in_use() && due > next_sweep)
 			due = next_sweep;
+		if (periodic_step && due > next_step)
+			due = next_step;
 		now = hb_os_now_ms();
 		wait = due == UINT64_MAX ? -1 : (due > now ? (int64_t)(due - now) : 0);
 		if (wait != 0)
