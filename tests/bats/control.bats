@@ -113,13 +113,16 @@ PY
 	local ans gap n silent
 	ans=$(line_with "OTHER ANSWER") || fail "no answer to the second client"
 	[[ $ans == "OTHER ANSWER b'ok\\n' after "* ]] || fail "$ans"
-	within "${ans##* after }" 0 0.3 || fail "answered after ${ans##* after } (a silent client must not hold it up)"
+	# Bounds with room for a loaded CI machine, still well below what a
+	# blocking control step costs (the second client waited 1.0 s, and a
+	# heartbeat 1-2 s, while a separate serve() held a silent client).
+	within "${ans##* after }" 0 0.6 || fail "answered after ${ans##* after } (a silent client must not hold it up)"
 	silent=$(line_with "SILENT GOT") || fail "the silent client was never dropped"
 	[[ $silent == "SILENT GOT b'' after "* ]] || fail "$silent (want EOF, no answer)"
-	within "$(set -- $silent; echo "$5")" 1.9 2.5 || fail "$silent (dropped after 2 s of silence)"
+	within "$(set -- $silent; echo "$5")" 1.9 3.0 || fail "$silent (dropped after 2 s of silence)"
 	read -r _ n _ _ gap < <(line_with HEARTBEATS)
-	[ "$n" -ge 18 ] || fail "$n heartbeats in 4.5 s at 200 ms"
-	within "$gap" 0 0.22 || fail "a heartbeat came $gap s after the previous one (interval 0.2 s)"
+	[ "$n" -ge 15 ] || fail "$n heartbeats in 4.5 s at 200 ms"
+	within "$gap" 0 0.5 || fail "a heartbeat came $gap s after the previous one (interval 0.2 s)"
 	echo "answer after ${ans##* after } s, silent client dropped after $(set -- $silent; echo "$5") s, $n heartbeats, largest gap $gap s" >&3
 }
 
