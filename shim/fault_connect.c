@@ -16,7 +16,7 @@
 #include <string.h>
 #include <netinet/in.h>
 
-#include "fault_int.h"
+#include "fault_io.h"
 
 #define FSTATE_MAX 16384   /* connections with rules per process (then none) */
 

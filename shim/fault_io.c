@@ -19,7 +19,7 @@
  * program's SO_RCVTIMEO/SO_SNDTIMEO (EAGAIN) and signals (EINTR); a
  * non-blocking caller gets EAGAIN instead of a wait.
  *
- * Readiness (poll, select) is fault_poll.c's; both share fault_int.h.
+ * Readiness (poll, select) is fault_poll.c's; both share fault_io.h.
  *
  * Random choices (prob, slicer sizes, jitter) come from a generator per
  * connection seeded from HBSHIM_SEED and the connection's ordinal in the
@@ -33,7 +33,7 @@
 #include <string.h>
 #include <netinet/in.h>
 
-#include "fault_int.h"
+#include "fault_io.h"
 
 #define SLICE_MS 20        /* longest single sleep of a wait */
 #define IOV_CAP 64         /* iovec entries kept when a call is shortened */

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 
-#include "fault_int.h"
+#include "fault_io.h"
 
 #define HELD_IN 1  /* a read would be held back */
 #define HELD_OUT 2 /* connect still delayed: not writable either */

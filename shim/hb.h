@@ -7,7 +7,7 @@
  * interposers last. The data layouts are in hb_types.h, the OS layer
  * (os.c, real.c, proc.c, fmt.c, counters.c) in hb_os.h; both are included
  * here, so a file of shim/ includes hb.h alone. The framed files share
- * frame_int.h, the fault files fault_int.h.
+ * frame_int.h, the fault files fault_io.h.
  *
  * Conventions (../STYLE.md):
  *   - internals return 0 / -errno and never touch errno; interposers (the

@@ -1,9 +1,11 @@
 /*
- * fault_int.h - what fault_io.c shares with fault_poll.c: the state bound
- * to a connection with fault rules and its lock. Nothing else includes it.
+ * fault_io.h - the fault runtime's interface to the other fault files
+ * (fault_connect.c, fault_poll.c): the state bound to a connection with
+ * fault rules, its lock, the generator, and what fault_io.c exports to
+ * them. Nothing outside the fault files includes it.
  */
-#ifndef HB_FAULT_INT_H
-#define HB_FAULT_INT_H
+#ifndef HB_FAULT_IO_H
+#define HB_FAULT_IO_H
 
 #include "hb.h"
 
