@@ -121,24 +121,6 @@ int hb_connect_expired(struct hb_conn *c, int fd, uint64_t now)
 	return 1;
 }
 
-/* May an interrupted blocking connect be restarted? The kernel restarts it
- * when the handler had SA_RESTART; we cannot tell which signal interrupted
- * poll, so restart only if no installed handler lacks SA_RESTART. */
-static int restart_ok(void)
-{
-	for (int sig = 1; sig < NSIG; sig++) {
-		struct sigaction sa;
-
-		if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) < 0)
-			continue;
-		if (!(sa.sa_flags & SA_SIGINFO) &&
-		    (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN))
-			continue;
-		if (!(sa.sa_flags & SA_RESTART))
-			return 0;
-	}
-	return 1;
-}
 
 int hb_connect_bounded(int fd, struct hb_conn *c, const struct sockaddr *sa, socklen_t len,
 		       hb_connect_fn *next_connect)
@@ -184,7 +166,7 @@ int hb_connect_bounded(int fd, struct hb_conn *c, const struct sockaddr *sa, soc
 			return 0;
 		}
 		if (pr == -EINTR) {
-			if (restart_ok())
+			if (hb_proc_handlers_restart())
 				continue;
 			hb_os_fcntl(fd, F_SETFL, fl);
 			errno = EINTR;

@@ -90,7 +90,9 @@ static struct blackhole holes[2]; /* AF_INET, AF_INET6 */
  * stays open (and the port reserved) for the life of the process. */
 static struct blackhole refusers[2];
 
-static int make_refuser(struct blackhole *h, int family)
+/* A TCP socket bound to a free loopback port of family, listening with
+ * backlog 0 if listening; its address in h. The fd, or -1. */
+static long bound_loopback(struct blackhole *h, int family, int listening)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
@@ -106,42 +108,33 @@ static int make_refuser(struct blackhole *h, int family)
 	if (b < 0)
 		return -1;
 	if (hb_os_bind((int)b, (struct sockaddr *)&ss, len) < 0 ||
+	    (listening && hb_os_listen((int)b, 0) < 0) ||
 	    hb_os_getsockname((int)b, (struct sockaddr *)&h->addr, &len) < 0) {
 		hb_os_close((int)b);
 		return -1;
 	}
 	h->len = len;
-	return 0;
+	return b;
+}
+
+static int make_refuser(struct blackhole *h, int family)
+{
+	return bound_loopback(h, family, 0) < 0 ? -1 : 0;
 }
 
 static int make_hole(struct blackhole *h, int family)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-	long l, f;
+	long l = bound_loopback(h, family, 1), f;
 	short rev = 0;
 
-	memset(&ss, 0, sizeof(ss));
-	ss.ss_family = (sa_family_t)family;
-	if (family == AF_INET)
-		((struct sockaddr_in *)&ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	else
-		((struct sockaddr_in6 *)&ss)->sin6_addr = in6addr_loopback;
-	l = hb_os_socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (l < 0)
 		return -1;
-	if (hb_os_bind((int)l, (struct sockaddr *)&ss, len) < 0 || hb_os_listen((int)l, 0) < 0 ||
-	    hb_os_getsockname((int)l, (struct sockaddr *)&h->addr, &len) < 0) {
-		hb_os_close((int)l);
-		return -1;
-	}
-	h->len = len;
 	f = hb_os_socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (f < 0) {
 		hb_os_close((int)l);
 		return -1;
 	}
-	hb_os_connect((int)f, (struct sockaddr *)&h->addr, len);
+	hb_os_connect((int)f, (struct sockaddr *)&h->addr, h->len);
 	/* The filler's handshake completes at once on loopback; both fds
 	 * stay open for the life of the process. */
 	if (hb_os_poll1((int)f, POLLOUT, 1000, &rev) <= 0 || (rev & (POLLERR | POLLHUP))) {

@@ -61,20 +61,7 @@ int hb_fault_nap(uint64_t ms)
  * installed handler lacks SA_RESTART (we cannot tell which one ran). */
 int hb_fault_intr_fails(uint32_t tmo)
 {
-	if (tmo)
-		return 1;
-	for (int sig = 1; sig < NSIG; sig++) {
-		struct sigaction sa;
-
-		if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) < 0)
-			continue;
-		if (!(sa.sa_flags & SA_SIGINFO) &&
-		    (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN))
-			continue;
-		if (!(sa.sa_flags & SA_RESTART))
-			return 1;
-	}
-	return 0;
+	return tmo || !hb_proc_handlers_restart();
 }
 
 /* Record one injected fault. */

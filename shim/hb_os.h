@@ -239,6 +239,11 @@ extern __thread int hb_vfork_mark __attribute__((tls_model("initial-exec")));
  * too); it must make the shim's state the child's, as a fork handler
  * would. Constructor, first, single-threaded. */
 void hb_proc_init(void (*on_clone)(int own_files));
+/* 1 when no installed signal handler lacks SA_RESTART: a call the shim
+ * itself interrupted in a wait (poll) may then be restarted, as the kernel
+ * restarts one whose handler had SA_RESTART (which signal ran is not
+ * known). Reads the dispositions with sigaction; any thread. */
+int hb_proc_handlers_restart(void);
 /* The fork child handler (pthread_atfork, registered by the constructor):
  * takes the child's pid. */
 void hb_proc_after_fork(void);

@@ -8,6 +8,7 @@
  * constructor registers (hb_proc_init), not a call up.
  */
 #include <linux/kcmp.h>
+#include <signal.h>
 #include <sys/mman.h>
 
 #include "hb_os.h"
@@ -87,5 +88,21 @@ int hb_vfork_check(int pid)
 		return 0;
 	}
 	hb_vfork_mark = pid;
+	return 1;
+}
+
+int hb_proc_handlers_restart(void)
+{
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+
+		if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) < 0)
+			continue;
+		if (!(sa.sa_flags & SA_SIGINFO) &&
+		    (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN))
+			continue;
+		if (!(sa.sa_flags & SA_RESTART))
+			return 0;
+	}
 	return 1;
 }

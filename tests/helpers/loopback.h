@@ -1,7 +1,8 @@
 /*
  * loopback.h - what several test helpers share: a monotonic clock in
- * milliseconds, the exit for a failed setup call, and the two ends of a
- * TCP connection over 127.0.0.1. Header-only (static inline): each helper
+ * milliseconds, the exit for a failed setup call, the two ends of a TCP
+ * connection over 127.0.0.1, and whole writes and reads (a short read ends
+ * the helper with status 4 and the bytes still missing). Header-only (static inline): each helper
  * is one .c file, built alone into build/helpers/.
  */
 #ifndef HB_TEST_LOOPBACK_H
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 static inline double now_ms(void)
 {
@@ -58,6 +60,35 @@ static inline int dial(int port)
 	if (connect(s, (struct sockaddr *)&a, sizeof(a)))
 		die("connect");
 	return s;
+}
+
+/* Write all of p[0..n): a failed or empty write dies. */
+static inline void write_all(int fd, const unsigned char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+
+		if (w <= 0)
+			die("write");
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+/* Read exactly n bytes into p. */
+static inline void read_all(int fd, unsigned char *p, size_t n)
+{
+	while (n) {
+		ssize_t r = read(fd, p, n);
+
+		if (r <= 0) {
+			fprintf(stderr, "read: %zd (%s) with %zu bytes missing\n", r,
+				r ? strerror(errno) : "end of stream", n);
+			exit(4);
+		}
+		p += r;
+		n -= (size_t)r;
+	}
 }
 
 #endif

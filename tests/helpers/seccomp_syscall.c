@@ -80,33 +80,6 @@ static long load_with_libseccomp(void)
 
 #define PAYLOAD 65536
 
-static void write_all(int fd, const unsigned char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w <= 0)
-			die("write");
-		p += w;
-		n -= (size_t)w;
-	}
-}
-
-static void read_all(int fd, unsigned char *p, size_t n)
-{
-	while (n) {
-		ssize_t r = read(fd, p, n);
-
-		if (r <= 0) {
-			fprintf(stderr, "read: %zd (%s) with %zu bytes missing\n", r,
-				r ? strerror(errno) : "end of stream", n);
-			exit(4);
-		}
-		p += r;
-		n -= (size_t)r;
-	}
-}
-
 static void pass_through(void)
 {
 	void *m;
