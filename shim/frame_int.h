@@ -192,7 +192,11 @@ enum hb_neg_need {
 	HB_NEG_RX_WAIT,    /* the same, blocking for the peer's first byte */
 	HB_NEG_TX,         /* our direction, before a write; no lock held */
 	HB_NEG_BACKGROUND, /* the peer's direction, bg thread; no lock held */
+	HB_NEG_SETTLE,     /* the peer's direction, waiting for its hello at most
+			    * HB_NEG_SETTLE_MS (HBSHIM_TIMEOUT if shorter); takes
+			    * rxlock unless an application thread holds it */
 };
+#define HB_NEG_SETTLE_MS 1000
 /* Negotiation's one entry point: 0 when the direction is decided (read
  * rxmode or txmode for how), -EAGAIN while pending, or another -errno from
  * the socket (HB_NEG_RX*, left for the caller's call to report). Deciding

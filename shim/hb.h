@@ -566,6 +566,7 @@ void hb_frame_atfork_child(void);
  * uses the connection again. Any thread; now is hb_os_now_ms(). */
 void hb_frame_mark_shared(struct hb_conn *c, uint64_t now);
 
+
 /* ------------------------------------------------------------------ negotiate.c */
 
 /* A frame rule matched this outgoing connection: frame our direction (hello
@@ -667,6 +668,15 @@ void hb_dg_init(void);
  * peer can take it, and hands the peer's framed direction to the leaving
  * reader (downgrade.c). Application thread, before the filter. */
 void hb_frame_leave(struct hb_conn *c, int fd, uint8_t reason);
+/* Before c (on fd) is handed to another process: take the peer's hello
+ * first when our direction is framed and the peer's still undecided, and
+ * this process may read it (waits at most a second). hb_frame_handover_all
+ * does it for every tracked connection; hb_frame_fork_prepare is the
+ * fork's prepare handler (then hb_frame_atfork_prepare). App thread, or a
+ * fork's prepare handler. */
+void hb_frame_handover(struct hb_conn *c, int fd);
+void hb_frame_handover_all(void);
+void hb_frame_fork_prepare(void);
 /* The application sends fd to another process (SCM_RIGHTS): leave framing
  * both ways first (our downgrade frame with the request, then the peer's
  * frames up to its answer, within HBSHIM_TIMEOUT), so that the receiver

@@ -46,7 +46,7 @@ static void put_hex_bytes(struct hb_buf *b, const uint8_t *p, size_t n)
 	}
 }
 
-static void export1_as(int fd, struct hb_conn *c, struct exp_ctx *x);
+static void export1_as(int fd, int here, struct hb_conn *c, struct exp_ctx *x);
 
 static void export1(int fd, struct hb_conn *c, void *arg)
 {
@@ -59,11 +59,12 @@ static void export1(int fd, struct hb_conn *c, void *arg)
 	fl = hb_os_fcntl(fd, F_GETFD, 0);
 	if (fl < 0 || (fl & FD_CLOEXEC))
 		return;
-	export1_as(fd, c, x);
+	export1_as(fd, fd, c, x);
 }
 
-/* One entry: connection c, under number fd in the new image. */
-static void export1_as(int fd, struct hb_conn *c, struct exp_ctx *x)
+/* One entry: connection c, under number fd in the new image (here: its
+ * number in this process). */
+static void export1_as(int fd, int here, struct hb_conn *c, struct exp_ctx *x)
 {
 	struct hb_buf *b = x->b;
 
@@ -73,6 +74,9 @@ static void export1_as(int fd, struct hb_conn *c, struct exp_ctx *x)
 	 * name the connection here. */
 	if (x->vforked && hb_os_cookie(fd) != c->cookie)
 		return;
+	/* The new image and this process must find the hello exchange in
+	 * the same state (share.c). */
+	hb_frame_handover(c, here);
 	if (fd < 3)
 		x->std |= 1u << fd;
 	if (x->vforked) /* our memory is the parent's: no fork handler ran there */
@@ -115,16 +119,19 @@ static void spawn_visit(int fd, struct hb_conn *c, void *arg)
 
 	if (c->mode != HB_MODE_FRAME || (hb_load_relaxed(&c->flags) & HB_CF_LOST))
 		return;
-	fl = hb_os_fcntl(fd, F_GETFD, 0);
-	if (fl >= 0 && !(fl & FD_CLOEXEC))
-		hb_frame_mark_shared(c, hb_os_now_ms()); /* exported under its own number */
 	for (int i = 0; i < sc->ndups; i++) {
 		if (sc->dups[i][0] != fd || sc->dups[i][1] < 0 || sc->dups[i][1] == fd)
 			continue;
-		/* The child's number for it; the child checks the cookie. */
+		/* The child's number for it; the child checks the cookie.
+		 * Marked shared after the export's hand-over step, which
+		 * this process may take only while the connection is its
+		 * own. */
+		export1_as(sc->dups[i][1], fd, c, sc->x);
 		hb_frame_mark_shared(c, hb_os_now_ms());
-		export1_as(sc->dups[i][1], c, sc->x);
 	}
+	fl = hb_os_fcntl(fd, F_GETFD, 0);
+	if (fl >= 0 && !(fl & FD_CLOEXEC))
+		hb_frame_mark_shared(c, hb_os_now_ms()); /* exported under its own number */
 }
 
 size_t hb_inherit_export(char *out, size_t cap, const int (*dups)[2], int ndups)

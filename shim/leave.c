@@ -7,6 +7,11 @@
  * with the request flag and the peer's frames are read up to its answer,
  * so that the stream is raw both ways for whoever reads it next
  * (PROTOCOL.md, Downgrade).
+ *
+ * Before any hand-over (fork, exec, posix_spawn, SCM_RIGHTS) a connection
+ * still waiting for the peer's hello takes it first, where that can be
+ * waited for: every copy then starts from the same decided state
+ * (hb_frame_handover).
  */
 #include <errno.h>
 #include <poll.h>
@@ -87,28 +92,51 @@ void hb_dg_init(void)
 }
 
 
-/* A client leaving framing before the server's hello arrived (a program
- * that sandboxes itself right after connect): whether the server can
- * downgrade is in that hello, which a shimmed server sends as soon as ours
- * arrived. Wait for it, at most a second (HBSHIM_TIMEOUT if shorter). */
-static void await_hello(struct hb_conn *c, int fd)
+/* A copy made while the peer's hello was on its way would decide the
+ * peer's direction from whatever it reads first: the process that reads
+ * first takes the hello, and another copy later takes the frames behind it
+ * for a raw stream. So a connection whose peer's direction is still
+ * undecided while ours is framed (a client: the peer answers our hello
+ * with its own) takes the peer's hello first, when this process may read
+ * it (hb_negotiate's HB_NEG_SETTLE: at most a second). Not an accepted
+ * connection still waiting for the client's first bytes: a forking server
+ * would wait at every fork for clients that speak second, and its copies
+ * are the child's alone in the usual case (the parent closes its own). */
+void hb_frame_handover(struct hb_conn *c, int fd)
 {
-	uint64_t until = hb_os_now_ms() + (hb_cfg.timeout_ms < 1000 ? hb_cfg.timeout_ms : 1000);
-
-	if (!hb_lock_unless_app(&c->rxlock))
+	if (c->mode != HB_MODE_FRAME || c->kind != HB_KIND_CONNECTED ||
+	    hb_load_acquire(&c->rxmode) != HB_RX_DETECT ||
+	    hb_load_acquire(&c->txmode) != HB_TX_FRAMED || hb_load_relaxed(&c->dead) ||
+	    !hb_may_act_on_rx(c))
 		return;
-	for (;;) {
-		uint64_t now = hb_os_now_ms();
-		short rev = 0;
+	/* In a vfork child the table is the parent's: fd must still name
+	 * the connection's socket here. */
+	if (hb_vforked() && hb_os_cookie(fd) != c->cookie)
+		return;
+	if (hb_negotiate(c, fd, HB_NEG_SETTLE) == -EAGAIN)
+		hb_log(HB_LOG_WARN,
+		       "fd %d: handed to another process before the peer's hello arrived: "
+		       "the process that reads first takes it",
+		       fd);
+}
 
-		if (hb_negotiate(c, fd, HB_NEG_RX) != -EAGAIN || hb_load_relaxed(&c->rxmode) != HB_RX_DETECT ||
-		    now >= until)
-			break;
-		/* The mark keeps a lone hello from making the fd readable:
-		 * look every millisecond. */
-		hb_os_poll1(fd, POLLIN, 1, &rev);
-	}
-	hb_unlock(&c->rxlock);
+static void handover1(int fd, struct hb_conn *c, void *arg)
+{
+	(void)arg;
+	if (hb_fd_conn(fd) == c)
+		hb_frame_handover(c, fd);
+}
+
+void hb_frame_handover_all(void)
+{
+	hb_fd_foreach(handover1, NULL);
+}
+
+/* The fork's prepare handler: settle, then mark (share.c). */
+void hb_frame_fork_prepare(void)
+{
+	hb_frame_handover_all();
+	hb_frame_atfork_prepare();
 }
 
 void hb_frame_leave(struct hb_conn *c, int fd, uint8_t reason)
@@ -122,9 +150,8 @@ void hb_frame_leave(struct hb_conn *c, int fd, uint8_t reason)
 		return;
 	c->dg_left = 1;
 	hb_dg_follow_family(c, fd);
-	if (hb_load_acquire(&c->rxmode) == HB_RX_DETECT &&
-	    hb_load_acquire(&c->txmode) == HB_TX_FRAMED)
-		await_hello(c, fd);
+	/* Whether the peer can downgrade is in its hello. */
+	hb_frame_handover(c, fd);
 	rx = hb_load_acquire(&c->rxmode);
 	tx = hb_load_acquire(&c->txmode);
 	if (rx != HB_RX_FRAMED && tx != HB_TX_FRAMED)
@@ -225,6 +252,7 @@ void hb_frame_pass(struct hb_conn *c, int fd)
 	if (c->mode != HB_MODE_FRAME || c->kind != HB_KIND_CONNECTED || hb_load_relaxed(&c->dead))
 		return;
 	hb_dg_follow_family(c, fd);
+	hb_frame_handover(c, fd);
 	rx = hb_load_acquire(&c->rxmode);
 	tx = hb_load_acquire(&c->txmode);
 	if (tx != HB_TX_FRAMED && rx != HB_RX_FRAMED)

@@ -361,6 +361,48 @@ static int look_in_background(struct hb_conn *c, int fd)
 	return hb_load_acquire(&c->rxmode) == HB_RX_DETECT ? -EAGAIN : 0;
 }
 
+/* Before the connection leaves this process's sole care (handed over at
+ * fork, exec, posix_spawn or SCM_RIGHTS, or left at a seccomp filter) the
+ * peer's hello, if it is on its way, is taken here: every copy then starts
+ * decided, at a frame boundary. A shimmed server sends its hello as soon
+ * as ours arrived, so the wait is a round trip unless it has not accepted
+ * yet. Our hello still queued (connect in progress) goes first. */
+/* fd is still c's socket: by cookie where the kernel gives one (in a
+ * vfork child the table is the parent's, and fd may be the child's own
+ * number for it). */
+static int still_socket(const struct hb_conn *c, int fd)
+{
+	return c->cookie ? hb_os_cookie(fd) == c->cookie : hb_fd_is(c, fd);
+}
+
+static int settle(struct hb_conn *c, int fd)
+{
+	uint64_t until = hb_os_now_ms() + (hb_cfg.timeout_ms < HB_NEG_SETTLE_MS ? hb_cfg.timeout_ms
+									       : HB_NEG_SETTLE_MS);
+
+	if (hb_load_acquire(&c->rxmode) != HB_RX_DETECT)
+		return 0;
+	if (!hb_lock_unless_app(&c->rxlock))
+		return -EAGAIN; /* an application thread is detecting it now */
+	for (;;) {
+		short rev = 0;
+
+		if (c->tx.pend_len && hb_load_acquire(&c->txmode) == HB_TX_FRAMED &&
+		    hb_trylock(&c->txlock)) {
+			hb_frame_flush_pend(c, fd);
+			hb_unlock(&c->txlock);
+		}
+		if (detect(c, fd, 0) != -EAGAIN || hb_load_relaxed(&c->rxmode) != HB_RX_DETECT ||
+		    hb_os_now_ms() >= until || !still_socket(c, fd))
+			break;
+		/* The low-water mark keeps a lone hello from making the fd
+		 * readable: look every millisecond. */
+		hb_os_poll1(fd, POLLIN, 1, &rev);
+	}
+	hb_unlock(&c->rxlock);
+	return hb_load_acquire(&c->rxmode) == HB_RX_DETECT ? -EAGAIN : 0;
+}
+
 int hb_negotiate(struct hb_conn *c, int fd, enum hb_neg_need need)
 {
 	int r;
@@ -372,6 +414,8 @@ int hb_negotiate(struct hb_conn *c, int fd, enum hb_neg_need need)
 		return hb_load_acquire(&c->txmode) == HB_TX_UNDECIDED ? -EAGAIN : 0;
 	case HB_NEG_BACKGROUND:
 		return look_in_background(c, fd);
+	case HB_NEG_SETTLE:
+		return settle(c, fd);
 	case HB_NEG_RX_WAIT:
 		/* A blocking read waits until decided; an EAGAIN (its
 		 * SO_RCVTIMEO) looks again. */

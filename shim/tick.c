@@ -431,7 +431,7 @@ const struct hb_frame_ops hb_frame_ops = {
 	.tick = hb_frame_tick,
 	.linger_tick = hb_frame_linger_tick,
 	.notice = hb_frame_notice,
-	.atfork_prepare = hb_frame_atfork_prepare,
+	.atfork_prepare = hb_frame_fork_prepare,
 	.atfork_child = hb_frame_atfork_child,
 	.linger_drop_all = hb_frame_linger_drop_all,
 };
