@@ -399,6 +399,8 @@ struct hb_conn {
 	uint8_t dg_left;               /* leave.c (app): this process left framing (seccomp):
 					  handled once */
 	uint8_t lowat;                 /* SO_RCVLOWAT we set, 0 = kernel default (rxlock) */
+	uint8_t settle_missed;         /* negotiate.c (rxlock): a hand-over waited in vain
+					  for the peer's hello; later ones only look */
 	/* Background thread only (tick.c, thread.c). */
 	uint8_t grace;                 /* one recheck granted after a late wakeup */
 	uint8_t wlinked;               /* on a wheel list */

@@ -384,6 +384,10 @@ static int settle(struct hb_conn *c, int fd)
 		return 0;
 	if (!hb_lock_unless_app(&c->rxlock))
 		return -EAGAIN; /* an application thread is detecting it now */
+	/* Waited in vain once (a server that does not accept): a process
+	 * that forks often must not wait at every fork. */
+	if (c->settle_missed)
+		until = 0;
 	for (;;) {
 		short rev = 0;
 
@@ -399,6 +403,8 @@ static int settle(struct hb_conn *c, int fd)
 		 * readable: look every millisecond. */
 		hb_os_poll1(fd, POLLIN, 1, &rev);
 	}
+	if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
+		c->settle_missed = 1;
 	hb_unlock(&c->rxlock);
 	return hb_load_acquire(&c->rxmode) == HB_RX_DETECT ? -EAGAIN : 0;
 }
