@@ -196,6 +196,24 @@ static int check_socket(int fd, uint64_t cookie)
 	return dom;
 }
 
+/* The socket's receive low-water mark as the exporting image left it:
+ * one of ours (6 between frames, up to HB_HELLO_LEN + 1 before a hello),
+ * which hb_frame_set_lowat must know to move it again (a mark of 6 it
+ * believed absent would hold a short raw tail back from a reader), or a
+ * larger one only the application sets. */
+static void adopt_lowat(int fd, struct hb_conn *c)
+{
+	int v = 0;
+	socklen_t len = sizeof(v);
+
+	if (hb_os_getsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, &len) < 0 || v <= 1)
+		return;
+	if (v <= HB_HELLO_LEN + 1)
+		c->lowat = (uint8_t)v;
+	else
+		hb_or_acq_rel(&c->flags, HB_APP_RCVLOWAT);
+}
+
 /* Adopt one parsed entry; returns 0 or -errno. */
 static int adopt(const struct hb_inherit_ent *e)
 {
@@ -238,6 +256,7 @@ static int adopt(const struct hb_inherit_ent *e)
 	hb_store_relaxed(&hb_frame_seen, 1);
 	if (hb_os_fcntl(fd, F_GETFL, 0) & O_NONBLOCK)
 		hb_or_acq_rel(&c->flags, HB_CF_NONBLOCK);
+	adopt_lowat(fd, c);
 	if (hb_fd_install(fd, c) < 0) {
 		hb_conn_free(c);
 		return -ENOMEM;

@@ -96,20 +96,17 @@ void hb_dg_init(void)
  * peer's direction from whatever it reads first: the process that reads
  * first takes the hello, and another copy later takes the frames behind it
  * for a raw stream. So a connection whose peer's direction is still
- * undecided while ours is framed (a client: the peer answers our hello
- * with its own) takes the peer's hello first, when this process may read
- * it (hb_negotiate's HB_NEG_SETTLE: at most a second, once; said once).
- * Not an accepted
- * connection still waiting for the client's first bytes: a forking server
- * would wait at every fork for clients that speak second, and its copies
- * are the child's alone in the usual case (the parent closes its own). */
+ * undecided takes the peer's hello first, when this process may read it
+ * (hb_negotiate's HB_NEG_SETTLE: a client waits for it at most a second,
+ * once, and says so once; an accepted connection is looked at without
+ * waiting, since a forking server would wait at every fork for clients
+ * that speak second, and its copy is the child's alone in the usual case). */
 void hb_frame_handover(struct hb_conn *c, int fd)
 {
 	uint8_t missed;
 
 	if (c->mode != HB_MODE_FRAME || c->kind != HB_KIND_CONNECTED ||
-	    hb_load_acquire(&c->rxmode) != HB_RX_DETECT ||
-	    hb_load_acquire(&c->txmode) != HB_TX_FRAMED || hb_load_relaxed(&c->dead) ||
+	    hb_load_acquire(&c->rxmode) != HB_RX_DETECT || hb_load_relaxed(&c->dead) ||
 	    !hb_may_act_on_rx(c))
 		return;
 	/* In a vfork child the table is the parent's: fd must still name
@@ -117,7 +114,8 @@ void hb_frame_handover(struct hb_conn *c, int fd)
 	if (hb_vforked() && hb_os_cookie(fd) != c->cookie)
 		return;
 	missed = c->settle_missed;
-	if (hb_negotiate(c, fd, HB_NEG_SETTLE) == -EAGAIN && !missed)
+	if (hb_negotiate(c, fd, HB_NEG_SETTLE) == -EAGAIN && !missed &&
+	    hb_load_acquire(&c->txmode) == HB_TX_FRAMED)
 		hb_log(HB_LOG_WARN,
 		       "fd %d: handed to another process before the peer's hello arrived: "
 		       "the process that reads first takes it",

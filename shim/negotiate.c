@@ -361,12 +361,6 @@ static int look_in_background(struct hb_conn *c, int fd)
 	return hb_load_acquire(&c->rxmode) == HB_RX_DETECT ? -EAGAIN : 0;
 }
 
-/* Before the connection leaves this process's sole care (handed over at
- * fork, exec, posix_spawn or SCM_RIGHTS, or left at a seccomp filter) the
- * peer's hello, if it is on its way, is taken here: every copy then starts
- * decided, at a frame boundary. A shimmed server sends its hello as soon
- * as ours arrived, so the wait is a round trip unless it has not accepted
- * yet. Our hello still queued (connect in progress) goes first. */
 /* fd is still c's socket: by cookie where the kernel gives one (in a
  * vfork child the table is the parent's, and fd may be the child's own
  * number for it). */
@@ -375,6 +369,22 @@ static int still_socket(const struct hb_conn *c, int fd)
 	return c->cookie ? hb_os_cookie(fd) == c->cookie : hb_fd_is(c, fd);
 }
 
+/* Before the connection leaves this process's sole care (handed over at
+ * fork, exec, posix_spawn or SCM_RIGHTS, or left at a seccomp filter) the
+ * peer's hello, if it is on its way, is taken here: every copy then starts
+ * decided, at a frame boundary. Only where our direction is framed (a
+ * client): a shimmed server sends its hello as soon as ours arrived, so the
+ * wait is a round trip unless it has not accepted yet; our hello still
+ * queued (connect in progress) goes first. An accepted connection gets one
+ * look, no wait (a forking server would wait at every fork for clients
+ * that speak second).
+ *
+ * A copy that stays undecided loses the mark that keeps a lone hello from
+ * waking a reader (hb_frame_set_lowat): only this process's background
+ * thread looks for the hello behind it, and after the hand-over it does
+ * not (the connection is shared), while the process that reads (a forking
+ * server's child in select, or the command it execs in read) may have no
+ * thread of its own yet: a hello that came alone would never wake it. */
 static int settle(struct hb_conn *c, int fd)
 {
 	uint64_t until = hb_os_now_ms() + (hb_cfg.timeout_ms < HB_NEG_SETTLE_MS ? hb_cfg.timeout_ms
@@ -386,7 +396,7 @@ static int settle(struct hb_conn *c, int fd)
 		return -EAGAIN; /* an application thread is detecting it now */
 	/* Waited in vain once (a server that does not accept): a process
 	 * that forks often must not wait at every fork. */
-	if (c->settle_missed)
+	if (c->settle_missed || hb_load_acquire(&c->txmode) != HB_TX_FRAMED)
 		until = 0;
 	for (;;) {
 		short rev = 0;
@@ -403,8 +413,13 @@ static int settle(struct hb_conn *c, int fd)
 		 * readable: look every millisecond. */
 		hb_os_poll1(fd, POLLIN, 1, &rev);
 	}
-	if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
-		c->settle_missed = 1;
+	if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT) {
+		if (until)
+			c->settle_missed = 1;
+		if (c->lowat > 1 && !(hb_load_relaxed(&c->flags) & HB_APP_RCVLOWAT) &&
+		    hb_os_setsockopt_int(fd, SOL_SOCKET, SO_RCVLOWAT, 1) == 0)
+			c->lowat = 1;
+	}
 	hb_unlock(&c->rxlock);
 	return hb_load_acquire(&c->rxmode) == HB_RX_DETECT ? -EAGAIN : 0;
 }

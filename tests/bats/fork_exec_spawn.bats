@@ -463,3 +463,54 @@ open(sys.argv[3], "wb").write(d)' "$port" "$T/in" "$T/got.$how"
 		rm -f "$T/srv.out"
 	done
 }
+
+# The exec'd image adopts the socket's receive low-water mark with the rest
+# of the state: the exporting image held it at 6 between frames (a lone
+# heartbeat wakes no reader), and an image that believed it absent never
+# lowered it when the stream went raw, so a 3-byte raw answer after the
+# peer's downgrade never woke its read. The peer here speaks the protocol
+# by hand: hello, a data frame, then a heartbeat and a downgrade frame, then
+# raw "ok\n".
+@test "exec: an exec'd reader of a framed connection gets a short raw answer after the peer's downgrade (the low-water mark goes with the state)" {
+	need_cmd head
+	cat >"$T/server.py" <<-'EOF2'
+		import socket, struct, time
+		l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
+		print(l.getsockname()[1], flush=True)
+		c, _ = l.accept()
+		c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+		h = b""
+		while len(h) < 14:
+		    h += c.recv(14 - len(h))
+		assert h[:4] == b"\xe5HBS", h
+		c.sendall(b"\xe5HBS\x01\x03" + struct.pack(">II", 1000, 5000))
+		c.sendall(b"\x01\x00\x00\x00\x06hello\n")
+		time.sleep(0.5)
+		c.sendall(b"\x00\x01\x00\x04\x01\x00\x00")  # heartbeat, downgrade (no request)
+		time.sleep(0.3)
+		c.sendall(b"ok\n")
+		c.settimeout(5)
+		try:
+		    while c.recv(100):
+		        pass
+		except OSError:
+		    pass
+	EOF2
+	cat >"$T/client.py" <<-'EOF2'
+		import os, socket, sys
+		s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+		f = b""
+		while not f.endswith(b"\n"):
+		    f += s.recv(1)
+		print("first:", f, flush=True)
+		os.dup2(s.fileno(), 0)
+		os.execvp("head", ["head", "-c", "3"])
+	EOF2
+	bg server plain "$PY" "$T/server.py"
+	wait_line "$T/server.out" '^[0-9]+$' 10
+	PORT=$(head -1 "$T/server.out")
+	run timeout 5 env "${SHIM_ENV[@]}" HBSHIM_FRAME="127.0.0.1:$PORT" "$PY" "$T/client.py" "$PORT"
+	assert_status 0
+	[ "$output" = "first: b'hello\\n'
+ok" ] || fail "client printed: $output"
+}

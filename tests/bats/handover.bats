@@ -187,3 +187,55 @@ handed_over() {
 	[ "$(grep -c "before the peer's hello arrived" "$T/forker.err")" -eq 1 ] ||
 		fail "stderr: $(cat "$T/forker.err")"
 }
+
+# The other side: a forking server whose client's hello had not arrived at
+# accept. The accepted socket's low-water mark keeps a lone hello (14
+# bytes) from waking the application for the first moments; only the
+# accepting process's thread looks behind it, and after the fork it leaves
+# the connection to the child, which sleeps in select() until 15 bytes are
+# there. The fork now takes the mark down (the child is woken by the hello
+# and answers it). The client speaks the protocol by hand: its hello alone,
+# 0.2 s after connecting, and it expects the server's hello back.
+@test "forking server, the client's hello arriving alone after the accept: the child in select() wakes and answers it" {
+	cat >"$T/server.py" <<-'EOF2'
+		import os, select, socket
+		l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(5)
+		print(l.getsockname()[1], flush=True)
+		while True:
+		    c, _ = l.accept()
+		    if os.fork() == 0:
+		        l.close()
+		        while True:
+		            select.select([c], [], [])
+		            d = c.recv(4096)
+		            if not d:
+		                os._exit(0)
+		            c.sendall(d)
+		    c.close()
+	EOF2
+	cat >"$T/client.py" <<-'EOF2'
+		import socket, struct, sys, time
+		s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+		time.sleep(0.2)
+		s.sendall(b"\xe5HBS\x01\x03" + struct.pack(">II", 1000, 5000))
+		s.settimeout(2)
+		t = time.monotonic()
+		h = b""
+		try:
+		    while len(h) < 14:
+		        d = s.recv(14 - len(h))
+		        if not d:
+		            break
+		        h += d
+		except socket.timeout:
+		    pass
+		print("answer", h[:4], "after %.3f s" % (time.monotonic() - t), flush=True)
+	EOF2
+	bg server shim HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/server.events" "$PY" "$T/server.py"
+	wait_line "$T/server.out" '^[0-9]+$' 10
+	PORT=$(head -1 "$T/server.out")
+	run plain "$PY" "$T/client.py" "$PORT"
+	assert_status 0
+	case $output in "answer b'\\xe5HBS' after"*) ;; *) fail "client printed: $output" ;; esac
+	wait_line "$T/server.events" '"event":"framed"' 5 || fail "server events: $(cat "$T/server.events")"
+}
