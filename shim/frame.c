@@ -9,7 +9,7 @@
  * heartbeats from waking a poller, the protocol error that fails a
  * connection, notice frames, the kernel's iovec checks and the verdict
  * another process holding the connection reached. It calls no other
- * framed file but flock.c (frame_int.h lists the layers).
+ * framed file (frame_int.h lists the layers).
  */
 #include <errno.h>
 #include <limits.h>

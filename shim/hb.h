@@ -210,18 +210,13 @@ static inline struct hb_conn *hb_fd_conn_raw(int fd)
 	return hb_load_acquire(&ch[(unsigned)fd & (HB_FD_CHUNK - 1)].conn);
 }
 
-/* hb_fd_conn_vet's slow half, with hb_vfork_mark set: c when this is the
- * owner again (the mark is cleared) or fd still is c's socket (same
- * cookie), else NULL. Any thread. */
-struct hb_conn *hb_fd_conn_vet_vforked(int fd, struct hb_conn *c) __attribute__((cold));
-
 /* c, the raw entry for fd, or NULL when fd is provably not its socket in
  * a vfork child (the fast paths of i_io.c look up raw and vet in their
  * slow part: no stack frame for an untracked fd). */
 static inline struct hb_conn *hb_fd_conn_vet(int fd, struct hb_conn *c)
 {
-	if (HB_UNLIKELY(c && hb_vfork_mark))
-		return hb_fd_conn_vet_vforked(fd, c);
+	if (HB_UNLIKELY(c && hb_vfork_mark) && !hb_vfork_same_socket(fd, c->cookie))
+		return NULL;
 	return c;
 }
 
@@ -230,6 +225,18 @@ static inline struct hb_conn *hb_fd_conn_vet(int fd, struct hb_conn *c)
 static inline struct hb_conn *hb_fd_conn(int fd)
 {
 	return hb_fd_conn_vet(fd, hb_fd_conn_raw(fd));
+}
+
+/* Whether fd still refers to c. A close from another application thread
+ * does not wait for a call blocked in the kernel (the kernel's close does
+ * not either), so once a blocking system call returned, the number may
+ * have been closed and reused for another file: an application thread
+ * looks before it makes another system call on fd, and a framed call then
+ * ends with what it has, or EBADF. Any thread holding a use count of c
+ * (which keeps c itself alive). */
+static inline int hb_fd_is(const struct hb_conn *c, int fd)
+{
+	return hb_fd_conn(fd) == c;
 }
 
 /* Entry for fd, installing its chunk if create (mmap, CAS). NULL when fd is
@@ -537,9 +544,6 @@ void hb_thread_ensure(void);
  * are its copies to close; else they leave its table unclosed.
  * Single-threaded. */
 void hb_thread_after_clone(int own_files);
-/* The background thread's tid once it runs, else 0: the locks and the
- * negotiation tell their own thread from it. Relaxed; any thread. */
-extern _Atomic uint32_t hb_thread_tid;
 /* Wake the background thread (reap pressure). Async-signal-safe. */
 void hb_thread_wake(void);
 

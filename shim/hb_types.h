@@ -407,7 +407,7 @@ struct hb_conn {
 	 * frame_xfer.c count themselves in and out); the background thread
 	 * frees the connection only at 0. */
 	_Atomic uint32_t users;
-	/* The two futex locks (flock.c): 0 free, else owner tid |
+	/* The two futex locks (os_lock.c): 0 free, else owner tid |
 	 * HB_LOCK_WAITERS. Taken by app threads and the background thread. */
 	_Atomic uint32_t rxlock;
 	_Atomic uint32_t txlock;
