@@ -21,6 +21,9 @@
  *   leave.c       a process leaving framing (seccomp, fd passing)
  *   tick.c        the background step, and the ops table init.c registers
  *
+ * The rx/tx locks are os_lock.c's (the OS layer); hb_lock_fd below takes
+ * one for an application call on fd.
+ *
  * Threads: "app" means an application thread inside an interposed call,
  * "bg" the background thread; rxlock and txlock are struct hb_conn's.
  */

@@ -708,6 +708,28 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late);
  * init.c with hb_thread_set_frame_ops. */
 extern const struct hb_frame_ops hb_frame_ops;
 
+/* ------------------------------------------------------------------ conn_io.c */
+
+/* A tracked connection's side of a data call. App threads; the ssize_t
+ * results are in libc's convention (-1 and errno). */
+/* The errno the shim declared c dead with, 0 when alive (or when fd turns
+ * out to be another file now: c is then marked lost). Before a call. */
+int hb_io_dead_errno(struct hb_conn *c, int fd);
+/* The application's receive / send on c when the shim makes the call (c
+ * framed, or with fault rules), m the application's (valid as the kernel
+ * would require): the dead check, the call, the result. */
+ssize_t hb_io_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags);
+ssize_t hb_io_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags);
+/* The result r (libc's convention, errno as the call left it) of the
+ * application's own receive or send on c, with the connection's verdicts
+ * applied. want: the bytes asked for (0 for an empty request); app_flags:
+ * the application's send flags (MSG_NOSIGNAL: no SIGPIPE). */
+ssize_t hb_io_rx_done(struct hb_conn *c, int fd, ssize_t r, size_t want);
+ssize_t hb_io_tx_done(struct hb_conn *c, int fd, ssize_t r, int app_flags);
+/* The same for a result r of the framed paths (count or -errno). */
+ssize_t hb_io_frame_rx(struct hb_conn *c, int fd, long r, size_t want);
+ssize_t hb_io_frame_tx(struct hb_conn *c, int fd, long r, int app_flags);
+
 /* ------------------------------------------------------------------ i_stdio.c */
 
 /* After the import: stdin/stdout/stderr on an inherited framed fd go
