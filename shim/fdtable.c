@@ -26,22 +26,6 @@
 
 _Atomic(struct hb_fdent *) hb_fd_chunks[HB_FD_MAX >> HB_FD_CHUNK_SHIFT];
 
-struct hb_conn *hb_fd_conn_vet_vforked(int fd, struct hb_conn *c)
-{
-	if (hb_os_getpid() == hb_self_pid) {
-		/* The owner again: the child that set the mark on this
-		 * thread has exec'd or exited (vfork suspends the thread
-		 * until then), and the entries are right here. */
-		hb_vfork_mark = 0;
-		return c;
-	}
-	/* Not the owner: a close here was not recorded, so the number may
-	 * name another file now. Only the same socket is the connection. */
-	if (!c->cookie || hb_os_cookie(fd) != c->cookie)
-		return NULL;
-	return c;
-}
-
 /* The entry the background thread is pinning (or about to); fork repair. */
 static _Atomic(struct hb_fdent *) bg_cur;
 

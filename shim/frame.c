@@ -9,7 +9,7 @@
  * heartbeats from waking a poller, the protocol error that fails a
  * connection, notice frames, the kernel's iovec checks and the verdict
  * another process holding the connection reached. It calls no other
- * framed file but flock.c (frame_int.h lists the layers).
+ * framed file (frame_int.h lists the layers).
  */
 #include <errno.h>
 #include <limits.h>
@@ -41,7 +41,7 @@ void hb_frame_protocol_error(struct hb_conn *c, int fd, int err, const char *wha
 /* The shim's own send/recv. The kernel reports a connection's error
  * (a reset, its own timeout) to the first call that asks, and takes it
  * back then: when that call is ours, the application's next read would
- * see a plain end of stream. Keep it for the application (i_io.c). */
+ * see a plain end of stream. Keep it for the application (conn_io.c). */
 static void keep_err(struct hb_conn *c, long r)
 {
 	if (r == -ECONNRESET && (hb_load_relaxed(&c->flags) & HB_CF_RD_DOWN))

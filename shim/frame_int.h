@@ -5,7 +5,6 @@
  * before it here (none calls back up; the background thread reaches the
  * tick through struct hb_frame_ops):
  *
- *   flock.c       the rx/tx futex locks and the "fd still ours" check
  *   frame.c       the framed core: the shim's own send/recv, pending
  *                 control bytes, the low-water mark, protocol errors,
  *                 notices, the iovec check and the other process's verdict
@@ -22,11 +21,16 @@
  *   leave.c       a process leaving framing (seccomp, fd passing)
  *   tick.c        the background step, and the ops table init.c registers
  *
+ * The rx/tx locks are os_lock.c's (the OS layer); hb_lock_fd below takes
+ * one for an application call on fd.
+ *
  * Threads: "app" means an application thread inside an interposed call,
  * "bg" the background thread; rxlock and txlock are struct hb_conn's.
  */
 #ifndef HB_FRAME_INT_H
 #define HB_FRAME_INT_H
+
+#include <errno.h>
 
 #include "hb.h"
 
@@ -113,29 +117,22 @@ static inline uint32_t hb_rx_limit(const struct hb_conn *c)
  * peek or a zero-copy read leaves the flood budget to its caller. */
 #define PEEK_HDRS 64
 
-/* ---------------------------------------------------------------- flock.c */
+/* ------------------------------------------------------------ the locks */
 
-/* The calling thread's id (the locks' owner value). Any thread. */
-uint32_t hb_self_tid(void);
-/* Forget the cached id: the only thread of a fork child. */
-void hb_lock_forget_tid(void);
-/* Take l, waiting: 0, or -EDEADLK when this thread holds it already. App. */
-int hb_lock(_Atomic uint32_t *l);
-/* Take l without waiting: 1 when taken. Any thread. */
-int hb_trylock(_Atomic uint32_t *l);
-/* Whether an application thread (the caller included) holds l. Any thread. */
-int hb_lock_held_by_app(_Atomic uint32_t *l);
-/* Take l unless an application thread holds it (waits a few ms at most
- * behind the background thread): 1 when taken. Any thread. */
-int hb_lock_unless_app(_Atomic uint32_t *l);
-/* Release l (held by the caller). */
-void hb_unlock(_Atomic uint32_t *l);
-/* Whether fd still refers to c (a blocking call may have let another
- * thread close and reuse it). Any thread holding a use count of c. */
-int hb_fd_is(const struct hb_conn *c, int fd);
-/* Take l for an application call on fd (nb: never behind another app
- * thread): 0, -EAGAIN, or -EBADF when fd was closed meanwhile (l not held). */
-int hb_lock_fd(const struct hb_conn *c, int fd, _Atomic uint32_t *l, int nb);
+/* Take l (rxlock or txlock of c) for an application call on fd (nb: never
+ * behind another application thread): a thread that waited for the lock
+ * behind one blocked in the kernel may find fd closed when it gets it.
+ * 0, -EAGAIN, or -EBADF when fd was closed meanwhile (l not held then). */
+static inline int hb_lock_fd(const struct hb_conn *c, int fd, _Atomic uint32_t *l, int nb)
+{
+	int r = hb_lock_io(l, nb);
+
+	if (r == 0 && !hb_fd_is(c, fd)) {
+		hb_unlock(l);
+		r = -EBADF;
+	}
+	return r;
+}
 
 /* ---------------------------------------------------------------- frame.c */
 

@@ -210,18 +210,13 @@ static inline struct hb_conn *hb_fd_conn_raw(int fd)
 	return hb_load_acquire(&ch[(unsigned)fd & (HB_FD_CHUNK - 1)].conn);
 }
 
-/* hb_fd_conn_vet's slow half, with hb_vfork_mark set: c when this is the
- * owner again (the mark is cleared) or fd still is c's socket (same
- * cookie), else NULL. Any thread. */
-struct hb_conn *hb_fd_conn_vet_vforked(int fd, struct hb_conn *c) __attribute__((cold));
-
 /* c, the raw entry for fd, or NULL when fd is provably not its socket in
  * a vfork child (the fast paths of i_io.c look up raw and vet in their
  * slow part: no stack frame for an untracked fd). */
 static inline struct hb_conn *hb_fd_conn_vet(int fd, struct hb_conn *c)
 {
-	if (HB_UNLIKELY(c && hb_vfork_mark))
-		return hb_fd_conn_vet_vforked(fd, c);
+	if (HB_UNLIKELY(c && hb_vfork_mark) && !hb_vfork_same_socket(fd, c->cookie))
+		return NULL;
 	return c;
 }
 
@@ -230,6 +225,18 @@ static inline struct hb_conn *hb_fd_conn_vet(int fd, struct hb_conn *c)
 static inline struct hb_conn *hb_fd_conn(int fd)
 {
 	return hb_fd_conn_vet(fd, hb_fd_conn_raw(fd));
+}
+
+/* Whether fd still refers to c. A close from another application thread
+ * does not wait for a call blocked in the kernel (the kernel's close does
+ * not either), so once a blocking system call returned, the number may
+ * have been closed and reused for another file: an application thread
+ * looks before it makes another system call on fd, and a framed call then
+ * ends with what it has, or EBADF. Any thread holding a use count of c
+ * (which keeps c itself alive). */
+static inline int hb_fd_is(const struct hb_conn *c, int fd)
+{
+	return hb_fd_conn(fd) == c;
 }
 
 /* Entry for fd, installing its chunk if create (mmap, CAS). NULL when fd is
@@ -537,9 +544,6 @@ void hb_thread_ensure(void);
  * are its copies to close; else they leave its table unclosed.
  * Single-threaded. */
 void hb_thread_after_clone(int own_files);
-/* The background thread's tid once it runs, else 0: the locks and the
- * negotiation tell their own thread from it. Relaxed; any thread. */
-extern _Atomic uint32_t hb_thread_tid;
 /* Wake the background thread (reap pressure). Async-signal-safe. */
 void hb_thread_wake(void);
 
@@ -713,6 +717,28 @@ uint64_t hb_frame_tick(struct hb_conn *c, int fd, uint64_t now, uint64_t late);
 /* The framed files' entry points for the background thread, registered by
  * init.c with hb_thread_set_frame_ops. */
 extern const struct hb_frame_ops hb_frame_ops;
+
+/* ------------------------------------------------------------------ conn_io.c */
+
+/* A tracked connection's side of a data call. App threads; the ssize_t
+ * results are in libc's convention (-1 and errno). */
+/* The errno the shim declared c dead with, 0 when alive (or when fd turns
+ * out to be another file now: c is then marked lost). Before a call. */
+int hb_io_dead_errno(struct hb_conn *c, int fd);
+/* The application's receive / send on c when the shim makes the call (c
+ * framed, or with fault rules), m the application's (valid as the kernel
+ * would require): the dead check, the call, the result. */
+ssize_t hb_io_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags);
+ssize_t hb_io_send(struct hb_conn *c, int fd, const struct msghdr *m, int flags);
+/* The result r (libc's convention, errno as the call left it) of the
+ * application's own receive or send on c, with the connection's verdicts
+ * applied. want: the bytes asked for (0 for an empty request); app_flags:
+ * the application's send flags (MSG_NOSIGNAL: no SIGPIPE). */
+ssize_t hb_io_rx_done(struct hb_conn *c, int fd, ssize_t r, size_t want);
+ssize_t hb_io_tx_done(struct hb_conn *c, int fd, ssize_t r, int app_flags);
+/* The same for a result r of the framed paths (count or -errno). */
+ssize_t hb_io_frame_rx(struct hb_conn *c, int fd, long r, size_t want);
+ssize_t hb_io_frame_tx(struct hb_conn *c, int fd, long r, int app_flags);
 
 /* ------------------------------------------------------------------ i_stdio.c */
 

@@ -2,11 +2,13 @@
  * hb_os.h - the OS layer's contract: the bottom of libhbshim.
  *
  * os.c makes every system call the shim makes for itself, and the
- * interposers' fallbacks before binding; real.c binds the next definition
- * of every interposed function; proc.c says which process this is; fmt.c
- * builds strings; counters.c holds the counters. These files call only one
- * another (os.c and fmt.c nothing at all) and never an interposer: nothing
- * here re-enters the shim. Their common rules, unless a function says
+ * interposers' fallbacks before binding; os_lock.c is the futex lock the
+ * shim's threads share; real.c binds the next definition of every
+ * interposed function; proc.c says which process this is (and whether it
+ * is a vfork child that must change nothing); fmt.c builds strings;
+ * counters.c holds the counters. These files call only one another (os.c
+ * and fmt.c nothing at all) and never an interposer: nothing here
+ * re-enters the shim. Their common rules, unless a function says
  * otherwise:
  *   - results are the value or -errno; errno is never touched;
  *   - any thread may call them, the background thread included;
@@ -158,6 +160,36 @@ long hb_os_sigmask(int how, const uint64_t *set, uint64_t *old);
 long hb_os_sigpending(uint64_t *set);
 long hb_os_sigdeliver(const uint64_t *mask);
 
+/* ------------------------------------------------------------------ os_lock.c */
+
+/* A lock is one _Atomic uint32_t, 0 when free. These are the exception to
+ * "no lock" above: hb_lock waits (spins, then futex), and none of them is
+ * async-signal-safe except hb_trylock and hb_unlock. A lock is held by one
+ * thread at a time and is not recursive. */
+
+/* The background thread's tid once it runs, else 0 (thread.c sets it): the
+ * locks and the negotiation tell their own thread from it. Relaxed; any
+ * thread. */
+extern _Atomic uint32_t hb_thread_tid;
+/* The calling thread's id (the locks' owner value). Any thread. */
+uint32_t hb_self_tid(void);
+/* Forget the cached id: the only thread of a fork child. */
+void hb_lock_forget_tid(void);
+/* Take l, waiting: 0, or -EDEADLK when this thread holds it already. App. */
+int hb_lock(_Atomic uint32_t *l);
+/* Take l without waiting: 1 when taken. Any thread. */
+int hb_trylock(_Atomic uint32_t *l);
+/* Whether an application thread (the caller included) holds l. Any thread. */
+int hb_lock_held_by_app(_Atomic uint32_t *l);
+/* Take l unless an application thread holds it (waits a few ms at most
+ * behind the background thread): 1 when taken. Any thread. */
+int hb_lock_unless_app(_Atomic uint32_t *l);
+/* Take l for an application call (nb: never behind another application
+ * thread): 0, or -EAGAIN (not taken). App. */
+int hb_lock_io(_Atomic uint32_t *l, int nb);
+/* Release l (held by the caller). */
+void hb_unlock(_Atomic uint32_t *l);
+
 /* ------------------------------------------------------------------ fmt.c */
 
 /* struct hb_buf (hb_types.h): a bounded string builder over caller memory.
@@ -252,6 +284,12 @@ void hb_proc_after_fork(void);
  * has its own (takes pid as its own and runs the on_clone hook).
  * Async-signal-safe except for what the hook does. */
 int hb_vfork_check(int pid);
+/* With hb_vfork_mark set, whether fd may be used as the socket whose
+ * cookie (hb_os_cookie) was recorded: 1 when this is the table's owner
+ * again (the child has exec'd or exited: the mark is cleared) or fd still
+ * is that socket, 0 when fd may name another file now (cookie 0: unknown,
+ * taken as another file). Any thread. */
+int hb_vfork_same_socket(int fd, uint64_t cookie) __attribute__((cold));
 /* 1 in a process that must not change the shim's state (a vfork child).
  * One getpid; any thread. */
 static inline int hb_vforked(void)

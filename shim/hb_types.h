@@ -312,7 +312,7 @@ struct hb_conn {
 	_Atomic uint32_t flags;
 	/* 0 or the errno later calls fail with: set once (CAS from 0) by
 	 * deadline.c's hb_conn_declare_dead (bg or app) or frame.c on a protocol
-	 * error (app, rx lock); read by i_io.c and the framed paths. */
+	 * error (app, rx lock); read by conn_io.c and the framed paths. */
 	_Atomic int dead;
 	_Atomic int fds[HB_CONN_FDS];       /* fds referring to it, -1 = none */
 	_Atomic uint32_t fdgens[HB_CONN_FDS]; /* fd table generation of each fd */
@@ -327,7 +327,7 @@ struct hb_conn {
 	uint8_t kind;          /* HB_KIND_* */
 	/* An error (ECONNRESET...) a call of the shim's own took from the
 	 * socket: stored by frame.c (app or bg), taken (exchanged with 0) by
-	 * i_io.c for the application's next call. */
+	 * conn_io.c for the application's next call. */
 	_Atomic uint8_t stolen_err;
 	/* The application's SO_SNDTIMEO / SO_RCVTIMEO, 0 = none: written by
 	 * i_socket.c's setsockopt and accept (app); read by deadline.c,
@@ -409,7 +409,7 @@ struct hb_conn {
 	 * frame_xfer.c count themselves in and out); the background thread
 	 * frees the connection only at 0. */
 	_Atomic uint32_t users;
-	/* The two futex locks (flock.c): 0 free, else owner tid |
+	/* The two futex locks (os_lock.c): 0 free, else owner tid |
 	 * HB_LOCK_WAITERS. Taken by app threads and the background thread. */
 	_Atomic uint32_t rxlock;
 	_Atomic uint32_t txlock;

@@ -4,16 +4,17 @@
  * (sendfile, splice and the mmsg calls are in i_zcopy.c).
  *
  * The path of an fd the shim does not track is one table load and a branch
- * before the real call. On a tracked connection in keepalive mode the bytes
- * are the application's own; the shim only
- *   - answers ETIMEDOUT on every call once the connection was declared dead
- *     (by the shim's deadlines or by the kernel's keepalive/user timeout),
- *   - sends with MSG_NOSIGNAL so that its own shutdown of a dead connection
- *     never raises SIGPIPE, raising SIGPIPE itself where the kernel would
- *     have (EPIPE on a connection the shim did not kill, no MSG_NOSIGNAL).
+ * before the real call. A tracked connection's call goes down to
+ * conn_io.c: a framed one, or one with fault rules, is handed over whole
+ * (the shim makes the call); in keepalive mode the bytes are the
+ * application's own and the call is made here, through the next
+ * definition of the same function (a seccomp filter may allow read where
+ * it refuses recvmsg), its result handed to conn_io.c. A keepalive-mode
+ * connection's send carries MSG_NOSIGNAL so that the shim's own shutdown of
+ * a dead connection never raises SIGPIPE (conn_io.c raises it where the
+ * kernel would have).
  */
 #include <limits.h>
-#include <signal.h>
 #include <netinet/in.h>
 #include <string.h>
 
@@ -29,127 +30,27 @@ ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags);
 ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
 		       struct sockaddr *sa, socklen_t *sl);
 
-/* The connection was found dead by the shim: answer its errno, unless the
- * fd turns out to be another file now (closed behind our back). */
-static int dead_errno(struct hb_conn *c, int fd)
-{
-	int d = hb_load_acquire(&c->dead);
-
-	if (!d)
-		return 0;
-	if (c->cookie && hb_os_cookie(fd) != c->cookie) {
-		hb_or_acq_rel(&c->flags, HB_CF_LOST);
-		return 0;
-	}
-	return d;
-}
-
-/* The first error after our connect deadline dissolved a non-blocking
- * connect is the kernel's ECONNRESET for it: report ETIMEDOUT. */
-static int conn_expired_errno(struct hb_conn *c, int err)
-{
-	if (HB_UNLIKELY(hb_load_relaxed(&c->flags) & HB_CF_CONN_EXPIRED) &&
-	    (err == ECONNRESET || err == ENOTCONN || err == EPIPE)) {
-		hb_and_acq_rel(&c->flags, ~HB_CF_CONN_EXPIRED);
-		return ETIMEDOUT;
-	}
-	return err;
-}
-
-/* Common tail of the receive calls on a tracked connection. */
-static ssize_t rx_done(struct hb_conn *c, int fd, ssize_t r, size_t want)
-{
-	int err = errno, d;
-
-	if (r < 0)
-		err = conn_expired_errno(c, err);
-	if (HB_UNLIKELY(hb_load_relaxed(&c->stolen_err)) && r <= 0) {
-		/* The connection's error went to a call of the shim's own:
-		 * report it instead of the end of stream that follows it,
-		 * once, as the kernel would have. */
-		int s = hb_xchg_acq_rel(&c->stolen_err, 0);
-
-		if (r == 0 && want && s) {
-			errno = s;
-			return -1;
-		}
-	}
-
-	if (r < 0 && err == ETIMEDOUT) {
-		hb_conn_kernel_timed_out(c, fd);
-		errno = ETIMEDOUT;
-		return r;
-	}
-	if (r <= 0 && (want || r < 0) && (d = dead_errno(c, fd))) {
-		/* Our shutdown woke the call: report the death, not EOF. */
-		errno = d;
-		return -1;
-	}
-	errno = err;
-	return r;
-}
-
-static ssize_t tx_done(struct hb_conn *c, int fd, ssize_t r, int app_flags)
-{
-	int err = errno, d;
-
-	if (r >= 0)
-		return r;
-	err = conn_expired_errno(c, err);
-	if (err == ETIMEDOUT) {
-		hb_conn_kernel_timed_out(c, fd);
-		errno = ETIMEDOUT;
-		return r;
-	}
-	if ((d = dead_errno(c, fd))) {
-		errno = d;
-		return -1;
-	}
-	if (err == EPIPE && !(app_flags & MSG_NOSIGNAL))
-		hb_os_raise_sigpipe(); /* what the kernel would have done */
-	errno = err;
-	return r;
-}
-
-int hb_io_dead_errno(struct hb_conn *c, int fd)
-{
-	return dead_errno(c, fd);
-}
-
-#define PRECHECK(c, fd)                              \
-	do {                                         \
-		int d_ = dead_errno((c), (fd));      \
-		if (d_) {                            \
-			errno = d_;                  \
-			return -1;                   \
-		}                                    \
+#define PRECHECK(c, fd)                                  \
+	do {                                             \
+		int d_ = hb_io_dead_errno((c), (fd));    \
+		if (d_) {                                \
+			errno = d_;                      \
+			return -1;                       \
+		}                                        \
 	} while (0)
 
-/* Convert a framed-path result (count or -errno) to libc's convention. */
-ssize_t hb_io_frame_rx(struct hb_conn *c, int fd, long r, size_t want)
-{
-	if (r > 0)
-		return r; /* errno untouched, as after any successful call */
-	if (r == 0)
-		return rx_done(c, fd, 0, want);
-	errno = (int)-r;
-	return rx_done(c, fd, -1, want);
-}
+/* The shim makes the call (conn_io.c): a framed connection, or one with
+ * fault rules. Otherwise the call is the application's own, made here
+ * through the next definition of the same function. */
+#define SHIM_CALLS(c) ((c)->mode == HB_MODE_FRAME || HB_UNLIKELY(hb_fault_of(c)))
 
-ssize_t hb_io_frame_tx(struct hb_conn *c, int fd, long r, int app_flags)
-{
-	if (r >= 0)
-		return r;
-	errno = (int)-r;
-	return tx_done(c, fd, -1, app_flags);
-}
-
-static long frame_recv1(struct hb_conn *c, int fd, void *buf, size_t n, int flags,
-			struct sockaddr *sa, socklen_t *sl)
+/* One buffer as a message for hb_io_recv / hb_io_send. */
+static ssize_t recv1(struct hb_conn *c, int fd, void *buf, size_t n, int flags,
+		     struct sockaddr *sa, socklen_t *sl)
 {
 	struct iovec v = { buf, n };
 	struct msghdr m;
-	long r;
+	ssize_t r;
 
 	memset(&m, 0, sizeof(m));
 	m.msg_iov = &v;
@@ -158,13 +59,13 @@ static long frame_recv1(struct hb_conn *c, int fd, void *buf, size_t n, int flag
 		m.msg_name = sa;
 		m.msg_namelen = *sl;
 	}
-	r = hb_frame_recv(c, fd, &m, flags);
+	r = hb_io_recv(c, fd, &m, flags);
 	if (sa && sl && r >= 0)
 		*sl = m.msg_namelen;
 	return r;
 }
 
-static long frame_send1(struct hb_conn *c, int fd, const void *buf, size_t n, int flags)
+static ssize_t send1(struct hb_conn *c, int fd, const void *buf, size_t n, int flags)
 {
 	struct iovec v = { (void *)buf, n };
 	struct msghdr m;
@@ -172,10 +73,8 @@ static long frame_send1(struct hb_conn *c, int fd, const void *buf, size_t n, in
 	memset(&m, 0, sizeof(m));
 	m.msg_iov = &v;
 	m.msg_iovlen = 1;
-	return hb_frame_send(c, fd, &m, flags);
+	return hb_io_send(c, fd, &m, flags);
 }
-
-#define IS_FRAME(c) ((c)->mode == HB_MODE_FRAME)
 
 #define REAL_RECVFROM(fd, b, n, fl, sa, sl) \
 	REAL(recvfrom, LIBC_RET_SSIZE(hb_os_recvfrom(fd, b, n, fl, sa, sl)), fd, b, n, fl, sa, sl)
@@ -183,118 +82,6 @@ static long frame_send1(struct hb_conn *c, int fd, const void *buf, size_t n, in
 	REAL(sendto, LIBC_RET_SSIZE(hb_os_sendto(fd, b, n, fl, sa, sl)), fd, b, n, fl, sa, sl)
 #define REAL_SENDMSG(fd, m, fl) REAL(sendmsg, LIBC_RET_SSIZE(hb_os_sendmsg(fd, m, fl)), fd, m, fl)
 #define REAL_RECVMSG(fd, m, fl) REAL(recvmsg, LIBC_RET_SSIZE(hb_os_recvmsg(fd, m, fl)), fd, m, fl)
-
-/* fault_io.c's way down: the undisturbed receive or send of this
- * connection (framed or raw), count or -errno. */
-static long plain_recv(struct hb_conn *c, int fd, struct msghdr *m, int flags)
-{
-	long r;
-
-	if (IS_FRAME(c))
-		return hb_frame_recv(c, fd, m, flags);
-	r = REAL_RECVMSG(fd, m, flags);
-	return r < 0 ? -errno : r;
-}
-
-static long plain_send(struct hb_conn *c, int fd, struct msghdr *m, int flags)
-{
-	long r;
-
-	if (IS_FRAME(c))
-		return hb_frame_send(c, fd, m, flags);
-	hb_ka_note_tx(c);
-	r = REAL_SENDMSG(fd, m, flags | MSG_NOSIGNAL);
-	return r < 0 ? -errno : r;
-}
-
-/* A call on a connection with fault rules (HBSHIM_FAULTS): through
- * fault_io.c; an error the fault injected is reported as is, anything else
- * as the undisturbed path would. */
-static __attribute__((noinline)) ssize_t fault_rx(struct hb_conn *c, int fd, struct msghdr *m, int flags, size_t want)
-{
-	int injected;
-	long r = hb_fault_recv(c, fd, m, flags, plain_recv, &injected);
-
-	if (injected && r <= 0) {
-		if (r == 0)
-			return 0;
-		errno = (int)-r;
-		return -1;
-	}
-	return hb_io_frame_rx(c, fd, r, want);
-}
-
-static __attribute__((noinline)) ssize_t fault_tx(struct hb_conn *c, int fd, const struct msghdr *m, int flags)
-{
-	int injected;
-	long r = hb_fault_send(c, fd, m, flags, plain_send, &injected);
-
-	if (injected && r < 0) {
-		errno = (int)-r;
-		return -1;
-	}
-	return hb_io_frame_tx(c, fd, r, flags);
-}
-
-/* One buffer, or an iovec array, as a message for fault_rx / fault_tx. */
-static ssize_t fault_rx1(struct hb_conn *c, int fd, void *buf, size_t n, int flags,
-			 struct sockaddr *sa, socklen_t *sl)
-{
-	struct iovec v = { buf, n };
-	struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1 };
-	ssize_t r;
-
-	if (sa && sl) {
-		m.msg_name = sa;
-		m.msg_namelen = *sl;
-	}
-	r = fault_rx(c, fd, &m, flags, n);
-	if (sa && sl && r >= 0)
-		*sl = m.msg_namelen;
-	return r;
-}
-
-static ssize_t fault_tx1(struct hb_conn *c, int fd, const void *buf, size_t n, int flags)
-{
-	struct iovec v = { (void *)buf, n };
-	struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1 };
-
-	return fault_tx(c, fd, &m, flags);
-}
-
-static ssize_t fault_rxv(struct hb_conn *c, int fd, const struct iovec *iov, int n)
-{
-	struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
-	size_t want = 0;
-
-	if (n < 0 || n > IOV_MAX) {
-		errno = EINVAL;
-		return -1;
-	}
-	for (int i = 0; i < n; i++)
-		want += iov[i].iov_len;
-	return fault_rx(c, fd, &m, 0, want);
-}
-
-static ssize_t fault_txv(struct hb_conn *c, int fd, const struct iovec *iov, int n)
-{
-	struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
-
-	if (n < 0 || n > IOV_MAX) {
-		errno = EINVAL;
-		return -1;
-	}
-	return fault_tx(c, fd, &m, 0);
-}
-
-static ssize_t fault_rxm(struct hb_conn *c, int fd, struct msghdr *m, int flags)
-{
-	size_t want = 0;
-
-	for (size_t i = 0; m->msg_iov && i < m->msg_iovlen && i < IOV_MAX; i++)
-		want += m->msg_iov[i].iov_len;
-	return fault_rx(c, fd, m, flags, want);
-}
 
 /*
  * Each exported call is a tiny fast path: one table load, one load of the
@@ -315,12 +102,10 @@ static SLOW ssize_t read_slow(struct hb_conn *c, int fd, void *buf, size_t n)
 	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c))
 		return REAL(read, LIBC_RET_SSIZE(hb_os_read(fd, buf, n)), fd, buf, n);
+	if (SHIM_CALLS(c))
+		return recv1(c, fd, buf, n, 0, NULL, NULL);
 	PRECHECK(c, fd);
-	if (HB_UNLIKELY(hb_fault_of(c)))
-		return fault_rx1(c, fd, buf, n, 0, NULL, NULL);
-	if (IS_FRAME(c))
-		return hb_io_frame_rx(c, fd, frame_recv1(c, fd, buf, n, 0, NULL, NULL), n);
-	return rx_done(c, fd, REAL(read, LIBC_RET_SSIZE(hb_os_read(fd, buf, n)), fd, buf, n), n);
+	return hb_io_rx_done(c, fd, REAL(read, LIBC_RET_SSIZE(hb_os_read(fd, buf, n)), fd, buf, n), n);
 }
 
 HB_EXPORT ssize_t read(int fd, void *buf, size_t n)
@@ -344,12 +129,10 @@ static SLOW ssize_t recvfrom_slow(struct hb_conn *c, int fd, void *buf, size_t n
 	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c))
 		return REAL_RECVFROM(fd, buf, n, flags, sa, sl);
+	if (SHIM_CALLS(c))
+		return recv1(c, fd, buf, n, flags, sa, sl);
 	PRECHECK(c, fd);
-	if (HB_UNLIKELY(hb_fault_of(c)))
-		return fault_rx1(c, fd, buf, n, flags, sa, sl);
-	if (IS_FRAME(c))
-		return hb_io_frame_rx(c, fd, frame_recv1(c, fd, buf, n, flags, sa, sl), n);
-	return rx_done(c, fd, REAL_RECVFROM(fd, buf, n, flags, sa, sl), n);
+	return hb_io_rx_done(c, fd, REAL_RECVFROM(fd, buf, n, flags, sa, sl), n);
 }
 
 HB_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
@@ -406,15 +189,11 @@ static SLOW ssize_t recvmsg_slow(struct hb_conn *c, int fd, struct msghdr *m, in
 	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c))
 		return REAL_RECVMSG(fd, m, flags);
+	if (m && SHIM_CALLS(c))
+		return hb_io_recv(c, fd, m, flags);
 	PRECHECK(c, fd);
-	if (HB_UNLIKELY(hb_fault_of(c)) && m)
-		return fault_rxm(c, fd, m, flags);
-	if (IS_FRAME(c) && m) {
-		r = hb_frame_recv(c, fd, m, flags);
-		return hb_io_frame_rx(c, fd, r, iov_len(r, m->msg_iov, m->msg_iovlen));
-	}
 	r = REAL_RECVMSG(fd, m, flags);
-	return rx_done(c, fd, r, m ? iov_len(r, m->msg_iov, m->msg_iovlen) : 0);
+	return hb_io_rx_done(c, fd, r, m ? iov_len(r, m->msg_iov, m->msg_iovlen) : 0);
 }
 
 HB_EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
@@ -431,23 +210,22 @@ static SLOW ssize_t readv_slow(struct hb_conn *c, int fd, const struct iovec *io
 	if (!c || !hb_conn_usable(c))
 		return REAL(readv, LIBC_RET_SSIZE(hb_os_readv(fd, iov, n)), fd, iov, n);
 	PRECHECK(c, fd);
-	if (HB_UNLIKELY(hb_fault_of(c)))
-		return fault_rxv(c, fd, iov, n);
-	if (IS_FRAME(c) && (n < 0 || n > IOV_MAX)) {
+	if (SHIM_CALLS(c) && (n < 0 || n > IOV_MAX)) {
 		errno = EINVAL; /* the kernel's answer (hb_frame_recv's is EMSGSIZE) */
 		return -1;
 	}
-	if (IS_FRAME(c) && n > 0) {
+	/* A framed connection's empty array goes to the kernel (there is
+	 * nothing to decode into); the fault rules see every call. */
+	if (SHIM_CALLS(c) && (n > 0 || hb_fault_of(c))) {
 		struct msghdr m;
 
 		memset(&m, 0, sizeof(m));
 		m.msg_iov = (struct iovec *)iov;
 		m.msg_iovlen = (size_t)n;
-		r = hb_frame_recv(c, fd, &m, 0);
-		return hb_io_frame_rx(c, fd, r, iov_len(r, iov, (size_t)n));
+		return hb_io_recv(c, fd, &m, 0);
 	}
 	r = REAL(readv, LIBC_RET_SSIZE(hb_os_readv(fd, iov, n)), fd, iov, n);
-	return rx_done(c, fd, r, n > 0 ? iov_len(r, iov, (size_t)n) : 0);
+	return hb_io_rx_done(c, fd, r, n > 0 ? iov_len(r, iov, (size_t)n) : 0);
 }
 
 HB_EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
@@ -461,11 +239,9 @@ static SLOW ssize_t write_slow(struct hb_conn *c, int fd, const void *buf, size_
 	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL(write, LIBC_RET_SSIZE(hb_os_write(fd, buf, n)), fd, buf, n);
+	if (SHIM_CALLS(c))
+		return send1(c, fd, buf, n, 0);
 	PRECHECK(c, fd);
-	if (HB_UNLIKELY(hb_fault_of(c)))
-		return fault_tx1(c, fd, buf, n, 0);
-	if (IS_FRAME(c))
-		return hb_io_frame_tx(c, fd, frame_send1(c, fd, buf, n, 0), 0);
 	hb_ka_note_tx(c);
 	if (!hb_cfg.idle_timeout_ms)
 		/* No shutdown of ours can race this write (only the idle
@@ -473,11 +249,11 @@ static SLOW ssize_t write_slow(struct hb_conn *c, int fd, const void *buf, size_
 		 * application's own call, which a seccomp filter (sshd's
 		 * sandbox) may allow where sendto is not; the kernel raises
 		 * SIGPIPE itself where it is due. */
-		return tx_done(c, fd,
-			       REAL(write, LIBC_RET_SSIZE(hb_os_write(fd, buf, n)), fd, buf, n),
-			       MSG_NOSIGNAL);
+		return hb_io_tx_done(c, fd,
+				     REAL(write, LIBC_RET_SSIZE(hb_os_write(fd, buf, n)), fd, buf, n),
+				     MSG_NOSIGNAL);
 	/* write(2) on a TCP socket is send(2) with no flags. */
-	return tx_done(c, fd, REAL_SENDTO(fd, buf, n, MSG_NOSIGNAL, NULL, 0), 0);
+	return hb_io_tx_done(c, fd, REAL_SENDTO(fd, buf, n, MSG_NOSIGNAL, NULL, 0), 0);
 }
 
 HB_EXPORT ssize_t write(int fd, const void *buf, size_t n)
@@ -492,13 +268,11 @@ static SLOW ssize_t sendto_slow(struct hb_conn *c, int fd, const void *buf, size
 	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL_SENDTO(fd, buf, n, flags, sa, sl);
+	if (SHIM_CALLS(c))
+		return send1(c, fd, buf, n, flags);
 	PRECHECK(c, fd);
-	if (HB_UNLIKELY(hb_fault_of(c)))
-		return fault_tx1(c, fd, buf, n, flags);
-	if (IS_FRAME(c))
-		return hb_io_frame_tx(c, fd, frame_send1(c, fd, buf, n, flags), flags);
 	hb_ka_note_tx(c);
-	return tx_done(c, fd, REAL_SENDTO(fd, buf, n, flags | MSG_NOSIGNAL, sa, sl), flags);
+	return hb_io_tx_done(c, fd, REAL_SENDTO(fd, buf, n, flags | MSG_NOSIGNAL, sa, sl), flags);
 }
 
 HB_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
@@ -519,13 +293,11 @@ static SLOW ssize_t sendmsg_slow(struct hb_conn *c, int fd, const struct msghdr 
 	c = hb_fd_conn_vet(fd, c);
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL_SENDMSG(fd, m, flags);
+	if (m && SHIM_CALLS(c))
+		return hb_io_send(c, fd, m, flags);
 	PRECHECK(c, fd);
-	if (HB_UNLIKELY(hb_fault_of(c)) && m)
-		return fault_tx(c, fd, m, flags);
-	if (IS_FRAME(c) && m)
-		return hb_io_frame_tx(c, fd, hb_frame_send(c, fd, m, flags), flags);
 	hb_ka_note_tx(c);
-	return tx_done(c, fd, REAL_SENDMSG(fd, m, flags | MSG_NOSIGNAL), flags);
+	return hb_io_tx_done(c, fd, REAL_SENDMSG(fd, m, flags | MSG_NOSIGNAL), flags);
 }
 
 HB_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
@@ -542,8 +314,6 @@ static SLOW ssize_t writev_slow(struct hb_conn *c, int fd, const struct iovec *i
 	if (!c || !hb_conn_usable(c) || c->kind != HB_KIND_CONNECTED)
 		return REAL(writev, LIBC_RET_SSIZE(hb_os_writev(fd, iov, n)), fd, iov, n);
 	PRECHECK(c, fd);
-	if (HB_UNLIKELY(hb_fault_of(c)))
-		return fault_txv(c, fd, iov, n);
 	if (n < 0 || n > IOV_MAX) {
 		errno = EINVAL; /* the kernel's answer (hb_frame_send's is EMSGSIZE) */
 		return -1;
@@ -551,14 +321,14 @@ static SLOW ssize_t writev_slow(struct hb_conn *c, int fd, const struct iovec *i
 	memset(&m, 0, sizeof(m));
 	m.msg_iov = (struct iovec *)iov;
 	m.msg_iovlen = (size_t)n;
-	if (IS_FRAME(c))
-		return hb_io_frame_tx(c, fd, hb_frame_send(c, fd, &m, 0), 0);
+	if (SHIM_CALLS(c))
+		return hb_io_send(c, fd, &m, 0);
 	hb_ka_note_tx(c);
 	if (!hb_cfg.idle_timeout_ms) /* as in write() */
-		return tx_done(c, fd,
-			       REAL(writev, LIBC_RET_SSIZE(hb_os_writev(fd, iov, n)), fd, iov, n),
-			       MSG_NOSIGNAL);
-	return tx_done(c, fd, REAL_SENDMSG(fd, &m, MSG_NOSIGNAL), 0);
+		return hb_io_tx_done(c, fd,
+				     REAL(writev, LIBC_RET_SSIZE(hb_os_writev(fd, iov, n)), fd, iov, n),
+				     MSG_NOSIGNAL);
+	return hb_io_tx_done(c, fd, REAL_SENDMSG(fd, &m, MSG_NOSIGNAL), 0);
 }
 
 HB_EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)

@@ -58,9 +58,4 @@ static inline int hb_conn_usable(const struct hb_conn *c)
  * child; errno preserved. App threads (close, fclose). */
 void hb_sock_forget(int fd);
 
-/* i_io.c: framed results to libc's convention, and the dead check. */
-ssize_t hb_io_frame_rx(struct hb_conn *c, int fd, long r, size_t want);
-ssize_t hb_io_frame_tx(struct hb_conn *c, int fd, long r, int app_flags);
-int hb_io_dead_errno(struct hb_conn *c, int fd);
-
 #endif

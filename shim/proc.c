@@ -1,6 +1,7 @@
 /*
  * proc.c - which process this is: whether the shim is active in it, the pid
- * that owns the shim's state, and the vfork check.
+ * that owns the shim's state, and the vfork check (with the one question a
+ * vfork child asks before it uses a connection: is fd still its socket).
  *
  * Part of the OS layer: it calls only os.c. What the state above must do
  * when a raw clone's child finds it has memory of its own (the background
@@ -89,6 +90,20 @@ int hb_vfork_check(int pid)
 	}
 	hb_vfork_mark = pid;
 	return 1;
+}
+
+int hb_vfork_same_socket(int fd, uint64_t cookie)
+{
+	if (hb_os_getpid() == hb_self_pid) {
+		/* The owner again: the child that set the mark on this
+		 * thread has exec'd or exited (vfork suspends the thread
+		 * until then), and the entries are right here. */
+		hb_vfork_mark = 0;
+		return 1;
+	}
+	/* Not the owner: a close here was not recorded, so the number may
+	 * name another file now. Only the same socket is the connection. */
+	return cookie && hb_os_cookie(fd) == cookie;
 }
 
 int hb_proc_handlers_restart(void)

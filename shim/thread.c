@@ -34,7 +34,6 @@ enum { TS_NONE = 0, TS_STARTING = 1, TS_RUNNING = 2, TS_FAILED = 3 };
 
 static _Atomic int tstate;
 static _Atomic uint32_t wake_word;
-_Atomic uint32_t hb_thread_tid; /* the background thread, once it runs */
 static _Atomic int need_rebuild; /* set in a forked child */
 static _Atomic int atfork_done;
 static struct hb_wheel wheel; /* background thread only */
