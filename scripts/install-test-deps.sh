@@ -49,6 +49,11 @@ NEEDS=(
 	openssh-client
 	rsync
 	libseccomp2
+	ncat
+	ucspi-tcp
+	busybox
+	netcat-traditional
+	openbsd-inetd
 )
 
 (($# > 0)) && NEEDS=("$@")
