@@ -54,6 +54,7 @@ NEEDS=(
 	busybox
 	netcat-traditional
 	openbsd-inetd
+	systemd
 )
 
 (($# > 0)) && NEEDS=("$@")

@@ -5,7 +5,8 @@
 #   server side: a fork whose child relays the socket to a command through
 #   pipes (ncat --sh-exec), a fork + exec with the socket as stdin/stdout
 #   (socat EXEC:...,nofork, tcpserver, busybox nc -ll -e, openbsd-inetd
-#   nowait), an exec in the accepting process itself (nc.traditional -l -e);
+#   nowait, systemd-socket-activate --inetd -a), an exec in the accepting
+#   process itself (nc.traditional -l -e);
 #   client side: a connect followed at once by an exec with the socket on
 #   fds 6/7 (tcpclient) or 0/1 (socat EXEC:...,nofork, busybox nc -e,
 #   nc.traditional -e), or by a fork whose child relays through pipes
@@ -365,5 +366,35 @@ no_errors() {
 	: >"$T/cli.ev"
 	timed plain nc.openbsd -N 127.0.0.1 "$PORT" <"$T/payload" >"$T/got_plain"
 	got_expected "$T/got_plain" "unshimmed nc.openbsd -N to inetd"
+	no_errors
+}
+
+# ------------------------------------------------------------------ systemd-socket-activate
+
+# systemd-socket-activate starts the service with a fresh environment: -E
+# passes LD_PRELOAD and the shim's variables on (without them the handler
+# runs without the shim, as under inetd without -E).
+@test "systemd-socket-activate --inetd -a (fork + exec per connection, socket as fds 0/1) <-> socat and tcpclient: 1 MB + a line byte-exact" {
+	need_cmd systemd-socket-activate socat tcpclient
+	PORT=$(free_port)
+	serve ssa systemd-socket-activate -l "127.0.0.1:$PORT" --inetd -a \
+		-E LD_PRELOAD -E HBSHIM_ACCEPT -E HBSHIM_INTERVAL -E HBSHIM_TIMEOUT -E HBSHIM_EVENTS \
+		"$T/handler.sh"
+	wait_listen "$PORT"
+
+	client socat -t 10 - "TCP:127.0.0.1:$PORT" <"$T/payload" >"$T/got" ||
+		fail "socat client: $(cat "$T/cli.err")"
+	got_expected "$T/got" "socat to systemd-socket-activate"
+	framed_both
+
+	: >"$T/cli.ev"
+	client tcpclient -HR -l0 127.0.0.1 "$PORT" "$T/peer67.sh" ||
+		fail "tcpclient: $(cat "$T/cli.err")"
+	got_expected "$T/got" "tcpclient to systemd-socket-activate"
+	framed_both
+
+	: >"$T/cli.ev"
+	timed plain socat -t 10 - "TCP:127.0.0.1:$PORT" <"$T/payload" >"$T/got_plain"
+	got_expected "$T/got_plain" "unshimmed socat to systemd-socket-activate"
 	no_errors
 }
