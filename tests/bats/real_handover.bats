@@ -377,9 +377,11 @@ no_errors() {
 @test "systemd-socket-activate --inetd -a (fork + exec per connection, socket as fds 0/1) <-> socat and tcpclient: 1 MB + a line byte-exact" {
 	need_cmd systemd-socket-activate socat tcpclient
 	PORT=$(free_port)
-	serve ssa systemd-socket-activate -l "127.0.0.1:$PORT" --inetd -a \
-		-E LD_PRELOAD -E HBSHIM_ACCEPT -E HBSHIM_INTERVAL -E HBSHIM_TIMEOUT -E HBSHIM_EVENTS \
-		"$T/handler.sh"
+	local -a pass=() v
+	for v in LD_PRELOAD HBSHIM_ACCEPT HBSHIM_INTERVAL HBSHIM_TIMEOUT HBSHIM_EVENTS "${SAN_ENV[@]}"; do
+		pass+=(-E "$v")
+	done
+	serve ssa systemd-socket-activate -l "127.0.0.1:$PORT" --inetd -a "${pass[@]}" "$T/handler.sh"
 	wait_listen "$PORT"
 
 	client socat -t 10 - "TCP:127.0.0.1:$PORT" <"$T/payload" >"$T/got" ||
