@@ -13,16 +13,19 @@
 #   (ncat --sh-exec), before the server's hello has come back.
 #
 # Every exchange is byte-exact: the server's handler (a shell) writes a
-# banner line, pauses 0.2 s (heartbeats cross the handed-over connection at
-# a 50 ms interval both ways) and execs cat (or head -c, for the relays,
+# banner line, pauses 0.7 s (heartbeats cross the handed-over connection at
+# a 50 ms interval: a process that got the connection through a fork or
+# exec leaves its send side alone for max(interval, 500 ms) first, DESIGN.md
+# "fork") and execs cat (or head -c, for the relays,
 # which end the connection at the client's first FIN); the client sends
 # 1 MB of random bytes and a short line and must read back the banner and
 # exactly those bytes. A handler that wrote unframed bytes into the framed
 # stream makes the client fail with EPROTO or read frame headers: the
 # banner is what shows it (an echo of a framed stream by a raw cat would
 # decode as valid frames). Both ends' events must hold a "framed" event and
-# no "protocol_error" or "dead"; an unshimmed client of the same shimmed
-# server must get the same bytes.
+# no "protocol_error" or "dead", heartbeats must have been received (stats
+# files of every process); an unshimmed client of the same shimmed server
+# must get the same bytes.
 #
 # The known failures are kept as skipped tests with their reproduction
 # (HB_RUN_KNOWN=1 runs them): a
@@ -38,6 +41,9 @@ HB_CMD_TIMEOUT=${HB_HANDOVER_CMD_TIMEOUT:-30}
 
 setup() {
 	hb_setup
+	# Stats per process: handlers and exec'd images included.
+	SRV_ENV+=(HBSHIM_STATS="$T/st.%p.prom")
+	CLI_ENV+=(HBSHIM_STATS="$T/st.%p.prom")
 	head -c 1000000 /dev/urandom >"$T/payload"
 	printf 'a short line after the megabyte\n' >>"$T/payload"
 	BANNER="banner from the handler"
@@ -49,7 +55,7 @@ setup() {
 	cat >"$T/handler.sh" <<-EOF
 		#!/bin/sh
 		echo '$BANNER'
-		sleep 0.2
+		sleep 0.7
 		exec cat
 	EOF
 	# The same for a relay that closes the connection at the client's FIN
@@ -57,7 +63,7 @@ setup() {
 	cat >"$T/handler_head.sh" <<-EOF
 		#!/bin/sh
 		echo '$BANNER'
-		sleep 0.2
+		sleep 0.7
 		exec head -c $NPAYLOAD
 	EOF
 	# The client's side when a program hands it the connection on stdin
@@ -128,6 +134,17 @@ framed_both() {
 	done
 }
 
+# heartbeats_crossed: heartbeats were received (the sum of
+# hbshim_heartbeats_received_total over the stats files of every process
+# that has written one; the client's reader writes its file at exit).
+heartbeats_crossed() {
+	local n
+	n=$(cat "$T"/st.*.prom 2>/dev/null |
+		awk '$1 == "hbshim_heartbeats_received_total" { s += $2 } END { print s + 0 }')
+	echo "# heartbeats received, all processes: $n" >&3
+	((n > 0)) || fail "no heartbeat received; stats files: $(ls "$T"/st.*.prom 2>/dev/null)"
+}
+
 # no_errors: neither end logged a protocol_error or dead event (for the
 # unshimmed client, whose server stays raw).
 no_errors() {
@@ -160,6 +177,7 @@ no_errors() {
 	timed plain ncat --no-shutdown 127.0.0.1 "$PORT" <"$T/payload" >"$T/got_plain"
 	got_expected "$T/got_plain" "unshimmed ncat client"
 	no_errors
+	heartbeats_crossed
 }
 
 # ------------------------------------------------------------------ socat
@@ -186,6 +204,7 @@ no_errors() {
 	timed plain socat -t 10 - "TCP:127.0.0.1:$PORT" <"$T/payload" >"$T/got_plain"
 	got_expected "$T/got_plain" "unshimmed socat client"
 	no_errors
+	heartbeats_crossed
 }
 
 # glibc's system() starts /bin/sh through its internal posix_spawn, which no
@@ -290,6 +309,7 @@ no_errors() {
 	timed plain tcpclient -HR -l0 127.0.0.1 "$PORT" "$T/peer67.sh"
 	got_expected "$T/got" "unshimmed tcpclient"
 	no_errors
+	heartbeats_crossed
 }
 
 # ------------------------------------------------------------------ busybox
@@ -312,6 +332,7 @@ no_errors() {
 	timed plain busybox nc 127.0.0.1 "$PORT" -e "$T/peer.sh" </dev/null
 	got_expected "$T/got" "unshimmed busybox nc -e"
 	no_errors
+	heartbeats_crossed
 }
 
 # ------------------------------------------------------------------ netcat-traditional
@@ -334,6 +355,7 @@ no_errors() {
 	timed plain nc.traditional -n 127.0.0.1 "$PORT" -e "$T/peer.sh" </dev/null
 	got_expected "$T/got" "unshimmed nc.traditional -e"
 	no_errors
+	heartbeats_crossed
 }
 
 # ------------------------------------------------------------------ openbsd-inetd
@@ -367,6 +389,7 @@ no_errors() {
 	timed plain nc.openbsd -N 127.0.0.1 "$PORT" <"$T/payload" >"$T/got_plain"
 	got_expected "$T/got_plain" "unshimmed nc.openbsd -N to inetd"
 	no_errors
+	heartbeats_crossed
 }
 
 # ------------------------------------------------------------------ systemd-socket-activate
@@ -378,7 +401,7 @@ no_errors() {
 	need_cmd systemd-socket-activate socat tcpclient
 	PORT=$(free_port)
 	local -a pass=() v
-	for v in LD_PRELOAD HBSHIM_ACCEPT HBSHIM_INTERVAL HBSHIM_TIMEOUT HBSHIM_EVENTS "${SAN_ENV[@]}"; do
+	for v in LD_PRELOAD HBSHIM_ACCEPT HBSHIM_INTERVAL HBSHIM_TIMEOUT HBSHIM_EVENTS HBSHIM_STATS "${SAN_ENV[@]}"; do
 		pass+=(-E "$v")
 	done
 	serve ssa systemd-socket-activate -l "127.0.0.1:$PORT" --inetd -a "${pass[@]}" "$T/handler.sh"
@@ -399,4 +422,5 @@ no_errors() {
 	timed plain socat -t 10 - "TCP:127.0.0.1:$PORT" <"$T/payload" >"$T/got_plain"
 	got_expected "$T/got_plain" "unshimmed socat to systemd-socket-activate"
 	no_errors
+	heartbeats_crossed
 }
