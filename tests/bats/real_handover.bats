@@ -85,11 +85,16 @@ setup() {
 	chmod +x "$T"/*.sh
 }
 
-# serve NAME CMD...: the server under the shim, events in $T/srv.ev.
+# serve NAME CMD...: the server under the shim, events in $T/srv.ev. It is
+# started as timeout(1) itself, not through the shim function: bg's $! is
+# then timeout's pid, which leads the server's process group, so teardown's
+# group kill reaches the server and its handlers (a function would run in a
+# subshell, whose pid is not the group's).
 serve() {
 	local name=$1
 	shift
-	bg "$name" shim "${SRV_ENV[@]}" HBSHIM_EVENTS="$T/srv.ev" "$@"
+	bg "$name" timeout --kill-after=2 "$HB_CMD_TIMEOUT" env "${SHIM_ENV[@]}" \
+		"${SRV_ENV[@]}" HBSHIM_EVENTS="$T/srv.ev" "$@"
 }
 
 # known REASON: skip a test of a known failure, unless HB_RUN_KNOWN is set
