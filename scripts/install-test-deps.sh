@@ -49,6 +49,12 @@ NEEDS=(
 	openssh-client
 	rsync
 	libseccomp2
+	ncat
+	ucspi-tcp
+	busybox
+	netcat-traditional
+	openbsd-inetd
+	systemd
 )
 
 (($# > 0)) && NEEDS=("$@")
