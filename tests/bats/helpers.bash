@@ -149,8 +149,17 @@ stderr_to() {
 bg() {
 	local name=$1
 	shift
+	local -a cmd=("$@")
+	# shim and plain are functions: run through them, the job would be a
+	# subshell in bats' own process group, $! its pid, and the timeout(1)
+	# under it (the leader of its own group) out of teardown's reach. The
+	# same command line, written out, makes $! the timeout process itself.
+	case $1 in
+	shim) cmd=(timeout --kill-after=2 "$HB_CMD_TIMEOUT" env "${SHIM_ENV[@]}" "${@:2}") ;;
+	plain) cmd=(timeout --kill-after=2 "$HB_CMD_TIMEOUT" env "${@:2}") ;;
+	esac
 	# fd 3 is bats' own: a background job holding it makes bats hang.
-	"$@" >"$T/$name.out" 2>"$T/$name.err" 3>&- &
+	"${cmd[@]}" >"$T/$name.out" 2>"$T/$name.err" 3>&- &
 	BG_PID=$!
 	echo "$BG_PID" >>"$T/.pids"
 }
