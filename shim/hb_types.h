@@ -211,6 +211,7 @@ struct hb_real {
 			   char *const[]);
 	int (*posix_spawnp)(pid_t *, const char *, const void *, const void *, char *const[],
 			    char *const[]);
+	int (*system)(const char *);
 };
 
 /* ------------------------------------------------------------------ os.c */

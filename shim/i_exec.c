@@ -8,17 +8,25 @@
  * Nothing is changed in the calling process: if exec fails, it fails as it
  * would have.
  *
- * Also here: a process that sandboxes itself with seccomp (prctl, and
- * syscall() for SYS_seccomp), before which the shim steps aside.
+ * system() too, whose shell libc starts unseen, when a framed connection
+ * would reach it. Also here: a process that sandboxes itself with seccomp
+ * (prctl, and syscall() for SYS_seccomp), before which the shim steps
+ * aside.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <linux/seccomp.h>
 
 #include "interpose.h"
@@ -351,6 +359,139 @@ HB_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_
 
 	scratch_put(&s);
 	return r;
+}
+
+/*
+ * system(): libc starts its shell through its own internal posix_spawn,
+ * which the interposers above never see: a framed connection on an fd that
+ * survives exec (a server that runs system("handler") with the connection
+ * on stdin and stdout, socat's SYSTEM:) reached the shell with no
+ * HBSHIM_INHERIT entry, the shell took it for a raw socket, and its raw
+ * bytes broke the framed stream (or made the peer take it for raw). With
+ * such a connection in the process, system() is made here as libc makes it
+ * (POSIX: "sh -c" command; SIGINT and SIGQUIT ignored and SIGCHLD blocked
+ * in the caller while it waits, the shell with the caller's mask and
+ * SIGINT/SIGQUIT at their defaults; a cancelled caller kills and reaps the
+ * shell), through posix_spawn above. Otherwise libc's own runs. popen()
+ * is not covered (README).
+ */
+static int framed_survivor;
+
+static void find_survivor(int fd, struct hb_conn *c, void *arg)
+{
+	long fl;
+
+	(void)arg;
+	if (framed_survivor || c->mode != HB_MODE_FRAME || (hb_load_relaxed(&c->flags) & HB_CF_LOST))
+		return;
+	fl = hb_os_fcntl(fd, F_GETFD, 0);
+	if (fl >= 0 && !(fl & FD_CLOEXEC))
+		framed_survivor = 1;
+}
+
+static pthread_mutex_t system_lock = PTHREAD_MUTEX_INITIALIZER;
+static int system_callers; /* under system_lock: calls waiting for a shell */
+static struct sigaction system_intr, system_quit; /* the caller's, while ignored */
+
+struct system_call {
+	pid_t pid;
+	sigset_t omask;
+};
+
+/* The signal dispositions and mask as they were before the call: SIGINT
+ * and SIGQUIT come back when the last concurrent caller is done. */
+static int system_restore(const sigset_t *omask)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&system_lock);
+	if (--system_callers == 0)
+		r = sigaction(SIGINT, &system_intr, NULL) | sigaction(SIGQUIT, &system_quit, NULL);
+	pthread_mutex_unlock(&system_lock);
+	return r | pthread_sigmask(SIG_SETMASK, omask, NULL);
+}
+
+static void system_cancelled(void *arg)
+{
+	struct system_call *sc = arg;
+	int st;
+
+	kill(sc->pid, SIGKILL);
+	while (waitpid(sc->pid, &st, 0) < 0 && errno == EINTR)
+		;
+	system_restore(&sc->omask);
+}
+
+static int shim_system(const char *line)
+{
+	struct sigaction ign;
+	struct system_call sc;
+	sigset_t chld, reset;
+	posix_spawnattr_t attr;
+	char *argv[] = { (char *)"sh", (char *)"-c", (char *)line, NULL };
+	int status = -1, err;
+
+	memset(&ign, 0, sizeof(ign));
+	ign.sa_handler = SIG_IGN;
+	sigemptyset(&ign.sa_mask);
+	pthread_mutex_lock(&system_lock);
+	if (system_callers++ == 0) {
+		sigaction(SIGINT, &ign, &system_intr);
+		sigaction(SIGQUIT, &ign, &system_quit);
+	}
+	pthread_mutex_unlock(&system_lock);
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	if (pthread_sigmask(SIG_BLOCK, &chld, &sc.omask) != 0) {
+		sigemptyset(&sc.omask);
+		system_restore(&sc.omask);
+		return -1;
+	}
+	sigemptyset(&reset);
+	if (system_intr.sa_handler != SIG_IGN)
+		sigaddset(&reset, SIGINT);
+	if (system_quit.sa_handler != SIG_IGN)
+		sigaddset(&reset, SIGQUIT);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setsigmask(&attr, &sc.omask);
+	posix_spawnattr_setsigdefault(&attr, &reset);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+	err = posix_spawn(&sc.pid, "/bin/sh", NULL, &attr, argv, environ);
+	posix_spawnattr_destroy(&attr);
+	if (err == 0) {
+		pthread_cleanup_push(system_cancelled, &sc);
+		while (waitpid(sc.pid, &status, 0) != sc.pid) {
+			if (errno != EINTR) {
+				status = -1;
+				break;
+			}
+		}
+		pthread_cleanup_pop(0);
+	} else {
+		status = 127 << 8; /* POSIX: as if the shell ran _exit(127) */
+	}
+	if (system_restore(&sc.omask) != 0)
+		status = -1;
+	if (err)
+		errno = err;
+	return status;
+}
+
+HB_EXPORT int system(const char *line)
+{
+	int (*fn)(const char *) = REAL_PTR(system);
+
+	if (line && hb_enabled && hb_load_relaxed(&hb_frame_seen) && !hb_vforked()) {
+		framed_survivor = 0;
+		hb_fd_foreach(find_survivor, NULL);
+		if (framed_survivor)
+			return shim_system(line);
+	}
+	if (!fn) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return fn(line);
 }
 
 /*

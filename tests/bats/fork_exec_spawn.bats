@@ -514,3 +514,34 @@ open(sys.argv[3], "wb").write(d)' "$port" "$T/in" "$T/got.$how"
 	[ "$output" = "first: b'hello\\n'
 ok" ] || fail "client printed: $output"
 }
+
+# system(): libc starts its shell through an internal posix_spawn no
+# interposer sees, so the shell and the commands it ran took a framed
+# connection on a surviving fd for a raw socket (the echo went out raw: a
+# protocol error at the server; head read frame bytes). The shim now makes
+# system() itself through posix_spawn when such a connection exists. The
+# caller then goes on with the connection, and gets system()'s exit status.
+@test "system() with a framed connection on a surviving fd: the shell's echo and head go through the shim; exit status and the caller's own use after it are right" {
+	need_cmd head od
+	bg server shim HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/server.events" "$APP" echo-server 127.0.0.1 0
+	wait_line "$T/server.out" '^LISTENING [0-9]+$' 10 || fail "server: $(cat "$T/server.out" "$T/server.err")"
+	PORT=$(awk '/^LISTENING/ { print $2; exit }' "$T/server.out")
+	run stderr_to "$T/client.err" shim HBSHIM_FRAME="127.0.0.1:$PORT" HBSHIM_EVENTS="$T/client.events" \
+		"$PY" -c 'import os, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+os.dup2(s.fileno(), 7)  # inheritable, as a C program'"'"'s socket is
+sys.stdout.flush()
+r = os.system("echo hello >&7; head -c 6 <&7 | od -An -c")
+print("status", r, os.system("exit 3"))
+msg = b"after \x00\x01\x01 end\n"
+s.sendall(msg)
+got = b""
+while len(got) < len(msg):
+    got += s.recv(len(msg) - len(got))
+print("after", got)' "$PORT"
+	assert_status 0
+	[ "$(echo $(line_with "   h"))" = "h e l l o \\n" ] || fail "output: $output $(cat "$T/client.err")"
+	[ "$(line_with status)" = "status 0 768" ] || fail "output: $output"
+	[ "$(line_with after)" = "after b'after \\x00\\x01\\x01 end\\n'" ] || fail "output: $output"
+	! grep -q protocol_error "$T/server.events" "$T/client.events"
+}

@@ -27,9 +27,7 @@
 # files of every process); an unshimmed client of the same shimmed server
 # must get the same bytes.
 #
-# The known failure is kept as a skipped test with its reproduction
-# (HB_RUN_KNOWN=1 runs it): a handler run by glibc's system() (socat
-# SYSTEM:...,nofork).
+# popen() is not covered (README); no test here uses it.
 
 load helpers
 
@@ -93,12 +91,6 @@ serve() {
 	shift
 	bg "$name" timeout --kill-after=2 "$HB_CMD_TIMEOUT" env "${SHIM_ENV[@]}" \
 		"${SRV_ENV[@]}" HBSHIM_EVENTS="$T/srv.ev" "$@"
-}
-
-# known REASON: skip a test of a known failure, unless HB_RUN_KNOWN is set
-# (which runs it, to see it fail or to check a fix).
-known() {
-	[ -n "${HB_RUN_KNOWN:-}" ] || skip "known: $1"
 }
 
 # timed CMD...: run CMD, its elapsed seconds in $ELAPSED.
@@ -211,19 +203,13 @@ no_errors() {
 }
 
 # glibc's system() starts /bin/sh through its internal posix_spawn, which no
-# interposer sees: the shell gets the framed socket as fds 0/1 with no
-# HBSHIM_INHERIT entry, takes it for a raw socket and writes the banner
-# unframed. When socat's parent had read the client's hello at accept and
-# answered, the client fails with EPROTO ("protocol_error", reason "frame");
-# otherwise the raw banner makes the client take the server for raw, and cat
-# echoes the client's own hello and frame headers, which it reads as data
-# (631 bytes too many, no error event anywhere). The same on the client
-# side (socat TCP SYSTEM:peer,nofork: the server's handler gets EPROTO, the
-# peer reads the frame header 01 00 00 00 18 before the banner), and in any
-# program that calls system() or popen() with a framed connection on a
-# surviving fd (python's os.system).
-@test "socat TCP-LISTEN,fork SYSTEM:handler,nofork (the handler run by libc system())" {
-	known "glibc's system() and popen() spawn through an internal posix_spawn the shim does not see; the shell takes the framed socket for raw (EPROTO at the peer)"
+# interposer sees: the shell got the framed socket as fds 0/1 with no
+# HBSHIM_INHERIT entry, took it for a raw socket and wrote the banner
+# unframed (EPROTO at the client, or, when the client took the server for
+# raw after it, its own hello and frame headers echoed back as data with no
+# error event anywhere). The shim makes system() itself, through
+# posix_spawn, when a framed connection would reach the shell (i_exec.c).
+@test "socat TCP-LISTEN,fork SYSTEM:handler,nofork (the handler run by libc system()) <-> socat - TCP: 1 MB + a line byte-exact" {
 	need_cmd socat
 	PORT=$(free_port)
 	serve socat socat "TCP-LISTEN:$PORT,bind=127.0.0.1,fork,reuseaddr" "SYSTEM:$T/handler.sh,nofork"
