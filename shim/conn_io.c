@@ -131,7 +131,7 @@ static size_t want_of(long r, const struct msghdr *m)
 
 	if (r != 0)
 		return 1;
-	for (size_t i = 0; m->msg_iov && i < m->msg_iovlen && i < IOV_MAX; i++)
+	for (size_t i = 0; m->msg_iov && i < (size_t)m->msg_iovlen && i < IOV_MAX; i++)
 		t += m->msg_iov[i].iov_len;
 	return t;
 }

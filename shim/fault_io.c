@@ -289,7 +289,7 @@ static void shorten(const struct msghdr *m, size_t cap, struct msghdr *out, stru
 
 	*out = *m;
 	out->msg_iov = iov;
-	for (i = 0; i < m->msg_iovlen && i < IOV_CAP && left; i++) {
+	for (i = 0; i < (size_t)m->msg_iovlen && i < IOV_CAP && left; i++) {
 		iov[i] = m->msg_iov[i];
 		if (iov[i].iov_len > left)
 			iov[i].iov_len = left;
@@ -302,7 +302,7 @@ static size_t msg_len(const struct msghdr *m)
 {
 	size_t t = 0;
 
-	for (size_t i = 0; m->msg_iov && i < m->msg_iovlen && i < IOV_MAX; i++)
+	for (size_t i = 0; m->msg_iov && i < (size_t)m->msg_iovlen && i < IOV_MAX; i++)
 		t += m->msg_iov[i].iov_len;
 	return t;
 }
