@@ -124,12 +124,13 @@ void hb_frame_set_lowat(struct hb_conn *c, int fd)
 
 	if (hb_load_relaxed(&c->flags) & HB_APP_RCVLOWAT)
 		return;
-	if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT &&
+	if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT && !c->handed_undecided &&
 	    (c->client || hb_os_now_ms() < c->opened_ms + ACCEPT_HELLO_WAIT_MS))
 		/* A client waiting for the server's hello, or a server in the
 		 * first moments after accept: the hello alone must not wake the
 		 * application; the background thread looks for it every
-		 * millisecond or so while it is due (hb_frame_tick). */
+		 * millisecond or so while it is due (hb_frame_tick). Not once
+		 * handed over undecided: nobody may be looking then. */
 		want = HB_HELLO_LEN + 1;
 	else if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT && c->partial_at)
 		/* A prefix of the magic is queued and may be a raw stream's

@@ -189,11 +189,13 @@ enum hb_neg_need {
 	HB_NEG_RX_WAIT,    /* the same, blocking for the peer's first byte */
 	HB_NEG_TX,         /* our direction, before a write; no lock held */
 	HB_NEG_BACKGROUND, /* the peer's direction, bg thread; no lock held */
-	HB_NEG_SETTLE,     /* the peer's direction, waiting for its hello at most
-			    * HB_NEG_SETTLE_MS (HBSHIM_TIMEOUT if shorter); takes
-			    * rxlock unless an application thread holds it */
+	HB_NEG_LOOK,       /* before a hand-over: our queued hello out, one look at
+			    * the peer's direction; rxlock unless an application
+			    * thread holds it; fd checked by cookie (a vfork
+			    * child's own number for the socket will do) */
+	HB_NEG_UNDECIDED,  /* the same, and a hand-over goes ahead with it still
+			    * undecided: no hello mark from then on */
 };
-#define HB_NEG_SETTLE_MS 1000
 /* Negotiation's one entry point: 0 when the direction is decided (read
  * rxmode or txmode for how), -EAGAIN while pending, or another -errno from
  * the socket (HB_NEG_RX*, left for the caller's call to report). Deciding

@@ -570,7 +570,6 @@ void hb_frame_atfork_child(void);
  * uses the connection again. Any thread; now is hb_os_now_ms(). */
 void hb_frame_mark_shared(struct hb_conn *c, uint64_t now);
 
-
 /* ------------------------------------------------------------------ negotiate.c */
 
 /* A frame rule matched this outgoing connection: frame our direction (hello
@@ -672,12 +671,15 @@ void hb_dg_init(void);
  * peer can take it, and hands the peer's framed direction to the leaving
  * reader (downgrade.c). Application thread, before the filter. */
 void hb_frame_leave(struct hb_conn *c, int fd, uint8_t reason);
-/* Before c (on fd) is handed to another process: take the peer's hello
- * first when our direction is framed and the peer's still undecided, and
- * this process may read it (waits at most a second). hb_frame_handover_all
- * does it for every tracked connection; hb_frame_fork_prepare is the
- * fork's prepare handler (then hb_frame_atfork_prepare). App thread, or a
- * fork's prepare handler. */
+/* Before c (on fd: by cookie, a vfork child's own number will do) is
+ * handed to another process: a connection whose peer's direction is still
+ * undecided, and which this process may read, takes the peer's hello
+ * first; a client's waits for it, at most a second per hand-over
+ * (HBSHIM_TIMEOUT if shorter), an accepted one never; what stays
+ * undecided goes over with no hello mark. hb_frame_handover_all does it
+ * for every tracked connection in one wait; hb_frame_fork_prepare is the
+ * fork's prepare handler (then hb_frame_atfork_prepare). App thread
+ * (a vfork child's too), or a fork's prepare handler. */
 void hb_frame_handover(struct hb_conn *c, int fd);
 void hb_frame_handover_all(void);
 void hb_frame_fork_prepare(void);

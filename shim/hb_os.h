@@ -253,8 +253,10 @@ extern _Atomic int hb_stats_adopted;
 extern int hb_enabled;
 /* This process's pid, set at load and in every fork child. A call that
  * finds another pid runs in a vfork child (python's subprocess), which
- * shares our memory: it must not change the shim's state, which is the
- * parent's (its closes would otherwise clear the parent's fd table). Or in
+ * shares our memory: it must not change the shim's fd table, which is the
+ * parent's (its closes would otherwise clear the parent's). A connection's
+ * state it may bring up to date with the socket they share (the exec
+ * export takes the peer's hello first: leave.c). Or in
  * a child of a raw clone (vsftpd), which has memory of its own: the probe
  * page or kcmp tells the two apart. */
 extern int hb_self_pid;
@@ -290,8 +292,8 @@ int hb_vfork_check(int pid);
  * is that socket, 0 when fd may name another file now (cookie 0: unknown,
  * taken as another file). Any thread. */
 int hb_vfork_same_socket(int fd, uint64_t cookie) __attribute__((cold));
-/* 1 in a process that must not change the shim's state (a vfork child).
- * One getpid; any thread. */
+/* 1 in a process that must not change the shim's fd table (a vfork
+ * child). One getpid; any thread. */
 static inline int hb_vforked(void)
 {
 	int pid;

@@ -400,8 +400,9 @@ struct hb_conn {
 	uint8_t dg_left;               /* leave.c (app): this process left framing (seccomp):
 					  handled once */
 	uint8_t lowat;                 /* SO_RCVLOWAT we set, 0 = kernel default (rxlock) */
-	uint8_t settle_missed;         /* negotiate.c (rxlock): a hand-over waited in vain
-					  for the peer's hello; later ones only look */
+	uint8_t handed_undecided;      /* negotiate.c (rxlock): a hand-over went ahead with
+					  the peer's direction undecided: no hello mark,
+					  and later hand-overs do not wait for it */
 	/* Background thread only (tick.c, thread.c). */
 	uint8_t grace;                 /* one recheck granted after a late wakeup */
 	uint8_t wlinked;               /* on a wheel list */
@@ -487,6 +488,7 @@ struct hb_inherit_ent {
 	int fd;
 	uint64_t cookie; /* never 0 */
 	uint8_t rxmode, txmode, client, hello_sent, peer_dg;
+	uint8_t app_rcvlowat; /* the socket's SO_RCVLOWAT is the application's */
 	struct hb_rx rx; /* remaining, hdr, hdr_len, halfclosed: hb_rx_state_valid */
 	struct hb_tx tx; /* remaining, pend, pend_len */
 	uint32_t peer_interval_ms, peer_timeout_ms;

@@ -375,18 +375,16 @@ HB_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_
  * shell), through posix_spawn above. Otherwise libc's own runs. popen()
  * is not covered (README).
  */
-static int framed_survivor;
-
 static void find_survivor(int fd, struct hb_conn *c, void *arg)
 {
+	int *found = arg;
 	long fl;
 
-	(void)arg;
-	if (framed_survivor || c->mode != HB_MODE_FRAME || (hb_load_relaxed(&c->flags) & HB_CF_LOST))
+	if (*found || c->mode != HB_MODE_FRAME || (hb_load_relaxed(&c->flags) & HB_CF_LOST))
 		return;
 	fl = hb_os_fcntl(fd, F_GETFD, 0);
 	if (fl >= 0 && !(fl & FD_CLOEXEC))
-		framed_survivor = 1;
+		*found = 1;
 }
 
 static pthread_mutex_t system_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -400,15 +398,15 @@ struct system_call {
 
 /* The signal dispositions and mask as they were before the call: SIGINT
  * and SIGQUIT come back when the last concurrent caller is done. */
-static int system_restore(const sigset_t *omask)
+static void system_restore(const sigset_t *omask)
 {
-	int r = 0;
-
 	pthread_mutex_lock(&system_lock);
-	if (--system_callers == 0)
-		r = sigaction(SIGINT, &system_intr, NULL) | sigaction(SIGQUIT, &system_quit, NULL);
+	if (--system_callers == 0) {
+		sigaction(SIGINT, &system_intr, NULL);
+		sigaction(SIGQUIT, &system_quit, NULL);
+	}
 	pthread_mutex_unlock(&system_lock);
-	return r | pthread_sigmask(SIG_SETMASK, omask, NULL);
+	pthread_sigmask(SIG_SETMASK, omask, NULL);
 }
 
 static void system_cancelled(void *arg)
@@ -443,8 +441,13 @@ static int shim_system(const char *line)
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
 	if (pthread_sigmask(SIG_BLOCK, &chld, &sc.omask) != 0) {
-		sigemptyset(&sc.omask);
-		system_restore(&sc.omask);
+		/* The mask is as it was: only the dispositions go back. */
+		pthread_mutex_lock(&system_lock);
+		if (--system_callers == 0) {
+			sigaction(SIGINT, &system_intr, NULL);
+			sigaction(SIGQUIT, &system_quit, NULL);
+		}
+		pthread_mutex_unlock(&system_lock);
 		return -1;
 	}
 	sigemptyset(&reset);
@@ -470,8 +473,7 @@ static int shim_system(const char *line)
 	} else {
 		status = 127 << 8; /* POSIX: as if the shell ran _exit(127) */
 	}
-	if (system_restore(&sc.omask) != 0)
-		status = -1;
+	system_restore(&sc.omask);
 	if (err)
 		errno = err;
 	return status;
@@ -482,9 +484,10 @@ HB_EXPORT int system(const char *line)
 	int (*fn)(const char *) = REAL_PTR(system);
 
 	if (line && hb_enabled && hb_load_relaxed(&hb_frame_seen) && !hb_vforked()) {
-		framed_survivor = 0;
-		hb_fd_foreach(find_survivor, NULL);
-		if (framed_survivor)
+		int found = 0;
+
+		hb_fd_foreach(find_survivor, &found);
+		if (found)
 			return shim_system(line);
 	}
 	if (!fn) {

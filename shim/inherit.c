@@ -15,7 +15,8 @@
  *   fd,cookie,rxmode,txmode,client,hello_sent,rx_remaining,rx_hdr,
  *   rx_flags,tx_remaining,tx_pend,peer_interval_ms,peer_timeout_ms
  * numbers in hex, byte strings as hex digits ("-" when empty); rx_flags:
- * bit 0 the peer half-closed, bit 1 the peer can downgrade (its hello).
+ * bit 0 the peer half-closed, bit 1 the peer can downgrade (its hello),
+ * bit 2 the socket's SO_RCVLOWAT is the application's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -87,7 +88,10 @@ static void export1_as(int fd, int here, struct hb_conn *c, struct exp_ctx *x)
 		   hb_load_relaxed(&c->rxmode), hb_load_relaxed(&c->txmode), c->client,
 		   c->hello_sent, c->rx.remaining);
 	put_hex_bytes(b, c->rx.hdr, c->rx.hdr_len);
-	hb_buf_fmt(b, ",%x,%x,", c->rx.halfclosed | (c->peer_dg ? 2u : 0u), c->tx.remaining);
+	hb_buf_fmt(b, ",%x,%x,",
+		   c->rx.halfclosed | (c->peer_dg ? 2u : 0u) |
+			   ((hb_load_relaxed(&c->flags) & HB_APP_RCVLOWAT) ? 4u : 0u),
+		   c->tx.remaining);
 	put_hex_bytes(b, c->tx.pend, c->tx.pend_len);
 	hb_buf_fmt(b, ",%x,%x", c->peer_interval_ms, c->peer_timeout_ms);
 }
@@ -141,6 +145,10 @@ size_t hb_inherit_export(char *out, size_t cap, const int (*dups)[2], int ndups)
 
 	hb_buf_init(&b, out, cap);
 	hb_buf_puts(&b, "HBSHIM_INHERIT=");
+	/* Every connection's hello exchange first, in one bounded wait; a
+	 * vfork child's numbers for them (fds 0-2 dup'd from the table's)
+	 * are looked at again below, by cookie. */
+	hb_frame_handover_all();
 	hb_fd_foreach(export1, &x);
 	if (dups) {
 		struct spawn_ctx sc = { dups, ndups, &x };
@@ -196,22 +204,23 @@ static int check_socket(int fd, uint64_t cookie)
 	return dom;
 }
 
-/* The socket's receive low-water mark as the exporting image left it:
- * one of ours (6 between frames, up to HB_HELLO_LEN + 1 before a hello),
- * which hb_frame_set_lowat must know to move it again (a mark of 6 it
- * believed absent would hold a short raw tail back from a reader), or a
- * larger one only the application sets. */
-static void adopt_lowat(int fd, struct hb_conn *c)
+/* The socket's receive low-water mark as the exporting image left it: the
+ * application's (the entry says so), or one of ours (6 between frames, up
+ * to HB_HELLO_LEN + 1 before a hello), which hb_frame_set_lowat must know
+ * to move it again: a mark of 6 it believed absent would hold a short raw
+ * tail back from a reader. */
+static void adopt_lowat(int fd, struct hb_conn *c, int app)
 {
 	int v = 0;
 	socklen_t len = sizeof(v);
 
-	if (hb_os_getsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, &len) < 0 || v <= 1)
-		return;
-	if (v <= HB_HELLO_LEN + 1)
-		c->lowat = (uint8_t)v;
-	else
+	if (app) {
 		hb_or_acq_rel(&c->flags, HB_APP_RCVLOWAT);
+		return;
+	}
+	if (hb_os_getsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, &len) == 0 && v > 1 &&
+	    v <= HB_HELLO_LEN + 1)
+		c->lowat = (uint8_t)v;
 }
 
 /* Adopt one parsed entry; returns 0 or -errno. */
@@ -256,7 +265,7 @@ static int adopt(const struct hb_inherit_ent *e)
 	hb_store_relaxed(&hb_frame_seen, 1);
 	if (hb_os_fcntl(fd, F_GETFL, 0) & O_NONBLOCK)
 		hb_or_acq_rel(&c->flags, HB_CF_NONBLOCK);
-	adopt_lowat(fd, c);
+	adopt_lowat(fd, c, e->app_rcvlowat);
 	if (hb_fd_install(fd, c) < 0) {
 		hb_conn_free(c);
 		return -ENOMEM;

@@ -13,7 +13,8 @@
  * digits), byte strings as pairs of hex digits ("-" when empty):
  *   fd,cookie,rxmode,txmode,client,hello_sent,rx_remaining,rx_hdr,
  *   rx_flags,tx_remaining,tx_pend,peer_interval_ms,peer_timeout_ms
- * rx_flags: bit 0 rx.halfclosed, bit 1 peer_dg.
+ * rx_flags: bit 0 rx.halfclosed, bit 1 peer_dg, bit 2 the socket's
+ * SO_RCVLOWAT is the application's.
  */
 #include <errno.h>
 #include <string.h>
@@ -40,6 +41,7 @@ enum {
 };
 #define RX_FLAG_HALFCLOSED 1u
 #define RX_FLAG_PEER_DG    2u
+#define RX_FLAG_APP_LOWAT  4u
 
 static int hexval(char ch)
 {
@@ -94,7 +96,7 @@ static int consistent(const uint64_t f[F_COUNT], const struct hb_inherit_ent *e)
 	if (f[F_FD] >= HB_FD_MAX || !f[F_COOKIE])
 		return 0;
 	if (f[F_RXMODE] > HB_RX_FAILED || f[F_TXMODE] > HB_TX_FRAMED || f[F_CLIENT] > 1 ||
-	    f[F_HELLO_SENT] > 1 || f[F_RX_FLAGS] > (RX_FLAG_HALFCLOSED | RX_FLAG_PEER_DG))
+	    f[F_HELLO_SENT] > 1 || f[F_RX_FLAGS] > (RX_FLAG_HALFCLOSED | RX_FLAG_PEER_DG | RX_FLAG_APP_LOWAT))
 		return 0;
 	if (f[F_RX_REMAINING] > HB_MAX_FRAME || f[F_TX_REMAINING] > HB_MAX_FRAME ||
 	    f[F_PEER_INTERVAL] > UINT32_MAX || f[F_PEER_TIMEOUT] > UINT32_MAX)
@@ -138,6 +140,7 @@ int hb_inherit_parse(const char *s, struct hb_inherit_ent *e, const char **next)
 	e->rx.remaining = (uint32_t)(f[F_RX_REMAINING] <= HB_MAX_FRAME ? f[F_RX_REMAINING] : 0);
 	e->rx.halfclosed = !!(f[F_RX_FLAGS] & RX_FLAG_HALFCLOSED);
 	e->peer_dg = !!(f[F_RX_FLAGS] & RX_FLAG_PEER_DG);
+	e->app_rcvlowat = !!(f[F_RX_FLAGS] & RX_FLAG_APP_LOWAT);
 	if (!consistent(f, e)) {
 		memset(e, 0, sizeof(*e));
 		return -EINVAL;

@@ -94,44 +94,105 @@ void hb_dg_init(void)
 
 /* A copy made while the peer's hello was on its way would decide the
  * peer's direction from whatever it reads first: the process that reads
- * first takes the hello, and another copy later takes the frames behind it
- * for a raw stream. So a connection whose peer's direction is still
- * undecided takes the peer's hello first, when this process may read it
- * (hb_negotiate's HB_NEG_SETTLE: a client waits for it at most a second,
- * once, and says so once; an accepted connection is looked at without
- * waiting, since a forking server would wait at every fork for clients
- * that speak second, and its copy is the child's alone in the usual case). */
-void hb_frame_handover(struct hb_conn *c, int fd)
-{
-	uint8_t missed;
+ * first takes the hello, and a copy that reads after it takes the frames
+ * behind it for a raw stream. So before a hand-over every connection
+ * still undecided that this process may read (a copy whose receive side
+ * another process owns never reads it) is looked at (hb_negotiate's
+ * HB_NEG_LOOK), and while a client's one waits for the server's hello
+ * (which a shimmed server sends as soon as it accepted: a round trip) the
+ * looks go on every millisecond, all connections together, for at most
+ * HANDOVER_WAIT_MS per hand-over (HBSHIM_TIMEOUT if shorter). An accepted
+ * connection is never waited for: a forking server would wait at every
+ * fork for clients that speak second, and its copy is the child's alone in
+ * the usual case. What is still undecided then goes over undecided
+ * (HB_NEG_UNDECIDED: no hello mark from then on, and no later hand-over
+ * waits for it again); a client's is said once. */
+#define HANDOVER_WAIT_MS 1000
 
-	if (c->mode != HB_MODE_FRAME || c->kind != HB_KIND_CONNECTED ||
-	    hb_load_acquire(&c->rxmode) != HB_RX_DETECT || hb_load_relaxed(&c->dead) ||
-	    !hb_may_act_on_rx(c))
-		return;
-	/* In a vfork child the table is the parent's: fd must still name
-	 * the connection's socket here. */
-	if (hb_vforked() && hb_os_cookie(fd) != c->cookie)
-		return;
-	missed = c->settle_missed;
-	if (hb_negotiate(c, fd, HB_NEG_SETTLE) == -EAGAIN && !missed &&
-	    hb_load_acquire(&c->txmode) == HB_TX_FRAMED)
-		hb_log(HB_LOG_WARN,
-		       "fd %d: handed to another process before the peer's hello arrived: "
-		       "the process that reads first takes it",
-		       fd);
+struct handover {
+	struct hb_conn *only; /* one connection (SCM_RIGHTS, seccomp), or NULL: all */
+	int only_fd;
+	int final;   /* the last pass: what is undecided goes over so */
+	int waiting; /* clients still waiting for the server's hello */
+};
+
+/* fd still names c's socket (by cookie where the kernel gives one: in a
+ * vfork child the table is the parent's, and fd may be the child's own
+ * number for the socket). */
+static int names(const struct hb_conn *c, int fd)
+{
+	return c->cookie ? hb_os_cookie(fd) == c->cookie : hb_fd_conn(fd) == c;
 }
 
-static void handover1(int fd, struct hb_conn *c, void *arg)
+static void handover_look(int fd, struct hb_conn *c, void *arg)
 {
-	(void)arg;
-	if (hb_fd_conn(fd) == c)
-		hb_frame_handover(c, fd);
+	struct handover *h = arg;
+	uint8_t before;
+	int r;
+
+	if (h->only && h->only != c)
+		return;
+	if (c->mode != HB_MODE_FRAME || c->kind != HB_KIND_CONNECTED ||
+	    hb_load_acquire(&c->rxmode) != HB_RX_DETECT)
+		return;
+	/* Counted in: a close in another thread meanwhile does not recycle
+	 * the connection under the look. */
+	hb_add_acq_rel(&c->users, 1);
+	if (!hb_load_relaxed(&c->dead) && hb_may_act_on_rx(c) && names(c, h->only ? h->only_fd : fd)) {
+		before = c->handed_undecided;
+		r = hb_negotiate(c, h->only ? h->only_fd : fd, h->final ? HB_NEG_UNDECIDED : HB_NEG_LOOK);
+		if (r == -EAGAIN && hb_load_acquire(&c->txmode) == HB_TX_FRAMED && !before) {
+			if (!h->final)
+				h->waiting++;
+			else
+				hb_log(HB_LOG_WARN,
+				       "fd %d: handed to another process before the peer's hello "
+				       "arrived: if the peer runs hbshim, the process that reads "
+				       "first takes it",
+				       h->only ? h->only_fd : fd);
+		}
+	}
+	hb_sub_acq_rel(&c->users, 1);
+}
+
+static void handover_pass(struct handover *h)
+{
+	h->waiting = 0;
+	if (h->only)
+		handover_look(h->only_fd, h->only, h);
+	else
+		hb_fd_foreach(handover_look, h);
+}
+
+static void handover_run(struct handover *h)
+{
+	uint64_t until = hb_os_now_ms() +
+			 (hb_cfg.timeout_ms < HANDOVER_WAIT_MS ? hb_cfg.timeout_ms : HANDOVER_WAIT_MS);
+
+	for (;;) {
+		handover_pass(h);
+		if (!h->waiting || hb_os_now_ms() >= until)
+			break;
+		/* The hello mark keeps a lone hello from making the fd
+		 * readable: look again in a millisecond. */
+		hb_os_sleep_us(1000);
+	}
+	h->final = 1;
+	handover_pass(h);
+}
+
+void hb_frame_handover(struct hb_conn *c, int fd)
+{
+	struct handover h = { c, fd, 0, 0 };
+
+	handover_run(&h);
 }
 
 void hb_frame_handover_all(void)
 {
-	hb_fd_foreach(handover1, NULL);
+	struct handover h = { NULL, -1, 0, 0 };
+
+	handover_run(&h);
 }
 
 /* The fork's prepare handler: settle, then mark (share.c). */

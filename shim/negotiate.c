@@ -369,56 +369,34 @@ static int still_socket(const struct hb_conn *c, int fd)
 	return c->cookie ? hb_os_cookie(fd) == c->cookie : hb_fd_is(c, fd);
 }
 
-/* Before the connection leaves this process's sole care (handed over at
- * fork, exec, posix_spawn or SCM_RIGHTS, or left at a seccomp filter) the
- * peer's hello, if it is on its way, is taken here: every copy then starts
- * decided, at a frame boundary. Only where our direction is framed (a
- * client): a shimmed server sends its hello as soon as ours arrived, so the
- * wait is a round trip unless it has not accepted yet; our hello still
- * queued (connect in progress) goes first. An accepted connection gets one
- * look, no wait (a forking server would wait at every fork for clients
- * that speak second).
- *
- * A copy that stays undecided loses the mark that keeps a lone hello from
- * waking a reader (hb_frame_set_lowat): only this process's background
- * thread looks for the hello behind it, and after the hand-over it does
- * not (the connection is shared), while the process that reads (a forking
- * server's child in select, or the command it execs in read) may have no
- * thread of its own yet: a hello that came alone would never wake it. */
-static int settle(struct hb_conn *c, int fd)
+/* A hand-over's look (leave.c, before fork, exec, posix_spawn, SCM_RIGHTS
+ * or a seccomp filter): our hello still queued (connect in progress) goes
+ * first, then the peer's first bytes are looked at once, without waiting;
+ * the caller waits between looks, for all its connections at once. A
+ * connection that the hand-over leaves undecided (HB_NEG_UNDECIDED) holds
+ * no hello mark from then on (hb_frame_set_lowat): the mark keeps a lone
+ * hello from waking the application while this process's background
+ * thread looks behind it, and after the hand-over no process may be
+ * looking (the connection is shared; the process that reads, a forking
+ * server's child in select() or the command it execs, may have no thread
+ * yet), so a hello that came alone would wake nobody. */
+static int look_before_handover(struct hb_conn *c, int fd, int undecided)
 {
-	uint64_t until = hb_os_now_ms() + (hb_cfg.timeout_ms < HB_NEG_SETTLE_MS ? hb_cfg.timeout_ms
-									       : HB_NEG_SETTLE_MS);
-
 	if (hb_load_acquire(&c->rxmode) != HB_RX_DETECT)
 		return 0;
 	if (!hb_lock_unless_app(&c->rxlock))
-		return -EAGAIN; /* an application thread is detecting it now */
-	/* Waited in vain once (a server that does not accept): a process
-	 * that forks often must not wait at every fork. */
-	if (c->settle_missed || hb_load_acquire(&c->txmode) != HB_TX_FRAMED)
-		until = 0;
-	for (;;) {
-		short rev = 0;
-
-		if (c->tx.pend_len && hb_load_acquire(&c->txmode) == HB_TX_FRAMED &&
-		    hb_trylock(&c->txlock)) {
-			hb_frame_flush_pend(c, fd);
-			hb_unlock(&c->txlock);
-		}
-		if (detect(c, fd, 0) != -EAGAIN || hb_load_relaxed(&c->rxmode) != HB_RX_DETECT ||
-		    hb_os_now_ms() >= until || !still_socket(c, fd))
-			break;
-		/* The low-water mark keeps a lone hello from making the fd
-		 * readable: look every millisecond. */
-		hb_os_poll1(fd, POLLIN, 1, &rev);
+		return -EAGAIN; /* an application thread is deciding it now */
+	if (c->tx.pend_len && hb_load_acquire(&c->txmode) == HB_TX_FRAMED &&
+	    hb_trylock(&c->txlock)) {
+		hb_frame_flush_pend(c, fd);
+		hb_unlock(&c->txlock);
 	}
-	if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT) {
-		if (until)
-			c->settle_missed = 1;
-		if (c->lowat > 1 && !(hb_load_relaxed(&c->flags) & HB_APP_RCVLOWAT) &&
-		    hb_os_setsockopt_int(fd, SOL_SOCKET, SO_RCVLOWAT, 1) == 0)
-			c->lowat = 1;
+	if (still_socket(c, fd)) {
+		detect(c, fd, 0);
+		if (undecided && hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
+			c->handed_undecided = 1;
+		if (hb_load_relaxed(&c->rxmode) == HB_RX_DETECT)
+			hb_frame_set_lowat(c, fd);
 	}
 	hb_unlock(&c->rxlock);
 	return hb_load_acquire(&c->rxmode) == HB_RX_DETECT ? -EAGAIN : 0;
@@ -435,8 +413,10 @@ int hb_negotiate(struct hb_conn *c, int fd, enum hb_neg_need need)
 		return hb_load_acquire(&c->txmode) == HB_TX_UNDECIDED ? -EAGAIN : 0;
 	case HB_NEG_BACKGROUND:
 		return look_in_background(c, fd);
-	case HB_NEG_SETTLE:
-		return settle(c, fd);
+	case HB_NEG_LOOK:
+		return look_before_handover(c, fd, 0);
+	case HB_NEG_UNDECIDED:
+		return look_before_handover(c, fd, 1);
 	case HB_NEG_RX_WAIT:
 		/* A blocking read waits until decided; an EAGAIN (its
 		 * SO_RCVTIMEO) looks again. */

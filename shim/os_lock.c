@@ -29,9 +29,17 @@ static __thread uint32_t cached_tid __attribute__((tls_model("initial-exec")));
 
 uint32_t hb_self_tid(void)
 {
-	if (!cached_tid)
-		cached_tid = (uint32_t)hb_os_gettid();
-	return cached_tid;
+	uint32_t tid;
+
+	if (HB_LIKELY(cached_tid))
+		return cached_tid;
+	tid = (uint32_t)hb_os_gettid();
+	/* A vfork child runs on its parent thread's TLS: caching its own id
+	 * there would leave that thread owning locks under a dead process's
+	 * id after the exec. */
+	if (!hb_self_pid || hb_os_getpid() == hb_self_pid)
+		cached_tid = tid;
+	return tid;
 }
 
 void hb_lock_forget_tid(void)

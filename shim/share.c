@@ -9,7 +9,6 @@
  * (hb_may_act_on_rx, hb_may_act_on_tx in frame_int.h). This file marks the
  * connections at fork and records which side this process took over; the
  * tick (tick.c) applies the parent's pause and take-back.
-
  */
 
 #include "hb.h"

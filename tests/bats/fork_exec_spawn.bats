@@ -533,6 +533,14 @@ os.dup2(s.fileno(), 7)  # inheritable, as a C program'"'"'s socket is
 sys.stdout.flush()
 r = os.system("echo hello >&7; head -c 6 <&7 | od -An -c")
 print("status", r, os.system("exit 3"))
+# SIGINT and SIGQUIT are ignored by the caller while the shell runs, and
+# its own handler is back afterwards (python: KeyboardInterrupt).
+print("signals", os.system("kill -INT $PPID; kill -QUIT $PPID; exit 2"))
+try:
+    os.kill(os.getpid(), 2)
+    print("handler lost")
+except KeyboardInterrupt:
+    print("handler back")
 msg = b"after \x00\x01\x01 end\n"
 s.sendall(msg)
 got = b""
@@ -542,6 +550,8 @@ print("after", got)' "$PORT"
 	assert_status 0
 	[ "$(echo $(line_with "   h"))" = "h e l l o \\n" ] || fail "output: $output $(cat "$T/client.err")"
 	[ "$(line_with status)" = "status 0 768" ] || fail "output: $output"
+	[ "$(line_with signals)" = "signals 512" ] || fail "output: $output"
+	[ "$(line_with handler)" = "handler back" ] || fail "output: $output"
 	[ "$(line_with after)" = "after b'after \\x00\\x01\\x01 end\\n'" ] || fail "output: $output"
 	! grep -q protocol_error "$T/server.events" "$T/client.events"
 }

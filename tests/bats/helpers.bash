@@ -132,8 +132,25 @@ teardown() { hb_teardown; }
 
 # ------------------------------------------------------------------ running
 
-shim() { timeout --kill-after=2 "$HB_CMD_TIMEOUT" env "${SHIM_ENV[@]}" "$@"; }
-plain() { timeout --kill-after=2 "$HB_CMD_TIMEOUT" env "$@"; }
+# cmd_of shim|plain|OTHER ARGS...: the command line shim or plain runs (or
+# the words as given), in the array CMD.
+cmd_of() {
+	case $1 in
+	shim) CMD=(timeout --kill-after=2 "$HB_CMD_TIMEOUT" env "${SHIM_ENV[@]}" "${@:2}") ;;
+	plain) CMD=(timeout --kill-after=2 "$HB_CMD_TIMEOUT" env "${@:2}") ;;
+	*) CMD=("$@") ;;
+	esac
+}
+shim() {
+	local -a CMD
+	cmd_of shim "$@"
+	"${CMD[@]}"
+}
+plain() {
+	local -a CMD
+	cmd_of plain "$@"
+	"${CMD[@]}"
+}
 
 # stderr_to FILE CMD...: CMD with stderr in FILE, for `run stderr_to F shim ...`
 # (run merges stderr into $output otherwise).
@@ -149,17 +166,14 @@ stderr_to() {
 bg() {
 	local name=$1
 	shift
-	local -a cmd=("$@")
+	local -a CMD
 	# shim and plain are functions: run through them, the job would be a
 	# subshell in bats' own process group, $! its pid, and the timeout(1)
-	# under it (the leader of its own group) out of teardown's reach. The
-	# same command line, written out, makes $! the timeout process itself.
-	case $1 in
-	shim) cmd=(timeout --kill-after=2 "$HB_CMD_TIMEOUT" env "${SHIM_ENV[@]}" "${@:2}") ;;
-	plain) cmd=(timeout --kill-after=2 "$HB_CMD_TIMEOUT" env "${@:2}") ;;
-	esac
+	# under it (the leader of its own group) out of teardown's reach. Their
+	# command line, run as it is, makes $! the timeout process itself.
+	cmd_of "$@"
 	# fd 3 is bats' own: a background job holding it makes bats hang.
-	"${cmd[@]}" >"$T/$name.out" 2>"$T/$name.err" 3>&- &
+	"${CMD[@]}" >"$T/$name.out" 2>"$T/$name.err" 3>&- &
 	BG_PID=$!
 	echo "$BG_PID" >>"$T/.pids"
 }

@@ -81,16 +81,11 @@ setup() {
 	chmod +x "$T"/*.sh
 }
 
-# serve NAME CMD...: the server under the shim, events in $T/srv.ev. It is
-# started as timeout(1) itself, not through the shim function: bg's $! is
-# then timeout's pid, which leads the server's process group, so teardown's
-# group kill reaches the server and its handlers (a function would run in a
-# subshell, whose pid is not the group's).
+# serve NAME CMD...: the server under the shim, events in $T/srv.ev.
 serve() {
 	local name=$1
 	shift
-	bg "$name" timeout --kill-after=2 "$HB_CMD_TIMEOUT" env "${SHIM_ENV[@]}" \
-		"${SRV_ENV[@]}" HBSHIM_EVENTS="$T/srv.ev" "$@"
+	bg "$name" shim "${SRV_ENV[@]}" HBSHIM_EVENTS="$T/srv.ev" "$@"
 }
 
 # timed CMD...: run CMD, its elapsed seconds in $ELAPSED.

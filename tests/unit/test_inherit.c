@@ -59,6 +59,12 @@ static void test_good(void **state)
 	assert_int_equal(parse("4,5,2,2,0,0,0,-,2,0,-,0,0", &e, NULL), 0);
 	assert_int_equal(e.peer_dg, 1);
 	assert_int_equal(e.rx.halfclosed, 0);
+	assert_int_equal(e.app_rcvlowat, 0);
+	/* bit 2: the socket's SO_RCVLOWAT is the application's. */
+	assert_int_equal(parse("5,77,2,2,0,0,0,-,5,0,-,0,0", &e, NULL), 0);
+	assert_int_equal(e.app_rcvlowat, 1);
+	assert_int_equal(e.rx.halfclosed, 1);
+	assert_int_equal(e.peer_dg, 0);
 	/* The largest values a connection can hold. */
 	assert_int_equal(parse("fffff,ffffffffffffffff,3,2,1,1,1000000,-,1,1000000,"
 			       "000102030405060708090a0b0c0d0e,ffffffff,ffffffff", &e, NULL), 0);
@@ -81,7 +87,7 @@ static void test_refused(void **state)
 		"5,77,2,3,0,0,0,-,0,0,-,0,0",              /* txmode */
 		"5,77,2,2,2,0,0,-,0,0,-,0,0",              /* client */
 		"5,77,2,2,0,2,0,-,0,0,-,0,0",              /* hello_sent */
-		"5,77,2,2,0,0,0,-,4,0,-,0,0",              /* rx flags past bit 1 */
+		"5,77,2,2,0,0,0,-,8,0,-,0,0",              /* rx flags past bit 2 */
 		"5,77,2,2,0,0,0,-,0,0,-,100000000,0",      /* interval past 32 bits */
 		"100000,77,2,2,0,0,0,-,0,0,-,0,0",         /* fd past the table */
 		"5,77,2,2,0,0,0,-,0,0,-,0",                /* 12 fields */
