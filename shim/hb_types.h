@@ -212,6 +212,7 @@ struct hb_real {
 	int (*posix_spawnp)(pid_t *, const char *, const void *, const void *, char *const[],
 			    char *const[]);
 	int (*system)(const char *);
+	int (*clone)(int (*)(void *), void *, int, void *, ...);
 };
 
 /* ------------------------------------------------------------------ os.c */

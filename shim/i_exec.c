@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -574,6 +575,46 @@ HB_EXPORT int prctl(int option, ...)
  * the cost is two compares. Built only where os.c makes its own system
  * calls without syscall() (os_raw.h): ours never come back here.
  */
+/*
+ * A raw clone without CLONE_VM makes a child with memory of its own, like
+ * fork, but no fork handler runs (vsftpd makes each session process with
+ * syscall(SYS_clone, CLONE_NEWPID | CLONE_NEWIPC | ... | SIGCHLD)). The
+ * child finds out by itself (hb_vforked: another pid, memory of its own).
+ * The parent must do what its fork's prepare handler would have: the
+ * hand-over (share.c, leave.c) marks the connections shared, so that the
+ * listener's close of its copy leaves the stream to the child, instead of
+ * the framed close's drain and shutdown that ended the child's connection
+ * before its banner. A clone with CLONE_VM (a thread, a vfork) is left as
+ * it is.
+ */
+static void before_raw_clone(unsigned long flags)
+{
+	if (!(flags & (CLONE_VM | CLONE_THREAD)) && hb_enabled && hb_load_relaxed(&hb_frame_seen) &&
+	    !hb_vforked())
+		hb_frame_fork_prepare();
+}
+
+HB_EXPORT int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
+{
+	int (*real)(int (*)(void *), void *, int, void *, ...) = REAL_PTR(clone);
+	void *ptid, *tls, *ctid;
+	va_list ap;
+
+	/* glibc reads these three only when flags ask for them; passing on
+	 * what the caller left there is what its own wrapper does. */
+	va_start(ap, arg);
+	ptid = va_arg(ap, void *);
+	tls = va_arg(ap, void *);
+	ctid = va_arg(ap, void *);
+	va_end(ap);
+	if (!real) {
+		errno = ENOSYS;
+		return -1;
+	}
+	before_raw_clone((unsigned long)flags);
+	return real(fn, stack, flags, arg, ptid, tls, ctid);
+}
+
 HB_EXPORT long syscall(long number, ...)
 {
 	long a[6];
@@ -583,6 +624,8 @@ HB_EXPORT long syscall(long number, ...)
 	for (int i = 0; i < 6; i++)
 		a[i] = va_arg(ap, long);
 	va_end(ap);
+	if (HB_UNLIKELY(number == SYS_clone))
+		before_raw_clone((unsigned long)a[0]);
 	if (HB_UNLIKELY(number == SYS_seccomp || number == SYS_prctl)) {
 		if (number == SYS_seccomp &&
 		    ((a[0] == SECCOMP_SET_MODE_FILTER && a[2]) ||

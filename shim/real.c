@@ -130,6 +130,7 @@ void hb_real_bind(void)
 	BIND(posix_spawn, posix_spawn);
 	BIND(posix_spawnp, posix_spawnp);
 	BIND(system, system);
+	BIND(clone, clone);
 	/* close last: once it is set, close-like paths stop using raw syscalls. */
 	BIND(close, close);
 	hb_store_release(&bind_state, 2);

@@ -555,3 +555,30 @@ print("after", got)' "$PORT"
 	[ "$(line_with after)" = "after b'after \\x00\\x01\\x01 end\\n'" ] || fail "output: $output"
 	! grep -q protocol_error "$T/server.events" "$T/client.events"
 }
+
+# A listener that hands each connection to a child made by a raw clone and
+# closes its own copy at once (vsftpd: syscall(SYS_clone) with new
+# namespaces). No fork handler runs, so the listener's close took the
+# connection for its own: the framed close drained it and shut it down,
+# and the client read the end of stream before the child's first answer.
+# The clone interposers (syscall(SYS_clone), glibc's clone()) now do what
+# a fork's prepare handler does.
+@test "raw clone: a listener hands the connection to a syscall(SYS_clone) child and closes its copy: the child's echo reaches the client, then a clean end" {
+	need_helper clonehand
+	run shim HBSHIM_FRAME='*' "$HB_HELPERS/clonehand" syscall
+	assert_status 0
+	[ "$output" = "ECHO line 0 ..
+ECHO line 1 ..
+ECHO line 2 ..
+END eof" ] || fail "output: $output"
+}
+
+@test "raw clone: the same through glibc's clone() with a stack" {
+	need_helper clonehand
+	run shim HBSHIM_FRAME='*' "$HB_HELPERS/clonehand" wrapper
+	assert_status 0
+	[ "$output" = "ECHO line 0 ..
+ECHO line 1 ..
+ECHO line 2 ..
+END eof" ] || fail "output: $output"
+}
