@@ -55,6 +55,10 @@ NEEDS=(
 	netcat-traditional
 	openbsd-inetd
 	systemd
+	dropbear-bin
+	apache2-bin
+	mini-httpd
+	wget
 )
 
 (($# > 0)) && NEEDS=("$@")
