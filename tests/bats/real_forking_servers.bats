@@ -2,22 +2,24 @@
 # real_forking_servers.bats - real, unmodified Debian servers that fork a
 # process per connection (dropbear, mini_httpd) or serve from a pool of
 # forked processes that each accept (apache2 with mpm_prefork, a CGI forked
-# per request), framed at both ends: the server under the shim with
+# per request) or fork per connection and then change user (proftpd), framed at both ends: the server under the shim with
 # HBSHIM_ACCEPT=auto, the client with HBSHIM_FRAME naming the server.
 #
 # Every exchange is byte-exact (1 MB of random bytes, `cmp`): through `cat`
 # over ssh both ways, an HTTP download (apache2 with sendfile, mini_httpd)
-# and an HTTP upload echoed back by a CGI. Both ends' events must hold a
+# and an HTTP upload echoed back by a CGI; an FTP download and upload
+# (proftpd: the control connection framed, the data connections raw). Both ends' events must hold a
 # "framed" event and no "protocol_error" or "dead"; an unshimmed client of
 # the same shimmed server must get the same bytes. A frozen client
 # (SIGSTOP) of dropbear is found dead by the forked server process within
 # HBSHIM_TIMEOUT + 10 %.
 #
-# apache2 and mini_httpd drop to www-data: their documents, logs, events
-# and stats live in a directory of their own under /tmp that www-data can
-# reach (the test's own temp dir is root's, mode 0700).
+# apache2, mini_httpd and proftpd drop to www-data or nobody: their
+# documents, logs, events and stats live in a directory of their own under
+# /tmp that user can reach (the test's own temp dir is root's, mode 0700).
 #
-# vsftpd is a known failure (the test at the end says why and skips).
+# Known failures (the tests at the end say why and skip): vsftpd; proftpd
+# with its default capabilities engine.
 
 load helpers
 
@@ -39,15 +41,17 @@ teardown() {
 	return 0
 }
 
-# www_dir: a tree under /tmp that the server's www-data processes can read
-# ($W, mode 755) with a directory they can write ($W/out, mode 777: events
-# and stats; the events file made beforehand, mode 666, so that the root
-# parent and the www-data children append to one file).
-www_dir() {
-	id www-data >/dev/null 2>&1 || skip "needs the user www-data"
-	W=$(mktemp -d /tmp/hbt-www.XXXXXX)
+# shared_dir USER: a tree under /tmp that the server's processes running as
+# USER can read ($W, mode 755) with a directory they can write ($W/out,
+# mode 777: events and stats; the events file made beforehand, mode 666,
+# so that the root parent and USER's children append to one file); the
+# payload in $W/www.
+shared_dir() {
+	id "$1" >/dev/null 2>&1 || skip "needs the user $1"
+	W=$(mktemp -d /tmp/hbt-fork.XXXXXX)
 	chmod 755 "$W"
 	mkdir -p "$W/www" "$W/out"
+	chmod 755 "$W/www"
 	chmod 777 "$W/out"
 	cp "$T/payload" "$W/www/payload"
 	chmod 644 "$W/www/payload"
@@ -219,7 +223,7 @@ DB_OPTS=(-y -y)
 	need_cmd apache2 curl
 	local m=/usr/lib/apache2/modules
 	[ -f "$m/mod_mpm_prefork.so" ] && [ -f "$m/mod_cgi.so" ] || skip "needs apache2's mpm_prefork and cgi modules"
-	www_dir
+	shared_dir www-data
 	mkdir -p "$W/cgi"
 	cat >"$W/cgi/echo.sh" <<-'EOF'
 		#!/bin/sh
@@ -286,7 +290,7 @@ DB_OPTS=(-y -y)
 
 @test "mini_httpd (fork per connection) <-> curl and wget: 1 MB download byte-exact" {
 	need_cmd mini_httpd curl
-	www_dir
+	shared_dir www-data
 	PORT=$(free_port)
 	# -D: foreground; as root it drops to -u after binding (no chroot: a
 	# warning on stderr).
@@ -308,6 +312,85 @@ DB_OPTS=(-y -y)
 	timed plain curl -sS -o "$T/got_plain" "$url/payload"
 	got_payload "$T/got_plain" "unshimmed curl"
 	no_errors
+}
+
+# ------------------------------------------------------------------ proftpd
+
+# A private proftpd: standalone, one process per connection, which chroots
+# to the anonymous tree and runs as nobody after the login; incoming/ takes
+# uploads. CapabilitiesEngine off: see the known failure below.
+start_proftpd() {
+	need_root "proftpd runs standalone as root and chroots the anonymous session"
+	need_cmd proftpd curl
+	shared_dir nobody
+	getent group nogroup >/dev/null || skip "needs the group nogroup"
+	mkdir -p "$W/www/incoming"
+	chown nobody:nogroup "$W/www/incoming"
+	PORT=$(free_port)
+	cat >"$W/proftpd.conf" <<-EOF
+		ServerType standalone
+		DefaultAddress 127.0.0.1
+		SocketBindTight on
+		Port $PORT
+		User nobody
+		Group nogroup
+		UseIPv6 off
+		UseReverseDNS off
+		UseFtpUsers off
+		AuthPAM off
+		WtmpLog off
+		DelayTable none
+		ScoreboardFile $W/scoreboard
+		PidFile $W/proftpd.pid
+		$1
+		<Anonymous $W/www>
+		  User nobody
+		  Group nogroup
+		  UserAlias anonymous nobody
+		  RequireValidShell off
+		  <Limit WRITE>
+		    DenyAll
+		  </Limit>
+		  <Directory incoming>
+		    <Limit STOR>
+		      AllowAll
+		    </Limit>
+		  </Directory>
+		</Anonymous>
+	EOF
+	# -n: foreground.
+	serve proftpd proftpd -n -c "$W/proftpd.conf"
+	wait_listen "$PORT" || fail "proftpd: $(cat "$T/proftpd.err")"
+}
+
+@test "proftpd (fork per connection, chroot and setuid at login) <-> curl: 1 MB FTP download and upload byte-exact over a framed control connection" {
+	start_proftpd "CapabilitiesEngine off"
+	local url="ftp://127.0.0.1:$PORT"
+
+	client curl -sS -o "$T/got" "$url/payload" || fail "curl RETR: $(cat "$T/cli.err"; tail -3 "$T/proftpd.err")"
+	got_payload "$T/got" "curl RETR"
+	client curl -sS -T "$T/payload" "$url/incoming/up" || fail "curl STOR: $(cat "$T/cli.err"; tail -3 "$T/proftpd.err")"
+	got_payload "$W/www/incoming/up" "curl STOR (the stored file)"
+	framed_both
+	[ "$(grep -c '"event":"framed"' "$T/cli.ev")" -eq 2 ] || fail "client: $(cat "$T/cli.ev")"
+
+	: >"$T/cli.ev"
+	timed plain curl -sS -o "$T/got_plain" "$url/payload"
+	got_payload "$T/got_plain" "unshimmed curl RETR"
+	no_errors
+}
+
+# proftpd's mod_cap (on by default) keeps CAP_SETUID with capset(2), which
+# acts on the calling thread only; the shim's background thread, started in
+# the session process for its connection (framed or not), has no
+# capabilities left after the login's setreuid to nobody. The next
+# seteuid(0) is glibc's all-threads setxid: it succeeds in the main thread,
+# fails with EPERM in the shim's, and glibc aborts the process (SIGABRT).
+# The client, framed or not, reads EOF after PASS ("response reading
+# failed"). Reproduction: start_proftpd without "CapabilitiesEngine off",
+# then `curl ftp://127.0.0.1:$PORT/payload` (unshimmed is enough).
+@test "proftpd with its default CapabilitiesEngine on <-> curl" {
+	skip "known: mod_cap's per-thread capset leaves the shim's background thread without CAP_SETUID; glibc aborts the session process at its next seteuid(0) (setxid EPERM in one thread), framed or unshimmed client alike"
 }
 
 # ------------------------------------------------------------------ vsftpd
