@@ -1,8 +1,9 @@
 #!/usr/bin/env bats
 # real_forking_servers.bats - real, unmodified Debian servers that fork a
 # process per connection (dropbear, mini_httpd) or serve from a pool of
-# forked processes that each accept (apache2 with mpm_prefork, a CGI forked
-# per request) or fork per connection and then change user (proftpd), framed at both ends: the server under the shim with
+# forked processes that each accept (apache2 with mpm_prefork and mod_cgi
+# forking a CGI per request; mpm_event's threaded processes, mod_cgid's
+# forking daemon) or fork per connection and then change user (proftpd), framed at both ends: the server under the shim with
 # HBSHIM_ACCEPT=auto, the client with HBSHIM_FRAME naming the server.
 #
 # Every exchange is byte-exact (1 MB of random bytes, `cmp`): through `cat`
@@ -211,19 +212,21 @@ DB_OPTS=(-y -y)
 
 # ------------------------------------------------------------------ apache2
 
-# A private apache2: mpm_prefork (a pool of forked processes, each
-# accepting), sendfile on for the static download, mod_cgi forking a CGI per
-# request for the upload. mod_cgi writes the whole request body to the
-# script before it reads the output: the script keeps the body in a file
-# first (an echo through pipes deadlocks at 64 KB with or without the shim),
-# then waits 1 s: the apache2 process that forked it holds the framed
-# connection and must go on heartbeating toward the waiting client once its
-# pause after the fork (max(interval, 500 ms), DESIGN.md "fork") is over.
-@test "apache2 mpm_prefork (pre-forked processes accept; sendfile; a CGI forked per request) <-> curl: 1 MB download and 1 MB POST echoed by a CGI, byte-exact" {
+# A private apache2 with the MPM and CGI module given: sendfile on for the
+# static download, a CGI per request for the upload. mod_cgi writes the
+# whole request body to the script before it reads the output: the script
+# keeps the body in a file first (an echo through pipes deadlocks at 64 KB
+# with or without the shim), then waits 1 s: the apache2 process that
+# forked it (mod_cgi) holds the framed connection and must go on
+# heartbeating toward the waiting client once its pause after the fork
+# (max(interval, 500 ms), DESIGN.md "fork") is over.
+# apache_exchange MPM CGI_MODULE [DIRECTIVES]: @W@ in DIRECTIVES is $W.
+apache_exchange() {
+	local mpm=$1 cgi=$2 extra=${3:-} m=/usr/lib/apache2/modules
 	need_cmd apache2 curl
-	local m=/usr/lib/apache2/modules
-	[ -f "$m/mod_mpm_prefork.so" ] && [ -f "$m/mod_cgi.so" ] || skip "needs apache2's mpm_prefork and cgi modules"
+	[ -f "$m/mod_mpm_$mpm.so" ] && [ -f "$m/mod_$cgi.so" ] || skip "needs apache2's mpm_$mpm and $cgi modules"
 	shared_dir www-data
+	extra=${extra//@W@/$W}
 	mkdir -p "$W/cgi"
 	cat >"$W/cgi/echo.sh" <<-'EOF'
 		#!/bin/sh
@@ -245,13 +248,12 @@ DB_OPTS=(-y -y)
 		ErrorLog $W/out/error.log
 		User www-data
 		Group www-data
-		LoadModule mpm_prefork_module $m/mod_mpm_prefork.so
+		LoadModule mpm_${mpm}_module $m/mod_mpm_$mpm.so
 		LoadModule authz_core_module $m/mod_authz_core.so
 		LoadModule alias_module $m/mod_alias.so
-		LoadModule cgi_module $m/mod_cgi.so
+		LoadModule ${cgi}_module $m/mod_$cgi.so
 		StartServers 2
-		MinSpareServers 2
-		MaxSpareServers 4
+		$extra
 		EnableSendfile On
 		DocumentRoot $W/www
 		ScriptAlias /cgi/ $W/cgi/
@@ -269,13 +271,13 @@ DB_OPTS=(-y -y)
 		-o "$T/got_post" "$url/cgi/echo.sh" || fail "curl POST: $(cat "$T/cli.err"; tail -3 "$W/out/error.log")"
 	got_payload "$T/got_post" "curl POST to the CGI"
 	framed_both
+	[ "$(grep -c '"event":"framed"' "$T/cli.ev")" -eq 2 ] || fail "client: $(cat "$T/cli.ev")"
 	# The client's own stats (written at its exit): the server's
 	# heartbeats reached it while the CGI ran.
 	local hb
 	hb=$(awk '$1 == "hbshim_heartbeats_received_total" { s += $2 } END { print s + 0 }' "$T"/st.*.prom)
 	echo "# heartbeats received by the curl clients: $hb" >&3
 	((hb > 0)) || fail "no heartbeat from the server while its CGI ran"
-	[ "$(grep -c '"event":"framed"' "$T/cli.ev")" -eq 2 ] || fail "client: $(cat "$T/cli.ev")"
 
 	: >"$T/cli.ev"
 	timed plain curl -sS -o "$T/got_plain" "$url/payload"
@@ -284,6 +286,18 @@ DB_OPTS=(-y -y)
 		-o "$T/got_plain" "$url/cgi/echo.sh"
 	got_payload "$T/got_plain" "unshimmed curl POST"
 	no_errors
+}
+
+@test "apache2 mpm_prefork (pre-forked processes accept; sendfile; mod_cgi forks a CGI per request) <-> curl: 1 MB download and 1 MB POST echoed by a CGI, byte-exact" {
+	apache_exchange prefork cgi "MinSpareServers 2
+		MaxSpareServers 4"
+}
+
+# mod_cgid: the CGIs are forked by a daemon of their own, which hands the
+# request's process their pipes over a UNIX socket; the connection stays
+# in the threaded server process.
+@test "apache2 mpm_event (threaded server processes; sendfile; mod_cgid's daemon forks the CGI) <-> curl: 1 MB download and 1 MB POST echoed by a CGI, byte-exact" {
+	apache_exchange event cgid "ScriptSock @W@/out/cgid.sock"
 }
 
 # ------------------------------------------------------------------ mini_httpd
