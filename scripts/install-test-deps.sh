@@ -58,6 +58,7 @@ NEEDS=(
 	dropbear-bin
 	apache2-bin
 	mini-httpd
+	lighttpd
 	proftpd-core
 	wget
 )

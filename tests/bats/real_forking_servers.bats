@@ -1,19 +1,21 @@
 #!/usr/bin/env bats
 # real_forking_servers.bats - real, unmodified Debian servers that fork a
-# process per connection (dropbear, mini_httpd) or serve from a pool of
-# forked processes that each accept (apache2 with mpm_prefork and mod_cgi
-# forking a CGI per request; mpm_event's threaded processes, mod_cgid's
-# forking daemon) or fork per connection and then change user (proftpd), framed at both ends: the server under the shim with
-# HBSHIM_ACCEPT=auto, the client with HBSHIM_FRAME naming the server.
+# process per connection (dropbear, mini_httpd; proftpd, which then chroots
+# and changes user) or serve from a pool of forked processes that each
+# accept (apache2: mpm_prefork with mod_cgi forking a CGI per request,
+# mpm_event's threaded processes with mod_cgid's forking daemon), or fork a
+# CGI per request from an event loop (lighttpd), framed at both ends: the
+# server under the shim with HBSHIM_ACCEPT=auto, the client with
+# HBSHIM_FRAME naming the server.
 #
 # Every exchange is byte-exact (1 MB of random bytes, `cmp`): through `cat`
-# over ssh both ways, an HTTP download (apache2 with sendfile, mini_httpd)
-# and an HTTP upload echoed back by a CGI; an FTP download and upload
-# (proftpd: the control connection framed, the data connections raw). Both ends' events must hold a
-# "framed" event and no "protocol_error" or "dead"; an unshimmed client of
-# the same shimmed server must get the same bytes. A frozen client
-# (SIGSTOP) of dropbear is found dead by the forked server process within
-# HBSHIM_TIMEOUT + 10 %.
+# over ssh both ways, an HTTP download (apache2 with sendfile, mini_httpd),
+# an HTTP upload echoed back by a CGI, an FTP download and upload (proftpd:
+# the control connection framed, the data connections raw). Both ends'
+# events must hold a "framed" event and no "protocol_error" or "dead"; an
+# unshimmed client of the same shimmed server must get the same bytes. A
+# frozen client (SIGSTOP) of dropbear is found dead by the forked server
+# process within HBSHIM_TIMEOUT + 10 %.
 #
 # apache2, mini_httpd and proftpd drop to www-data or nobody: their
 # documents, logs, events and stats live in a directory of their own under
@@ -326,6 +328,50 @@ apache_exchange() {
 	timed plain curl -sS -o "$T/got_plain" "$url/payload"
 	got_payload "$T/got_plain" "unshimmed curl"
 	no_errors
+}
+
+# ------------------------------------------------------------------ lighttpd
+
+# One event-loop process (as root here: no user change) that forks a CGI per
+# request (mod_cgi streams the body to the CGI while it reads its output).
+@test "lighttpd (event loop, sendfile; mod_cgi forks a CGI per request) <-> curl: 1 MB download and 1 MB POST echoed by a CGI, byte-exact" {
+	need_cmd lighttpd curl
+	mkdir -p "$T/www"
+	cp "$T/payload" "$T/www/payload"
+	cat >"$T/www/echo.sh" <<-'EOF'
+		#!/bin/sh
+		sleep 0.7
+		printf 'Content-Type: application/octet-stream\r\n\r\n'
+		exec head -c "$CONTENT_LENGTH"
+	EOF
+	PORT=$(free_port)
+	cat >"$T/lighttpd.conf" <<-EOF
+		server.document-root = "$T/www"
+		server.bind = "127.0.0.1"
+		server.port = $PORT
+		server.modules = ("mod_cgi")
+		cgi.assign = (".sh" => "/bin/sh")
+		server.errorlog = "$T/lighttpd.log"
+		server.network-backend = "sendfile"
+	EOF
+	serve lighttpd lighttpd -D -f "$T/lighttpd.conf"
+	wait_listen "$PORT" || fail "lighttpd: $(cat "$T/lighttpd.err")"
+	local url="http://127.0.0.1:$PORT"
+
+	client curl -sS -o "$T/got" "$url/payload" || fail "curl GET: $(cat "$T/cli.err")"
+	got_payload "$T/got" "curl GET (sendfile)"
+	client curl -sS --data-binary @"$T/payload" -H 'Content-Type: application/octet-stream' \
+		-o "$T/got_post" "$url/echo.sh" || fail "curl POST: $(cat "$T/cli.err"; tail -3 "$T/lighttpd.log")"
+	got_payload "$T/got_post" "curl POST to the CGI"
+	framed_both
+	[ "$(grep -c '"event":"framed"' "$T/cli.ev")" -eq 2 ] || fail "client: $(cat "$T/cli.ev")"
+
+	: >"$T/cli.ev"
+	timed plain curl -sS --data-binary @"$T/payload" -H 'Content-Type: application/octet-stream' \
+		-o "$T/got_plain" "$url/echo.sh"
+	got_payload "$T/got_plain" "unshimmed curl POST"
+	no_errors
+	heartbeats_crossed
 }
 
 # ------------------------------------------------------------------ proftpd
