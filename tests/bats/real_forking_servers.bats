@@ -184,7 +184,7 @@ DB_OPTS=(-y -y)
 		dbclient "${DB_OPTS[@]}" -i "$T/dbkey" -p "$PORT" root@127.0.0.1 'echo started; exec sleep 20'
 	wait_line "$T/dbc.out" '^started$' || fail "dbclient: $(cat "$T/dbc.err")"
 	# bg's pid is timeout(1)'s; dbclient is its child.
-	local pid t0 ms
+	local pid t0
 	pid=$(pgrep -P "$BG_PID" -x dbclient) || fail "no dbclient under $BG_PID"
 	echo "$pid" >>"$T/.pids"
 	t0=$(date +%s%3N)
