@@ -55,6 +55,12 @@ NEEDS=(
 	netcat-traditional
 	openbsd-inetd
 	systemd
+	dropbear-bin
+	apache2-bin
+	mini-httpd
+	lighttpd
+	proftpd-core
+	wget
 )
 
 (($# > 0)) && NEEDS=("$@")

@@ -1,0 +1,469 @@
+#!/usr/bin/env bats
+# real_forking_servers.bats - real, unmodified Debian servers that fork a
+# process per connection (dropbear, mini_httpd; proftpd, which then chroots
+# and changes user) or serve from a pool of forked processes that each
+# accept (apache2: mpm_prefork with mod_cgi forking a CGI per request,
+# mpm_event's threaded processes with mod_cgid's forking daemon), or fork a
+# CGI per request from an event loop (lighttpd), framed at both ends: the
+# server under the shim with HBSHIM_ACCEPT=auto, the client with
+# HBSHIM_FRAME naming the server.
+#
+# Every exchange is byte-exact (1 MB of random bytes, `cmp`): through `cat`
+# over ssh both ways, an HTTP download (apache2 with sendfile, mini_httpd),
+# an HTTP upload echoed back by a CGI, an FTP download and upload (proftpd:
+# the control connection framed, the data connections raw). Both ends'
+# events must hold a "framed" event and no "protocol_error" or "dead"; an
+# unshimmed client of the same shimmed server must get the same bytes. A
+# frozen client (SIGSTOP) of dropbear is found dead by the forked server
+# process within HBSHIM_TIMEOUT + 10 %.
+#
+# apache2, mini_httpd and proftpd drop to www-data or nobody: their
+# documents, logs, events and stats live in a directory of their own under
+# /tmp that user can reach (the test's own temp dir is root's, mode 0700).
+#
+# Known failures (the tests at the end say why and skip): vsftpd; proftpd
+# with its default capabilities engine.
+
+load helpers
+
+SRV_ENV=(HBSHIM_ACCEPT=auto HBSHIM_INTERVAL=50ms HBSHIM_TIMEOUT=20s)
+CLI_ENV=(HBSHIM_INTERVAL=50ms HBSHIM_TIMEOUT=20s)
+
+setup() {
+	hb_setup
+	W=""
+	SRV_EV="$T/srv.ev"
+	STATS="$T"
+	head -c 1000000 /dev/urandom >"$T/payload"
+	NPAYLOAD=$(stat -c %s "$T/payload")
+}
+
+teardown() {
+	hb_teardown
+	[ -n "$W" ] && rm -rf "$W"
+	return 0
+}
+
+# shared_dir USER: a tree under /tmp that the server's processes running as
+# USER can read ($W, mode 755) with a directory they can write ($W/out,
+# mode 777: events and stats; the events file made beforehand, mode 666,
+# so that the root parent and USER's children append to one file); the
+# payload in $W/www.
+shared_dir() {
+	id "$1" >/dev/null 2>&1 || skip "needs the user $1"
+	W=$(mktemp -d /tmp/hbt-fork.XXXXXX)
+	chmod 755 "$W"
+	mkdir -p "$W/www" "$W/out"
+	chmod 755 "$W/www"
+	chmod 777 "$W/out"
+	cp "$T/payload" "$W/www/payload"
+	chmod 644 "$W/www/payload"
+	SRV_EV="$W/out/srv.ev"
+	: >"$SRV_EV"
+	chmod 666 "$SRV_EV"
+	STATS="$W/out"
+}
+
+# serve NAME CMD...: the server under the shim, events in $SRV_EV, stats per
+# process in $STATS.
+serve() {
+	local name=$1
+	shift
+	bg "$name" shim "${SRV_ENV[@]}" HBSHIM_EVENTS="$SRV_EV" HBSHIM_STATS="$STATS/st.%p.prom" "$@"
+}
+
+# timed CMD...: run CMD, its elapsed seconds in $ELAPSED.
+timed() {
+	local t0 rc=0
+	t0=$(date +%s%N)
+	"$@" || rc=$?
+	ELAPSED=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
+	return $rc
+}
+
+# client CMD...: a framed client of 127.0.0.1:$PORT, events in $T/cli.ev,
+# stderr in $T/cli.err; elapsed seconds in $ELAPSED.
+client() {
+	timed shim HBSHIM_FRAME="127.0.0.1:$PORT" "${CLI_ENV[@]}" \
+		HBSHIM_EVENTS="$T/cli.ev" HBSHIM_STATS="$T/st.%p.prom" "$@" 2>"$T/cli.err"
+}
+
+# got_payload FILE WHAT: FILE holds the payload exactly.
+got_payload() {
+	same_file "$T/payload" "$1" || fail "$2: client stderr: $(head -c 1000 "$T/cli.err")
+server events: $(grep -E 'protocol_error|dead' "$SRV_EV" | head -3)"
+	echo "# $2: $(stat -c %s "$1") bytes, ${ELAPSED:-?} s" >&3
+}
+
+# framed_both: a "framed" event at both ends, no protocol_error or dead.
+framed_both() {
+	local f
+	for f in "$SRV_EV" "$T/cli.ev"; do
+		grep -q '"event":"framed"' "$f" 2>/dev/null ||
+			fail "no \"framed\" event in $f: $(head -c 2000 "$f" 2>/dev/null)" || return 1
+		if grep -qE '"event":"(protocol_error|dead)"' "$f"; then
+			fail "$f: $(grep -E '"event":"(protocol_error|dead)"' "$f" | head -3)"
+			return 1
+		fi
+	done
+}
+
+# no_errors: neither end logged a protocol_error or dead event.
+no_errors() {
+	! grep -E '"event":"(protocol_error|dead)"' "$SRV_EV" "$T/cli.ev" 2>/dev/null ||
+		fail "errors in the events"
+}
+
+# heartbeats_crossed: heartbeats were received, summed over the stats files
+# of every process at both ends.
+heartbeats_crossed() {
+	local n
+	n=$(cat "$STATS"/st.*.prom "$T"/st.*.prom 2>/dev/null |
+		awk '$1 == "hbshim_heartbeats_received_total" { s += $2 } END { print s + 0 }')
+	echo "# heartbeats received, all processes: $n" >&3
+	((n > 0)) || fail "no heartbeat received; stats files: $(ls "$STATS"/st.*.prom "$T"/st.*.prom 2>&1)"
+}
+
+# ------------------------------------------------------------------ dropbear
+
+# A private dropbear (fork per connection; the session forks again for the
+# command): root's home is a directory of the test's, bound over /root in a
+# mount namespace of the server's own, holding the client keys.
+start_dropbear() {
+	need_root "dropbear logs in as root, with a home bound over /root (unshare -m)"
+	need_cmd dropbear dropbearkey dbclient unshare
+	mkdir -p "$T/home/.ssh"
+	chmod 700 "$T/home" "$T/home/.ssh"
+	dropbearkey -t ed25519 -f "$T/hostkey" >/dev/null 2>&1
+	dropbearkey -t ed25519 -f "$T/dbkey" 2>/dev/null | grep '^ssh-' >"$T/home/.ssh/authorized_keys"
+	if command -v ssh-keygen >/dev/null; then
+		ssh-keygen -q -t ed25519 -N '' -f "$T/sshkey"
+		cat "$T/sshkey.pub" >>"$T/home/.ssh/authorized_keys"
+	fi
+	chmod 600 "$T/home/.ssh/authorized_keys"
+	PORT=$(free_port)
+	# -F: foreground, -E: log to stderr, -s: no password logins.
+	serve dropbear unshare -m sh -c 'mount --bind "$1" /root && shift && exec "$@"' sh "$T/home" \
+		dropbear -F -E -s -p "127.0.0.1:$PORT" -r "$T/hostkey"
+	wait_listen "$PORT" || fail "dropbear: $(cat "$T/dropbear.err")"
+}
+
+# dbclient -y -y: no host key check (nothing written under ~/.ssh).
+DB_OPTS=(-y -y)
+
+@test "dropbear (fork per connection, the session forks the command) <-> dbclient and OpenSSH ssh: 1 MB through cat both ways byte-exact" {
+	start_dropbear
+	# The command waits 0.5 s first: heartbeats cross the session.
+	client dbclient "${DB_OPTS[@]}" -i "$T/dbkey" -p "$PORT" root@127.0.0.1 'sleep 0.5; cat' \
+		<"$T/payload" >"$T/got" || fail "dbclient: $(cat "$T/cli.err"; tail -3 "$T/dropbear.err")"
+	got_payload "$T/got" "dbclient ... cat"
+	framed_both
+
+	if command -v ssh >/dev/null && [ -f "$T/sshkey" ]; then
+		: >"$T/cli.ev"
+		client ssh -F none -i "$T/sshkey" -o BatchMode=yes -o StrictHostKeyChecking=no \
+			-o UserKnownHostsFile=/dev/null -p "$PORT" root@127.0.0.1 'sleep 0.5; cat' \
+			<"$T/payload" >"$T/got" || fail "ssh: $(cat "$T/cli.err"; tail -3 "$T/dropbear.err")"
+		got_payload "$T/got" "OpenSSH ssh ... cat"
+		framed_both
+	fi
+
+	: >"$T/cli.ev"
+	timed plain dbclient "${DB_OPTS[@]}" -i "$T/dbkey" -p "$PORT" root@127.0.0.1 cat \
+		<"$T/payload" >"$T/got_plain" 2>"$T/cli.err" || fail "unshimmed dbclient: $(cat "$T/cli.err")"
+	got_payload "$T/got_plain" "unshimmed dbclient ... cat"
+	no_errors
+	heartbeats_crossed
+}
+
+@test "dropbear: a frozen (SIGSTOPped) framed dbclient is found dead by the forked session process within HBSHIM_TIMEOUT + 10 %, which ends with ETIMEDOUT" {
+	SRV_ENV=(HBSHIM_ACCEPT=auto HBSHIM_INTERVAL=200ms HBSHIM_TIMEOUT=1s)
+	CLI_ENV=(HBSHIM_INTERVAL=200ms HBSHIM_TIMEOUT=1s)
+	start_dropbear
+	bg dbc shim HBSHIM_FRAME="127.0.0.1:$PORT" "${CLI_ENV[@]}" HBSHIM_EVENTS="$T/cli.ev" \
+		dbclient "${DB_OPTS[@]}" -i "$T/dbkey" -p "$PORT" root@127.0.0.1 'echo started; exec sleep 20'
+	wait_line "$T/dbc.out" '^started$' || fail "dbclient: $(cat "$T/dbc.err")"
+	# bg's pid is timeout(1)'s; dbclient is its child.
+	local pid t0
+	pid=$(pgrep -P "$BG_PID" -x dbclient) || fail "no dbclient under $BG_PID"
+	echo "$pid" >>"$T/.pids"
+	t0=$(date +%s%3N)
+	kill -STOP "$pid"
+	wait_line "$SRV_EV" '"event":"dead"' 5 || fail "no dead event at the server"
+	run "$PY" - "$SRV_EV" "$t0" <<-'PY'
+		import json, sys
+		ev = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+		dead = [e for e in ev if e["event"] == "dead"]
+		assert len(dead) == 1, dead
+		d = dead[0]
+		assert d["mode"] == "frame" and d["reason"] == "heartbeat", d
+		assert any(e["event"] == "framed" for e in ev), "never framed"
+		print(d["silent_ms"], (d["time"] - int(sys.argv[2])) / 1000)
+	PY
+	assert_status 0
+	local silent after
+	read -r silent after <<<"$output"
+	echo "# silent_ms $silent, dead ${after} s after the SIGSTOP" >&3
+	# Silence measured by the shim: the timeout, at most 10 % over.
+	((silent >= 1000 && silent <= 1100)) || fail "silent_ms $silent"
+	# From the stop: the last heartbeat may precede it by one interval.
+	in_range "$after" 0.75 1.1 || fail "dead $after s after the stop"
+	# The session process's read failed: dropbear says so and exits.
+	wait_line "$T/dropbear.err" 'Exit .*Connection timed out' 3 || fail "dropbear: $(tail -3 "$T/dropbear.err")"
+}
+
+# ------------------------------------------------------------------ apache2
+
+# A private apache2 with the MPM and CGI module given: sendfile on for the
+# static download, a CGI per request for the upload. mod_cgi writes the
+# whole request body to the script before it reads the output: the script
+# keeps the body in a file first (an echo through pipes deadlocks at 64 KB
+# with or without the shim), then waits 1 s: the apache2 process that
+# forked it (mod_cgi) holds the framed connection and must go on
+# heartbeating toward the waiting client once its pause after the fork
+# (max(interval, 500 ms), DESIGN.md "fork") is over.
+# apache_exchange MPM CGI_MODULE [DIRECTIVES]: @W@ in DIRECTIVES is $W.
+apache_exchange() {
+	local mpm=$1 cgi=$2 extra=${3:-} m=/usr/lib/apache2/modules
+	need_cmd apache2 curl
+	[ -f "$m/mod_mpm_$mpm.so" ] && [ -f "$m/mod_$cgi.so" ] || skip "needs apache2's mpm_$mpm and $cgi modules"
+	shared_dir www-data
+	extra=${extra//@W@/$W}
+	mkdir -p "$W/cgi"
+	cat >"$W/cgi/echo.sh" <<-'EOF'
+		#!/bin/sh
+		f=$(mktemp) || exit 1
+		head -c "$CONTENT_LENGTH" >"$f"
+		sleep 1
+		printf 'Content-Type: application/octet-stream\r\n\r\n'
+		cat "$f"
+		rm -f "$f"
+	EOF
+	chmod 755 "$W/cgi" "$W/cgi/echo.sh"
+	PORT=$(free_port)
+	cat >"$W/httpd.conf" <<-EOF
+		ServerRoot $W
+		ServerName 127.0.0.1
+		Listen 127.0.0.1:$PORT
+		PidFile $W/httpd.pid
+		DefaultRuntimeDir $W/out
+		ErrorLog $W/out/error.log
+		User www-data
+		Group www-data
+		LoadModule mpm_${mpm}_module $m/mod_mpm_$mpm.so
+		LoadModule authz_core_module $m/mod_authz_core.so
+		LoadModule alias_module $m/mod_alias.so
+		LoadModule ${cgi}_module $m/mod_$cgi.so
+		StartServers 2
+		$extra
+		EnableSendfile On
+		DocumentRoot $W/www
+		ScriptAlias /cgi/ $W/cgi/
+		<Directory />
+		  Require all granted
+		</Directory>
+	EOF
+	serve apache2 apache2 -f "$W/httpd.conf" -DFOREGROUND
+	wait_listen "$PORT" || fail "apache2: $(cat "$T/apache2.err" "$W/out/error.log")"
+	local url="http://127.0.0.1:$PORT"
+
+	client curl -sS -o "$T/got" "$url/payload" || fail "curl GET: $(cat "$T/cli.err")"
+	got_payload "$T/got" "curl GET (sendfile)"
+	client curl -sS --data-binary @"$T/payload" -H 'Content-Type: application/octet-stream' \
+		-o "$T/got_post" "$url/cgi/echo.sh" || fail "curl POST: $(cat "$T/cli.err"; tail -3 "$W/out/error.log")"
+	got_payload "$T/got_post" "curl POST to the CGI"
+	framed_both
+	[ "$(grep -c '"event":"framed"' "$T/cli.ev")" -eq 2 ] || fail "client: $(cat "$T/cli.ev")"
+	# The client's own stats (written at its exit): the server's
+	# heartbeats reached it while the CGI ran.
+	local hb
+	hb=$(awk '$1 == "hbshim_heartbeats_received_total" { s += $2 } END { print s + 0 }' "$T"/st.*.prom)
+	echo "# heartbeats received by the curl clients: $hb" >&3
+	((hb > 0)) || fail "no heartbeat from the server while its CGI ran"
+
+	: >"$T/cli.ev"
+	timed plain curl -sS -o "$T/got_plain" "$url/payload"
+	got_payload "$T/got_plain" "unshimmed curl GET"
+	timed plain curl -sS --data-binary @"$T/payload" -H 'Content-Type: application/octet-stream' \
+		-o "$T/got_plain" "$url/cgi/echo.sh"
+	got_payload "$T/got_plain" "unshimmed curl POST"
+	no_errors
+}
+
+@test "apache2 mpm_prefork (pre-forked processes accept; sendfile; mod_cgi forks a CGI per request) <-> curl: 1 MB download and 1 MB POST echoed by a CGI, byte-exact" {
+	apache_exchange prefork cgi "MinSpareServers 2
+		MaxSpareServers 4"
+}
+
+# mod_cgid: the CGIs are forked by a daemon of their own, which hands the
+# request's process their pipes over a UNIX socket; the connection stays
+# in the threaded server process.
+@test "apache2 mpm_event (threaded server processes; sendfile; mod_cgid's daemon forks the CGI) <-> curl: 1 MB download and 1 MB POST echoed by a CGI, byte-exact" {
+	apache_exchange event cgid "ScriptSock @W@/out/cgid.sock"
+}
+
+# ------------------------------------------------------------------ mini_httpd
+
+@test "mini_httpd (fork per connection) <-> curl and wget: 1 MB download byte-exact" {
+	need_cmd mini_httpd curl
+	shared_dir www-data
+	PORT=$(free_port)
+	# -D: foreground; as root it drops to -u after binding (no chroot: a
+	# warning on stderr).
+	serve mini mini_httpd -D -p "$PORT" -h 127.0.0.1 -d "$W/www" -u www-data -l "$W/out/access.log"
+	wait_listen "$PORT" || fail "mini_httpd: $(cat "$T/mini.err")"
+	local url="http://127.0.0.1:$PORT"
+
+	client curl -sS -o "$T/got" "$url/payload" || fail "curl: $(cat "$T/cli.err")"
+	got_payload "$T/got" "curl"
+	framed_both
+	if command -v wget >/dev/null; then
+		: >"$T/cli.ev"
+		client wget -q -O "$T/got" "$url/payload" || fail "wget: $(cat "$T/cli.err")"
+		got_payload "$T/got" "wget"
+		framed_both
+	fi
+
+	: >"$T/cli.ev"
+	timed plain curl -sS -o "$T/got_plain" "$url/payload"
+	got_payload "$T/got_plain" "unshimmed curl"
+	no_errors
+}
+
+# ------------------------------------------------------------------ lighttpd
+
+# One event-loop process (as root here: no user change) that forks a CGI per
+# request (mod_cgi streams the body to the CGI while it reads its output).
+@test "lighttpd (event loop, sendfile; mod_cgi forks a CGI per request) <-> curl: 1 MB download and 1 MB POST echoed by a CGI, byte-exact" {
+	need_cmd lighttpd curl
+	mkdir -p "$T/www"
+	cp "$T/payload" "$T/www/payload"
+	cat >"$T/www/echo.sh" <<-'EOF'
+		#!/bin/sh
+		sleep 0.7
+		printf 'Content-Type: application/octet-stream\r\n\r\n'
+		exec head -c "$CONTENT_LENGTH"
+	EOF
+	PORT=$(free_port)
+	cat >"$T/lighttpd.conf" <<-EOF
+		server.document-root = "$T/www"
+		server.bind = "127.0.0.1"
+		server.port = $PORT
+		server.modules = ("mod_cgi")
+		cgi.assign = (".sh" => "/bin/sh")
+		server.errorlog = "$T/lighttpd.log"
+		server.network-backend = "sendfile"
+	EOF
+	serve lighttpd lighttpd -D -f "$T/lighttpd.conf"
+	wait_listen "$PORT" || fail "lighttpd: $(cat "$T/lighttpd.err")"
+	local url="http://127.0.0.1:$PORT"
+
+	client curl -sS -o "$T/got" "$url/payload" || fail "curl GET: $(cat "$T/cli.err")"
+	got_payload "$T/got" "curl GET (sendfile)"
+	client curl -sS --data-binary @"$T/payload" -H 'Content-Type: application/octet-stream' \
+		-o "$T/got_post" "$url/echo.sh" || fail "curl POST: $(cat "$T/cli.err"; tail -3 "$T/lighttpd.log")"
+	got_payload "$T/got_post" "curl POST to the CGI"
+	framed_both
+	[ "$(grep -c '"event":"framed"' "$T/cli.ev")" -eq 2 ] || fail "client: $(cat "$T/cli.ev")"
+
+	: >"$T/cli.ev"
+	timed plain curl -sS --data-binary @"$T/payload" -H 'Content-Type: application/octet-stream' \
+		-o "$T/got_plain" "$url/echo.sh"
+	got_payload "$T/got_plain" "unshimmed curl POST"
+	no_errors
+	heartbeats_crossed
+}
+
+# ------------------------------------------------------------------ proftpd
+
+# A private proftpd: standalone, one process per connection, which chroots
+# to the anonymous tree and runs as nobody after the login; incoming/ takes
+# uploads. CapabilitiesEngine off: see the known failure below.
+start_proftpd() {
+	need_root "proftpd runs standalone as root and chroots the anonymous session"
+	need_cmd proftpd curl
+	shared_dir nobody
+	getent group nogroup >/dev/null || skip "needs the group nogroup"
+	mkdir -p "$W/www/incoming"
+	chown nobody:nogroup "$W/www/incoming"
+	PORT=$(free_port)
+	cat >"$W/proftpd.conf" <<-EOF
+		ServerType standalone
+		DefaultAddress 127.0.0.1
+		SocketBindTight on
+		Port $PORT
+		User nobody
+		Group nogroup
+		UseIPv6 off
+		UseReverseDNS off
+		UseFtpUsers off
+		AuthPAM off
+		WtmpLog off
+		DelayTable none
+		ScoreboardFile $W/scoreboard
+		PidFile $W/proftpd.pid
+		$1
+		<Anonymous $W/www>
+		  User nobody
+		  Group nogroup
+		  UserAlias anonymous nobody
+		  RequireValidShell off
+		  <Limit WRITE>
+		    DenyAll
+		  </Limit>
+		  <Directory incoming>
+		    <Limit STOR>
+		      AllowAll
+		    </Limit>
+		  </Directory>
+		</Anonymous>
+	EOF
+	# -n: foreground.
+	serve proftpd proftpd -n -c "$W/proftpd.conf"
+	wait_listen "$PORT" || fail "proftpd: $(cat "$T/proftpd.err")"
+}
+
+@test "proftpd (fork per connection, chroot and setuid at login) <-> curl: 1 MB FTP download and upload byte-exact over a framed control connection" {
+	start_proftpd "CapabilitiesEngine off"
+	local url="ftp://127.0.0.1:$PORT"
+
+	client curl -sS -o "$T/got" "$url/payload" || fail "curl RETR: $(cat "$T/cli.err"; tail -3 "$T/proftpd.err")"
+	got_payload "$T/got" "curl RETR"
+	client curl -sS -T "$T/payload" "$url/incoming/up" || fail "curl STOR: $(cat "$T/cli.err"; tail -3 "$T/proftpd.err")"
+	got_payload "$W/www/incoming/up" "curl STOR (the stored file)"
+	framed_both
+	[ "$(grep -c '"event":"framed"' "$T/cli.ev")" -eq 2 ] || fail "client: $(cat "$T/cli.ev")"
+
+	: >"$T/cli.ev"
+	timed plain curl -sS -o "$T/got_plain" "$url/payload"
+	got_payload "$T/got_plain" "unshimmed curl RETR"
+	no_errors
+}
+
+# proftpd's mod_cap (on by default) keeps CAP_SETUID with capset(2), which
+# acts on the calling thread only; the shim's background thread, started in
+# the session process for its connection (framed or not), has no
+# capabilities left after the login's setreuid to nobody. The next
+# seteuid(0) is glibc's all-threads setxid: it succeeds in the main thread,
+# fails with EPERM in the shim's, and glibc aborts the process (SIGABRT).
+# The client, framed or not, reads EOF after PASS ("response reading
+# failed"). Reproduction: start_proftpd without "CapabilitiesEngine off",
+# then `curl ftp://127.0.0.1:$PORT/payload` (unshimmed is enough).
+@test "proftpd with its default CapabilitiesEngine on <-> curl" {
+	skip "known: mod_cap's per-thread capset leaves the shim's background thread without CAP_SETUID; glibc aborts the session process at its next seteuid(0) (setxid EPERM in one thread), framed or unshimmed client alike"
+}
+
+# ------------------------------------------------------------------ vsftpd
+
+# vsftpd forks its session process with a raw clone(CLONE_NEWIPC|SIGCHLD)
+# (isolate=YES, the default), which the shim does not see in the parent:
+# when the listener then closes its copy of the accepted socket, the shim
+# there takes itself for the last owner and closes the framed connection
+# for good (shutdown(SHUT_WR) on a duplicate), so the client reads EOF in
+# place of the "220" banner (curl: "response reading failed"). With
+# isolate=NO isolate_network=NO (plain fork) about one framed login in three
+# still fails with EPROTO at the client right after PASS, where the
+# privilege-separated session changes process.
+@test "vsftpd (standalone, clone per connection, privilege separation) <-> curl ftp://" {
+	skip "known: vsftpd's clone(CLONE_NEWIPC) session is unseen by the listener, whose close ends the framed connection (client reads EOF before the banner); with isolate=NO, intermittent EPROTO after PASS"
+}
