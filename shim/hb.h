@@ -546,6 +546,12 @@ void hb_thread_ensure(void);
 void hb_thread_after_clone(int own_files);
 /* Wake the background thread (reap pressure). Async-signal-safe. */
 void hb_thread_wake(void);
+/* The application changed a per-thread credential of its own thread
+ * (capset, PR_SET_KEEPCAPS, PR_SET_SECUREBITS): make system call nr with
+ * these arguments in the background thread too, and wait for it (at most
+ * a second). Its result, 0 when there is no background thread (one started
+ * later copies its creator), -EAGAIN when it did not answer. App thread. */
+long hb_thread_mirror(long nr, long a0, long a1, long a2, long a3);
 
 /* ------------------------------------------------------------------ frame.c */
 

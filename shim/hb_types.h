@@ -213,6 +213,7 @@ struct hb_real {
 			    char *const[]);
 	int (*system)(const char *);
 	int (*clone)(int (*)(void *), void *, int, void *, ...);
+	int (*capset)(void *, const void *);
 };
 
 /* ------------------------------------------------------------------ os.c */

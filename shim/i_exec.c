@@ -544,10 +544,53 @@ static void step_aside(const char *why)
 	hb_fd_forget_range(0, HB_FD_MAX - 1);
 }
 
+/*
+ * Capabilities, the keep-caps flag and the securebits belong to one
+ * thread: the background thread is given what the application gives its
+ * own (hb_thread_mirror, thread.c), or glibc aborts the program at its
+ * next uid change, when the background thread's answer differs from the
+ * application thread's (proftpd's mod_cap).
+ */
+static void mirror_prctl(int option, unsigned long arg, long r)
+{
+	if (r == 0 && (option == PR_SET_KEEPCAPS || option == PR_SET_SECUREBITS) && hb_enabled)
+		hb_thread_mirror(SYS_prctl, option, (long)arg, 0, 0);
+}
+
+struct cap_header {
+	uint32_t version;
+	int pid;
+};
+
+static void mirror_capset(const void *hdr, const void *data, long r)
+{
+	struct cap_header h;
+
+	if (r != 0 || !hdr || !hb_enabled)
+		return;
+	memcpy(&h, hdr, sizeof(h));
+	if (h.pid != 0 && h.pid != (int)hb_self_tid())
+		return; /* another process's (refused by the kernel anyway) */
+	h.pid = 0;
+	hb_thread_mirror(SYS_capset, (long)&h, (long)data, 0, 0);
+}
+
+int capset(void *hdr, const void *data); /* libcap's header declares it */
+
+HB_EXPORT int capset(void *hdr, const void *data)
+{
+	int (*fn)(void *, const void *) = REAL_PTR(capset);
+	int r = fn ? fn(hdr, data) : (int)LIBC_RET(hb_os_syscall6(SYS_capset, (long)hdr, (long)data, 0, 0, 0, 0));
+
+	mirror_capset(hdr, data, r);
+	return r;
+}
+
 HB_EXPORT int prctl(int option, ...)
 {
 	unsigned long a[4];
 	va_list ap;
+	int r;
 
 	va_start(ap, option);
 	for (int i = 0; i < 4; i++)
@@ -555,8 +598,10 @@ HB_EXPORT int prctl(int option, ...)
 	va_end(ap);
 	if (option == PR_SET_SECCOMP)
 		step_aside("prctl(PR_SET_SECCOMP)");
-	return REAL(prctl, LIBC_RET(hb_os_prctl(option, a[0], a[1], a[2], a[3])), option, a[0],
-		    a[1], a[2], a[3]);
+	r = REAL(prctl, LIBC_RET(hb_os_prctl(option, a[0], a[1], a[2], a[3])), option, a[0], a[1],
+		 a[2], a[3]);
+	mirror_prctl(option, a[0], r);
+	return r;
 }
 
 #ifdef HB_RAW_SYSCALL
@@ -634,6 +679,20 @@ HB_EXPORT long syscall(long number, ...)
 		else if (number == SYS_prctl && a[0] == PR_SET_SECCOMP &&
 			 (a[1] == SECCOMP_MODE_STRICT || (a[1] == SECCOMP_MODE_FILTER && a[2])))
 			step_aside("syscall(SYS_prctl, PR_SET_SECCOMP)");
+	}
+	if (HB_UNLIKELY(number == SYS_capset || number == SYS_prctl)) {
+		int saved, r = (int)REAL(syscall,
+					 LIBC_RET_SSIZE(hb_os_syscall6(number, a[0], a[1], a[2], a[3],
+								       a[4], a[5])),
+					 number, a[0], a[1], a[2], a[3], a[4], a[5]);
+
+		saved = errno;
+		if (number == SYS_capset)
+			mirror_capset((const void *)a[0], (const void *)a[1], r);
+		else
+			mirror_prctl((int)a[0], (unsigned long)a[1], r);
+		errno = saved;
+		return r;
 	}
 	return REAL(syscall, LIBC_RET_SSIZE(hb_os_syscall6(number, a[0], a[1], a[2], a[3], a[4], a[5])),
 		    number, a[0], a[1], a[2], a[3], a[4], a[5]);

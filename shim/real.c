@@ -131,6 +131,7 @@ void hb_real_bind(void)
 	BIND(posix_spawnp, posix_spawnp);
 	BIND(system, system);
 	BIND(clone, clone);
+	BIND(capset, capset);
 	/* close last: once it is set, close-like paths stop using raw syscalls. */
 	BIND(close, close);
 	hb_store_release(&bind_state, 2);

@@ -88,6 +88,72 @@ void hb_thread_set_periodic_step(void (*step)(uint64_t now), uint32_t every_ms)
 	periodic_step = step;
 }
 
+/*
+ * Per-thread credentials. The kernel keeps capabilities, the keep-caps
+ * flag and the securebits per thread; glibc changes uids and gids in every
+ * thread at once (its setxid broadcast) and aborts the process when the
+ * threads' answers differ. A program that keeps a capability in its own
+ * thread only (proftpd's mod_cap: PR_SET_KEEPCAPS and capset, then
+ * setresuid to nobody and later seteuid(0)) left this thread without it:
+ * its seteuid failed here with EPERM and glibc aborted the program. So
+ * such a call the application makes for its own thread is made here too
+ * (hb_thread_mirror), before the application goes on: this thread holds
+ * what the application's thread holds. One call at a time; the caller
+ * waits at most MIRROR_WAIT_MS.
+ */
+#define MIRROR_WAIT_MS 1000
+static _Atomic uint32_t mirror_lock;
+static _Atomic uint32_t mirror_seq, mirror_done;
+static long mirror_nr, mirror_arg[4], mirror_result;
+
+static void mirror_run(void)
+{
+	uint32_t seq = hb_load_acquire(&mirror_seq);
+
+	if (seq == hb_load_relaxed(&mirror_done))
+		return;
+	mirror_result = hb_os_syscall6(mirror_nr, mirror_arg[0], mirror_arg[1], mirror_arg[2],
+				       mirror_arg[3], 0, 0);
+	hb_store_release(&mirror_done, seq);
+	hb_os_futex_wake(&mirror_done);
+}
+
+long hb_thread_mirror(long nr, long a0, long a1, long a2, long a3)
+{
+	uint32_t seq;
+	uint64_t until;
+	long r = -EAGAIN;
+
+	if (hb_load_acquire(&tstate) != TS_RUNNING || hb_self_tid() == hb_load_relaxed(&hb_thread_tid))
+		return 0; /* no thread yet: one started later copies its creator */
+	if (hb_lock(&mirror_lock) < 0)
+		return -EDEADLK;
+	mirror_nr = nr;
+	mirror_arg[0] = a0;
+	mirror_arg[1] = a1;
+	mirror_arg[2] = a2;
+	mirror_arg[3] = a3;
+	seq = hb_load_relaxed(&mirror_seq) + 1;
+	hb_store_release(&mirror_seq, seq);
+	hb_thread_wake();
+	until = hb_os_now_ms() + MIRROR_WAIT_MS;
+	for (;;) {
+		uint32_t d = hb_load_acquire(&mirror_done);
+		uint64_t now;
+
+		if (d == seq) {
+			r = mirror_result;
+			break;
+		}
+		now = hb_os_now_ms();
+		if (now >= until)
+			break;
+		hb_os_futex_wait(&mirror_done, d, (int64_t)(until - now));
+	}
+	hb_unlock(&mirror_lock);
+	return r;
+}
+
 void hb_thread_wake(void)
 {
 	/* Bump even while the thread is starting: its futex_wait compares the
@@ -320,6 +386,8 @@ static void *thread_main(void *arg)
 		struct hb_conn *reap = hb_conn_take_reap(), *in = hb_conn_take_inbox(), *c, *nx;
 		uint64_t due;
 		int64_t wait;
+
+		mirror_run();
 
 		now = hb_os_now_ms();
 		for (c = in; c; c = nx) {

@@ -13,7 +13,7 @@ recv recvfrom recvmsg recvmmsg send sendto sendmsg sendmmsg sendfile sendfile64 
 __read_chk __recv_chk __recvfrom_chk __poll_chk __ppoll_chk
 poll ppoll select pselect epoll_create epoll_create1 epoll_ctl epoll_wait epoll_pwait epoll_pwait2
 fork vfork _Fork daemon prctl syscall
-execl execle execlp execv execve execvp execvpe fexecve posix_spawn posix_spawnp system clone
+execl execle execlp execv execve execvp execvpe fexecve posix_spawn posix_spawnp system clone capset
 "
 
 # Defined dynamic symbols of $1, without version suffixes. Type A entries are

@@ -116,3 +116,17 @@ sys.stdout.buffer.write(d)' "$port" >"$T/got.$i" || fail "client $i status $?"
 	cmp "$T/want" "$T/got.1" || fail "bad config: the client received: $(cat "$T/got.1")"
 	cmp "$T/want" "$T/got.2" || fail "debug log: the client received: $(cat "$T/got.2")"
 }
+
+# Capabilities, the keep-caps flag and the securebits are per thread, and
+# glibc changes uids in every thread at once, aborting the process when
+# the threads' answers differ. A program that keeps CAP_SETUID in its own
+# thread across setresuid to nobody (proftpd's mod_cap) was aborted at its
+# next seteuid(0): the shim's background thread had no capability left.
+@test "a program that keeps a capability in its own thread across setresuid (proftpd's mod_cap) runs on: seteuid(0) works, the connection too" {
+	need_root "it changes uids and keeps capabilities"
+	need_helper capkeep
+	run shim HBSHIM_FRAME='*' "$HB_HELPERS/capkeep"
+	assert_status 0
+	[ "$output" = "EUID 0
+OK" ] || fail "output: $output"
+}

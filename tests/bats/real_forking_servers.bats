@@ -378,7 +378,7 @@ apache_exchange() {
 
 # A private proftpd: standalone, one process per connection, which chroots
 # to the anonymous tree and runs as nobody after the login; incoming/ takes
-# uploads. CapabilitiesEngine off: see the known failure below.
+# uploads. $1: an extra configuration line.
 start_proftpd() {
 	need_root "proftpd runs standalone as root and chroots the anonymous session"
 	need_cmd proftpd curl
@@ -441,16 +441,28 @@ start_proftpd() {
 }
 
 # proftpd's mod_cap (on by default) keeps CAP_SETUID with capset(2), which
-# acts on the calling thread only; the shim's background thread, started in
-# the session process for its connection (framed or not), has no
-# capabilities left after the login's setreuid to nobody. The next
-# seteuid(0) is glibc's all-threads setxid: it succeeds in the main thread,
-# fails with EPERM in the shim's, and glibc aborts the process (SIGABRT).
-# The client, framed or not, reads EOF after PASS ("response reading
-# failed"). Reproduction: start_proftpd without "CapabilitiesEngine off",
-# then `curl ftp://127.0.0.1:$PORT/payload` (unshimmed is enough).
-@test "proftpd with its default CapabilitiesEngine on <-> curl" {
-	skip "known: mod_cap's per-thread capset leaves the shim's background thread without CAP_SETUID; glibc aborts the session process at its next seteuid(0) (setxid EPERM in one thread), framed or unshimmed client alike"
+# acts on the calling thread only, after PR_SET_KEEPCAPS, which does too.
+# The shim's background thread, started in the session process for its
+# connection (framed or not), had no capability left after the login's
+# setreuid to nobody; the next seteuid(0) is glibc's all-threads setxid,
+# which failed with EPERM there, and glibc aborted the session (the client
+# read EOF after PASS, "response reading failed", framed or not). The shim
+# now gives its thread what the application gives its own (thread.c,
+# hb_thread_mirror; capkeep in preload_compat.bats).
+@test "proftpd with its default CapabilitiesEngine on <-> curl: 1 MB download and upload, framed and unshimmed" {
+	start_proftpd ""
+	local url="ftp://127.0.0.1:$PORT"
+
+	client curl -sS -o "$T/got" "$url/payload" || fail "curl RETR: $(cat "$T/cli.err"; tail -3 "$T/proftpd.err")"
+	got_payload "$T/got" "curl RETR"
+	client curl -sS -T "$T/payload" "$url/incoming/up" || fail "curl STOR: $(cat "$T/cli.err"; tail -3 "$T/proftpd.err")"
+	got_payload "$W/www/incoming/up" "curl STOR (the stored file)"
+	framed_both
+
+	: >"$T/cli.ev"
+	timed plain curl -sS -o "$T/got_plain" "$url/payload"
+	got_payload "$T/got_plain" "unshimmed curl RETR"
+	no_errors
 }
 
 # ------------------------------------------------------------------ vsftpd
