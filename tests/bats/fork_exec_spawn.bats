@@ -563,9 +563,10 @@ print("after", got)' "$PORT"
 # and the client read the end of stream before the child's first answer.
 # The clone interposers (syscall(SYS_clone), glibc's clone()) now do what
 # a fork's prepare handler does.
-@test "raw clone: a listener hands the connection to a syscall(SYS_clone) child and closes its copy: the child's echo reaches the client, then a clean end" {
+# clonehand_echoes syscall|wrapper: the child's three echoes, then the end.
+clonehand_echoes() {
 	need_helper clonehand
-	run shim HBSHIM_FRAME='*' "$HB_HELPERS/clonehand" syscall
+	run shim HBSHIM_FRAME='*' "$HB_HELPERS/clonehand" "$1"
 	assert_status 0
 	[ "$output" = "ECHO line 0 ..
 ECHO line 1 ..
@@ -573,12 +574,10 @@ ECHO line 2 ..
 END eof" ] || fail "output: $output"
 }
 
+@test "raw clone: a listener hands the connection to a syscall(SYS_clone) child and closes its copy: the child's echo reaches the client, then a clean end" {
+	clonehand_echoes syscall
+}
+
 @test "raw clone: the same through glibc's clone() with a stack" {
-	need_helper clonehand
-	run shim HBSHIM_FRAME='*' "$HB_HELPERS/clonehand" wrapper
-	assert_status 0
-	[ "$output" = "ECHO line 0 ..
-ECHO line 1 ..
-ECHO line 2 ..
-END eof" ] || fail "output: $output"
+	clonehand_echoes wrapper
 }

@@ -111,37 +111,10 @@ handed_over() {
 
 @test "SCM_RIGHTS right after connect: the receiving process talks raw, byte-exact; both ends downgraded" {
 	start_late_server 0.3 0
-	cat >"$T/sender.py" <<-'EOF2'
-		import socket, sys
-		port, path = int(sys.argv[1]), sys.argv[2]
-		s = socket.create_connection(("127.0.0.1", port))
-		u = socket.socket(socket.AF_UNIX); u.connect(path)
-		socket.send_fds(u, [b"x"], [s.fileno()])
-		s.close()
-		u.recv(1)  # the receiver is done
-	EOF2
-	cat >"$T/receiver.py" <<-'EOF2'
-		import socket, sys
-		l = socket.socket(socket.AF_UNIX); l.bind(sys.argv[1]); l.listen(1)
-		print("ready", flush=True)
-		u, _ = l.accept()
-		_, fds, _, _ = socket.recv_fds(u, 1, 1)
-		s = socket.socket(fileno=fds[0]); s.settimeout(5)
-		msg = b"after the pass \x00\x01\x01\x00\x00\x00\x02 raw\n"
-		s.sendall(msg)
-		got = b""
-		while len(got) < len(msg):
-		    d = s.recv(len(msg) - len(got))
-		    if not d:
-		        break
-		    got += d
-		print(repr(got), flush=True)
-		u.send(b"k")
-	EOF2
-	bg receiver shim "$PY" "$T/receiver.py" "$T/unix.sock"
+	bg receiver shim "$PY" "$HB_ROOT/tests/app/fdpass.py" receive "$T/unix.sock"
 	wait_line "$T/receiver.out" '^ready$' 10
 	run stderr_to "$T/sender.err" shim HBSHIM_FRAME="127.0.0.1:$PORT" \
-		HBSHIM_EVENTS="$T/client.events" "$PY" "$T/sender.py" "$PORT" "$T/unix.sock"
+		HBSHIM_EVENTS="$T/client.events" "$PY" "$HB_ROOT/tests/app/fdpass.py" send "$PORT" "$T/unix.sock"
 	[ "$status" -eq 0 ] || fail "sender: $status $(cat "$T/sender.err")"
 	wait_line "$T/receiver.out" "^b'after" 10 || fail "receiver: $(cat "$T/receiver.out" "$T/receiver.err")"
 	grep -qxF "b'after the pass \\x00\\x01\\x01\\x00\\x00\\x00\\x02 raw\\n'" "$T/receiver.out" ||

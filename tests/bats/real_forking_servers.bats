@@ -25,6 +25,7 @@
 # with its default capabilities engine.
 
 load helpers
+load real_programs
 
 SRV_ENV=(HBSHIM_ACCEPT=auto HBSHIM_INTERVAL=50ms HBSHIM_TIMEOUT=20s)
 CLI_ENV=(HBSHIM_INTERVAL=50ms HBSHIM_TIMEOUT=20s)
@@ -64,64 +65,11 @@ shared_dir() {
 	STATS="$W/out"
 }
 
-# serve NAME CMD...: the server under the shim, events in $SRV_EV, stats per
-# process in $STATS.
-serve() {
-	local name=$1
-	shift
-	bg "$name" shim "${SRV_ENV[@]}" HBSHIM_EVENTS="$SRV_EV" HBSHIM_STATS="$STATS/st.%p.prom" "$@"
-}
-
-# timed CMD...: run CMD, its elapsed seconds in $ELAPSED.
-timed() {
-	local t0 rc=0
-	t0=$(date +%s%N)
-	"$@" || rc=$?
-	ELAPSED=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
-	return $rc
-}
-
-# client CMD...: a framed client of 127.0.0.1:$PORT, events in $T/cli.ev,
-# stderr in $T/cli.err; elapsed seconds in $ELAPSED.
-client() {
-	timed shim HBSHIM_FRAME="127.0.0.1:$PORT" "${CLI_ENV[@]}" \
-		HBSHIM_EVENTS="$T/cli.ev" HBSHIM_STATS="$T/st.%p.prom" "$@" 2>"$T/cli.err"
-}
-
 # got_payload FILE WHAT: FILE holds the payload exactly.
 got_payload() {
 	same_file "$T/payload" "$1" || fail "$2: client stderr: $(head -c 1000 "$T/cli.err")
 server events: $(grep -E 'protocol_error|dead' "$SRV_EV" | head -3)"
 	echo "# $2: $(stat -c %s "$1") bytes, ${ELAPSED:-?} s" >&3
-}
-
-# framed_both: a "framed" event at both ends, no protocol_error or dead.
-framed_both() {
-	local f
-	for f in "$SRV_EV" "$T/cli.ev"; do
-		grep -q '"event":"framed"' "$f" 2>/dev/null ||
-			fail "no \"framed\" event in $f: $(head -c 2000 "$f" 2>/dev/null)" || return 1
-		if grep -qE '"event":"(protocol_error|dead)"' "$f"; then
-			fail "$f: $(grep -E '"event":"(protocol_error|dead)"' "$f" | head -3)"
-			return 1
-		fi
-	done
-}
-
-# no_errors: neither end logged a protocol_error or dead event.
-no_errors() {
-	! grep -E '"event":"(protocol_error|dead)"' "$SRV_EV" "$T/cli.ev" 2>/dev/null ||
-		fail "errors in the events"
-}
-
-# heartbeats_crossed: heartbeats were received, summed over the stats files
-# of every process at both ends.
-heartbeats_crossed() {
-	local n
-	n=$(cat "$STATS"/st.*.prom "$T"/st.*.prom 2>/dev/null |
-		awk '$1 == "hbshim_heartbeats_received_total" { s += $2 } END { print s + 0 }')
-	echo "# heartbeats received, all processes: $n" >&3
-	((n > 0)) || fail "no heartbeat received; stats files: $(ls "$STATS"/st.*.prom "$T"/st.*.prom 2>&1)"
 }
 
 # ------------------------------------------------------------------ dropbear
@@ -423,8 +371,9 @@ start_proftpd() {
 	wait_listen "$PORT" || fail "proftpd: $(cat "$T/proftpd.err")"
 }
 
-@test "proftpd (fork per connection, chroot and setuid at login) <-> curl: 1 MB FTP download and upload byte-exact over a framed control connection" {
-	start_proftpd "CapabilitiesEngine off"
+# proftpd_exchange: a framed curl downloads and uploads the payload (two
+# framed control connections), then an unshimmed curl downloads it.
+proftpd_exchange() {
 	local url="ftp://127.0.0.1:$PORT"
 
 	client curl -sS -o "$T/got" "$url/payload" || fail "curl RETR: $(cat "$T/cli.err"; tail -3 "$T/proftpd.err")"
@@ -440,6 +389,11 @@ start_proftpd() {
 	no_errors
 }
 
+@test "proftpd (fork per connection, chroot and setuid at login) <-> curl: 1 MB FTP download and upload byte-exact over a framed control connection" {
+	start_proftpd "CapabilitiesEngine off"
+	proftpd_exchange
+}
+
 # proftpd's mod_cap (on by default) keeps CAP_SETUID with capset(2), which
 # acts on the calling thread only, after PR_SET_KEEPCAPS, which does too.
 # The shim's background thread, started in the session process for its
@@ -451,18 +405,7 @@ start_proftpd() {
 # hb_thread_mirror; capkeep in preload_compat.bats).
 @test "proftpd with its default CapabilitiesEngine on <-> curl: 1 MB download and upload, framed and unshimmed" {
 	start_proftpd ""
-	local url="ftp://127.0.0.1:$PORT"
-
-	client curl -sS -o "$T/got" "$url/payload" || fail "curl RETR: $(cat "$T/cli.err"; tail -3 "$T/proftpd.err")"
-	got_payload "$T/got" "curl RETR"
-	client curl -sS -T "$T/payload" "$url/incoming/up" || fail "curl STOR: $(cat "$T/cli.err"; tail -3 "$T/proftpd.err")"
-	got_payload "$W/www/incoming/up" "curl STOR (the stored file)"
-	framed_both
-
-	: >"$T/cli.ev"
-	timed plain curl -sS -o "$T/got_plain" "$url/payload"
-	got_payload "$T/got_plain" "unshimmed curl RETR"
-	no_errors
+	proftpd_exchange
 }
 
 # ------------------------------------------------------------------ vsftpd

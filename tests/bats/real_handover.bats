@@ -30,6 +30,7 @@
 # popen() is not covered (README); no test here uses it.
 
 load helpers
+load real_programs
 
 SRV_ENV=(HBSHIM_ACCEPT=auto HBSHIM_INTERVAL=50ms HBSHIM_TIMEOUT=20s)
 CLI_ENV=(HBSHIM_INTERVAL=50ms HBSHIM_TIMEOUT=20s)
@@ -37,9 +38,10 @@ HB_CMD_TIMEOUT=${HB_HANDOVER_CMD_TIMEOUT:-30}
 
 setup() {
 	hb_setup
-	# Stats per process: handlers and exec'd images included.
-	SRV_ENV+=(HBSHIM_STATS="$T/st.%p.prom")
-	CLI_ENV+=(HBSHIM_STATS="$T/st.%p.prom")
+	# Events of the server, and stats per process (handlers and exec'd
+	# images included), in the test's directory.
+	SRV_EV="$T/srv.ev"
+	STATS="$T"
 	head -c 1000000 /dev/urandom >"$T/payload"
 	printf 'a short line after the megabyte\n' >>"$T/payload"
 	BANNER="banner from the handler"
@@ -81,65 +83,11 @@ setup() {
 	chmod +x "$T"/*.sh
 }
 
-# serve NAME CMD...: the server under the shim, events in $T/srv.ev.
-serve() {
-	local name=$1
-	shift
-	bg "$name" shim "${SRV_ENV[@]}" HBSHIM_EVENTS="$T/srv.ev" "$@"
-}
-
-# timed CMD...: run CMD, its elapsed seconds in $ELAPSED.
-timed() {
-	local t0 rc=0
-	t0=$(date +%s%N)
-	"$@" || rc=$?
-	ELAPSED=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
-	return $rc
-}
-
-# client CMD...: a framed client of 127.0.0.1:$PORT, events in $T/cli.ev,
-# stderr in $T/cli.err; elapsed seconds in $ELAPSED.
-client() {
-	timed shim HBSHIM_FRAME="127.0.0.1:$PORT" "${CLI_ENV[@]}" \
-		HBSHIM_EVENTS="$T/cli.ev" "$@" 2>"$T/cli.err"
-}
-
 # got_expected FILE WHAT: FILE holds the banner and the payload exactly.
 got_expected() {
 	same_file "$T/expect" "$1" || fail "$2: client stderr: $(head -c 1000 "$T/cli.err")
-server events: $(grep -E 'protocol_error|dead' "$T/srv.ev" | head -3)"
+server events: $(grep -E 'protocol_error|dead' "$SRV_EV" | head -3)"
 	echo "# $2: $(stat -c %s "$1") bytes back, $NPAYLOAD sent, ${ELAPSED:-?} s" >&3
-}
-
-# framed_both: a "framed" event at both ends, no protocol_error or dead.
-framed_both() {
-	local f
-	for f in "$T/srv.ev" "$T/cli.ev"; do
-		grep -q '"event":"framed"' "$f" 2>/dev/null ||
-			fail "no \"framed\" event in $(basename "$f"): $(head -c 2000 "$f" 2>/dev/null)" || return 1
-		if grep -E '"event":"(protocol_error|dead)"' "$f"; then
-			fail "$(basename "$f"): $(grep -E '"event":"(protocol_error|dead)"' "$f" | head -3)"
-			return 1
-		fi
-	done
-}
-
-# heartbeats_crossed: heartbeats were received (the sum of
-# hbshim_heartbeats_received_total over the stats files of every process
-# that has written one; the client's reader writes its file at exit).
-heartbeats_crossed() {
-	local n
-	n=$(cat "$T"/st.*.prom 2>/dev/null |
-		awk '$1 == "hbshim_heartbeats_received_total" { s += $2 } END { print s + 0 }')
-	echo "# heartbeats received, all processes: $n" >&3
-	((n > 0)) || fail "no heartbeat received; stats files: $(ls "$T"/st.*.prom 2>/dev/null)"
-}
-
-# no_errors: neither end logged a protocol_error or dead event (for the
-# unshimmed client, whose server stays raw).
-no_errors() {
-	! grep -E '"event":"(protocol_error|dead)"' "$T/srv.ev" "$T/cli.ev" 2>/dev/null ||
-		fail "errors in the events"
 }
 
 # ------------------------------------------------------------------ ncat

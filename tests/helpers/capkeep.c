@@ -13,7 +13,6 @@
  * every thread and aborts the process when one thread's answer differs.
  * Prints "EUID 0" and "OK" and exits 0; 2 on a setup failure.
  */
-#include <arpa/inet.h>
 #include <linux/capability.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -21,6 +20,8 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "loopback.h"
 
 int capset(cap_user_header_t h, const cap_user_data_t d);
 
@@ -38,19 +39,9 @@ static int caps(unsigned eff)
 
 int main(void)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t al = sizeof(a);
-	int l, cl, sv;
+	int port, l = listener(1, &port), cl = dial(port), sv;
 	char b[2];
 
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	l = socket(AF_INET, SOCK_STREAM, 0);
-	if (l < 0 || bind(l, (void *)&a, sizeof(a)) || listen(l, 1) ||
-	    getsockname(l, (void *)&a, &al))
-		return perror("listen"), 2;
-	cl = socket(AF_INET, SOCK_STREAM, 0);
-	if (cl < 0 || connect(cl, (void *)&a, sizeof(a)))
-		return perror("connect"), 2;
 	sv = accept(l, NULL, NULL);
 	if (sv < 0 || write(cl, "a", 1) != 1 || read(sv, b, 1) != 1)
 		return perror("exchange"), 2;

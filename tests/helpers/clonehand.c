@@ -17,7 +17,6 @@
  *   END eof|error <errno>
  * Exit 0 when it got that far, 2 on a setup failure.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -29,6 +28,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "loopback.h"
 
 static int srv;
 static char stack[256 * 1024];
@@ -64,9 +65,7 @@ static int read_line(int fd, char *b, size_t cap)
 
 int main(int argc, char **argv)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t al = sizeof(a);
-	int l, cl, st, wrapper;
+	int port, l, cl, st, wrapper;
 	char line[64];
 	pid_t pid;
 	ssize_t r;
@@ -76,14 +75,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	wrapper = !strcmp(argv[1], "wrapper");
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	l = socket(AF_INET, SOCK_STREAM, 0);
-	if (l < 0 || bind(l, (void *)&a, sizeof(a)) || listen(l, 1) ||
-	    getsockname(l, (void *)&a, &al))
-		return perror("listen"), 2;
-	cl = socket(AF_INET, SOCK_STREAM, 0);
-	if (cl < 0 || connect(cl, (void *)&a, sizeof(a)))
-		return perror("connect"), 2;
+	l = listener(1, &port);
+	cl = dial(port);
 	srv = accept(l, NULL, NULL);
 	if (srv < 0)
 		return perror("accept"), 2;
