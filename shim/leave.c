@@ -192,7 +192,10 @@ void hb_frame_handover_all(void)
 {
 	struct handover h = { NULL, -1, 0, 0 };
 
-	handover_run(&h);
+	/* A process that never framed a connection (keepalive mode only)
+	 * pays nothing at its forks and execs. */
+	if (hb_load_relaxed(&hb_frame_seen))
+		handover_run(&h);
 }
 
 /* The fork's prepare handler: settle, then mark (share.c). */
