@@ -4,13 +4,36 @@
 # lintian on them. The .deb files land in build/deb/. Exit status non-zero on
 # a failed build or on any lintian error; lintian's warnings are printed.
 #
-# Needs dpkg-dev, debhelper and lintian (make deps installs them as root).
+# What the build needs is installed first, when root (scripts/install-test-deps.sh
+# --required): dpkg-dev, debhelper, lintian, build-essential (dpkg-buildpackage
+# requires it on Debian) and debian/control's Build-Depends. Not root, the one
+# apt-get line to run is printed and the exit status is 1. No fakeroot:
+# Rules-Requires-Root is no.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Build-Depends as install-test-deps needs: version and architecture
+# restrictions dropped, "a | b" as "a|b", debhelper-compat (virtual) as the
+# package that provides it.
+build_depends() {
+	awk '/^Build-Depends:/ { on = 1; sub(/^Build-Depends:/, ""); print; next }
+		on && /^[ \t]/ { print; next } { on = 0 }' debian/control |
+		tr '\n' ' ' | tr ',' '\n' |
+		sed -e 's/([^)]*)//g; s/\[[^]]*\]//g; s/<[^>]*>//g; s/[[:space:]]//g' \
+			-e 's/^debhelper-compat$/debhelper/' | grep -v '^$'
+}
+mapfile -t needs < <({
+	printf '%s\n' dpkg-dev debhelper lintian build-essential
+	build_depends
+} | awk '!seen[$0]++')
+scripts/install-test-deps.sh --required "${needs[@]}" || {
+	echo "build-deb: the packages above are needed to build the .deb" >&2
+	exit 1
+}
+
 for c in dpkg-buildpackage dh lintian; do
 	command -v "$c" >/dev/null 2>&1 || {
-		echo "build-deb: $c is missing (Debian packages dpkg-dev, debhelper, lintian; make deps installs them)" >&2
+		echo "build-deb: $c is missing (Debian packages ${needs[*]})" >&2
 		exit 1
 	}
 done

@@ -7,7 +7,25 @@
 # Silent when everything is already installed (the common case: a fast no-op,
 # one dpkg-query call). With arguments, only those needs are checked (make
 # demo: install-test-deps.sh nftables iproute2 python3).
+#
+# The first argument may name what a missing package means:
+#   --required     the caller cannot work without them (make deb). Not root:
+#                  prints the one `sudo apt-get install` line to run and exits
+#                  1. Root: exits 1 if they could not all be installed.
+#   --best-effort  the caller skips what it cannot do (make demo). Root: a
+#                  failed apt-get is reported (the packages and apt's own
+#                  error lines) and the exit status is still 0.
+# Without either, not root carries on (make check: the tests that need a
+# package skip) and as root a failed apt-get fails.
 set -euo pipefail
+
+mode=default
+case ${1:-} in
+--required | --best-effort)
+	mode=${1#--}
+	shift
+	;;
+esac
 
 # One entry per need; "a|b" means either package satisfies it and the first
 # one the archive knows is installed.
@@ -66,7 +84,9 @@ NEEDS=(
 (($# > 0)) && NEEDS=("$@")
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
-	echo "install-test-deps: not a Debian system (no dpkg-query); install the test packages by hand" >&2
+	echo "install-test-deps: not a Debian system (no dpkg-query); install by hand what provides:" \
+		"${NEEDS[*]//|/ or }" >&2
+	[[ $mode == required ]] && exit 1
 	exit 0
 fi
 
@@ -91,13 +111,34 @@ done
 ((${#missing[@]} == 0)) && exit 0
 
 if [[ $(id -u) -ne 0 ]]; then
+	if [[ $mode == required ]]; then
+		# Of "a|b", the first: the one apt-get line must run as printed.
+		echo "install-test-deps: missing packages; as root, run:" >&2
+		echo "  sudo apt-get install --no-install-recommends ${missing[*]%%|*}" >&2
+		exit 1
+	fi
 	echo "install-test-deps: missing (not root, not installing; what needs them will skip):" \
 		"${missing[*]//|/ or }" >&2
 	exit 0
 fi
 
+# A failed apt-get: its error lines and what it was for, then the exit
+# status the mode asks for.
+apt_failed() { # WHAT RC ERRFILE
+	grep -E '^(E|W|Err):' "$3" | tail -5 | sed 's/^/install-test-deps:   /' >&2 || true
+	if [[ $mode == best-effort ]]; then
+		echo "install-test-deps: $1 failed (exit $2); not installed: ${missing[*]//|/ or };" \
+			"what needs them will skip" >&2
+		exit 0
+	fi
+	echo "install-test-deps: $1 failed (exit $2); not installed: ${missing[*]//|/ or }" >&2
+	exit 1
+}
+
 export DEBIAN_FRONTEND=noninteractive
 echo "install-test-deps: installing ${missing[*]//|/ or }" >&2
+err=$(mktemp)
+trap 'rm -f "$err"' EXIT
 # A package of another architecture (libcmocka-dev:arm64, make check-cross)
 # needs that architecture known to dpkg before the update.
 for need in "${missing[@]}"; do
@@ -105,7 +146,10 @@ for need in "${missing[@]}"; do
 		dpkg --add-architecture arm64
 	fi
 done
-apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
+# Without network apt-get update warns and exits 0; the install then fails.
+rc=0
+apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null 2>"$err" || rc=$?
+((rc == 0)) || apt_failed "apt-get update" "$rc" "$err"
 
 # Resolve alternatives to the first package the archive offers.
 pkgs=()
@@ -121,10 +165,17 @@ for need in "${missing[@]}"; do
 	done
 	if [[ -z $pick ]]; then
 		echo "install-test-deps: no package available for: ${need//|/ or }" >&2
+		unavailable=1
 		continue
 	fi
 	pkgs+=("$pick")
 done
 
-((${#pkgs[@]} == 0)) && exit 0
-apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+if ((${#pkgs[@]} > 0)); then
+	rc=0
+	apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${pkgs[@]}" \
+		>/dev/null 2>"$err" || rc=$?
+	((rc == 0)) || apt_failed "apt-get install ${pkgs[*]}" "$rc" "$err"
+fi
+[[ $mode == required && -n ${unavailable:-} ]] && exit 1
+exit 0
