@@ -269,6 +269,8 @@ case_frozen_peer() {
 		sed 's/^/    /' "$TMP/fc.with"
 	fi
 	kill -KILL "$srv_without" "$srv_with" 2>/dev/null || true
+	# Reaped here, so that no "Killed" job notice follows the demo's output.
+	wait "$srv_without" "$srv_with" 2>/dev/null || true
 }
 
 if [[ ! -x $WRAP || ! -f $ROOT/build/libhbshim.so ]]; then
