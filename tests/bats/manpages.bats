@@ -63,3 +63,25 @@ render() { MANWIDTH=200 LC_ALL=C.UTF-8 man -l "$1" 2>"$T/man.err" | col -b; }
 	done
 	grep -q '"event":"accept"' "$T/ev" || fail "no accept event: $(cat "$T/ev")"
 }
+
+# The EVENTS section's entries (the .TP tags: ".B connect\fR, \fBaccept").
+man_events() {
+	awk '/^\.SH / { on = ($2 == "EVENTS") } on && tp { print; tp = 0 } on && /^\.TP/ { tp = 1 }' "$1" |
+		sed -E 's/^\.[A-Z]+ //; s/\\f[A-Z]//g' | tr ', ' '\n\n' | grep -v '^$' | sort -u
+}
+
+@test "man pages: every event name the source can emit (hb_event_conn's names in shim/*.c) has an entry in hbshim(7)'s EVENTS" {
+	run "$PY" "$BATS_TEST_DIRNAME/event_names.py" "$HB_ROOT/shim"
+	assert_status 0
+	local -a names
+	mapfile -t names <<<"$output"
+	# connect and accept reach hb_event_conn through opened()'s parameter.
+	[ "${#names[@]}" -ge 9 ] || fail "only ${#names[@]} event names found in shim/: $output"
+	printf '%s\n' "${names[@]}" | grep -qx connect || fail "connect not found: $output"
+	printf '%s\n' "${names[@]}" | grep -qx accept || fail "accept not found: $output"
+	local doc n
+	doc=$(man_events "$MAN7")
+	for n in "${names[@]}"; do
+		grep -qxF -- "$n" <<<"$doc" || fail "hbshim(7) EVENTS has no entry for event '$n' (emitted in shim/); its entries: $(echo $doc)"
+	done
+}
