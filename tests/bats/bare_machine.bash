@@ -13,12 +13,12 @@
 #                          (exit 100, apt's error line); apt-cache policy
 #                          offers every package
 #   as_user PATH CMD...    CMD with nothing in its environment but PATH (and
-#                          HOME, TMPDIR), bounded by HB_CMD_TIMEOUT; as nobody
+#                          HOME), bounded by HB_CMD_TIMEOUT; as nobody
 #                          when the test runs as root (the scripts' not-root
 #                          path)
 
 bare_dir() {
-	BARE=$(mktemp -d /tmp/hb-bare.XXXXXX)
+	BARE=$(mktemp -d -t hb-bare.XXXXXX)
 	chmod 755 "$BARE"
 }
 
@@ -70,7 +70,7 @@ SH
 as_user() {
 	local path=$1
 	shift
-	local -a env=(env -i PATH="$path" HOME=/tmp TMPDIR=/tmp)
+	local -a env=(env -i PATH="$path" HOME="$BARE")
 	if [ "$(id -u)" -eq 0 ]; then
 		timeout --kill-after=2 "$HB_CMD_TIMEOUT" \
 			setpriv --reuid=65534 --regid=65534 --clear-groups -- "${env[@]}" "$@"

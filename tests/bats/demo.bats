@@ -11,9 +11,7 @@ load bare_machine
 
 setup() {
 	hb_setup
-	need_nosan "make demo runs the plain build"
 	need_cmd setpriv make
-	make -q -s --no-print-directory -C "$HB_ROOT" all || fail "the build is not up to date: run make"
 	bare_dir
 	BIN="$BARE/bin"
 	mkdir -p "$BIN"
@@ -23,6 +21,12 @@ setup() {
 teardown() {
 	rm -rf "$BARE"
 	hb_teardown
+}
+
+# make demo would rebuild what is out of date (not as nobody, not without cc).
+need_built() {
+	need_nosan "make demo runs the plain build"
+	make -q -s --no-print-directory -C "$HB_ROOT" all || fail "the build is not up to date: run make"
 }
 
 # Case 2 ran to the end: the unshimmed client still blocked after 6 s, the
@@ -40,6 +44,7 @@ assert_frozen_case() {
 }
 
 @test "make demo, not root: names the missing packages, skips the vanished-peer case, the frozen-peer case runs and detects" {
+	need_built
 	fake_dpkg "$BIN" python3
 	run as_user "$BIN:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" make -s -C "$HB_ROOT" demo
 	assert_status 0
@@ -52,12 +57,13 @@ assert_frozen_case() {
 
 @test "make demo as root without network (apt-get install fails) and no nft: the failure is named, the vanished-peer case skipped, the frozen-peer case runs and detects" {
 	need_root "the install path (apt-get is a fake here)"
+	need_built
 	# Every command the Makefile, install-test-deps.sh and demo.sh use, but
 	# no nft; dpkg-query says nftables is not installed.
 	bare_path "$BIN" bash make dirname id awk grep sed mktemp rm cat tail date sleep ip
 	fake_dpkg "$BIN" iproute2 python3
 	fake_apt "$BIN" "$T/apt.log" install-fails
-	run timeout 60 env -i PATH="$BIN" HOME=/tmp make -s -C "$HB_ROOT" demo
+	run timeout 60 env -i PATH="$BIN" HOME="$BARE" make -s -C "$HB_ROOT" demo
 	assert_status 0
 	grep -qxF -- "-o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends nftables" "$T/apt.log" ||
 		fail "apt-get calls: $(cat "$T/apt.log")"

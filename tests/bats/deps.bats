@@ -54,7 +54,7 @@ teardown() {
 	need_root "the install path (apt-get is a fake here)"
 	fake_dpkg "$BIN" lintian
 	fake_apt "$BIN" "$T/apt.log"
-	run timeout 30 env -i PATH="$BIN" HOME=/tmp "$HB_ROOT/scripts/build-deb.sh"
+	run timeout 30 env -i PATH="$BIN" HOME="$BARE" "$HB_ROOT/scripts/build-deb.sh"
 	# The fake apt-get installs nothing: the build stops at the missing tool.
 	assert_status 1
 	[[ $output == *"build-deb: dpkg-buildpackage is missing"* ]] || fail "$output"
@@ -68,7 +68,7 @@ teardown() {
 	need_root "the install path (apt-get is a fake here)"
 	fake_dpkg "$BIN"
 	fake_apt "$BIN" "$T/apt.log" install-fails
-	run timeout 30 env -i PATH="$BIN" HOME=/tmp "$HB_ROOT/scripts/build-deb.sh"
+	run timeout 30 env -i PATH="$BIN" HOME="$BARE" "$HB_ROOT/scripts/build-deb.sh"
 	assert_status 1
 	[[ $output == *"apt-get install dpkg-dev debhelper lintian build-essential failed (exit 100)"* ]] ||
 		fail "no failure line: $output"
