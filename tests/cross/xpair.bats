@@ -6,7 +6,8 @@
 #   arm64  build/arm64: aarch64 glibc programs under qemu-aarch64-static
 # (scripts/check-cross.sh runs this file once per target.) Under qemu,
 # TCP_INFO answers only the state and SO_COOKIE fails: the framed cases
-# prove the shim's own bookkeeping stands in (frozen peer, fd identity).
+# prove the shim's own bookkeeping stands in (frozen peer, fd identity), and
+# every case checks that qemu did answer short (kernel_answers).
 #
 # Each case: an xpair server and client, both shimmed; 300 KB each way
 # byte-exact in odd-sized pieces that look like frame headers; keepalive
@@ -87,6 +88,33 @@ pair() {
 	[ "$status" -eq 0 ]
 	[[ $output == *"MODE $mode"* ]]
 	[[ $output == *"ECHO OK $n"* ]]
+	kernel_answers
+}
+
+# The client's own TCP_INFO and SO_COOKIE requests, made as the shim makes
+# them. Under qemu these cases exist to exercise the shim's fallbacks, which
+# run only when TCP_INFO stops before tcpi_last_data_recv (bytes 52-55, so a
+# length under 56) and SO_COOKIE gives no cookie: a qemu that answers in full
+# would let them pass without testing the fallbacks, so they fail instead.
+# Natively (musl) the kernel answers in full: the client's report of both is
+# checked there too, so a client that misreported short could not make the
+# qemu check pass.
+kernel_answers() {
+	local ti ck
+	ti=$(sed -n 's/^TCP_INFO LEN \([0-9][0-9]*\)$/\1/p' <<<"$output")
+	ck=$(grep '^COOKIE ' <<<"$output")
+	echo "kernel answers: TCP_INFO ${ti:-?} bytes, $ck"
+	if [ "$XTARGET" = arm64 ]; then
+		[ -n "$ti" ] && [ "$ti" -lt 56 ] && [[ $ck =~ ^COOKIE\ ERR\ [0-9]+$ ]] || {
+			echo "qemu answered TCP_INFO with ${ti:-?} bytes and '$ck': not short, so this case does not exercise the shim's fallbacks (short TCP_INFO, no SO_COOKIE)"
+			return 1
+		}
+	else
+		[ -n "$ti" ] && [ "$ti" -ge 56 ] && [ "$ck" = "COOKIE OK" ] || {
+			echo "the kernel answered TCP_INFO with ${ti:-?} bytes and '$ck': expected a full answer natively"
+			return 1
+		}
+	fi
 }
 
 @test "$XTARGET: keepalive mode: kernel options set, $N bytes each way byte-exact" {
