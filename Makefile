@@ -16,9 +16,10 @@
 #   make bench           benchmarks (never part of check)
 #   make musl            build/musl: the same with musl-gcc (Debian musl-tools)
 #   make arm64           build/arm64: the same with aarch64-linux-gnu-gcc
-#   make check-cross     both, their unit tests (arm64 only: needs cmocka for
-#                        the target) and tests/cross (musl natively, arm64
-#                        under qemu-aarch64-static)
+#   make check-cross     both, their unit tests (musl: cmocka compiled from
+#                        Debian's source package, scripts/musl-cmocka.sh;
+#                        arm64: libcmocka-dev:arm64) and tests/cross (musl
+#                        natively, arm64 under qemu-aarch64-static)
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -97,10 +98,20 @@ $(B)/man/%: man/%.in $(B)/genman
 
 # musl-gcc (Debian musl-tools) has no kernel headers on its include path:
 # a folder of links to the build machine's (linux/, asm/, asm-generic/).
+# Debian has cmocka built for glibc only: with musl-gcc the unit tests link a
+# static cmocka compiled from Debian's cmocka source package.
+CMOCKA_DEP :=
+CMOCKA_CFLAGS :=
+CMOCKA_LIBS := -lcmocka
 ifneq ($(filter %musl-gcc,$(CC)),)
   KINC := $(B)/kinc/.done
   override CFLAGS += -isystem $(B)/kinc
+  CMOCKA_DEP := $(B)/cmocka/lib/libcmocka.a
+  CMOCKA_CFLAGS := -isystem $(B)/cmocka/include
+  CMOCKA_LIBS := $(CMOCKA_DEP)
 endif
+$(B)/cmocka/lib/libcmocka.a: scripts/musl-cmocka.sh
+	CC=$(CC) scripts/musl-cmocka.sh $(B)/cmocka
 $(B)/kinc/.done:
 	mkdir -p $(B)/kinc
 	ln -sfn /usr/include/linux $(B)/kinc/linux
@@ -128,8 +139,8 @@ $(B)/hbshim: $(WRAP_OBJS)
 
 # Unit-test binaries in $(B)/unit/, the programs the bats tests drive
 # (tests/helpers, tests/cross) in $(B)/helpers/.
-$(B)/unit/%: tests/unit/%.c $(B)/libhbcore.a | $(B)/unit
-	$(CC) $(CFLAGS) $(SAN_LD) -fPIE -o $@ $< $(B)/libhbcore.a -lcmocka $(LIBS)
+$(B)/unit/%: tests/unit/%.c $(B)/libhbcore.a $(CMOCKA_DEP) | $(B)/unit
+	$(CC) $(CFLAGS) $(CMOCKA_CFLAGS) $(SAN_LD) -fPIE -o $@ $< $(B)/libhbcore.a $(CMOCKA_LIBS) $(LIBS)
 $(B)/helpers/%: tests/helpers/%.c tests/helpers/loopback.h | $(B)/helpers
 	$(CC) $(CFLAGS) -o $@ $< $(LIBS)
 $(B)/helpers/%: tests/cross/%.c | $(B)/helpers $(KINC)

@@ -38,6 +38,14 @@
 
 #include "interpose.h"
 
+/* Declared by glibc 2.35 and later, not by musl (1.2.3 at least): exported
+ * all the same (one list of symbols for both), so declared here for the
+ * others, with glibc's prototype. */
+#if !defined(__GLIBC__) || __GLIBC__ < 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ < 35)
+int epoll_pwait2(int epfd, struct epoll_event *evs, int max, const struct timespec *ts,
+		 const sigset_t *mask);
+#endif
+
 /* Rounds of "everything reported was control frames" before the reports
  * are passed on as they are (i_poll.c's bound). */
 #define MAX_ROUNDS 64

@@ -12,6 +12,10 @@
  *	  3 BYE:      exits 0
  *   xpair client PORT N [freeze|idle]
  *	prints "MODE m" (hbshim_fd_mode: 0 none, 1 keepalive, 2 frame),
+ *	then what the kernel (under qemu-user: qemu) answers to the two
+ *	requests the shim makes for itself with raw system calls (os.c):
+ *	"TCP_INFO LEN bytes" (or "TCP_INFO ERR errno") and "COOKIE OK" (a
+ *	non-zero SO_COOKIE) or "COOKIE ERR errno" ("COOKIE ERR 0": answered 0),
  *	sends N bytes that look like frame headers and heartbeats
  *	(0x00 0x01, lengths) in pieces of odd sizes, checks the echo and the
  *	server's own bytes byte for byte ("ECHO OK n" or "ECHO BAD ..."),
@@ -36,6 +40,10 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifndef SO_COOKIE
+#define SO_COOKIE 57 /* the same number on every architecture */
+#endif
 
 #define MAX_N (4u << 20)
 
@@ -184,6 +192,23 @@ static int client(int port, uint32_t n, int freeze, int idle)
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
 		die("connect");
 	printf("MODE %d\n", fd_mode ? fd_mode(fd) : -1);
+	{
+		/* As the shim asks (hb_os_tcp_info, hb_os_cookie): more room
+		 * than any kernel's struct tcp_info; the answer's length says
+		 * how much of it the kernel filled. */
+		uint8_t ti[512];
+		uint64_t cookie = 0;
+		socklen_t tl = sizeof(ti), cl = sizeof(cookie);
+
+		if (syscall(SYS_getsockopt, fd, IPPROTO_TCP, TCP_INFO, ti, &tl) < 0)
+			printf("TCP_INFO ERR %d\n", errno);
+		else
+			printf("TCP_INFO LEN %u\n", (unsigned)tl);
+		if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_COOKIE, &cookie, &cl) < 0)
+			printf("COOKIE ERR %d\n", errno);
+		else
+			printf(cookie ? "COOKIE OK\n" : "COOKIE ERR 0\n");
+	}
 	fflush(stdout);
 	if (idle) /* both ends idle: only heartbeats keep the connection */
 		usleep(3500 * 1000);
