@@ -150,10 +150,13 @@ flooded_read() {
 	read -r _ n worst <"$T/echo.out"
 	read -r _ beats gap <"$T/watch.out"
 	echo "# bystander: $n round trips, the slowest $worst ms; heartbeats to another client: $beats, largest gap $gap ms (interval 200 ms)" >&3
-	[ "$gap" -lt 400 ] || fail "largest heartbeat gap $gap ms at a 200 ms interval"
-	# Nominal: under 50 ms (9-20 ms measured with the machine at load 5;
-	# 3000 ms before the flood budget). The bound leaves room for a loaded VM.
-	awk -v w="$worst" 'BEGIN { exit !(w < 500) }' || fail "slowest round trip $worst ms"
+	# Nominal: interval + 10 % (182-201 ms measured, under ASan too; 3100 ms
+	# before the flood budget). The bound leaves room for timer slack on a
+	# loaded 2-core VM.
+	[ "$gap" -lt 300 ] || fail "largest heartbeat gap $gap ms at a 200 ms interval"
+	# The issue's bound: under 50 ms (4-14 ms measured, under ASan too, 9-20 ms
+	# with the machine at load 5; 3000 ms before the flood budget).
+	awk -v w="$worst" 'BEGIN { exit !(w < 50) }' || fail "slowest round trip $worst ms"
 	[ "$n" -ge 100 ] || fail "only $n round trips in 4 s"
 }
 
@@ -171,9 +174,10 @@ flooded_read() {
 	[ "$BG_STATUS" -eq 0 ] || fail "watcher: $(cat "$T/watch.out" "$T/watch.err")"
 	read -r _ beats gap <"$T/watch.out"
 	echo "# other connection: $beats heartbeats, largest gap $gap ms (interval 200 ms)" >&3
-	# Nominal: interval + 10 % (185-205 ms measured; 3100 ms before the
-	# per-tick budget of the lingering close).
-	[ "$gap" -lt 400 ] || fail "largest heartbeat gap $gap ms at a 200 ms interval"
+	# Nominal: interval + 10 % (183-205 ms measured, under ASan too; 3100 ms
+	# before the per-tick budget of the lingering close). The bound leaves
+	# room for timer slack on a loaded 2-core VM.
+	[ "$gap" -lt 300 ] || fail "largest heartbeat gap $gap ms at a 200 ms interval"
 	[ "$beats" -ge 12 ] || fail "only $beats heartbeats in 4 s"
 }
 

@@ -5,11 +5,14 @@
  * of its "dead" event line, the FIN its shutdown sends, the counter of the
  * Prometheus output), the connect deadline (the due time, the dissolve of
  * an attempt through AF_UNSPEC, the blocking connect bounded against a
- * listener whose accept queue is full, so SYNs vanish) and the idle
+ * listener whose accept queue is full, so SYNs vanish; a deadline past
+ * INT_MAX ms waits in bounded steps) and the idle
  * silence arithmetic.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +25,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <cmocka.h>
 
@@ -389,6 +393,94 @@ static void test_connect_bounded_times_out(void **state)
 	close(p.lfd);
 }
 
+struct long_connect {
+	struct sockaddr_in to;
+	struct hb_conn c;
+	int fd, r, err;
+	volatile pid_t tid;
+	volatile int done;
+};
+
+static void *long_connect_thread(void *arg)
+{
+	struct long_connect *lc = arg;
+
+	lc->tid = (pid_t)syscall(SYS_gettid);
+	lc->r = hb_connect_bounded(lc->fd, &lc->c, (struct sockaddr *)&lc->to, sizeof(lc->to),
+				   plain_connect);
+	lc->err = errno;
+	lc->done = 1;
+	return NULL;
+}
+
+/* A deadline past INT_MAX ms (the setting goes up to UINT32_MAX): the
+ * blocking connect waits in bounded steps, never with an infinite poll.
+ * The waiting thread's system call and its arguments are read from
+ * /proc/self/task/TID/syscall: ppoll with a timespec of INT_MAX ms (about
+ * 2147483 s), not a NULL one. The attempt is then dissolved (AF_UNSPEC, as
+ * the connect deadline does) to end the wait. */
+static void test_connect_bounded_long_deadline(void **state)
+{
+	struct pair p;
+	struct long_connect lc;
+	struct sockaddr un = { .sa_family = AF_UNSPEC };
+	pthread_t t;
+	char path[64], line[256];
+	unsigned long long tsp = 0;
+	long nr = -1;
+	int filler, f2, seen = 0;
+
+	listen_lo(&p, 0);
+	/* Backlog 0 holds one connection (or two); the next SYNs are dropped. */
+	filler = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(filler, (struct sockaddr *)&p.la, sizeof(p.la)), 0);
+	f2 = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	(void)connect(f2, (struct sockaddr *)&p.la, sizeof(p.la));
+	usleep(50 * 1000);
+	memset(&lc, 0, sizeof(lc));
+	lc.to = p.la;
+	lc.c.mode = HB_MODE_KEEPALIVE;
+	lc.fd = socket(AF_INET, SOCK_STREAM, 0);
+	hb_cfg.connect_timeout_ms = UINT32_MAX;
+	assert_int_equal(pthread_create(&t, NULL, long_connect_thread, &lc), 0);
+	for (int i = 0; i < 200 && !lc.done; i++) {
+		FILE *f;
+
+		usleep(10 * 1000);
+		if (!lc.tid)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)lc.tid);
+		if (!(f = fopen(path, "r")))
+			break;
+		if (fgets(line, sizeof(line), f) &&
+		    sscanf(line, "%ld %*s %*s %llx", &nr, &tsp) == 2 && nr == SYS_ppoll)
+			seen = 1;
+		fclose(f);
+		if (seen)
+			break;
+	}
+	if (seen && tsp) {
+		const struct timespec *ts = (const struct timespec *)(uintptr_t)tsp;
+
+		/* Read while the thread waits on it (nothing wakes it yet). */
+		if (ts->tv_sec < INT_MAX / 1000 - 5 || ts->tv_sec > INT_MAX / 1000)
+			seen = 2;
+	}
+	assert_int_equal(connect(lc.fd, &un, sizeof(un)), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	close(lc.fd);
+	close(f2);
+	close(filler);
+	close(p.lfd);
+	assert_int_equal(lc.r, -1); /* the dissolved attempt */
+	if (!seen)
+		skip(); /* no per-thread syscall file (an emulator's host view) */
+	if (!tsp)
+		fail_msg("the connect waits in ppoll with no timeout (infinite)");
+	if (seen == 2)
+		fail_msg("the connect's first wait is not INT_MAX ms");
+}
+
 /* A reachable listener: connected, blocking again, no event. */
 static void test_connect_bounded_connects(void **state)
 {
@@ -471,6 +563,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_connect_expired, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connect_bounded_times_out, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connect_bounded_connects, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connect_bounded_long_deadline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_silence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_frame, setup, teardown),
 	};
