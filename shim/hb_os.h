@@ -294,15 +294,7 @@ int hb_vfork_check(int pid);
 int hb_vfork_same_socket(int fd, uint64_t cookie) __attribute__((cold));
 /* 1 in a process that must not change the shim's fd table (a vfork
  * child). One getpid; any thread. */
-static inline int hb_vforked(void)
-{
-	int pid;
-
-	if (!hb_self_pid)
-		return 0;
-	pid = hb_os_getpid();
-	return HB_UNLIKELY(pid != hb_self_pid) && hb_vfork_check(pid);
-}
+int hb_vforked(void);
 
 /* ------------------------------------------------------------------ real.c */
 

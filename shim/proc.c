@@ -92,6 +92,16 @@ int hb_vfork_check(int pid)
 	return 1;
 }
 
+int hb_vforked(void)
+{
+	int pid;
+
+	if (!hb_self_pid)
+		return 0;
+	pid = hb_os_getpid();
+	return HB_UNLIKELY(pid != hb_self_pid) && hb_vfork_check(pid);
+}
+
 int hb_vfork_same_socket(int fd, uint64_t cookie)
 {
 	if (hb_os_getpid() == hb_self_pid) {
