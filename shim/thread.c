@@ -370,10 +370,16 @@ static uint64_t sweep_period(void)
 	return p < 100 ? 100 : p;
 }
 
+/* 1 once the thread started by start() runs (its creator waits for it). */
+static _Atomic uint32_t thread_began;
+
 static void *thread_main(void *arg)
 {
 	uint64_t now = hb_os_now_ms(), next_stats = now + STATS_PERIOD_MS;
 	uint64_t next_sweep = now + sweep_period(), next_step = now;
+
+	hb_store_release(&thread_began, 1);
+	hb_os_futex_wake(&thread_began);
 
 	hb_store_relaxed(&hb_thread_tid, (uint32_t)hb_os_gettid());
 	rng = hb_os_now_ns() ^ ((uint64_t)hb_os_getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
@@ -504,6 +510,7 @@ static void start(void)
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
+	hb_store_release(&thread_began, 0);
 	rc = pthread_create(&tid, &attr, thread_main, NULL);
 	pthread_attr_destroy(&attr);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -513,6 +520,17 @@ static void start(void)
 				     "deadlines and idle checks are off in this process", rc);
 		return;
 	}
+	/* Until the new thread runs, libc counts it as being created (glibc:
+	 * its setxid_futex is -1 until start_thread clears it). A child made
+	 * by a raw clone (vsftpd's session process, right after the accept
+	 * that started this thread) copies that list, where the thread never
+	 * runs: its first setuid or setgroups waits for it forever. So the
+	 * caller goes on once the thread runs (within a second, whatever the
+	 * scheduler does: a thread that never starts does not hold the
+	 * application up longer). */
+	for (uint64_t until = hb_os_now_ms() + 1000;
+	     !hb_load_acquire(&thread_began) && hb_os_now_ms() < until;)
+		hb_os_futex_wait(&thread_began, 0, 10);
 	hb_store_release(&tstate, TS_RUNNING);
 #ifdef __GLIBC__
 	pthread_setname_np(tid, "hbshim");

@@ -581,3 +581,19 @@ END eof" ] || fail "output: $output"
 @test "raw clone: the same through glibc's clone() with a stack" {
 	clonehand_echoes wrapper
 }
+
+# glibc counts a thread as being created until it first runs, and its
+# all-threads setxid (setuid, setgroups, setresuid in a process it counts
+# as threaded) waits for such a thread. A raw clone's child copies that
+# list, where the thread never runs: the shim's background thread, started
+# by an accept right before the clone (vsftpd's listener, whose session
+# process then calls setgroups), hung the child's first setgroups for good.
+# The shim's thread start now returns once the thread runs. 20 rounds: a
+# fresh worker accepts (its thread starts) and raw-clones at once; the
+# child's setresuid(-1, -1, -1) must return (2 s alarm).
+@test "raw clone right after the accept that started the shim's thread: the child's setresuid returns (no wait for a thread that never runs)" {
+	need_helper clonesetxid
+	run shim HBSHIM_FRAME='*' "$HB_HELPERS/clonesetxid" 20
+	assert_status 0
+	[ "$output" = "rounds 20 hung 0" ] || fail "output: $output"
+}
