@@ -180,6 +180,17 @@ void hb_dg_follow_family(struct hb_conn *c, int fd);
 /* This process uses one side of c (HB_CF_CLAIMED: receive, HB_CF_TX_CLAIMED:
  * send): that side's background work is its job from now on. App. */
 void hb_take_side(struct hb_conn *c, uint32_t side);
+/* The fork family's record of peer hellos taken (share.c): mapped at
+ * start-up; a copy of c that took the peer's hello lists it (rxlock held,
+ * after the hello left the socket); a copy still undecided finds it there
+ * (1, with what the hello said and the txmode that copy decided). */
+struct hb_share_hello {
+	uint32_t peer_interval_ms, peer_timeout_ms;
+	uint8_t peer_dg, txmode;
+};
+void hb_share_record_init(void);
+void hb_share_hello_publish(const struct hb_conn *c);
+int hb_share_hello_find(uint64_t cookie, struct hb_share_hello *h);
 
 /* ---------------------------------------------------------------- negotiate.c */
 

@@ -669,8 +669,9 @@ long hb_frame_xfer_in(struct hb_conn *c, int fd, size_t len, int nb,
 
 /* ------------------------------------------------------------------ leave.c */
 
-/* Set up the downgrade record (hb_dg_publish) and the SCM_RIGHTS watch on
- * the next sendmsg. Constructor, after hb_real_bind. */
+/* Set up the fork family's records (downgraded connections, hb_dg_publish;
+ * peer hellos taken, share.c) and the SCM_RIGHTS watch on the next
+ * sendmsg. Constructor, after hb_real_bind. */
 void hb_dg_init(void);
 /* This process is about to stop framing c (reason HB_DR_*: a seccomp filter
  * comes next). Sends our downgrade frame with the request flag when the

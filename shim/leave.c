@@ -79,6 +79,7 @@ static int dg_sendmmsg(int fd, struct mmsghdr *v, unsigned int n, hb_mmsg_flags_
 void hb_dg_init(void)
 {
 	hb_dg_record_init();
+	hb_share_record_init();
 	if (!next_sendmsg) {
 		next_sendmsg = __atomic_load_n(&hb_real.sendmsg, __ATOMIC_ACQUIRE);
 		if (next_sendmsg)

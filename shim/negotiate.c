@@ -194,6 +194,7 @@ static int peer_framed(struct hb_conn *c, int fd, const struct hb_hello *h)
 	if (!c->client)
 		apply_frame_keepalive(fd, c);
 	decide_tx(c, fd, 1);
+	hb_share_hello_publish(c);
 	hb_log(HB_LOG_DEBUG, "fd %d: peer speaks hbshim v%u (interval %u ms)", fd, h->version,
 	       h->interval_ms);
 	warn_mismatch(c, fd, h);
@@ -201,6 +202,43 @@ static int peer_framed(struct hb_conn *c, int fd, const struct hb_hello *h)
 		      HB_EV_FIELDS(HB_EV_NUM("peer_interval_ms", h->interval_ms),
 				   HB_EV_NUM("peer_timeout_ms", h->timeout_ms)));
 	return 0;
+}
+
+/* Another process of the fork family took the peer's hello (share.c): the
+ * stream is framed from here, whatever its next bytes look like. Our own
+ * hello went out from that process with its decision (a server's answer),
+ * so it is not sent again; our direction is what that process decided.
+ * rxlock held; 1 when decided so. */
+static int hello_taken_in_family(struct hb_conn *c, int fd)
+{
+	struct hb_share_hello h;
+
+	if (HB_LIKELY(!(hb_load_relaxed(&c->flags) & HB_CF_SHARED)) ||
+	    !hb_share_hello_find(c->cookie, &h))
+		return 0;
+	c->peer_interval_ms = h.peer_interval_ms;
+	c->peer_timeout_ms = h.peer_timeout_ms;
+	c->peer_dg = h.peer_dg;
+	memset(&c->rx, 0, sizeof(c->rx));
+	if (hb_conn_public_mode(c) != HB_MODE_FRAME) {
+		hb_stat_add(HB_ST_CONN_KEEPALIVE, -1);
+		hb_stat_add(HB_ST_CONN_FRAME, 1);
+	}
+	hb_store_release(&c->rxmode, HB_RX_FRAMED);
+	hb_store_relaxed(&hb_frame_seen, 1);
+	hb_frame_set_lowat(c, fd);
+	if (!c->client)
+		apply_frame_keepalive(fd, c);
+	if (hb_load_acquire(&c->txmode) == HB_TX_UNDECIDED && h.txmode != HB_TX_UNDECIDED &&
+	    hb_trylock(&c->txlock)) {
+		if (hb_load_relaxed(&c->txmode) == HB_TX_UNDECIDED) {
+			c->hello_sent = 1;
+			hb_store_release(&c->txmode, h.txmode);
+		}
+		hb_unlock(&c->txlock);
+	}
+	hb_log(HB_LOG_DEBUG, "fd %d: peer speaks hbshim (its hello taken by another process)", fd);
+	return 1;
 }
 
 /* Look at the first bytes of the peer's direction (rxlock held).
@@ -215,7 +253,7 @@ static int detect(struct hb_conn *c, int fd, int wait)
 	/* Another thread may have decided while we waited for the lock: what
 	 * follows a consumed hello is frames, which must never be classified
 	 * as a raw stream's first bytes. */
-	if (hb_load_relaxed(&c->rxmode) != HB_RX_DETECT)
+	if (hb_load_relaxed(&c->rxmode) != HB_RX_DETECT || hello_taken_in_family(c, fd))
 		return 0;
 	for (;;) {
 		long r;

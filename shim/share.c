@@ -8,7 +8,8 @@
  * other's use, so a side this process has not used since is left alone
  * (hb_may_act_on_rx, hb_may_act_on_tx in frame_int.h). This file marks the
  * connections at fork and records which side this process took over; the
- * tick (tick.c) applies the parent's pause and take-back.
+ * tick (tick.c) applies the parent's pause and take-back. It also keeps
+ * the fork family's record of peer hellos taken (below).
  */
 
 #include "hb.h"
@@ -88,4 +89,76 @@ void hb_take_side(struct hb_conn *c, uint32_t side)
 			hb_thread_ensure();
 		}
 	}
+}
+
+/* The peer's hello, as the process of the fork family that took it saw it.
+ * The hello is in the stream once: after a fork or a raw clone that went
+ * ahead with the peer's direction undecided (an accepted connection whose
+ * client's hello had not arrived: hand-overs do not wait for those), the
+ * copy that reads first takes it, and a copy made later from a process
+ * that never read (vsftpd's session process, which clones the pre-login
+ * and then the post-login process) would take the frames behind it for a
+ * raw stream's first bytes, and answer raw into a framed stream. A page
+ * shared across fork and clone lists, by socket cookie (unique per boot),
+ * the connections whose hello a process of the family took, with what the
+ * hello said; a copy still undecided that finds its cookie there is framed
+ * as that process decided, without a byte read or sent (hb_negotiate).
+ * Only connections that crossed a fork or exec are listed. A ring: an
+ * entry goes 256 decisions later, long after the copies of one connection
+ * decided (an entry gone leaves a copy to look at the stream, as before).
+ * Each entry's cookie is written last and read first and again last: a
+ * reader never takes another connection's figures for its own. */
+#define HELLO_REC_MAX 256
+struct hello_rec {
+	_Atomic uint64_t cookie; /* 0: empty or being written */
+	_Atomic uint32_t peer_interval_ms, peer_timeout_ms;
+	_Atomic uint8_t peer_dg, txmode;
+};
+static struct {
+	_Atomic uint32_t next;
+	struct hello_rec e[HELLO_REC_MAX];
+} *hello_recs;
+
+void hb_share_record_init(void)
+{
+	if (!hello_recs)
+		hello_recs = hb_os_mmap_shared(sizeof(*hello_recs));
+}
+
+int hb_share_hello_find(uint64_t cookie, struct hb_share_hello *h)
+{
+	if (!hello_recs || !cookie)
+		return 0;
+	for (int i = 0; i < HELLO_REC_MAX; i++) {
+		struct hello_rec *e = &hello_recs->e[i];
+
+		if (hb_load_acquire(&e->cookie) != cookie)
+			continue;
+		h->peer_interval_ms = hb_load_relaxed(&e->peer_interval_ms);
+		h->peer_timeout_ms = hb_load_relaxed(&e->peer_timeout_ms);
+		h->peer_dg = hb_load_relaxed(&e->peer_dg);
+		h->txmode = hb_load_relaxed(&e->txmode);
+		hb_fence_seq_cst();
+		if (hb_load_relaxed(&e->cookie) == cookie)
+			return 1;
+	}
+	return 0;
+}
+
+void hb_share_hello_publish(const struct hb_conn *c)
+{
+	struct hb_share_hello old;
+	struct hello_rec *e;
+
+	if (!hello_recs || !c->cookie || !(hb_load_relaxed(&c->flags) & HB_CF_SHARED) ||
+	    hb_share_hello_find(c->cookie, &old))
+		return;
+	e = &hello_recs->e[hb_add_acq_rel(&hello_recs->next, 1) % HELLO_REC_MAX];
+	hb_store_release(&e->cookie, 0);
+	hb_fence_seq_cst();
+	hb_store_relaxed(&e->peer_interval_ms, c->peer_interval_ms);
+	hb_store_relaxed(&e->peer_timeout_ms, c->peer_timeout_ms);
+	hb_store_relaxed(&e->peer_dg, c->peer_dg);
+	hb_store_relaxed(&e->txmode, hb_load_relaxed(&c->txmode));
+	hb_store_release(&e->cookie, c->cookie);
 }

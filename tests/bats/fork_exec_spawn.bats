@@ -582,6 +582,43 @@ END eof" ] || fail "output: $output"
 	clonehand_echoes wrapper
 }
 
+# A server process that hands an accepted connection to one child, then
+# after that child exited to another, and never reads it itself (vsftpd's
+# session process: the pre-login child, then the post-login one). The
+# client's hello arrives after the first hand-over, so the first child
+# takes it; the server's copy, which the second child copies, still waited
+# for it. The second child took the frames behind the hello for a raw
+# client and answered raw: the client failed with EPROTO. The process that
+# takes a shared connection's hello now lists it in a page the fork family
+# shares (share.c), where a copy still undecided finds it.
+# forkhello_answers fork|clone: both answers framed, no protocol error.
+forkhello_answers() {
+	need_helper forkhello
+	run shim HBSHIM_FRAME='*' HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/ev" "$HB_HELPERS/forkhello" "$1"
+	assert_status 0
+	[ "$output" = "GOT ok 1
+GOT ok 2" ] || fail "output: $output"
+	[ "$(grep -c '"event":"framed"' "$T/ev")" -ge 2 ] || fail "events: $(cat "$T/ev")"
+	! grep -q protocol_error "$T/ev" || fail "events: $(cat "$T/ev")"
+}
+
+@test "hello taken by a child: the server's next child (fork) answers framed, not raw" {
+	forkhello_answers fork
+}
+
+@test "hello taken by a child: the same with children from a raw clone" {
+	forkhello_answers clone
+}
+
+@test "hello taken by a child: with a client that does not frame, both children answer raw, as before" {
+	need_helper forkhello
+	run shim HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/ev" "$HB_HELPERS/forkhello" clone
+	assert_status 0
+	[ "$output" = "GOT ok 1
+GOT ok 2" ] || fail "output: $output"
+	! grep -q '"event":"framed"' "$T/ev" || fail "events: $(cat "$T/ev")"
+}
+
 # glibc counts a thread as being created until it first runs, and its
 # all-threads setxid (setuid, setgroups, setresuid in a process it counts
 # as threaded) waits for such a thread. A raw clone's child copies that
