@@ -537,6 +537,12 @@ void hb_thread_poke(struct hb_conn *c);
  * that uses an inherited connection; the thread then rebuilds its wheel
  * from the fd table). App thread. */
 void hb_thread_ensure(void);
+/* Returns once the background thread, if one was started, runs (at most a
+ * second). Until then glibc counts it as being created, and its
+ * all-threads setuid/setgroups waits for such a thread: a child made by a
+ * raw clone copies that list, where the thread never runs, and would wait
+ * forever. Before a raw clone (i_exec.c). */
+void hb_thread_wait_begun(void);
 /* In the child of a raw clone (no fork handlers ran) that found it has
  * memory of its own: what the fork child handlers do (connections marked
  * INHERITED and SHARED, no background thread yet). own_files: the child

@@ -629,13 +629,18 @@ HB_EXPORT int prctl(int option, ...)
  * hand-over (share.c, leave.c) marks the connections shared, so that the
  * listener's close of its copy leaves the stream to the child, instead of
  * the framed close's drain and shutdown that ended the child's connection
- * before its banner. A clone with CLONE_VM (a thread, a vfork) is left as
- * it is.
+ * before its banner. And it waits until its background thread runs, if
+ * one was just started (hb_thread_wait_begun). A clone with CLONE_VM (a
+ * thread, a vfork) is left as it is.
  */
 static void before_raw_clone(unsigned long flags)
 {
-	if (!(flags & (CLONE_VM | CLONE_THREAD)) && hb_enabled && hb_load_relaxed(&hb_frame_seen) &&
-	    !hb_vforked())
+	if ((flags & (CLONE_VM | CLONE_THREAD)) || !hb_enabled)
+		return;
+	/* The child's libc must not count our thread as still being
+	 * created (hb_thread_wait_begun): its first setuid would hang. */
+	hb_thread_wait_begun();
+	if (hb_load_relaxed(&hb_frame_seen) && !hb_vforked())
 		hb_frame_fork_prepare();
 }
 

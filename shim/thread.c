@@ -370,7 +370,7 @@ static uint64_t sweep_period(void)
 	return p < 100 ? 100 : p;
 }
 
-/* 1 once the thread started by start() runs (its creator waits for it). */
+/* 1 once the thread started by start() runs (hb_thread_wait_begun). */
 static _Atomic uint32_t thread_began;
 
 static void *thread_main(void *arg)
@@ -520,21 +520,28 @@ static void start(void)
 				     "deadlines and idle checks are off in this process", rc);
 		return;
 	}
-	/* Until the new thread runs, libc counts it as being created (glibc:
-	 * its setxid_futex is -1 until start_thread clears it). A child made
-	 * by a raw clone (vsftpd's session process, right after the accept
-	 * that started this thread) copies that list, where the thread never
-	 * runs: its first setuid or setgroups waits for it forever. So the
-	 * caller goes on once the thread runs (within a second, whatever the
-	 * scheduler does: a thread that never starts does not hold the
-	 * application up longer). */
-	for (uint64_t until = hb_os_now_ms() + 1000;
-	     !hb_load_acquire(&thread_began) && hb_os_now_ms() < until;)
-		hb_os_futex_wait(&thread_began, 0, 10);
 	hb_store_release(&tstate, TS_RUNNING);
 #ifdef __GLIBC__
 	pthread_setname_np(tid, "hbshim");
 #endif
+}
+
+void hb_thread_wait_begun(void)
+{
+	uint64_t until = 0;
+
+	for (;;) {
+		int ts = hb_load_acquire(&tstate);
+
+		if (ts == TS_NONE || ts == TS_FAILED ||
+		    (ts == TS_RUNNING && hb_load_acquire(&thread_began)))
+			return;
+		if (!until)
+			until = hb_os_now_ms() + 1000;
+		else if (hb_os_now_ms() >= until)
+			return;
+		hb_os_futex_wait(&thread_began, 0, 1);
+	}
 }
 
 /* A forked child that uses an inherited connection: its timers are in the

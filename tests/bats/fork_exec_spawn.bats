@@ -625,7 +625,7 @@ GOT ok 2" ] || fail "output: $output"
 # list, where the thread never runs: the shim's background thread, started
 # by an accept right before the clone (vsftpd's listener, whose session
 # process then calls setgroups), hung the child's first setgroups for good.
-# The shim's thread start now returns once the thread runs. 20 rounds: a
+# A raw clone now waits until a thread just started runs. 20 rounds: a
 # fresh worker accepts (its thread starts) and raw-clones at once; the
 # child's setresuid(-1, -1, -1) must return (2 s alarm).
 @test "raw clone right after the accept that started the shim's thread: the child's setresuid returns (no wait for a thread that never runs)" {
