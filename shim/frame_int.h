@@ -10,7 +10,8 @@
  *                 notices, the iovec check and the other process's verdict
  *   downgrade.c   the downgrade frames in the stream, the fork family's
  *                 record, the leaving reader
- *   share.c       process sharing: fork marking, which side a process uses
+ *   share.c       process sharing: fork marking, which side a process uses,
+ *                 the fork family's record of peer hellos taken
  *   negotiate.c   the hello exchange, one entry point for the paths above
  *   frame_rx.c    the framed receive path
  *   frame_drain.c the receive side between reads: drain, poll readiness,
