@@ -79,9 +79,44 @@ NEEDS=(
 	lighttpd
 	proftpd-core
 	wget
+	libwrap0
 )
 
-(($# > 0)) && NEEDS=("$@")
+# Run by the tests from an unpacked copy, never installed, because it
+# conflicts with a package above: vsftpd with proftpd-core (both provide
+# ftp-server). Make check as root only (no arguments): `apt-get download`
+# and `dpkg-deb -x` into $UNPACK_DIR/NAME; the one library it links that
+# nothing above brings, libwrap0, is in NEEDS. A failure is reported and
+# the test that needs it skips.
+UNPACK=(vsftpd)
+UNPACK_DIR=/var/cache/hbshim-tests
+unpack_conflicting() {
+	[[ $mode == default && $(id -u) -eq 0 ]] && ((${#UNPACK[@]} > 0)) || return 0
+	local p tmp
+	for p in "${UNPACK[@]}"; do
+		[[ -e $UNPACK_DIR/$p/.unpacked ]] && continue
+		tmp=$(mktemp -d)
+		# Stale or empty package lists: one update, then try again.
+		if ! (cd "$tmp" && apt-get download -qq "$p" >/dev/null 2>&1); then
+			apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null 2>&1 || true
+			(cd "$tmp" && apt-get download -qq "$p" >/dev/null 2>&1) || true
+		fi
+		if compgen -G "$tmp/${p}_*.deb" >/dev/null &&
+			rm -rf "$UNPACK_DIR/$p" && mkdir -p "$UNPACK_DIR/$p" &&
+			dpkg-deb -x "$tmp/${p}"_*.deb "$UNPACK_DIR/$p"; then
+			touch "$UNPACK_DIR/$p/.unpacked"
+			echo "install-test-deps: $p unpacked in $UNPACK_DIR/$p (not installed)" >&2
+		else
+			echo "install-test-deps: could not download and unpack $p; its tests will skip" >&2
+		fi
+		rm -rf "$tmp"
+	done
+}
+
+if (($# > 0)); then
+	NEEDS=("$@")
+	UNPACK=()
+fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
 	echo "install-test-deps: not a Debian system (no dpkg-query); install by hand what provides:" \
@@ -108,7 +143,10 @@ for need in "${NEEDS[@]}"; do
 	((ok)) || missing+=("$need")
 done
 
-((${#missing[@]} == 0)) && exit 0
+if ((${#missing[@]} == 0)); then
+	unpack_conflicting
+	exit 0
+fi
 
 if [[ $(id -u) -ne 0 ]]; then
 	if [[ $mode == required ]]; then
@@ -178,4 +216,5 @@ if ((${#pkgs[@]} > 0)); then
 	((rc == 0)) || apt_failed "apt-get install ${pkgs[*]}" "$rc" "$err"
 fi
 [[ $mode == required && -n ${unavailable:-} ]] && exit 1
+unpack_conflicting
 exit 0

@@ -423,14 +423,16 @@ proftpd_exchange() {
 # login without a password as daemon (vsftpd changes to its home, which
 # must exist, before anon_root), uploads into incoming/. $1: extra
 # configuration lines. The vsftpd package conflicts with proftpd-core (both
-# are ftp-server): HB_VSFTPD may name a vsftpd binary unpacked elsewhere
-# (apt-get download vsftpd; dpkg-deb -x), else the installed one is used.
+# are ftp-server): scripts/install-test-deps.sh unpacks it, as root, under
+# /var/cache/hbshim-tests/vsftpd without installing it; HB_VSFTPD may name
+# another binary; else an installed one is used.
 start_vsftpd() {
 	need_root "vsftpd runs standalone as root, chroots and changes user per session"
 	need_cmd curl
 	local vsftpd=${HB_VSFTPD:-$(command -v vsftpd || true)}
+	[ -n "$vsftpd" ] || vsftpd=/var/cache/hbshim-tests/vsftpd/usr/sbin/vsftpd
 	[ -n "$vsftpd" ] && [ -x "$vsftpd" ] ||
-		skip "needs vsftpd (not installed; it conflicts with proftpd-core: HB_VSFTPD may name an unpacked binary)"
+		skip "needs vsftpd (neither installed nor unpacked by make check as root; HB_VSFTPD may name a binary)"
 	id daemon >/dev/null 2>&1 || skip "needs the user daemon"
 	shared_dir nobody
 	mkdir -p "$W/empty" "$W/www/incoming"
