@@ -59,6 +59,7 @@ void hb_dg_record_init(void)
  * more than DG_SHARED_MAX connections, and still holds the oldest copy). */
 void hb_dg_publish(uint64_t cookie)
 {
+	hb_share_hello_forget(cookie);
 	if (!shared || !cookie || hb_dg_published(cookie))
 		return;
 	hb_store_release(&shared->cookie[hb_add_acq_rel(&shared->next, 1) % DG_SHARED_MAX], cookie);
@@ -239,6 +240,7 @@ void hb_dg_event(struct hb_conn *c, int fd, const char *by, uint8_t reason)
 void hb_dg_rx_downgraded(struct hb_conn *c, int fd, const struct hb_rx_info *info)
 {
 	hb_store_release(&c->rxmode, HB_RX_RAW);
+	hb_share_hello_forget(c->cookie);
 	/* Our low-water mark of 6 would hold a short raw answer back from a
 	 * read that goes on right after this frame. */
 	if (hb_fd_is(c, fd))
@@ -300,6 +302,11 @@ int hb_dg_tx_downgrade(struct hb_conn *c, int fd, int wait_ms)
 			return 0;
 	}
 	hb_store_release(&c->txmode, HB_TX_RAW);
+	/* Both directions raw now (the peer asked, this was our answer): the
+	 * other copies of a shared connection follow (hb_dg_follow_family),
+	 * as they do when a process of the family leaves framing. */
+	if (hb_load_relaxed(&c->rxmode) == HB_RX_RAW && (hb_load_relaxed(&c->flags) & HB_CF_SHARED))
+		hb_dg_publish(c->cookie);
 	return 1;
 }
 

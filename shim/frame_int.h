@@ -192,6 +192,10 @@ struct hb_share_hello {
 void hb_share_record_init(void);
 void hb_share_hello_publish(const struct hb_conn *c);
 int hb_share_hello_find(uint64_t cookie, struct hb_share_hello *h);
+/* The connection went raw (a downgrade, ours or the peer's): its entry, if
+ * any, goes, so that no copy takes the stream for framed from here. Any
+ * thread. */
+void hb_share_hello_forget(uint64_t cookie);
 
 /* ---------------------------------------------------------------- negotiate.c */
 

@@ -204,18 +204,38 @@ static int peer_framed(struct hb_conn *c, int fd, const struct hb_hello *h)
 	return 0;
 }
 
-/* Another process of the fork family took the peer's hello (share.c): the
- * stream is framed from here, whatever its next bytes look like. Our own
- * hello went out from that process with its decision (a server's answer),
- * so it is not sent again; our direction is what that process decided.
- * rxlock held; 1 when decided so. */
+/* The peer's hello as another process of the fork family took it
+ * (share.c), for a shared copy of c whose stream that process has not
+ * downgraded since: 1 and *h. */
+static int family_hello(const struct hb_conn *c, struct hb_share_hello *h)
+{
+	return (hb_load_relaxed(&c->flags) & HB_CF_SHARED) && hb_share_hello_find(c->cookie, h) &&
+	       h->txmode != HB_TX_UNDECIDED && !hb_dg_published(c->cookie);
+}
+
+/* Another process of the fork family took the peer's hello: the stream is
+ * framed from here, whatever its next bytes look like. Our own hello went
+ * out from that process with its decision (a server's answer), so it is
+ * not sent again; our direction is what that process decided, set before
+ * the receive side is (a writer that sees the receive side decided must
+ * find ours decided too). rxlock held; 1 when decided so, 0 when there is
+ * no such record or our writer holds txlock (the stream is then looked at,
+ * as without the record). */
 static int hello_taken_in_family(struct hb_conn *c, int fd)
 {
 	struct hb_share_hello h;
 
-	if (HB_LIKELY(!(hb_load_relaxed(&c->flags) & HB_CF_SHARED)) ||
-	    !hb_share_hello_find(c->cookie, &h))
+	if (HB_LIKELY(!(hb_load_relaxed(&c->flags) & HB_CF_SHARED)) || !family_hello(c, &h))
 		return 0;
+	if (hb_load_acquire(&c->txmode) == HB_TX_UNDECIDED) {
+		if (!hb_trylock(&c->txlock))
+			return 0;
+		if (hb_load_relaxed(&c->txmode) == HB_TX_UNDECIDED) {
+			c->hello_sent = 1;
+			hb_store_release(&c->txmode, h.txmode);
+		}
+		hb_unlock(&c->txlock);
+	}
 	c->peer_interval_ms = h.peer_interval_ms;
 	c->peer_timeout_ms = h.peer_timeout_ms;
 	c->peer_dg = h.peer_dg;
@@ -229,14 +249,6 @@ static int hello_taken_in_family(struct hb_conn *c, int fd)
 	hb_frame_set_lowat(c, fd);
 	if (!c->client)
 		apply_frame_keepalive(fd, c);
-	if (hb_load_acquire(&c->txmode) == HB_TX_UNDECIDED && h.txmode != HB_TX_UNDECIDED &&
-	    hb_trylock(&c->txlock)) {
-		if (hb_load_relaxed(&c->txmode) == HB_TX_UNDECIDED) {
-			c->hello_sent = 1;
-			hb_store_release(&c->txmode, h.txmode);
-		}
-		hb_unlock(&c->txlock);
-	}
 	hb_log(HB_LOG_DEBUG, "fd %d: peer speaks hbshim (its hello taken by another process)", fd);
 	return 1;
 }
@@ -357,10 +369,20 @@ static void writer_decide(struct hb_conn *c, int fd)
 		if (rev & POLLIN)
 			hb_os_sleep_us(200); /* let a reader thread see it too */
 	}
-	/* Still unknown (or raw): our direction stays raw. */
+	/* Still unknown (or raw): our direction stays raw, unless another
+	 * process of the family took the peer's hello and sent ours (the
+	 * receive side then follows at its next look). */
 	if (hb_load_acquire(&c->txmode) == HB_TX_UNDECIDED && hb_lock(&c->txlock) == 0) {
-		if (hb_load_relaxed(&c->txmode) == HB_TX_UNDECIDED)
-			hb_store_release(&c->txmode, HB_TX_RAW);
+		if (hb_load_relaxed(&c->txmode) == HB_TX_UNDECIDED) {
+			struct hb_share_hello h;
+
+			if (family_hello(c, &h)) {
+				c->hello_sent = 1;
+				hb_store_release(&c->txmode, h.txmode);
+			} else {
+				hb_store_release(&c->txmode, HB_TX_RAW);
+			}
+		}
 		hb_unlock(&c->txlock);
 	}
 	keepalive_if_both_raw(c);

@@ -106,11 +106,17 @@ void hb_take_side(struct hb_conn *c, uint32_t side)
  * Only connections that crossed a fork or exec are listed. A ring: an
  * entry goes 256 decisions later, long after the copies of one connection
  * decided (an entry gone leaves a copy to look at the stream, as before).
- * Each entry's cookie is written last and read first and again last: a
- * reader never takes another connection's figures for its own. */
+ * A downgrade of the connection, ours or the peer's, takes its entry out
+ * (hb_share_hello_forget): the stream is raw from there, and a copy that
+ * looks at it sees raw bytes. A writer claims its slot by changing the
+ * cookie it finds to SLOT_BUSY (it gives up, leaving nothing listed, when
+ * another writer holds the slot) and writes the cookie last; a reader
+ * takes the figures only when the slot held its cookie before and after
+ * reading them: no copy takes another connection's figures for its own. */
 #define HELLO_REC_MAX 256
+#define SLOT_BUSY UINT64_MAX
 struct hello_rec {
-	_Atomic uint64_t cookie; /* 0: empty or being written */
+	_Atomic uint64_t cookie; /* 0: empty; SLOT_BUSY: being written */
 	_Atomic uint32_t peer_interval_ms, peer_timeout_ms;
 	_Atomic uint8_t peer_dg, txmode;
 };
@@ -127,7 +133,7 @@ void hb_share_record_init(void)
 
 int hb_share_hello_find(uint64_t cookie, struct hb_share_hello *h)
 {
-	if (!hello_recs || !cookie)
+	if (!hello_recs || !cookie || cookie == SLOT_BUSY)
 		return 0;
 	for (int i = 0; i < HELLO_REC_MAX; i++) {
 		struct hello_rec *e = &hello_recs->e[i];
@@ -149,16 +155,30 @@ void hb_share_hello_publish(const struct hb_conn *c)
 {
 	struct hb_share_hello old;
 	struct hello_rec *e;
+	uint64_t was;
 
-	if (!hello_recs || !c->cookie || !(hb_load_relaxed(&c->flags) & HB_CF_SHARED) ||
-	    hb_share_hello_find(c->cookie, &old))
+	if (!hello_recs || !c->cookie || c->cookie == SLOT_BUSY ||
+	    !(hb_load_relaxed(&c->flags) & HB_CF_SHARED) || hb_share_hello_find(c->cookie, &old))
 		return;
 	e = &hello_recs->e[hb_add_acq_rel(&hello_recs->next, 1) % HELLO_REC_MAX];
-	hb_store_release(&e->cookie, 0);
-	hb_fence_seq_cst();
+	was = hb_load_acquire(&e->cookie);
+	/* The claim is an acquire: the figures below are not written before it. */
+	if (was == SLOT_BUSY || !hb_cas_strong_acq_rel(&e->cookie, &was, SLOT_BUSY))
+		return;
 	hb_store_relaxed(&e->peer_interval_ms, c->peer_interval_ms);
 	hb_store_relaxed(&e->peer_timeout_ms, c->peer_timeout_ms);
 	hb_store_relaxed(&e->peer_dg, c->peer_dg);
 	hb_store_relaxed(&e->txmode, hb_load_relaxed(&c->txmode));
 	hb_store_release(&e->cookie, c->cookie);
+}
+
+void hb_share_hello_forget(uint64_t cookie)
+{
+	if (!hello_recs || !cookie || cookie == SLOT_BUSY)
+		return;
+	for (int i = 0; i < HELLO_REC_MAX; i++) {
+		uint64_t was = cookie;
+
+		(void)hb_cas_strong_acq_rel(&hello_recs->e[i].cookie, &was, 0);
+	}
 }

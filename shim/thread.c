@@ -540,7 +540,13 @@ void hb_thread_wait_begun(void)
 			until = hb_os_now_ms() + 1000;
 		else if (hb_os_now_ms() >= until)
 			return;
-		hb_os_futex_wait(&thread_began, 0, 1);
+		/* Begun, RUNNING not stored yet (its creator is between the two,
+		 * perhaps under us in a signal handler): no futex value to wait
+		 * on, so nap instead of spinning. */
+		if (hb_load_acquire(&thread_began))
+			hb_os_sleep_us(200);
+		else
+			hb_os_futex_wait(&thread_began, 0, 1);
 	}
 }
 

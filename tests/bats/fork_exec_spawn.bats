@@ -591,15 +591,36 @@ END eof" ] || fail "output: $output"
 # client and answered raw: the client failed with EPROTO. The process that
 # takes a shared connection's hello now lists it in a page the fork family
 # shares (share.c), where a copy still undecided finds it.
-# forkhello_answers fork|clone: both answers framed, no protocol error.
-forkhello_answers() {
+# forkhello_run MODE WANT: runs forkhello until the first child, not the
+# server, took the client's hello (the server's pid never says "peer
+# speaks" in the debug log; a hello that raced ahead of the first hand-over
+# leaves nothing to test), at most 10 times; every run's output must be
+# WANT with no protocol error. Fails when no run got that far.
+forkhello_run() {
+	local i spid
 	need_helper forkhello
-	run shim HBSHIM_FRAME='*' HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/ev" "$HB_HELPERS/forkhello" "$1"
-	assert_status 0
-	[ "$output" = "GOT ok 1
-GOT ok 2" ] || fail "output: $output"
+	for ((i = 1; i <= 10; i++)); do
+		: >"$T/ev"
+		: >"$T/log"
+		run shim HBSHIM_FRAME='*' HBSHIM_ACCEPT=auto HBSHIM_EVENTS="$T/ev" \
+			HBSHIM_LOG=debug HBSHIM_LOG_FILE="$T/log" FORKHELLO_PIDFILE="$T/spid" \
+			"$HB_HELPERS/forkhello" "$1"
+		assert_status 0
+		[ "$output" = "$2" ] || fail "run $i: output: $output"
+		! grep -q protocol_error "$T/ev" || fail "run $i: events: $(cat "$T/ev")"
+		spid=$(cat "$T/spid")
+		grep -q "^hbshim\[$spid\]: debug: fd [0-9]*: peer speaks hbshim v" "$T/log" || return 0
+	done
+	fail "in 10 runs the client's hello always reached the server before its first child was made"
+}
+
+# forkhello_answers fork|clone: both answers framed, and the second child
+# took the first one's decision from the family's record (its debug line).
+forkhello_answers() {
+	forkhello_run "$1" "GOT ok 1
+GOT ok 2"
 	[ "$(grep -c '"event":"framed"' "$T/ev")" -ge 2 ] || fail "events: $(cat "$T/ev")"
-	! grep -q protocol_error "$T/ev" || fail "events: $(cat "$T/ev")"
+	grep -q 'its hello taken by another process' "$T/log" || fail "no copy took the family's record: $(cat "$T/log")"
 }
 
 @test "hello taken by a child: the server's next child (fork) answers framed, not raw" {
@@ -608,6 +629,16 @@ GOT ok 2" ] || fail "output: $output"
 
 @test "hello taken by a child: the same with children from a raw clone" {
 	forkhello_answers clone
+}
+
+# The record must not outlive a downgrade: after the first child and the
+# client went raw (the client's seccomp filter), the second child, copied
+# from the server's undecided copy, must answer raw, not framed.
+@test "hello taken by a child, then the stream downgraded to raw: the server's next child answers raw" {
+	forkhello_run downgrade "GOT ok 1
+GOT ok P
+GOT ok 2"
+	grep -q '"event":"downgraded"' "$T/ev" || fail "no downgrade: $(cat "$T/ev")"
 }
 
 @test "hello taken by a child: with a client that does not frame, both children answer raw, as before" {

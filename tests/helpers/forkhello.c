@@ -5,10 +5,14 @@
  * a post-login child). The client's hello reaches the socket only after
  * the first hand-over, so the first child takes it.
  *
- *   forkhello fork|clone
+ *   forkhello fork|clone|downgrade
  *
  * fork: the children come from fork(); clone: from syscall(SYS_clone,
- * SIGCHLD), which runs no fork handler. Run with HBSHIM_FRAME=* and
+ * SIGCHLD), which runs no fork handler. downgrade: clone, and after "ok 1"
+ * the client installs an allow-all seccomp filter (its shim downgrades the
+ * connection to raw first, asking the peer to follow) and sends
+ * "PASS y"; the first child reads it and answers "ok P" (the stream is raw
+ * both ways from there), and the second child must answer raw too. Run with HBSHIM_FRAME=* and
  * HBSHIM_ACCEPT=auto. This process is the client: it forks the server
  * first, then connects without blocking (the shim keeps its hello queued
  * until the connection is used) and waits until the server has made its
@@ -18,17 +22,34 @@
  * answers:
  *   GOT ok 1
  *   GOT ok 2             (or "ERR <errno name>" / "EOF" for the second)
- * Exit 0 when it got that far, 2 on a setup failure.
+ * Exit 0 when it got that far, 2 on a setup failure. With FORKHELLO_PIDFILE
+ * set, the server process writes its pid there first (a test can then tell
+ * from the shim's debug log whether the server, not the first child, took
+ * the client's hello: the hello raced ahead of the first hand-over).
  */
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "loopback.h"
 
-static int use_clone;
+static int use_clone, downgrade;
+
+/* An allow-all filter: the shim's prctl interposer downgrades framed
+ * connections before any filter (it cannot tell what a filter forbids). */
+static void seccomp_allow_all(void)
+{
+	struct sock_filter f[] = { BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW) };
+	struct sock_fprog prog = { 1, f };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+		die("seccomp");
+}
 
 static pid_t child(void)
 {
@@ -65,10 +86,18 @@ static void reap(pid_t pid)
 
 static int server(int l, int ready)
 {
+	const char *pidfile = getenv("FORKHELLO_PIDFILE");
 	char b[64];
-	int s = accept(l, NULL, NULL);
+	int s;
 	pid_t p;
 
+	if (pidfile) {
+		FILE *f = fopen(pidfile, "w");
+
+		if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f))
+			die("pidfile");
+	}
+	s = accept(l, NULL, NULL);
 	if (s < 0)
 		die("accept");
 	p = child();
@@ -77,7 +106,12 @@ static int server(int l, int ready)
 	if (p == 0) {
 		if (read_line(s, b, sizeof(b)) <= 0 || strcmp(b, "USER x\n"))
 			_exit(1);
-		_exit(write(s, "ok 1\n", 5) == 5 ? 0 : 1);
+		if (write(s, "ok 1\n", 5) != 5)
+			_exit(1);
+		if (downgrade && (read_line(s, b, sizeof(b)) <= 0 || strcmp(b, "PASS y\n") ||
+				  write(s, "ok P\n", 5) != 5))
+			_exit(1);
+		_exit(0);
 	}
 	if (write(ready, "r", 1) != 1)
 		die("write");
@@ -101,11 +135,13 @@ int main(int argc, char **argv)
 	char b[64];
 	pid_t srv;
 
-	if (argc != 2 || (strcmp(argv[1], "fork") && strcmp(argv[1], "clone"))) {
-		fprintf(stderr, "usage: forkhello fork|clone\n");
+	if (argc != 2 || (strcmp(argv[1], "fork") && strcmp(argv[1], "clone") &&
+			  strcmp(argv[1], "downgrade"))) {
+		fprintf(stderr, "usage: forkhello fork|clone|downgrade\n");
 		return 2;
 	}
-	use_clone = !strcmp(argv[1], "clone");
+	downgrade = !strcmp(argv[1], "downgrade");
+	use_clone = downgrade || !strcmp(argv[1], "clone");
 	l = listener(1, &port);
 	if (pipe(pfd))
 		die("pipe");
@@ -136,8 +172,15 @@ int main(int argc, char **argv)
 	fcntl(c, F_SETFL, 0);
 	if (write(c, "USER x\n", 7) != 7)
 		die("write");
-	for (int i = 0; i < 2; i++) {
-		int r = read_line(c, b, sizeof(b));
+	for (int i = 0; i < 2 + downgrade; i++) {
+		int r;
+
+		if (downgrade && i == 1) {
+			seccomp_allow_all();
+			if (write(c, "PASS y\n", 7) != 7)
+				die("write");
+		}
+		r = read_line(c, b, sizeof(b));
 
 		if (r == -1) {
 			printf("EOF\n");
