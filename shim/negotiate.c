@@ -163,6 +163,28 @@ static void warn_mismatch(struct hb_conn *c, int fd, const struct hb_hello *h)
 		       fd, h->timeout_ms, hb_pace_interval(hb_cfg.interval_ms, h->timeout_ms));
 }
 
+/* The peer's direction is framed from here (rxlock held): its figures
+ * (peer_interval_ms: how often it heartbeats toward us), a fresh decoder,
+ * the counters, the low-water mark between frames and, on a server, the
+ * framed keepalive settings. */
+static void rx_framed(struct hb_conn *c, int fd, uint32_t interval_ms, uint32_t timeout_ms,
+		      uint8_t dg)
+{
+	c->peer_interval_ms = interval_ms;
+	c->peer_timeout_ms = timeout_ms;
+	c->peer_dg = dg;
+	memset(&c->rx, 0, sizeof(c->rx));
+	if (hb_conn_public_mode(c) != HB_MODE_FRAME) {
+		hb_stat_add(HB_ST_CONN_KEEPALIVE, -1);
+		hb_stat_add(HB_ST_CONN_FRAME, 1);
+	}
+	hb_store_release(&c->rxmode, HB_RX_FRAMED);
+	hb_store_relaxed(&hb_frame_seen, 1);
+	hb_frame_set_lowat(c, fd);
+	if (!c->client)
+		apply_frame_keepalive(fd, c);
+}
+
 /* A complete hello h is at the head of the queue: take it, and the peer's
  * direction is framed; ours follows (server side). rxlock held; 0. */
 static int peer_framed(struct hb_conn *c, int fd, const struct hb_hello *h)
@@ -177,22 +199,11 @@ static int peer_framed(struct hb_conn *c, int fd, const struct hb_hello *h)
 	 * peer shortens its interval for our timeout exactly as we do for
 	 * its; an older one keeps its own, and our timeout applies all the
 	 * same. */
-	c->peer_interval_ms = (h->flags & HB_HF_PACED)
-				      ? hb_pace_interval(h->interval_ms, hb_cfg.timeout_ms)
-				      : h->interval_ms;
-	c->peer_timeout_ms = h->timeout_ms;
-	c->peer_dg = !!(h->flags & HB_HF_DOWNGRADE);
-	memset(&c->rx, 0, sizeof(c->rx));
-	if (hb_conn_public_mode(c) != HB_MODE_FRAME) {
-		hb_stat_add(HB_ST_CONN_KEEPALIVE, -1);
-		hb_stat_add(HB_ST_CONN_FRAME, 1);
-	}
 	hb_or_acq_rel(&c->flags, HB_CF_QUICKACK);
-	hb_store_release(&c->rxmode, HB_RX_FRAMED);
-	hb_store_relaxed(&hb_frame_seen, 1);
-	hb_frame_set_lowat(c, fd);
-	if (!c->client)
-		apply_frame_keepalive(fd, c);
+	rx_framed(c, fd,
+		  (h->flags & HB_HF_PACED) ? hb_pace_interval(h->interval_ms, hb_cfg.timeout_ms)
+					   : h->interval_ms,
+		  h->timeout_ms, !!(h->flags & HB_HF_DOWNGRADE));
 	decide_tx(c, fd, 1);
 	hb_share_hello_publish(c);
 	hb_log(HB_LOG_DEBUG, "fd %d: peer speaks hbshim v%u (interval %u ms)", fd, h->version,
@@ -213,6 +224,14 @@ static int family_hello(const struct hb_conn *c, struct hb_share_hello *h)
 	       h->txmode != HB_TX_UNDECIDED && !hb_dg_published(c->cookie);
 }
 
+/* Our direction as that process decided it; its hello went out from there
+ * (txlock held, txmode undecided). */
+static void tx_as_family(struct hb_conn *c, const struct hb_share_hello *h)
+{
+	c->hello_sent = 1;
+	hb_store_release(&c->txmode, h->txmode);
+}
+
 /* Another process of the fork family took the peer's hello: the stream is
  * framed from here, whatever its next bytes look like. Our own hello went
  * out from that process with its decision (a server's answer), so it is
@@ -230,25 +249,11 @@ static int hello_taken_in_family(struct hb_conn *c, int fd)
 	if (hb_load_acquire(&c->txmode) == HB_TX_UNDECIDED) {
 		if (!hb_trylock(&c->txlock))
 			return 0;
-		if (hb_load_relaxed(&c->txmode) == HB_TX_UNDECIDED) {
-			c->hello_sent = 1;
-			hb_store_release(&c->txmode, h.txmode);
-		}
+		if (hb_load_relaxed(&c->txmode) == HB_TX_UNDECIDED)
+			tx_as_family(c, &h);
 		hb_unlock(&c->txlock);
 	}
-	c->peer_interval_ms = h.peer_interval_ms;
-	c->peer_timeout_ms = h.peer_timeout_ms;
-	c->peer_dg = h.peer_dg;
-	memset(&c->rx, 0, sizeof(c->rx));
-	if (hb_conn_public_mode(c) != HB_MODE_FRAME) {
-		hb_stat_add(HB_ST_CONN_KEEPALIVE, -1);
-		hb_stat_add(HB_ST_CONN_FRAME, 1);
-	}
-	hb_store_release(&c->rxmode, HB_RX_FRAMED);
-	hb_store_relaxed(&hb_frame_seen, 1);
-	hb_frame_set_lowat(c, fd);
-	if (!c->client)
-		apply_frame_keepalive(fd, c);
+	rx_framed(c, fd, h.peer_interval_ms, h.peer_timeout_ms, h.peer_dg);
 	hb_log(HB_LOG_DEBUG, "fd %d: peer speaks hbshim (its hello taken by another process)", fd);
 	return 1;
 }
@@ -376,12 +381,10 @@ static void writer_decide(struct hb_conn *c, int fd)
 		if (hb_load_relaxed(&c->txmode) == HB_TX_UNDECIDED) {
 			struct hb_share_hello h;
 
-			if (family_hello(c, &h)) {
-				c->hello_sent = 1;
-				hb_store_release(&c->txmode, h.txmode);
-			} else {
+			if (family_hello(c, &h))
+				tx_as_family(c, &h);
+			else
 				hb_store_release(&c->txmode, HB_TX_RAW);
-			}
 		}
 		hb_unlock(&c->txlock);
 	}
